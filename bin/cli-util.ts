@@ -1,0 +1,65 @@
+// What every command shares: flag parsing that rejects unknown flags, and one-line errors.
+
+import { promises as fs } from 'node:fs';
+import { parseArgs, ParseArgsConfig } from 'node:util';
+import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+
+/** An error whose message is the whole story: printed as one line, exit status 1 (2 for usage). */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
+  }
+}
+
+export function intFlag(value: string | undefined, name: string, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new CliError(`--${name} must be an integer >= ${min}, got '${value}'`, 2);
+  return n;
+}
+
+export function numberFlag(value: string | undefined, name: string, fallback: number, min = -Infinity): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min) throw new CliError(`--${name} must be a number >= ${min}, got '${value}'`, 2);
+  return n;
+}
+
+export async function readJsonFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new CliError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+export async function readViTConfig(file: string): Promise<ViTConfig> {
+  return parseViTConfig(await readJsonFile(file), file);
+}
+
+/** Labels from a comma-separated list or a JSON file holding an array of strings. */
+export async function parseLabels(value: string): Promise<string[]> {
+  if (value.endsWith('.json')) {
+    const raw = await readJsonFile(value);
+    if (!Array.isArray(raw) || !raw.every((l) => typeof l === 'string')) throw new CliError(`${value}: expected a JSON array of label strings`);
+    return raw;
+  }
+  return value.split(',').map((l) => l.trim());
+}

@@ -1,0 +1,46 @@
+// vitrine export: weights (or a fresh seeded model) -> <out>/model.onnx + <out>/config.json
+
+import { exportModel, defaultLabels } from '../trainer/export.js';
+import { readSafetensors } from '../trainer/io/safetensors.js';
+import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { ViT } from '../trainer/vit/model.js';
+import { loadWeights } from '../trainer/vit/weights.js';
+import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
+
+export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
+  Writes <dir>/model.onnx (input pixel_values, outputs logits and attentions.0…) and <dir>/config.json.
+  Without --checkpoint a freshly initialized model (from --seed, default 0) is exported.
+  The config comes from --config, else from the checkpoint's metadata, else the seed config.`;
+
+export async function exportCommand(argv: string[], log: (line: string) => void): Promise<void> {
+  const flags = parseFlags(
+    argv,
+    {
+      checkpoint: { type: 'string' },
+      config: { type: 'string' },
+      labels: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    EXPORT_USAGE,
+  );
+  if (flags.help) return log(EXPORT_USAGE);
+  if (!flags.out) throw new CliError(`--out is required\n${EXPORT_USAGE}`, 2);
+  const seed = intFlag(flags.seed, 'seed', 0);
+
+  const checkpoint = flags.checkpoint ? await readSafetensors(flags.checkpoint) : null;
+  const meta = checkpoint?.metadata ?? {};
+  let config: ViTConfig;
+  if (flags.config) config = await readViTConfig(flags.config);
+  else if (meta.vit_config) config = parseViTConfig(JSON.parse(meta.vit_config), `${flags.checkpoint} (metadata vit_config)`);
+  else config = { ...SEED_CONFIG, mean: [...SEED_CONFIG.mean], std: [...SEED_CONFIG.std] };
+
+  const model = new ViT(config, seed);
+  if (checkpoint) loadWeights(model, checkpoint.tensors, flags.checkpoint!);
+
+  const labels = flags.labels ? await parseLabels(flags.labels) : meta.labels ? (JSON.parse(meta.labels) as string[]) : defaultLabels(config.num_classes);
+  if (labels.length !== config.num_classes) throw new CliError(`${labels.length} labels given for a model of ${config.num_classes} classes`);
+  const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out);
+  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${configFile}`);
+}

@@ -1,0 +1,79 @@
+// The model folder's config.json: what the server needs to serve any image classifier exported to
+// ONNX, ours or foreign. `vitrine export` writes it; the server validates it at load.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+export interface ModelConfig {
+  /** Class names, index = logit position. */
+  labels: string[];
+  /** [height, width] the model takes. */
+  image_size: [number, number];
+  /** Per-channel mean and std applied to pixels scaled to [0, 1]. */
+  mean: number[];
+  std: number[];
+  /** Name of the image input, layout [batch, channels, height, width]. */
+  input_name: string;
+  /** Name of the [batch, classes] logits output. */
+  logits_output: string;
+  /** Names of [batch, heads, tokens, tokens] attention outputs, first layer first; may be empty. */
+  attention_outputs: string[];
+  /** Patch side in pixels, for mapping tokens to image regions; null for models without patches. */
+  patch_size: number | null;
+  /** Our ViT config when the model is ours. */
+  vit?: Record<string, unknown>;
+}
+
+export const MODEL_FILE = 'model.onnx';
+export const CONFIG_FILE = 'config.json';
+
+const isPosInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+const isNumArray = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+
+/** Validates a parsed config.json; throws one line naming the first problem. */
+export function parseModelConfig(raw: unknown, source = CONFIG_FILE): ModelConfig {
+  const fail = (why: string): never => {
+    throw new Error(`${source}: ${why}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('expected a JSON object');
+  const c = raw as Record<string, unknown>;
+  if (!Array.isArray(c.labels) || c.labels.length === 0 || !c.labels.every((l) => typeof l === 'string')) fail("'labels' must be a non-empty array of strings");
+  const size = c.image_size;
+  if (!Array.isArray(size) || size.length !== 2 || !size.every(isPosInt)) fail("'image_size' must be [height, width] in pixels");
+  if (!isNumArray(c.mean)) fail("'mean' must be an array of numbers, one per channel");
+  if (!isNumArray(c.std) || !(c.std as number[]).every((s) => s > 0)) fail("'std' must be an array of positive numbers, one per channel");
+  if ((c.mean as number[]).length !== (c.std as number[]).length) fail("'mean' and 'std' must have one value per channel each");
+  for (const key of ['input_name', 'logits_output'] as const) if (typeof c[key] !== 'string' || !c[key]) fail(`'${key}' must be a non-empty string`);
+  const att = c.attention_outputs ?? [];
+  if (!Array.isArray(att) || !att.every((a) => typeof a === 'string')) fail("'attention_outputs' must be an array of output names");
+  const patch = c.patch_size ?? null;
+  if (patch !== null && !isPosInt(patch)) fail("'patch_size' must be a positive integer or null");
+  return {
+    labels: c.labels as string[],
+    image_size: size as [number, number],
+    mean: c.mean as number[],
+    std: c.std as number[],
+    input_name: c.input_name as string,
+    logits_output: c.logits_output as string,
+    attention_outputs: att as string[],
+    patch_size: patch as number | null,
+    ...(c.vit && typeof c.vit === 'object' ? { vit: c.vit as Record<string, unknown> } : {}),
+  };
+}
+
+export async function readModelConfig(dir: string): Promise<ModelConfig> {
+  const file = path.join(dir, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  return parseModelConfig(raw, file);
+}

@@ -1,0 +1,188 @@
+// Concrete arrays for the reference interpreter: float64 data in row-major order with a numeric shape.
+// Float64 so that finite-difference gradient checks are meaningful; the kernels favour clarity over speed.
+
+export interface NDArray {
+  readonly data: Float64Array;
+  readonly shape: readonly number[];
+}
+
+export function nd(data: ArrayLike<number>, shape: readonly number[]): NDArray {
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (data.length !== size) throw new Error(`array of ${data.length} values does not fit shape [${shape.join(', ')}]`);
+  return { data: data instanceof Float64Array ? data : Float64Array.from(data), shape: [...shape] };
+}
+
+export function sizeOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function stridesOf(shape: readonly number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+export function broadcastNumeric(a: readonly number[], b: readonly number[]): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) throw new Error(`shapes [${a}] and [${b}] do not broadcast`);
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** Strides of `shape` seen from a broadcast `outShape`: 0 where the dim is broadcast. */
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const strides = stridesOf(shape);
+  const lead = outShape.length - shape.length;
+  return outShape.map((d, i) => (i < lead || shape[i - lead] === 1 ? 0 : strides[i - lead]));
+}
+
+/** Calls fn(outIndex, offsetA, offsetB) over every element of outShape. */
+export function forEachBroadcast(outShape: readonly number[], sa: readonly number[], sb: readonly number[], fn: (i: number, a: number, b: number) => void): void {
+  const rank = outShape.length;
+  const size = sizeOf(outShape);
+  const idx = new Array<number>(rank).fill(0);
+  let oa = 0;
+  let ob = 0;
+  for (let i = 0; i < size; i++) {
+    fn(i, oa, ob);
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      oa += sa[d];
+      ob += sb[d];
+      if (idx[d] < outShape[d]) break;
+      oa -= sa[d] * outShape[d];
+      ob -= sb[d] * outShape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+export function binary(a: NDArray, b: NDArray, f: (x: number, y: number) => number): NDArray {
+  const shape = broadcastNumeric(a.shape, b.shape);
+  const out = new Float64Array(sizeOf(shape));
+  const ad = a.data;
+  const bd = b.data;
+  forEachBroadcast(shape, broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape), (i, ia, ib) => {
+    out[i] = f(ad[ia], bd[ib]);
+  });
+  return { data: out, shape };
+}
+
+export function unary(a: NDArray, f: (x: number) => number): NDArray {
+  return { data: a.data.map(f), shape: a.shape };
+}
+
+export function broadcastTo(a: NDArray, shape: readonly number[]): NDArray {
+  const out = new Float64Array(sizeOf(shape));
+  const zero = new Array<number>(shape.length).fill(0);
+  forEachBroadcast(shape, broadcastStrides(a.shape, shape), zero, (i, ia) => {
+    out[i] = a.data[ia];
+  });
+  return { data: out, shape: [...shape] };
+}
+
+export function transpose(a: NDArray, perm: readonly number[]): NDArray {
+  const shape = perm.map((p) => a.shape[p]);
+  const inStrides = stridesOf(a.shape);
+  const permuted = perm.map((p) => inStrides[p]);
+  const out = new Float64Array(a.data.length);
+  const zero = new Array<number>(shape.length).fill(0);
+  forEachBroadcast(shape, permuted, zero, (i, ia) => {
+    out[i] = a.data[ia];
+  });
+  return { data: out, shape };
+}
+
+/** Sums over `axes`, keeping them as size-1 dims. */
+export function reduceSumKeep(a: NDArray, axes: readonly number[]): NDArray {
+  const shape = a.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const out = new Float64Array(sizeOf(shape));
+  const zero = new Array<number>(a.shape.length).fill(0);
+  forEachBroadcast(a.shape, zero, broadcastStrides(shape, a.shape), (i, _z, io) => {
+    out[io] += a.data[i];
+  });
+  return { data: out, shape };
+}
+
+/** Batched matmul with numpy broadcasting of the leading dims; both operands have rank >= 2. */
+export function matmul(a: NDArray, b: NDArray): NDArray {
+  const [m, k] = a.shape.slice(-2);
+  const [k2, n] = b.shape.slice(-2);
+  if (k !== k2) throw new Error(`matmul: inner dims ${k} and ${k2} differ`);
+  const batch = broadcastNumeric(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const sa = broadcastStrides(a.shape.slice(0, -2), batch).map((s) => s * m * k);
+  const sb = broadcastStrides(b.shape.slice(0, -2), batch).map((s) => s * k * n);
+  const out = new Float64Array(sizeOf(batch) * m * n);
+  const ad = a.data;
+  const bd = b.data;
+  forEachBroadcast(batch, sa, sb, (bi, oa, ob) => {
+    const oo = bi * m * n;
+    for (let i = 0; i < m; i++) {
+      for (let p = 0; p < k; p++) {
+        const av = ad[oa + i * k + p];
+        if (av === 0) continue;
+        const rowB = ob + p * n;
+        const rowO = oo + i * n;
+        for (let j = 0; j < n; j++) out[rowO + j] += av * bd[rowB + j];
+      }
+    }
+  });
+  return { data: out, shape: [...batch, m, n] };
+}
+
+/** Applies fn to each contiguous row of the last axis (length n), writing into a new array. */
+export function mapRows(a: NDArray, fn: (src: Float64Array, dst: Float64Array) => void): NDArray {
+  const n = a.shape[a.shape.length - 1] ?? 1;
+  const out = new Float64Array(a.data.length);
+  for (let o = 0; o < a.data.length; o += n) fn(a.data.subarray(o, o + n), out.subarray(o, o + n));
+  return { data: out, shape: a.shape };
+}
+
+/** Copies a [start, end) range along one axis. */
+export function sliceAxis(a: NDArray, axis: number, start: number, end: number): NDArray {
+  const outer = sizeOf(a.shape.slice(0, axis));
+  const inner = sizeOf(a.shape.slice(axis + 1));
+  const len = a.shape[axis];
+  const shape = a.shape.map((d, i) => (i === axis ? end - start : d));
+  const out = new Float64Array(sizeOf(shape));
+  for (let o = 0; o < outer; o++) {
+    out.set(a.data.subarray((o * len + start) * inner, (o * len + end) * inner), o * (end - start) * inner);
+  }
+  return { data: out, shape };
+}
+
+export function concatAxis(parts: readonly NDArray[], axis: number): NDArray {
+  const first = parts[0].shape;
+  const outer = sizeOf(first.slice(0, axis));
+  const inner = sizeOf(first.slice(axis + 1));
+  const total = parts.reduce((s, p) => s + p.shape[axis], 0);
+  const shape = first.map((d, i) => (i === axis ? total : d));
+  const out = new Float64Array(sizeOf(shape));
+  let offset = 0;
+  for (const p of parts) {
+    const len = p.shape[axis];
+    for (let o = 0; o < outer; o++) out.set(p.data.subarray(o * len * inner, (o + 1) * len * inner), (o * total + offset) * inner);
+    offset += len;
+  }
+  return { data: out, shape };
+}
+
+export function padAxis(a: NDArray, axis: number, before: number, after: number): NDArray {
+  const outer = sizeOf(a.shape.slice(0, axis));
+  const inner = sizeOf(a.shape.slice(axis + 1));
+  const len = a.shape[axis];
+  const total = before + len + after;
+  const shape = a.shape.map((d, i) => (i === axis ? total : d));
+  const out = new Float64Array(sizeOf(shape));
+  for (let o = 0; o < outer; o++) out.set(a.data.subarray(o * len * inner, (o + 1) * len * inner), (o * total + before) * inner);
+  return { data: out, shape };
+}

@@ -1,0 +1,506 @@
+// The op table. One entry per primitive op, each with four parts side by side:
+//   shape   infers the output shape (symbolic dims allowed) and validates the inputs;
+//   kernel  the reference implementation over float64 arrays (interpreter.ts runs it);
+//   vjp     the vector-Jacobian product, built from other ops so that gradients are graphs too;
+//           one entry per input, null where an input takes no gradient;
+//   onnx    how the op is written as ONNX nodes (opset 17).
+// Below the table are the front-end helpers that build nodes, and the composites (GELU, cross-entropy,
+// sum-to-shape, …) that are ordinary compositions of primitives.
+
+import { Attrs, Dim, Shape, Tensor, broadcastShapes, makeNode, normalizeAxis, sameShape, shapeToString, staticSize } from './graph.js';
+import * as K from './ndarray.js';
+import type { NDArray } from './ndarray.js';
+
+export const OPSET = 17;
+
+/** What an op's ONNX emission may do: add nodes and constant initializers. */
+export interface OnnxEmitter {
+  node(opType: string, inputs: string[], outputs: string[], attrs?: Record<string, number | number[] | string>): void;
+  int64s(values: readonly number[]): string; // a 1-D int64 initializer; returns its name
+  floats(values: ArrayLike<number>, shape: readonly number[]): string; // a float32 initializer
+  fresh(hint: string): string; // a fresh value name
+}
+
+export interface OpDef {
+  readonly arity: number | 'variadic';
+  shape(inputs: readonly Shape[], attrs: Attrs): Shape;
+  kernel(inputs: readonly NDArray[], attrs: Attrs): NDArray;
+  vjp(grad: Tensor, out: Tensor): (Tensor | null)[];
+  onnx(e: OnnxEmitter, inputs: readonly string[], output: string, node: Tensor): void;
+}
+
+const leaf = (op: string): OpDef => ({
+  arity: 0,
+  shape: (_s, attrs) => attrs.shape as Shape,
+  kernel: () => {
+    throw new Error(`${op} nodes are fed or hold a value; they have no kernel`);
+  },
+  vjp: () => [],
+  onnx: () => {
+    throw new Error(`${op} nodes are graph inputs or initializers, not ONNX nodes`);
+  },
+});
+
+function elementwise(onnxOp: string, f: (x: number, y: number) => number, vjp: OpDef['vjp']): OpDef {
+  return {
+    arity: 2,
+    shape: ([a, b]) => broadcastShapes(a, b, onnxOp),
+    kernel: ([a, b]) => K.binary(a, b, f),
+    vjp,
+    onnx: (e, ins, out) => e.node(onnxOp, [...ins], [out]),
+  };
+}
+
+function unaryOp(onnxOp: string, f: (x: number) => number, vjp: OpDef['vjp']): OpDef {
+  return {
+    arity: 1,
+    shape: ([a]) => a,
+    kernel: ([a]) => K.unary(a, f),
+    vjp,
+    onnx: (e, ins, out) => e.node(onnxOp, [...ins], [out]),
+  };
+}
+
+const axesOf = (attrs: Attrs) => attrs.axes as readonly number[];
+
+export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
+  input: leaf('input'),
+  param: leaf('param'),
+  const: leaf('const'),
+
+  add: elementwise('Add', (x, y) => x + y, (g, out) => {
+    const [a, b] = out.inputs;
+    return [sumTo(g, a.shape), sumTo(g, b.shape)];
+  }),
+  sub: elementwise('Sub', (x, y) => x - y, (g, out) => {
+    const [a, b] = out.inputs;
+    return [sumTo(g, a.shape), sumTo(neg(g), b.shape)];
+  }),
+  mul: elementwise('Mul', (x, y) => x * y, (g, out) => {
+    const [a, b] = out.inputs;
+    return [sumTo(mul(g, b), a.shape), sumTo(mul(g, a), b.shape)];
+  }),
+  div: elementwise('Div', (x, y) => x / y, (g, out) => {
+    const [a, b] = out.inputs;
+    return [sumTo(div(g, b), a.shape), sumTo(neg(div(mul(g, out), b)), b.shape)];
+  }),
+
+  neg: unaryOp('Neg', (x) => -x, (g) => [neg(g)]),
+  exp: unaryOp('Exp', Math.exp, (g, out) => [mul(g, out)]),
+  log: unaryOp('Log', Math.log, (g, out) => [div(g, out.inputs[0])]),
+  tanh: unaryOp('Tanh', Math.tanh, (g, out) => [mul(g, sub(1, mul(out, out)))]),
+  sqrt: unaryOp('Sqrt', Math.sqrt, (g, out) => [div(mul(g, 0.5), out)]),
+
+  pow: {
+    // x ** p for a constant exponent p (attrs.exponent)
+    arity: 1,
+    shape: ([a]) => a,
+    kernel: ([a], attrs) => K.unary(a, (x) => Math.pow(x, attrs.exponent as number)),
+    vjp: (g, out) => {
+      const p = out.attrs.exponent as number;
+      return [mul(g, mul(p, pow(out.inputs[0], p - 1)))];
+    },
+    onnx: (e, [x], out, node) => e.node('Pow', [x, e.floats([node.attrs.exponent as number], [])], [out]),
+  },
+
+  matmul: {
+    arity: 2,
+    shape: ([a, b]) => {
+      if (a.length < 2 || b.length < 2) throw new Error(`matmul: operands need rank >= 2, got ${shapeToString(a)} and ${shapeToString(b)}`);
+      const k = a[a.length - 1];
+      const k2 = b[b.length - 2];
+      if (k !== k2) throw new Error(`matmul: inner dims of ${shapeToString(a)} and ${shapeToString(b)} differ`);
+      return [...broadcastShapes(a.slice(0, -2), b.slice(0, -2), 'matmul'), a[a.length - 2], b[b.length - 1]];
+    },
+    kernel: ([a, b]) => K.matmul(a, b),
+    vjp: (g, out) => {
+      const [a, b] = out.inputs;
+      return [sumTo(matmul(g, transposeLast2(b)), a.shape), sumTo(matmul(transposeLast2(a), g), b.shape)];
+    },
+    onnx: (e, ins, out) => e.node('MatMul', [...ins], [out]),
+  },
+
+  reduce_sum: {
+    // keeps the reduced axes as size 1; `sum(x, axes, false)` composes it with squeeze
+    arity: 1,
+    shape: ([a], attrs) => a.map((d, i) => (axesOf(attrs).includes(i) ? 1 : d)),
+    kernel: ([a], attrs) => K.reduceSumKeep(a, axesOf(attrs)),
+    vjp: (g, out) => [expandAs(g, out.inputs[0])],
+    onnx: (e, [x], out, node) => e.node('ReduceSum', [x, e.int64s(axesOf(node.attrs))], [out], { keepdims: 1 }),
+  },
+
+  reduce_mean: {
+    arity: 1,
+    shape: ([a], attrs) => a.map((d, i) => (axesOf(attrs).includes(i) ? 1 : d)),
+    kernel: ([a], attrs) => {
+      const s = K.reduceSumKeep(a, axesOf(attrs));
+      const n = axesOf(attrs).reduce((p, ax) => p * a.shape[ax], 1);
+      return K.unary(s, (v) => v / n);
+    },
+    vjp: (g, out) => {
+      const x = out.inputs[0];
+      const axes = axesOf(out.attrs);
+      const n = staticSize(axes.map((a) => x.shape[a]));
+      const spread = expandAs(g, x);
+      // A symbolic count (the batch) is measured in the graph: the sum of ones over the same axes.
+      return [n !== undefined ? mul(spread, 1 / n) : div(spread, reduceSum(expandAs(scalar(1), x), axes))];
+    },
+    onnx: (e, [x], out, node) => e.node('ReduceMean', [x], [out], { axes: [...axesOf(node.attrs)], keepdims: 1 }),
+  },
+
+  squeeze: {
+    arity: 1,
+    shape: ([a], attrs) => {
+      for (const ax of axesOf(attrs)) if (a[ax] !== 1) throw new Error(`squeeze: axis ${ax} of ${shapeToString(a)} is not 1`);
+      return a.filter((_d, i) => !axesOf(attrs).includes(i));
+    },
+    kernel: ([a], attrs) => ({ data: a.data, shape: a.shape.filter((_d, i) => !axesOf(attrs).includes(i)) }),
+    vjp: (g, out) => [reshapeAs(g, out.inputs[0])],
+    onnx: (e, [x], out, node) => e.node('Squeeze', [x, e.int64s(axesOf(node.attrs))], [out]),
+  },
+
+  reshape: {
+    // target dims: a number, 0 (copy the input's dim at that index) or -1 (inferred), as ONNX Reshape
+    arity: 1,
+    shape: ([a], attrs) => inferReshape(a, attrs.shape as readonly number[]),
+    kernel: ([a], attrs) => ({ data: a.data, shape: inferReshape(a.shape, attrs.shape as readonly number[]) as number[] }),
+    vjp: (g, out) => [reshapeAs(g, out.inputs[0])],
+    onnx: (e, [x], out, node) => e.node('Reshape', [x, e.int64s(node.attrs.shape as number[])], [out]),
+  },
+
+  reshape_as: {
+    // reshapes x to the runtime shape of ref (which takes no gradient): how gradients undo reshapes
+    arity: 2,
+    shape: ([a, ref]) => {
+      const na = staticSize(a);
+      const nr = staticSize(ref);
+      if (na !== undefined && nr !== undefined && na !== nr) throw new Error(`reshape_as: ${shapeToString(a)} cannot become ${shapeToString(ref)}`);
+      return ref;
+    },
+    kernel: ([a, ref]) => {
+      if (a.data.length !== K.sizeOf(ref.shape)) throw new Error(`reshape_as: [${a.shape}] cannot become [${ref.shape}]`);
+      return { data: a.data, shape: ref.shape };
+    },
+    vjp: (g, out) => [reshapeAs(g, out.inputs[0]), null],
+    onnx: (e, [x, ref], out) => {
+      const shape = e.fresh('shape');
+      e.node('Shape', [ref], [shape]);
+      e.node('Reshape', [x, shape], [out]);
+    },
+  },
+
+  transpose: {
+    arity: 1,
+    shape: ([a], attrs) => {
+      const perm = attrs.perm as readonly number[];
+      if (perm.length !== a.length || [...perm].sort().some((p, i) => p !== i)) throw new Error(`transpose: perm [${perm}] does not fit rank ${a.length}`);
+      return perm.map((p) => a[p]);
+    },
+    kernel: ([a], attrs) => K.transpose(a, attrs.perm as number[]),
+    vjp: (g, out) => {
+      const perm = out.attrs.perm as readonly number[];
+      const inverse = perm.map((_p, i) => perm.indexOf(i));
+      return [transpose(g, inverse)];
+    },
+    onnx: (e, [x], out, node) => e.node('Transpose', [x], [out], { perm: [...(node.attrs.perm as number[])] }),
+  },
+
+  concat: {
+    arity: 'variadic',
+    shape: (shapes, attrs) => {
+      const axis = attrs.axis as number;
+      const first = shapes[0];
+      let total = 0;
+      for (const s of shapes) {
+        if (s.length !== first.length || s.some((d, i) => i !== axis && d !== first[i])) throw new Error(`concat: shapes ${shapes.map(shapeToString).join(', ')} differ off axis ${axis}`);
+        if (typeof s[axis] !== 'number') throw new Error('concat: the concatenated axis must have a known size');
+        total += s[axis] as number;
+      }
+      return first.map((d, i) => (i === axis ? total : d));
+    },
+    kernel: (parts, attrs) => K.concatAxis(parts, attrs.axis as number),
+    vjp: (g, out) => {
+      const axis = out.attrs.axis as number;
+      let start = 0;
+      return out.inputs.map((x) => {
+        const len = x.shape[axis] as number;
+        const part = slice(g, axis, start, start + len);
+        start += len;
+        return part;
+      });
+    },
+    onnx: (e, ins, out, node) => e.node('Concat', [...ins], [out], { axis: node.attrs.axis as number }),
+  },
+
+  slice: {
+    arity: 1,
+    shape: ([a], attrs) => {
+      const { axis, start, end } = attrs as { axis: number; start: number; end: number };
+      const len = a[axis];
+      if (typeof len !== 'number' || start < 0 || end > len || start >= end) throw new Error(`slice: [${start}, ${end}) is not within axis ${axis} of ${shapeToString(a)}`);
+      return a.map((d, i) => (i === axis ? end - start : d));
+    },
+    kernel: ([a], attrs) => K.sliceAxis(a, attrs.axis as number, attrs.start as number, attrs.end as number),
+    vjp: (g, out) => {
+      const { axis, start, end } = out.attrs as { axis: number; start: number; end: number };
+      return [pad(g, axis, start, (out.inputs[0].shape[axis] as number) - end)];
+    },
+    onnx: (e, [x], out, node) => {
+      const { axis, start, end } = node.attrs as { axis: number; start: number; end: number };
+      e.node('Slice', [x, e.int64s([start]), e.int64s([end]), e.int64s([axis])], [out]);
+    },
+  },
+
+  pad: {
+    // zero padding along one axis
+    arity: 1,
+    shape: ([a], attrs) => {
+      const { axis, before, after } = attrs as { axis: number; before: number; after: number };
+      if (typeof a[axis] !== 'number') throw new Error('pad: the padded axis must have a known size');
+      return a.map((d, i) => (i === axis ? (d as number) + before + after : d));
+    },
+    kernel: ([a], attrs) => K.padAxis(a, attrs.axis as number, attrs.before as number, attrs.after as number),
+    vjp: (g, out) => {
+      const { axis, before } = out.attrs as { axis: number; before: number };
+      return [slice(g, axis, before, before + (out.inputs[0].shape[axis] as number))];
+    },
+    onnx: (e, [x], out, node) => {
+      const { axis, before, after } = node.attrs as { axis: number; before: number; after: number };
+      const rank = node.shape.length;
+      const pads = new Array<number>(2 * rank).fill(0);
+      pads[axis] = before;
+      pads[rank + axis] = after;
+      e.node('Pad', [x, e.int64s(pads)], [out], { mode: 'constant' });
+    },
+  },
+
+  expand_as: {
+    // broadcasts x to the runtime shape of ref (which takes no gradient)
+    arity: 2,
+    shape: ([a, ref]) => {
+      const s = broadcastShapes(a, ref, 'expand_as');
+      if (!sameShape(s, ref)) throw new Error(`expand_as: ${shapeToString(a)} does not broadcast to ${shapeToString(ref)}`);
+      return ref;
+    },
+    kernel: ([a, ref]) => K.broadcastTo(a, ref.shape),
+    vjp: (g, out) => [sumTo(g, out.inputs[0].shape), null],
+    onnx: (e, [x, ref], out) => {
+      const shape = e.fresh('shape');
+      e.node('Shape', [ref], [shape]);
+      e.node('Expand', [x, shape], [out]);
+    },
+  },
+
+  // NOTE: softmax and log-softmax are fused ops rather than exp/sum/div compositions: the fused kernels
+  // subtract the row maximum (no overflow for large logits) and ONNX Runtime runs them as one pass.
+  softmax: {
+    arity: 1,
+    shape: ([a]) => a,
+    kernel: ([a]) =>
+      K.mapRows(a, (src, dst) => {
+        let max = -Infinity;
+        for (const v of src) max = Math.max(max, v);
+        let sum = 0;
+        for (let i = 0; i < src.length; i++) sum += dst[i] = Math.exp(src[i] - max);
+        for (let i = 0; i < src.length; i++) dst[i] /= sum;
+      }),
+    vjp: (g, out) => [mul(out, sub(g, reduceSum(mul(g, out), [-1])))],
+    onnx: (e, [x], out) => e.node('Softmax', [x], [out], { axis: -1 }),
+  },
+
+  log_softmax: {
+    arity: 1,
+    shape: ([a]) => a,
+    kernel: ([a]) =>
+      K.mapRows(a, (src, dst) => {
+        let max = -Infinity;
+        for (const v of src) max = Math.max(max, v);
+        let sum = 0;
+        for (const v of src) sum += Math.exp(v - max);
+        const lse = max + Math.log(sum);
+        for (let i = 0; i < src.length; i++) dst[i] = src[i] - lse;
+      }),
+    vjp: (g, out) => [sub(g, mul(exp(out), reduceSum(g, [-1])))],
+    onnx: (e, [x], out) => e.node('LogSoftmax', [x], [out], { axis: -1 }),
+  },
+
+  // NOTE: layer norm is fused (inputs x, weight, bias; over the last axis) because ONNX Runtime's
+  // LayerNormalization kernel is one pass where the composition is eight; its gradient is composed.
+  layer_norm: {
+    arity: 3,
+    shape: ([x, w, b]) => {
+      const d = x[x.length - 1];
+      if (w.length !== 1 || b.length !== 1 || w[0] !== d || b[0] !== d) throw new Error(`layer_norm: weight ${shapeToString(w)} and bias ${shapeToString(b)} must be [${d}]`);
+      return x;
+    },
+    kernel: ([x, w, b], attrs) => {
+      const eps = attrs.eps as number;
+      return K.mapRows(x, (src, dst) => {
+        const n = src.length;
+        let mean = 0;
+        for (const v of src) mean += v;
+        mean /= n;
+        let variance = 0;
+        for (const v of src) variance += (v - mean) * (v - mean);
+        const rstd = 1 / Math.sqrt(variance / n + eps);
+        for (let i = 0; i < n; i++) dst[i] = (src[i] - mean) * rstd * w.data[i] + b.data[i];
+      });
+    },
+    vjp: (g, out) => {
+      const [x, w, b] = out.inputs;
+      const centered = sub(x, reduceMean(x, [-1]));
+      const rstd = pow(add(reduceMean(mul(centered, centered), [-1]), out.attrs.eps as number), -0.5);
+      const xhat = mul(centered, rstd);
+      const gh = mul(g, w);
+      const dx = mul(rstd, sub(sub(gh, reduceMean(gh, [-1])), mul(xhat, reduceMean(mul(gh, xhat), [-1]))));
+      return [dx, sumTo(mul(g, xhat), w.shape), sumTo(g, b.shape)];
+    },
+    onnx: (e, ins, out, node) => e.node('LayerNormalization', [...ins], [out], { axis: -1, epsilon: node.attrs.eps as number }),
+  },
+});
+
+function node(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
+  const def = OPS[op];
+  if (!def) throw new Error(`unknown op '${op}'`);
+  if (def.arity !== 'variadic' && def.arity !== inputs.length) throw new Error(`${op}: takes ${def.arity} inputs, got ${inputs.length}`);
+  return makeNode(op, inputs, attrs, def.shape(inputs.map((t) => t.shape), attrs));
+}
+
+// ---- leaves ----
+
+/** A value fed at run time (images, targets, masks). */
+export function input(name: string, shape: Shape): Tensor {
+  return makeNode('input', [], { name, shape }, shape);
+}
+
+/** A trainable parameter: fed at run time in a training step, an initializer in an inference export. */
+export function param(name: string, shape: readonly number[]): Tensor {
+  return makeNode('param', [], { name, shape }, shape);
+}
+
+export function constant(values: ArrayLike<number>, shape: readonly number[]): Tensor {
+  if (values.length !== (staticSize(shape) ?? -1)) throw new Error(`constant: ${values.length} values do not fit ${shapeToString(shape)}`);
+  return makeNode('const', [], { value: Float64Array.from(values as ArrayLike<number>), shape }, shape);
+}
+
+export const scalar = (v: number): Tensor => constant([v], []);
+
+type Operand = Tensor | number;
+const lift = (x: Operand): Tensor => (typeof x === 'number' ? scalar(x) : x);
+
+// ---- primitives ----
+
+export const add = (a: Operand, b: Operand) => node('add', [lift(a), lift(b)]);
+export const sub = (a: Operand, b: Operand) => node('sub', [lift(a), lift(b)]);
+export const mul = (a: Operand, b: Operand) => node('mul', [lift(a), lift(b)]);
+export const div = (a: Operand, b: Operand) => node('div', [lift(a), lift(b)]);
+export const neg = (a: Tensor) => node('neg', [a]);
+export const exp = (a: Tensor) => node('exp', [a]);
+export const log = (a: Tensor) => node('log', [a]);
+export const tanh = (a: Tensor) => node('tanh', [a]);
+export const sqrt = (a: Tensor) => node('sqrt', [a]);
+export const pow = (a: Tensor, exponent: number) => node('pow', [a], { exponent });
+export const matmul = (a: Tensor, b: Tensor) => node('matmul', [a, b]);
+export const reshape = (a: Tensor, shape: readonly number[]) => node('reshape', [a], { shape: [...shape] });
+export const reshapeAs = (a: Tensor, ref: Tensor) => (sameShape(a.shape, ref.shape) ? a : node('reshape_as', [a, ref]));
+export const transpose = (a: Tensor, perm: readonly number[]) => node('transpose', [a], { perm: [...perm] });
+export const concat = (parts: readonly Tensor[], axis: number) => node('concat', parts, { axis: normalizeAxis(axis, parts[0].shape.length, 'concat') });
+export const slice = (a: Tensor, axis: number, start: number, end: number) => node('slice', [a], { axis: normalizeAxis(axis, a.shape.length, 'slice'), start, end });
+export const pad = (a: Tensor, axis: number, before: number, after: number) => node('pad', [a], { axis: normalizeAxis(axis, a.shape.length, 'pad'), before, after });
+export const expandAs = (a: Tensor, ref: Tensor) => (sameShape(a.shape, ref.shape) ? a : node('expand_as', [a, ref]));
+export const softmax = (a: Tensor) => node('softmax', [a]);
+export const logSoftmax = (a: Tensor) => node('log_softmax', [a]);
+export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number) => node('layer_norm', [x, weight, bias], { eps });
+
+const axesFor = (a: Tensor, axes: readonly number[]) => [...new Set(axes.map((ax) => normalizeAxis(ax, a.shape.length, 'reduce')))].sort((x, y) => x - y);
+
+export const squeeze = (a: Tensor, axes: readonly number[]) => node('squeeze', [a], { axes: axesFor(a, axes) });
+
+/** Sum over axes; keepdims as in numpy. */
+export function reduceSum(a: Tensor, axes: readonly number[], keepdims = true): Tensor {
+  const ax = axesFor(a, axes);
+  const s = node('reduce_sum', [a], { axes: ax });
+  return keepdims ? s : squeeze(s, ax);
+}
+
+export function reduceMean(a: Tensor, axes: readonly number[], keepdims = true): Tensor {
+  const ax = axesFor(a, axes);
+  const m = node('reduce_mean', [a], { axes: ax });
+  return keepdims ? m : squeeze(m, ax);
+}
+
+// ---- composites ----
+
+export const transposeLast2 = (a: Tensor) => {
+  const r = a.shape.length;
+  return transpose(a, [...Array(r - 2).keys(), r - 1, r - 2]);
+};
+
+/** Sums a broadcast gradient back to the shape of the operand it was broadcast from. */
+export function sumTo(g: Tensor, shape: Shape): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const lead = g.shape.length - shape.length;
+  if (lead < 0) throw new Error(`sumTo: ${shapeToString(g.shape)} has fewer dims than ${shapeToString(shape)}`);
+  const axes: number[] = [];
+  g.shape.forEach((d, i) => {
+    if (i < lead || (shape[i - lead] === 1 && d !== 1)) axes.push(i);
+  });
+  let out = axes.length > 0 ? reduceSum(g, axes) : g;
+  if (lead > 0) out = squeeze(out, [...Array(lead).keys()]);
+  if (!sameShape(out.shape, shape)) throw new Error(`sumTo: ${shapeToString(g.shape)} does not reduce to ${shapeToString(shape)}`);
+  return out;
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/** GELU, tanh approximation (as the seed's NewGELUActivation). A composite: its gradient falls out of
+ *  the primitives, and ONNX Runtime fuses the pattern into one kernel at inference. */
+export function gelu(x: Tensor): Tensor {
+  const inner = mul(GELU_C, add(x, mul(0.044715, pow(x, 3))));
+  return mul(mul(0.5, x), add(1, tanh(inner)));
+}
+
+/** Mean over the batch of the cross-entropy between logits [B, C] and target distributions [B, C]
+ *  (one-hot, label-smoothed or mixed). */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  const perExample = neg(reduceSum(mul(targets, logSoftmax(logits)), [-1], false));
+  return reduceMean(perExample, [0], false);
+}
+
+/** Dropout as a multiplication by a mask fed at run time (0 or 1/(1-p) per element): the trainer draws
+ *  the masks from its own seeded generator, so a resumed run replays them exactly. */
+export function dropout(x: Tensor, mask: Tensor | null): Tensor {
+  return mask ? mul(x, mask) : x;
+}
+
+// ---- shape helpers ----
+
+function inferReshape(input: Shape, target: readonly number[]): Dim[] {
+  const out: Dim[] = target.map((d, i) => {
+    if (d === 0) {
+      if (i >= input.length) throw new Error(`reshape: 0 at index ${i} copies a dim that ${shapeToString(input)} lacks`);
+      return input[i];
+    }
+    return d;
+  });
+  const unknown = out.filter((d) => d === -1).length;
+  if (unknown > 1) throw new Error('reshape: at most one -1');
+  const symbolsIn = input.filter((d): d is string => typeof d === 'string');
+  const symbolsOut = out.filter((d): d is string => typeof d === 'string');
+  const numIn = input.reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1);
+  const numOut = out.reduce<number>((p, d) => p * (typeof d === 'number' && d !== -1 ? d : 1), 1);
+  const leftover = [...symbolsIn];
+  for (const s of symbolsOut) {
+    const k = leftover.indexOf(s);
+    if (k < 0) throw new Error(`reshape: ${shapeToString(input)} to [${target}] invents dim ${s}`);
+    leftover.splice(k, 1);
+  }
+  if (unknown === 1) {
+    if (numIn % numOut !== 0) throw new Error(`reshape: ${shapeToString(input)} cannot become [${target}]`);
+    const known = numIn / numOut;
+    const inferred: Dim = leftover.length === 0 ? known : [...(known === 1 ? [] : [String(known)]), ...leftover].join('*');
+    return out.map((d) => (d === -1 ? inferred : d));
+  }
+  if (leftover.length > 0 || numIn !== numOut) throw new Error(`reshape: ${shapeToString(input)} cannot become [${target}]`);
+  return out;
+}

@@ -1,0 +1,42 @@
+// Runs a graph on ONNX Runtime: compiles it once to ONNX, opens a session, feeds float32 arrays.
+
+import { Tensor } from './graph.js';
+import { CompileOptions, compileToBytes } from './onnx.js';
+import { Device, HostTensor, Session, createSession, runSession } from '../../runtime/ort.js';
+
+export interface OrtGraphOptions extends CompileOptions {
+  device?: Device;
+  threads?: number;
+  log?: (message: string) => void;
+}
+
+export class OrtGraph {
+  private constructor(
+    readonly session: Session,
+    readonly outputNames: readonly string[],
+    readonly bytes: Uint8Array,
+  ) {}
+
+  static async create(opts: OrtGraphOptions): Promise<OrtGraph> {
+    const bytes = compileToBytes(opts);
+    const session = await createSession(bytes, { device: opts.device, threads: opts.threads, log: opts.log });
+    return new OrtGraph(session, opts.outputs.map(([name]) => name), bytes);
+  }
+
+  get provider() {
+    return this.session.provider;
+  }
+
+  run(feeds: Readonly<Record<string, HostTensor>>, outputs?: readonly string[]): Promise<Record<string, HostTensor>> {
+    // ONNX Runtime rejects feeds the graph does not take (e.g. a param folded away): pass only its inputs.
+    const used: Record<string, HostTensor> = {};
+    for (const name of this.session.inputNames) {
+      const t = feeds[name];
+      if (!t) throw new Error(`ort: no value fed for input '${name}'`);
+      used[name] = t;
+    }
+    return runSession(this.session, used, outputs);
+  }
+}
+
+export type { Tensor };

@@ -1,0 +1,209 @@
+// The Vision Transformer, as a graph builder.
+//
+// Sources: Dosovitskiy et al. 2020, "An Image is Worth 16x16 Words" (arXiv:2010.11929), and the seed's
+// PyTorch code from "Implementing Vision Transformer (ViT) from Scratch": patch embedding (a conv with
+// kernel = stride = patch, here written as patchify + matmul), a learnable [CLS] token, learnable
+// position embeddings, pre-LayerNorm blocks (multi-head self-attention, then an MLP with tanh-GELU,
+// each with a residual) and a linear classifier on the [CLS] output, with no final LayerNorm.
+//
+// Parameter names follow the seed's module tree so that its state dicts load here (see weights.ts).
+// The per-head query/key/value weights are concatenated in the graph into one [3*hidden, hidden]
+// projection: one matmul instead of 3*heads, and gradients flow back to each head's tensors.
+
+import { Tensor } from '../autograd/graph.js';
+import { add, concat, expandAs, gelu, matmul, mul, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
+import { LayerNorm, Linear, truncNormal, normal, zeros } from '../nn/layers.js';
+import { Container, GraphContext, Module, Parameter } from '../nn/module.js';
+import { Rng } from '../nn/random.js';
+import { ViTConfig, headSize, numPatches, numTokens } from './config.js';
+
+export const BATCH = 'batch'; // the symbolic batch dimension of every graph
+
+class PatchEmbeddings extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
+
+  constructor(
+    readonly c: ViTConfig,
+    rng: Rng,
+  ) {
+    super();
+    // The seed's conv: a module named `projection` holding weights [hidden, channels, patch, patch].
+    const projection = this.addChild('projection', new Container());
+    this.weight = projection.parameter('weight', [c.hidden_size, c.num_channels, c.patch_size, c.patch_size], normal(rng, c.initializer_range));
+    this.bias = projection.parameter('bias', [c.hidden_size], zeros);
+  }
+
+  forward(ctx: GraphContext, pixels: Tensor): Tensor {
+    const { num_channels: ch, patch_size: p, image_size: size, hidden_size: d } = this.c;
+    const g = size / p;
+    let x = reshape(pixels, [0, ch, g, p, g, p]); // (B, C, rows, p, cols, p)
+    x = transpose(x, [0, 2, 4, 1, 3, 5]); // (B, rows, cols, C, p, p)
+    x = reshape(x, [0, g * g, ch * p * p]); // (B, patches, C*p*p): row-major patches, as conv + flatten
+    const w = reshape(ctx.p(this.weight), [d, ch * p * p]); // (hidden, C*p*p)
+    return add(matmul(x, transposeLast2(w)), ctx.p(this.bias)); // (B, patches, hidden)
+  }
+}
+
+class Embeddings extends Module {
+  readonly cls: Parameter;
+  readonly positions: Parameter;
+  readonly patches: PatchEmbeddings;
+
+  constructor(
+    readonly c: ViTConfig,
+    rng: Rng,
+  ) {
+    super();
+    this.patches = this.addChild('patch_embeddings', new PatchEmbeddings(c, rng));
+    this.cls = this.addParam('cls_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range));
+    this.positions = this.addParam('position_embeddings', [1, numTokens(c), c.hidden_size], truncNormal(rng, c.initializer_range));
+  }
+
+  forward(ctx: GraphContext, pixels: Tensor): Tensor {
+    const patches = this.patches.forward(ctx, pixels); // (B, patches, hidden)
+    const cls = expandAs(ctx.p(this.cls), slice(patches, 1, 0, 1)); // (B, 1, hidden)
+    const tokens = add(concat([cls, patches], 1), ctx.p(this.positions)); // (B, tokens, hidden)
+    return ctx.dropout(tokens, this.c.hidden_dropout_prob);
+  }
+}
+
+class AttentionHead extends Module {
+  readonly query: Linear;
+  readonly key: Linear;
+  readonly value: Linear;
+
+  constructor(c: ViTConfig, rng: Rng) {
+    super();
+    const hs = headSize(c);
+    this.query = this.addChild('query', new Linear(c.hidden_size, hs, rng, c.initializer_range, c.qkv_bias));
+    this.key = this.addChild('key', new Linear(c.hidden_size, hs, rng, c.initializer_range, c.qkv_bias));
+    this.value = this.addChild('value', new Linear(c.hidden_size, hs, rng, c.initializer_range, c.qkv_bias));
+  }
+}
+
+class MultiHeadAttention extends Module {
+  readonly heads: AttentionHead[];
+  readonly outputProjection: Linear;
+
+  constructor(
+    readonly c: ViTConfig,
+    rng: Rng,
+  ) {
+    super();
+    this.heads = Array.from({ length: c.num_attention_heads }, () => new AttentionHead(c, rng));
+    this.addChild('heads', Container.list(this.heads));
+    this.outputProjection = this.addChild('output_projection', new Linear(c.hidden_size, c.hidden_size, rng, c.initializer_range));
+  }
+
+  /** Returns the output (B, tokens, hidden) and the attention probabilities (B, heads, tokens, tokens). */
+  forward(ctx: GraphContext, x: Tensor): { out: Tensor; probs: Tensor } {
+    const { hidden_size: d, num_attention_heads: h } = this.c;
+    const hs = headSize(this.c);
+    const t = numTokens(this.c);
+    const parts = (['query', 'key', 'value'] as const).flatMap((k) => this.heads.map((head) => head[k]));
+    const w = concat(parts.map((l) => ctx.p(l.weight)), 0); // (3*hidden, hidden): q of every head, then k, then v
+    let qkv = matmul(x, transposeLast2(w)); // (B, tokens, 3*hidden)
+    if (this.c.qkv_bias) qkv = add(qkv, concat(parts.map((l) => ctx.p(l.bias!)), 0));
+    qkv = reshape(qkv, [0, t, 3, h, hs]); // (B, tokens, 3, heads, head_size)
+    qkv = transpose(qkv, [2, 0, 3, 1, 4]); // (3, B, heads, tokens, head_size)
+    const [q, k, v] = [0, 1, 2].map((i) => squeeze(slice(qkv, 0, i, i + 1), [0])); // each (B, heads, tokens, head_size)
+    const scores = mul(matmul(q, transposeLast2(k)), 1 / Math.sqrt(hs)); // (B, heads, tokens, tokens)
+    const probs = softmax(scores);
+    const attended = matmul(ctx.dropout(probs, this.c.attention_probs_dropout_prob), v); // (B, heads, tokens, head_size)
+    const merged = reshape(transpose(attended, [0, 2, 1, 3]), [0, t, d]); // (B, tokens, hidden): heads side by side
+    const out = ctx.dropout(this.outputProjection.forward(ctx, merged), this.c.hidden_dropout_prob);
+    return { out, probs };
+  }
+}
+
+class MLP extends Module {
+  readonly dense1: Linear;
+  readonly dense2: Linear;
+
+  constructor(
+    readonly c: ViTConfig,
+    rng: Rng,
+  ) {
+    super();
+    this.dense1 = this.addChild('dense_1', new Linear(c.hidden_size, c.intermediate_size, rng, c.initializer_range));
+    this.dense2 = this.addChild('dense_2', new Linear(c.intermediate_size, c.hidden_size, rng, c.initializer_range));
+  }
+
+  forward(ctx: GraphContext, x: Tensor): Tensor {
+    return ctx.dropout(this.dense2.forward(ctx, gelu(this.dense1.forward(ctx, x))), this.c.hidden_dropout_prob);
+  }
+}
+
+class Block extends Module {
+  readonly norm1: LayerNorm;
+  readonly attention: MultiHeadAttention;
+  readonly norm2: LayerNorm;
+  readonly mlp: MLP;
+
+  constructor(c: ViTConfig, rng: Rng) {
+    super();
+    this.attention = this.addChild('attention', new MultiHeadAttention(c, rng));
+    this.norm1 = this.addChild('layernorm_1', new LayerNorm(c.hidden_size, c.layer_norm_eps));
+    this.mlp = this.addChild('mlp', new MLP(c, rng));
+    this.norm2 = this.addChild('layernorm_2', new LayerNorm(c.hidden_size, c.layer_norm_eps));
+  }
+
+  forward(ctx: GraphContext, x: Tensor): { out: Tensor; probs: Tensor } {
+    const { out: attended, probs } = this.attention.forward(ctx, this.norm1.forward(ctx, x));
+    const h = add(x, attended);
+    return { out: add(h, this.mlp.forward(ctx, this.norm2.forward(ctx, h))), probs };
+  }
+}
+
+class Encoder extends Module {
+  readonly blocks: Block[];
+
+  constructor(c: ViTConfig, rng: Rng) {
+    super();
+    this.blocks = Array.from({ length: c.num_hidden_layers }, () => new Block(c, rng));
+    this.addChild('blocks', Container.list(this.blocks));
+  }
+}
+
+export interface ViTOutputs {
+  logits: Tensor; // (B, classes)
+  attentions: Tensor[]; // per layer (B, heads, tokens, tokens)
+}
+
+/** The seed's ViTForClassfication. Parameters are created in the seed's module order and initialized
+ *  from `seed` (normal(0, initializer_range) weights, zero biases, truncated-normal embeddings). */
+export class ViT extends Module {
+  readonly embedding: Embeddings;
+  readonly encoder: Encoder;
+  readonly classifier: Linear;
+
+  constructor(
+    readonly config: ViTConfig,
+    seed = 0,
+  ) {
+    super();
+    const rng = new Rng(seed);
+    this.embedding = this.addChild('embedding', new Embeddings(config, rng));
+    this.encoder = this.addChild('encoder', new Encoder(config, rng));
+    this.classifier = this.addChild('classifier', new Linear(config.hidden_size, config.num_classes, rng, config.initializer_range));
+    this.assignNames();
+  }
+
+  /** Builds the forward graph for pixels (B, channels, size, size), already normalized. */
+  forward(ctx: GraphContext, pixels: Tensor): ViTOutputs {
+    let x = this.embedding.forward(ctx, pixels); // (B, tokens, hidden)
+    const attentions: Tensor[] = [];
+    for (const block of this.encoder.blocks) {
+      const r = block.forward(ctx, x);
+      x = r.out;
+      attentions.push(r.probs);
+    }
+    const cls = squeeze(slice(x, 1, 0, 1), [1]); // (B, hidden)
+    return { logits: this.classifier.forward(ctx, cls), attentions };
+  }
+
+  get numPatches(): number {
+    return numPatches(this.config);
+  }
+}
