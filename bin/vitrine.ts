@@ -1,41 +1,4 @@
 #!/usr/bin/env node
-// The vitrine command: train, export, eval, serve.
+import { main } from './main.js';
 
-import { CliError } from './cli-util.js';
-import { EXPORT_USAGE, exportCommand } from './export.js';
-
-const USAGE = `usage: vitrine <command> [flags]
-commands:
-  export   write an ONNX model (logits + attention maps) and its config.json
-run 'vitrine <command> --help' for its flags`;
-
-type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
-const COMMANDS: Record<string, Command> = {
-  export: exportCommand,
-};
-void EXPORT_USAGE;
-
-export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  const log = (line: string) => process.stdout.write(line + '\n');
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    log(USAGE);
-    return name ? 0 : 2;
-  }
-  const command = COMMANDS[name];
-  if (!command) {
-    process.stderr.write(`vitrine: unknown command '${name}'\n${USAGE}\n`);
-    return 2;
-  }
-  try {
-    await command(rest, log);
-    return 0;
-  } catch (err) {
-    const code = err instanceof CliError ? err.exitCode : 1;
-    process.stderr.write(`vitrine ${name}: ${(err as Error).message}\n`);
-    return code;
-  }
-}
-
-const exitCode = await main(process.argv.slice(2));
-process.exitCode = exitCode;
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,14 @@
+import { ViTConfig, parseViTConfig } from '../../trainer/vit/config.js';
+
+/** A ViT small enough for finite differences: 8x8 images, 2x2 patches of 4 px, 2 blocks, 2 heads. */
+export const TINY: ViTConfig = parseViTConfig({
+  image_size: 8,
+  patch_size: 4,
+  num_channels: 3,
+  hidden_size: 8,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  intermediate_size: 16,
+  num_classes: 3,
+  initializer_range: 0.5,
+});
