@@ -1,16 +1,22 @@
 // The vitrine command's dispatcher: one line per error on stderr, exit 1 (2 for usage errors).
 
 import { CliError } from './cli-util.js';
+import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
+import { trainCommand } from './train.js';
 
 const USAGE = `usage: vitrine <command> [flags]
 commands:
+  train    train a ViT (CIFAR-10 or a folder of class folders) with checkpoints and resume
   export   write an ONNX model (logits + attention maps) and its config.json
+  eval     accuracy, per-class accuracy and confusion matrix of an exported model
 run 'vitrine <command> --help' for its flags`;
 
 type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
 const COMMANDS: Record<string, Command> = {
+  train: trainCommand,
   export: exportCommand,
+  eval: evalCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -59,10 +59,12 @@ export function fuseAttention(state: StateDict, c: ViTConfig): Map<string, Named
   return out;
 }
 
+/** Loads model weights; a training checkpoint's optimizer state (`optimizer.*`) is passed over. */
 export function loadWeights(model: ViT, tensors: ReadonlyMap<string, NamedTensor>, source: string): void {
   let state: Map<string, NamedTensor>;
+  const weights = new Map([...tensors].filter(([name]) => !name.startsWith('optimizer.')));
   try {
-    state = splitFusedAttention(tensors, model.config);
+    state = splitFusedAttention(weights, model.config);
   } catch (err) {
     throw new Error(`${source}: ${(err as Error).message}`);
   }

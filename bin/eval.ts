@@ -1,0 +1,69 @@
+// vitrine eval: an exported model folder on CIFAR-10's test set or a folder of class folders.
+
+import path from 'node:path';
+import { ImageDataset } from '../trainer/data/dataset.js';
+import { loadRunData } from '../trainer/train/data.js';
+import { evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
+import { MODEL_FILE, readModelConfig } from '../runtime/model-config.js';
+import { Device, createSession, runSession } from '../runtime/ort.js';
+import { CliError, intFlag, parseFlags } from './cli-util.js';
+
+export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--json]
+  Prints accuracy, per-class accuracy and the confusion matrix of <dir>/model.onnx. For CIFAR-10 the
+  10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/, else all of it.`;
+
+export async function evalCommand(argv: string[], log: (line: string) => void): Promise<void> {
+  const flags = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      'data-dir': { type: 'string' },
+      device: { type: 'string' },
+      'batch-size': { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    EVAL_USAGE,
+  );
+  if (flags.help) return log(EVAL_USAGE);
+  if (!flags.model) throw new CliError(`--model is required\n${EVAL_USAGE}`, 2);
+  const device = (flags.device ?? 'auto') as Device;
+  if (!['cpu', 'cuda', 'auto'].includes(device)) throw new CliError(`--device must be cpu, cuda or auto, got '${device}'`, 2);
+  const config = await readModelConfig(flags.model);
+  const [height, width] = config.image_size;
+  if (height !== width) throw new CliError(`${flags.model}: only square models are evaluated (image_size ${height}x${width})`);
+  const session = await createSession(path.join(flags.model, MODEL_FILE), { device, log: (l) => process.stderr.write(l + '\n') });
+  const data = await loadRunData({
+    data: flags.data ?? 'cifar10',
+    dataDir: flags['data-dir'] ?? 'data',
+    imageSize: height,
+    valRatio: 0,
+    seed: 0,
+    onBadImage: 'skip',
+    limitTrain: 0,
+    limitEval: intFlag(flags.limit, 'limit', 0),
+    warn: (l) => process.stderr.write(`warning: ${l}\n`),
+    progress: () => {},
+  });
+  let set: ImageDataset = data.eval ?? data.train;
+  // Folder classes are matched to the model's labels by name.
+  const remap = set.classes.map((c) => config.labels.indexOf(c));
+  const stray = set.classes.find((_, i) => remap[i] < 0);
+  if (stray !== undefined) throw new CliError(`class '${stray}' of the data is not among the model's labels (${config.labels.join(', ')})`);
+  set = { ...set, labels: set.labels.map((l) => remap[l]), classes: config.labels };
+  const K = config.labels.length;
+  const result = await evaluate(
+    async (pixels, n) => {
+      const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
+      const logits = out[config.logits_output];
+      if (logits.dims.length !== 2 || logits.dims[1] !== K) throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
+      return logits.data;
+    },
+    set,
+    { mean: config.mean, std: config.std, batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1) },
+  );
+  if (flags.json) log(JSON.stringify({ model: flags.model, data: data.source, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.perClass[k]])), confusion: result.confusion }));
+  else log(`${flags.model} on ${data.source} (${session.provider}):\n${formatEvaluation(result, config.labels)}`);
+}

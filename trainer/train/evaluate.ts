@@ -1,0 +1,73 @@
+// Accuracy, mean cross-entropy and the confusion matrix of a classifier over a data set.
+
+import { ImageDataset } from '../data/dataset.js';
+import { NO_AUGMENT, fillBatch } from '../data/augment.js';
+import { Rng } from '../nn/random.js';
+
+/** Runs the model on a normalized batch (n, C, H, W) and returns its logits (n, classes). */
+export type LogitsFn = (pixels: Float32Array, n: number) => Promise<Float32Array>;
+
+export interface Evaluation {
+  count: number;
+  loss: number;
+  accuracy: number;
+  perClass: number[];
+  /** confusion[true][predicted] */
+  confusion: number[][];
+}
+
+export function argmax(row: ArrayLike<number>, offset: number, n: number): number {
+  let best = 0;
+  for (let j = 1; j < n; j++) if (row[offset + j] > row[offset + best]) best = j;
+  return best;
+}
+
+/** -log softmax(logits)[label] for one row, computed stably. */
+export function rowCrossEntropy(logits: ArrayLike<number>, offset: number, n: number, label: number): number {
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) max = Math.max(max, logits[offset + j]);
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += Math.exp(logits[offset + j] - max);
+  return max + Math.log(sum) - logits[offset + label];
+}
+
+export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; batchSize?: number }): Promise<Evaluation> {
+  const K = data.classes.length;
+  const B = o.batchSize ?? 500;
+  const per = data.channels * data.height * data.width;
+  const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
+  const pixels = new Float32Array(B * per);
+  const targets = new Float32Array(B * K);
+  let loss = 0;
+  let correct = 0;
+  for (let start = 0; start < data.count; start += B) {
+    const n = Math.min(B, data.count - start);
+    const indices = Uint32Array.from({ length: n }, (_, i) => start + i);
+    fillBatch(data, indices, { mean: o.mean, std: o.std, numClasses: K, labelSmoothing: 0, augment: NO_AUGMENT }, new Rng(0), pixels, targets);
+    const logits = await run(pixels.subarray(0, n * per), n);
+    for (let i = 0; i < n; i++) {
+      const label = data.labels[start + i];
+      const pred = argmax(logits, i * K, K);
+      confusion[label][pred]++;
+      if (pred === label) correct++;
+      loss += rowCrossEntropy(logits, i * K, K, label);
+    }
+  }
+  const perClass = confusion.map((row, k) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    return total > 0 ? row[k] / total : 0;
+  });
+  return { count: data.count, loss: loss / data.count, accuracy: correct / data.count, perClass, confusion };
+}
+
+/** The confusion matrix and per-class accuracy as aligned text. */
+export function formatEvaluation(e: Evaluation, classes: readonly string[]): string {
+  const w = Math.max(5, ...classes.map((c) => c.length));
+  const lines = [`accuracy ${(100 * e.accuracy).toFixed(2)}% on ${e.count} images, mean cross-entropy ${e.loss.toFixed(4)}`, '', 'per class:'];
+  classes.forEach((c, k) => lines.push(`  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%`));
+  lines.push('', `confusion matrix (rows: true class, columns: predicted):`);
+  const abbrev = classes.map((c) => c.slice(0, 5));
+  lines.push(`  ${''.padEnd(w)}  ${abbrev.map((a) => a.padStart(6)).join('')}`);
+  classes.forEach((c, k) => lines.push(`  ${c.padEnd(w)}  ${e.confusion[k].map((v) => String(v).padStart(6)).join('')}`));
+  return lines.join('\n');
+}

@@ -1,0 +1,213 @@
+// The training loop, flat: data, model, optimizer, then per step prepare -> run the compiled step ->
+// update, per epoch evaluate -> report -> checkpoint. Everything random is drawn from generators
+// seeded by (seed, what, step or epoch), so a run resumed from any checkpoint replays exactly what the
+// uninterrupted run would have done.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { BatchLoader, Batch } from '../data/loader.js';
+import { ImageDataset } from '../data/dataset.js';
+import { exportModel } from '../export.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { Rng } from '../nn/random.js';
+import { ViTConfig } from '../vit/config.js';
+import { ViT } from '../vit/model.js';
+import { loadWeights, saveWeightsFile } from '../vit/weights.js';
+import { TrainConfig } from './config.js';
+import { RunState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { RunData } from './data.js';
+import { argmax, evaluate } from './evaluate.js';
+import { AdamW, Optimizer, OptimizerParam, SGD, isNoDecayParam } from './optim.js';
+import { EpochMetrics, ProgressBar, formatDuration, renderCurves } from './report.js';
+import { Schedule, learningRate } from './schedule.js';
+import { StepRunner } from './step.js';
+
+export interface TrainOptions {
+  config: TrainConfig;
+  vit: ViTConfig;
+  data: RunData;
+  out: string;
+  resume: boolean;
+  log: (line: string) => void;
+  progress: ProgressBar;
+  /** Set to true (e.g. by SIGINT) to stop after the current step with a checkpoint. */
+  stop: { requested: boolean };
+}
+
+export interface TrainResult {
+  state: RunState;
+  interrupted: boolean;
+  modelDir: string | null;
+  checkpoint: string;
+}
+
+/** A generator for one purpose at one point of the run: independent of everything drawn before. */
+export function streamRng(seed: number, stream: number, index: number): Rng {
+  let h = Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(stream + 1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) ^ index;
+  h = Math.imul(h ^ (h >>> 13), 0x297a2d39);
+  return new Rng((h ^ (h >>> 16)) >>> 0);
+}
+const ORDER = 1;
+const AUGMENT = 2;
+const DROPOUT = 3;
+
+function makeOptimizer(c: TrainConfig): Optimizer {
+  return c.optimizer === 'adamw' ? new AdamW({ weightDecay: c.weight_decay, betas: c.betas, eps: c.eps }) : new SGD({ weightDecay: c.weight_decay, momentum: c.momentum, nesterov: c.nesterov });
+}
+
+const freshState = (): RunState => ({ step: 0, epoch: 0, lossSum: 0, correct: 0, seen: 0, elapsedS: 0, history: [] });
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const { config: c, data, log } = o;
+  await fs.mkdir(o.out, { recursive: true });
+  const train: ImageDataset = data.train;
+  const labels = data.classes;
+
+  // Model and optimizer, fresh or from the checkpoint.
+  const model = new ViT(o.vit, c.seed);
+  const optimizer = makeOptimizer(c);
+  let state = freshState();
+  if (o.resume) {
+    const ck = await loadCheckpoint(o.out);
+    loadWeights(model, ck.weights, path.join(o.out, 'checkpoint.safetensors'));
+    optimizer.loadState(ck.optimizer, ck.state.step);
+    state = ck.state;
+    log(`resuming from step ${state.step} (epoch ${state.epoch} done) in ${o.out}`);
+  }
+  const runner = new StepRunner(model, { device: c.device, threads: c.threads, log });
+  const params: OptimizerParam[] = runner.params.map((p) => ({ name: p.name, data: p.data, decay: c.decay_all || !isNoDecayParam(p.name, p.shape) }));
+
+  // The plan: drop the last partial batch, so every step has the same shape.
+  const batch = Math.min(c.batch_size, train.count);
+  const stepsPerEpoch = Math.floor(train.count / batch);
+  const totalSteps = stepsPerEpoch * c.epochs;
+  const schedule: Schedule = { kind: c.schedule, baseLr: c.lr, warmupSteps: Math.round(c.warmup_epochs * stepsPerEpoch), totalSteps, minLr: c.min_lr };
+  const perms = new Map<number, Uint32Array>();
+  const indicesOf = (step: number) => {
+    const epoch = Math.floor(step / stepsPerEpoch);
+    if (!perms.has(epoch)) {
+      perms.set(epoch, streamRng(c.seed, ORDER, epoch).permutation(train.count));
+      for (const e of perms.keys()) if (e < epoch - 1) perms.delete(e);
+    }
+    const s = step % stepsPerEpoch;
+    return perms.get(epoch)!.slice(s * batch, (s + 1) * batch);
+  };
+
+  const loader = new BatchLoader(train, {
+    mean: o.vit.mean,
+    std: o.vit.std,
+    numClasses: o.vit.num_classes,
+    labelSmoothing: c.label_smoothing,
+    augment: { cropPadding: c.crop_padding, flip: c.flip },
+  });
+  const request = (step: number): Promise<Batch> | null => (step < totalSteps ? loader.request(indicesOf(step), streamRng(c.seed, AUGMENT, step).state) : null);
+
+  const save = () => saveCheckpoint(o.out, model, optimizer.state(), c, labels, state);
+  const checkpointFile = path.join(o.out, 'checkpoint.safetensors');
+  const K = o.vit.num_classes;
+  let interrupted = false;
+  let sessionStart = Date.now();
+  const elapsed = () => state.elapsedS + (Date.now() - sessionStart) / 1000;
+  const bank = () => {
+    state.elapsedS = elapsed();
+    sessionStart = Date.now();
+  };
+
+  log(`training ${model.parameterCount()} parameters on ${train.count} images (${labels.length} classes), ${c.epochs} epochs of ${stepsPerEpoch} steps at batch ${batch}`);
+  try {
+    let pending = request(state.step);
+    let epochStart = Date.now();
+    let epochImages = 0;
+    while (state.step < totalSteps) {
+      // Prepare: the batch the worker made while the last step ran; ask for the next one.
+      const b = await pending!;
+      pending = request(state.step + 1);
+
+      // Run: forward, loss and gradients in one ONNX Runtime call.
+      const lr = learningRate(schedule, state.step);
+      const r = await runner.step(b.pixels, b.targets, b.size, streamRng(c.seed, DROPOUT, state.step));
+      if (!Number.isFinite(r.loss)) {
+        throw new Error(
+          `the loss became ${r.loss} at step ${state.step + 1} (epoch ${state.epoch + 1}); stopped without saving, ` +
+            `the last good checkpoint is ${checkpointFile} (step ${state.history.at(-1)?.step ?? 0}); a lower --lr may help`,
+        );
+      }
+
+      // Update: the optimizer over the parameter arrays.
+      optimizer.step(params, r.grads, lr);
+      state.step++;
+      state.lossSum += r.loss * b.size;
+      state.seen += b.size;
+      for (let i = 0; i < b.size; i++) if (b.targets[i * K + argmax(r.logits, i * K, K)] === Math.max(...b.targets.subarray(i * K, (i + 1) * K))) state.correct++;
+      epochImages += b.size;
+
+      const inEpoch = state.step - state.epoch * stepsPerEpoch;
+      const rate = epochImages / Math.max(1e-9, (Date.now() - epochStart) / 1000);
+      o.progress.update({
+        epoch: state.epoch + 1,
+        epochs: c.epochs,
+        step: inEpoch,
+        steps: stepsPerEpoch,
+        loss: state.lossSum / state.seen,
+        accuracy: state.correct / state.seen,
+        imagesPerS: rate,
+        etaS: ((totalSteps - state.step) * batch) / rate,
+      });
+
+      if (inEpoch === stepsPerEpoch) {
+        // Epoch end: evaluate, report, checkpoint.
+        const epochS = (Date.now() - epochStart) / 1000;
+        state.epoch++;
+        const last = state.epoch === c.epochs;
+        const m: EpochMetrics = {
+          epoch: state.epoch,
+          step: state.step,
+          lr,
+          train_loss: state.lossSum / state.seen,
+          train_accuracy: state.correct / state.seen,
+          images_per_s: Math.round(epochImages / epochS),
+          epoch_s: +epochS.toFixed(2),
+          elapsed_s: 0,
+        };
+        if (data.eval && (state.epoch % c.eval_every === 0 || last)) {
+          const e = await evaluate((px, n) => runner.logits(px, n), data.eval, { mean: o.vit.mean, std: o.vit.std });
+          m.test_loss = +e.loss.toFixed(5);
+          m.test_accuracy = e.accuracy;
+        }
+        m.elapsed_s = +elapsed().toFixed(1);
+        state.history.push(m);
+        state.lossSum = state.correct = state.seen = 0;
+        o.progress.line(
+          `epoch ${m.epoch}/${c.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${(100 * m.train_accuracy).toFixed(2)}%` +
+            (m.test_accuracy !== undefined ? `, ${data.evalName} loss ${m.test_loss!.toFixed(4)} acc ${(100 * m.test_accuracy).toFixed(2)}%` : '') +
+            `, ${m.images_per_s} img/s, ${formatDuration(m.elapsed_s)} elapsed`,
+        );
+        await writeFileAtomic(path.join(o.out, 'metrics.jsonl'), state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+        await writeFileAtomic(path.join(o.out, 'curves.svg'), renderCurves(state.history, `ViT on ${data.source}`));
+        bank();
+        if (state.epoch % c.checkpoint_every === 0 || last) await save();
+        epochStart = Date.now();
+        epochImages = 0;
+      }
+
+      if (o.stop.requested && state.step < totalSteps) {
+        bank();
+        await save();
+        o.progress.line(`interrupted: checkpoint saved at step ${state.step} in ${checkpointFile}; continue with --resume`);
+        interrupted = true;
+        break;
+      }
+    }
+  } finally {
+    await loader.close();
+  }
+  if (interrupted) return { state, interrupted, modelDir: null, checkpoint: checkpointFile };
+
+  // The trained model: weights alone, and the export the server serves.
+  await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels) });
+  const modelDir = path.join(o.out, 'model');
+  await exportModel(model, labels, modelDir);
+  log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
+  return { state, interrupted, modelDir, checkpoint: checkpointFile };
+}
