@@ -148,7 +148,9 @@ export function mergeTrainConfig(base: TrainConfig, overrides: Record<string, un
 export function flagValue(key: keyof TrainConfig, raw: string | boolean): unknown {
   const sample = DEFAULT_TRAIN[key];
   if (typeof sample === 'boolean') return raw === true || raw === 'true';
-  if (typeof sample === 'number') return raw === '' ? NaN : Number(raw);
-  if (Array.isArray(sample)) return String(raw).split(',').map(Number);
+  // Text that is not a number stays text, so the error quotes what was typed.
+  const toNumber = (x: string) => (x.trim() !== '' && Number.isFinite(Number(x)) ? Number(x) : x);
+  if (typeof sample === 'number') return toNumber(String(raw));
+  if (Array.isArray(sample)) return String(raw).split(',').map(toNumber);
   return raw;
 }

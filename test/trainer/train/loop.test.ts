@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import t from 'tap';
+import { readSafetensors } from '../../../trainer/io/safetensors.js';
+import { DEFAULT_TRAIN, TrainConfig } from '../../../trainer/train/config.js';
+import { RunData } from '../../../trainer/train/data.js';
+import { train } from '../../../trainer/train/loop.js';
+import { ProgressBar } from '../../../trainer/train/report.js';
+import { colourDataset, tmpDir } from '../../helpers/data.js';
+import { TINY } from '../../helpers/vit.js';
+
+const quiet = () => new ProgressBar(new Writable({ write: (_c, _e, cb) => cb() }));
+
+function runData(): RunData {
+  const d = colourDataset(48, 8, 3);
+  return { train: d, eval: colourDataset(12, 8, 3, 99), evalName: 'test', classes: [...d.classes], source: 'colours' };
+}
+
+const config = (over: Partial<TrainConfig> = {}): TrainConfig => ({
+  ...DEFAULT_TRAIN,
+  device: 'cpu',
+  threads: 1,
+  epochs: 4,
+  batch_size: 8,
+  lr: 0.003,
+  weight_decay: 0.01,
+  schedule: 'cosine',
+  warmup_epochs: 1,
+  crop_padding: 1,
+  flip: true,
+  label_smoothing: 0.1,
+  seed: 3,
+  ...over,
+});
+
+async function params(dir: string): Promise<Map<string, Float32Array>> {
+  const { tensors } = await readSafetensors(path.join(dir, 'checkpoint.safetensors'));
+  return new Map([...tensors].map(([k, v]) => [k, v.data]));
+}
+
+t.test('a tiny ViT learns a separable problem; metrics, curves, checkpoint and model are written', async (t) => {
+  const out = await tmpDir();
+  const r = await train({ config: config({ epochs: 6 }), vit: TINY, data: runData(), out, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
+  const h = r.state.history;
+  t.equal(h.length, 6);
+  t.ok(h[5].train_loss < 0.75 * h[0].train_loss, `train loss fell from ${h[0].train_loss.toFixed(3)} to ${h[5].train_loss.toFixed(3)}`);
+  t.ok(h[5].test_accuracy! > 0.9, `test accuracy ${h[5].test_accuracy}`);
+  const lines = (await readFile(path.join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+  t.equal(lines.length, 6);
+  t.same(Object.keys(JSON.parse(lines[0])).sort(), ['elapsed_s', 'epoch', 'epoch_s', 'images_per_s', 'lr', 'step', 'test_accuracy', 'test_loss', 'train_accuracy', 'train_loss']);
+  t.match(await readFile(path.join(out, 'curves.svg'), 'utf8'), /<svg[\s\S]*test accuracy[\s\S]*<\/svg>/);
+  for (const f of ['checkpoint.safetensors', 'checkpoint.json', 'weights.safetensors', 'model/model.onnx', 'model/config.json']) t.ok(existsSync(path.join(out, f)), f);
+});
+
+t.test('a run stopped mid-epoch and resumed ends with exactly the parameters of an uninterrupted run', async (t) => {
+  const data = runData();
+  const straight = await tmpDir();
+  await train({ config: config(), vit: TINY, data, out: straight, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
+
+  const resumed = await tmpDir();
+  // Stop after step 9 (epoch 2 of 4, mid-epoch: 6 steps an epoch), as Ctrl-C does.
+  const stop = { requested: false };
+  let steps = 0;
+  const progress = quiet();
+  const update = progress.update.bind(progress);
+  progress.update = (p) => {
+    if (++steps === 9) stop.requested = true;
+    update(p);
+  };
+  const first = await train({ config: config(), vit: TINY, data, out: resumed, resume: false, log: () => {}, progress, stop });
+  t.ok(first.interrupted, 'the first run was interrupted');
+  t.equal(first.state.step, 9);
+  const second = await train({ config: config(), vit: TINY, data, out: resumed, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
+  t.notOk(second.interrupted);
+  t.equal(second.state.step, 24);
+
+  const a = await params(straight);
+  const b = await params(resumed);
+  t.same([...a.keys()].sort(), [...b.keys()].sort(), 'same tensors (weights and optimizer state)');
+  let identical = true;
+  for (const [k, v] of a) if (!v.every((x, i) => Object.is(x, b.get(k)![i]))) identical = false;
+  t.ok(identical, 'every weight and optimizer value is bit-for-bit equal');
+  t.same(
+    second.state.history.map((m) => m.train_loss),
+    (await train({ config: config(), vit: TINY, data, out: await tmpDir(), resume: false, log: () => {}, progress: quiet(), stop: { requested: false } })).state.history.map((m) => m.train_loss),
+    'the same per-epoch training losses',
+  );
+});
+
+t.test('a loss that becomes NaN stops the run with a clear message and saves nothing', async (t) => {
+  const out = await tmpDir();
+  await t.rejects(
+    train({ config: config({ lr: 1e30, warmup_epochs: 0, schedule: 'constant' }), vit: TINY, data: runData(), out, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } }),
+    /the loss became NaN at step \d+ \(epoch 1\); stopped without saving/,
+  );
+  t.notOk(existsSync(path.join(out, 'checkpoint.safetensors')), 'no checkpoint written from a diverged state');
+});
