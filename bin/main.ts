@@ -3,6 +3,7 @@
 import { CliError } from './cli-util.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
+import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
 const USAGE = `usage: vitrine <command> [flags]
@@ -10,6 +11,7 @@ commands:
   train    train a ViT (CIFAR-10 or a folder of class folders) with checkpoints and resume
   export   write an ONNX model (logits + attention maps) and its config.json
   eval     accuracy, per-class accuracy and confusion matrix of an exported model
+  serve    the inference server: web page, /classify, /attention/:id, /metrics
 run 'vitrine <command> --help' for its flags`;
 
 type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
@@ -17,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   train: trainCommand,
   export: exportCommand,
   eval: evalCommand,
+  serve: serveCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,190 @@
+// The service as a Fastify app: buildApp() loads the models, starts the inference workers and
+// registers the routes; it listens on no port (server.ts does), so tests drive it with inject().
+
+import { timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { FastifyError, FastifyInstance, LogController } from 'fastify';
+import cors from '@fastify/cors';
+import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Batcher } from './batcher.js';
+import { ServeConfig } from './config.js';
+import { Errors, ServiceError, errorBody } from './errors.js';
+import { Metrics } from './metrics.js';
+import { ServedModel, discoverModels } from './models.js';
+import { WorkerPool } from './pool.js';
+import { ResultStore } from './results.js';
+import { attentionRoutes } from './routes/attention.js';
+import { classifyRoutes } from './routes/classify.js';
+import { operationsRoutes } from './routes/operations.js';
+
+export interface ServiceContext {
+  config: ServeConfig;
+  models: ServedModel[];
+  defaultModel: string;
+  pool: WorkerPool;
+  batcher: Batcher;
+  store: ResultStore;
+  metrics: Metrics;
+  /** The named model, or the default; 404 for an unknown name. */
+  model(name?: string): ServedModel;
+  closing(): boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: boolean;
+  }
+  interface FastifyInstance {
+    vitrine: ServiceContext;
+  }
+}
+
+/** The web page's folder: beside this file in the sources, and found from the build output too. */
+function webRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.join(here, 'web'), path.join(here, '..', '..', 'server', 'web')];
+  return candidates.find((p) => existsSync(path.join(p, 'index.html'))) ?? candidates[0];
+}
+
+function keyMatches(header: string | undefined, key: string): boolean {
+  const m = /^Bearer (.+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const a = Buffer.from(m[1]);
+  const b = Buffer.from(key);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export async function buildApp(config: ServeConfig, opts: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    // One line per request comes from the onResponse hook below instead of two from Fastify.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true } },
+  });
+
+  // Models and workers.
+  const models = await discoverModels(config.models, (m) => app.log.warn(m));
+  let defaultModel = config.defaultModel;
+  if (!models.some((m) => m.name === defaultModel)) {
+    app.log.warn(`default model '${defaultModel}' is not under ${config.models}; using '${models[0].name}'`);
+    defaultModel = models[0].name;
+  }
+  const metrics = new Metrics();
+  const pool = new WorkerPool(
+    {
+      device: config.device,
+      threads: config.threads,
+      models: models.map((m) => ({
+        name: m.name,
+        file: m.file,
+        inputName: m.config.input_name,
+        logitsOutput: m.config.logits_output,
+        attentionOutputs: m.grid ? m.config.attention_outputs : [],
+        inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
+        classes: m.config.labels.length,
+      })),
+    },
+    config.workers,
+    { info: (m) => app.log.info(m), error: (m) => app.log.error(m) },
+  );
+  pool.on('lost', () => metrics.workerRestarts.inc());
+  await pool.start();
+  for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
+  const batcher = new Batcher(pool, config, {
+    batch: (model, size, ms) => {
+      metrics.batchSize.observe({ model }, size);
+      metrics.inference.observe({ model }, ms / 1000);
+    },
+    depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
+  });
+  let closing = false;
+  const ctx: ServiceContext = {
+    config,
+    models,
+    defaultModel,
+    pool,
+    batcher,
+    store: new ResultStore(config.resultsCapacity, config.resultsTtlS * 1000),
+    metrics,
+    model: (name) => {
+      const m = models.find((x) => x.name === (name ?? defaultModel));
+      if (!m) throw Errors.unknownModel(`no model '${name}' (served: ${models.map((x) => x.name).join(', ')})`);
+      return m;
+    },
+    closing: () => closing,
+  };
+  app.decorate('vitrine', ctx);
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onClose', async () => {
+    await batcher.drained();
+    batcher.close();
+    await pool.close();
+  });
+
+  // One error shape for everything.
+  app.setErrorHandler((err: FastifyError | ServiceError, request, reply) => {
+    let e: ServiceError;
+    if (err instanceof ServiceError) e = err;
+    else if (err.validation) {
+      const v = err.validation[0];
+      const allowed = (v?.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
+      e = Errors.badRequest(`${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`.replace(/\s+/g, ' ').trim());
+    }
+    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.statusCode === 413) e = Errors.tooLarge(`the body is larger than ${config.bodyLimit} bytes`);
+    else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.statusCode === 415) e = Errors.unsupportedMedia(`unsupported content type '${request.headers['content-type'] ?? ''}': send multipart/form-data (field image) or the raw image with an image/* type`);
+    else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) e = new ServiceError('VIT_BAD_REQUEST', err.message, err.statusCode ?? 400);
+    else {
+      request.log.error({ err }, 'unhandled error');
+      e = Errors.internal('internal error');
+    }
+    if (e.statusCode >= 500) request.log.warn({ code: e.code, url: request.url }, e.message);
+    return reply.code(e.statusCode).headers(e.headers).send(errorBody(e.statusCode, e.code, e.message));
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody(404, 'VIT_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+
+  // Request metrics and one log line per request.
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: +reply.elapsedTime.toFixed(2) }, 'request');
+  });
+  if (config.apiKey) {
+    const key = config.apiKey;
+    app.addHook('onRequest', async (request) => {
+      if (request.routeOptions.config.auth && !keyMatches(request.headers.authorization, key)) throw Errors.unauthorized('missing or wrong API key: send Authorization: Bearer <key>');
+    });
+  }
+
+  // Bodies: multipart, or raw image bytes.
+  await app.register(multipart, { limits: { fileSize: config.bodyLimit, files: 1, fields: 10, parts: 12 } });
+  app.addContentTypeParser(/^image\/.+/, { parseAs: 'buffer', bodyLimit: config.bodyLimit }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.bodyLimit }, (_req, body, done) => done(null, body));
+  if (config.corsOrigin.length > 0) await app.register(cors, { origin: config.corsOrigin.includes('*') ? '*' : config.corsOrigin });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'vitrine', description: 'Vision Transformer inference with attention maps', version: '0.1.0' },
+      ...(config.apiKey ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } : {}),
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(async (api) => {
+    await classifyRoutes(api, ctx);
+    await attentionRoutes(api, ctx);
+    await operationsRoutes(api, ctx);
+  });
+  await app.register(fastifyStatic, { root: webRoot(), prefix: '/', index: 'index.html', schemaHide: true });
+  await app.ready();
+  return app;
+}

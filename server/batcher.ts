@@ -1,0 +1,184 @@
+// Dynamic batching: concurrent requests for one model are run together. When a worker is free, the
+// oldest waiting requests go to it as soon as a batch is full or the oldest has waited max-delay;
+// while every worker is busy, requests gather and leave as one batch. The queue is bounded (503 with
+// Retry-After when full) and every request has a deadline (504 when passed).
+
+import { Errors, ServiceError } from './errors.js';
+import { WorkerPool } from './pool.js';
+
+export interface BatcherOptions {
+  maxBatch: number;
+  maxDelayMs: number;
+  maxQueue: number;
+  timeoutMs: number;
+}
+
+export interface JobResult {
+  logits: Float32Array;
+  rollout: Float32Array | null;
+  attentions: Float32Array[] | null; // per layer, heads * tokens * tokens
+  heads: number;
+  tokens: number;
+  batchSize: number;
+  queueMs: number;
+  inferenceMs: number;
+}
+
+interface Job {
+  model: string;
+  pixels: Float32Array;
+  attentions: boolean;
+  enqueuedAt: number;
+  settled: boolean;
+  timer: NodeJS.Timeout;
+  resolve: (r: JobResult) => void;
+  reject: (e: Error) => void;
+}
+
+export interface BatchObserver {
+  batch(model: string, size: number, inferenceMs: number): void;
+  depth(model: string, depth: number): void;
+}
+
+export class Batcher {
+  private readonly queues = new Map<string, Job[]>();
+  private queued = 0;
+  private running = 0;
+  private wake: NodeJS.Timeout | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly o: BatcherOptions,
+    private readonly observer: BatchObserver,
+  ) {
+    pool.on('free', () => this.pump());
+  }
+
+  depth(model?: string): number {
+    return model ? (this.queues.get(model)?.length ?? 0) : this.queued;
+  }
+
+  submit(model: string, pixels: Float32Array, attentions: boolean): Promise<JobResult> {
+    if (this.queued >= this.o.maxQueue) {
+      return Promise.reject(Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }));
+    }
+    return new Promise((resolve, reject) => {
+      const job: Job = {
+        model,
+        pixels,
+        attentions,
+        enqueuedAt: performance.now(),
+        settled: false,
+        resolve,
+        reject,
+        timer: setTimeout(() => this.expire(job), this.o.timeoutMs),
+      };
+      const q = this.queues.get(model) ?? this.queues.set(model, []).get(model)!;
+      q.push(job);
+      this.queued++;
+      this.observer.depth(model, q.length);
+      this.pump();
+    });
+  }
+
+  private settle(job: Job, fn: () => void): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    fn();
+  }
+
+  private expire(job: Job): void {
+    const q = this.queues.get(job.model);
+    const at = q ? q.indexOf(job) : -1;
+    if (at >= 0) {
+      q!.splice(at, 1);
+      this.queued--;
+      this.observer.depth(job.model, q!.length);
+    }
+    this.settle(job, () => job.reject(Errors.timeout(`no answer within ${this.o.timeoutMs} ms`)));
+    this.notifyIdle();
+  }
+
+  private pump(): void {
+    for (;;) {
+      const slot = this.pool.idle();
+      if (!slot) return;
+      let model: string | null = null;
+      for (const [m, q] of this.queues) if (q.length > 0 && (model === null || q[0].enqueuedAt < this.queues.get(model)![0].enqueuedAt)) model = m;
+      if (model === null) return;
+      const q = this.queues.get(model)!;
+      const waited = performance.now() - q[0].enqueuedAt;
+      if (q.length < this.o.maxBatch && waited < this.o.maxDelayMs) {
+        if (!this.wake) {
+          this.wake = setTimeout(() => {
+            this.wake = null;
+            this.pump();
+          }, Math.ceil(this.o.maxDelayMs - waited));
+        }
+        return;
+      }
+      const jobs = q.splice(0, this.o.maxBatch);
+      this.queued -= jobs.length;
+      this.observer.depth(model, q.length);
+      this.dispatch(slot, model, jobs);
+    }
+  }
+
+  private dispatch(slot: NonNullable<ReturnType<WorkerPool['idle']>>, model: string, jobs: Job[]): void {
+    const per = jobs[0].pixels.length;
+    const pixels = new Float32Array(jobs.length * per);
+    jobs.forEach((j, i) => pixels.set(j.pixels, i * per));
+    const started = performance.now();
+    this.running++;
+    this.pool
+      .run(slot, { model, pixels, n: jobs.length, attentions: jobs.some((j) => j.attentions) })
+      .then(
+        (r) => {
+          this.observer.batch(model, jobs.length, r.inferenceMs);
+          const classes = r.logits.length / jobs.length;
+          const patches = r.tokens - 1;
+          const perLayer = r.heads * r.tokens * r.tokens;
+          jobs.forEach((j, i) =>
+            this.settle(j, () =>
+              j.resolve({
+                logits: r.logits.slice(i * classes, (i + 1) * classes),
+                rollout: r.rollout ? r.rollout.slice(i * patches, (i + 1) * patches) : null,
+                attentions: r.attentions && j.attentions ? r.attentions.map((a) => a.slice(i * perLayer, (i + 1) * perLayer)) : null,
+                heads: r.heads,
+                tokens: r.tokens,
+                batchSize: jobs.length,
+                queueMs: started - j.enqueuedAt,
+                inferenceMs: r.inferenceMs,
+              }),
+            ),
+          );
+        },
+        (err: Error) => {
+          const e = err instanceof ServiceError ? err : Errors.internal(err.message);
+          for (const j of jobs) this.settle(j, () => j.reject(e));
+        },
+      )
+      .finally(() => {
+        this.running--;
+        this.notifyIdle();
+      });
+  }
+
+  private notifyIdle(): void {
+    if (this.queued === 0 && this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Resolves once nothing is queued or running. */
+  drained(): Promise<void> {
+    if (this.queued === 0 && this.running === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  close(): void {
+    if (this.wake) clearTimeout(this.wake);
+    for (const q of this.queues.values()) for (const j of q.splice(0)) this.settle(j, () => j.reject(Errors.notReady('the server is shutting down')));
+    this.queued = 0;
+  }
+}

@@ -1,0 +1,92 @@
+// An inference worker thread: owns one ONNX Runtime session per model (session.run blocks the thread it
+// runs on, so it never runs on the event loop) and answers batches with logits, the default attention
+// rollout and, when asked, every layer's attention probabilities.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { Device, Session, createSession, runSession } from '../runtime/ort.js';
+import { rollout } from './attention.js';
+
+export interface WorkerModel {
+  name: string;
+  file: string;
+  inputName: string;
+  logitsOutput: string;
+  attentionOutputs: string[];
+  /** [channels, height, width] */
+  inputDims: [number, number, number];
+  classes: number;
+}
+
+export interface WorkerInit {
+  models: WorkerModel[];
+  device: Device;
+  threads: number;
+}
+
+export interface RunRequest {
+  type: 'run';
+  id: number;
+  model: string;
+  pixels: Float32Array; // n * C * H * W
+  n: number;
+  /** Also return the attention probabilities (for the results store and attention=full). */
+  attentions: boolean;
+}
+
+export interface RunReply {
+  type: 'result';
+  id: number;
+  logits: Float32Array; // n * classes
+  rollout: Float32Array | null; // n * (tokens - 1), heads averaged
+  attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
+  heads: number;
+  tokens: number;
+  inferenceMs: number;
+}
+
+const init = workerData as WorkerInit;
+const sessions = new Map<string, { session: Session; model: WorkerModel }>();
+
+async function start(): Promise<void> {
+  const providers: Record<string, string> = {};
+  for (const m of init.models) {
+    const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => parentPort!.postMessage({ type: 'log', message: l }) });
+    const missing = [m.inputName].filter((n) => !session.inputNames.includes(n)).concat([m.logitsOutput, ...m.attentionOutputs].filter((n) => !session.outputNames.includes(n)));
+    if (missing.length > 0) throw new Error(`model ${m.name}: ${m.file} has no input or output named ${missing.join(', ')}`);
+    sessions.set(m.name, { session, model: m });
+    providers[m.name] = session.provider;
+  }
+  parentPort!.postMessage({ type: 'ready', providers });
+}
+
+async function run(req: RunRequest): Promise<RunReply> {
+  const s = sessions.get(req.model);
+  if (!s) throw new Error(`unknown model ${req.model}`);
+  const { model } = s;
+  const wantRollout = model.attentionOutputs.length > 0;
+  const outputs = [model.logitsOutput, ...(wantRollout ? model.attentionOutputs : [])];
+  const t0 = performance.now();
+  const out = await runSession(s.session, { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] } }, outputs);
+  const inferenceMs = performance.now() - t0;
+  const logits = Float32Array.from(out[model.logitsOutput].data);
+  if (logits.length !== req.n * model.classes) throw new Error(`model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`);
+  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs };
+  const first = out[model.attentionOutputs[0]];
+  const [, heads, tokens] = first.dims as number[];
+  const per = heads * tokens * tokens;
+  const layers = model.attentionOutputs.map((n) => out[n].data);
+  const maps = new Float32Array(req.n * (tokens - 1));
+  for (let i = 0; i < req.n; i++) {
+    maps.set(rollout({ layers: layers.map((l) => l.subarray(i * per, (i + 1) * per)), heads, tokens }), i * (tokens - 1));
+  }
+  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map((l) => Float32Array.from(l)) : null, heads, tokens, inferenceMs };
+}
+
+parentPort!.on('message', (req: RunRequest) => {
+  run(req).then(
+    (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+    (err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: err.message }),
+  );
+});
+
+start().catch((err: Error) => parentPort!.postMessage({ type: 'fatal', message: err.message }));

@@ -1,0 +1,32 @@
+// Prometheus metrics (prom-client), one registry per app: requests by route and status, latency,
+// batch sizes, queue depth, inference time, the provider in use, and the process's own figures.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({ name: 'vitrine_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'] as const, registers: [this.registry] });
+  readonly latency = new Histogram({
+    name: 'vitrine_http_request_duration_seconds',
+    help: 'HTTP request latency by route',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({ name: 'vitrine_batch_size', help: 'Requests per inference batch', labelNames: ['model'] as const, buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'vitrine_queue_depth', help: 'Requests waiting for an inference worker', labelNames: ['model'] as const, registers: [this.registry] });
+  readonly inference = new Histogram({
+    name: 'vitrine_inference_duration_seconds',
+    help: 'ONNX Runtime time per batch',
+    labelNames: ['model'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+  readonly provider = new Gauge({ name: 'vitrine_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider'] as const, registers: [this.registry] });
+  readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
+  readonly workerRestarts = new Counter({ name: 'vitrine_worker_restarts_total', help: 'Inference workers replaced after dying', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'vitrine_' });
+  }
+}

@@ -1,0 +1,43 @@
+// The models a server serves: every folder under --models holding model.onnx and config.json.
+
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { CONFIG_FILE, MODEL_FILE, ModelConfig, readModelConfig } from '../runtime/model-config.js';
+
+export interface ServedModel {
+  name: string;
+  dir: string;
+  file: string;
+  config: ModelConfig;
+  /** Patch grid [rows, cols] when attention maps can be drawn, else null. */
+  grid: [number, number] | null;
+}
+
+function gridOf(c: ModelConfig): [number, number] | null {
+  if (c.attention_outputs.length === 0 || !c.patch_size) return null;
+  const [h, w] = c.image_size;
+  if (h % c.patch_size !== 0 || w % c.patch_size !== 0) return null;
+  return [h / c.patch_size, w / c.patch_size];
+}
+
+export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fs.readdir(root, { withFileTypes: true });
+  } catch (err) {
+    throw new Error(`cannot read the models folder ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const models: ServedModel[] = [];
+  for (const e of entries.filter((d) => d.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+    const dir = path.join(root, e.name);
+    if (!existsSync(path.join(dir, MODEL_FILE)) || !existsSync(path.join(dir, CONFIG_FILE))) continue;
+    try {
+      const config = await readModelConfig(dir);
+      models.push({ name: e.name, dir, file: path.join(dir, MODEL_FILE), config, grid: gridOf(config) });
+    } catch (err) {
+      warn(`skipping model ${e.name}: ${(err as Error).message}`);
+    }
+  }
+  if (models.length === 0) throw new Error(`no models under ${root} (each model is a folder with ${MODEL_FILE} and ${CONFIG_FILE})`);
+  return models;
+}

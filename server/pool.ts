@@ -1,0 +1,112 @@
+// The inference worker pool: N worker threads, each with its sessions. A worker that dies is
+// replaced; the requests it was running fail with a 500 and the service stays up.
+
+import { EventEmitter } from 'node:events';
+import type { Worker } from 'node:worker_threads';
+import { siblingUrl, startWorker } from '../runtime/worker.js';
+import { Errors } from './errors.js';
+import type { RunReply, RunRequest, WorkerInit } from './inference-worker.js';
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  ready: boolean;
+  busy: boolean;
+  inflight: Map<number, { resolve: (r: RunReply) => void; reject: (e: Error) => void }>;
+}
+
+export class WorkerPool extends EventEmitter {
+  private readonly slots: Slot[] = [];
+  private nextId = 0;
+  private closing = false;
+  providers: Record<string, string> = {};
+  restarts = 0;
+
+  constructor(
+    private readonly init: WorkerInit,
+    readonly size: number,
+    private readonly log: { info: (m: string) => void; error: (m: string) => void },
+  ) {
+    super();
+  }
+
+  /** Starts every worker; resolves when all are ready, rejects with the first start failure. */
+  async start(): Promise<void> {
+    await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i)));
+  }
+
+  private spawn(index: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), { workerData: this.init });
+      const slot: Slot = { index, worker, ready: false, busy: false, inflight: new Map() };
+      this.slots[index] = slot;
+      worker.on('message', (m: RunReply | { type: 'ready'; providers: Record<string, string> } | { type: 'fatal'; message: string } | { type: 'log'; message: string } | { type: 'error'; id: number; message: string }) => {
+        if (m.type === 'ready') {
+          slot.ready = true;
+          this.providers = m.providers;
+          resolve();
+          this.emit('free');
+        } else if (m.type === 'log') {
+          this.log.info(m.message);
+        } else if (m.type === 'fatal') {
+          reject(new Error(m.message));
+          void worker.terminate();
+        } else {
+          const waiter = slot.inflight.get(m.id);
+          slot.inflight.delete(m.id);
+          slot.busy = false;
+          if (m.type === 'error') waiter?.reject(Errors.internal(`inference failed: ${m.message}`));
+          else waiter?.resolve(m);
+          this.emit('free');
+        }
+      });
+      worker.on('error', (err) => this.log.error(`inference worker ${index} failed: ${err.message}`));
+      worker.on('exit', (code) => {
+        const wasReady = slot.ready;
+        slot.ready = false;
+        for (const w of slot.inflight.values()) w.reject(Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'));
+        slot.inflight.clear();
+        if (!wasReady) reject(new Error(`inference worker ${index} exited (${code}) before it was ready`));
+        if (this.closing || this.slots[index] !== slot) return;
+        this.restarts++;
+        this.log.error(`inference worker ${index} exited (${code}); starting a new one`);
+        this.emit('lost', index);
+        setTimeout(() => {
+          if (!this.closing) this.spawn(index).catch((err: Error) => this.log.error(`inference worker ${index} could not restart: ${err.message}`));
+        }, wasReady ? 0 : 1000).unref();
+      });
+    });
+  }
+
+  get readyCount(): number {
+    return this.slots.filter((s) => s?.ready).length;
+  }
+
+  get ready(): boolean {
+    return !this.closing && this.readyCount === this.size;
+  }
+
+  /** A worker with nothing to do, if any. */
+  idle(): Slot | null {
+    return this.slots.find((s) => s?.ready && !s.busy) ?? null;
+  }
+
+  run(slot: Slot, req: Omit<RunRequest, 'type' | 'id'>): Promise<RunReply> {
+    const id = this.nextId++;
+    slot.busy = true;
+    return new Promise((resolve, reject) => {
+      slot.inflight.set(id, { resolve, reject });
+      slot.worker.postMessage({ type: 'run', id, ...req } satisfies RunRequest, [req.pixels.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Ends worker `index` abruptly, as a crash would (for tests and operators' drills). */
+  async kill(index: number): Promise<void> {
+    await this.slots[index]?.worker.terminate();
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.slots.map((s) => s?.worker.terminate()));
+  }
+}

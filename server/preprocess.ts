@@ -1,0 +1,99 @@
+// From uploaded bytes to the model's input, in three named steps:
+//   sniff     the format from the first bytes (not the declared content type);
+//   decode    with sharp (libvips on its own threads, off the event loop): EXIF orientation applied,
+//             alpha flattened onto white, gray and CMYK made sRGB, then resized to cover the model's
+//             input and centre-cropped (the image keeps its aspect ratio; edges beyond the model's
+//             aspect are cut);
+//   normalize HWC bytes -> CHW floats, (v/255 - mean) / std per channel.
+// The cropped RGB image is kept as the "view" that heatmaps are drawn over: the model input itself
+// for small uploads, up to 256 px on the longer side for larger ones.
+
+import sharp from 'sharp';
+import { Errors } from './errors.js';
+
+export const SNIFFED = Object.freeze(['jpeg', 'png', 'gif', 'webp', 'avif', 'heif', 'tiff'] as const);
+export type ImageFormat = (typeof SNIFFED)[number];
+
+/** The image format from magic bytes, or null when the bytes are no image format we decode. */
+export function sniffImage(b: Uint8Array): ImageFormat | null {
+  const ascii = (from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 8 && b[0] === 0x89 && ascii(1, 4) === 'PNG' && b[4] === 0x0d && b[5] === 0x0a) return 'png';
+  if (b.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'gif';
+  if (b.length >= 12 && ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  if (b.length >= 12 && ascii(4, 8) === 'ftyp') {
+    const brand = ascii(8, 12);
+    if (brand === 'avif' || brand === 'avis') return 'avif';
+    if (['heic', 'heix', 'hevc', 'mif1', 'msf1'].includes(brand)) return 'heif';
+  }
+  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))) return 'tiff';
+  return null;
+}
+
+export interface ModelInput {
+  height: number;
+  width: number;
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+export interface PreparedImage {
+  format: ImageFormat;
+  /** Size of the upload after EXIF orientation. */
+  original: { width: number; height: number };
+  /** (C, H, W) normalized. */
+  pixels: Float32Array;
+  /** The cropped image as RGB bytes (HWC), what heatmaps are drawn over. */
+  view: { data: Buffer; width: number; height: number };
+}
+
+const VIEW_MAX = 256;
+
+export async function prepareImage(bytes: Buffer, m: ModelInput, maxPixels: number): Promise<PreparedImage> {
+  const format = sniffImage(bytes);
+  if (!format) throw Errors.unsupportedMedia(`the body is not an image in a supported format (${SNIFFED.join(', ')})`);
+  let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    throw Errors.badImage(`the ${format} image cannot be read: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const w0 = meta.width ?? 0;
+  const h0 = meta.height ?? 0;
+  if (w0 * h0 > maxPixels) throw Errors.tooLarge(`the image has ${w0}x${h0} = ${w0 * h0} pixels, over the limit of ${maxPixels}`);
+  const rotated = (meta.orientation ?? 1) >= 5;
+  const original = { width: rotated ? h0 : w0, height: rotated ? w0 : h0 };
+
+  // The view keeps more detail than the model input when the upload has it.
+  const k = Math.max(1, Math.min(Math.floor(VIEW_MAX / Math.max(m.width, m.height)), Math.floor(Math.min(original.width / m.width, original.height / m.height))));
+  const view = { width: m.width * k, height: m.height * k };
+  let rgb: Buffer;
+  try {
+    rgb = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1 })
+      .rotate()
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb')
+      .resize(view.width, view.height, { fit: 'cover', position: 'centre' })
+      .removeAlpha()
+      .raw()
+      .toBuffer();
+  } catch (err) {
+    throw Errors.badImage(`the ${format} image cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (rgb.length !== view.width * view.height * 3) throw Errors.badImage(`the ${format} image decoded to an unexpected size`);
+  const input = k === 1 ? rgb : await sharp(rgb, { raw: { width: view.width, height: view.height, channels: 3 } }).resize(m.width, m.height, { fit: 'fill' }).raw().toBuffer();
+  return { format, original, pixels: normalize(input, m), view: { data: rgb, ...view } };
+}
+
+/** HWC bytes -> CHW floats with the model's mean and std. */
+export function normalize(hwc: Uint8Array, m: ModelInput): Float32Array {
+  const plane = m.width * m.height;
+  const C = m.mean.length;
+  const out = new Float32Array(C * plane);
+  for (let c = 0; c < C; c++) {
+    const scale = 1 / (255 * m.std[c]);
+    const shift = m.mean[c] / m.std[c];
+    for (let p = 0; p < plane; p++) out[c * plane + p] = hwc[p * 3 + (c % 3)] * scale - shift;
+  }
+  return out;
+}

@@ -1,0 +1,50 @@
+// GET /attention/:id: the attention map of a recent classification as a PNG heatmap over the image,
+// or as JSON.
+
+import type { FastifyInstance } from 'fastify';
+import type { Static } from '@sinclair/typebox';
+import { HeadFusion, clsAttention, rollout, toGrid } from '../attention.js';
+import { Errors } from '../errors.js';
+import { renderHeatmap } from '../heatmap.js';
+import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
+import type { ServiceContext } from '../app.js';
+
+export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+  app.get<{ Params: Static<typeof AttentionParams>; Querystring: Static<typeof AttentionQuery> }>(
+    '/attention/:id',
+    {
+      config: { auth: true },
+      schema: {
+        summary: 'Attention heatmap of a recent classification',
+        description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped) or cls (one layer's [CLS] attention). Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
+        params: AttentionParams,
+        querystring: AttentionQuery,
+        response: { 200: { content: { 'image/png': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: AttentionJson } } }, ...errors(400, 401, 404, 422) },
+      },
+    },
+    async (request, reply) => {
+      const stored = ctx.store.get(request.params.id);
+      if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
+      const model = ctx.models.find((m) => m.name === stored.model);
+      if (!model?.grid) throw Errors.noAttention(`model ${stored.model} has no attention outputs`);
+      const q = request.query;
+      const method = q.method ?? 'rollout';
+      const headText = q.head ?? 'mean';
+      const head: HeadFusion = /^[0-9]+$/.test(headText) ? Number(headText) : (headText as HeadFusion);
+      if (typeof head === 'number' && head >= stored.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${stored.heads} heads (0-${stored.heads - 1})`);
+      const layers = stored.attentions.length;
+      const layer = q.layer ?? layers - 1;
+      if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
+      const stack = { layers: stored.attentions, heads: stored.heads, tokens: stored.tokens };
+      const discard = q.discard ?? 0;
+      const values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+      const [rows, cols] = model.grid;
+      const grid = toGrid(values, rows, cols);
+      if ((q.format ?? 'png') === 'json') {
+        return reply.type('application/json').send({ id: stored.id, model: stored.model, method, ...(method === 'cls' ? { layer } : {}), head: headText, discard, grid: [rows, cols], values: grid });
+      }
+      const png = await renderHeatmap(grid, stored.view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
+      return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
+    },
+  );
+}

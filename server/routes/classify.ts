@@ -1,0 +1,106 @@
+// POST /classify: an image (multipart field `image`, or the raw body with an image/* type) ->
+// predictions, logits, an attention map and timings.
+
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Static } from '@sinclair/typebox';
+import { clsAttention, toGrid } from '../attention.js';
+import { Errors } from '../errors.js';
+import { prepareImage } from '../preprocess.js';
+import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
+import type { ServiceContext } from '../app.js';
+
+export function softmax(logits: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  const out = Float64Array.from(logits, (v) => Math.exp(v - max));
+  const sum = out.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < out.length; i++) out[i] /= sum;
+  return out;
+}
+
+async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Buffer> {
+  if (request.isMultipart()) {
+    let part;
+    try {
+      part = await request.file({ limits: { fileSize: bodyLimit, files: 1 } });
+    } catch (err) {
+      throw Errors.badRequest(`malformed multipart body: ${(err as Error).message}`);
+    }
+    if (!part) throw Errors.badRequest("the multipart body has no file; send the image in a field named 'image'");
+    if (part.fieldname !== 'image') throw Errors.badRequest(`the file is in field '${part.fieldname}'; send it in a field named 'image'`);
+    try {
+      return await part.toBuffer();
+    } catch (err) {
+      if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw Errors.tooLarge(`the image is larger than ${bodyLimit} bytes`);
+      throw Errors.badRequest(`the upload broke off: ${(err as Error).message}`);
+    }
+  }
+  const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type && !type.startsWith('image/') && type !== 'application/octet-stream') {
+    throw Errors.unsupportedMedia(`unsupported content type '${type}': send multipart/form-data (field image) or the raw image with an image/* type`);
+  }
+  const body = request.body;
+  if (!Buffer.isBuffer(body) || body.length === 0) throw Errors.badRequest('no image: send multipart/form-data with a field named image, or the raw bytes with an image/* content type');
+  return body;
+}
+
+export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+  const { config, models, batcher, store } = ctx;
+  app.post<{ Querystring: Static<typeof ClassifyQuery> }>(
+    '/classify',
+    {
+      config: { auth: true },
+      schema: {
+        summary: 'Classify an image',
+        description: 'multipart/form-data with the image in field `image`, or the raw bytes with an image/* content type. The format is sniffed from the bytes.',
+        querystring: ClassifyQuery,
+        response: { 200: ClassifyResponse, ...errors(400, 401, 404, 413, 415, 422, 500, 503, 504) },
+      },
+    },
+    async (request) => {
+      const started = performance.now();
+      const model = ctx.model(request.query.model);
+      const asked = request.query.attention;
+      const attention = asked ?? 'rollout';
+      if (asked && asked !== 'none' && !model.grid) throw Errors.noAttention(`model ${model.name} has no attention outputs (config.json attention_outputs is empty)`);
+      const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
+
+      const bytes = await readImage(request, config.bodyLimit);
+      const [height, width] = model.config.image_size;
+      const image = await prepareImage(bytes, { height, width, mean: model.config.mean, std: model.config.std }, config.maxPixels);
+      const decoded = performance.now();
+
+      const keep = model.grid !== null && (store.capacity > 0 || attention === 'cls' || attention === 'full');
+      const r = await batcher.submit(model.name, image.pixels, keep);
+      const id = randomUUID();
+      if (r.attentions && store.capacity > 0) store.put({ id, model: model.name, createdAt: Date.now(), attentions: r.attentions, heads: r.heads, tokens: r.tokens, view: image.view });
+
+      const probs = softmax(r.logits);
+      const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, topk);
+      let attentionBody: Static<typeof ClassifyResponse>['attention'];
+      if (model.grid && attention !== 'none') {
+        const [rows, cols] = model.grid;
+        if (attention === 'rollout') attentionBody = { method: 'rollout', grid: [rows, cols], values: toGrid(r.rollout!, rows, cols) };
+        else if (attention === 'cls') {
+          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
+          attentionBody = { method: 'cls', grid: [rows, cols], values: toGrid(clsAttention(stack, r.attentions!.length - 1), rows, cols) };
+        } else {
+          const T = r.tokens;
+          const layers = r.attentions!.map((l) => Array.from({ length: r.heads }, (_, h) => Array.from({ length: T }, (_, i) => Array.from(l.subarray((h * T + i) * T, (h * T + i + 1) * T), (v) => +v.toFixed(6)))));
+          attentionBody = { method: 'full', grid: [rows, cols], layers };
+        }
+      }
+      const total = performance.now() - started;
+      return {
+        id,
+        model: model.name,
+        predictions: order.map((k) => ({ label: model.config.labels[k], index: k, probability: probs[k] })),
+        logits: Array.from(r.logits),
+        ...(attentionBody ? { attention: attentionBody } : {}),
+        image: { format: image.format, width: image.original.width, height: image.original.height },
+        timings: { decode_ms: +(decoded - started).toFixed(3), queue_ms: +r.queueMs.toFixed(3), inference_ms: +r.inferenceMs.toFixed(3), total_ms: +total.toFixed(3), batch_size: r.batchSize },
+      };
+    },
+  );
+}

@@ -1,0 +1,41 @@
+// Operations: liveness, readiness, Prometheus metrics, the model list.
+
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { ModelsResponse, errors } from '../schemas.js';
+import type { ServiceContext } from '../app.js';
+
+export async function operationsRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+  app.get('/healthz', { schema: { summary: 'Liveness: the process answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'Readiness: models loaded and every inference worker up',
+        response: { 200: Type.Object({ status: Type.String(), workers: Type.Integer(), ready_workers: Type.Integer(), models: Type.Array(Type.String()) }), 503: Type.Object({ status: Type.String(), workers: Type.Integer(), ready_workers: Type.Integer(), models: Type.Array(Type.String()) }) },
+      },
+    },
+    async (_req, reply) => {
+      const ready = ctx.pool.ready && !ctx.closing();
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name) });
+    },
+  );
+
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
+    ctx.metrics.workers.set(ctx.pool.readyCount);
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+
+  app.get('/models', { config: { auth: true }, schema: { summary: 'The models served', response: { 200: ModelsResponse, ...errors(401) } } }, async () => ({
+    default: ctx.defaultModel,
+    models: ctx.models.map((m) => ({
+      name: m.name,
+      labels: m.config.labels,
+      input: { name: m.config.input_name, shape: ['batch', m.config.mean.length, ...m.config.image_size], mean: m.config.mean, std: m.config.std },
+      outputs: { logits: m.config.logits_output, attentions: m.config.attention_outputs },
+      patch_size: m.config.patch_size,
+      provider: ctx.pool.providers[m.name] ?? 'unknown',
+    })),
+  }));
+}

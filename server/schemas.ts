@@ -1,0 +1,84 @@
+// JSON schemas of the routes (TypeBox): queries, params and every response, so bad queries are 400s
+// and responses serialize fast without leaking fields.
+
+import { Type, Static, TUnsafe } from '@sinclair/typebox';
+
+/** A string from a fixed list: one `enum` keyword, so a bad value's error lists what is allowed. */
+function oneOf<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+import { ERROR_SCHEMA } from './errors.js';
+import { COLORMAP_NAMES } from './heatmap.js';
+
+export type { Static };
+export const ErrorSchema = ERROR_SCHEMA;
+export const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ErrorSchema]));
+
+export const ClassifyQuery = Type.Object(
+  {
+    model: Type.Optional(Type.String({ minLength: 1, description: 'model name (default: the default model)' })),
+    topk: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'how many predictions' })),
+    attention: Type.Optional(oneOf(['none', 'rollout', 'cls', 'full'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked)' })),
+  },
+  { additionalProperties: false },
+);
+
+const Grid = Type.Array(Type.Array(Type.Number()));
+
+export const ClassifyResponse = Type.Object({
+  id: Type.String(),
+  model: Type.String(),
+  predictions: Type.Array(Type.Object({ label: Type.String(), index: Type.Integer(), probability: Type.Number() })),
+  logits: Type.Array(Type.Number()),
+  attention: Type.Optional(
+    Type.Object({
+      method: Type.String(),
+      grid: Type.Array(Type.Integer(), { description: '[rows, cols] of patches' }),
+      values: Type.Optional(Grid),
+      layers: Type.Optional(Type.Array(Type.Array(Type.Array(Type.Array(Type.Number()))), { description: 'full: [layer][head][token][token]' })),
+    }),
+  ),
+  image: Type.Object({ format: Type.String(), width: Type.Integer(), height: Type.Integer() }),
+  timings: Type.Object({ decode_ms: Type.Number(), queue_ms: Type.Number(), inference_ms: Type.Number(), total_ms: Type.Number(), batch_size: Type.Integer() }),
+});
+
+export const AttentionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const AttentionQuery = Type.Object(
+  {
+    method: Type.Optional(oneOf(['rollout', 'cls'] as const, { default: 'rollout' })),
+    layer: Type.Optional(Type.Integer({ minimum: 0, description: 'for cls: the layer (default: the last)' })),
+    head: Type.Optional(Type.String({ pattern: '^(mean|max|min|[0-9]+)$', default: 'mean', description: 'head fusion: mean, max, min or a head index' })),
+    discard: Type.Optional(Type.Number({ minimum: 0, maximum: 0.99, default: 0, description: 'rollout: share of the lowest weights dropped per layer' })),
+    alpha: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.5 })),
+    size: Type.Optional(Type.Integer({ minimum: 16, maximum: 1024, default: 256 })),
+    colormap: Type.Optional(oneOf(COLORMAP_NAMES, { default: 'jet' })),
+    format: Type.Optional(oneOf(['png', 'json'] as const, { default: 'png' })),
+  },
+  { additionalProperties: false },
+);
+
+export const AttentionJson = Type.Object({
+  id: Type.String(),
+  model: Type.String(),
+  method: Type.String(),
+  layer: Type.Optional(Type.Integer()),
+  head: Type.String(),
+  discard: Type.Number(),
+  grid: Type.Array(Type.Integer()),
+  values: Grid,
+});
+
+export const ModelsResponse = Type.Object({
+  default: Type.String(),
+  models: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      labels: Type.Array(Type.String()),
+      input: Type.Object({ name: Type.String(), shape: Type.Array(Type.Union([Type.Integer(), Type.String()])), mean: Type.Array(Type.Number()), std: Type.Array(Type.Number()) }),
+      outputs: Type.Object({ logits: Type.String(), attentions: Type.Array(Type.String()) }),
+      patch_size: Type.Union([Type.Integer(), Type.Null()]),
+      provider: Type.String(),
+    }),
+  ),
+});

@@ -1,0 +1,109 @@
+// The web page: upload or pick an image, POST it to /classify, show the predictions and draw the
+// attention heatmap from GET /attention/:id. Plain script, no build step.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+let apiKey = sessionStorage.getItem('vitrine-key') || '';
+let current = null; // { id, model, layers }
+
+function headers() {
+  return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+}
+
+async function api(url, options = {}) {
+  const res = await fetch(url, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  if (res.status === 401) {
+    const key = prompt('This server needs an API key:');
+    if (key) {
+      apiKey = key;
+      sessionStorage.setItem('vitrine-key', key);
+      return api(url, options);
+    }
+  }
+  return res;
+}
+
+function status(text, isError = false) {
+  $('status').textContent = text;
+  $('status').className = isError ? 'error' : '';
+}
+
+async function loadModels() {
+  const res = await api('/models');
+  if (!res.ok) return;
+  const { default: def, models } = await res.json();
+  $('model').innerHTML = models.map((m) => `<option value="${m.name}" ${m.name === def ? 'selected' : ''}>${m.name} (${m.provider})</option>`).join('');
+}
+
+async function classify(blob) {
+  status('Classifying…');
+  $('original').src = URL.createObjectURL(blob);
+  const form = new FormData();
+  form.append('image', blob, 'image');
+  const model = $('model').value;
+  const res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}`, { method: 'POST', body: form });
+  const body = await res.json();
+  if (!res.ok) {
+    status(`${body.error}: ${body.message}`, true);
+    return;
+  }
+  current = { id: body.id, model: body.model, layers: 0 };
+  $('output').hidden = false;
+  $('predictions').innerHTML = body.predictions
+    .map((p) => `<li><span class="label">${p.label}</span><span class="bar" style="width:${Math.max(1, Math.round(p.probability * 200))}px"></span>${(100 * p.probability).toFixed(1)}%</li>`)
+    .join('');
+  const t = body.timings;
+  $('timings').textContent = `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
+  if (body.attention) {
+    const models = await (await api('/models')).json();
+    const info = models.models.find((m) => m.name === body.model);
+    current.layers = info ? info.outputs.attentions.length : 0;
+    $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
+    await drawHeatmap();
+    status('');
+  } else {
+    $('heatmap').removeAttribute('src');
+    status('This model has no attention outputs.');
+  }
+}
+
+async function drawHeatmap() {
+  if (!current) return;
+  const method = $('method').value;
+  $('layer-row').hidden = method !== 'cls';
+  const q = new URLSearchParams({ method, head: $('head').value, alpha: $('alpha').value, colormap: $('colormap').value, size: '256' });
+  if (method === 'cls') q.set('layer', $('layer').value);
+  const res = await api(`/attention/${current.id}?${q}`);
+  if (!res.ok) {
+    const body = await res.json();
+    status(`${body.error}: ${body.message}`, true);
+    return;
+  }
+  $('heatmap').src = URL.createObjectURL(await res.blob());
+  $('heatmap-caption').textContent = method === 'rollout' ? 'Attention rollout' : `[CLS] attention, layer ${Number($('layer').value) + 1}`;
+}
+
+function setup() {
+  const drop = $('drop');
+  $('file').addEventListener('change', (e) => e.target.files[0] && classify(e.target.files[0]));
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    if (e.dataTransfer.files[0]) classify(e.dataTransfer.files[0]);
+  });
+  $('examples').innerHTML = EXAMPLES.map((n) => `<button type="button" data-name="${n}" title="${n}"><img src="examples/${n}.png" alt="${n}"></button>`).join('');
+  $('examples').addEventListener('click', async (e) => {
+    const button = e.target.closest('button');
+    if (button) classify(await (await fetch(`examples/${button.dataset.name}.png`)).blob());
+  });
+  for (const id of ['method', 'layer', 'head', 'alpha', 'colormap']) $(id).addEventListener('change', drawHeatmap);
+  loadModels().catch((err) => status(String(err), true));
+}
+
+setup();
