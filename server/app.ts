@@ -151,6 +151,11 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody(404, 'VIT_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
 
+  // While draining, every answer closes its connection, so keep-alive clients let the server close.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
   // Request metrics and one log line per request.
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

@@ -1,0 +1,138 @@
+import sharp from 'sharp';
+import t from 'tap';
+import { clsAttention, fuseHeads, rollout } from '../../server/attention.js';
+import { ResultStore } from '../../server/results.js';
+import { Rng } from '../../trainer/nn/random.js';
+import { testApp, testImage } from '../helpers/server.js';
+
+/** Softmax rows: a random attention stack. */
+function randomStack(layers: number, heads: number, tokens: number, seed = 1) {
+  const rng = new Rng(seed);
+  return {
+    heads,
+    tokens,
+    layers: Array.from({ length: layers }, () => {
+      const a = new Float32Array(heads * tokens * tokens);
+      for (let r = 0; r < heads * tokens; r++) {
+        let sum = 0;
+        for (let j = 0; j < tokens; j++) sum += a[r * tokens + j] = Math.exp(2 * rng.normal());
+        for (let j = 0; j < tokens; j++) a[r * tokens + j] /= sum;
+      }
+      return a;
+    }),
+  };
+}
+
+/** Rollout the slow way: full matrix products, last layer on the left. */
+function naiveRollout(s: ReturnType<typeof randomStack>, fusion: 'mean' | 'max' | 'min' | number): number[] {
+  const T = s.tokens;
+  let result = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (i === j ? 1 : 0)));
+  for (const layer of s.layers) {
+    const a = fuseHeads(layer, s.heads, T, fusion);
+    const m = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => 0.5 * a[i * T + j] + (i === j ? 0.5 : 0)));
+    for (const row of m) {
+      const sum = row.reduce((x, y) => x + y, 0);
+      row.forEach((v, j) => (row[j] = v / sum));
+    }
+    result = m.map((row) => result[0].map((_, j) => row.reduce((acc, v, k) => acc + v * result[k][j], 0)));
+  }
+  return result[0].slice(1);
+}
+
+t.test('rollout carried as a vector equals the product of the full matrices', async (t) => {
+  const s = randomStack(3, 2, 7);
+  for (const fusion of ['mean', 'max', 'min', 1] as const) {
+    const fast = rollout(s, fusion);
+    const slow = naiveRollout(s, fusion);
+    t.ok(
+      slow.every((v, i) => Math.abs(v - fast[i]) < 1e-6),
+      `${fusion}: ${Array.from(fast).slice(0, 3)} vs ${slow.slice(0, 3)}`,
+    );
+  }
+  const discarded = rollout(s, 'mean', 0.9);
+  t.equal(discarded.length, 6);
+  t.notSame(Array.from(discarded), Array.from(rollout(s, 'mean')), 'discarding changes the map');
+  const cls = clsAttention(s, 2, 0);
+  t.same(Array.from(cls), Array.from(s.layers[2].subarray(1, 7)), '[CLS] row of layer 2, head 0');
+});
+
+t.test('the result store is an LRU with a time to live', async (t) => {
+  let now = 0;
+  const store = new ResultStore(2, 1000, () => now);
+  const entry = (id: string) => ({ id, model: 'm', createdAt: now, attentions: [], heads: 1, tokens: 2, view: { data: Buffer.alloc(3), width: 1, height: 1 } });
+  store.put(entry('a'));
+  store.put(entry('b'));
+  t.ok(store.get('a'), 'a is there (and now most recent)');
+  store.put(entry('c'));
+  t.notOk(store.get('b'), 'b, least recently used, was evicted');
+  t.ok(store.get('a') && store.get('c'));
+  now = 1500;
+  t.notOk(store.get('a'), 'a expired');
+  t.equal(store.size, 1);
+});
+
+t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
+  const app = await testApp(t);
+  const classify = await app.inject({ method: 'POST', url: '/classify', payload: await testImage('png', 128), headers: { 'content-type': 'image/png' } });
+  const { id, attention } = classify.json();
+
+  let res = await app.inject({ method: 'GET', url: `/attention/${id}` });
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['content-type'], 'image/png');
+  const meta = await sharp(res.rawPayload).metadata();
+  t.same([meta.format, meta.width, meta.height], ['png', 256, 256]);
+
+  res = await app.inject({ method: 'GET', url: `/attention/${id}?size=64&alpha=1&colormap=gray` });
+  const { data, info } = await sharp(res.rawPayload).raw().toBuffer({ resolveWithObject: true });
+  t.same([info.width, info.height], [64, 64]);
+  t.ok(data.every((v, i) => i % 3 !== 0 || (v === data[i + 1] && v === data[i + 2])), 'alpha 1 with gray: a pure gray map');
+
+  res = await app.inject({ method: 'GET', url: `/attention/${id}?format=json` });
+  t.equal(res.statusCode, 200);
+  const json = res.json();
+  t.same(json.values, attention.values, 'the default rollout matches the one /classify returned');
+  t.same(json.grid, [8, 8]);
+
+  const cls = (await app.inject({ method: 'GET', url: `/attention/${id}?format=json&method=cls&layer=0&head=2` })).json();
+  t.equal(cls.method, 'cls');
+  t.equal(cls.layer, 0);
+  t.notSame(cls.values, json.values);
+  for (const q of ['head=max', 'head=min', 'head=3', 'discard=0.5', 'method=cls&head=max']) {
+    t.equal((await app.inject({ method: 'GET', url: `/attention/${id}?format=json&${q}` })).statusCode, 200, q);
+  }
+
+  const bad: [string, number][] = [
+    [`/attention/${id}?head=4`, 400],
+    [`/attention/${id}?method=cls&layer=4`, 400],
+    [`/attention/${id}?alpha=2`, 400],
+    [`/attention/${id}?colormap=rainbow`, 400],
+    [`/attention/${id}?head=first`, 400],
+    ['/attention/00000000-0000-0000-0000-000000000000', 404],
+  ];
+  for (const [url, status] of bad) {
+    const r = await app.inject({ method: 'GET', url });
+    t.equal(r.statusCode, status, `${url}: ${r.body}`);
+    t.match(r.json(), { error: String, code: String, message: String });
+  }
+});
+
+t.test('results expire after their TTL and fall out of a full store', async (t) => {
+  const app = await testApp(t, { resultsCapacity: 1, resultsTtlS: 1 });
+  const post = async () => (await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } })).json().id;
+  const first = await post();
+  const second = await post();
+  t.equal((await app.inject({ method: 'GET', url: `/attention/${first}` })).statusCode, 404, 'pushed out by a newer one');
+  t.equal((await app.inject({ method: 'GET', url: `/attention/${second}` })).statusCode, 200);
+  await new Promise((r) => setTimeout(r, 1100));
+  const expired = await app.inject({ method: 'GET', url: `/attention/${second}` });
+  t.equal(expired.statusCode, 404, 'expired');
+  t.equal(expired.json().code, 'VIT_UNKNOWN_RESULT');
+});
+
+t.test('attention routes answer 422 for a model without attention outputs', async (t) => {
+  const app = await testApp(t);
+  for (const attention of ['rollout', 'cls', 'full']) {
+    const res = await app.inject({ method: 'POST', url: `/classify?model=plain&attention=${attention}`, payload: await testImage(), headers: { 'content-type': 'image/png' } });
+    t.equal(res.statusCode, 422, attention);
+  }
+});

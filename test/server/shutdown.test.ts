@@ -1,0 +1,40 @@
+// The real server process: SIGTERM while requests are in flight answers them all, then exits 0.
+
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import t from 'tap';
+import { ROOT } from '../helpers/cli.js';
+import { testImage, testModels } from '../helpers/server.js';
+
+t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
+  const models = await testModels();
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--port', '0', '--host', '127.0.0.1', '--max-delay-ms', '300', '--workers', '1'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), 60_000);
+    const onData = (d: Buffer) => {
+      log += d;
+      const m = /serving .* on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+  });
+  const img = await testImage();
+  // The 300 ms batching delay keeps these in flight when SIGTERM arrives.
+  const requests = Array.from({ length: 12 }, () => fetch(`${base}/classify`, { method: 'POST', body: img, headers: { 'content-type': 'image/png' } }).then((r) => r.status));
+  await new Promise((r) => setTimeout(r, 100));
+  child.kill('SIGTERM');
+  const statuses = await Promise.all(requests);
+  t.same(statuses, new Array(12).fill(200), 'every in-flight request answered 200');
+  t.equal(await exited, 0, 'exit status 0');
+  t.match(log, /SIGTERM: draining and shutting down/);
+  await t.rejects(fetch(`${base}/healthz`), 'no longer listening');
+});

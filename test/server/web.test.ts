@@ -1,0 +1,52 @@
+// The web page in headless Chromium (Debian's chromium, driven by playwright-core): pick an example,
+// see a label and a heatmap; upload a file, see them again.
+
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { tmpDir } from '../helpers/data.js';
+import { testApp, testImage } from '../helpers/server.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+t.test('the web page classifies an image and draws its heatmap', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (.ci/run installs Debian's chromium)` }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const app = await testApp(t);
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(base);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  t.match(await page.textContent('#model'), /vit-cifar10 \(cpu\)/, 'models listed');
+
+  // A bundled example.
+  await page.click('#examples button[data-name="cat"]');
+  await page.waitForSelector('#predictions li');
+  const first = await page.textContent('#predictions li .label');
+  t.ok(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'].includes(first!.trim()), `a label is shown: ${first}`);
+  await page.waitForFunction(() => (document.getElementById('heatmap') as HTMLImageElement).naturalWidth > 0);
+  t.equal(await page.evaluate(() => (document.getElementById('heatmap') as HTMLImageElement).naturalWidth), 256, 'the heatmap is drawn');
+
+  // Another method redraws it.
+  const before = await page.getAttribute('#heatmap', 'src');
+  await page.selectOption('#method', 'cls');
+  await page.waitForFunction((src) => (document.getElementById('heatmap') as HTMLImageElement).src !== src, before);
+  t.match(await page.textContent('#heatmap-caption'), /\[CLS\] attention, layer 4/);
+
+  // An uploaded file.
+  const file = path.join(await tmpDir(), 'upload.jpg');
+  await writeFile(file, await testImage('jpeg', 96));
+  const old = await page.getAttribute('#heatmap', 'src');
+  await page.setInputFiles('#file', file);
+  await page.waitForFunction((src) => (document.getElementById('heatmap') as HTMLImageElement).src !== src && (document.getElementById('heatmap') as HTMLImageElement).naturalWidth > 0, old);
+  t.equal(await page.locator('#predictions li').count(), 5, 'five predictions with bars');
+  t.match(await page.textContent('#timings'), /inference [\d.]+ ms/);
+  t.same(errors, [], 'no script errors');
+});
