@@ -26,7 +26,7 @@ function randomStack(layers: number, heads: number, tokens: number, seed = 1) {
 /** Rollout the slow way: full matrix products, last layer on the left. */
 function naiveRollout(s: ReturnType<typeof randomStack>, fusion: 'mean' | 'max' | 'min' | number): number[] {
   const T = s.tokens;
-  let result = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (i === j ? 1 : 0)));
+  let result: number[][] = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => (i === j ? 1 : 0)));
   for (const layer of s.layers) {
     const a = fuseHeads(layer, s.heads, T, fusion);
     const m = Array.from({ length: T }, (_, i) => Array.from({ length: T }, (_, j) => 0.5 * a[i * T + j] + (i === j ? 0.5 : 0)));

@@ -18,7 +18,7 @@ t.test('concurrent requests are batched, with the results of one-at-a-time reque
   const app = await testApp(t, { maxBatch: 32, maxDelayMs: 5 });
   const base = await listen(app);
   const images = await Promise.all(Array.from({ length: 8 }, (_, i) => testImage('png', 24 + 4 * i)));
-  const alone = [];
+  const alone: Record<string, any>[] = [];
   for (const img of images) alone.push((await post(base, img, '?topk=10')).body);
   t.ok(alone.every((r) => r.timings.batch_size === 1), 'one at a time: batches of 1');
 

@@ -31,13 +31,14 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await page.waitForSelector('#predictions li');
   const first = await page.textContent('#predictions li .label');
   t.ok(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'].includes(first!.trim()), `a label is shown: ${first}`);
-  await page.waitForFunction(() => (document.getElementById('heatmap') as HTMLImageElement).naturalWidth > 0);
-  t.equal(await page.evaluate(() => (document.getElementById('heatmap') as HTMLImageElement).naturalWidth), 256, 'the heatmap is drawn');
+  // Page-side expressions are strings: they run in the browser, not here.
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
+  t.equal(await page.evaluate("document.getElementById('heatmap').naturalWidth"), 256, 'the heatmap is drawn');
 
   // Another method redraws it.
   const before = await page.getAttribute('#heatmap', 'src');
   await page.selectOption('#method', 'cls');
-  await page.waitForFunction((src) => (document.getElementById('heatmap') as HTMLImageElement).src !== src, before);
+  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(before)}`);
   t.match(await page.textContent('#heatmap-caption'), /\[CLS\] attention, layer 4/);
 
   // An uploaded file.
@@ -45,7 +46,7 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await writeFile(file, await testImage('jpeg', 96));
   const old = await page.getAttribute('#heatmap', 'src');
   await page.setInputFiles('#file', file);
-  await page.waitForFunction((src) => (document.getElementById('heatmap') as HTMLImageElement).src !== src && (document.getElementById('heatmap') as HTMLImageElement).naturalWidth > 0, old);
+  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(old)} && document.getElementById('heatmap').naturalWidth > 0`);
   t.equal(await page.locator('#predictions li').count(), 5, 'five predictions with bars');
   t.match(await page.textContent('#timings'), /inference [\d.]+ ms/);
   t.same(errors, [], 'no script errors');

@@ -1,0 +1,113 @@
+// Load on the service: starts `vitrine serve` on the bundled model, drives POST /classify with a 32x32
+// PNG at concurrency 1 and 32 (autocannon), polls /healthz meanwhile, and prints one JSON line per
+// measurement; then the in-process ONNX Runtime ceiling at batch 64 (no HTTP) in the same run.
+//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --max-batch N]
+
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import sharp from 'sharp';
+import { readModelConfig } from '../runtime/model-config.js';
+import { createSession, runSession } from '../runtime/ort.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, fallback: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : fallback;
+};
+const seconds = Number(opt('seconds', '15'));
+const models = opt('models', 'models');
+const model = opt('model', 'vit-cifar10');
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const serverFlags = ['workers', 'threads', 'max-batch', 'max-delay-ms'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+
+const port = 18000 + Math.floor(Math.random() * 1000);
+const base = `http://127.0.0.1:${port}`;
+const server = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...serverFlags], {
+  cwd: root,
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+const stop = () => server.kill('SIGTERM');
+process.on('exit', stop);
+
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(`${base}/readyz`)).ok) break;
+  } catch {
+    /* not listening yet */
+  }
+  if (i > 600) throw new Error('the server did not become ready');
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+// A real CIFAR-10 example from the page's examples.
+const image = await sharp(path.join(root, 'server', 'web', 'examples', 'cat.png')).png().toBuffer();
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
+}
+
+async function load(connections: number) {
+  const health: number[] = [];
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      const t0 = performance.now();
+      await fetch(`${base}/healthz`).then((r) => r.arrayBuffer());
+      health.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const result = await autocannon({
+    url: `${base}/classify`,
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: image,
+    connections,
+    duration: seconds,
+  });
+  polling = false;
+  await poll;
+  health.sort((a, b) => a - b);
+  const errors = result.errors + result.timeouts + result.non2xx;
+  console.log(
+    JSON.stringify({
+      bench: 'serve',
+      concurrency: connections,
+      requests_per_s: Math.round(result.requests.average),
+      p50_ms: result.latency.p50,
+      p99_ms: result.latency.p99,
+      healthz_p99_ms: +percentile(health, 99).toFixed(2),
+      healthz_samples: health.length,
+      errors,
+      seconds,
+      cores: os.cpus().length,
+    }),
+  );
+}
+
+await load(1);
+await load(32);
+const metrics = await (await fetch(`${base}/metrics`)).text();
+const sum = Number(/vitrine_batch_size_sum\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
+const count = Number(/vitrine_batch_size_count\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
+console.log(JSON.stringify({ bench: 'serve-batches', mean_batch_size: +(sum / count).toFixed(2), batches: count }));
+stop();
+await new Promise((r) => server.once('exit', r));
+
+// The ceiling: the same model in this process, batch 64, no HTTP, no decoding.
+const config = await readModelConfig(path.join(models, model));
+const session = await createSession(path.join(models, model, 'model.onnx'), { device: 'cpu' });
+const [h, w] = config.image_size;
+const pixels = new Float32Array(64 * 3 * h * w).fill(0.1);
+const outputs = [config.logits_output, ...config.attention_outputs];
+for (let i = 0; i < 3; i++) await runSession(session, { [config.input_name]: { data: pixels, dims: [64, 3, h, w] } }, outputs);
+const t0 = performance.now();
+let runs = 0;
+while (performance.now() - t0 < 3000) {
+  await runSession(session, { [config.input_name]: { data: pixels, dims: [64, 3, h, w] } }, outputs);
+  runs++;
+}
+console.log(JSON.stringify({ bench: 'serve-ceiling', runner: 'onnxruntime-cpu', batch: 64, images_per_s: Math.round((runs * 64) / ((performance.now() - t0) / 1000)), outputs: 'logits+attentions' }));

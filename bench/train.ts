@@ -1,0 +1,75 @@
+// Training throughput of the seed ViT at batch 256 on ONNX Runtime (CPU): whole steps as the trainer
+// runs them (batch prepared in the worker, forward + loss + gradients, AdamW), the forward alone in
+// the same run, and, where python3 with torch is installed, the seed's PyTorch model trained the same
+// way (bench/torch_train.py). One JSON line per measurement.
+//   npm run bench:train [-- --steps 12]
+
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BatchLoader } from '../trainer/data/loader.js';
+import { makeDataset } from '../trainer/data/dataset.js';
+import { Rng } from '../trainer/nn/random.js';
+import { AdamW } from '../trainer/train/optim.js';
+import { StepRunner } from '../trainer/train/step.js';
+import { SEED_CONFIG } from '../trainer/vit/config.js';
+import { ViT } from '../trainer/vit/model.js';
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const steps = arg('steps', 12);
+const batch = 256;
+const cores = os.cpus().length;
+
+// Random images stand in for CIFAR-10: the arithmetic does not depend on the pixels.
+const rng = new Rng(1);
+const count = batch * 4;
+const data = makeDataset(
+  Uint8Array.from({ length: count * 3072 }, () => rng.int(256)),
+  Uint16Array.from({ length: count }, () => rng.int(10)),
+  { channels: 3, height: 32, width: 32 },
+  ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+);
+const model = new ViT(SEED_CONFIG, 0);
+const runner = new StepRunner(model, { device: 'cpu', threads: 0 });
+const optimizer = new AdamW({ weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8 });
+const params = runner.params.map((p) => ({ name: p.name, data: p.data, decay: true }));
+const loader = new BatchLoader(data, { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment: { cropPadding: 4, flip: true } });
+const indices = (s: number) => Uint32Array.from({ length: batch }, (_, i) => (s * batch + i) % count);
+
+const warmup = 3;
+let pending = loader.request(indices(0), new Rng(0).state);
+let start = 0;
+for (let s = 0; s < warmup + steps; s++) {
+  if (s === warmup) start = performance.now();
+  const b = await pending;
+  pending = loader.request(indices(s + 1), new Rng(s + 1).state);
+  const r = await runner.step(b.pixels, b.targets, b.size, rng);
+  optimizer.step(params, r.grads, 0.001);
+}
+const trainS = (performance.now() - start) / 1000;
+await pending;
+await loader.close();
+console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores }));
+
+const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());
+for (let i = 0; i < 2; i++) await runner.logits(pixels, batch);
+const f0 = performance.now();
+const fwd = Math.max(4, steps);
+for (let i = 0; i < fwd; i++) await runner.logits(pixels, batch);
+const fwdS = (performance.now() - f0) / 1000;
+console.log(JSON.stringify({ bench: 'forward', runner: 'onnxruntime-cpu', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
+
+// PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project.
+const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'torch_train.py');
+for (const python of ['/usr/bin/python3', 'python3']) {
+  const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
+  if (probe.status !== 0) continue;
+  const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch)], { encoding: 'utf8' });
+  process.stdout.write(r.stdout);
+  if (r.status !== 0) console.error(r.stderr);
+  break;
+}
