@@ -1,0 +1,35 @@
+# vitrine, CPU image: builds the TypeScript, then a slim runtime with production dependencies only.
+#   docker build -t vitrine . && docker run -p 8080:8080 vitrine
+# Serve other models by mounting a folder over /app/models:  -v "$PWD/models:/app/models:ro"
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# onnxruntime-node's install script would fetch the CUDA provider; the CPU provider ships in the package.
+ENV ONNXRUNTIME_NODE_INSTALL=skip
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json ./
+COPY bin bin
+COPY runtime runtime
+COPY server server
+COPY trainer trainer
+RUN npx tsc -p tsconfig.json
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production ONNXRUNTIME_NODE_INSTALL=skip PORT=8080 HOST=0.0.0.0 VITRINE_MODELS=/app/models
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist dist
+COPY server/web server/web
+COPY trainer/recipes trainer/recipes
+COPY trainer/vit/seed.json trainer/vit/seed.json
+COPY models models
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# The server handles SIGTERM itself (stop accepting, drain, exit 0), also as PID 1.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/bin/vitrine.js"]
+CMD ["serve"]
