@@ -1,10 +1,6 @@
 // The vitrine command's dispatcher: one line per error on stderr, exit 1 (2 for usage errors).
 
 import { CliError } from './cli-util.js';
-import { evalCommand } from './eval.js';
-import { exportCommand } from './export.js';
-import { serveCommand } from './serve.js';
-import { trainCommand } from './train.js';
 
 const USAGE = `usage: vitrine <command> [flags]
 commands:
@@ -15,11 +11,12 @@ commands:
 run 'vitrine <command> --help' for its flags`;
 
 type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
-const COMMANDS: Record<string, Command> = {
-  train: trainCommand,
-  export: exportCommand,
-  eval: evalCommand,
-  serve: serveCommand,
+// Loaded on use: `serve` never loads the trainer, and each command starts only what it needs.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  train: async () => (await import('./train.js')).trainCommand,
+  export: async () => (await import('./export.js')).exportCommand,
+  eval: async () => (await import('./eval.js')).evalCommand,
+  serve: async () => (await import('./serve.js')).serveCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -29,12 +26,13 @@ export async function main(argv: string[]): Promise<number> {
     log(USAGE);
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     process.stderr.write(`vitrine: unknown command '${name}'\n${USAGE}\n`);
     return 2;
   }
   try {
+    const command = await load();
     await command(rest, log);
     return 0;
   } catch (err) {

@@ -95,7 +95,12 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     { info: (m) => app.log.info(m), error: (m) => app.log.error(m) },
   );
   pool.on('lost', () => metrics.workerRestarts.inc());
-  await pool.start();
+  try {
+    await pool.start();
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
   for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
   const batcher = new Batcher(pool, config, {
     batch: (model, size, ms) => {

@@ -50,7 +50,9 @@ const sessions = new Map<string, { session: Session; model: WorkerModel }>();
 async function start(): Promise<void> {
   const providers: Record<string, string> = {};
   for (const m of init.models) {
-    const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => parentPort!.postMessage({ type: 'log', message: l }) });
+    const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => parentPort!.postMessage({ type: 'log', message: l }) }).catch((err: Error) => {
+      throw new Error(`model ${m.name}: ${m.file} cannot be loaded: ${err.message.split('\n')[0]}`);
+    });
     const missing = [m.inputName].filter((n) => !session.inputNames.includes(n)).concat([m.logitsOutput, ...m.attentionOutputs].filter((n) => !session.outputNames.includes(n)));
     if (missing.length > 0) throw new Error(`model ${m.name}: ${m.file} has no input or output named ${missing.join(', ')}`);
     sessions.set(m.name, { session, model: m });

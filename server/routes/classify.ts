@@ -46,7 +46,7 @@ async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Bu
 }
 
 export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
-  const { config, models, batcher, store } = ctx;
+  const { config, batcher, store } = ctx;
   app.post<{ Querystring: Static<typeof ClassifyQuery> }>(
     '/classify',
     {

@@ -2,19 +2,15 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import t, { Test } from 'tap';
+import t from 'tap';
 import { readSafetensors, writeSafetensors } from '../../trainer/io/safetensors.js';
 import { parseModelConfig } from '../../runtime/model-config.js';
 import { createSession, runSession } from '../../runtime/ort.js';
-import { ROOT, runCli } from '../helpers/cli.js';
+import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 
 const tmp = () => mkdtemp(path.join(os.tmpdir(), 'vitrine-export-'));
 const seedWeights = path.join(ROOT, 'test', 'fixtures', 'seed-weights.safetensors');
 
-const oneLine = (t: Test, stderr: string, pattern: RegExp) => {
-  t.equal(stderr.trim().split('\n').length, 1, `one line: ${stderr.trim()}`);
-  t.match(stderr, pattern);
-};
 
 t.test('exports a fresh model that ONNX Runtime runs at any batch size', async (t) => {
   const out = path.join(await tmp(), 'm');
@@ -51,7 +47,7 @@ t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
   await writeFile(badConfig, JSON.stringify({ hidden_size: 48, hiden_layers: 3 }));
   let r = await runCli(['export', '--config', badConfig, '--out', out]);
   t.equal(r.code, 1);
-  oneLine(t, r.stderr, /unknown key 'hiden_layers'/);
+  assertOneLineError(t, r.stderr, /unknown key 'hiden_layers'/);
 
   const { tensors } = await readSafetensors(seedWeights);
   const missing = new Map(tensors);
@@ -59,19 +55,19 @@ t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
   await writeSafetensors(path.join(dir, 'missing.safetensors'), missing);
   r = await runCli(['export', '--checkpoint', path.join(dir, 'missing.safetensors'), '--out', out]);
   t.equal(r.code, 1);
-  oneLine(t, r.stderr, /missing tensor 'classifier\.bias'/);
+  assertOneLineError(t, r.stderr, /missing tensor 'classifier\.bias'/);
 
   const misshapen = new Map(tensors);
   misshapen.set('classifier.weight', { shape: [10, 47], data: new Float32Array(470) });
   await writeSafetensors(path.join(dir, 'misshapen.safetensors'), misshapen);
   r = await runCli(['export', '--checkpoint', path.join(dir, 'misshapen.safetensors'), '--out', out]);
   t.equal(r.code, 1);
-  oneLine(t, r.stderr, /tensor 'classifier\.weight' has shape \[10, 47\], expected \[10, 48\]/);
+  assertOneLineError(t, r.stderr, /tensor 'classifier\.weight' has shape \[10, 47\], expected \[10, 48\]/);
 
   await writeFile(path.join(dir, 'truncated.safetensors'), (await readFile(seedWeights)).subarray(0, 5000));
   r = await runCli(['export', '--checkpoint', path.join(dir, 'truncated.safetensors'), '--out', out]);
   t.equal(r.code, 1);
-  oneLine(t, r.stderr, /not a valid safetensors file/);
+  assertOneLineError(t, r.stderr, /not a valid safetensors file/);
 
   t.notOk(existsSync(out), 'no output folder after failed exports');
 
@@ -79,7 +75,7 @@ t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
   await writeFile(aFile, 'x');
   r = await runCli(['export', '--out', path.join(aFile, 'model')]);
   t.equal(r.code, 1);
-  oneLine(t, r.stderr, /cannot create .*a-file\/model/);
+  assertOneLineError(t, r.stderr, /cannot create .*a-file\/model/);
 
   r = await runCli(['export', '--out', out, '--bogus']);
   t.equal(r.code, 2, 'unknown flag is a usage error');
@@ -96,7 +92,7 @@ t.test('a failed export leaves an earlier export untouched', async (t) => {
   const before = await readFile(path.join(out, 'model.onnx'));
   const r = await runCli(['export', '--out', out, '--labels', 'only,two']);
   t.equal(r.code, 1);
-  oneLine(t, r.stderr, /2 labels given for a model of 10 classes/);
+  assertOneLineError(t, r.stderr, /2 labels given for a model of 10 classes/);
   t.same(await readFile(path.join(out, 'model.onnx')), before, 'model.onnx unchanged');
   t.same((await readdir(out)).sort(), ['config.json', 'model.onnx'], 'no temp files left');
 });

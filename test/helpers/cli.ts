@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import type { Test } from 'tap';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -28,4 +29,13 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The error is one line, the last of the output (progress and warnings may precede it). */
+export function assertOneLineError(t: Test, stderr: string, pattern: RegExp): void {
+  const lines = stderr.trim().split('\n');
+  const errors = lines.filter((l) => l.startsWith('vitrine '));
+  t.equal(errors.length, 1, `one error line: ${stderr.trim()}`);
+  t.equal(errors[0], lines.at(-1), 'the error is the last line');
+  t.match(errors[0], pattern);
 }

@@ -3,7 +3,7 @@
 // to read what each op does.
 
 import { Tensor, shapeToString, topoSort } from './graph.js';
-import { NDArray, nd } from './ndarray.js';
+import { NDArray } from './ndarray.js';
 import { OPS } from './ops.js';
 
 export type Feeds = Readonly<Record<string, NDArray>>;
@@ -42,4 +42,3 @@ export function interpret(outputs: readonly Tensor[], feeds: Feeds): NDArray[] {
   return outputs.map((o) => values.get(o.id)!);
 }
 
-export { nd };

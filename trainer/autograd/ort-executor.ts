@@ -1,6 +1,5 @@
 // Runs a graph on ONNX Runtime: compiles it once to ONNX, opens a session, feeds float32 arrays.
 
-import { Tensor } from './graph.js';
 import { CompileOptions, compileToBytes } from './onnx.js';
 import { Device, HostTensor, Session, createSession, runSession } from '../../runtime/ort.js';
 
@@ -39,4 +38,3 @@ export class OrtGraph {
   }
 }
 
-export type { Tensor };
