@@ -113,7 +113,7 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
         { name: 'test loss', color: '#ff7f0e', points: pts('test_loss') },
       ],
       lossMax,
-      (v) => v.toFixed(1),
+      (v) => v.toFixed(2),
     ),
     panel(
       W,
