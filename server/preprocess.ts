@@ -49,6 +49,12 @@ export interface PreparedImage {
 
 const VIEW_MAX = 256;
 
+// NOTE: many small images, each on its own libuv thread: one libvips thread per image and no
+// operation cache cost less than the defaults (a thread per core per image, a cache sized for
+// repeated large images). Measured here with a 32x32 PNG at concurrency 32: 604 -> 671 requests/s.
+sharp.concurrency(1);
+sharp.cache(false);
+
 export async function prepareImage(bytes: Buffer, m: ModelInput, maxPixels: number): Promise<PreparedImage> {
   const format = sniffImage(bytes);
   if (!format) throw Errors.unsupportedMedia(`the body is not an image in a supported format (${SNIFFED.join(', ')})`);

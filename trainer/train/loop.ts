@@ -115,8 +115,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
 
   log(`training ${model.parameterCount()} parameters on ${train.count} images (${labels.length} classes), ${c.epochs} epochs of ${stepsPerEpoch} steps at batch ${batch}`);
+  let pending: Promise<Batch> | null = null;
   try {
-    let pending = request(state.step);
+    pending = request(state.step);
     let epochStart = Date.now();
     let epochImages = 0;
     while (state.step < totalSteps) {
@@ -200,6 +201,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }
     }
   } finally {
+    // A batch asked for ahead of a stop (Ctrl-C, NaN) is not wanted: closing the loader rejects it.
+    pending?.catch(() => {});
     await loader.close();
   }
   if (interrupted) return { state, interrupted, modelDir: null, checkpoint: checkpointFile };
