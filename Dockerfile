@@ -1,4 +1,5 @@
-# vitrine, CPU image: builds the TypeScript, then a slim runtime with production dependencies only.
+# vitrine, CPU image: builds the TypeScript, then a slim runtime with production dependencies only
+# (and only this platform's ONNX Runtime binaries).
 #   docker build -t vitrine . && docker run -p 8080:8080 vitrine
 # Serve other models by mounting a folder over /app/models:  -v "$PWD/models:/app/models:ro"
 
@@ -19,7 +20,11 @@ FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production ONNXRUNTIME_NODE_INSTALL=skip PORT=8080 HOST=0.0.0.0 VITRINE_MODELS=/app/models
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+  && npm cache clean --force \
+  && arch=$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac) \
+  && find node_modules/onnxruntime-node/bin -mindepth 2 -maxdepth 2 -type d ! -name linux -exec rm -rf {} + \
+  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 -type d ! -name "$arch" -exec rm -rf {} +
 COPY --from=build /app/dist dist
 COPY server/web server/web
 COPY trainer/recipes trainer/recipes
