@@ -1,0 +1,139 @@
+// A folder of class folders: root/<class>/*.jpg|png|webp|gif|avif|tiff. Labels are the folder names
+// (sorted). Images are decoded by sharp (EXIF orientation applied, alpha flattened onto white, gray
+// made RGB) and resized to size x size by covering the square and cropping the centre.
+// Validation: root/train + root/val (or root/test) folders when present, else a seeded, per-class
+// split of `valRatio`.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { ImageDataset, makeDataset, subset } from './dataset.js';
+import { Rng } from '../nn/random.js';
+
+export const IMAGE_EXTENSIONS = Object.freeze(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.tif', '.tiff']);
+
+export type BadImagePolicy = 'skip' | 'fail';
+
+export interface FolderOptions {
+  size: number;
+  valRatio: number;
+  seed: number;
+  onBadImage: BadImagePolicy;
+  warn?: (line: string) => void;
+  progress?: (line: string, done: number, total: number) => void;
+}
+
+export interface FolderData {
+  train: ImageDataset;
+  val: ImageDataset | null;
+  classes: string[];
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await fs.stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function listClasses(root: string): Promise<Map<string, string[]>> {
+  const entries = await fs.readdir(root, { withFileTypes: true });
+  const classes = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  if (classes.length === 0) throw new Error(`${root} has no class folders (expected ${path.join(root, '<class>', '*.jpg')})`);
+  const out = new Map<string, string[]>();
+  for (const c of classes) {
+    const files = (await fs.readdir(path.join(root, c), { withFileTypes: true }))
+      .filter((e) => e.isFile() && IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase()))
+      .map((e) => path.join(root, c, e.name))
+      .sort();
+    if (files.length === 0) throw new Error(`class folder ${path.join(root, c)} has no images (${IMAGE_EXTENSIONS.join(' ')})`);
+    out.set(c, files);
+  }
+  return out;
+}
+
+/** Decodes one image to CHW uint8 of size x size. */
+export async function decodeImage(file: string | Buffer, size: number): Promise<Uint8Array> {
+  const { data, info } = await sharp(file, { failOn: 'error', limitInputPixels: 100_000_000 })
+    .rotate()
+    .flatten({ background: '#ffffff' })
+    .toColourspace('srgb')
+    .resize(size, size, { fit: 'cover', position: 'centre' })
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const C = 3;
+  if (info.channels !== C) throw new Error(`decoded to ${info.channels} channels`);
+  const out = new Uint8Array(C * size * size);
+  const plane = size * size;
+  for (let p = 0; p < plane; p++) for (let c = 0; c < C; c++) out[c * plane + p] = data[p * C + c];
+  return out;
+}
+
+async function decodeAll(files: readonly [string, number][], classes: string[], o: FolderOptions, what: string): Promise<ImageDataset> {
+  const per = 3 * o.size * o.size;
+  const images = new Uint8Array(files.length * per);
+  const labels = new Uint16Array(files.length);
+  let next = 0;
+  let done = 0;
+  let failed = false;
+  const ok = new Array<boolean>(files.length).fill(false);
+  const worker = async () => {
+    while (next < files.length && !failed) {
+      const i = next++;
+      const [file, label] = files[i];
+      try {
+        images.set(await decodeImage(file, o.size), i * per);
+        labels[i] = label;
+        ok[i] = true;
+      } catch (err) {
+        const reason = (err as Error).message.split('\n')[0];
+        if (o.onBadImage === 'fail') {
+          failed = true;
+          throw new Error(`${file}: cannot decode (${reason}); pass --on-bad-image skip to skip such files`);
+        }
+        o.warn?.(`skipping ${file}: cannot decode (${reason})`);
+      }
+      if (!failed) o.progress?.(`decoding ${what} images`, ++done, files.length);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  const keep = ok.flatMap((k, i) => (k ? [i] : []));
+  if (keep.length === 0) throw new Error(`no ${what} image could be decoded`);
+  return subset(makeDataset(images, labels, { channels: 3, height: o.size, width: o.size }, classes), keep);
+}
+
+const flatten = (m: Map<string, string[]>, classes: string[]): [string, number][] => [...m].flatMap(([c, files]) => files.map((f) => [f, classes.indexOf(c)] as [string, number]));
+
+export async function loadImageFolder(root: string, o: FolderOptions): Promise<FolderData> {
+  if (!(await isDir(root))) throw new Error(`data folder ${root} does not exist or is not a folder`);
+  const valName = (await isDir(path.join(root, 'val'))) ? 'val' : (await isDir(path.join(root, 'test'))) ? 'test' : null;
+  if ((await isDir(path.join(root, 'train'))) && valName) {
+    const train = await listClasses(path.join(root, 'train'));
+    const val = await listClasses(path.join(root, valName));
+    const classes = [...train.keys()];
+    const stray = [...val.keys()].find((c) => !train.has(c));
+    if (stray) throw new Error(`${path.join(root, valName, stray)}: class '${stray}' is not among the training classes`);
+    return {
+      classes,
+      train: await decodeAll(flatten(train, classes), classes, o, 'training'),
+      val: await decodeAll(flatten(val, classes), classes, o, 'validation'),
+    };
+  }
+  const all = await listClasses(root);
+  const classes = [...all.keys()];
+  const data = await decodeAll(flatten(all, classes), classes, o, 'training');
+  if (o.valRatio <= 0) return { classes, train: data, val: null };
+  // Stratified split: the same share of every class goes to validation.
+  const rng = new Rng(o.seed ^ 0x5eed);
+  const trainIdx: number[] = [];
+  const valIdx: number[] = [];
+  for (let c = 0; c < classes.length; c++) {
+    const members = [...data.labels.keys()].filter((i) => data.labels[i] === c);
+    const order = rng.permutation(members.length);
+    const nVal = members.length > 1 ? Math.max(1, Math.round(members.length * o.valRatio)) : 0;
+    order.forEach((k, j) => (j < nVal ? valIdx : trainIdx).push(members[k]));
+  }
+  return { classes, train: subset(data, trainIdx), val: valIdx.length > 0 ? subset(data, valIdx) : null };
+}

@@ -1,0 +1,63 @@
+// Prepares batches in a worker thread so that the next batch is ready when the current training step
+// ends (ONNX Runtime's run blocks the main thread meanwhile). The images sit in shared memory; each
+// request names the image indices and the state of the generator that draws the augmentations, so a
+// batch depends on nothing but its request.
+
+import { ImageDataset } from './dataset.js';
+import { BatchOptions } from './augment.js';
+import { siblingUrl, startWorker } from '../../runtime/worker.js';
+import type { Worker } from 'node:worker_threads';
+
+export interface Batch {
+  pixels: Float32Array; // (n, C, H, W)
+  targets: Float32Array; // (n, classes)
+  size: number;
+}
+
+export interface WorkerRequest {
+  id: number;
+  indices: Uint32Array;
+  rngState: number[];
+}
+
+export class BatchLoader {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, { resolve: (b: Batch) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+  private failure: Error | null = null;
+
+  constructor(data: ImageDataset, options: BatchOptions) {
+    const shared = new Uint8Array(new SharedArrayBuffer(data.images.length));
+    shared.set(data.images);
+    const labels = new Uint16Array(new SharedArrayBuffer(data.labels.byteLength));
+    labels.set(data.labels);
+    this.worker = startWorker(siblingUrl(import.meta.url, 'batch-worker'), { workerData: { data: { ...data, images: shared, labels }, options } });
+    this.worker.on('message', (m: { id: number; pixels?: Float32Array; targets?: Float32Array; size?: number; error?: string }) => {
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      if (m.error) w?.reject(new Error(`batch worker: ${m.error}`));
+      else w?.resolve({ pixels: m.pixels!, targets: m.targets!, size: m.size! });
+    });
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => this.fail(new Error(`batch worker exited (${code})`)));
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.waiting.values()) w.reject(this.failure);
+    this.waiting.clear();
+  }
+
+  request(indices: Uint32Array, rngState: number[]): Promise<Batch> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const p = new Promise<Batch>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    this.worker.postMessage({ id, indices, rngState } satisfies WorkerRequest);
+    return p;
+  }
+
+  async close(): Promise<void> {
+    this.failure ??= new Error('batch loader closed');
+    await this.worker.terminate();
+  }
+}
