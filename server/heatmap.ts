@@ -60,7 +60,9 @@ export async function renderHeatmap(grid: number[][], view: { data: Buffer; widt
   const width = o.size;
   const height = Math.max(1, Math.round((o.size * view.height) / view.width));
   const cells = Buffer.from(grid.flat().map((v) => Math.round(Math.max(0, Math.min(1, v)) * 255)));
-  const smooth = await sharp(cells, { raw: { width: cols, height: rows, channels: 1 } }).resize(width, height, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+  // extractChannel: libvips hands a resized one-band image back as three bands.
+  const smooth = await sharp(cells, { raw: { width: cols, height: rows, channels: 1 } }).resize(width, height, { kernel: 'cubic', fit: 'fill' }).extractChannel(0).raw().toBuffer();
+  if (smooth.length !== width * height) throw new Error(`heatmap: resized map has ${smooth.length} values for ${width}x${height}`);
   const base = await sharp(view.data, { raw: { width: view.width, height: view.height, channels: 3 } }).resize(width, height, { kernel: view.width < width ? 'nearest' : 'lanczos3', fit: 'fill' }).raw().toBuffer();
   const colors = LUTS.get(o.colormap)!;
   const out = Buffer.alloc(width * height * 3);

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { clsAttention, fuseHeads, rollout } from '../../server/attention.js';
+import { renderHeatmap } from '../../server/heatmap.js';
 import { ResultStore } from '../../server/results.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testApp, testImage } from '../helpers/server.js';
@@ -56,6 +57,17 @@ t.test('rollout carried as a vector equals the product of the full matrices', as
   t.same(Array.from(cls), Array.from(s.layers[2].subarray(1, 7)), '[CLS] row of layer 2, head 0');
 });
 
+t.test('a heatmap at full opacity is the map itself, cell by cell', async (t) => {
+  const grid = Array.from({ length: 8 }, (_, r) => Array.from({ length: 8 }, (_, c) => ((r + c) % 2 === 0 ? 1 : 0.25 * (c / 7))));
+  const view = { data: Buffer.alloc(32 * 32 * 3, 0), width: 32, height: 32 };
+  const png = await renderHeatmap(grid, view, { size: 256, alpha: 1, colormap: 'gray' });
+  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  t.same([info.width, info.height, info.channels], [256, 256, 3]);
+  let worst = 0;
+  grid.forEach((row, r) => row.forEach((v, c) => (worst = Math.max(worst, Math.abs(data[((r * 32 + 16) * 256 + c * 32 + 16) * 3] - v * 255)))));
+  t.ok(worst < 30, `cell centres carry the cell values (largest difference ${worst} of 255)`);
+});
+
 t.test('the result store is an LRU with a time to live', async (t) => {
   let now = 0;
   const store = new ResultStore(2, 1000, () => now);
@@ -82,10 +94,20 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
   const meta = await sharp(res.rawPayload).metadata();
   t.same([meta.format, meta.width, meta.height], ['png', 256, 256]);
 
-  res = await app.inject({ method: 'GET', url: `/attention/${id}?size=64&alpha=1&colormap=gray` });
+  res = await app.inject({ method: 'GET', url: `/attention/${id}?size=256&alpha=1&colormap=gray` });
   const { data, info } = await sharp(res.rawPayload).raw().toBuffer({ resolveWithObject: true });
-  t.same([info.width, info.height], [64, 64]);
+  t.same([info.width, info.height], [256, 256]);
   t.ok(data.every((v, i) => i % 3 !== 0 || (v === data[i + 1] && v === data[i + 2])), 'alpha 1 with gray: a pure gray map');
+  // At alpha 1 the image is the map itself: each cell's centre is as bright as the cell's value.
+  const grid: number[][] = attention.values;
+  let worst = 0;
+  grid.forEach((row, r) =>
+    row.forEach((v, c) => {
+      const pixel = data[((r * 32 + 16) * 256 + (c * 32 + 16)) * 3];
+      worst = Math.max(worst, Math.abs(pixel - v * 255));
+    }),
+  );
+  t.ok(worst < 40, `the drawn map follows the grid (largest difference ${worst} of 255)`);
 
   res = await app.inject({ method: 'GET', url: `/attention/${id}?format=json` });
   t.equal(res.statusCode, 200);
