@@ -63,6 +63,13 @@ function unaryOp(onnxOp: string, f: (x: number) => number, vjp: OpDef['vjp']): O
 
 const axesOf = (attrs: Attrs) => attrs.axes as readonly number[];
 
+/** The runtime shape of a value as an ONNX int64 tensor (symbolic dims resolved when the graph runs). */
+function runtimeShape(e: OnnxEmitter, value: string): string {
+  const shape = e.fresh('shape');
+  e.node('Shape', [value], [shape]);
+  return shape;
+}
+
 export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   input: leaf('input'),
   param: leaf('param'),
@@ -182,11 +189,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       return { data: a.data, shape: ref.shape };
     },
     vjp: (g, out) => [reshapeAs(g, out.inputs[0]), null],
-    onnx: (e, [x, ref], out) => {
-      const shape = e.fresh('shape');
-      e.node('Shape', [ref], [shape]);
-      e.node('Reshape', [x, shape], [out]);
-    },
+    onnx: (e, [x, ref], out) => e.node('Reshape', [x, runtimeShape(e, ref)], [out]),
   },
 
   transpose: {
@@ -284,11 +287,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     },
     kernel: ([a, ref]) => K.broadcastTo(a, ref.shape),
     vjp: (g, out) => [sumTo(g, out.inputs[0].shape), null],
-    onnx: (e, [x, ref], out) => {
-      const shape = e.fresh('shape');
-      e.node('Shape', [ref], [shape]);
-      e.node('Expand', [x, shape], [out]);
-    },
+    onnx: (e, [x, ref], out) => e.node('Expand', [x, runtimeShape(e, ref)], [out]),
   },
 
   // NOTE: softmax and log-softmax are fused ops rather than exp/sum/div compositions: the fused kernels
