@@ -4,7 +4,8 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Device, Session, createSession, runSession } from '../runtime/ort.js';
-import { rollout } from './attention.js';
+import { rolloutMeanInto } from './attention.js';
+import { CRASH, type WorkerCommand } from './worker-control.js';
 
 export interface WorkerModel {
   name: string;
@@ -22,6 +23,7 @@ export interface WorkerInit {
   device: Device;
   threads: number;
 }
+
 
 export interface RunRequest {
   type: 'run';
@@ -44,7 +46,8 @@ export interface RunReply {
   inferenceMs: number;
 }
 
-const init = workerData as WorkerInit;
+const init = workerData as WorkerInit & { control: SharedArrayBuffer };
+const control = new Int32Array(init.control);
 const sessions = new Map<string, { session: Session; model: WorkerModel }>();
 
 async function start(): Promise<void> {
@@ -70,25 +73,44 @@ async function run(req: RunRequest): Promise<RunReply> {
   const t0 = performance.now();
   const out = await runSession(s.session, { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] } }, outputs);
   const inferenceMs = performance.now() - t0;
-  const logits = Float32Array.from(out[model.logitsOutput].data);
+  if (Atomics.load(control, 0) === CRASH) process.exit(1);
+  const logits = own(out[model.logitsOutput].data);
   if (logits.length !== req.n * model.classes) throw new Error(`model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`);
   if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs };
   const first = out[model.attentionOutputs[0]];
   const [, heads, tokens] = first.dims as number[];
-  const per = heads * tokens * tokens;
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const maps = new Float32Array(req.n * (tokens - 1));
-  for (let i = 0; i < req.n; i++) {
-    maps.set(rollout({ layers: layers.map((l) => l.subarray(i * per, (i + 1) * per)), heads, tokens }), i * (tokens - 1));
-  }
-  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map((l) => Float32Array.from(l)) : null, heads, tokens, inferenceMs };
+  for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - 1));
+  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs };
 }
 
-parentPort!.on('message', (req: RunRequest) => {
-  run(req).then(
-    (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
-    (err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: err.message }),
-  );
+/** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
+function own(a: Float32Array): Float32Array {
+  return a.byteOffset === 0 && a.buffer.byteLength === a.byteLength && a.buffer instanceof ArrayBuffer ? a : Float32Array.from(a);
+}
+
+// session.run finishes on ONNX Runtime's side while this thread takes messages, so a stop waits for
+// the runs in progress to be answered.
+let running = 0;
+let stopping = false;
+parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
+  if (req.type === 'crash' && running === 0) process.exit(1);
+  if (req.type === 'stop' || req.type === 'crash') {
+    stopping = true;
+    if (running === 0) process.exit(0);
+    return;
+  }
+  running++;
+  run(req)
+    .then(
+      (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+      (err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: err.message }),
+    )
+    .finally(() => {
+      running--;
+      if (stopping && running === 0) process.exit(0);
+    });
 });
 
 start().catch((err: Error) => parentPort!.postMessage({ type: 'fatal', message: err.message }));

@@ -6,12 +6,14 @@ import type { Worker } from 'node:worker_threads';
 import { siblingUrl, startWorker } from '../runtime/worker.js';
 import { Errors } from './errors.js';
 import type { RunReply, RunRequest, WorkerInit } from './inference-worker.js';
+import { CRASH, type WorkerCommand } from './worker-control.js';
 
 interface Slot {
   index: number;
   worker: Worker;
   ready: boolean;
   busy: boolean;
+  control: Int32Array;
   inflight: Map<number, { resolve: (r: RunReply) => void; reject: (e: Error) => void }>;
 }
 
@@ -37,8 +39,9 @@ export class WorkerPool extends EventEmitter {
 
   private spawn(index: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), { workerData: this.init });
-      const slot: Slot = { index, worker, ready: false, busy: false, inflight: new Map() };
+      const control = new Int32Array(new SharedArrayBuffer(4));
+      const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), { workerData: { ...this.init, control: control.buffer } });
+      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Map() };
       this.slots[index] = slot;
       worker.on('message', (m: RunReply | { type: 'ready'; providers: Record<string, string> } | { type: 'fatal'; message: string } | { type: 'log'; message: string } | { type: 'error'; id: number; message: string }) => {
         if (m.type === 'ready') {
@@ -100,13 +103,29 @@ export class WorkerPool extends EventEmitter {
     });
   }
 
-  /** Ends worker `index` abruptly, as a crash would (for tests and operators' drills). */
+  /** Ends worker `index` as a crash would: a run in progress is not answered (for tests and drills). */
   async kill(index: number): Promise<void> {
-    await this.slots[index]?.worker.terminate();
+    const slot = this.slots[index];
+    if (!slot) return;
+    Atomics.store(slot.control, 0, CRASH);
+    await this.stop(slot, { type: 'crash' });
   }
 
-  async close(): Promise<void> {
+  /** Stops every worker once its current run is done (terminated if it does not within graceMs). */
+  async close(graceMs = 10_000): Promise<void> {
     this.closing = true;
-    await Promise.all(this.slots.map((s) => s?.worker.terminate()));
+    await Promise.all(this.slots.map((s) => s && this.stop(s, { type: 'stop' }, graceMs)));
+  }
+
+  private stop(slot: Slot, command: WorkerCommand, graceMs = 10_000): Promise<void> {
+    return new Promise((resolve) => {
+      if (slot.worker.threadId === -1) return resolve(); // already gone
+      const timer = setTimeout(() => void slot.worker.terminate(), graceMs);
+      slot.worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      slot.worker.postMessage(command);
+    });
   }
 }

@@ -89,3 +89,23 @@ t.test('a worker killed mid-request: that request gets a 500, the worker is repl
   t.match(metrics, /vitrine_worker_restarts_total 1/);
   t.equal((await fetch(`${base}/healthz`)).status, 200);
 });
+
+t.test('stopping workers while they run does not take the process down', async (t) => {
+  // worker.terminate() during an ONNX Runtime run aborted the whole process now and then; workers are
+  // now asked to stop and leave between runs. Several rounds, each stopping mid-run.
+  for (let round = 0; round < 4; round++) {
+    const app = await testApp(t, { maxDelayMs: 0 });
+    const pool = app.vitrine.pool;
+    const run = pool.run.bind(pool);
+    let closing: Promise<void> | null = null;
+    pool.run = (slot, req) => {
+      const p = run(slot, req);
+      closing ??= pool.close();
+      return p;
+    };
+    const answer = await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } });
+    await closing;
+    t.equal(answer.statusCode, 200, `round ${round}: the run in progress is answered before the worker leaves`);
+    t.equal(pool.readyCount, 0, 'no worker left');
+  }
+});
