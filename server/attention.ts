@@ -45,6 +45,11 @@ function discardLowest(m: Float64Array, ratio: number): void {
 
 /** Rollout: the [CLS] row over the patches (tokens - 1 values). */
 export function rollout(s: AttentionStack, fusion: HeadFusion = 'mean', discard = 0): Float32Array {
+  if (fusion === 'mean' && discard === 0) {
+    const out = new Float32Array(s.tokens - 1);
+    rolloutMeanInto(s.layers, 0, s.heads, s.tokens, out, 0);
+    return out;
+  }
   const T = s.tokens;
   let v = new Float64Array(T);
   v[0] = 1; // e_CLS
@@ -64,6 +69,47 @@ export function rollout(s: AttentionStack, fusion: HeadFusion = 'mean', discard 
     v = next;
   }
   return Float32Array.from(v.subarray(1));
+}
+
+let scratch = { v: new Float64Array(0), next: new Float64Array(0), row: new Float64Array(0) };
+
+/**
+ * The default rollout (heads averaged, nothing discarded) of image `image` in a batch of attention
+ * outputs (per layer, [batch, heads, tokens, tokens]), written to out[at .. at + tokens - 1). The same
+ * arithmetic as the general path above, in the same order (so the same numbers), without building
+ * the fused matrices: the server runs it for every image it classifies.
+ */
+export function rolloutMeanInto(layers: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number): void {
+  const T = tokens;
+  const TT = T * T;
+  if (scratch.v.length !== T) scratch = { v: new Float64Array(T), next: new Float64Array(T), row: new Float64Array(T) };
+  let { v, next } = scratch;
+  const { row } = scratch;
+  v.fill(0);
+  v[0] = 1;
+  const base = image * heads * TT;
+  for (let l = layers.length - 1; l >= 0; l--) {
+    const a = layers[l];
+    next.fill(0);
+    for (let i = 0; i < T; i++) {
+      const vi = v[i];
+      if (vi === 0) continue;
+      const o = base + i * T;
+      let rowSum = 0;
+      for (let j = 0; j < T; j++) {
+        let m = a[o + j];
+        for (let h = 1; h < heads; h++) m += a[o + h * TT + j];
+        m /= heads;
+        row[j] = m;
+        rowSum += m;
+      }
+      const scale = vi / (0.5 * rowSum + 0.5);
+      for (let j = 0; j < T; j++) next[j] += scale * 0.5 * row[j];
+      next[i] += scale * 0.5;
+    }
+    [v, next] = [next, v];
+  }
+  for (let j = 1; j < T; j++) out[at + j - 1] = v[j];
 }
 
 /** One layer's [CLS] attention over the patches. */

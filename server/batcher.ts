@@ -143,9 +143,10 @@ export class Batcher {
           jobs.forEach((j, i) =>
             this.settle(j, () =>
               j.resolve({
-                logits: r.logits.slice(i * classes, (i + 1) * classes),
-                rollout: r.rollout ? r.rollout.slice(i * patches, (i + 1) * patches) : null,
-                attentions: r.attentions && j.attentions ? r.attentions.map((a) => a.slice(i * perLayer, (i + 1) * perLayer)) : null,
+                // Views into the batch's arrays, not copies (the results store compacts what it keeps).
+                logits: r.logits.subarray(i * classes, (i + 1) * classes),
+                rollout: r.rollout ? r.rollout.subarray(i * patches, (i + 1) * patches) : null,
+                attentions: r.attentions && j.attentions ? r.attentions.map((a) => a.subarray(i * perLayer, (i + 1) * perLayer)) : null,
                 heads: r.heads,
                 tokens: r.tokens,
                 batchSize: jobs.length,

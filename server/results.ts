@@ -1,5 +1,11 @@
 // Recent classification results, kept so that GET /attention/:id can draw them: a bounded LRU with a
 // time to live. Each entry holds every layer's attention probabilities and the image the model saw.
+//
+// Memory: an entry's attention arrays start as views into the arrays of the batch it ran in (no copy
+// per request). Results of one batch are stored together and leave together (oldest first), so a
+// batch's arrays are freed when its last entry goes. An entry that is read is moved to the young end
+// and would keep its whole batch alive, so a read first gives it arrays of its own. What the store
+// holds is so at most (capacity + one batch) entries' worth: ~270 KB each for the bundled model.
 
 export interface StoredResult {
   id: string;
@@ -40,7 +46,8 @@ export class ResultStore {
       return undefined;
     }
     this.entries.delete(id);
-    this.entries.set(id, r); // most recently used last
-    return r;
+    const own = { ...r, attentions: r.attentions.map((a) => (a.byteLength === a.buffer.byteLength ? a : a.slice())) };
+    this.entries.set(id, own); // most recently used last
+    return own;
   }
 }

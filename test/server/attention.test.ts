@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import t from 'tap';
-import { clsAttention, fuseHeads, rollout } from '../../server/attention.js';
+import { clsAttention, fuseHeads, rollout, rolloutMeanInto } from '../../server/attention.js';
 import { renderHeatmap } from '../../server/heatmap.js';
 import { ResultStore } from '../../server/results.js';
 import { Rng } from '../../trainer/nn/random.js';
@@ -57,6 +57,20 @@ t.test('rollout carried as a vector equals the product of the full matrices', as
   t.same(Array.from(cls), Array.from(s.layers[2].subarray(1, 7)), '[CLS] row of layer 2, head 0');
 });
 
+t.test('the batched default rollout reads each image of a batch', async (t) => {
+  const stacks = [1, 2, 3].map((seed) => randomStack(3, 2, 7, seed));
+  const batch = [0, 1, 2].map((l) => Float32Array.from(stacks.flatMap((s) => Array.from(s.layers[l]))));
+  const out = new Float32Array(3 * 6).fill(NaN);
+  for (const i of [2, 0, 1]) rolloutMeanInto(batch, i, 2, 7, out, i * 6);
+  stacks.forEach((s, i) => {
+    const slow = naiveRollout(s, 'mean');
+    t.ok(
+      slow.every((v, j) => Math.abs(v - out[i * 6 + j]) < 1e-6),
+      `image ${i}: ${Array.from(out.subarray(i * 6, i * 6 + 3))} vs ${slow.slice(0, 3)}`,
+    );
+  });
+});
+
 t.test('a heatmap at full opacity is the map itself, cell by cell', async (t) => {
   const grid = Array.from({ length: 8 }, (_, r) => Array.from({ length: 8 }, (_, c) => ((r + c) % 2 === 0 ? 1 : 0.25 * (c / 7))));
   const view = { data: Buffer.alloc(32 * 32 * 3, 0), width: 32, height: 32 };
@@ -81,6 +95,13 @@ t.test('the result store is an LRU with a time to live', async (t) => {
   now = 1500;
   t.notOk(store.get('a'), 'a expired');
   t.equal(store.size, 1);
+  // Entries stored as views into a batch's arrays get arrays of their own once read.
+  const batch = Float32Array.from({ length: 12 }, (_, i) => i);
+  store.put({ ...entry('v'), createdAt: now, attentions: [batch.subarray(4, 8)] });
+  const read = store.get('v')!;
+  t.same(Array.from(read.attentions[0]), [4, 5, 6, 7], 'same values');
+  t.equal(read.attentions[0].buffer.byteLength, 16, 'its own 4 floats, not the batch');
+  t.equal(store.get('v')!.attentions[0], read.attentions[0], 'compacted once');
 });
 
 t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
