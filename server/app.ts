@@ -102,13 +102,15 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     throw err;
   }
   for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
+  // Slots for the results of batches still running: each worker runs one batch at a time.
+  const store = new ResultStore(config.resultsCapacity, config.resultsTtlS * 1000, config.workers * config.maxBatch);
   const batcher = new Batcher(pool, config, {
     batch: (model, size, ms) => {
       metrics.batchSize.observe({ model }, size);
       metrics.inference.observe({ model }, ms / 1000);
     },
     depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
-  });
+  }, store);
   let closing = false;
   const ctx: ServiceContext = {
     config,
@@ -116,7 +118,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     defaultModel,
     pool,
     batcher,
-    store: new ResultStore(config.resultsCapacity, config.resultsTtlS * 1000),
+    store,
     metrics,
     model: (name) => {
       const m = models.find((x) => x.name === (name ?? defaultModel));

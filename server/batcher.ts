@@ -5,6 +5,7 @@
 
 import { Errors, ServiceError } from './errors.js';
 import { WorkerPool } from './pool.js';
+import type { ResultStore, StoredResult } from './results.js';
 
 export interface BatcherOptions {
   maxBatch: number;
@@ -13,10 +14,18 @@ export interface BatcherOptions {
   timeoutMs: number;
 }
 
+/** What a request wants besides logits and the default rollout. */
+export interface JobOptions {
+  /** Keep the result in the store under this id (GET /attention/:id). */
+  keep?: { id: string; view: StoredResult['view'] };
+  /** Return every layer's attention probabilities in the result. */
+  attentions?: boolean;
+}
+
 export interface JobResult {
   logits: Float32Array;
   rollout: Float32Array | null;
-  attentions: Float32Array[] | null; // per layer, heads * tokens * tokens
+  attentions: Float32Array[] | null; // per layer, heads * tokens * tokens (when asked for)
   heads: number;
   tokens: number;
   batchSize: number;
@@ -27,7 +36,7 @@ export interface JobResult {
 interface Job {
   model: string;
   pixels: Float32Array;
-  attentions: boolean;
+  options: JobOptions;
   enqueuedAt: number;
   settled: boolean;
   timer: NodeJS.Timeout;
@@ -51,6 +60,7 @@ export class Batcher {
     private readonly pool: WorkerPool,
     private readonly o: BatcherOptions,
     private readonly observer: BatchObserver,
+    private readonly store: ResultStore,
   ) {
     pool.on('free', () => this.pump());
   }
@@ -59,7 +69,7 @@ export class Batcher {
     return model ? (this.queues.get(model)?.length ?? 0) : this.queued;
   }
 
-  submit(model: string, pixels: Float32Array, attentions: boolean): Promise<JobResult> {
+  submit(model: string, pixels: Float32Array, options: JobOptions = {}): Promise<JobResult> {
     if (this.queued >= this.o.maxQueue) {
       return Promise.reject(Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }));
     }
@@ -67,7 +77,7 @@ export class Batcher {
       const job: Job = {
         model,
         pixels,
-        attentions,
+        options,
         enqueuedAt: performance.now(),
         settled: false,
         resolve,
@@ -130,33 +140,48 @@ export class Batcher {
     const per = jobs[0].pixels.length;
     const pixels = new Float32Array(jobs.length * per);
     jobs.forEach((j, i) => pixels.set(j.pixels, i * per));
+    // Results to keep go straight into the store's shared slab (no per-request arrays) once the
+    // model's shapes are known; before that, the worker sends the arrays and the store copies them.
+    const slab = this.store.slab(model);
+    const slots = slab ? jobs.map((j) => (j.options.keep ? (this.store.reserve(model) ?? -1) : -1)) : null;
+    const transfer = jobs.some((j) => j.options.attentions || (!slab && j.options.keep));
     const started = performance.now();
     this.running++;
     this.pool
-      .run(slot, { model, pixels, n: jobs.length, attentions: jobs.some((j) => j.attentions) })
+      .run(slot, { model, pixels, n: jobs.length, attentions: transfer, ...(slab && slots && slots.some((s) => s >= 0) ? { slab: slab.buffer, slots } : {}) })
       .then(
         (r) => {
           this.observer.batch(model, jobs.length, r.inferenceMs);
           const classes = r.logits.length / jobs.length;
           const patches = r.tokens - 1;
           const perLayer = r.heads * r.tokens * r.tokens;
-          jobs.forEach((j, i) =>
+          if (r.attentions && !slab) this.store.learn(model, r.attentions.length, perLayer);
+          const createdAt = Date.now();
+          jobs.forEach((j, i) => {
+            // Views into the batch's arrays, not copies.
+            const attentions = r.attentions ? r.attentions.map((a) => a.subarray(i * perLayer, (i + 1) * perLayer)) : null;
+            const keep = j.options.keep;
+            const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view };
+            if (meta && slots && slots[i] >= 0) {
+              if (j.settled) this.store.release(model, slots[i]);
+              else this.store.commit(meta, slots[i]);
+            } else if (meta && attentions && !j.settled) this.store.put({ ...meta, attentions });
             this.settle(j, () =>
               j.resolve({
-                // Views into the batch's arrays, not copies (the results store compacts what it keeps).
                 logits: r.logits.subarray(i * classes, (i + 1) * classes),
                 rollout: r.rollout ? r.rollout.subarray(i * patches, (i + 1) * patches) : null,
-                attentions: r.attentions && j.attentions ? r.attentions.map((a) => a.subarray(i * perLayer, (i + 1) * perLayer)) : null,
+                attentions: j.options.attentions ? attentions : null,
                 heads: r.heads,
                 tokens: r.tokens,
                 batchSize: jobs.length,
                 queueMs: started - j.enqueuedAt,
                 inferenceMs: r.inferenceMs,
               }),
-            ),
-          );
+            );
+          });
         },
         (err: Error) => {
+          for (const s of slots ?? []) if (s >= 0) this.store.release(model, s);
           const e = err instanceof ServiceError ? err : Errors.internal(err.message);
           for (const j of jobs) this.settle(j, () => j.reject(e));
         },

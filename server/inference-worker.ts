@@ -31,8 +31,11 @@ export interface RunRequest {
   model: string;
   pixels: Float32Array; // n * C * H * W
   n: number;
-  /** Also return the attention probabilities (for the results store and attention=full). */
+  /** Also return the attention probabilities (attention=cls|full, or a store without a slab yet). */
   attentions: boolean;
+  /** The results store's slab for this model and a slot per image (-1: not kept): the worker writes each kept image's attention probabilities there. */
+  slab?: SharedArrayBuffer;
+  slots?: number[];
 }
 
 export interface RunReply {
@@ -82,6 +85,13 @@ async function run(req: RunRequest): Promise<RunReply> {
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const maps = new Float32Array(req.n * (tokens - 1));
   for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - 1));
+  if (req.slab && req.slots) {
+    const per = heads * tokens * tokens;
+    const slab = new Float32Array(req.slab);
+    req.slots.forEach((slot, i) => {
+      if (slot >= 0) layers.forEach((l, k) => slab.set(l.subarray(i * per, (i + 1) * per), (slot * layers.length + k) * per));
+    });
+  }
   return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs };
 }
 

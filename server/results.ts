@@ -1,11 +1,14 @@
 // Recent classification results, kept so that GET /attention/:id can draw them: a bounded LRU with a
 // time to live. Each entry holds every layer's attention probabilities and the image the model saw.
 //
-// Memory: an entry's attention arrays start as views into the arrays of the batch it ran in (no copy
-// per request). Results of one batch are stored together and leave together (oldest first), so a
-// batch's arrays are freed when its last entry goes. An entry that is read is moved to the young end
-// and would keep its whole batch alive, so a read first gives it arrays of its own. What the store
-// holds is so at most (capacity + one batch) entries' worth: ~270 KB each for the bundled model.
+// Memory: the attention probabilities (~270 KB per result for the bundled model) live in one shared
+// slab per model (a SharedArrayBuffer, one slot per result) that the inference workers write into
+// directly. Arrays allocated per request and handed from the worker to the event loop kept V8's
+// collector busy on every core (measured: a quarter of a core at 1,100 req/s); a slot is reused for
+// ever. A slab has `capacity + inflight` slots: the entries, plus the results of batches still
+// running, which hold a reserved slot until they commit it or give it back. The memory is the OS's
+// zeroed pages, taken as slots are first written.
+// Until a model's first batch has told the shapes, its results are copied in (put) instead.
 
 export interface StoredResult {
   id: string;
@@ -17,12 +20,34 @@ export interface StoredResult {
   view: { data: Buffer; width: number; height: number };
 }
 
-export class ResultStore {
-  private readonly entries = new Map<string, StoredResult>();
+interface Entry extends StoredResult {
+  slot: number; // -1: copied in, not in a slab
+}
 
+export interface Slab {
+  buffer: SharedArrayBuffer;
+  layers: number;
+  /** Floats per layer of one result (heads * tokens * tokens). */
+  layerFloats: number;
+}
+
+interface ModelSlab extends Slab {
+  floats: Float32Array;
+  free: number[];
+}
+
+export class ResultStore {
+  private readonly entries = new Map<string, Entry>();
+  private readonly slabs = new Map<string, ModelSlab>();
+
+  /**
+   * @param capacity results kept (0: none)
+   * @param inflight most results that can be running at once (workers x max batch): slab slots beyond the capacity
+   */
   constructor(
     readonly capacity: number,
     readonly ttlMs: number,
+    private readonly inflight = 0,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -30,24 +55,81 @@ export class ResultStore {
     return this.entries.size;
   }
 
-  put(r: StoredResult): void {
-    if (this.capacity === 0) return;
-    this.entries.delete(r.id);
-    this.entries.set(r.id, r);
-    while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+  /** The model's slab, once its shapes are known (see learn). */
+  slab(model: string): Slab | null {
+    return this.slabs.get(model) ?? null;
   }
 
-  /** The result, or undefined when unknown or older than the TTL (then it is dropped). */
+  /** Creates the model's slab from the shapes of its attention outputs. */
+  learn(model: string, layers: number, layerFloats: number): void {
+    if (this.capacity === 0 || this.slabs.has(model) || layers * layerFloats === 0) return;
+    const slots = this.capacity + this.inflight;
+    const buffer = new SharedArrayBuffer(slots * layers * layerFloats * 4);
+    this.slabs.set(model, { buffer, layers, layerFloats, floats: new Float32Array(buffer), free: Array.from({ length: slots }, (_, i) => slots - 1 - i) });
+  }
+
+  /** A slot for a result about to be computed, or null (no slab yet, or none free). */
+  reserve(model: string): number | null {
+    const slab = this.slabs.get(model);
+    if (!slab) return null;
+    if (slab.free.length === 0) {
+      for (const [id, e] of this.entries) {
+        if (e.model === model && e.slot >= 0) {
+          this.delete(id);
+          break;
+        }
+      }
+    }
+    return slab.free.pop() ?? null;
+  }
+
+  /** Gives back a reserved slot whose result never came. */
+  release(model: string, slot: number): void {
+    this.slabs.get(model)?.free.push(slot);
+  }
+
+  /** Stores a result whose attention a worker wrote into the reserved slot. */
+  commit(r: Omit<StoredResult, 'attentions'>, slot: number): void {
+    const slab = this.slabs.get(r.model)!;
+    this.makeRoom(r.id);
+    const base = slot * slab.layers * slab.layerFloats;
+    const attentions = Array.from({ length: slab.layers }, (_, l) => slab.floats.subarray(base + l * slab.layerFloats, base + (l + 1) * slab.layerFloats));
+    this.entries.set(r.id, { ...r, attentions, slot });
+  }
+
+  /** Stores a result by copying its attention arrays. */
+  put(r: StoredResult): void {
+    if (this.capacity === 0) return;
+    this.makeRoom(r.id);
+    this.entries.set(r.id, { ...r, attentions: r.attentions.map((a) => a.slice()), slot: -1 });
+  }
+
+  private makeRoom(id: string): void {
+    this.delete(id);
+    while (this.entries.size >= this.capacity) this.delete(this.entries.keys().next().value!);
+  }
+
+  private delete(id: string): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    this.entries.delete(id);
+    if (e.slot >= 0) this.slabs.get(e.model)!.free.push(e.slot);
+  }
+
+  /**
+   * The result, or undefined when unknown or older than the TTL (then it is dropped). Its attention
+   * arrays may be views of a slot: read them before yielding to the event loop (a slot is reused once
+   * its entry leaves).
+   */
   get(id: string): StoredResult | undefined {
-    const r = this.entries.get(id);
-    if (!r) return undefined;
-    if (this.now() - r.createdAt > this.ttlMs) {
-      this.entries.delete(id);
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    if (this.now() - e.createdAt > this.ttlMs) {
+      this.delete(id);
       return undefined;
     }
     this.entries.delete(id);
-    const own = { ...r, attentions: r.attentions.map((a) => (a.byteLength === a.buffer.byteLength ? a : a.slice())) };
-    this.entries.set(id, own); // most recently used last
-    return own;
+    this.entries.set(id, e); // most recently used last
+    return e;
   }
 }

@@ -71,10 +71,9 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
       const image = await prepareImage(bytes, { height, width, mean: model.config.mean, std: model.config.std }, config.maxPixels);
       const decoded = performance.now();
 
-      const keep = model.grid !== null && (store.capacity > 0 || attention === 'cls' || attention === 'full');
-      const r = await batcher.submit(model.name, image.pixels, keep);
       const id = randomUUID();
-      if (r.attentions && store.capacity > 0) store.put({ id, model: model.name, createdAt: Date.now(), attentions: r.attentions, heads: r.heads, tokens: r.tokens, view: image.view });
+      const keep = model.grid !== null && store.capacity > 0 ? { id, view: image.view } : undefined;
+      const r = await batcher.submit(model.name, image.pixels, { keep, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
 
       const probs = softmax(r.logits);
       const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, topk);

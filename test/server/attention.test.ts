@@ -84,7 +84,7 @@ t.test('a heatmap at full opacity is the map itself, cell by cell', async (t) =>
 
 t.test('the result store is an LRU with a time to live', async (t) => {
   let now = 0;
-  const store = new ResultStore(2, 1000, () => now);
+  const store = new ResultStore(2, 1000, 0, () => now);
   const entry = (id: string) => ({ id, model: 'm', createdAt: now, attentions: [], heads: 1, tokens: 2, view: { data: Buffer.alloc(3), width: 1, height: 1 } });
   store.put(entry('a'));
   store.put(entry('b'));
@@ -95,13 +95,43 @@ t.test('the result store is an LRU with a time to live', async (t) => {
   now = 1500;
   t.notOk(store.get('a'), 'a expired');
   t.equal(store.size, 1);
-  // Entries stored as views into a batch's arrays get arrays of their own once read.
-  const batch = Float32Array.from({ length: 12 }, (_, i) => i);
-  store.put({ ...entry('v'), createdAt: now, attentions: [batch.subarray(4, 8)] });
-  const read = store.get('v')!;
-  t.same(Array.from(read.attentions[0]), [4, 5, 6, 7], 'same values');
-  t.equal(read.attentions[0].buffer.byteLength, 16, 'its own 4 floats, not the batch');
-  t.equal(store.get('v')!.attentions[0], read.attentions[0], 'compacted once');
+});
+
+t.test('results store: results go into reused slots of a shared slab; each entry keeps its own', async (t) => {
+  const store = new ResultStore(3, 60_000, 2);
+  const view = { data: Buffer.alloc(3), width: 1, height: 1 };
+  const meta = (id: string) => ({ id, model: 'm', createdAt: Date.now(), heads: 1, tokens: 2, view });
+  t.equal(store.slab('m'), null, 'no slab before the shapes are known');
+  t.equal(store.reserve('m'), null);
+  const src = [new Float32Array([1, 2, 3, 4]), new Float32Array([5, 6, 7, 8])];
+  store.put({ ...meta('copied'), attentions: src });
+  src[0].fill(-1);
+  t.same(Array.from(store.get('copied')!.attentions[0]), [1, 2, 3, 4], 'put copies');
+
+  store.learn('m', 2, 4);
+  const slab = store.slab('m')!;
+  t.equal(slab.buffer.byteLength, (3 + 2) * 2 * 4 * 4, '(capacity + inflight) slots of 2 layers x 4 floats');
+  const floats = new Float32Array(slab.buffer);
+  const write = (slot: number, k: number) => floats.set(Array.from({ length: 8 }, (_, i) => k * 10 + i), slot * 8); // as a worker does
+  const used = new Set<number>();
+  // Two results stay in flight (reserved) while ten others come and go.
+  const pending = [store.reserve('m')!, store.reserve('m')!];
+  for (let k = 0; k < 10; k++) {
+    const slot = store.reserve('m');
+    t.ok(slot !== null && slot >= 0 && slot < 5, `slot ${slot} within the slab`);
+    used.add(slot!);
+    t.notOk(pending.includes(slot!), 'a reserved slot is never handed out twice');
+    write(slot!, k);
+    store.commit(meta(`r${k}`), slot!);
+  }
+  t.equal(store.size, 3);
+  for (const k of [7, 8, 9]) t.same(Array.from(store.get(`r${k}`)!.attentions[1]), [4, 5, 6, 7].map((i) => k * 10 + i), `r${k} holds its own values`);
+  t.notOk(store.get('r6'), 'older results left');
+  store.release('m', pending[0]);
+  write(pending[1], 42);
+  store.commit(meta('late'), pending[1]);
+  t.same(Array.from(store.get('late')!.attentions[0]), [420, 421, 422, 423], 'a result committed late is intact');
+  t.equal(store.size, 3);
 });
 
 t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
