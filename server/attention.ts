@@ -123,5 +123,5 @@ export function toGrid(values: Float32Array, rows: number, cols: number): number
   let max = 0;
   for (const v of values) max = Math.max(max, v);
   const scale = max > 0 ? 1 / max : 0;
-  return Array.from({ length: rows }, (_, r) => Array.from(values.subarray(r * cols, (r + 1) * cols), (v) => +(v * scale).toFixed(5)));
+  return Array.from({ length: rows }, (_, r) => Array.from(values.subarray(r * cols, (r + 1) * cols), (v) => Math.round(v * scale * 1e5) / 1e5));
 }

@@ -77,32 +77,43 @@ export function decodePlainPng(b: Buffer, width: number, height: number): Decode
   }
   if (raw.length !== expected) return null;
 
-  // Undo the row filters in place (each row: a filter byte, then rowBytes bytes).
+  // Undo the row filters in place (each row: a filter byte, then rowBytes bytes); a loop per filter.
   for (let y = 0; y < h; y++) {
     const start = y * (rowBytes + 1);
     const filter = raw[start];
     const row = start + 1;
-    const prev = y > 0 ? row - rowBytes - 1 : -1;
+    const prev = row - rowBytes - 1; // the row above (y > 0)
     if (filter > 4) return null;
-    for (let i = 0; i < rowBytes; i++) {
-      const left = i >= bpp ? raw[row + i - bpp] : 0;
-      const up = prev >= 0 ? raw[prev + i] : 0;
-      const upLeft = prev >= 0 && i >= bpp ? raw[prev + i - bpp] : 0;
-      let add = 0;
-      if (filter === 1) add = left;
-      else if (filter === 2) add = up;
-      else if (filter === 3) add = (left + up) >> 1;
-      else if (filter === 4) {
+    if (filter === 1) {
+      for (let i = bpp; i < rowBytes; i++) raw[row + i] = (raw[row + i] + raw[row + i - bpp]) & 0xff;
+    } else if (filter === 2) {
+      if (y > 0) for (let i = 0; i < rowBytes; i++) raw[row + i] = (raw[row + i] + raw[prev + i]) & 0xff;
+    } else if (filter === 3) {
+      for (let i = 0; i < rowBytes; i++) {
+        const left = i >= bpp ? raw[row + i - bpp] : 0;
+        const up = y > 0 ? raw[prev + i] : 0;
+        raw[row + i] = (raw[row + i] + ((left + up) >> 1)) & 0xff;
+      }
+    } else if (filter === 4) {
+      for (let i = 0; i < rowBytes; i++) {
+        const left = i >= bpp ? raw[row + i - bpp] : 0;
+        const up = y > 0 ? raw[prev + i] : 0;
+        const upLeft = y > 0 && i >= bpp ? raw[prev + i - bpp] : 0;
         const p = left + up - upLeft;
         const pa = Math.abs(p - left);
         const pb = Math.abs(p - up);
         const pc = Math.abs(p - upLeft);
-        add = pa <= pb && pa <= pc ? left : pb <= pc ? up : upLeft;
+        raw[row + i] = (raw[row + i] + (pa <= pb && pa <= pc ? left : pb <= pc ? up : upLeft)) & 0xff;
       }
-      raw[row + i] = (raw[row + i] + add) & 0xff;
     }
   }
 
+  if (colour === 2 && !trns) {
+    // Plain RGB: the rows are the pixels.
+    const rgb = Buffer.allocUnsafe(w * h * 3);
+    for (let y = 0; y < h; y++) raw.copy(rgb, y * rowBytes, y * (rowBytes + 1) + 1, (y + 1) * (rowBytes + 1));
+    return { width: w, height: h, rgb };
+  }
   const rgb = Buffer.allocUnsafe(w * h * 3);
   const mask = (1 << depth) - 1;
   const scale = 255 / mask;
