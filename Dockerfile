@@ -36,5 +36,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # The server handles SIGTERM itself (stop accepting, drain, exit 0), also as PID 1.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "dist/bin/vitrine.js"]
+ENTRYPOINT ["node", "--initial-old-space-size=128", "dist/bin/vitrine.js"]
 CMD ["serve"]

@@ -5,6 +5,7 @@
 //   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --max-batch N]
 
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +27,10 @@ const serverFlags = ['workers', 'threads', 'max-batch', 'max-delay-ms'].flatMap(
 
 const port = 18000 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
-const server = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...serverFlags], {
+// Node flags as `npm start` gives them (package.json), so the server runs as users run it.
+const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+const nodeFlags = pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
+const server = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...serverFlags], {
   cwd: root,
   stdio: ['ignore', 'inherit', 'inherit'],
 });
