@@ -134,6 +134,23 @@ t.test('results store: results go into reused slots of a shared slab; each entry
   t.equal(store.size, 3);
 });
 
+t.test('GET /attention/:id: results kept before and after the shared slab exists each give back their own maps', async (t) => {
+  // The model's first batch tells the store the attention shapes (copied in); later results are
+  // written by the worker into slab slots. Both kinds must answer with what /classify returned.
+  const app = await testApp(t, { resultsCapacity: 3 });
+  const images = await Promise.all([24, 40, 56, 72, 88].map((size) => testImage('png', size)));
+  const answers = [];
+  for (const img of images) answers.push((await app.inject({ method: 'POST', url: '/classify?attention=cls', payload: img, headers: { 'content-type': 'image/png' } })).json());
+  t.ok(app.vitrine.store.slab('vit-cifar10'), 'the slab exists after the first batch');
+  const kept = answers.slice(-3);
+  for (const a of kept) {
+    const json = (await app.inject({ method: 'GET', url: `/attention/${a.id}?format=json&method=cls` })).json();
+    t.same(json.values, a.attention.values, `result ${a.id.slice(0, 8)}: the stored attention is its own`);
+  }
+  t.notSame(kept[0].attention.values, kept[1].attention.values, 'different images, different maps');
+  t.equal((await app.inject({ method: 'GET', url: `/attention/${answers[0].id}` })).statusCode, 404, 'the oldest left the store (capacity 3)');
+});
+
 t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
   const app = await testApp(t);
   const classify = await app.inject({ method: 'POST', url: '/classify', payload: await testImage('png', 128), headers: { 'content-type': 'image/png' } });
