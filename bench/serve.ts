@@ -2,7 +2,9 @@
 // PNG at concurrency 1 and 32 (autocannon), polls /healthz meanwhile, and prints one JSON line per
 // measurement; then the in-process ONNX Runtime ceiling at batch 64 (no HTTP) in the same run.
 // The server runs with its defaults unless flags say otherwise.
-//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --max-batch N]
+//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --max-batch N
+//                          --max-delay-ms N --results-capacity N --log-level warn
+//                          --image-size N --image-format png|jpeg | --image FILE]
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -23,16 +25,18 @@ const seconds = Number(opt('seconds', '15'));
 const models = opt('models', 'models');
 const model = opt('model', 'vit-cifar10');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const serverFlags = ['workers', 'threads', 'max-batch', 'max-delay-ms'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+const serverFlags = ['workers', 'threads', 'decoders', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+const logLevel = opt('log-level', 'warn');
+const imagePath = opt('image', '');
 
 const port = 18000 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
 // Node flags as `npm start` gives them (package.json), so the server runs as users run it.
 const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
 const nodeFlags = pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
-const server = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...serverFlags], {
+const server = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, ...serverFlags], {
   cwd: root,
-  stdio: ['ignore', 'inherit', 'inherit'],
+  stdio: ['ignore', 'ignore', 'inherit'], // its JSON logs would mix with these lines
 });
 const stop = () => server.kill('SIGTERM');
 process.on('exit', stop);
@@ -48,7 +52,13 @@ for (let i = 0; ; i++) {
 }
 
 // A real CIFAR-10 example from the page's examples.
-const image = await sharp(path.join(root, 'server', 'web', 'examples', 'cat.png')).png().toBuffer();
+// (or --image-size N and --image-format png|jpeg: the same example resized to N x N and encoded so,
+// e.g. a 300x300 JPEG that takes sharp's general path; or --image FILE: any file, sent as it is)
+const imageSize = Number(opt('image-size', '32'));
+const imageFormat = opt('image-format', 'png') as 'png' | 'jpeg';
+const example = sharp(path.join(root, 'server', 'web', 'examples', 'cat.png'));
+const image = imagePath ? await readFile(imagePath) : await (imageSize === 32 ? example : example.resize(imageSize, imageSize)).toFormat(imageFormat).toBuffer();
+const imageLabel = imagePath || `examples/cat.png as ${imageSize}x${imageSize} ${imageFormat.toUpperCase()}`;
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
@@ -80,7 +90,7 @@ async function load(connections: number) {
   const result = await autocannon({
     url: `${base}/classify`,
     method: 'POST',
-    headers: { 'content-type': 'image/png' },
+    headers: { 'content-type': imagePath ? 'application/octet-stream' : 'image/png' },
     body: image,
     connections,
     duration: seconds,
@@ -99,6 +109,8 @@ async function load(connections: number) {
       errors,
       seconds,
       cores: os.cpus().length,
+      image: imageLabel,
+      log_level: logLevel,
     }),
   );
 }

@@ -12,6 +12,7 @@ import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Batcher } from './batcher.js';
+import { Gate } from './gate.js';
 import { ServeConfig } from './config.js';
 import { Errors, ServiceError, errorBody } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -29,6 +30,8 @@ export interface ServiceContext {
   pool: WorkerPool;
   batcher: Batcher;
   store: ResultStore;
+  /** Decodes with sharp go through this (config.decoders at once). */
+  decoders: Gate;
   metrics: Metrics;
   /** The named model, or the default; 404 for an unknown name. */
   model(name?: string): ServedModel;
@@ -119,6 +122,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     pool,
     batcher,
     store,
+    decoders: new Gate(config.decoders, config.maxQueue),
     metrics,
     model: (name) => {
       const m = models.find((x) => x.name === (name ?? defaultModel));

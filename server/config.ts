@@ -18,6 +18,8 @@ export interface ServeConfig {
   workers: number;
   /** ONNX Runtime intra-op threads per worker. */
   threads: number;
+  /** Images sharp decodes at once (a plain PNG already at the input size needs no decode slot). */
+  decoders: number;
   /** The most requests run as one batch. */
   maxBatch: number;
   /** How long a request may wait for others to join its batch once a worker is free. */
@@ -70,6 +72,7 @@ const FIELDS: Field[] = [
   { flag: 'device', env: ['VITRINE_DEVICE'], parse: oneOf(...DEVICES), key: 'device' },
   { flag: 'workers', env: ['VITRINE_WORKERS'], parse: int(1, 64), key: 'workers' },
   { flag: 'threads', env: ['VITRINE_THREADS'], parse: int(1, 256), key: 'threads' },
+  { flag: 'decoders', env: ['VITRINE_DECODERS'], parse: int(1, 64), key: 'decoders' },
   { flag: 'max-batch', env: ['VITRINE_MAX_BATCH'], parse: int(1, 1024), key: 'maxBatch' },
   { flag: 'max-delay-ms', env: ['VITRINE_MAX_DELAY_MS'], parse: int(0, 10_000), key: 'maxDelayMs' },
   { flag: 'max-queue', env: ['VITRINE_MAX_QUEUE'], parse: int(1), key: 'maxQueue' },
@@ -98,6 +101,8 @@ export function defaultServeConfig(): ServeConfig {
     // intra-op thread pool spins. A GPU wants fewer workers and larger batches (see docker/).
     workers: Math.max(1, Math.min(8, cores)),
     threads: 1,
+    // Half the cores decode (see gate.ts for what this trades).
+    decoders: Math.max(1, Math.floor(cores / 2)),
     maxBatch: 8,
     maxDelayMs: 2,
     maxQueue: 512,
@@ -113,7 +118,7 @@ export function defaultServeConfig(): ServeConfig {
 }
 
 export const SERVE_USAGE = `usage: vitrine serve [--models models/] [--default-model vit-cifar10] [--port 8080] [--host 0.0.0.0]
-  [--device auto|cpu|cuda] [--workers N] [--threads N] [--max-batch 8] [--max-delay-ms 2] [--max-queue 512]
+  [--device auto|cpu|cuda] [--workers N] [--threads N] [--decoders N] [--max-batch 8] [--max-delay-ms 2] [--max-queue 512]
   [--timeout-ms 10000] [--body-limit 10485760] [--max-pixels 40000000] [--results-capacity 256]
   [--results-ttl-s 600] [--api-key KEY] [--cors-origin '*'|origin,…] [--log-level info]
   Every flag is also an environment variable: VITRINE_<FLAG> (e.g. VITRINE_MAX_BATCH), and PORT, HOST.`;

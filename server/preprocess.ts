@@ -6,12 +6,14 @@
 //             aspect are cut);
 //   normalize HWC bytes -> CHW floats, (v/255 - mean) / std per channel.
 // The cropped RGB image is kept as the "view" that heatmaps are drawn over: the model input itself
-// for small uploads, up to 256 px on the longer side for larger ones.
+// for small uploads, up to 256 px on the longer side for larger ones: k times the input, and the
+// input is then the view's k x k block means.
 // A plain PNG that already has the model's size skips sharp (png.ts): same pixels, a fraction of the
 // cost; everything else goes through sharp.
 
 import sharp from 'sharp';
 import { Errors } from './errors.js';
+import type { Gate } from './gate.js';
 import { decodePlainPng } from './png.js';
 
 export const SNIFFED = Object.freeze(['jpeg', 'png', 'gif', 'webp', 'avif', 'heif', 'tiff'] as const);
@@ -58,7 +60,7 @@ const VIEW_MAX = 256;
 sharp.concurrency(1);
 sharp.cache(false);
 
-export async function prepareImage(bytes: Buffer, m: ModelInput, maxPixels: number): Promise<PreparedImage> {
+export async function prepareImage(bytes: Buffer, m: ModelInput, maxPixels: number, gate?: Gate): Promise<PreparedImage> {
   const format = sniffImage(bytes);
   if (!format) throw Errors.unsupportedMedia(`the body is not an image in a supported format (${SNIFFED.join(', ')})`);
   const plain = format === 'png' && m.width * m.height <= maxPixels ? decodePlainPng(bytes, m.width, m.height) : null;
@@ -66,11 +68,11 @@ export async function prepareImage(bytes: Buffer, m: ModelInput, maxPixels: numb
     const size = { width: plain.width, height: plain.height };
     return { format, original: size, pixels: normalize(plain.rgb, m), view: { data: plain.rgb, ...size } };
   }
-  return decodeWithSharp(bytes, format, m, maxPixels);
+  return decodeWithSharp(bytes, format, m, maxPixels, gate);
 }
 
 /** The general path: any sniffed format and size, through sharp. */
-export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, m: ModelInput, maxPixels: number): Promise<PreparedImage> {
+export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, m: ModelInput, maxPixels: number, gate?: Gate): Promise<PreparedImage> {
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
@@ -88,20 +90,52 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, m: Mod
   const view = { width: m.width * k, height: m.height * k };
   let rgb: Buffer;
   try {
-    rgb = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1 })
+    const pipeline = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated', pages: 1 })
       .rotate()
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
       .resize(view.width, view.height, { fit: 'cover', position: 'centre' })
       .removeAlpha()
-      .raw()
-      .toBuffer();
+      .raw();
+    // The decode proper waits for a slot (the header read above is cheap and runs freely).
+    rgb = gate ? await gate.run(() => pipeline.toBuffer()) : await pipeline.toBuffer();
   } catch (err) {
     throw Errors.badImage(`the ${format} image cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
   }
   if (rgb.length !== view.width * view.height * 3) throw Errors.badImage(`the ${format} image decoded to an unexpected size`);
-  const input = k === 1 ? rgb : await sharp(rgb, { raw: { width: view.width, height: view.height, channels: 3 } }).resize(m.width, m.height, { fit: 'fill' }).raw().toBuffer();
+  const input = k === 1 ? rgb : boxDownsample(rgb, view.width, view.height, k);
   return { format, original, pixels: normalize(input, m), view: { data: rgb, ...view } };
+}
+
+/**
+ * RGB bytes (HWC) shrunk by an integer factor k: each output pixel is the rounded mean of its k x k
+ * block (area averaging, exact at integer factors). The view is k times the model input, so this is
+ * the model input; here it costs ~0.2 ms for 256 -> 32, where a second sharp pipeline cost ~1 ms.
+ */
+export function boxDownsample(rgb: Uint8Array, width: number, height: number, k: number): Buffer {
+  const w = Math.floor(width / k);
+  const h = Math.floor(height / k);
+  const out = Buffer.allocUnsafe(w * h * 3);
+  const sums = new Uint32Array(w * 3);
+  const half = (k * k) >> 1;
+  const area = k * k;
+  for (let y = 0; y < h; y++) {
+    sums.fill(0);
+    for (let dy = 0; dy < k; dy++) {
+      const row = (y * k + dy) * width * 3;
+      for (let x = 0; x < w; x++) {
+        const o = x * 3;
+        let p = row + x * k * 3;
+        for (let dx = 0; dx < k; dx++, p += 3) {
+          sums[o] += rgb[p];
+          sums[o + 1] += rgb[p + 1];
+          sums[o + 2] += rgb[p + 2];
+        }
+      }
+    }
+    for (let i = 0; i < w * 3; i++) out[y * w * 3 + i] = Math.floor((sums[i] + half) / area);
+  }
+  return out;
 }
 
 /** HWC bytes -> CHW floats with the model's mean and std. */

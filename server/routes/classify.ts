@@ -68,7 +68,7 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
 
       const bytes = await readImage(request, config.bodyLimit);
       const [height, width] = model.config.image_size;
-      const image = await prepareImage(bytes, { height, width, mean: model.config.mean, std: model.config.std }, config.maxPixels);
+      const image = await prepareImage(bytes, { height, width, mean: model.config.mean, std: model.config.std }, config.maxPixels, ctx.decoders);
       const decoded = performance.now();
 
       const id = randomUUID();

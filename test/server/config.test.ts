@@ -10,6 +10,8 @@ t.test('flags and environment make one validated config; flags win', async (t) =
   t.equal(c.maxDelayMs, 7);
   t.equal(c.apiKey, 'k');
   t.same(c.corsOrigin, ['https://a.org', 'https://b.org']);
+  t.equal(loadServeConfig([], { VITRINE_DECODERS: '3' }).decoders, 3);
+  t.ok(defaultServeConfig().decoders >= 1);
 });
 
 t.test('bad values and unknown flags are one-line errors naming the source', async (t) => {
