@@ -117,6 +117,7 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
       (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
       (err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: err.message }),
     )
+    .catch((err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))
     .finally(() => {
       running--;
       if (stopping && running === 0) process.exit(0);

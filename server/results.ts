@@ -8,7 +8,9 @@
 // ever. A slab has `capacity + inflight` slots: the entries, plus the results of batches still
 // running, which hold a reserved slot until they commit it or give it back. The memory is the OS's
 // zeroed pages, taken as slots are first written.
-// Until a model's first batch has told the shapes, its results are copied in (put) instead.
+// Until a model's first batch has told the shapes, its results are copied in (put) instead; so are
+// they when the slab cannot be allocated. Sizing: capacity x layers x heads x tokens^2 x 4 bytes
+// (the bundled model: 270 KB a result; a ViT-B/16 at 224 px would take 22 MB a result).
 
 export interface StoredResult {
   id: string;
@@ -64,7 +66,12 @@ export class ResultStore {
   learn(model: string, layers: number, layerFloats: number): void {
     if (this.capacity === 0 || this.slabs.has(model) || layers * layerFloats === 0) return;
     const slots = this.capacity + this.inflight;
-    const buffer = new SharedArrayBuffer(slots * layers * layerFloats * 4);
+    let buffer: SharedArrayBuffer;
+    try {
+      buffer = new SharedArrayBuffer(slots * layers * layerFloats * 4);
+    } catch {
+      return; // too large to reserve at once: this model's results stay on the copying path
+    }
     this.slabs.set(model, { buffer, layers, layerFloats, floats: new Float32Array(buffer), free: Array.from({ length: slots }, (_, i) => slots - 1 - i) });
   }
 

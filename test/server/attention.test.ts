@@ -132,6 +132,10 @@ t.test('results store: results go into reused slots of a shared slab; each entry
   store.commit(meta('late'), pending[1]);
   t.same(Array.from(store.get('late')!.attentions[0]), [420, 421, 422, 423], 'a result committed late is intact');
   t.equal(store.size, 3);
+  // A slab too large to allocate leaves that model on the copying path.
+  store.learn('huge', 64, 2 ** 40);
+  t.equal(store.slab('huge'), null, 'no slab when it cannot be allocated');
+  t.equal(store.reserve('huge'), null);
 });
 
 t.test('GET /attention/:id: results kept before and after the shared slab exists each give back their own maps', async (t) => {
