@@ -114,6 +114,8 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     },
     depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
   }, store);
+  const decoders = new Gate(config.decoders, config.maxQueue);
+  metrics.decodeSource = decoders;
   let closing = false;
   const ctx: ServiceContext = {
     config,
@@ -122,7 +124,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     pool,
     batcher,
     store,
-    decoders: new Gate(config.decoders, config.maxQueue),
+    decoders,
     metrics,
     model: (name) => {
       const m = models.find((x) => x.name === (name ?? defaultModel));

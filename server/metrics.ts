@@ -1,5 +1,5 @@
 // Prometheus metrics (prom-client), one registry per app: requests by route and status, latency,
-// batch sizes, queue depth, inference time, the provider in use, and the process's own figures.
+// batch sizes, queue depth, decodes, inference time, the provider in use, and the process's own figures.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -25,6 +25,18 @@ export class Metrics {
   readonly provider = new Gauge({ name: 'vitrine_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider'] as const, registers: [this.registry] });
   readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'vitrine_worker_restarts_total', help: 'Inference workers replaced after dying', registers: [this.registry] });
+  /** Where the decodes gauge reads from when scraped (the app's decode gate). */
+  decodeSource: { running: number; queued: number } | null = null;
+  readonly decodes = new Gauge({
+    name: 'vitrine_decodes',
+    help: 'Images sharp is decoding (state=running) or that wait for a decode slot (state=waiting)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.decodes.set({ state: 'running' }, this.decodeSource?.running ?? 0);
+      this.decodes.set({ state: 'waiting' }, this.decodeSource?.queued ?? 0);
+    },
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'vitrine_' });
