@@ -1,6 +1,8 @@
 // Forward throughput of the seed ViT: the exported model on ONNX Runtime (CPU) at batch 1 and 64, and
 // the reference interpreter at batch 1. One JSON line per measurement.
-//   npm run bench:forward [-- --seconds 3]
+//   npm run bench:forward [-- --seconds 3] [--sweep]
+// --sweep: instead, one intra-op thread (as each server worker runs) at batch 1, 4, 8, 16 and 64, with
+// logits only and with logits + every layer's attention (what the server fetches).
 
 import os from 'node:os';
 import { interpret } from '../trainer/autograd/interpreter.js';
@@ -31,6 +33,19 @@ const model = new ViT(SEED_CONFIG, 0);
 const bytes = exportOnnx(model, modelConfigFor(model, defaultLabels(10)));
 const session = await createSession(bytes, { device: 'cpu' });
 const common = { model: 'seed', parameters: model.parameterCount(), cores: os.cpus().length };
+
+if (process.argv.includes('--sweep')) {
+  const one = await createSession(bytes, { device: 'cpu', threads: 1 });
+  const attentions = one.outputNames.filter((n) => n.startsWith('attentions.'));
+  for (const outputs of [['logits'], ['logits', ...attentions]]) {
+    for (const batch of [1, 4, 8, 16, 64]) {
+      const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
+      const { runs, s } = await timeIt(() => runSession(one, { pixel_values: { data, dims: [batch, 3, 32, 32] } }, outputs), seconds);
+      console.log(JSON.stringify({ bench: 'forward-sweep', runner: 'onnxruntime-cpu', threads: 1, batch, outputs: outputs.length > 1 ? 'logits+attentions' : 'logits', images_per_s: Math.round((runs * batch) / s), ...common }));
+    }
+  }
+  process.exit(0);
+}
 
 for (const batch of [1, 64]) {
   const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);

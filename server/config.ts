@@ -98,8 +98,9 @@ export function defaultServeConfig(): ServeConfig {
     // this served the bundled model best (`npm run bench:serve -- --seconds 10 --workers N` or
     // `--max-batch N`, c=32, one run each: workers 1/2/3: 1,454/1,919/1,872 req/s; max batch
     // 64/16/8: 1,446/1,568/1,919). On the CPU, ONNX Runtime's cost per image with attention outputs
-    // grows past small batches (1 thread: 2,251 img/s at batch 4, 1,700 at 64), and an intra-op
-    // thread pool spins. A GPU wants fewer workers and larger batches (see docker/).
+    // grows past small batches (`npm run bench:forward -- --sweep`, 1 thread: 2,254 img/s at batch 8,
+    // 1,604 at 64), and an intra-op thread pool spins. A GPU wants fewer workers and larger batches
+    // (see docker/).
     workers: Math.max(1, Math.min(8, cores)),
     threads: 1,
     // Half the cores decode (see gate.ts for what this trades).
