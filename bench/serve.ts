@@ -4,7 +4,8 @@
 // The server runs with its defaults unless flags say otherwise.
 //   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --max-batch N
 //                          --max-delay-ms N --results-capacity N --log-level warn
-//                          --image-size N --image-format png|jpeg | --image FILE]
+//                          --image-size N --image-format png|jpeg | --image FILE
+//                          --node-flags "..." --gc]
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -33,11 +34,30 @@ const port = 18000 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
 // Node flags as `npm start` gives them (package.json), so the server runs as users run it.
 const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
-const nodeFlags = pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
-const server = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, ...serverFlags], {
+// --node-flags "..." replaces them (e.g. --node-flags "" to compare without); --gc also counts the
+// event loop's full collections (V8's --trace-gc lines) during each load.
+const nodeFlags = argv.includes('--node-flags') ? opt('node-flags', '').split(/\s+/).filter(Boolean) : pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
+const countGc = argv.includes('--gc');
+const server = spawn(process.execPath, [...nodeFlags, ...(countGc ? ['--trace-gc'] : []), '--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, ...serverFlags], {
   cwd: root,
-  stdio: ['ignore', 'ignore', 'inherit'], // its JSON logs would mix with these lines
+  stdio: ['ignore', countGc ? 'pipe' : 'ignore', 'inherit'], // its JSON logs would mix with these lines
 });
+// The main isolate is the first to collect (while loading modules); workers' isolates have other ids.
+let mainIsolate: string | null = null;
+let fullCollections = 0;
+if (countGc) {
+  let rest = '';
+  server.stdout!.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString()).split('\n');
+    rest = lines.pop()!;
+    for (const line of lines) {
+      const m = /^\[\d+:(0x[0-9a-f]+)\]\s+\d+ ms: (Scavenge|Mark-Compact|Mark-Sweep)/.exec(line);
+      if (!m) continue;
+      mainIsolate ??= m[1];
+      if (m[1] === mainIsolate && m[2] !== 'Scavenge') fullCollections++;
+    }
+  });
+}
 const stop = () => server.kill('SIGTERM');
 process.on('exit', stop);
 
@@ -86,6 +106,7 @@ function pollHealth(ms: number): Promise<number[]> {
 }
 
 async function load(connections: number) {
+  const collectionsBefore = fullCollections;
   const polled = pollHealth(seconds * 1000);
   const result = await autocannon({
     url: `${base}/classify`,
@@ -106,6 +127,8 @@ async function load(connections: number) {
       p99_ms: result.latency.p99,
       healthz_p99_ms: +percentile(health, 99).toFixed(2),
       healthz_samples: health.length,
+      ...(countGc ? { full_collections: fullCollections - collectionsBefore } : {}),
+      node_flags: nodeFlags.join(' '),
       errors,
       seconds,
       cores: os.cpus().length,
