@@ -4,8 +4,8 @@
 // Memory: the attention probabilities (~270 KB per result for the bundled model) live in one shared
 // slab per model (a SharedArrayBuffer, one slot per result) that the inference workers write into
 // directly. Arrays allocated per request and handed from the worker to the event loop kept V8's
-// collector busy on every core (measured: a quarter of a core at 1,100 req/s); a slot is reused for
-// ever. A slab has `capacity + inflight` slots: the entries, plus the results of batches still
+// collector busy on every core (bench:serve c=32, one worker: 1,199 -> 1,328 req/s without them); a
+// slot is reused for ever. A slab has `capacity + inflight` slots: the entries, plus the results of batches still
 // running, which hold a reserved slot until they commit it or give it back. The memory is the OS's
 // zeroed pages, taken as slots are first written.
 // Until a model's first batch has told the shapes, its results are copied in (put) instead; so are
