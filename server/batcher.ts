@@ -148,7 +148,7 @@ export class Batcher {
     const started = performance.now();
     this.running++;
     this.pool
-      .run(slot, { model, pixels, n: jobs.length, attentions: transfer, ...(slab && slots && slots.some((s) => s >= 0) ? { slab: slab.buffer, slots } : {}) })
+      .run(slot, { model, pixels, n: jobs.length, attentions: transfer, ...(slab && slots && slots.some((s) => s >= 0) ? { slab: slab.buffer, slots, slotFloats: slab.layers * slab.layerFloats } : {}) })
       .then(
         (r) => {
           this.observer.batch(model, jobs.length, r.inferenceMs);
@@ -163,7 +163,8 @@ export class Batcher {
             const keep = j.options.keep;
             const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view };
             if (meta && slots && slots[i] >= 0) {
-              if (j.settled) this.store.release(model, slots[i]);
+              // The worker writes a slot only when the shapes match the slab's (see the worker).
+              if (j.settled || !r.slabWritten) this.store.release(model, slots[i]);
               else this.store.commit(meta, slots[i]);
             } else if (meta && attentions && !j.settled) this.store.put({ ...meta, attentions });
             this.settle(j, () =>

@@ -36,6 +36,8 @@ export interface RunRequest {
   /** The results store's slab for this model and a slot per image (-1: not kept): the worker writes each kept image's attention probabilities there. */
   slab?: SharedArrayBuffer;
   slots?: number[];
+  /** Floats per slot; the worker writes nothing when its outputs' shapes do not fill exactly that. */
+  slotFloats?: number;
 }
 
 export interface RunReply {
@@ -47,6 +49,8 @@ export interface RunReply {
   heads: number;
   tokens: number;
   inferenceMs: number;
+  /** The kept images' attention is in their slab slots. */
+  slabWritten: boolean;
 }
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
@@ -79,20 +83,21 @@ async function run(req: RunRequest): Promise<RunReply> {
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
   const logits = own(out[model.logitsOutput].data);
   if (logits.length !== req.n * model.classes) throw new Error(`model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`);
-  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs };
+  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs, slabWritten: false };
   const first = out[model.attentionOutputs[0]];
   const [, heads, tokens] = first.dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const maps = new Float32Array(req.n * (tokens - 1));
   for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - 1));
-  if (req.slab && req.slots) {
-    const per = heads * tokens * tokens;
-    const slab = new Float32Array(req.slab);
-    req.slots.forEach((slot, i) => {
+  const per = heads * tokens * tokens;
+  const slabWritten = !!(req.slab && req.slots && layers.length * per === req.slotFloats);
+  if (slabWritten) {
+    const slab = new Float32Array(req.slab!);
+    req.slots!.forEach((slot, i) => {
       if (slot >= 0) layers.forEach((l, k) => slab.set(l.subarray(i * per, (i + 1) * per), (slot * layers.length + k) * per));
     });
   }
-  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs };
+  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs, slabWritten };
 }
 
 /** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
