@@ -8,6 +8,7 @@ import path from 'node:path';
 import { writeFilesAtomic } from '../io/atomic.js';
 import { NamedTensor, encodeSafetensors, readSafetensors } from '../io/safetensors.js';
 import { ViTConfig, parseViTConfig } from '../vit/config.js';
+import { DEFAULT_TRAIN } from './config.js';
 import { weightsToSave } from '../vit/weights.js';
 import { ViT } from '../vit/model.js';
 import { TrainConfig } from './config.js';
@@ -65,5 +66,6 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
     else weights.set(name, t);
   }
   const { config, ...state } = run;
-  return { vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`), train: config, labels: JSON.parse(metadata.labels ?? '[]'), state: state as RunState, weights, optimizer };
+  // keys added since the checkpoint was written take their defaults (which change nothing)
+  return { vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`), train: { ...DEFAULT_TRAIN, ...config }, labels: JSON.parse(metadata.labels ?? '[]'), state: state as RunState, weights, optimizer };
 }

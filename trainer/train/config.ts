@@ -2,6 +2,7 @@
 // (trainer/recipes/<name>.json, or any JSON file) sets some keys; command-line flags override them.
 
 import { DEVICES, Device } from '../../runtime/ort.js';
+import { POLICIES, Policy } from '../data/policies.js';
 import { ViTConfig } from '../vit/config.js';
 
 export interface TrainConfig {
@@ -38,6 +39,19 @@ export interface TrainConfig {
   crop_padding: number;
   /** Random horizontal flip. */
   flip: boolean;
+  /** An automatic augmentation policy after crop and flip: RandAugment, TrivialAugmentWide, AutoAugment's CIFAR-10 policy. */
+  auto_augment: Policy;
+  /** RandAugment: ops per image, and the magnitude bin of 31 (torchvision's defaults 2 and 9). */
+  randaugment_ops: number;
+  randaugment_magnitude: number;
+  /** Probability of erasing a random rectangle of each image (with the mean colour). */
+  random_erasing: number;
+  /** Beta(alpha, alpha) of Mixup and of CutMix (0 = off). */
+  mixup_alpha: number;
+  cutmix_alpha: number;
+  /** Probability a batch is mixed, and of CutMix when both are on. */
+  mix_prob: number;
+  mix_switch_prob: number;
   /** Seeds initialization, data order, augmentation and dropout. */
   seed: number;
   /** ONNX Runtime intra-op threads (0 = one per core). */
@@ -74,6 +88,14 @@ export const DEFAULT_TRAIN: Readonly<TrainConfig> = Object.freeze({
   label_smoothing: 0,
   crop_padding: 0,
   flip: false,
+  auto_augment: 'none',
+  randaugment_ops: 2,
+  randaugment_magnitude: 9,
+  random_erasing: 0,
+  mixup_alpha: 0,
+  cutmix_alpha: 0,
+  mix_prob: 1,
+  mix_switch_prob: 0.5,
   seed: 0,
   threads: 0,
   device: 'auto',
@@ -121,6 +143,14 @@ export const TRAIN_CHECKS: Record<keyof TrainConfig, Check> = {
   label_smoothing: num(0, 1, true),
   crop_padding: int(0),
   flip: bool,
+  auto_augment: oneOf(...POLICIES),
+  randaugment_ops: int(0),
+  randaugment_magnitude: (v) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 30 ? null : 'an integer in [0, 30]'),
+  random_erasing: num(0, 1),
+  mixup_alpha: num(0),
+  cutmix_alpha: num(0),
+  mix_prob: num(0, 1),
+  mix_switch_prob: num(0, 1),
   seed: int(0),
   threads: int(0),
   device: oneOf(...DEVICES),

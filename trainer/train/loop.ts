@@ -5,6 +5,7 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { AugmentOptions } from '../data/augment.js';
 import { BatchLoader, Batch } from '../data/loader.js';
 import { ImageDataset } from '../data/dataset.js';
 import { exportModel } from '../export.js';
@@ -51,6 +52,21 @@ export function streamRng(seed: number, stream: number, index: number): Rng {
 const ORDER = 1;
 const AUGMENT = 2;
 const DROPOUT = 3;
+
+export function augmentOptions(c: TrainConfig): AugmentOptions {
+  return {
+    cropPadding: c.crop_padding,
+    flip: c.flip,
+    policy: c.auto_augment,
+    randaugmentOps: c.randaugment_ops,
+    randaugmentMagnitude: c.randaugment_magnitude,
+    erasing: c.random_erasing,
+    mixupAlpha: c.mixup_alpha,
+    cutmixAlpha: c.cutmix_alpha,
+    mixProb: c.mix_prob,
+    mixSwitch: c.mix_switch_prob,
+  };
+}
 
 function makeOptimizer(c: TrainConfig): Optimizer {
   return c.optimizer === 'adamw' ? new AdamW({ weightDecay: c.weight_decay, betas: c.betas, eps: c.eps }) : new SGD({ weightDecay: c.weight_decay, momentum: c.momentum, nesterov: c.nesterov });
@@ -99,7 +115,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     std: o.vit.std,
     numClasses: o.vit.num_classes,
     labelSmoothing: c.label_smoothing,
-    augment: { cropPadding: c.crop_padding, flip: c.flip },
+    augment: augmentOptions(c),
   });
   const request = (step: number): Promise<Batch> | null => (step < totalSteps ? loader.request(indicesOf(step), streamRng(c.seed, AUGMENT, step).state) : null);
 
