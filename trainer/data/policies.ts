@@ -176,7 +176,7 @@ function autoContrast(c: Canvas): void {
       if (v > hi) hi = v;
     }
     if (hi === lo) continue; // torchvision: min 0, scale 1, i.e. unchanged
-    const scale = f(255 / (hi - lo));
+    const scale = f(f(1 / (hi - lo)) * 255); // torch computes 255 / t as reciprocal(t) * 255
     for (let i = 0; i < n; i++) plane[i] = Math.min(255, Math.trunc(f((plane[i] - lo) * scale)));
   }
 }
