@@ -1,7 +1,8 @@
 // What every command shares: flag parsing that rejects unknown flags, and one-line errors.
 
 import { promises as fs } from 'node:fs';
-import { parseArgs, ParseArgsConfig } from 'node:util';
+import { ParseArgsConfig } from 'node:util';
+import { parseStrict } from '../runtime/args.js';
 import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 
 /** An error whose message is the whole story: printed as one line, exit status 1 (2 for usage). */
@@ -16,7 +17,7 @@ export class CliError extends Error {
 
 export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+    return parseStrict(argv, options);
   } catch (err) {
     throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
   }
@@ -62,4 +63,26 @@ export async function parseLabels(value: string): Promise<string[]> {
     return raw;
   }
   return value.split(',').map((l) => l.trim());
+}
+
+/** Progress of a download or decode on stderr: one updating line on a terminal, else a line per 10%. */
+export function progressPrinter(): { progress: (line: string, done: number, total: number) => void; warn: (line: string) => void } {
+  let lastShown = -1;
+  let partial = false; // a progress line without its newline is on the terminal
+  const warn = (line: string) => {
+    process.stderr.write(`${partial ? '\r\x1b[2K' : ''}warning: ${line}\n`);
+    partial = false;
+    lastShown = -1;
+  };
+  const progress = (line: string, done: number, total: number) => {
+    const pct = total > 0 ? Math.floor((100 * done) / total) : -1;
+    if (pct === lastShown || !(pct % 10 === 0 || process.stderr.isTTY)) return;
+    lastShown = pct;
+    const amount = pct >= 0 ? `${pct}%` : `${(done / 1e6).toFixed(0)} MB`;
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\r\x1b[2K${line} ${amount}${done === total ? '\n' : ''}`);
+      partial = done !== total;
+    } else process.stderr.write(`${line} ${amount}\n`);
+  };
+  return { progress, warn };
 }

@@ -2,15 +2,17 @@
 
 import path from 'node:path';
 import { ImageDataset } from '../trainer/data/dataset.js';
-import { loadRunData } from '../trainer/train/data.js';
+import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
 import { MODEL_FILE, readModelConfig } from '../runtime/model-config.js';
 import { Device, createSession, runSession } from '../runtime/ort.js';
-import { CliError, intFlag, parseFlags } from './cli-util.js';
+import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
 export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--json]
   Prints accuracy, per-class accuracy and the confusion matrix of <dir>/model.onnx. For CIFAR-10 the
-  10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/, else all of it.`;
+  10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/; for the folder the
+  model was trained on (recorded in its config.json), the images its seeded split held out; else all of it,
+  with a warning.`;
 
 export async function evalCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const flags = parseFlags(
@@ -35,19 +37,32 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const [height, width] = config.image_size;
   if (height !== width) throw new CliError(`${flags.model}: only square models are evaluated (image_size ${height}x${width})`);
   const session = await createSession(path.join(flags.model, MODEL_FILE), { device, log: (l) => process.stderr.write(l + '\n') });
+  const dataArg = flags.data ?? 'cifar10';
+  // The folder this model was trained on: hold out exactly what its run held out.
+  const trained = config.training;
+  const isFolder = dataArg !== 'cifar10' && !isCifarBinary(dataArg);
+  const sameFolder = isFolder && trained !== undefined && trained.data === path.resolve(dataArg);
   const data = await loadRunData({
-    data: flags.data ?? 'cifar10',
+    data: dataArg,
     dataDir: flags['data-dir'] ?? 'data',
     imageSize: height,
-    valRatio: 0,
-    seed: 0,
+    valRatio: sameFolder ? trained.val_ratio : 0,
+    seed: sameFolder ? trained.seed : 0,
     onBadImage: 'skip',
-    limitTrain: 0,
+    limitTrain: intFlag(flags.limit, 'limit', 0),
     limitEval: intFlag(flags.limit, 'limit', 0),
-    warn: (l) => process.stderr.write(`warning: ${l}\n`),
-    progress: () => {},
+    ...progressPrinter(),
   });
   let set: ImageDataset = data.eval ?? data.train;
+  let which = data.evalDescription;
+  if (!data.eval) {
+    which = `all images of ${dataArg}`;
+    process.stderr.write(
+      sameFolder
+        ? `warning: this model was trained on all of ${dataArg} (val_ratio 0): the accuracy below is on its training images\n`
+        : `warning: ${dataArg} has no val/ or test/ folder and is not the folder this model's config.json says it was trained on; evaluating all ${set.count} images (if the model saw any of them in training, the accuracy is inflated)\n`,
+    );
+  }
   // Folder classes are matched to the model's labels by name.
   const remap = set.classes.map((c) => config.labels.indexOf(c));
   const stray = set.classes.find((_, i) => remap[i] < 0);
@@ -64,6 +79,6 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
     set,
     { mean: config.mean, std: config.std, batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1) },
   );
-  if (flags.json) log(JSON.stringify({ model: flags.model, data: data.source, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.perClass[k]])), confusion: result.confusion }));
-  else log(`${flags.model} on ${data.source} (${session.provider}):\n${formatEvaluation(result, config.labels)}`);
+  if (flags.json) log(JSON.stringify({ model: flags.model, data: data.source, evaluated: which, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.perClass[k]])), confusion: result.confusion }));
+  else log(`${flags.model} on ${which} (${set.count} images, ${session.provider}):\n${formatEvaluation(result, config.labels)}`);
 }

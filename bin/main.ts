@@ -10,7 +10,8 @@ commands:
   serve    the inference server: web page, /classify, /attention/:id, /metrics
 run 'vitrine <command> --help' for its flags`;
 
-type Command = (argv: string[], log: (line: string) => void) => Promise<void>;
+/** A command resolves with its exit status (0 when it returns nothing) or throws. */
+type Command = (argv: string[], log: (line: string) => void) => Promise<number | void>;
 // Loaded on use: `serve` never loads the trainer, and each command starts only what it needs.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   train: async () => (await import('./train.js')).trainCommand,
@@ -33,8 +34,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const command = await load();
-    await command(rest, log);
-    return 0;
+    return (await command(rest, log)) ?? 0;
   } catch (err) {
     const code = err instanceof CliError ? err.exitCode : 1;
     process.stderr.write(`vitrine ${name}: ${(err as Error).message}\n`);

@@ -2,16 +2,15 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../trainer/train/checkpoint.js';
 import { DEFAULT_TRAIN, TRAIN_CHECKS, TrainConfig, flagValue, mergeTrainConfig } from '../trainer/train/config.js';
 import { loadRunData } from '../trainer/train/data.js';
+import { recipeFile, recipeNames } from '../trainer/train/recipes.js';
 import { train } from '../trainer/train/loop.js';
 import { ProgressBar } from '../trainer/train/report.js';
 import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
-import { CliError, parseFlags, readJsonFile } from './cli-util.js';
+import { CliError, parseFlags, progressPrinter, readJsonFile } from './cli-util.js';
 
-const RECIPES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'trainer', 'recipes');
 const KEYS = Object.keys(TRAIN_CHECKS) as (keyof TrainConfig)[];
 const flagName = (k: string) => k.replace(/_/g, '-');
 /** Keys that may differ from the checkpoint's when resuming. */
@@ -20,14 +19,18 @@ const RESUMABLE = new Set<keyof TrainConfig>(['epochs', 'threads', 'device', 'ev
 export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--out <dir>] [--resume] [--<key> <value> …]
   Trains a ViT and writes to --out: checkpoint.safetensors (+ .json), metrics.jsonl, curves.svg, and at the
   end weights.safetensors and model/ (model.onnx + config.json, ready to serve).
-  Recipes: ${'seed'} (the seed post's settings), cifar10 (the bundled model's). Keys (flags use dashes):
+  Recipes: seed (the seed post's settings), cifar10 (the bundled model's), cifar10-aa (with AutoAugment), or a
+  .json file of keys. Keys (flags use dashes):
     --data cifar10|<folder>   --data-dir data   --val-ratio 0.1   --on-bad-image skip|fail
-    --model <vit.json>        --epochs N        --batch-size N    --optimizer adamw|sgd
+    --model <vit.json>|'{"hidden_size": 64, …}'   --epochs N        --batch-size N    --optimizer adamw|sgd
     --lr X  --weight-decay X  --decay-all / --no-decay-all        --betas b1,b2  --eps X
     --momentum X  --nesterov  --schedule constant|cosine  --warmup-epochs X  --min-lr X
-    --label-smoothing X  --crop-padding N  --flip / --no-flip  --seed N  --threads N
+    --label-smoothing X  --crop-padding N  --flip / --no-flip
+    --auto-augment none|randaugment|trivialaugment|autoaugment  --randaugment-ops N  --randaugment-magnitude 0-30
+    --random-erasing P  --mixup-alpha X  --cutmix-alpha X  --mix-prob P  --mix-switch-prob P  --seed N  --threads N
     --device cpu|cuda|auto  --eval-every N  --checkpoint-every N  --limit-train N  --limit-eval N
-  --resume continues the run in --out exactly where its checkpoint left it. Ctrl-C saves a checkpoint.`;
+  --resume continues the run in --out exactly where its checkpoint left it. Ctrl-C saves a checkpoint and
+  exits 130. Exit status: 0 done, 1 failed, 2 a wrong flag or value, 130 interrupted.`;
 
 function flagOptions() {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
@@ -45,11 +48,8 @@ function flagOptions() {
 }
 
 async function readRecipe(name: string): Promise<Record<string, unknown>> {
-  const file = name.endsWith('.json') ? name : path.join(RECIPES, `${name}.json`);
-  if (!name.endsWith('.json') && !existsSync(file)) {
-    const known = (await fs.readdir(RECIPES)).map((f) => f.replace(/\.json$/, ''));
-    throw new CliError(`unknown recipe '${name}' (known: ${known.join(', ')}; or give a .json file)`, 2);
-  }
+  const file = name.endsWith('.json') ? name : recipeFile(name);
+  if (file === null) throw new CliError(`unknown recipe '${name}' (known: ${(await recipeNames()).join(', ')}; or give a .json file)`, 2);
   const raw = await readJsonFile(file);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CliError(`${file}: expected a JSON object`);
   return raw as Record<string, unknown>;
@@ -64,18 +64,25 @@ async function resolveVit(model: TrainConfig['model'], numClasses: number): Prom
   return vit;
 }
 
-export async function trainCommand(argv: string[], log: (line: string) => void): Promise<void> {
+export async function trainCommand(argv: string[], log: (line: string) => void): Promise<number | void> {
   const flags = parseFlags(argv, flagOptions(), TRAIN_USAGE) as Record<string, string | boolean | undefined>;
   if (flags.help) return log(TRAIN_USAGE);
 
-  // Flags, typed and checked like recipe keys.
+  // Flags, typed and checked like recipe keys; a bad one is a usage error (exit 2).
+  const usage = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new CliError((err as Error).message, 2);
+    }
+  };
   const given: Record<string, unknown> = {};
   for (const k of KEYS) {
     const f = flags[flagName(k)];
-    if (f !== undefined) given[k] = flagValue(k, f);
+    if (f !== undefined) given[k] = usage(() => flagValue(k, f));
     if (flags[`no-${flagName(k)}`]) given[k] = false;
   }
-  const flagConfig = () => mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, given, 'flags');
+  const flagConfig = () => usage(() => mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, given, 'flags'));
 
   let config: TrainConfig;
   let out: string;
@@ -88,6 +95,17 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     flagConfig();
     for (const [k, v] of Object.entries(given)) {
       const key = k as keyof TrainConfig;
+      if (key === 'model') {
+        // the architecture is compared, not how it was named: an edited file is a different model
+        const asked = await resolveVit(v as TrainConfig['model'], ck.vit.num_classes);
+        const differ = Object.keys({ ...asked, ...ck.vit }).filter((x) => JSON.stringify(asked[x as keyof ViTConfig]) !== JSON.stringify(ck.vit[x as keyof ViTConfig]));
+        if (differ.length > 0) {
+          const show = differ.map((x) => `${x} ${JSON.stringify(asked[x as keyof ViTConfig])} vs ${JSON.stringify(ck.vit[x as keyof ViTConfig])}`).join(', ');
+          throw new CliError(`--model ${typeof v === 'string' ? v : JSON.stringify(v)} is not the checkpoint's model (${show}); a resumed run keeps its settings`);
+        }
+        delete given[k];
+        continue;
+      }
       if (!RESUMABLE.has(key) && JSON.stringify(v) !== JSON.stringify(ck.train[key])) {
         throw new CliError(`--${flagName(k)} ${JSON.stringify(v)} does not match the checkpoint's ${JSON.stringify(ck.train[key])}; a resumed run keeps its settings`);
       }
@@ -96,14 +114,14 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     resumedVit = ck.vit;
   } else {
     const recipe = flags.recipe ? await readRecipe(flags.recipe as string) : {};
-    config = mergeTrainConfig(mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, recipe, `recipe ${flags.recipe}`), given, 'flags');
+    const fromRecipe = usage(() => mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, recipe, `recipe ${flags.recipe}`));
+    config = usage(() => mergeTrainConfig(fromRecipe, given, 'flags'));
     out = (flags.out as string | undefined) ?? path.join('runs', `${flags.recipe ? path.basename(flags.recipe as string, '.json') : 'train'}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`);
     if (existsSync(path.join(out, CHECKPOINT_FILE))) throw new CliError(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
   }
 
   // The data decides the number of classes; the model config must agree.
   const progress = new ProgressBar(process.stderr);
-  let lastShown = -1;
   const data = await loadRunData({
     data: config.data,
     dataDir: config.data_dir,
@@ -113,16 +131,9 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     onBadImage: config.on_bad_image,
     limitTrain: config.limit_train,
     limitEval: config.limit_eval,
-    warn: (line) => progress.line(`warning: ${line}`),
-    progress: (line, done, total) => {
-      const pct = total > 0 ? Math.floor((100 * done) / total) : -1;
-      if (pct !== lastShown && (pct % 10 === 0 || process.stderr.isTTY)) {
-        lastShown = pct;
-        if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${line} ${pct >= 0 ? `${pct}%` : `${(done / 1e6).toFixed(0)} MB`}${done === total ? '\n' : ''}`);
-        else process.stderr.write(`${line} ${pct}%\n`);
-      }
-    },
+    ...progressPrinter(),
   });
+  if (data.classes.length < 2) throw new CliError(`${config.data}: a classifier needs at least two classes, found ${data.classes.length} (${data.classes.join(', ')})`);
   const vit = resumedVit ?? (await resolveVit(config.model, data.classes.length));
   if (vit.num_classes !== data.classes.length) throw new CliError(`the checkpoint's model has ${vit.num_classes} classes but the data has ${data.classes.length}`);
 
@@ -137,7 +148,7 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     await fs.mkdir(out, { recursive: true });
     await fs.writeFile(path.join(out, 'train-config.json'), JSON.stringify({ ...config, model: vit }, null, 2) + '\n');
     const result = await train({ config, vit, data, out, resume: !!flags.resume, log: (l) => progress.line(l), progress, stop });
-    if (result.interrupted) process.exitCode = 130;
+    if (result.interrupted) return 130; // as any interrupted program, though the checkpoint is saved
   } finally {
     process.off('SIGINT', onSigint);
   }

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
 import { main } from './main.js';
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// A failed command exits now, whatever it left behind (timers, threads); a served one keeps running.
+if (code !== 0) process.exit(code);

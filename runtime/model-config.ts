@@ -22,6 +22,16 @@ export interface ModelConfig {
   patch_size: number | null;
   /** Our ViT config when the model is ours. */
   vit?: Record<string, unknown>;
+  /** What the model was trained on, when vitrine trained it: so that evaluation can hold out the same images. */
+  training?: TrainingRecord;
+}
+
+export interface TrainingRecord {
+  /** 'cifar10', or the absolute path of the data folder. */
+  data: string;
+  /** The seeded split of a folder without train/ and val/: the share held out and the seed. */
+  val_ratio: number;
+  seed: number;
 }
 
 export const MODEL_FILE = 'model.onnx';
@@ -58,7 +68,13 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE): ModelConfi
     attention_outputs: att as string[],
     patch_size: patch as number | null,
     ...(c.vit && typeof c.vit === 'object' ? { vit: c.vit as Record<string, unknown> } : {}),
+    ...(isTrainingRecord(c.training) ? { training: c.training } : {}),
   };
+}
+
+function isTrainingRecord(v: unknown): v is TrainingRecord {
+  const t = v as TrainingRecord;
+  return typeof v === 'object' && v !== null && typeof t.data === 'string' && typeof t.val_ratio === 'number' && Number.isInteger(t.seed);
 }
 
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
@@ -67,7 +83,17 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      let isDir = false;
+      try {
+        isDir = (await fs.stat(dir)).isDirectory();
+      } catch {
+        throw new Error(`model folder ${dir} does not exist`);
+      }
+      throw new Error(isDir ? `${dir} is not a model folder: it has no ${CONFIG_FILE} (a vitrine export has ${CONFIG_FILE} and ${MODEL_FILE})` : `${dir} is not a folder (a model is a folder with ${CONFIG_FILE} and ${MODEL_FILE})`);
+    }
+    throw new Error(`cannot read ${file}: ${code ?? (err as Error).message}`);
   }
   let raw: unknown;
   try {

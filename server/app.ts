@@ -54,6 +54,17 @@ function webRoot(): string {
   return candidates.find((p) => existsSync(path.join(p, 'index.html'))) ?? candidates[0];
 }
 
+const binary = { type: 'string', format: 'binary' };
+const CLASSIFY_REQUEST_BODY = {
+  required: true,
+  description: 'The image: a multipart form with the file in field `image`, or the raw bytes (PNG, JPEG, WebP, GIF, AVIF, TIFF; the format is sniffed).',
+  content: {
+    'multipart/form-data': { schema: { type: 'object', properties: { image: { ...binary, description: 'the image file' } }, required: ['image'] } },
+    'image/*': { schema: binary },
+    'application/octet-stream': { schema: binary },
+  },
+};
+
 function keyMatches(header: string | undefined, key: string): boolean {
   const m = /^Bearer (.+)$/i.exec(header ?? '');
   if (!m) return false;
@@ -193,6 +204,14 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     openapi: {
       info: { title: 'vitrine', description: 'Vision Transformer inference with attention maps', version: '0.1.0' },
       ...(config.apiKey ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } : {}),
+    },
+    // POST /classify reads its body itself (multipart or raw bytes), so no body schema validates it;
+    // the document still says what to send, so that "Try it out" can upload a file.
+    transformObject: (doc) => {
+      const spec = 'openapiObject' in doc ? doc.openapiObject : doc.swaggerObject;
+      const post = (spec.paths as Record<string, Record<string, Record<string, unknown>>> | undefined)?.['/classify']?.post;
+      if (post) post.requestBody = CLASSIFY_REQUEST_BODY;
+      return spec;
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

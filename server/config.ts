@@ -3,7 +3,7 @@
 // also read PORT and HOST.
 
 import os from 'node:os';
-import { parseArgs } from 'node:util';
+import { parseStrict } from '../runtime/args.js';
 import { DEVICES, Device } from '../runtime/ort.js';
 
 export interface ServeConfig {
@@ -132,7 +132,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv = process
     const name = f.env.find((e) => env[e] !== undefined && env[e] !== '');
     if (name) config[f.key] = f.parse(env[name]!, name);
   }
-  const { values } = parseArgs({ args: argv, options: Object.fromEntries(FIELDS.map((f) => [f.flag, { type: 'string' as const }])), strict: true, allowPositionals: false });
+  const values = parseStrict(argv, Object.fromEntries(FIELDS.map((f) => [f.flag, { type: 'string' as const }])));
   for (const f of FIELDS) {
     const raw = (values as Record<string, string | undefined>)[f.flag];
     if (raw !== undefined) config[f.key] = f.parse(raw, `--${f.flag}`);

@@ -21,6 +21,8 @@ export class WorkerPool extends EventEmitter {
   private readonly slots: Slot[] = [];
   private nextId = 0;
   private closing = false;
+  /** Messages the workers logged: each said once, not once per worker. */
+  private readonly logged = new Set<string>();
   providers: Record<string, string> = {};
   restarts = 0;
 
@@ -50,7 +52,8 @@ export class WorkerPool extends EventEmitter {
           resolve();
           this.emit('free');
         } else if (m.type === 'log') {
-          this.log.info(m.message);
+          if (!this.logged.has(m.message)) this.log.info(m.message);
+          this.logged.add(m.message);
         } else if (m.type === 'fatal') {
           reject(new Error(m.message));
           void worker.terminate();

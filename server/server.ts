@@ -26,6 +26,15 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
-  const address = await app.listen({ port: config.port, host: config.host });
+  let address: string;
+  try {
+    address = await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    // Not listening means not serving: stop the workers so that the process exits with the error.
+    await app.close().catch(() => {});
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : (err as Error).message;
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${why}`);
+  }
   app.log.info(`vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${config.workers} workers, providers: ${JSON.stringify(app.vitrine.pool.providers)})`);
 }

@@ -8,7 +8,7 @@ import { compileToBytes } from './autograd/onnx.js';
 import { writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
 import { BATCH, ViT } from './vit/model.js';
-import { CONFIG_FILE, MODEL_FILE, ModelConfig } from '../runtime/model-config.js';
+import { CONFIG_FILE, MODEL_FILE, ModelConfig, TrainingRecord } from '../runtime/model-config.js';
 
 export const INPUT_NAME = 'pixel_values';
 export const LOGITS_OUTPUT = 'logits';
@@ -61,8 +61,8 @@ export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
 }
 
 /** Writes <dir>/model.onnx and <dir>/config.json; both appear whole, or neither changes. */
-export async function exportModel(model: ViT, labels: readonly string[], dir: string): Promise<{ modelFile: string; configFile: string; bytes: number }> {
-  const config = modelConfigFor(model, labels);
+export async function exportModel(model: ViT, labels: readonly string[], dir: string, training?: TrainingRecord): Promise<{ modelFile: string; configFile: string; bytes: number }> {
+  const config: ModelConfig = { ...modelConfigFor(model, labels), ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   try {
     await fs.mkdir(dir, { recursive: true });

@@ -10,11 +10,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the vitrine command from source in a child process. */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+/** The built command, as users and the images run it (`npm test` builds it first). */
+export const BUILT_CLI = path.join(ROOT, 'dist', 'bin', 'vitrine.js');
+
+/** Runs the vitrine command in a child process: from source, or the built one with `built`. */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; built?: boolean; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts'), ...args], {
-      cwd: ROOT,
+    const entry = opts.built ? [BUILT_CLI] : ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts')];
+    const child = spawn(process.execPath, [...entry, ...args], {
+      cwd: opts.cwd ?? ROOT,
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

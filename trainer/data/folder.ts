@@ -27,6 +27,10 @@ export interface FolderData {
   train: ImageDataset;
   val: ImageDataset | null;
   classes: string[];
+  /** Where `val` came from: the folder's own val/ (or test/), a seeded split, or nowhere. */
+  split: 'folders' | 'seeded' | 'none';
+  /** The held-out folder's name when split is 'folders'. */
+  valName?: string;
 }
 
 async function isDir(p: string): Promise<boolean> {
@@ -117,6 +121,8 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
     if (stray) throw new Error(`${path.join(root, valName, stray)}: class '${stray}' is not among the training classes`);
     return {
       classes,
+      split: 'folders',
+      valName,
       train: await decodeAll(flatten(train, classes), classes, o, 'training'),
       val: await decodeAll(flatten(val, classes), classes, o, 'validation'),
     };
@@ -124,7 +130,7 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
   const all = await listClasses(root);
   const classes = [...all.keys()];
   const data = await decodeAll(flatten(all, classes), classes, o, 'training');
-  if (o.valRatio <= 0) return { classes, train: data, val: null };
+  if (o.valRatio <= 0) return { classes, train: data, val: null, split: 'none' };
   // Stratified split: the same share of every class goes to validation.
   const rng = new Rng(o.seed ^ 0x5eed);
   const trainIdx: number[] = [];
@@ -135,5 +141,5 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
     const nVal = members.length > 1 ? Math.max(1, Math.round(members.length * o.valRatio)) : 0;
     order.forEach((k, j) => (j < nVal ? valIdx : trainIdx).push(members[k]));
   }
-  return { classes, train: subset(data, trainIdx), val: valIdx.length > 0 ? subset(data, valIdx) : null };
+  return { classes, train: subset(data, trainIdx), val: valIdx.length > 0 ? subset(data, valIdx) : null, split: valIdx.length > 0 ? 'seeded' : 'none' };
 }

@@ -113,7 +113,7 @@ const int =
 const num =
   (min: number, max = Infinity, maxOpen = false): Check =>
   (v) =>
-    typeof v === 'number' && Number.isFinite(v) && v >= min && (maxOpen ? v < max : v <= max) ? null : `a number in [${min}, ${max}${maxOpen ? ')' : ']'}`;
+    typeof v === 'number' && Number.isFinite(v) && v >= min && (maxOpen ? v < max : v <= max) ? null : max === Infinity ? `a number >= ${min}` : `a number in [${min}, ${max}${maxOpen ? ')' : ']'}`;
 const oneOf =
   (...values: readonly string[]): Check =>
   (v) =>
@@ -166,9 +166,10 @@ export function mergeTrainConfig(base: TrainConfig, overrides: Record<string, un
   for (const [key, value] of Object.entries(overrides)) {
     if (key.startsWith('//')) continue; // comments in recipe files
     const check = TRAIN_CHECKS[key as keyof TrainConfig];
-    if (!check) throw new Error(`${source}: unknown key '${key}'`);
+    const flags = source === 'flags';
+    if (!check) throw new Error(flags ? `unknown flag --${key.replace(/_/g, '-')}` : `${source}: unknown key '${key}'`);
     const problem = check(value);
-    if (problem) throw new Error(`${source}: '${key}' must be ${problem}, got ${JSON.stringify(value)}`);
+    if (problem) throw new Error(flags ? `--${key.replace(/_/g, '-')} must be ${problem}, got '${typeof value === 'string' ? value : JSON.stringify(value)}'` : `${source}: '${key}' must be ${problem}, got ${JSON.stringify(value)}`);
     out[key] = value;
   }
   return out as unknown as TrainConfig;
@@ -177,6 +178,14 @@ export function mergeTrainConfig(base: TrainConfig, overrides: Record<string, un
 /** Converts a command-line flag's text to the type the key takes. */
 export function flagValue(key: keyof TrainConfig, raw: string | boolean): unknown {
   const sample = DEFAULT_TRAIN[key];
+  if (key === 'model' && typeof raw === 'string' && raw.trim().startsWith('{')) {
+    // an inline config: '{"hidden_size": 64}'
+    try {
+      return JSON.parse(raw);
+    } catch (err) {
+      throw new Error(`--model: not valid JSON (${(err as Error).message})`);
+    }
+  }
   if (typeof sample === 'boolean') return raw === true || raw === 'true';
   // Text that is not a number stays text, so the error quotes what was typed.
   const toNumber = (x: string) => (x.trim() !== '' && Number.isFinite(Number(x)) ? Number(x) : x);

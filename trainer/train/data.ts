@@ -14,6 +14,10 @@ export interface RunData {
   evalName: 'test' | 'val';
   classes: string[];
   source: string;
+  /** In words, which images `eval` holds (for reports). */
+  evalDescription: string;
+  /** Whether the folder had no held-out images, so that `eval` is null. */
+  split: 'cifar10' | 'folders' | 'seeded' | 'none';
 }
 
 export interface DataOptions {
@@ -29,7 +33,7 @@ export interface DataOptions {
   progress: Progress;
 }
 
-const isCifarBinary = (dir: string) => existsSync(path.join(dir, 'data_batch_1.bin')) || existsSync(path.join(dir, BIN_FOLDER, 'data_batch_1.bin'));
+export const isCifarBinary = (dir: string) => existsSync(path.join(dir, 'data_batch_1.bin')) || existsSync(path.join(dir, BIN_FOLDER, 'data_batch_1.bin'));
 
 const first = (d: ImageDataset, n: number) => (n > 0 && n < d.count ? subset(d, Uint32Array.from({ length: n }, (_, i) => i)) : d);
 
@@ -38,6 +42,8 @@ export async function loadRunData(o: DataOptions): Promise<RunData> {
   let train: ImageDataset;
   let evalSet: ImageDataset | null;
   let evalName: 'test' | 'val' = 'test';
+  let split: RunData['split'] = 'cifar10';
+  let evalDescription = 'the CIFAR-10 test images';
   if (o.data === 'cifar10' || isCifarBinary(o.data)) {
     if (o.imageSize !== 32) throw new Error(`CIFAR-10 images are 32x32 but the model takes ${o.imageSize}x${o.imageSize}`);
     const dir = o.data === 'cifar10' ? await ensureCifar10(path.join(o.dataDir, 'cifar10'), o.progress) : o.data;
@@ -48,6 +54,9 @@ export async function loadRunData(o: DataOptions): Promise<RunData> {
     train = f.train;
     evalSet = f.val;
     evalName = 'val';
+    split = f.split;
+    evalDescription =
+      f.split === 'folders' ? `the images of ${path.join(o.data, f.valName!)}` : f.split === 'seeded' ? `the images held out by the seeded split (val_ratio ${o.valRatio}, seed ${o.seed})` : 'no held-out images';
   }
   return {
     train: first(train, o.limitTrain),
@@ -55,5 +64,7 @@ export async function loadRunData(o: DataOptions): Promise<RunData> {
     evalName,
     classes: [...train.classes],
     source: o.data,
+    evalDescription,
+    split,
   };
 }

@@ -64,10 +64,14 @@ export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: rea
 export function formatEvaluation(e: Evaluation, classes: readonly string[]): string {
   const w = Math.max(5, ...classes.map((c) => c.length));
   const lines = [`accuracy ${(100 * e.accuracy).toFixed(2)}% on ${e.count} images, mean cross-entropy ${e.loss.toFixed(4)}`, '', 'per class:'];
-  classes.forEach((c, k) => lines.push(`  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%`));
+  // rows of classes the data has no images of stay out (a 10-class model on a 3-class folder)
+  const present = classes.map((_, k) => e.confusion[k].some((v) => v > 0));
+  classes.forEach((c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  (${e.confusion[k].reduce((a, b) => a + b, 0)} images)`));
+  const absent = classes.filter((_, k) => !present[k]);
+  if (absent.length > 0) lines.push(`  no images of: ${absent.join(', ')}`);
   lines.push('', `confusion matrix (rows: true class, columns: predicted):`);
   const abbrev = classes.map((c) => c.slice(0, 5));
   lines.push(`  ${''.padEnd(w)}  ${abbrev.map((a) => a.padStart(6)).join('')}`);
-  classes.forEach((c, k) => lines.push(`  ${c.padEnd(w)}  ${e.confusion[k].map((v) => String(v).padStart(6)).join('')}`));
+  classes.forEach((c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${e.confusion[k].map((v) => String(v).padStart(6)).join('')}`));
   return lines.join('\n');
 }

@@ -130,7 +130,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     sessionStart = Date.now();
   };
 
-  log(`training ${model.parameterCount()} parameters on ${train.count} images (${labels.length} classes), ${c.epochs} epochs of ${stepsPerEpoch} steps at batch ${batch}`);
+  const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+  log(`training ${plural(model.parameterCount(), 'parameter')} on ${plural(train.count, 'image')} (${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at batch ${batch}`);
   let pending: Promise<Batch> | null = null;
   try {
     pending = request(state.step);
@@ -226,7 +227,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   // The trained model: weights alone, and the export the server serves.
   await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels) });
   const modelDir = path.join(o.out, 'model');
-  await exportModel(model, labels, modelDir);
+  await exportModel(model, labels, modelDir, { data: c.data === 'cifar10' ? 'cifar10' : path.resolve(c.data), val_ratio: c.val_ratio, seed: c.seed });
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
   return { state, interrupted, modelDir, checkpoint: checkpointFile };
 }

@@ -15,7 +15,7 @@ const quiet = () => new ProgressBar(new Writable({ write: (_c, _e, cb) => cb() }
 
 function runData(): RunData {
   const d = colourDataset(48, 8, 3);
-  return { train: d, eval: colourDataset(12, 8, 3, 99), evalName: 'test', classes: [...d.classes], source: 'colours' };
+  return { train: d, eval: colourDataset(12, 8, 3, 99), evalName: 'test', classes: [...d.classes], source: 'colours', evalDescription: 'generated images', split: 'cifar10' };
 }
 
 const config = (over: Partial<TrainConfig> = {}): TrainConfig => ({

@@ -1,0 +1,48 @@
+// Command-line flags for every command (the trainer's and the server's): node's parseArgs, with the
+// cases it words badly said plainly. A flag that takes a value and is followed by a negative number
+// takes it (`--epochs -1` is then refused by the flag's own check, saying what is accepted); one
+// followed by another flag or nothing is "missing its value".
+
+import { parseArgs, ParseArgsConfig } from 'node:util';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const NEGATIVE_NUMBER = /^-(\d|\.\d|Infinity$)/;
+
+/** Rewrites `--name -1` as `--name=-1`; throws one line for a value-taking flag without a value. */
+export function normalizeArgs(argv: readonly string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const tok = argv[i];
+    if (tok === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const m = /^--([^=]+)$/.exec(tok);
+    if (!m || options[m[1]]?.type !== 'string') {
+      out.push(tok);
+      continue;
+    }
+    const next = argv[i + 1];
+    if (next === undefined) throw new Error(`--${m[1]} needs a value`);
+    if (next.startsWith('-') && !NEGATIVE_NUMBER.test(next)) throw new Error(`--${m[1]} needs a value (got the flag ${next})`);
+    out.push(`--${m[1]}=${next}`);
+    i++;
+  }
+  return out;
+}
+
+/** parseArgs in strict mode; errors are one line that names the flag. */
+export function parseStrict<T extends Options>(argv: readonly string[], options: T) {
+  const args = normalizeArgs(argv, options);
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const quoted = /'([^']+)'/.exec(e.message)?.[1];
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) throw new Error(`unknown flag ${quoted}`);
+    if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && quoted) throw new Error(`unexpected argument '${quoted}' (every value follows its --flag)`);
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new Error(e.message.split('\n')[0].replace(/^Option '([^']+)'.*does not take an argument.*$/, '$1 takes no value'));
+    throw new Error(e.message.split('\n')[0]);
+  }
+}
