@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { assertOneLineError, runCli } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 import { colourDataset, tmpDir, writeCorrupt, writeImageFolder } from '../helpers/data.js';
 
 const TINY_MODEL = JSON.stringify({ image_size: 8, patch_size: 4, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16 });
@@ -24,7 +25,9 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
 
   const e = await runCli(['eval', '--model', path.join(out, 'model'), '--data', data, '--device', 'cpu']);
   t.equal(e.code, 0, e.stderr);
-  t.match(e.stdout, /accuracy [\d.]+% on 24 images/);
+  // the run's seeded split held out one image per class: eval takes exactly those
+  t.match(e.stdout, /on the images held out by the seeded split \(val_ratio 0\.1, seed 0\) \(3 images, cpu\)/);
+  t.match(e.stdout, /accuracy [\d.]+% on 3 images/);
   t.match(e.stdout, /confusion matrix \(rows: true class, columns: predicted\)/);
   t.match(e.stdout, /class1\s+[\d.]+%/);
 
@@ -37,7 +40,13 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   await writeFile(other, JSON.stringify({ ...JSON.parse(TINY_MODEL), hidden_size: 12 }));
   const bad = await runCli(['train', '--resume', '--out', out, '--model', other]);
   t.equal(bad.code, 1);
-  assertOneLineError(t, bad.stderr, /--model .* does not match the checkpoint's .*a resumed run keeps its settings/);
+  assertOneLineError(t, bad.stderr, /--model .*other\.json is not the checkpoint's model \(hidden_size 12 vs 8\); a resumed run keeps its settings/);
+  // the same path, edited since: its contents count, not its name
+  await writeFile(model, JSON.stringify({ ...JSON.parse(TINY_MODEL), num_hidden_layers: 2 }));
+  const edited = await runCli(['train', '--resume', '--out', out, '--model', model]);
+  t.equal(edited.code, 1);
+  assertOneLineError(t, edited.stderr, /--model .*tiny\.json is not the checkpoint's model \(num_hidden_layers 2 vs 1\)/);
+  await writeFile(model, TINY_MODEL);
   const lr = await runCli(['train', '--resume', '--out', out, '--lr', '0.1']);
   t.equal(lr.code, 1);
   assertOneLineError(t, lr.stderr, /--lr 0\.1 does not match the checkpoint's 0\.003/);
@@ -83,26 +92,90 @@ t.test('bad data and config are one-line errors', async (t) => {
   t.equal(r.code, 1);
   assertOneLineError(t, r.stderr, /bad\.jpg: cannot decode/);
 
+});
+
+t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
+  const dir = await tmpDir();
+  const model = path.join(dir, 'tiny.json');
+  await writeFile(model, TINY_MODEL);
+  const base = ['train', '--model', model, '--device', 'cpu', '--out', path.join(dir, 'run')];
+  const corrupt = path.join(dir, 'c');
+  await writeImageFolder(colourDataset(4, 8, 2), corrupt);
+  let r;
   r = await runCli([...base, '--data', corrupt, '--lr', 'fast']);
-  t.equal(r.code, 1);
-  assertOneLineError(t, r.stderr, /'lr' must be a number in \[0, Infinity\], got "fast"/);
+  t.equal(r.code, 2);
+  assertOneLineError(t, r.stderr, /--lr must be a number >= 0, got 'fast'/);
+  r = await runCli([...base, '--data', corrupt, '--epochs', '-1']);
+  t.equal(r.code, 2);
+  assertOneLineError(t, r.stderr, /--epochs must be an integer >= 1, got '-1'/);
+  r = await runCli([...base, '--lr', '--data', corrupt]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /^vitrine train: --lr needs a value \(got the flag --data\)$/m);
+  r = await runCli([...base, '--data', corrupt, '--epoch', '3']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /^vitrine train: unknown flag --epoch$/m);
+  r = await runCli(['train', '--model', '{"hidden_size": 8,', '--data', corrupt]);
+  t.equal(r.code, 2);
+  assertOneLineError(t, r.stderr, /--model: not valid JSON/);
+  r = await runCli([...base, '--data', corrupt, '--auto-augment', 'sometimes']);
+  t.equal(r.code, 2);
+  assertOneLineError(t, r.stderr, /--auto-augment must be one of none, randaugment, trivialaugment, autoaugment, got 'sometimes'/);
 
   const recipe = path.join(dir, 'r.json');
   await writeFile(recipe, JSON.stringify({ epochz: 3 }));
   r = await runCli([...base, '--recipe', recipe]);
-  t.equal(r.code, 1);
+  t.equal(r.code, 2);
   assertOneLineError(t, r.stderr, /unknown key 'epochz'/);
 
   r = await runCli([...base, '--recipe', 'fastest']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cifar10, seed/);
+  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cifar10, cifar10-aa, seed/);
 
+});
+
+t.test('data that cannot train: class counts, nothing to resume', async (t) => {
+  const dir = await tmpDir();
+  const model = path.join(dir, 'tiny.json');
+  const base = ['train', '--model', model, '--device', 'cpu', '--out', path.join(dir, 'run')];
+  const corrupt = path.join(dir, 'c');
+  await writeImageFolder(colourDataset(4, 8, 2), corrupt);
+  let r;
   await writeFile(model, JSON.stringify({ image_size: 8, patch_size: 4, hidden_size: 8, num_classes: 5 }));
   r = await runCli([...base, '--data', corrupt]);
   t.equal(r.code, 1);
   assertOneLineError(t, r.stderr, /num_classes is 5 but the data has 2 classes/);
 
+  // one class is not a classification
+  const one = path.join(dir, 'one');
+  await writeImageFolder(colourDataset(6, 8, 1), one);
+  r = await runCli([...base, '--data', one]);
+  t.equal(r.code, 1);
+  assertOneLineError(t, r.stderr, /a classifier needs at least two classes, found 1 \(class0\)/);
+
   r = await runCli(['train', '--resume', '--out', path.join(dir, 'nothing-here')]);
   t.equal(r.code, 1);
   assertOneLineError(t, r.stderr, /nothing to resume: .*checkpoint\.safetensors does not exist/);
+});
+
+t.test('an inline --model trains; Ctrl-C saves a checkpoint and exits 130', async (t) => {
+  const dir = await tmpDir();
+  const data = path.join(dir, 'photos');
+  await writeImageFolder(colourDataset(24, 8, 3), data);
+  const out = path.join(dir, 'run');
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts'), 'train', '--data', data, '--model', TINY_MODEL, '--epochs', '100000', '--batch-size', '4', '--device', 'cpu', '--threads', '1', '--out', out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // Ctrl-C once the first epoch has ended (a line, not a sleep, says when)
+  await new Promise<void>((resolve) => {
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (/epoch 1\/100000: train loss/.test(stderr)) resolve();
+    });
+    child.on('exit', () => resolve());
+  });
+  child.kill('SIGINT');
+  t.equal(await exited, 130, stderr.split('\n').slice(-3).join('\n'));
+  t.match(stderr, /interrupted: checkpoint saved at step \d+/);
+  t.ok(existsSync(path.join(out, 'checkpoint.safetensors')));
+  t.match(stderr, /training \d+ parameters on 21 images \(3 classes\), 100000 epochs of 5 steps at batch 4/);
 });

@@ -37,6 +37,9 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   const spec = await app.inject('/docs/json');
   t.equal(spec.statusCode, 200);
   t.ok(spec.json().paths['/classify'] && spec.json().paths['/attention/{id}'], 'OpenAPI lists the routes');
+  const body = spec.json().paths['/classify'].post.requestBody;
+  t.same(body?.content?.['multipart/form-data']?.schema?.properties?.image, { type: 'string', format: 'binary', description: 'the image file' }, '/classify documents its upload');
+  t.ok(body?.content?.['image/*'], 'and the raw image body');
   t.equal((await app.inject('/docs')).statusCode < 400, true, '/docs serves the UI');
 
   const page = await app.inject('/');

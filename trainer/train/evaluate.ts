@@ -66,7 +66,7 @@ export function formatEvaluation(e: Evaluation, classes: readonly string[]): str
   const lines = [`accuracy ${(100 * e.accuracy).toFixed(2)}% on ${e.count} images, mean cross-entropy ${e.loss.toFixed(4)}`, '', 'per class:'];
   // rows of classes the data has no images of stay out (a 10-class model on a 3-class folder)
   const present = classes.map((_, k) => e.confusion[k].some((v) => v > 0));
-  classes.forEach((c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  (${e.confusion[k].reduce((a, b) => a + b, 0)} images)`));
+  classes.forEach((c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  (${e.confusion[k].reduce((a, b) => a + b, 0)} image${e.confusion[k].reduce((a, b) => a + b, 0) === 1 ? '' : 's'})`));
   const absent = classes.filter((_, k) => !present[k]);
   if (absent.length > 0) lines.push(`  no images of: ${absent.join(', ')}`);
   lines.push('', `confusion matrix (rows: true class, columns: predicted):`);
