@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 let apiKey = sessionStorage.getItem('vitrine-key') || '';
 let current = null; // { id, model, layers }
+let lastImage = null; // the image shown, so that another model can classify it again
 
 function headers() {
   return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
@@ -27,6 +28,26 @@ async function api(url, options = {}) {
 function status(text, isError = false) {
   $('status').textContent = text;
   $('status').className = isError ? 'error' : '';
+  if (isError) $('status').scrollIntoView({ block: 'nearest' });
+}
+
+/** A failed request leaves nothing of the previous image on screen beside the error. */
+function clearOutput() {
+  current = null;
+  $('output').hidden = true;
+  $('predictions').innerHTML = '';
+  $('timings').textContent = '';
+  $('heatmap').removeAttribute('src');
+  $('original').removeAttribute('src');
+}
+
+async function errorText(res) {
+  try {
+    const body = await res.json();
+    return `${body.error}: ${body.message}`;
+  } catch {
+    return `HTTP ${res.status}`;
+  }
 }
 
 async function loadModels() {
@@ -37,18 +58,28 @@ async function loadModels() {
 }
 
 async function classify(blob) {
+  lastImage = blob;
   status('Classifying…');
-  $('original').src = URL.createObjectURL(blob);
   const form = new FormData();
   form.append('image', blob, 'image');
   const model = $('model').value;
-  const res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}`, { method: 'POST', body: form });
-  const body = await res.json();
-  if (!res.ok) {
-    status(`${body.error}: ${body.message}`, true);
+  let res;
+  try {
+    res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}`, { method: 'POST', body: form });
+  } catch (err) {
+    clearOutput();
+    status(`the server did not answer: ${err.message}`, true);
     return;
   }
+  if (!res.ok) {
+    clearOutput();
+    status(await errorText(res), true);
+    return;
+  }
+  const body = await res.json();
   current = { id: body.id, model: body.model, layers: 0 };
+  // shown as a centre square, as the model sees it (its input is the centre crop of the image)
+  $('original').src = URL.createObjectURL(blob);
   $('output').hidden = false;
   $('predictions').innerHTML = body.predictions
     .map((p) => `<li><span class="label">${p.label}</span><span class="bar" style="width:${Math.max(1, Math.round(p.probability * 200))}px"></span>${(100 * p.probability).toFixed(1)}%</li>`)
@@ -64,6 +95,7 @@ async function classify(blob) {
     status('');
   } else {
     $('heatmap').removeAttribute('src');
+    $('heatmap-caption').textContent = 'No attention outputs';
     status('This model has no attention outputs.');
   }
 }
@@ -76,8 +108,7 @@ async function drawHeatmap() {
   if (method === 'cls') q.set('layer', $('layer').value);
   const res = await api(`/attention/${current.id}?${q}`);
   if (!res.ok) {
-    const body = await res.json();
-    status(`${body.error}: ${body.message}`, true);
+    status(await errorText(res), true);
     return;
   }
   $('heatmap').src = URL.createObjectURL(await res.blob());
@@ -103,6 +134,7 @@ function setup() {
     if (button) classify(await (await fetch(`examples/${button.dataset.name}.png`)).blob());
   });
   for (const id of ['method', 'layer', 'head', 'alpha', 'colormap']) $(id).addEventListener('change', drawHeatmap);
+  $('model').addEventListener('change', () => lastImage && classify(lastImage));
   loadModels().catch((err) => status(String(err), true));
 }
 

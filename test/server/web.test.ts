@@ -49,5 +49,25 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(old)} && document.getElementById('heatmap').naturalWidth > 0`);
   t.equal(await page.locator('#predictions li').count(), 5, 'five predictions with bars');
   t.match(await page.textContent('#timings'), /inference [\d.]+ ms/);
+  // A wide photo: the Image panel shows the centre square the model takes, like the heatmap.
+  t.equal(await page.evaluate("getComputedStyle(document.getElementById('original')).objectFit"), 'cover');
+
+  // A failed upload leaves no old predictions or heatmap beside the error, which is in view.
+  const broken = path.join(await tmpDir(), 'notes.png');
+  await writeFile(broken, 'not an image at all');
+  await page.setInputFiles('#file', broken);
+  await page.waitForSelector('#status.error');
+  t.match(await page.textContent('#status'), /\w+: .+/, `the error is shown: ${await page.textContent('#status')}`);
+  t.equal(await page.isHidden('#output'), true, 'the previous result is gone');
+  t.equal(await page.locator('#predictions li').count(), 0);
+  t.equal(await page.evaluate("(() => { const r = document.getElementById('status').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; })()"), true, 'the error is on screen');
+
+  // Choosing another model classifies the current image again.
+  await page.click('#examples button[data-name="ship"]');
+  await page.waitForFunction("!document.getElementById('output').hidden && document.getElementById('heatmap').naturalWidth > 0");
+  await page.selectOption('#model', 'plain');
+  await page.waitForFunction("document.getElementById('status').textContent.includes('no attention outputs')");
+  t.equal(await page.locator('#predictions li').count(), 5, 'predictions from the other model');
+  t.equal(await page.getAttribute('#heatmap', 'src'), null, 'no heatmap for a model without attention');
   t.same(errors, [], 'no script errors');
 });
