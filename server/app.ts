@@ -160,8 +160,14 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     if (err instanceof ServiceError) e = err;
     else if (err.validation) {
       const v = err.validation[0];
-      const allowed = (v?.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
-      e = Errors.badRequest(`${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`.replace(/\s+/g, ' ').trim());
+      const params = v?.params as { allowedValues?: unknown[]; additionalProperty?: string } | undefined;
+      const allowed = params?.allowedValues;
+      if (v?.keyword === 'additionalProperties' && params?.additionalProperty) {
+        // name the stray parameter and what this route takes
+        const schema = request.routeOptions.schema?.[err.validationContext === 'querystring' ? 'querystring' : 'params'] as { properties?: Record<string, unknown> } | undefined;
+        const known = Object.keys(schema?.properties ?? {});
+        e = Errors.badRequest(`unknown ${err.validationContext === 'querystring' ? 'query parameter' : 'parameter'} '${params.additionalProperty}'${known.length ? ` (accepted: ${known.join(', ')})` : ''}`);
+      } else e = Errors.badRequest(`${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`.replace(/\s+/g, ' ').trim());
     }
     else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.statusCode === 413) e = Errors.tooLarge(`the body is larger than ${config.bodyLimit} bytes`);
     else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.statusCode === 415) e = Errors.unsupportedMedia(`unsupported content type '${request.headers['content-type'] ?? ''}': send multipart/form-data (field image) or the raw image with an image/* type`);
@@ -173,7 +179,13 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     if (e.statusCode >= 500) request.log.warn({ code: e.code, url: request.url }, e.message);
     return reply.code(e.statusCode).headers(e.headers).send(errorBody(e.statusCode, e.code, e.message));
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody(404, 'VIT_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+  app.setNotFoundHandler((request, reply) => {
+    const url = request.url.split('?')[0];
+    // a known path asked with the wrong method: 405 with the methods it takes
+    const methods = (['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const).filter((m) => m !== request.method && app.hasRoute({ method: m, url }));
+    if (methods.length > 0) return reply.code(405).header('allow', methods.join(', ')).send(errorBody(405, 'VIT_METHOD_NOT_ALLOWED', `${request.method} ${url} is not served: use ${methods.join(' or ')}`));
+    return reply.code(404).send(errorBody(404, 'VIT_NOT_FOUND', `no route ${request.method} ${url}`));
+  });
 
   // While draining, every answer closes its connection, so keep-alive clients let the server close.
   app.addHook('onSend', async (_request, reply) => {

@@ -32,6 +32,10 @@ export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext)
       const headText = q.head ?? 'mean';
       const head: HeadFusion = /^[0-9]+$/.test(headText) ? Number(headText) : (headText as HeadFusion);
       if (typeof head === 'number' && head >= stored.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${stored.heads} heads (0-${stored.heads - 1})`);
+      // what was asked, before the schema's defaults filled in the rest
+      const asked = new URLSearchParams(request.url.split('?')[1] ?? '');
+      if (method === 'rollout' && asked.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
+      if (method === 'cls' && asked.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
       const layers = stored.attentions.length;
       const layer = q.layer ?? layers - 1;
       if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);

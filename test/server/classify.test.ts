@@ -132,3 +132,28 @@ t.test('API key and CORS', async (t) => {
   t.equal((await app.inject({ method: 'GET', url: '/models' })).statusCode, 401, '/models needs the key');
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, '/healthz does not');
 });
+
+t.test('request errors name what was wrong and what is accepted', async (t) => {
+  const app = await testApp(t);
+  const m = multipart('image', await testImage());
+  let r = await app.inject({ method: 'POST', url: '/classify?foo=bar', ...m });
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /unknown query parameter 'foo' \(accepted: .*topk.*\)/);
+
+  r = await app.inject({ method: 'GET', url: '/classify' });
+  t.equal(r.statusCode, 405);
+  t.equal(r.headers.allow, 'POST');
+  t.match(r.json(), { code: 'VIT_METHOD_NOT_ALLOWED', message: 'GET /classify is not served: use POST' });
+  t.equal((await app.inject({ method: 'GET', url: '/nowhere' })).statusCode, 404);
+
+  const id = (await app.inject({ method: 'POST', url: '/classify', ...m })).json().id;
+  r = await app.inject(`/attention/${id}?method=rollout&layer=2&format=json`);
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /layer applies to method=cls only/);
+  r = await app.inject(`/attention/${id}?method=cls&discard=0.5&format=json`);
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /discard applies to method=rollout only/);
+  r = await app.inject(`/attention/${id}?colour=red`);
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /unknown query parameter 'colour' \(accepted: .*colormap.*\)/);
+});
