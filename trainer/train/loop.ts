@@ -49,6 +49,8 @@ export function streamRng(seed: number, stream: number, index: number): Rng {
   h = Math.imul(h ^ (h >>> 13), 0x297a2d39);
   return new Rng((h ^ (h >>> 16)) >>> 0);
 }
+/** The weights of the epoch with the best held-out accuracy. */
+export const BEST_WEIGHTS = 'best.safetensors';
 const ORDER = 1;
 const AUGMENT = 2;
 const DROPOUT = 3;
@@ -194,6 +196,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           m.test_accuracy = e.accuracy;
         }
         m.elapsed_s = +elapsed().toFixed(1);
+        const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
+        if (m.test_accuracy !== undefined && m.test_accuracy > bestSoFar) {
+          // the best epoch's weights on the held-out images, kept beside the last ones
+          await saveWeightsFile(model, path.join(o.out, BEST_WEIGHTS), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels), epoch: String(m.epoch), accuracy: String(m.test_accuracy) });
+        }
         state.history.push(m);
         state.lossSum = state.correct = state.seen = 0;
         o.progress.line(
@@ -202,7 +209,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             `, ${m.images_per_s} img/s, ${formatDuration(m.elapsed_s)} elapsed`,
         );
         await writeFileAtomic(path.join(o.out, 'metrics.jsonl'), state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
-        await writeFileAtomic(path.join(o.out, 'curves.svg'), renderCurves(state.history, `ViT on ${data.source}`));
+        await writeFileAtomic(path.join(o.out, 'curves.svg'), renderCurves(state.history, `ViT on ${data.source}`, data.evalName));
         bank();
         if (state.epoch % c.checkpoint_every === 0 || last) await save();
         epochStart = Date.now();
@@ -229,5 +236,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const modelDir = path.join(o.out, 'model');
   await exportModel(model, labels, modelDir, { data: c.data === 'cifar10' ? 'cifar10' : path.resolve(c.data), val_ratio: c.val_ratio, seed: c.seed });
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
+  const evaluated = state.history.filter((h) => h.test_accuracy !== undefined);
+  const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
+  const last = evaluated.at(-1);
+  if (best && last && best.epoch !== last.epoch) {
+    // The last epoch is exported: choosing by the held-out images would make their accuracy an
+    // optimistic figure (on CIFAR-10 they are the test set). The best is kept for whoever wants it.
+    log(
+      `note: ${data.evalName === 'val' ? 'validation' : 'test'} accuracy peaked at epoch ${best.epoch} (${(100 * best.test_accuracy!).toFixed(2)}%, last ${(100 * last.test_accuracy!).toFixed(2)}%); ` +
+        `the model exported is the last epoch's; the best epoch's weights are ${path.join(o.out, BEST_WEIGHTS)} (vitrine export --checkpoint ${path.join(o.out, BEST_WEIGHTS)} --out <dir>)`,
+    );
+  }
   return { state, interrupted, modelDir, checkpoint: checkpointFile };
 }

@@ -69,11 +69,23 @@ export class ProgressBar {
   }
 }
 
-/** Two panels (loss, accuracy) over epochs, like the seed post's plot. */
-export function renderCurves(history: readonly EpochMetrics[], title = 'training'): string {
+/** Epoch ticks at round steps (1, 2, 5, 10, 20, 25, 50, …), at most about six, and the first epoch. */
+export function epochTicks(maxEpoch: number): number[] {
+  const steps = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000];
+  const step = steps.find((s) => maxEpoch / s <= 6) ?? Math.ceil(maxEpoch / 6);
+  const ticks = [1];
+  for (let e = step; e <= maxEpoch; e += step) if (e !== 1) ticks.push(e);
+  // the first tick would crowd the second on a short axis
+  if (ticks.length > 2 && ticks[1] - ticks[0] < step / 2) ticks.splice(1, 1);
+  return ticks;
+}
+
+/** Two panels (loss, accuracy) over epochs, like the seed post's plot; `evalName` names the held-out split. */
+export function renderCurves(history: readonly EpochMetrics[], title = 'training', evalName: 'test' | 'val' = 'test'): string {
   const W = 420;
-  const H = 280;
-  const pad = { l: 52, r: 16, t: 34, b: 40 };
+  const H = 290;
+  const pad = { l: 52, r: 16, t: 50, b: 40 };
+  const held = evalName === 'val' ? 'validation' : 'test';
   const epochs = history.map((h) => h.epoch);
   const maxEpoch = Math.max(1, ...epochs);
   const panel = (x0: number, label: string, series: { name: string; color: string; points: [number, number][] }[], yMax: number, yFmt: (v: number) => string) => {
@@ -85,8 +97,7 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
       parts.push(`<line x1="${x0 + pad.l}" x2="${x0 + W - pad.r}" y1="${py(v)}" y2="${py(v)}" stroke="#ddd"/>`);
       parts.push(`<text x="${x0 + pad.l - 6}" y="${py(v) + 4}" text-anchor="end">${yFmt(v)}</text>`);
     }
-    const ticks = [...new Set([1, Math.ceil(maxEpoch / 4), Math.ceil(maxEpoch / 2), Math.ceil((3 * maxEpoch) / 4), maxEpoch])];
-    for (const e of ticks) parts.push(`<text x="${px(e)}" y="${H - pad.b + 16}" text-anchor="middle">${e}</text>`);
+    for (const e of epochTicks(maxEpoch)) parts.push(`<text x="${px(e)}" y="${H - pad.b + 16}" text-anchor="middle">${e}</text>`);
     parts.push(`<text x="${x0 + W / 2}" y="${H - 6}" text-anchor="middle">epoch</text>`);
     parts.push(`<rect x="${x0 + pad.l}" y="${pad.t}" width="${W - pad.l - pad.r}" height="${H - pad.t - pad.b}" fill="none" stroke="#888"/>`);
     series.forEach((s, i) => {
@@ -94,7 +105,10 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
       const d = s.points.map(([e, v]) => `${px(e).toFixed(1)},${py(v).toFixed(1)}`).join(' ');
       parts.push(`<polyline points="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
       if (s.points.length === 1) parts.push(`<circle cx="${px(s.points[0][0])}" cy="${py(s.points[0][1])}" r="3" fill="${s.color}"/>`);
-      parts.push(`<text x="${x0 + W - pad.r - 4}" y="${pad.t + 16 + 16 * i}" text-anchor="end" fill="${s.color}">${s.name}</text>`);
+      // the legend sits between the title and the plot, never over the lines
+      const lx = x0 + pad.l + 150 * i;
+      parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="36" y2="36" stroke="${s.color}" stroke-width="2"/>`);
+      parts.push(`<text x="${lx + 22}" y="40" fill="#333">${s.name}</text>`);
     });
     return parts.join('\n');
   };
@@ -110,7 +124,7 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
       'Loss',
       [
         { name: 'train loss', color: '#1f77b4', points: pts('train_loss') },
-        { name: 'test loss', color: '#ff7f0e', points: pts('test_loss') },
+        { name: `${held} loss`, color: '#ff7f0e', points: pts('test_loss') },
       ],
       lossMax,
       (v) => v.toFixed(2),
@@ -120,7 +134,7 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
       'Accuracy',
       [
         { name: 'train accuracy', color: '#1f77b4', points: pts('train_accuracy', 100) },
-        { name: 'test accuracy', color: '#ff7f0e', points: pts('test_accuracy', 100) },
+        { name: `${held} accuracy`, color: '#ff7f0e', points: pts('test_accuracy', 100) },
       ],
       100,
       (v) => `${v.toFixed(0)}%`,

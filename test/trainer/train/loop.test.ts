@@ -51,7 +51,12 @@ t.test('a tiny ViT learns a separable problem; metrics, curves, checkpoint and m
   t.equal(lines.length, 6);
   t.same(Object.keys(JSON.parse(lines[0])).sort(), ['elapsed_s', 'epoch', 'epoch_s', 'images_per_s', 'lr', 'step', 'test_accuracy', 'test_loss', 'train_accuracy', 'train_loss']);
   t.match(await readFile(path.join(out, 'curves.svg'), 'utf8'), /<svg[\s\S]*test accuracy[\s\S]*<\/svg>/);
-  for (const f of ['checkpoint.safetensors', 'checkpoint.json', 'weights.safetensors', 'model/model.onnx', 'model/config.json']) t.ok(existsSync(path.join(out, f)), f);
+  for (const f of ['checkpoint.safetensors', 'checkpoint.json', 'weights.safetensors', 'best.safetensors', 'model/model.onnx', 'model/config.json']) t.ok(existsSync(path.join(out, f)), f);
+  // the best epoch's weights say which epoch they are
+  const best = await readSafetensors(path.join(out, 'best.safetensors'));
+  const bestEpoch = h.reduce((b, x) => (x.test_accuracy! > b.test_accuracy! ? x : b));
+  t.equal(best.metadata.epoch, String(bestEpoch.epoch));
+  t.equal(JSON.parse(await readFile(path.join(out, 'model', 'config.json'), 'utf8')).training.val_ratio, 0.1, 'the model records its training split');
 });
 
 t.test('a run stopped mid-epoch and resumed ends with exactly the parameters of an uninterrupted run', async (t) => {
