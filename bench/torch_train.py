@@ -39,7 +39,21 @@ for i in range(3 + a.steps):
     loss.backward()
     opt.step()
 train_s = time.perf_counter() - start
-common = {"cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "attention": "per-head" if a.per_head else "fused"}
+def blas_libraries():
+    """The BLAS and LAPACK libraries this process loaded, links resolved: PyTorch's speed depends on them."""
+    found = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if path.startswith("/") and ("blas" in path or "lapack" in path):
+                found.add(os.path.realpath(path))
+    return sorted(found)
+
+
+blas = blas_libraries()
+common = {"cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "attention": "per-head" if a.per_head else "fused",
+          "blas": blas, "openblas": any("openblas" in b for b in blas),
+          "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS") if k in os.environ}}
 print(json.dumps({"bench": "train", "runner": "torch-cpu", "batch": a.batch, "images_per_s": round(a.steps * a.batch / train_s), "ms_per_step": round(1000 * train_s / a.steps, 1), "steps": a.steps, **common}))
 model.eval()
 with torch.no_grad():

@@ -63,13 +63,20 @@ for (let i = 0; i < fwd; i++) await runner.logits(pixels, batch);
 const fwdS = (performance.now() - f0) / 1000;
 console.log(JSON.stringify({ bench: 'forward', runner: 'onnxruntime-cpu', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
 
-// PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project.
+// PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project. As an
+// anchor it must run at its best: with OpenBLAS (Debian's libopenblas0-pthread; without it PyTorch
+// here is ~8x slower) and without the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides, which
+// slow it ~1.4x; they are removed for that process only. Its JSON lines name the BLAS it loaded.
 const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'torch_train.py');
+const torchEnv = { ...process.env };
+delete torchEnv.OPENBLAS_CORETYPE;
+delete torchEnv.OPENBLAS_L2_SIZE;
 for (const python of ['/usr/bin/python3', 'python3']) {
   const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
   if (probe.status !== 0) continue;
-  const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch)], { encoding: 'utf8' });
+  const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch)], { encoding: 'utf8', env: torchEnv });
   process.stdout.write(r.stdout);
   if (r.status !== 0) console.error(r.stderr);
+  if (r.stdout.includes('"openblas":false')) console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
   break;
 }
