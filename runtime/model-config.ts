@@ -22,8 +22,19 @@ export interface ModelConfig {
   patch_size: number | null;
   /** Our ViT config when the model is ours. */
   vit?: Record<string, unknown>;
+  /** A second graph beside model.onnx that explains a class: it takes the image and a class index per
+   *  image (float) and gives, besides the logits and attentions, the gradient of that class's logit
+   *  with respect to each layer's attention probabilities. Models without it serve no relevance maps. */
+  relevance?: RelevanceGraph;
   /** What the model was trained on, when vitrine trained it: so that evaluation can hold out the same images. */
   training?: TrainingRecord;
+}
+
+export interface RelevanceGraph {
+  file: string;
+  class_input: string;
+  /** [batch, heads, tokens, tokens] gradients, first layer first, one per attention output. */
+  gradient_outputs: string[];
 }
 
 export interface TrainingRecord {
@@ -69,7 +80,18 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE): ModelConfi
     patch_size: patch as number | null,
     ...(c.vit && typeof c.vit === 'object' ? { vit: c.vit as Record<string, unknown> } : {}),
     ...(isTrainingRecord(c.training) ? { training: c.training } : {}),
+    ...(c.relevance !== undefined ? { relevance: parseRelevance(c.relevance, att as string[], fail) } : {}),
   };
+}
+
+function parseRelevance(v: unknown, attentions: string[], fail: (why: string) => never): RelevanceGraph {
+  const r = v as RelevanceGraph;
+  if (typeof v !== 'object' || v === null) fail("'relevance' must be an object { file, class_input, gradient_outputs }");
+  if (typeof r.file !== 'string' || !r.file || r.file.includes('..') || path.isAbsolute(r.file)) fail("'relevance.file' must name a file in the model folder");
+  if (typeof r.class_input !== 'string' || !r.class_input) fail("'relevance.class_input' must be a non-empty string");
+  if (!Array.isArray(r.gradient_outputs) || !r.gradient_outputs.every((g) => typeof g === 'string')) fail("'relevance.gradient_outputs' must be an array of output names");
+  if (r.gradient_outputs.length !== attentions.length) fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
+  return { file: r.file, class_input: r.class_input, gradient_outputs: [...r.gradient_outputs] };
 }
 
 function isTrainingRecord(v: unknown): v is TrainingRecord {

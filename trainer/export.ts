@@ -3,7 +3,9 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { input } from './autograd/ops.js';
+import { Tensor } from './autograd/graph.js';
+import { grad } from './autograd/grad.js';
+import { input, mul, oneHot, reduceSum } from './autograd/ops.js';
 import { compileToBytes } from './autograd/onnx.js';
 import { writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
@@ -13,6 +15,10 @@ import { CONFIG_FILE, MODEL_FILE, ModelConfig, TrainingRecord } from '../runtime
 export const INPUT_NAME = 'pixel_values';
 export const LOGITS_OUTPUT = 'logits';
 export const attentionOutput = (layer: number) => `attentions.${layer}`;
+/** The explanation graph beside model.onnx: its class input and gradient outputs. */
+export const RELEVANCE_FILE = 'relevance.onnx';
+export const CLASS_INPUT = 'target_class';
+export const attentionGradOutput = (layer: number) => `attention_grads.${layer}`;
 
 export const CIFAR10_LABELS = Object.freeze(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
 
@@ -33,8 +39,36 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
     logits_output: LOGITS_OUTPUT,
     attention_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionOutput(i)),
     patch_size: c.patch_size,
+    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)) },
     vit: { ...c },
   };
+}
+
+/**
+ * The explanation graph: for each image b and its class c_b (input `target_class`, [batch], class
+ * indices as floats), the logits, every layer's attention probabilities A_l and dy_c/dA_l, the gradient
+ * of that class's logit (before softmax) with respect to them. y = sum_b logits[b, c_b]: images do not
+ * interact, so the gradient of the sum at image b is the gradient of its own class logit. The graph is
+ * the autograd's own gradient graph, compiled to ONNX like the training step.
+ */
+export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pixels: Tensor; target: Tensor; logits: Tensor; attentions: Tensor[]; grads: Tensor[]; score: Tensor } {
+  const c = model.config;
+  const pixels = input(INPUT_NAME, [BATCH, c.num_channels, c.image_size, c.image_size]);
+  const target = input(CLASS_INPUT, [BATCH]);
+  const { logits, attentions } = model.forward(ctx, pixels);
+  const score = reduceSum(mul(logits, oneHot(target, c.num_classes)), [0, 1], false); // sum_b y[b, c_b]
+  return { pixels, target, logits, attentions, grads: grad(score, attentions), score };
+}
+
+export function exportRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array {
+  const { logits, attentions, grads } = relevanceGraph(model);
+  return compileToBytes({
+    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...grads.map((g, i) => [attentionGradOutput(i), g] as const)],
+    initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
+    graphName: 'vit_relevance',
+    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image) with respect to every layer's attention probabilities`,
+    metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
+  });
 }
 
 /** The serialized inference model. */
@@ -64,6 +98,7 @@ export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
 export async function exportModel(model: ViT, labels: readonly string[], dir: string, training?: TrainingRecord): Promise<{ modelFile: string; configFile: string; bytes: number }> {
   const config: ModelConfig = { ...modelConfigFor(model, labels), ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
+  const relevance = exportRelevanceOnnx(model, config);
   try {
     await fs.mkdir(dir, { recursive: true });
   } catch (err) {
@@ -74,6 +109,7 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
   try {
     await writeFilesAtomic([
       [modelFile, bytes],
+      [path.join(dir, RELEVANCE_FILE), relevance],
       [configFile, JSON.stringify(config, null, 2) + '\n'],
     ]);
   } catch (err) {

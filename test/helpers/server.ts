@@ -25,7 +25,7 @@ export function testModels(): Promise<string> {
     await mkdir(plain);
     await cp(path.join(vit, 'model.onnx'), path.join(plain, 'model.onnx'));
     const config = JSON.parse(await readFile(path.join(vit, 'config.json'), 'utf8'));
-    await writeFile(path.join(plain, 'config.json'), JSON.stringify({ ...config, attention_outputs: [], patch_size: null, vit: undefined }));
+    await writeFile(path.join(plain, 'config.json'), JSON.stringify({ ...config, attention_outputs: [], patch_size: null, vit: undefined, relevance: undefined }));
     return root;
   })();
   return modelsDir;

@@ -290,6 +290,28 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     onnx: (e, [x, ref], out) => e.node('Expand', [x, runtimeShape(e, ref)], [out]),
   },
 
+  // Class indices (carried as floats, as every value here) -> one-hot rows of `depth`: what picks the
+  // logit whose gradient an explanation follows. Piecewise constant, so no gradient flows through it.
+  one_hot: {
+    arity: 1,
+    shape: ([a], attrs) => [...a, attrs.depth as number],
+    kernel: ([a], attrs) => {
+      const depth = attrs.depth as number;
+      const out = new Float64Array(a.data.length * depth);
+      for (let i = 0; i < a.data.length; i++) for (let k = 0; k < depth; k++) out[i * depth + k] = a.data[i] === k ? 1 : 0;
+      return K.nd(out, [...a.shape, depth]);
+    },
+    vjp: () => [null],
+    onnx: (e, [x], out, n) => {
+      const depth = n.attrs.depth as number;
+      const column = e.fresh('column');
+      e.node('Unsqueeze', [x, e.int64s([-1])], [column]);
+      const equal = e.fresh('equal');
+      e.node('Equal', [column, e.floats(Array.from({ length: depth }, (_, k) => k), [depth])], [equal]);
+      e.node('Cast', [equal], [out], { to: 1 }); // FLOAT
+    },
+  },
+
   // NOTE: softmax and log-softmax are fused ops rather than exp/sum/div compositions: the fused kernels
   // subtract the row maximum (no overflow for large logits) and ONNX Runtime runs them as one pass.
   softmax: {
@@ -408,6 +430,7 @@ export const slice = (a: Tensor, axis: number, start: number, end: number) => no
 export const pad = (a: Tensor, axis: number, before: number, after: number) => node('pad', [a], { axis: normalizeAxis(axis, a.shape.length, 'pad'), before, after });
 export const expandAs = (a: Tensor, ref: Tensor) => (sameShape(a.shape, ref.shape) ? a : node('expand_as', [a, ref]));
 export const softmax = (a: Tensor) => node('softmax', [a]);
+export const oneHot = (indices: Tensor, depth: number) => node('one_hot', [indices], { depth });
 export const logSoftmax = (a: Tensor) => node('log_softmax', [a]);
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number) => node('layer_norm', [x, weight, bias], { eps });
 

@@ -3,7 +3,7 @@
 // graph nodes through a GraphContext, which turns each parameter into a `param` node once.
 
 import { Shape, Tensor } from '../autograd/graph.js';
-import { dropout, input, param as paramNode } from '../autograd/ops.js';
+import { add, dropout, input, param as paramNode } from '../autograd/ops.js';
 
 export class Parameter {
   name = '';
@@ -80,7 +80,23 @@ export class GraphContext {
   private readonly nodes = new Map<Parameter, Tensor>();
   readonly masks: DropoutMask[] = [];
 
-  constructor(readonly training = false) {}
+  /** Inputs added by tap(), for gradient checks: name -> node. */
+  readonly taps = new Map<string, Tensor>();
+
+  /** `tapped`: every tap() adds a fed input (zero when not perturbed), so that a test can move an intermediate value. */
+  constructor(
+    readonly training = false,
+    readonly tapped = false,
+  ) {}
+
+  /** An intermediate value, made perturbable in a tapped context: x + input(`<prefix>.<n>`), n counting taps; else x itself. */
+  tap(x: Tensor, prefix: string): Tensor {
+    if (!this.tapped) return x;
+    const name = `${prefix}.${this.taps.size}`;
+    const offset = input(name, x.shape);
+    this.taps.set(name, offset);
+    return add(x, offset);
+  }
 
   p(parameter: Parameter): Tensor {
     let n = this.nodes.get(parameter);

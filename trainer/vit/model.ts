@@ -109,7 +109,7 @@ class MultiHeadAttention extends Module {
     qkv = transpose(qkv, [2, 0, 3, 1, 4]); // (3, B, heads, tokens, head_size)
     const [q, k, v] = [0, 1, 2].map((i) => squeeze(slice(qkv, 0, i, i + 1), [0])); // each (B, heads, tokens, head_size)
     const scores = mul(matmul(q, transposeLast2(k)), 1 / Math.sqrt(hs)); // (B, heads, tokens, tokens)
-    const probs = softmax(scores);
+    const probs = ctx.tap(softmax(scores), 'attention_probe'); // (B, heads, tokens, tokens)
     const attended = matmul(ctx.dropout(probs, this.c.attention_probs_dropout_prob), v); // (B, heads, tokens, head_size)
     const merged = reshape(transpose(attended, [0, 2, 1, 3]), [0, t, d]); // (B, tokens, hidden): heads side by side
     const out = ctx.dropout(this.outputProjection.forward(ctx, merged), this.c.hidden_dropout_prob);

@@ -8,14 +8,14 @@ import t from 'tap';
 import { interpret } from '../../../trainer/autograd/interpreter.js';
 import { nd } from '../../../trainer/autograd/ndarray.js';
 import { input } from '../../../trainer/autograd/ops.js';
-import { exportModel, CIFAR10_LABELS } from '../../../trainer/export.js';
+import { exportModel, CIFAR10_LABELS, relevanceGraph } from '../../../trainer/export.js';
 import { readSafetensors } from '../../../trainer/io/safetensors.js';
 import { GraphContext } from '../../../trainer/nn/module.js';
 import { SEED_CONFIG } from '../../../trainer/vit/config.js';
 import { BATCH, ViT } from '../../../trainer/vit/model.js';
 import { loadWeightsFile } from '../../../trainer/vit/weights.js';
 import { createSession, runSession } from '../../../runtime/ort.js';
-import { assertClose } from '../../helpers/opcheck.js';
+import { assertClose, maxAbsDiff } from '../../helpers/opcheck.js';
 
 const fixtures = path.join(import.meta.dirname, '..', '..', 'fixtures');
 
@@ -53,4 +53,37 @@ t.test('weights saved with the fused qkv_projection load to the same model', asy
   await loadWeightsFile(b, path.join(fixtures, 'seed-weights-fused.safetensors'));
   const pa = new Map(a.namedParameters());
   for (const [name, p] of b.namedParameters()) t.same(p.data, pa.get(name)!.data, name);
+});
+
+t.test("the explanation graph's gradients match torch.autograd.grad (test/fixtures/make-relevance-fixture.py)", async (t) => {
+  const io = (await readSafetensors(path.join(fixtures, 'seed-io.safetensors'))).tensors;
+  const ref = (await readSafetensors(path.join(fixtures, 'relevance-io.safetensors'))).tensors;
+  const pixels = io.get('pixel_values')!;
+  const target = ref.get('target_class')!;
+  const model = new ViT(SEED_CONFIG, 123);
+  await loadWeightsFile(model, path.join(fixtures, 'seed-weights.safetensors'));
+
+  const g = relevanceGraph(model);
+  const feeds: Record<string, ReturnType<typeof nd>> = { pixel_values: nd(pixels.data, pixels.shape), target_class: nd(target.data, target.shape) };
+  for (const [name, p] of model.namedParameters()) feeds[name] = nd(p.data, p.shape);
+  const grads = interpret(g.grads, feeds);
+  let worst = 0;
+  grads.forEach((a, i) => {
+    const want = ref.get(`attention_grads.${i}`)!.data;
+    worst = Math.max(worst, maxAbsDiff(a.data, want));
+    assertClose(t, a.data, want, 0, 1e-4, `interpreter attention_grads.${i}`);
+  });
+
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'vitrine-relevance-'));
+  await exportModel(model, CIFAR10_LABELS, dir);
+  const s = await createSession(path.join(dir, 'relevance.onnx'));
+  const r = await runSession(s, { pixel_values: { data: pixels.data, dims: pixels.shape }, target_class: { data: target.data, dims: target.shape } });
+  for (let i = 0; i < 4; i++) {
+    const want = ref.get(`attention_grads.${i}`)!.data;
+    t.same([...r[`attention_grads.${i}`].dims], [2, 4, 65, 65]);
+    worst = Math.max(worst, maxAbsDiff(r[`attention_grads.${i}`].data, want));
+    assertClose(t, r[`attention_grads.${i}`].data, want, 0, 1e-4, `relevance.onnx attention_grads.${i}`);
+  }
+  // the gradients are small (|g| up to ~0.007): hold them to far less than the 1e-4 asked
+  t.ok(worst < 1e-6, `largest difference from PyTorch: ${worst.toExponential(2)}`);
 });
