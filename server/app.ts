@@ -103,6 +103,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
         attentionOutputs: m.grid ? m.config.attention_outputs : [],
         inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
         classes: m.config.labels.length,
+        ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
       })),
     },
     config.workers,

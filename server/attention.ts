@@ -125,3 +125,41 @@ export function toGrid(values: Float32Array, rows: number, cols: number): number
   const scale = max > 0 ? 1 / max : 0;
   return Array.from({ length: rows }, (_, r) => Array.from(values.subarray(r * cols, (r + 1) * cols), (v) => Math.round(v * scale * 1e5) / 1e5));
 }
+
+/**
+ * Gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021) for one image of a batch:
+ * R = I; for each block l, first to last, Abar_l = mean over heads of max(0, dy_c/dA_l * A_l) and
+ * R <- R + Abar_l R; the map is R[0, 1:]. Only row 0 of the product (I + Abar_L) ... (I + Abar_1) is
+ * needed, so it is carried as a row vector from the last block down: T^2 work a block, not T^3.
+ * `layers` and `grads` hold [n, heads, tokens, tokens] per block.
+ */
+export function relevanceInto(layers: readonly Float32Array[], grads: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number): void {
+  const T = tokens;
+  const TT = T * T;
+  let r = new Float64Array(T);
+  let next = new Float64Array(T);
+  const abar = new Float64Array(TT);
+  r[0] = 1;
+  for (let l = layers.length - 1; l >= 0; l--) {
+    abar.fill(0);
+    const a = layers[l];
+    const g = grads[l];
+    for (let h = 0; h < heads; h++) {
+      const base = (image * heads + h) * TT;
+      for (let i = 0; i < TT; i++) {
+        const v = a[base + i] * g[base + i];
+        if (v > 0) abar[i] += v / heads;
+      }
+    }
+    // next = r + r Abar
+    next.set(r);
+    for (let i = 0; i < T; i++) {
+      const ri = r[i];
+      if (ri === 0) continue;
+      const row = i * T;
+      for (let j = 0; j < T; j++) next[j] += ri * abar[row + j];
+    }
+    [r, next] = [next, r];
+  }
+  for (let j = 1; j < T; j++) out[at + j - 1] = r[j];
+}

@@ -20,11 +20,14 @@ export interface JobOptions {
   keep?: { id: string; view: StoredResult['view'] };
   /** Return every layer's attention probabilities in the result. */
   attentions?: boolean;
+  /** Run the explanation graph for this class instead: the result's `relevance` is its map (batched with other relevance jobs of the model). */
+  relevanceClass?: number;
 }
 
 export interface JobResult {
   logits: Float32Array;
   rollout: Float32Array | null;
+  relevance: Float32Array | null; // tokens - 1, for a relevance job
   attentions: Float32Array[] | null; // per layer, heads * tokens * tokens (when asked for)
   heads: number;
   tokens: number;
@@ -35,6 +38,8 @@ export interface JobResult {
 
 interface Job {
   model: string;
+  /** The queue: the model's, or its relevance queue (relevance jobs run another graph, so they batch apart). */
+  key: string;
   pixels: Float32Array;
   options: JobOptions;
   enqueuedAt: number;
@@ -48,6 +53,9 @@ export interface BatchObserver {
   batch(model: string, size: number, inferenceMs: number): void;
   depth(model: string, depth: number): void;
 }
+
+/** The metrics label of a queue: the model's name, and "<model> relevance" for its explanation queue. */
+const queueLabel = (key: string) => key.replace('\u0000', ' ');
 
 export class Batcher {
   private readonly queues = new Map<string, Job[]>();
@@ -74,8 +82,10 @@ export class Batcher {
       return Promise.reject(Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }));
     }
     return new Promise((resolve, reject) => {
+      const key = options.relevanceClass === undefined ? model : `${model}\u0000relevance`;
       const job: Job = {
         model,
+        key,
         pixels,
         options,
         enqueuedAt: performance.now(),
@@ -84,10 +94,10 @@ export class Batcher {
         reject,
         timer: setTimeout(() => this.expire(job), this.o.timeoutMs),
       };
-      const q = this.queues.get(model) ?? this.queues.set(model, []).get(model)!;
+      const q = this.queues.get(key) ?? this.queues.set(key, []).get(key)!;
       q.push(job);
       this.queued++;
-      this.observer.depth(model, q.length);
+      this.observer.depth(queueLabel(key), q.length);
       this.pump();
     });
   }
@@ -100,12 +110,12 @@ export class Batcher {
   }
 
   private expire(job: Job): void {
-    const q = this.queues.get(job.model);
+    const q = this.queues.get(job.key);
     const at = q ? q.indexOf(job) : -1;
     if (at >= 0) {
       q!.splice(at, 1);
       this.queued--;
-      this.observer.depth(job.model, q!.length);
+      this.observer.depth(queueLabel(job.key), q!.length);
     }
     this.settle(job, () => job.reject(Errors.timeout(`no answer within ${this.o.timeoutMs} ms`)));
     this.notifyIdle();
@@ -115,10 +125,11 @@ export class Batcher {
     for (;;) {
       const slot = this.pool.idle();
       if (!slot) return;
-      let model: string | null = null;
-      for (const [m, q] of this.queues) if (q.length > 0 && (model === null || q[0].enqueuedAt < this.queues.get(model)![0].enqueuedAt)) model = m;
-      if (model === null) return;
-      const q = this.queues.get(model)!;
+      let key: string | null = null;
+      for (const [k, q] of this.queues) if (q.length > 0 && (key === null || q[0].enqueuedAt < this.queues.get(key)![0].enqueuedAt)) key = k;
+      if (key === null) return;
+      const q = this.queues.get(key)!;
+      const model = q[0].model;
       const waited = performance.now() - q[0].enqueuedAt;
       if (q.length < this.o.maxBatch && waited < this.o.maxDelayMs) {
         if (!this.wake) {
@@ -131,7 +142,7 @@ export class Batcher {
       }
       const jobs = q.splice(0, this.o.maxBatch);
       this.queued -= jobs.length;
-      this.observer.depth(model, q.length);
+      this.observer.depth(queueLabel(key), q.length);
       this.dispatch(slot, model, jobs);
     }
   }
@@ -140,6 +151,7 @@ export class Batcher {
     const per = jobs[0].pixels.length;
     const pixels = new Float32Array(jobs.length * per);
     jobs.forEach((j, i) => pixels.set(j.pixels, i * per));
+    if (jobs[0].options.relevanceClass !== undefined) return this.dispatchRelevance(slot, model, jobs, pixels);
     // Results to keep go straight into the store's shared slab (no per-request arrays) once the
     // model's shapes are known; before that, the worker sends the arrays and the store copies them.
     const slab = this.store.slab(model);
@@ -161,7 +173,10 @@ export class Batcher {
             // Views into the batch's arrays, not copies.
             const attentions = r.attentions ? r.attentions.map((a) => a.subarray(i * perLayer, (i + 1) * perLayer)) : null;
             const keep = j.options.keep;
-            const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view };
+            const logits = r.logits.subarray(i * classes, (i + 1) * classes);
+            let top = 0;
+            for (let k = 1; k < classes; k++) if (logits[k] > logits[top]) top = k;
+            const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view, pixels: j.pixels, top };
             if (meta && slots && slots[i] >= 0) {
               // The worker writes a slot only when the shapes match the slab's (see the worker).
               if (j.settled || !r.slabWritten) this.store.release(model, slots[i]);
@@ -169,8 +184,9 @@ export class Batcher {
             } else if (meta && attentions && !j.settled) this.store.put({ ...meta, attentions });
             this.settle(j, () =>
               j.resolve({
-                logits: r.logits.subarray(i * classes, (i + 1) * classes),
+                logits,
                 rollout: r.rollout ? r.rollout.subarray(i * patches, (i + 1) * patches) : null,
+                relevance: null,
                 attentions: j.options.attentions ? attentions : null,
                 heads: r.heads,
                 tokens: r.tokens,
@@ -183,6 +199,44 @@ export class Batcher {
         },
         (err: Error) => {
           for (const s of slots ?? []) if (s >= 0) this.store.release(model, s);
+          const e = err instanceof ServiceError ? err : Errors.internal(err.message);
+          for (const j of jobs) this.settle(j, () => j.reject(e));
+        },
+      )
+      .finally(() => {
+        this.running--;
+        this.notifyIdle();
+      });
+  }
+
+  /** A batch of relevance jobs: each image with its own class, through the model's explanation graph. */
+  private dispatchRelevance(slot: NonNullable<ReturnType<WorkerPool['idle']>>, model: string, jobs: Job[], pixels: Float32Array): void {
+    const started = performance.now();
+    this.running++;
+    this.pool
+      .run(slot, { model, pixels, n: jobs.length, attentions: false, relevance: Float32Array.from(jobs, (j) => j.options.relevanceClass!) })
+      .then(
+        (r) => {
+          this.observer.batch(`${model} relevance`, jobs.length, r.inferenceMs);
+          const classes = r.logits.length / jobs.length;
+          const patches = r.tokens - 1;
+          jobs.forEach((j, i) =>
+            this.settle(j, () =>
+              j.resolve({
+                logits: r.logits.subarray(i * classes, (i + 1) * classes),
+                rollout: null,
+                relevance: r.relevance ? r.relevance.subarray(i * patches, (i + 1) * patches) : null,
+                attentions: null,
+                heads: r.heads,
+                tokens: r.tokens,
+                batchSize: jobs.length,
+                queueMs: started - j.enqueuedAt,
+                inferenceMs: r.inferenceMs,
+              }),
+            ),
+          );
+        },
+        (err: Error) => {
           const e = err instanceof ServiceError ? err : Errors.internal(err.message);
           for (const j of jobs) this.settle(j, () => j.reject(e));
         },

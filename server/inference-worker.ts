@@ -4,7 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Device, Session, createSession, runSession } from '../runtime/ort.js';
-import { rolloutMeanInto } from './attention.js';
+import { relevanceInto, rolloutMeanInto } from './attention.js';
 import { CRASH, type WorkerCommand } from './worker-control.js';
 
 export interface WorkerModel {
@@ -16,6 +16,8 @@ export interface WorkerModel {
   /** [channels, height, width] */
   inputDims: [number, number, number];
   classes: number;
+  /** The explanation graph beside the model (config.json `relevance`), when it has one. */
+  relevance?: { file: string; classInput: string; gradientOutputs: string[] };
 }
 
 export interface WorkerInit {
@@ -38,6 +40,8 @@ export interface RunRequest {
   slots?: number[];
   /** Floats per slot; the worker writes nothing when its outputs' shapes do not fill exactly that. */
   slotFloats?: number;
+  /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
+  relevance?: Float32Array;
 }
 
 export interface RunReply {
@@ -45,6 +49,7 @@ export interface RunReply {
   id: number;
   logits: Float32Array; // n * classes
   rollout: Float32Array | null; // n * (tokens - 1), heads averaged
+  relevance?: Float32Array | null; // n * (tokens - 1), for the asked classes
   attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
   heads: number;
   tokens: number;
@@ -55,7 +60,7 @@ export interface RunReply {
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
 const control = new Int32Array(init.control);
-const sessions = new Map<string, { session: Session; model: WorkerModel }>();
+const sessions = new Map<string, { session: Session; model: WorkerModel; relevance: Session | null }>();
 
 async function start(): Promise<void> {
   const providers: Record<string, string> = {};
@@ -65,15 +70,47 @@ async function start(): Promise<void> {
     });
     const missing = [m.inputName].filter((n) => !session.inputNames.includes(n)).concat([m.logitsOutput, ...m.attentionOutputs].filter((n) => !session.outputNames.includes(n)));
     if (missing.length > 0) throw new Error(`model ${m.name}: ${m.file} has no input or output named ${missing.join(', ')}`);
-    sessions.set(m.name, { session, model: m });
+    let relevance: Session | null = null;
+    if (m.relevance) {
+      const r = m.relevance;
+      relevance = await createSession(r.file, { device: init.device, threads: init.threads }).catch((err: Error) => {
+        throw new Error(`model ${m.name}: ${r.file} cannot be loaded: ${err.message.split('\n')[0]}`);
+      });
+      const absent = [m.inputName, r.classInput].filter((n) => !relevance!.inputNames.includes(n)).concat([m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs].filter((n) => !relevance!.outputNames.includes(n)));
+      if (absent.length > 0) throw new Error(`model ${m.name}: ${r.file} has no input or output named ${absent.join(', ')}`);
+    }
+    sessions.set(m.name, { session, model: m, relevance });
     providers[m.name] = session.provider;
   }
   parentPort!.postMessage({ type: 'ready', providers });
 }
 
+/** The explanation graph for each image's asked class: logits and relevance maps, computed here, off the event loop. */
+async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance: Session | null }): Promise<RunReply> {
+  const { model } = s;
+  if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
+  const r = model.relevance;
+  const t0 = performance.now();
+  const out = await runSession(
+    s.relevance,
+    { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] }, [r.classInput]: { data: req.relevance!, dims: [req.n] } },
+    [model.logitsOutput, ...model.attentionOutputs, ...r.gradientOutputs],
+  );
+  const inferenceMs = performance.now() - t0;
+  if (Atomics.load(control, 0) === CRASH) process.exit(1);
+  const logits = own(out[model.logitsOutput].data);
+  const [, heads, tokens] = out[model.attentionOutputs[0]].dims as number[];
+  const layers = model.attentionOutputs.map((n) => out[n].data);
+  const grads = r.gradientOutputs.map((n) => out[n].data);
+  const maps = new Float32Array(req.n * (tokens - 1));
+  for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, maps, i * (tokens - 1));
+  return { type: 'result', id: req.id, logits, rollout: null, relevance: maps, attentions: null, heads, tokens, inferenceMs, slabWritten: false };
+}
+
 async function run(req: RunRequest): Promise<RunReply> {
   const s = sessions.get(req.model);
   if (!s) throw new Error(`unknown model ${req.model}`);
+  if (req.relevance) return runRelevance(req, s);
   const { model } = s;
   const wantRollout = model.attentionOutputs.length > 0;
   const outputs = [model.logitsOutput, ...(wantRollout ? model.attentionOutputs : [])];
@@ -119,7 +156,7 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
   running++;
   run(req)
     .then(
-      (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+      (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
       (err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: err.message }),
     )
     .catch((err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))

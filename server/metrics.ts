@@ -24,6 +24,7 @@ export class Metrics {
   });
   readonly provider = new Gauge({ name: 'vitrine_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider'] as const, registers: [this.registry] });
   readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
+  readonly maps = new Counter({ name: 'vitrine_attention_maps_total', help: 'Attention maps served (GET /attention and inline in /classify) by model and method', labelNames: ['model', 'method'] as const, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'vitrine_worker_restarts_total', help: 'Inference workers replaced after dying', registers: [this.registry] });
   /** Where the decodes gauge reads from when scraped (the app's decode gate). */
   decodeSource: { running: number; queued: number } | null = null;

@@ -11,6 +11,8 @@ export interface ServedModel {
   config: ModelConfig;
   /** Patch grid [rows, cols] when attention maps can be drawn, else null. */
   grid: [number, number] | null;
+  /** The explanation graph's file when the model has one (and attention maps), else null. */
+  relevance: string | null;
 }
 
 function gridOf(c: ModelConfig): [number, number] | null {
@@ -33,7 +35,11 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
     if (!existsSync(path.join(dir, MODEL_FILE)) || !existsSync(path.join(dir, CONFIG_FILE))) continue;
     try {
       const config = await readModelConfig(dir);
-      models.push({ name: e.name, dir, file: path.join(dir, MODEL_FILE), config, grid: gridOf(config) });
+      const grid = gridOf(config);
+      const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
+      if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${e.name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
+      const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
+      models.push({ name: e.name, dir, file: path.join(dir, MODEL_FILE), config, grid, relevance });
     } catch (err) {
       warn(`skipping model ${e.name}: ${(err as Error).message}`);
     }

@@ -20,6 +20,10 @@ export interface StoredResult {
   heads: number;
   tokens: number;
   view: { data: Buffer; width: number; height: number };
+  /** The model input (normalized CHW), so that a relevance map for any class can be computed when asked. */
+  pixels?: Float32Array;
+  /** The top prediction's index: the class a relevance map explains by default. */
+  top?: number;
 }
 
 interface Entry extends StoredResult {

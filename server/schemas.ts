@@ -18,7 +18,7 @@ export const ClassifyQuery = Type.Object(
   {
     model: Type.Optional(Type.String({ minLength: 1, description: 'model name (default: the default model)' })),
     topk: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'how many predictions' })),
-    attention: Type.Optional(oneOf(['none', 'rollout', 'cls', 'full'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked)' })),
+    attention: Type.Optional(oneOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the gradient-weighted relevance map of the top prediction' })),
   },
   { additionalProperties: false },
 );
@@ -33,6 +33,7 @@ export const ClassifyResponse = Type.Object({
   attention: Type.Optional(
     Type.Object({
       method: Type.String(),
+      class: Type.Optional(Type.String({ description: 'relevance: the class explained' })),
       grid: Type.Array(Type.Integer(), { description: '[rows, cols] of patches' }),
       values: Type.Optional(Grid),
       layers: Type.Optional(Type.Array(Type.Array(Type.Array(Type.Array(Type.Number()))), { description: 'full: [layer][head][token][token]' })),
@@ -46,7 +47,8 @@ export const AttentionParams = Type.Object({ id: Type.String({ minLength: 1, max
 
 export const AttentionQuery = Type.Object(
   {
-    method: Type.Optional(oneOf(['rollout', 'cls'] as const, { default: 'rollout' })),
+    method: Type.Optional(oneOf(['rollout', 'cls', 'relevance'] as const, { default: 'rollout' })),
+    class: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'for relevance: the class to explain, a label or an index (default: the top prediction)' })),
     layer: Type.Optional(Type.Integer({ minimum: 0, description: 'for cls: the layer (default: the last)' })),
     head: Type.Optional(Type.String({ pattern: '^(mean|max|min|[0-9]+)$', default: 'mean', description: 'head fusion: mean, max, min or a head index' })),
     discard: Type.Optional(Type.Number({ minimum: 0, maximum: 0.99, default: 0, description: 'rollout: share of the lowest weights dropped per layer' })),
@@ -63,8 +65,10 @@ export const AttentionJson = Type.Object({
   model: Type.String(),
   method: Type.String(),
   layer: Type.Optional(Type.Integer()),
-  head: Type.String(),
-  discard: Type.Number(),
+  class: Type.Optional(Type.String()),
+  class_index: Type.Optional(Type.Integer()),
+  head: Type.Optional(Type.String()),
+  discard: Type.Optional(Type.Number()),
   grid: Type.Array(Type.Integer()),
   values: Grid,
 });
@@ -77,6 +81,7 @@ export const ModelsResponse = Type.Object({
       labels: Type.Array(Type.String()),
       input: Type.Object({ name: Type.String(), shape: Type.Array(Type.Union([Type.Integer(), Type.String()])), mean: Type.Array(Type.Number()), std: Type.Array(Type.Number()) }),
       outputs: Type.Object({ logits: Type.String(), attentions: Type.Array(Type.String()) }),
+      methods: Type.Array(Type.String(), { description: 'the attention map methods the model serves (relevance needs its relevance graph)' }),
       patch_size: Type.Union([Type.Integer(), Type.Null()]),
       provider: Type.String(),
     }),

@@ -9,6 +9,14 @@ import { renderHeatmap } from '../heatmap.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../app.js';
 
+/** A class given as a label or an index. */
+export function classIndex(text: string, labels: readonly string[]): number {
+  const byLabel = labels.indexOf(text);
+  if (byLabel >= 0) return byLabel;
+  if (/^[0-9]+$/.test(text) && Number(text) < labels.length) return Number(text);
+  throw Errors.badRequest(`unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`);
+}
+
 export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
   app.get<{ Params: Static<typeof AttentionParams>; Querystring: Static<typeof AttentionQuery> }>(
     '/attention/:id',
@@ -16,7 +24,7 @@ export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext)
       config: { auth: true },
       schema: {
         summary: 'Attention heatmap of a recent classification',
-        description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped) or cls (one layer's [CLS] attention). Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
+        description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped), cls (one layer's [CLS] attention), or relevance (Chefer, Gur & Wolf: every layer's attention weighted by the gradient of \`class\`'s logit, computed when asked; models with a relevance graph only). Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
         params: AttentionParams,
         querystring: AttentionQuery,
         response: { 200: { content: { 'image/png': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: AttentionJson } } }, ...errors(400, 401, 404, 422) },
@@ -36,12 +44,32 @@ export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext)
       const asked = new URLSearchParams(request.url.split('?')[1] ?? '');
       if (method === 'rollout' && asked.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
       if (method === 'cls' && asked.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
+      if (method === 'relevance') {
+        for (const k of ['layer', 'head', 'discard']) if (asked.has(k)) throw Errors.badRequest(`${k} does not apply to method=relevance: it weighs every head of every layer`);
+      } else if (asked.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
+      if (method === 'relevance') {
+        if (!model.relevance) throw Errors.noAttention(`model ${model.name} has no relevance graph: its config.json declares no 'relevance' (a model exported by this version of vitrine export has relevance.onnx)`);
+        const labels = model.config.labels;
+        const index = q.class === undefined ? (stored.top ?? 0) : classIndex(q.class, labels);
+        // read what the stored entry holds before yielding: its arrays may be reused afterwards
+        const [rows, cols] = model.grid;
+        const view = stored.view;
+        const r = await ctx.batcher.submit(model.name, stored.pixels!, { relevanceClass: index });
+        ctx.metrics.maps.inc({ model: model.name, method });
+        const grid = toGrid(r.relevance!, rows, cols);
+        if ((q.format ?? 'png') === 'json') {
+          return reply.type('application/json').send({ id: stored.id, model: stored.model, method, class: labels[index], class_index: index, grid: [rows, cols], values: grid });
+        }
+        const png = await renderHeatmap(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
+        return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
+      }
       const layers = stored.attentions.length;
       const layer = q.layer ?? layers - 1;
       if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
       const stack = { layers: stored.attentions, heads: stored.heads, tokens: stored.tokens };
       const discard = q.discard ?? 0;
       const values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+      ctx.metrics.maps.inc({ model: model.name, method });
       const [rows, cols] = model.grid;
       const grid = toGrid(values, rows, cols);
       if ((q.format ?? 'png') === 'json') {

@@ -64,6 +64,7 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
       const asked = request.query.attention;
       const attention = asked ?? 'rollout';
       if (asked && asked !== 'none' && !model.grid) throw Errors.noAttention(`model ${model.name} has no attention outputs (config.json attention_outputs is empty)`);
+      if (asked === 'relevance' && !model.relevance) throw Errors.noAttention(`model ${model.name} has no relevance graph: its config.json declares no 'relevance' (a model exported by this version of vitrine export has relevance.onnx)`);
       const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
 
       const bytes = await readImage(request, config.bodyLimit);
@@ -84,12 +85,17 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
         else if (attention === 'cls') {
           const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
           attentionBody = { method: 'cls', grid: [rows, cols], values: toGrid(clsAttention(stack, r.attentions!.length - 1), rows, cols) };
+        } else if (attention === 'relevance') {
+          // a second run, through the explanation graph, for the top prediction
+          const rel = await batcher.submit(model.name, image.pixels, { relevanceClass: order[0] });
+          attentionBody = { method: 'relevance', class: model.config.labels[order[0]], grid: [rows, cols], values: toGrid(rel.relevance!, rows, cols) };
         } else {
           const T = r.tokens;
           const layers = r.attentions!.map((l) => Array.from({ length: r.heads }, (_, h) => Array.from({ length: T }, (_, i) => Array.from(l.subarray((h * T + i) * T, (h * T + i + 1) * T), (v) => +v.toFixed(6)))));
           attentionBody = { method: 'full', grid: [rows, cols], layers };
         }
       }
+      if (attentionBody) ctx.metrics.maps.inc({ model: model.name, method: attentionBody.method });
       const total = performance.now() - started;
       return {
         id,

@@ -34,6 +34,7 @@ export async function operationsRoutes(app: FastifyInstance, ctx: ServiceContext
       labels: m.config.labels,
       input: { name: m.config.input_name, shape: ['batch', m.config.mean.length, ...m.config.image_size], mean: m.config.mean, std: m.config.std },
       outputs: { logits: m.config.logits_output, attentions: m.config.attention_outputs },
+      methods: m.grid ? ['rollout', 'cls', ...(m.relevance ? ['relevance'] : [])] : [],
       patch_size: m.config.patch_size,
       provider: ctx.pool.providers[m.name] ?? 'unknown',
     })),

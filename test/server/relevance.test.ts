@@ -1,0 +1,113 @@
+// Relevance maps through the service: GET /attention/:id?method=relevance for any class, inline in
+// POST /classify, batched, and a clear 422 for a model without the explanation graph.
+
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import t from 'tap';
+import { relevanceInto } from '../../server/attention.js';
+import { createSession, runSession } from '../../runtime/ort.js';
+import { tmpDir } from '../helpers/data.js';
+import { multipart, testApp, testImage, testModels } from '../helpers/server.js';
+
+async function classify(app: Awaited<ReturnType<typeof testApp>>, query = '') {
+  const r = await app.inject({ method: 'POST', url: `/classify${query}`, ...multipart('image', await testImage()) });
+  return r;
+}
+
+t.test('a relevance map for the top class and for any other, equal to the rule on relevance.onnx', async (t) => {
+  const app = await testApp(t);
+  const c = (await classify(app)).json();
+  const top = c.predictions[0];
+  const r = await app.inject(`/attention/${c.id}?method=relevance&format=json`);
+  t.equal(r.statusCode, 200, r.body);
+  const body = r.json();
+  t.match(body, { method: 'relevance', class: top.label, class_index: top.index, grid: [8, 8] });
+  t.equal(body.values.length, 8);
+  t.equal(Math.max(...body.values.flat()), 1, 'scaled to a maximum of 1');
+
+  // the same numbers from relevance.onnx and the rule, computed here
+  const models = await testModels();
+  const session = await createSession(path.join(models, 'vit-cifar10', 'relevance.onnx'));
+  const config = JSON.parse(await readFile(path.join(models, 'vit-cifar10', 'config.json'), 'utf8'));
+  const png = await testImage();
+  const { data } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const pixels = new Float32Array(3 * 1024);
+  for (let p = 0; p < 1024; p++) for (let ch = 0; ch < 3; ch++) pixels[ch * 1024 + p] = (data[p * 3 + ch] / 255 - config.mean[ch]) / config.std[ch];
+  const other = (top.index + 3) % 10;
+  const out = await runSession(session, { pixel_values: { data: pixels, dims: [1, 3, 32, 32] }, target_class: { data: Float32Array.from([other]), dims: [1] } });
+  const want = new Float32Array(64);
+  relevanceInto([0, 1, 2, 3].map((l) => out[`attentions.${l}`].data), [0, 1, 2, 3].map((l) => out[`attention_grads.${l}`].data), 0, 4, 65, want, 0);
+  const max = Math.max(...want);
+  const byLabel = (await app.inject(`/attention/${c.id}?method=relevance&class=${config.labels[other]}&format=json`)).json();
+  const byIndex = (await app.inject(`/attention/${c.id}?method=relevance&class=${other}&format=json`)).json();
+  t.same(byLabel.values, byIndex.values, 'a class by label or by index');
+  t.equal(byLabel.class, config.labels[other]);
+  const got = byLabel.values.flat();
+  t.ok(got.every((v: number, i: number) => Math.abs(v - want[i] / max) < 1e-4), 'the service computes the rule on the gradients');
+  t.notSame(byLabel.values, body.values, 'another class, another map');
+
+  const png2 = await app.inject(`/attention/${c.id}?method=relevance&class=${other}&size=64`);
+  t.equal(png2.statusCode, 200);
+  t.equal(png2.headers['content-type'], 'image/png');
+  t.equal((await sharp(png2.rawPayload).metadata()).width, 64);
+
+  // inline in /classify, for the top prediction
+  const inline = (await classify(app, '?attention=relevance')).json();
+  t.match(inline.attention, { method: 'relevance', class: inline.predictions[0].label, grid: [8, 8] });
+  t.same(inline.attention.values, body.values, 'inline map = the kept result\'s map for the same image');
+
+  const metrics = (await app.inject('/metrics')).body;
+  t.match(metrics, /vitrine_attention_maps_total\{model="vit-cifar10",method="relevance"\} [4-9]/);
+  t.match(metrics, /vitrine_batch_size_count\{model="vit-cifar10 relevance"\} \d+/);
+  const listed = (await app.inject('/models')).json().models.find((m: { name: string }) => m.name === 'vit-cifar10');
+  t.same(listed.methods, ['rollout', 'cls', 'relevance']);
+});
+
+t.test('bad relevance requests are 400s that say what is accepted', async (t) => {
+  const app = await testApp(t);
+  const { id } = (await classify(app)).json();
+  let r = await app.inject(`/attention/${id}?method=relevance&class=unicorn`);
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /unknown class 'unicorn': a label \(airplane, .*\) or an index 0-9/);
+  r = await app.inject(`/attention/${id}?method=relevance&class=10`);
+  t.equal(r.statusCode, 400);
+  r = await app.inject(`/attention/${id}?method=relevance&layer=1`);
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /layer does not apply to method=relevance/);
+  r = await app.inject(`/attention/${id}?method=rollout&class=cat`);
+  t.equal(r.statusCode, 400);
+  t.match(r.json().message, /class applies to method=relevance only/);
+});
+
+t.test('concurrent relevance requests are batched', async (t) => {
+  const app = await testApp(t, { maxDelayMs: 50, maxBatch: 8 });
+  const { id } = (await classify(app)).json();
+  const all = await Promise.all(Array.from({ length: 6 }, (_, k) => app.inject(`/attention/${id}?method=relevance&class=${k}&format=json`)));
+  t.ok(all.every((r) => r.statusCode === 200));
+  const metrics = (await app.inject('/metrics')).body;
+  const sum = Number(/vitrine_batch_size_sum\{model="vit-cifar10 relevance"\} (\d+)/.exec(metrics)?.[1]);
+  const count = Number(/vitrine_batch_size_count\{model="vit-cifar10 relevance"\} (\d+)/.exec(metrics)?.[1]);
+  t.equal(sum, 6, 'six relevance maps');
+  t.ok(count < 6, `in ${count} batches`);
+});
+
+t.test('a model without the explanation graph answers 422 saying what it lacks', async (t) => {
+  const root = await tmpDir('vitrine-models-');
+  const src = path.join(await testModels(), 'vit-cifar10');
+  const old = path.join(root, 'vit-cifar10');
+  await mkdir(old);
+  await cp(path.join(src, 'model.onnx'), path.join(old, 'model.onnx'));
+  const config = JSON.parse(await readFile(path.join(src, 'config.json'), 'utf8'));
+  delete config.relevance;
+  await writeFile(path.join(old, 'config.json'), JSON.stringify(config));
+  const app = await testApp(t, { models: root });
+  const c = await classify(app);
+  t.equal(c.statusCode, 200);
+  let r = await app.inject(`/attention/${c.json().id}?method=relevance`);
+  t.equal(r.statusCode, 422);
+  t.match(r.json().message, /model vit-cifar10 has no relevance graph: its config.json declares no 'relevance'/);
+  r = await classify(app, '?attention=relevance');
+  t.equal(r.statusCode, 422);
+  t.equal((await app.inject(`/attention/${c.json().id}?method=rollout&format=json`)).statusCode, 200, 'rollout still works');
+});
