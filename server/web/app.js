@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 let apiKey = sessionStorage.getItem('vitrine-key') || '';
-let current = null; // { id, model, layers }
+let current = null; // { id, model, layers, methods, labels, cls: the class a relevance map explains }
 let lastImage = null; // the image shown, so that another model can classify it again
 
 function headers() {
@@ -23,6 +23,10 @@ async function api(url, options = {}) {
     }
   }
   return res;
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function status(text, isError = false) {
@@ -77,12 +81,16 @@ async function classify(blob) {
     return;
   }
   const body = await res.json();
-  current = { id: body.id, model: body.model, layers: 0 };
+  current = { id: body.id, model: body.model, layers: 0, methods: [], labels: [], cls: body.predictions[0] ? body.predictions[0].index : 0 };
   // shown as a centre square, as the model sees it (its input is the centre crop of the image)
   $('original').src = URL.createObjectURL(blob);
   $('output').hidden = false;
+  // each prediction is a button: "why this class?" shows its relevance map
   $('predictions').innerHTML = body.predictions
-    .map((p) => `<li><span class="label">${p.label}</span><span class="bar" style="width:${Math.max(1, Math.round(p.probability * 200))}px"></span>${(100 * p.probability).toFixed(1)}%</li>`)
+    .map(
+      (p, i) =>
+        `<li><button type="button" class="why${i === 0 ? ' chosen' : ''}" data-index="${p.index}" title="why ${escapeHtml(p.label)}?"><span class="label">${escapeHtml(p.label)}</span><span class="bar" style="width:${Math.max(1, Math.round(p.probability * 200))}px"></span>${(100 * p.probability).toFixed(1)}%</button></li>`,
+    )
     .join('');
   const t = body.timings;
   $('timings').textContent = `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
@@ -90,6 +98,12 @@ async function classify(blob) {
     const models = await (await api('/models')).json();
     const info = models.models.find((m) => m.name === body.model);
     current.layers = info ? info.outputs.attentions.length : 0;
+    current.methods = info ? info.methods : [];
+    current.labels = info ? info.labels : [];
+    // relevance is the default where the model has it; other models offer rollout and cls
+    const relevance = $('method').querySelector('option[value="relevance"]');
+    relevance.hidden = relevance.disabled = !current.methods.includes('relevance');
+    if (relevance.disabled && $('method').value === 'relevance') $('method').value = 'rollout';
     $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
     await drawHeatmap();
     status('');
@@ -104,15 +118,20 @@ async function drawHeatmap() {
   if (!current) return;
   const method = $('method').value;
   $('layer-row').hidden = method !== 'cls';
-  const q = new URLSearchParams({ method, head: $('head').value, alpha: $('alpha').value, colormap: $('colormap').value, size: '256' });
+  $('head-row').hidden = method === 'relevance';
+  const q = new URLSearchParams({ method, alpha: $('alpha').value, colormap: $('colormap').value, size: '256' });
   if (method === 'cls') q.set('layer', $('layer').value);
+  if (method !== 'relevance') q.set('head', $('head').value);
+  else q.set('class', String(current.cls));
+  for (const b of document.querySelectorAll('#predictions .why')) b.classList.toggle('chosen', method === 'relevance' && Number(b.dataset.index) === current.cls);
   const res = await api(`/attention/${current.id}?${q}`);
   if (!res.ok) {
     status(await errorText(res), true);
     return;
   }
   $('heatmap').src = URL.createObjectURL(await res.blob());
-  $('heatmap-caption').textContent = method === 'rollout' ? 'Attention rollout' : `[CLS] attention, layer ${Number($('layer').value) + 1}`;
+  $('heatmap-caption').textContent =
+    method === 'rollout' ? 'Attention rollout' : method === 'cls' ? `[CLS] attention, layer ${Number($('layer').value) + 1}` : `Why "${current.labels[current.cls] ?? current.cls}": relevance`;
 }
 
 function setup() {
@@ -135,6 +154,13 @@ function setup() {
   });
   for (const id of ['method', 'layer', 'head', 'alpha', 'colormap']) $(id).addEventListener('change', drawHeatmap);
   $('model').addEventListener('change', () => lastImage && classify(lastImage));
+  $('predictions').addEventListener('click', (e) => {
+    const button = e.target.closest('button.why');
+    if (!button || !current || !current.methods.includes('relevance')) return;
+    current.cls = Number(button.dataset.index);
+    $('method').value = 'relevance';
+    drawHeatmap();
+  });
   loadModels().catch((err) => status(String(err), true));
 }
 

@@ -35,6 +35,18 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
   t.equal(await page.evaluate("document.getElementById('heatmap').naturalWidth"), 256, 'the heatmap is drawn');
 
+  // Relevance is the default: "why" the top class; clicking another prediction explains that one.
+  await page.waitForFunction("document.getElementById('heatmap-caption').textContent.startsWith('Why')");
+  t.equal(await page.textContent('#heatmap-caption'), `Why "${first!.trim()}": relevance`);
+  const second = (await page.textContent('#predictions li:nth-child(2) .label'))!.trim();
+  const topMap = await page.getAttribute('#heatmap', 'src');
+  await page.click('#predictions li:nth-child(2) button');
+  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(topMap)} && document.getElementById('heatmap').naturalWidth > 0`);
+  t.equal(await page.textContent('#heatmap-caption'), `Why "${second}": relevance`);
+  t.equal(await page.locator('#predictions button.chosen').count(), 1, 'the explained class is marked');
+  t.match(await page.getAttribute('#predictions button.chosen', 'title'), new RegExp(second));
+  t.equal(await page.isHidden('#head-row'), true, 'head fusion does not apply to relevance');
+
   // Another method redraws it.
   const before = await page.getAttribute('#heatmap', 'src');
   await page.selectOption('#method', 'cls');
