@@ -5,7 +5,9 @@
 //   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --max-batch N
 //                          --max-delay-ms N --results-capacity N --log-level warn
 //                          --image-size N --image-format png|jpeg | --image FILE
-//                          --node-flags "..." --gc]
+//                          --node-flags "..." --gc --attention rollout|relevance|none]
+// --attention relevance: each request also asks for the relevance map of its top class (a second run
+// through relevance.onnx), for the cost of explanations beside plain classification.
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -28,6 +30,7 @@ const model = opt('model', 'vit-cifar10');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const serverFlags = ['workers', 'threads', 'decoders', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
+const attention = opt('attention', '');
 const imagePath = opt('image', '');
 
 const port = 18000 + Math.floor(Math.random() * 1000);
@@ -109,7 +112,7 @@ async function load(connections: number) {
   const collectionsBefore = fullCollections;
   const polled = pollHealth(seconds * 1000);
   const result = await autocannon({
-    url: `${base}/classify`,
+    url: `${base}/classify${attention ? `?attention=${attention}` : ''}`,
     method: 'POST',
     headers: { 'content-type': imagePath ? 'application/octet-stream' : 'image/png' },
     body: image,
@@ -133,6 +136,7 @@ async function load(connections: number) {
       seconds,
       cores: os.cpus().length,
       image: imageLabel,
+      attention: attention || 'rollout (default)',
       log_level: logLevel,
     }),
   );
