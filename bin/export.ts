@@ -1,6 +1,7 @@
 // vitrine export: weights (or a fresh seeded model) -> <out>/model.onnx + <out>/config.json
 
-import { exportModel, defaultLabels } from '../trainer/export.js';
+import path from 'node:path';
+import { RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
 import { readSafetensors } from '../trainer/io/safetensors.js';
 import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
@@ -8,7 +9,8 @@ import { loadWeights } from '../trainer/vit/weights.js';
 import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
 
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
-  Writes <dir>/model.onnx (input pixel_values, outputs logits and attentions.0…) and <dir>/config.json.
+  Writes <dir>/model.onnx (input pixel_values, outputs logits and attentions.0…), <dir>/relevance.onnx
+  (the explanation graph: also target_class in, attention_grads.0… out) and <dir>/config.json.
   Without --checkpoint a freshly initialized model (from --seed, default 0) is exported.
   The config comes from --config, else from the checkpoint's metadata, else the seed config.`;
 
@@ -42,5 +44,5 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
   const labels = flags.labels ? await parseLabels(flags.labels) : meta.labels ? (JSON.parse(meta.labels) as string[]) : defaultLabels(config.num_classes);
   if (labels.length !== config.num_classes) throw new CliError(`${labels.length} labels given for a model of ${config.num_classes} classes`);
   const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out);
-  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${configFile}`);
+  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}`);
 }
