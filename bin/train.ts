@@ -27,7 +27,8 @@ export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--
     --momentum X  --nesterov  --schedule constant|cosine  --warmup-epochs X  --min-lr X
     --label-smoothing X  --crop-padding N  --flip / --no-flip
     --auto-augment none|randaugment|trivialaugment|autoaugment  --randaugment-ops N  --randaugment-magnitude 0-30
-    --random-erasing P  --mixup-alpha X  --cutmix-alpha X  --mix-prob P  --mix-switch-prob P  --seed N  --threads N
+    --random-erasing P  --mixup-alpha X  --cutmix-alpha X  --mix-prob P  --mix-switch-prob P  --ema-decay X
+    --seed N  --threads N
     --device cpu|cuda|auto  --eval-every N  --checkpoint-every N  --limit-train N  --limit-eval N
   --resume continues the run in --out exactly where its checkpoint left it. Ctrl-C saves a checkpoint and
   exits 130. Exit status: 0 done, 1 failed, 2 a wrong flag or value, 130 interrupted.`;

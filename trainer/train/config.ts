@@ -52,6 +52,8 @@ export interface TrainConfig {
   /** Probability a batch is mixed, and of CutMix when both are on. */
   mix_prob: number;
   mix_switch_prob: number;
+  /** Decay of an exponential moving average of the weights, evaluated each epoch and exported when better (0 = none; e.g. 0.999). */
+  ema_decay: number;
   /** Seeds initialization, data order, augmentation and dropout. */
   seed: number;
   /** ONNX Runtime intra-op threads (0 = one per core). */
@@ -96,6 +98,7 @@ export const DEFAULT_TRAIN: Readonly<TrainConfig> = Object.freeze({
   cutmix_alpha: 0,
   mix_prob: 1,
   mix_switch_prob: 0.5,
+  ema_decay: 0,
   seed: 0,
   threads: 0,
   device: 'auto',
@@ -151,6 +154,7 @@ export const TRAIN_CHECKS: Record<keyof TrainConfig, Check> = {
   cutmix_alpha: num(0),
   mix_prob: num(0, 1),
   mix_switch_prob: num(0, 1),
+  ema_decay: num(0, 1, true),
   seed: int(0),
   threads: int(0),
   device: oneOf(...DEVICES),

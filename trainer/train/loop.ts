@@ -22,6 +22,7 @@ import { AdamW, Optimizer, OptimizerParam, SGD, isNoDecayParam } from './optim.j
 import { EpochMetrics, ProgressBar, formatDuration, renderCurves } from './report.js';
 import { Schedule, learningRate } from './schedule.js';
 import { StepRunner } from './step.js';
+import { WeightAverage } from './ema.js';
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -86,15 +87,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const model = new ViT(o.vit, c.seed);
   const optimizer = makeOptimizer(c);
   let state = freshState();
+  let resumedOptimizer: ReadonlyMap<string, Float32Array> | null = null;
   if (o.resume) {
     const ck = await loadCheckpoint(o.out);
     loadWeights(model, ck.weights, path.join(o.out, 'checkpoint.safetensors'));
     optimizer.loadState(ck.optimizer, ck.state.step);
+    resumedOptimizer = ck.optimizer;
     state = ck.state;
     log(`resuming from step ${state.step} (epoch ${state.epoch} done) in ${o.out}`);
   }
   const runner = new StepRunner(model, { device: c.device, threads: c.threads, log });
   const params: OptimizerParam[] = runner.params.map((p) => ({ name: p.name, data: p.data, decay: c.decay_all || !isNoDecayParam(p.name, p.shape) }));
+  const ema = c.ema_decay > 0 ? new WeightAverage(c.ema_decay, params) : null;
+  if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
 
   // The plan: drop the last partial batch, so every step has the same shape.
   const batch = Math.min(c.batch_size, train.count);
@@ -121,7 +126,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   });
   const request = (step: number): Promise<Batch> | null => (step < totalSteps ? loader.request(indicesOf(step), streamRng(c.seed, AUGMENT, step).state) : null);
 
-  const save = () => saveCheckpoint(o.out, model, optimizer.state(), c, labels, state);
+  const save = () => saveCheckpoint(o.out, model, new Map([...optimizer.state(), ...(ema?.state() ?? [])]), c, labels, state);
   const checkpointFile = path.join(o.out, 'checkpoint.safetensors');
   const K = o.vit.num_classes;
   let interrupted = false;
@@ -156,6 +161,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
       // Update: the optimizer over the parameter arrays.
       optimizer.step(params, r.grads, lr);
+      ema?.update(params);
       state.step++;
       state.lossSum += r.loss * b.size;
       state.seen += b.size;
@@ -194,6 +200,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           const e = await evaluate((px, n) => runner.logits(px, n), data.eval, { mean: o.vit.mean, std: o.vit.std });
           m.test_loss = +e.loss.toFixed(5);
           m.test_accuracy = e.accuracy;
+          if (ema) {
+            const a = await ema.swapped(params, () => evaluate((px, n) => runner.logits(px, n), data.eval!, { mean: o.vit.mean, std: o.vit.std }));
+            m.ema_test_loss = +a.loss.toFixed(5);
+            m.ema_test_accuracy = a.accuracy;
+          }
         }
         m.elapsed_s = +elapsed().toFixed(1);
         const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
@@ -206,6 +217,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         o.progress.line(
           `epoch ${m.epoch}/${c.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${(100 * m.train_accuracy).toFixed(2)}%` +
             (m.test_accuracy !== undefined ? `, ${data.evalName} loss ${m.test_loss!.toFixed(4)} acc ${(100 * m.test_accuracy).toFixed(2)}%` : '') +
+            (m.ema_test_accuracy !== undefined ? ` (average of weights ${(100 * m.ema_test_accuracy).toFixed(2)}%)` : '') +
             `, ${m.images_per_s} img/s, ${formatDuration(m.elapsed_s)} elapsed`,
         );
         await writeFileAtomic(path.join(o.out, 'metrics.jsonl'), state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
@@ -231,6 +243,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   if (interrupted) return { state, interrupted, modelDir: null, checkpoint: checkpointFile };
 
+  // The weight average replaces the weights when it does better on the held-out images at the end.
+  const final = state.history.at(-1);
+  if (ema && final?.ema_test_accuracy !== undefined && final.test_accuracy !== undefined && final.ema_test_accuracy > final.test_accuracy) {
+    ema.adopt(params);
+    log(`exporting the average of the weights (ema_decay ${c.ema_decay}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);
+  }
   // The trained model: weights alone, and the export the server serves.
   await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels) });
   const modelDir = path.join(o.out, 'model');

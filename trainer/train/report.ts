@@ -9,6 +9,9 @@ export interface EpochMetrics {
   train_accuracy: number;
   test_loss?: number;
   test_accuracy?: number;
+  /** The same for the exponential moving average of the weights, when the run keeps one. */
+  ema_test_loss?: number;
+  ema_test_accuracy?: number;
   images_per_s: number;
   epoch_s: number;
   elapsed_s: number;

@@ -102,3 +102,35 @@ t.test('a loss that becomes NaN stops the run with a clear message and saves not
   );
   t.notOk(existsSync(path.join(out, 'checkpoint.safetensors')), 'no checkpoint written from a diverged state');
 });
+
+t.test('with augmentation policies, erasing, Mixup/CutMix and a weight average, a resumed run still ends bit for bit', async (t) => {
+  const data = runData();
+  const extra = { auto_augment: 'randaugment' as const, random_erasing: 0.5, mixup_alpha: 0.4, cutmix_alpha: 1, ema_decay: 0.9 };
+  const lines: string[] = [];
+  const straight = await tmpDir();
+  const s = await train({ config: config(extra), vit: TINY, data, out: straight, resume: false, log: (l) => lines.push(l), progress: quiet(), stop: { requested: false } });
+  t.ok(s.state.history.every((m) => typeof m.ema_test_accuracy === 'number' && typeof m.ema_test_loss === 'number'), 'the average is evaluated every epoch');
+
+  const resumed = await tmpDir();
+  const stop = { requested: false };
+  let steps = 0;
+  const progress = quiet();
+  const update = progress.update.bind(progress);
+  progress.update = (p) => {
+    if (++steps === 9) stop.requested = true;
+    update(p);
+  };
+  await train({ config: config(extra), vit: TINY, data, out: resumed, resume: false, log: () => {}, progress, stop });
+  const second = await train({ config: config(extra), vit: TINY, data, out: resumed, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
+  const a = await params(straight);
+  const b = await params(resumed);
+  t.ok([...a.keys()].some((k) => k.startsWith('optimizer.ema.')), 'the checkpoint holds the average');
+  t.same([...a.keys()].sort(), [...b.keys()].sort());
+  let identical = true;
+  for (const [k, v] of a) if (!v.every((x, i) => Object.is(x, b.get(k)![i]))) identical = false;
+  t.ok(identical, 'weights, optimizer state and the average are bit-for-bit equal');
+  t.same(second.state.history.map((m) => [m.train_loss, m.ema_test_accuracy]), s.state.history.map((m) => [m.train_loss, m.ema_test_accuracy]), 'the same metrics');
+  // the export is the better of the two on the held-out images at the end
+  const last = s.state.history.at(-1)!;
+  t.equal(lines.some((l) => l.startsWith('exporting the average of the weights')), last.ema_test_accuracy! > last.test_accuracy!, 'the average is exported exactly when it does better');
+});
