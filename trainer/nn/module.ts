@@ -113,6 +113,15 @@ export class GraphContext {
     return [...this.nodes];
   }
 
+  /** Drop path with probability p: per image, the whole of x is kept (scaled by 1/(1-p)) or zeroed; a
+   *  fed mask of shape [batch, 1, …] in training, identity at inference. */
+  dropPath(x: Tensor, p: number): Tensor {
+    if (!this.training || p <= 0) return x;
+    const mask = input(`dropout.${this.masks.length}`, [x.shape[0], ...x.shape.slice(1).map(() => 1)]);
+    this.masks.push({ name: mask.attrs.name as string, shape: mask.shape, p });
+    return dropout(x, mask);
+  }
+
   /** Dropout with probability p: identity at inference, a multiplication by a fed mask in training. */
   dropout(x: Tensor, p: number): Tensor {
     if (!this.training || p <= 0) return x;

@@ -20,6 +20,10 @@ export interface ViTConfig {
   hidden_dropout_prob: number;
   /** Dropout on the attention probabilities. */
   attention_probs_dropout_prob: number;
+  /** Stochastic depth (Huang et al. 2016): in training, each image skips a block's attention or MLP
+   *  branch with a probability rising linearly from 0 at the first block to this at the last, as timm's
+   *  drop path; the kept branches are scaled by 1 / (1 - p). Nothing changes at inference. */
+  drop_path_rate: number;
   /** Std of the normal initialization of weights and embeddings. */
   initializer_range: number;
   /** Classes the classifier scores. */
@@ -46,6 +50,7 @@ export const SEED_CONFIG: Readonly<ViTConfig> = Object.freeze({
   intermediate_size: 192,
   hidden_dropout_prob: 0,
   attention_probs_dropout_prob: 0,
+  drop_path_rate: 0,
   initializer_range: 0.02,
   num_classes: 10,
   qkv_bias: true,
@@ -75,6 +80,7 @@ const CHECKS: Record<keyof ViTConfig, Check> = {
   intermediate_size: positiveInt,
   hidden_dropout_prob: probability,
   attention_probs_dropout_prob: probability,
+  drop_path_rate: probability,
   initializer_range: positive,
   num_classes: positiveInt,
   qkv_bias: boolean,

@@ -141,7 +141,11 @@ class Block extends Module {
   readonly norm2: LayerNorm;
   readonly mlp: MLP;
 
-  constructor(c: ViTConfig, rng: Rng) {
+  constructor(
+    c: ViTConfig,
+    rng: Rng,
+    readonly dropPath = 0,
+  ) {
     super();
     this.attention = this.addChild('attention', new MultiHeadAttention(c, rng));
     this.norm1 = this.addChild('layernorm_1', new LayerNorm(c.hidden_size, c.layer_norm_eps));
@@ -151,8 +155,8 @@ class Block extends Module {
 
   forward(ctx: GraphContext, x: Tensor): { out: Tensor; probs: Tensor } {
     const { out: attended, probs } = this.attention.forward(ctx, this.norm1.forward(ctx, x));
-    const h = add(x, attended);
-    return { out: add(h, this.mlp.forward(ctx, this.norm2.forward(ctx, h))), probs };
+    const h = add(x, ctx.dropPath(attended, this.dropPath)); // (B, tokens, hidden)
+    return { out: add(h, ctx.dropPath(this.mlp.forward(ctx, this.norm2.forward(ctx, h)), this.dropPath)), probs };
   }
 }
 
@@ -161,7 +165,9 @@ class Encoder extends Module {
 
   constructor(c: ViTConfig, rng: Rng) {
     super();
-    this.blocks = Array.from({ length: c.num_hidden_layers }, () => new Block(c, rng));
+    // stochastic depth rises linearly over the blocks, from 0 at the first
+    const L = c.num_hidden_layers;
+    this.blocks = Array.from({ length: L }, (_, i) => new Block(c, rng, L > 1 ? (c.drop_path_rate * i) / (L - 1) : c.drop_path_rate));
     this.addChild('blocks', Container.list(this.blocks));
   }
 }
