@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { relevanceInto, rolloutMeanInto } from '../server/attention.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
+import { argmax } from '../trainer/train/evaluate.js';
 import { createSession, runSession } from '../runtime/ort.js';
 import { parseModelConfig } from '../runtime/model-config.js';
 
@@ -52,11 +53,7 @@ async function predict(x: Float32Array, count: number): Promise<Int32Array> {
   const out = await runSession(model, { [config.input_name]: { data: x, dims: [count, 3, H, W] } }, [config.logits_output]);
   const logits = out[config.logits_output].data;
   const K = logits.length / count;
-  return Int32Array.from({ length: count }, (_, b) => {
-    let best = 0;
-    for (let k = 1; k < K; k++) if (logits[b * K + k] > logits[b * K + best]) best = k;
-    return best;
-  });
+  return Int32Array.from({ length: count }, (_, b) => argmax(logits, b * K, K));
 }
 
 // Predictions and the four maps of every image.
@@ -73,12 +70,7 @@ for (let s = 0; s < n; s += BATCH) {
   const logits = out[config.logits_output].data;
   const K = logits.length / count;
   const classes = new Float32Array(count);
-  for (let b = 0; b < count; b++) {
-    let best = 0;
-    for (let k = 1; k < K; k++) if (logits[b * K + k] > logits[b * K + best]) best = k;
-    predicted[s + b] = best;
-    classes[b] = best;
-  }
+  for (let b = 0; b < count; b++) predicted[s + b] = classes[b] = argmax(logits, b * K, K);
   const layers = config.attention_outputs.map((o) => out[o].data);
   const [, heads, tokens] = out[config.attention_outputs[0]].dims as number[];
   const rel = await runSession(explain, { [config.input_name]: { data: x, dims: [count, 3, H, W] }, [config.relevance.class_input]: { data: classes, dims: [count] } }, [...config.attention_outputs, ...config.relevance.gradient_outputs]);

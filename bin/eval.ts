@@ -38,6 +38,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   if (height !== width) throw new CliError(`${flags.model}: only square models are evaluated (image_size ${height}x${width})`);
   const session = await createSession(path.join(flags.model, MODEL_FILE), { device, log: (l) => process.stderr.write(l + '\n') });
   const dataArg = flags.data ?? 'cifar10';
+  const limit = intFlag(flags.limit, 'limit', 0); // of whichever images are evaluated
   // The folder this model was trained on: hold out exactly what its run held out.
   const trained = config.training;
   const isFolder = dataArg !== 'cifar10' && !isCifarBinary(dataArg);
@@ -49,8 +50,8 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
     valRatio: sameFolder ? trained.val_ratio : 0,
     seed: sameFolder ? trained.seed : 0,
     onBadImage: 'skip',
-    limitTrain: intFlag(flags.limit, 'limit', 0),
-    limitEval: intFlag(flags.limit, 'limit', 0),
+    limitTrain: limit,
+    limitEval: limit,
     ...progressPrinter(),
   });
   let set: ImageDataset = data.eval ?? data.train;

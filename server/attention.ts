@@ -126,6 +126,8 @@ export function toGrid(values: Float32Array, rows: number, cols: number): number
   return Array.from({ length: rows }, (_, r) => Array.from(values.subarray(r * cols, (r + 1) * cols), (v) => Math.round(v * scale * 1e5) / 1e5));
 }
 
+let relevanceScratch = { r: new Float64Array(0), next: new Float64Array(0), abar: new Float64Array(0) };
+
 /**
  * Gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021) for one image of a batch:
  * R = I; for each block l, first to last, Abar_l = mean over heads of max(0, dy_c/dA_l * A_l) and
@@ -136,9 +138,10 @@ export function toGrid(values: Float32Array, rows: number, cols: number): number
 export function relevanceInto(layers: readonly Float32Array[], grads: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number): void {
   const T = tokens;
   const TT = T * T;
-  let r = new Float64Array(T);
-  let next = new Float64Array(T);
-  const abar = new Float64Array(TT);
+  if (relevanceScratch.abar.length !== TT) relevanceScratch = { r: new Float64Array(T), next: new Float64Array(T), abar: new Float64Array(TT) };
+  let { r, next } = relevanceScratch;
+  const { abar } = relevanceScratch;
+  r.fill(0);
   r[0] = 1;
   for (let l = layers.length - 1; l >= 0; l--) {
     abar.fill(0);

@@ -4,6 +4,7 @@
 // Retry-After when full) and every request has a deadline (504 when passed).
 
 import { Errors, ServiceError } from './errors.js';
+import type { RunReply, RunRequest } from './inference-worker.js';
 import { WorkerPool } from './pool.js';
 import type { ResultStore, StoredResult } from './results.js';
 
@@ -53,6 +54,11 @@ export interface BatchObserver {
   batch(model: string, size: number, inferenceMs: number): void;
   depth(model: string, depth: number): void;
 }
+
+type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
+
+/** Image i's part of a batch array of `per` values an image: a view, not a copy. */
+const slice = (a: Float32Array, i: number, per: number) => a.subarray(i * per, (i + 1) * per);
 
 /** The metrics label of a queue: the model's name, and "<model> relevance" for its explanation queue. */
 const queueLabel = (key: string) => key.replace('\u0000', ' ');
@@ -147,96 +153,88 @@ export class Batcher {
     }
   }
 
-  private dispatch(slot: NonNullable<ReturnType<WorkerPool['idle']>>, model: string, jobs: Job[]): void {
+  private dispatch(slot: Slot, model: string, jobs: Job[]): void {
     const per = jobs[0].pixels.length;
     const pixels = new Float32Array(jobs.length * per);
     jobs.forEach((j, i) => pixels.set(j.pixels, i * per));
-    if (jobs[0].options.relevanceClass !== undefined) return this.dispatchRelevance(slot, model, jobs, pixels);
+    if (jobs[0].options.relevanceClass !== undefined) {
+      // Relevance jobs: each image with its own class, through the model's explanation graph.
+      const classes = Float32Array.from(jobs, (j) => j.options.relevanceClass!);
+      this.runBatch(slot, `${model} relevance`, jobs, { model, pixels, n: jobs.length, attentions: false, relevance: classes }, (r, at) =>
+        jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, relevance: r.relevance ? slice(r.relevance, i, r.tokens - 1) : null, attentions: null })))),
+      );
+      return;
+    }
     // Results to keep go straight into the store's shared slab (no per-request arrays) once the
     // model's shapes are known; before that, the worker sends the arrays and the store copies them.
     const slab = this.store.slab(model);
     const slots = slab ? jobs.map((j) => (j.options.keep ? (this.store.reserve(model) ?? -1) : -1)) : null;
     const transfer = jobs.some((j) => j.options.attentions || (!slab && j.options.keep));
-    const started = performance.now();
-    this.running++;
-    this.pool
-      .run(slot, { model, pixels, n: jobs.length, attentions: transfer, ...(slab && slots && slots.some((s) => s >= 0) ? { slab: slab.buffer, slots, slotFloats: slab.layers * slab.layerFloats } : {}) })
-      .then(
-        (r) => {
-          this.observer.batch(model, jobs.length, r.inferenceMs);
-          const classes = r.logits.length / jobs.length;
-          const patches = r.tokens - 1;
-          const perLayer = r.heads * r.tokens * r.tokens;
-          if (r.attentions && !slab) this.store.learn(model, r.attentions.length, perLayer);
-          const createdAt = Date.now();
-          jobs.forEach((j, i) => {
-            // Views into the batch's arrays, not copies.
-            const attentions = r.attentions ? r.attentions.map((a) => a.subarray(i * perLayer, (i + 1) * perLayer)) : null;
-            const keep = j.options.keep;
-            const logits = r.logits.subarray(i * classes, (i + 1) * classes);
-            let top = 0;
-            for (let k = 1; k < classes; k++) if (logits[k] > logits[top]) top = k;
-            const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view, pixels: j.pixels, top };
-            if (meta && slots && slots[i] >= 0) {
-              // The worker writes a slot only when the shapes match the slab's (see the worker).
-              if (j.settled || !r.slabWritten) this.store.release(model, slots[i]);
-              else this.store.commit(meta, slots[i]);
-            } else if (meta && attentions && !j.settled) this.store.put({ ...meta, attentions });
-            this.settle(j, () =>
-              j.resolve({
-                logits,
-                rollout: r.rollout ? r.rollout.subarray(i * patches, (i + 1) * patches) : null,
-                relevance: null,
-                attentions: j.options.attentions ? attentions : null,
-                heads: r.heads,
-                tokens: r.tokens,
-                batchSize: jobs.length,
-                queueMs: started - j.enqueuedAt,
-                inferenceMs: r.inferenceMs,
-              }),
-            );
-          });
-        },
-        (err: Error) => {
-          for (const s of slots ?? []) if (s >= 0) this.store.release(model, s);
-          const e = err instanceof ServiceError ? err : Errors.internal(err.message);
-          for (const j of jobs) this.settle(j, () => j.reject(e));
-        },
-      )
-      .finally(() => {
-        this.running--;
-        this.notifyIdle();
-      });
+    const request = { model, pixels, n: jobs.length, attentions: transfer, ...(slab && slots && slots.some((s) => s >= 0) ? { slab: slab.buffer, slots, slotFloats: slab.layers * slab.layerFloats } : {}) };
+    this.runBatch(
+      slot,
+      model,
+      jobs,
+      request,
+      (r, at) => {
+        const perLayer = r.heads * r.tokens * r.tokens;
+        if (r.attentions && !slab) this.store.learn(model, r.attentions.length, perLayer);
+        const createdAt = Date.now();
+        jobs.forEach((j, i) => {
+          // Views into the batch's arrays, not copies.
+          const attentions = r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;
+          const result = at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - 1) : null, relevance: null, attentions: j.options.attentions ? attentions : null });
+          const keep = j.options.keep;
+          let top = 0;
+          for (let k = 1; k < result.logits.length; k++) if (result.logits[k] > result.logits[top]) top = k;
+          const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view, pixels: j.pixels, top };
+          if (meta && slots && slots[i] >= 0) {
+            // The worker writes a slot only when the shapes match the slab's (see the worker).
+            if (j.settled || !r.slabWritten) this.store.release(model, slots[i]);
+            else this.store.commit(meta, slots[i]);
+          } else if (meta && attentions && !j.settled) this.store.put({ ...meta, attentions });
+          this.settle(j, () => j.resolve(result));
+        });
+      },
+      () => {
+        for (const s of slots ?? []) if (s >= 0) this.store.release(model, s);
+      },
+    );
   }
 
-  /** A batch of relevance jobs: each image with its own class, through the model's explanation graph. */
-  private dispatchRelevance(slot: NonNullable<ReturnType<WorkerPool['idle']>>, model: string, jobs: Job[], pixels: Float32Array): void {
+  /**
+   * Runs one batch on a worker: `deliver` settles the jobs from the reply, given `at(i, rest)` which
+   * builds image i's result (its logits and the batch's figures) around what the kind of job adds; a
+   * failure rejects every job after `onFailure` has given back what the batch held.
+   */
+  private runBatch(
+    slot: Slot,
+    label: string,
+    jobs: Job[],
+    request: Omit<RunRequest, 'type' | 'id'>,
+    deliver: (r: RunReply, at: (i: number, rest: Pick<JobResult, 'rollout' | 'relevance' | 'attentions'>) => JobResult) => void,
+    onFailure: () => void = () => {},
+  ): void {
     const started = performance.now();
     this.running++;
     this.pool
-      .run(slot, { model, pixels, n: jobs.length, attentions: false, relevance: Float32Array.from(jobs, (j) => j.options.relevanceClass!) })
+      .run(slot, request)
       .then(
         (r) => {
-          this.observer.batch(`${model} relevance`, jobs.length, r.inferenceMs);
+          this.observer.batch(label, jobs.length, r.inferenceMs);
           const classes = r.logits.length / jobs.length;
-          const patches = r.tokens - 1;
-          jobs.forEach((j, i) =>
-            this.settle(j, () =>
-              j.resolve({
-                logits: r.logits.subarray(i * classes, (i + 1) * classes),
-                rollout: null,
-                relevance: r.relevance ? r.relevance.subarray(i * patches, (i + 1) * patches) : null,
-                attentions: null,
-                heads: r.heads,
-                tokens: r.tokens,
-                batchSize: jobs.length,
-                queueMs: started - j.enqueuedAt,
-                inferenceMs: r.inferenceMs,
-              }),
-            ),
-          );
+          deliver(r, (i, rest) => ({
+            logits: slice(r.logits, i, classes),
+            ...rest,
+            heads: r.heads,
+            tokens: r.tokens,
+            batchSize: jobs.length,
+            queueMs: started - jobs[i].enqueuedAt,
+            inferenceMs: r.inferenceMs,
+          }));
         },
         (err: Error) => {
+          onFailure();
           const e = err instanceof ServiceError ? err : Errors.internal(err.message);
           for (const j of jobs) this.settle(j, () => j.reject(e));
         },

@@ -62,22 +62,26 @@ const init = workerData as WorkerInit & { control: SharedArrayBuffer };
 const control = new Int32Array(init.control);
 const sessions = new Map<string, { session: Session; model: WorkerModel; relevance: Session | null }>();
 
+/** The inputs and outputs config.json names must be the session's. */
+function requireNames(m: WorkerModel, file: string, session: Session, inputs: string[], outputs: string[]): void {
+  const missing = inputs.filter((n) => !session.inputNames.includes(n)).concat(outputs.filter((n) => !session.outputNames.includes(n)));
+  if (missing.length > 0) throw new Error(`model ${m.name}: ${file} has no input or output named ${missing.join(', ')}`);
+}
+
 async function start(): Promise<void> {
   const providers: Record<string, string> = {};
   for (const m of init.models) {
     const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => parentPort!.postMessage({ type: 'log', message: l }) }).catch((err: Error) => {
       throw new Error(`model ${m.name}: ${m.file} cannot be loaded: ${err.message.split('\n')[0]}`);
     });
-    const missing = [m.inputName].filter((n) => !session.inputNames.includes(n)).concat([m.logitsOutput, ...m.attentionOutputs].filter((n) => !session.outputNames.includes(n)));
-    if (missing.length > 0) throw new Error(`model ${m.name}: ${m.file} has no input or output named ${missing.join(', ')}`);
+    requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
     let relevance: Session | null = null;
     if (m.relevance) {
       const r = m.relevance;
       relevance = await createSession(r.file, { device: init.device, threads: init.threads }).catch((err: Error) => {
         throw new Error(`model ${m.name}: ${r.file} cannot be loaded: ${err.message.split('\n')[0]}`);
       });
-      const absent = [m.inputName, r.classInput].filter((n) => !relevance!.inputNames.includes(n)).concat([m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs].filter((n) => !relevance!.outputNames.includes(n)));
-      if (absent.length > 0) throw new Error(`model ${m.name}: ${r.file} has no input or output named ${absent.join(', ')}`);
+      requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs]);
     }
     sessions.set(m.name, { session, model: m, relevance });
     providers[m.name] = session.provider;

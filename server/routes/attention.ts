@@ -46,36 +46,35 @@ export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext)
       if (method === 'cls' && asked.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
       if (method === 'relevance') {
         for (const k of ['layer', 'head', 'discard']) if (asked.has(k)) throw Errors.badRequest(`${k} does not apply to method=relevance: it weighs every head of every layer`);
-      } else if (asked.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
-      if (method === 'relevance') {
         if (!model.relevance) throw Errors.noAttention(`model ${model.name} has no relevance graph: its config.json declares no 'relevance' (a model exported by this version of vitrine export has relevance.onnx)`);
+      } else if (asked.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
+
+      // The map, and what the JSON says of how it was made. A relevance map is computed now (awaited):
+      // what the result holds is read before, as its arrays may be reused once this handler yields.
+      const { id, view } = stored;
+      let values: Float32Array;
+      let made: Record<string, unknown>;
+      if (method === 'relevance') {
         const labels = model.config.labels;
         const index = q.class === undefined ? (stored.top ?? 0) : classIndex(q.class, labels);
-        // read what the stored entry holds before yielding: its arrays may be reused afterwards
-        const [rows, cols] = model.grid;
-        const view = stored.view;
-        const r = await ctx.batcher.submit(model.name, stored.pixels!, { relevanceClass: index });
-        ctx.metrics.maps.inc({ model: model.name, method });
-        const grid = toGrid(r.relevance!, rows, cols);
-        if ((q.format ?? 'png') === 'json') {
-          return reply.type('application/json').send({ id: stored.id, model: stored.model, method, class: labels[index], class_index: index, grid: [rows, cols], values: grid });
-        }
-        const png = await renderHeatmap(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
-        return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
+        values = (await ctx.batcher.submit(model.name, stored.pixels!, { relevanceClass: index })).relevance!;
+        made = { class: labels[index], class_index: index };
+      } else {
+        const layers = stored.attentions.length;
+        const layer = q.layer ?? layers - 1;
+        if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
+        const stack = { layers: stored.attentions, heads: stored.heads, tokens: stored.tokens };
+        const discard = q.discard ?? 0;
+        values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+        made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };
       }
-      const layers = stored.attentions.length;
-      const layer = q.layer ?? layers - 1;
-      if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
-      const stack = { layers: stored.attentions, heads: stored.heads, tokens: stored.tokens };
-      const discard = q.discard ?? 0;
-      const values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
       ctx.metrics.maps.inc({ model: model.name, method });
       const [rows, cols] = model.grid;
       const grid = toGrid(values, rows, cols);
       if ((q.format ?? 'png') === 'json') {
-        return reply.type('application/json').send({ id: stored.id, model: stored.model, method, ...(method === 'cls' ? { layer } : {}), head: headText, discard, grid: [rows, cols], values: grid });
+        return reply.type('application/json').send({ id, model: model.name, method, ...made, grid: [rows, cols], values: grid });
       }
-      const png = await renderHeatmap(grid, stored.view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
+      const png = await renderHeatmap(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
       return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
     },
   );

@@ -40,6 +40,25 @@ async function params(dir: string): Promise<Map<string, Float32Array>> {
   return new Map([...tensors].map(([k, v]) => [k, v.data]));
 }
 
+/** A run stopped after `step` steps, as Ctrl-C stops one. */
+async function trainStoppedAt(step: number, c: TrainConfig, data: RunData, out: string) {
+  const stop = { requested: false };
+  let steps = 0;
+  const progress = quiet();
+  const update = progress.update.bind(progress);
+  progress.update = (p) => {
+    if (++steps === step) stop.requested = true;
+    update(p);
+  };
+  return train({ config: c, vit: TINY, data, out, resume: false, log: () => {}, progress, stop });
+}
+
+/** Every value of every tensor identical, bit for bit. */
+function bitEqual(a: Map<string, ArrayLike<number>>, b: Map<string, ArrayLike<number>>): boolean {
+  for (const [k, v] of a) if (!Array.from(v).every((x, i) => Object.is(x, b.get(k)![i]))) return false;
+  return true;
+}
+
 t.test('a tiny ViT learns a separable problem; metrics, curves, checkpoint and model are written', async (t) => {
   const out = await tmpDir();
   const r = await train({ config: config({ epochs: 6 }), vit: TINY, data: runData(), out, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
@@ -66,15 +85,7 @@ t.test('a run stopped mid-epoch and resumed ends with exactly the parameters of 
 
   const resumed = await tmpDir();
   // Stop after step 9 (epoch 2 of 4, mid-epoch: 6 steps an epoch), as Ctrl-C does.
-  const stop = { requested: false };
-  let steps = 0;
-  const progress = quiet();
-  const update = progress.update.bind(progress);
-  progress.update = (p) => {
-    if (++steps === 9) stop.requested = true;
-    update(p);
-  };
-  const first = await train({ config: config(), vit: TINY, data, out: resumed, resume: false, log: () => {}, progress, stop });
+  const first = await trainStoppedAt(9, config(), data, resumed);
   t.ok(first.interrupted, 'the first run was interrupted');
   t.equal(first.state.step, 9);
   const second = await train({ config: config(), vit: TINY, data, out: resumed, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
@@ -84,9 +95,7 @@ t.test('a run stopped mid-epoch and resumed ends with exactly the parameters of 
   const a = await params(straight);
   const b = await params(resumed);
   t.same([...a.keys()].sort(), [...b.keys()].sort(), 'same tensors (weights and optimizer state)');
-  let identical = true;
-  for (const [k, v] of a) if (!v.every((x, i) => Object.is(x, b.get(k)![i]))) identical = false;
-  t.ok(identical, 'every weight and optimizer value is bit-for-bit equal');
+  t.ok(bitEqual(a, b), 'every weight and optimizer value is bit-for-bit equal');
   t.same(
     second.state.history.map((m) => m.train_loss),
     (await train({ config: config(), vit: TINY, data, out: await tmpDir(), resume: false, log: () => {}, progress: quiet(), stop: { requested: false } })).state.history.map((m) => m.train_loss),
@@ -112,23 +121,13 @@ t.test('with augmentation policies, erasing, Mixup/CutMix and a weight average, 
   t.ok(s.state.history.every((m) => typeof m.ema_test_accuracy === 'number' && typeof m.ema_test_loss === 'number'), 'the average is evaluated every epoch');
 
   const resumed = await tmpDir();
-  const stop = { requested: false };
-  let steps = 0;
-  const progress = quiet();
-  const update = progress.update.bind(progress);
-  progress.update = (p) => {
-    if (++steps === 9) stop.requested = true;
-    update(p);
-  };
-  await train({ config: config(extra), vit: TINY, data, out: resumed, resume: false, log: () => {}, progress, stop });
+  await trainStoppedAt(9, config(extra), data, resumed);
   const second = await train({ config: config(extra), vit: TINY, data, out: resumed, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
   const a = await params(straight);
   const b = await params(resumed);
   t.ok([...a.keys()].some((k) => k.startsWith('optimizer.ema.')), 'the checkpoint holds the average');
   t.same([...a.keys()].sort(), [...b.keys()].sort());
-  let identical = true;
-  for (const [k, v] of a) if (!v.every((x, i) => Object.is(x, b.get(k)![i]))) identical = false;
-  t.ok(identical, 'weights, optimizer state and the average are bit-for-bit equal');
+  t.ok(bitEqual(a, b), 'weights, optimizer state and the average are bit-for-bit equal');
   t.same(second.state.history.map((m) => [m.train_loss, m.ema_test_accuracy]), s.state.history.map((m) => [m.train_loss, m.ema_test_accuracy]), 'the same metrics');
   // the export is the better of the two on the held-out images at the end
   const last = s.state.history.at(-1)!;
