@@ -15,6 +15,8 @@ interface Slot {
   busy: boolean;
   control: Int32Array;
   inflight: Map<number, { resolve: (r: RunReply) => void; reject: (e: Error) => void }>;
+  /** Ended by kill(): its runs have failed already and anything it still sends is ignored. */
+  killed: boolean;
 }
 
 export class WorkerPool extends EventEmitter {
@@ -43,7 +45,7 @@ export class WorkerPool extends EventEmitter {
     return new Promise((resolve, reject) => {
       const control = new Int32Array(new SharedArrayBuffer(4));
       const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), { workerData: { ...this.init, control: control.buffer } });
-      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Map() };
+      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Map(), killed: false };
       this.slots[index] = slot;
       worker.on('message', (m: RunReply | { type: 'ready'; providers: Record<string, string> } | { type: 'fatal'; message: string } | { type: 'log'; message: string } | { type: 'error'; id: number; message: string }) => {
         if (m.type === 'ready') {
@@ -57,7 +59,7 @@ export class WorkerPool extends EventEmitter {
         } else if (m.type === 'fatal') {
           reject(new Error(m.message));
           void worker.terminate();
-        } else {
+        } else if (!slot.killed) {
           const waiter = slot.inflight.get(m.id);
           slot.inflight.delete(m.id);
           slot.busy = false;
@@ -68,10 +70,9 @@ export class WorkerPool extends EventEmitter {
       });
       worker.on('error', (err) => this.log.error(`inference worker ${index} failed: ${err.message}`));
       worker.on('exit', (code) => {
-        const wasReady = slot.ready;
+        const wasReady = slot.ready || slot.killed;
         slot.ready = false;
-        for (const w of slot.inflight.values()) w.reject(Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'));
-        slot.inflight.clear();
+        this.failInflight(slot);
         if (!wasReady) reject(new Error(`inference worker ${index} exited (${code}) before it was ready`));
         if (this.closing || this.slots[index] !== slot) return;
         this.restarts++;
@@ -106,11 +107,24 @@ export class WorkerPool extends EventEmitter {
     });
   }
 
-  /** Ends worker `index` as a crash would: a run in progress is not answered (for tests and drills). */
+  private failInflight(slot: Slot): void {
+    for (const w of slot.inflight.values()) w.reject(Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'));
+    slot.inflight.clear();
+  }
+
+  /**
+   * Ends worker `index` as a crash would (for tests and drills): from this call on the pool treats it
+   * as gone, so a run in progress fails with VIT_WORKER_FAILED whether or not the worker still gets to
+   * answer it, and nothing more is sent to it; the worker leaves as soon as ONNX Runtime lets it (see
+   * worker-control.ts) and a new one takes its place.
+   */
   async kill(index: number): Promise<void> {
     const slot = this.slots[index];
-    if (!slot) return;
+    if (!slot || slot.killed) return;
+    slot.killed = true;
+    slot.ready = false;
     Atomics.store(slot.control, 0, CRASH);
+    this.failInflight(slot);
     await this.stop(slot, { type: 'crash' });
   }
 

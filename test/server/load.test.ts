@@ -78,7 +78,7 @@ t.test('a worker killed mid-request: that request gets a 500, the worker is repl
   };
   const img = await testImage();
   const failed = await post(base, img);
-  t.equal(failed.status, 500);
+  t.equal(failed.status, 500, JSON.stringify(failed.body));
   t.equal(failed.body.code, 'VIT_WORKER_FAILED');
   // The replacement comes up; then requests succeed again.
   for (let i = 0; i < 100 && !pool.ready; i++) await new Promise((r) => setTimeout(r, 50));
