@@ -186,3 +186,76 @@ export function padAxis(a: NDArray, axis: number, before: number, after: number)
   for (let o = 0; o < outer; o++) out.set(a.data.subarray(o * len * inner, (o + 1) * len * inner), (o * total + before) * inner);
   return { data: out, shape };
 }
+
+/** Cross-correlation as torch.nn.functional.conv2d (stride 1, zero padding `pad`): x [B, Ci, H, W],
+ *  w [Co, Ci, kh, kw] -> [B, Co, H + 2 pad - kh + 1, W + 2 pad - kw + 1]. */
+export function conv2d(x: NDArray, w: NDArray, pad: number): NDArray {
+  const [B, Ci, H, W] = x.shape;
+  const [Co, Ci2, kh, kw] = w.shape;
+  if (Ci !== Ci2) throw new Error(`conv2d: ${Ci} input channels, weights for ${Ci2}`);
+  const Ho = H + 2 * pad - kh + 1;
+  const Wo = W + 2 * pad - kw + 1;
+  const out = new Float64Array(B * Co * Ho * Wo);
+  for (let b = 0; b < B; b++)
+    for (let o = 0; o < Co; o++)
+      for (let i = 0; i < Ho; i++)
+        for (let j = 0; j < Wo; j++) {
+          let s = 0;
+          for (let c = 0; c < Ci; c++)
+            for (let u = 0; u < kh; u++) {
+              const y = i + u - pad;
+              if (y < 0 || y >= H) continue;
+              for (let v = 0; v < kw; v++) {
+                const xx = j + v - pad;
+                if (xx < 0 || xx >= W) continue;
+                s += x.data[((b * Ci + c) * H + y) * W + xx] * w.data[((o * Ci + c) * kh + u) * kw + v];
+              }
+            }
+          out[((b * Co + o) * Ho + i) * Wo + j] = s;
+        }
+  return nd(out, [B, Co, Ho, Wo]);
+}
+
+/** Where each max-pooling window of x [B, C, H, W] takes its maximum (the first, in row-major order,
+ *  on ties; padding never wins): the flat index into x per output element, and the output's shape. */
+export function maxPoolArgmax(x: NDArray, kernel: number, stride: number, pad: number): { index: Int32Array; shape: number[] } {
+  const [B, C, H, W] = x.shape;
+  const Ho = Math.floor((H + 2 * pad - kernel) / stride) + 1;
+  const Wo = Math.floor((W + 2 * pad - kernel) / stride) + 1;
+  const index = new Int32Array(B * C * Ho * Wo);
+  for (let p = 0; p < B * C; p++)
+    for (let i = 0; i < Ho; i++)
+      for (let j = 0; j < Wo; j++) {
+        let best = -1;
+        for (let u = 0; u < kernel; u++) {
+          const y = i * stride + u - pad;
+          if (y < 0 || y >= H) continue;
+          for (let v = 0; v < kernel; v++) {
+            const xx = j * stride + v - pad;
+            if (xx < 0 || xx >= W) continue;
+            const k = (p * H + y) * W + xx;
+            if (best < 0 || x.data[k] > x.data[best]) best = k;
+          }
+        }
+        index[(p * Ho + i) * Wo + j] = best;
+      }
+  return { index, shape: [B, C, Ho, Wo] };
+}
+
+/** Reverses the given axes. */
+export function flip(a: NDArray, axes: readonly number[]): NDArray {
+  const strides = stridesOf(a.shape);
+  const out = new Float64Array(a.data.length);
+  const idx = new Array<number>(a.shape.length).fill(0);
+  for (let i = 0; i < out.length; i++) {
+    let rest = i;
+    let src = 0;
+    for (let d = 0; d < a.shape.length; d++) {
+      idx[d] = Math.floor(rest / strides[d]);
+      rest -= idx[d] * strides[d];
+      src += (axes.includes(d) ? a.shape[d] - 1 - idx[d] : idx[d]) * strides[d];
+    }
+    out[i] = a.data[src];
+  }
+  return nd(out, a.shape);
+}

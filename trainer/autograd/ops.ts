@@ -63,6 +63,17 @@ function unaryOp(onnxOp: string, f: (x: number) => number, vjp: OpDef['vjp']): O
 
 const axesOf = (attrs: Attrs) => attrs.axes as readonly number[];
 
+/** The output shape of a max-pooling of x [B, C, H, W] (attrs kernel, stride, pad). */
+function poolShape(x: Shape, attrs: Attrs): Shape {
+  const { kernel: k, stride: s, pad: p } = attrs as { kernel: number; stride: number; pad: number };
+  if (x.length !== 4 || typeof x[2] !== 'number' || typeof x[3] !== 'number') throw new Error(`max_pool: input must be [batch, channels, height, width] with known sizes, got ${shapeToString(x)}`);
+  if (![k, s].every((v) => Number.isInteger(v) && v >= 1)) throw new Error(`max_pool: kernel and stride must be positive integers, got ${k} and ${s}`);
+  if (!Number.isInteger(p) || p < 0 || 2 * p >= k + 1) throw new Error(`max_pool: padding must be an integer in [0, ${Math.floor(k / 2)}], got ${p}`);
+  const [h, w] = [x[2], x[3]] as number[];
+  if (h + 2 * p < k || w + 2 * p < k) throw new Error(`max_pool: a ${k}x${k} window does not fit ${shapeToString(x)} with padding ${p}`);
+  return [x[0], x[1], Math.floor((h + 2 * p - k) / s) + 1, Math.floor((w + 2 * p - k) / s) + 1];
+}
+
 /** The runtime shape of a value as an ONNX int64 tensor (symbolic dims resolved when the graph runs). */
 function runtimeShape(e: OnnxEmitter, value: string): string {
   const shape = e.fresh('shape');
@@ -312,6 +323,129 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     },
   },
 
+  // ---- the convolutional tokenizer's ops (images as [batch, channels, height, width]) ----
+
+  relu: unaryOp('Relu', (x) => (x > 0 ? x : 0), (g, out) => [mul(g, step(out.inputs[0]))]),
+
+  // 1 where x > 0, else 0: ReLU's derivative (0 at 0, as PyTorch). Piecewise constant: no gradient.
+  step: {
+    arity: 1,
+    shape: ([a]) => a,
+    kernel: ([a]) => K.unary(a, (x) => (x > 0 ? 1 : 0)),
+    vjp: () => [null],
+    onnx: (e, [x], out) => {
+      const greater = e.fresh('greater');
+      e.node('Greater', [x, e.floats([0], [])], [greater]);
+      e.node('Cast', [greater], [out], { to: 1 }); // FLOAT
+    },
+  },
+
+  // Reverses axes of known size (a convolution's gradient runs its kernel flipped).
+  flip: {
+    arity: 1,
+    shape: ([a], attrs) => {
+      for (const ax of attrs.axes as number[]) if (typeof a[ax] !== 'number') throw new Error(`flip: axis ${ax} of ${shapeToString(a)} has no known size`);
+      return a;
+    },
+    kernel: ([a], attrs) => K.flip(a, attrs.axes as number[]),
+    vjp: (g, out) => [flip(g, out.attrs.axes as number[])],
+    onnx: (e, [x], out, node) => {
+      const axes = node.attrs.axes as number[];
+      // Slice with step -1 from the last element to before the first (an end of -(size + 1) clamps there).
+      const ends = axes.map((ax) => -(node.shape[ax] as number) - 1);
+      e.node('Slice', [x, e.int64s(axes.map(() => -1)), e.int64s(ends), e.int64s(axes), e.int64s(axes.map(() => -1))], [out]);
+    },
+  },
+
+  // Cross-correlation with stride 1 and `pad` zeros on each side, as torch.nn.functional.conv2d:
+  // x [B, Ci, H, W] and w [Co, Ci, k, k] give [B, Co, H + 2 pad - k + 1, W + 2 pad - k + 1]. Both
+  // gradients are convolutions again: dx runs the flipped kernel over the output's gradient, and dw
+  // correlates x with that gradient with the batch taking the channels' place.
+  conv2d: {
+    arity: 2,
+    shape: ([x, w], attrs) => {
+      const pad = attrs.pad as number;
+      if (x.length !== 4 || w.length !== 4) throw new Error(`conv2d: input and weights must be rank 4, got ${shapeToString(x)} and ${shapeToString(w)}`);
+      const [, , H, W] = x;
+      const [co, ci, kh, kw] = w;
+      if (ci !== x[1]) throw new Error(`conv2d: ${shapeToString(x)} has ${x[1]} channels, weights ${shapeToString(w)} expect ${ci}`);
+      if ([H, W, kh, kw].some((d) => typeof d !== 'number')) throw new Error(`conv2d: spatial sizes must be known, got ${shapeToString(x)} and ${shapeToString(w)}`);
+      const [h, wd, k1, k2] = [H, W, kh, kw] as number[];
+      if (!Number.isInteger(pad) || pad < 0) throw new Error(`conv2d: padding must be an integer >= 0, got ${pad}`);
+      const ho = h + 2 * pad - k1 + 1;
+      const wo = wd + 2 * pad - k2 + 1;
+      if (ho < 1 || wo < 1) throw new Error(`conv2d: a ${k1}x${k2} kernel does not fit ${shapeToString(x)} with padding ${pad}`);
+      return [x[0], co, ho, wo];
+    },
+    kernel: ([x, w], attrs) => K.conv2d(x, w, attrs.pad as number),
+    vjp: (g, out) => {
+      const [x, w] = out.inputs;
+      const pad = out.attrs.pad as number;
+      const k = w.shape[2] as number;
+      if (w.shape[3] !== k || pad >= k) throw new Error(`conv2d: gradients need a square kernel and padding below its side, got ${shapeToString(w.shape)} with padding ${pad}`);
+      const dx = conv2d(g, transpose(flip(w, [2, 3]), [1, 0, 2, 3]), k - 1 - pad);
+      const dw = transpose(conv2d(transpose(x, [1, 0, 2, 3]), transpose(g, [1, 0, 2, 3]), pad), [1, 0, 2, 3]);
+      return [dx, dw];
+    },
+    onnx: (e, ins, out, node) => {
+      const p = node.attrs.pad as number;
+      e.node('Conv', [...ins], [out], { pads: [p, p, p, p] });
+    },
+  },
+
+  // Max over square windows of side `kernel` every `stride` pixels, the borders padded by `pad`
+  // (padding never wins), as torch.nn.functional.max_pool2d. The gradient goes to each window's maximum.
+  max_pool: {
+    arity: 1,
+    shape: ([x], attrs) => poolShape(x, attrs),
+    kernel: ([x], attrs) => {
+      const { index, shape } = K.maxPoolArgmax(x, attrs.kernel as number, attrs.stride as number, attrs.pad as number);
+      return K.nd(Float64Array.from(index, (i) => x.data[i]), shape);
+    },
+    vjp: (g, out) => [maxPoolGrad(out.inputs[0], g, out.attrs)],
+    onnx: (e, [x], out, node) => {
+      const { kernel: k, stride: s, pad: p } = node.attrs as { kernel: number; stride: number; pad: number };
+      e.node('MaxPool', [x], [out], { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] });
+    },
+  },
+
+  // max_pool's vector-Jacobian product: g [B, C, Ho, Wo] added into zeros shaped like x at each
+  // window's maximum (windows that overlap may add twice). In ONNX: MaxPool's indices, then
+  // ScatterElements with reduction "add".
+  max_pool_grad: {
+    arity: 2,
+    shape: ([x, g], attrs) => {
+      const pooled = poolShape(x, attrs);
+      if (!sameShape(pooled, g)) throw new Error(`max_pool_grad: gradient ${shapeToString(g)} is not the pooled shape ${shapeToString(pooled)}`);
+      return x;
+    },
+    kernel: ([x, g], attrs) => {
+      const { index } = K.maxPoolArgmax(x, attrs.kernel as number, attrs.stride as number, attrs.pad as number);
+      const out = new Float64Array(x.data.length);
+      index.forEach((i, k) => (out[i] += g.data[k]));
+      return K.nd(out, x.shape);
+    },
+    vjp: () => {
+      throw new Error('max_pool_grad: second derivatives of max-pooling are not implemented');
+    },
+    onnx: (e, [x, g], out, node) => {
+      const { kernel: k, stride: s, pad: p } = node.attrs as { kernel: number; stride: number; pad: number };
+      const pooled = e.fresh('pooled');
+      const indices = e.fresh('indices');
+      e.node('MaxPool', [x], [pooled, indices], { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] });
+      const flat = (v: string, hint: string) => {
+        const f = e.fresh(hint);
+        e.node('Reshape', [v, e.int64s([-1])], [f]);
+        return f;
+      };
+      const zeros = e.fresh('zeros');
+      e.node('ConstantOfShape', [runtimeShape(e, flat(x, 'x_flat'))], [zeros]); // float 0 by default
+      const summed = e.fresh('scattered');
+      e.node('ScatterElements', [zeros, flat(indices, 'indices_flat'), flat(g, 'grad_flat')], [summed], { axis: 0, reduction: 'add' });
+      e.node('Reshape', [summed, runtimeShape(e, x)], [out]);
+    },
+  },
+
   // NOTE: softmax and log-softmax are fused ops rather than exp/sum/div compositions: the fused kernels
   // subtract the row maximum (no overflow for large logits) and ONNX Runtime runs them as one pass.
   softmax: {
@@ -430,6 +564,14 @@ export const slice = (a: Tensor, axis: number, start: number, end: number) => no
 export const pad = (a: Tensor, axis: number, before: number, after: number) => node('pad', [a], { axis: normalizeAxis(axis, a.shape.length, 'pad'), before, after });
 export const expandAs = (a: Tensor, ref: Tensor) => (sameShape(a.shape, ref.shape) ? a : node('expand_as', [a, ref]));
 export const softmax = (a: Tensor) => node('softmax', [a]);
+export const relu = (a: Tensor) => node('relu', [a]);
+export const step = (a: Tensor) => node('step', [a]);
+export const flip = (a: Tensor, axes: readonly number[]) => node('flip', [a], { axes: axes.map((ax) => normalizeAxis(ax, a.shape.length, 'flip')) });
+/** Convolution with stride 1 and `pad` zeros around (x [B, Ci, H, W], w [Co, Ci, k, k]). */
+export const conv2d = (x: Tensor, w: Tensor, pad: number) => node('conv2d', [x, w], { pad });
+/** Max-pooling over kernel x kernel windows every `stride` pixels, `pad` around (x [B, C, H, W]). */
+export const maxPool = (x: Tensor, kernel: number, stride: number, pad: number) => node('max_pool', [x], { kernel, stride, pad });
+const maxPoolGrad = (x: Tensor, g: Tensor, attrs: Attrs) => node('max_pool_grad', [x, g], { kernel: attrs.kernel, stride: attrs.stride, pad: attrs.pad });
 export const oneHot = (indices: Tensor, depth: number) => node('one_hot', [indices], { depth });
 export const logSoftmax = (a: Tensor) => node('log_softmax', [a]);
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number) => node('layer_norm', [x, weight, bias], { eps });

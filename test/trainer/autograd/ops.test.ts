@@ -1,6 +1,7 @@
 import t from 'tap';
 import { Tensor } from '../../../trainer/autograd/graph.js';
 import * as O from '../../../trainer/autograd/ops.js';
+import { grad } from '../../../trainer/autograd/grad.js';
 import { checkForward, checkGrad, spec, InputSpec } from '../../helpers/opcheck.js';
 
 const B = 'batch';
@@ -45,7 +46,57 @@ const cases: Case[] = [
   { name: 'gelu (tanh)', inputs: [spec([B, 7], [-4, 4])], build: ([a]) => O.gelu(a) },
   { name: 'cross_entropy (soft targets)', inputs: [spec([B, 5]), spec([B, 5], [0, 1])], build: ([a, y]) => O.crossEntropy(a, y) },
   { name: 'dropout (fed mask)', inputs: [spec([B, 4]), spec([B, 4], [0, 2])], build: ([x, m]) => O.dropout(x, m) },
+  { name: 'relu', inputs: [spec([B, 3, 5])], build: ([a]) => O.relu(a) },
+  { name: 'flip', inputs: [spec([B, 2, 3, 4])], build: ([a]) => O.flip(a, [2, 3]) },
+  { name: 'conv2d 3x3, padding 1', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3])], build: ([x, w]) => O.conv2d(x, w, 1) },
+  { name: 'conv2d 2x2, no padding', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2])], build: ([x, w]) => O.conv2d(x, w, 0) },
+  { name: 'max_pool 3x3, stride 2, padding 1', inputs: [spec([B, 2, 6, 5])], build: ([x]) => O.maxPool(x, 3, 2, 1) },
+  { name: 'max_pool 2x2, stride 2', inputs: [spec([B, 3, 4, 4])], build: ([x]) => O.maxPool(x, 2, 2, 0) },
+  { name: 'conv, relu, max-pool (a tokenizer stage)', inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])], build: ([x, w]) => O.maxPool(O.relu(O.conv2d(x, w, 1)), 3, 2, 1) },
 ];
+
+// Gradient graphs hold ops that forward passes do not (max_pool_grad; convolutions whose channels are
+// the batch): ONNX Runtime must run those as the interpreter does.
+const weighted = (y: Tensor, w: Tensor) => O.reduceSum(O.mul(y, w), [...y.shape.keys()], false);
+const gradientGraphs: Case[] = [
+  { name: 'max_pool gradient (overlapping windows)', inputs: [spec([B, 2, 6, 5]), spec([B, 2, 3, 3])], build: ([x, r]) => grad(weighted(O.maxPool(x, 3, 2, 1), r), [x])[0] },
+  { name: 'max_pool gradient (2x2, stride 2)', inputs: [spec([B, 3, 4, 4]), spec([B, 3, 2, 2])], build: ([x, r]) => grad(weighted(O.maxPool(x, 2, 2, 0), r), [x])[0] },
+  { name: 'conv2d gradient of the input', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [x])[0] },
+  { name: 'conv2d gradient of the weights', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [w])[0] },
+  { name: 'relu gradient', inputs: [spec([B, 4]), spec([B, 4])], build: ([x, r]) => grad(weighted(O.relu(x), r), [x])[0] },
+];
+
+for (const c of gradientGraphs) {
+  t.test(`${c.name}: ONNX Runtime runs the gradient graph as the interpreter`, async (t) => {
+    await checkForward(t, c.name, c.inputs, c.build);
+  });
+}
+
+t.test('max_pool_grad adds where windows overlap, and has no second derivative', async (t) => {
+  // 1x1x3x3 image whose centre is the maximum of all four 2x2 windows (stride 1): it gets all four.
+  const x = O.input('x', [1, 1, 3, 3]);
+  const y = O.maxPool(x, 2, 1, 0);
+  const [dx] = grad(O.reduceSum(y, [0, 1, 2, 3], false), [x]);
+  const { interpret } = await import('../../../trainer/autograd/interpreter.js');
+  const { nd } = await import('../../../trainer/autograd/ndarray.js');
+  const [value] = interpret([dx], { x: nd([0, 1, 0, 2, 9, 3, 0, 4, 0], [1, 1, 3, 3]) });
+  t.same([...value.data], [0, 0, 0, 0, 4, 0, 0, 0, 0]);
+  t.throws(() => grad(O.reduceSum(dx, [0, 1, 2, 3], false), [x]), /second derivatives of max-pooling/);
+});
+
+t.test('convolution and pooling shape rules name the problem', async (t) => {
+  const x = O.input('x', ['batch', 3, 8, 8]);
+  t.throws(() => O.conv2d(x, O.input('w', [4, 2, 3, 3]), 1), /conv2d: \[batch, 3, 8, 8\] has 3 channels, weights \[4, 2, 3, 3\] expect 2/);
+  t.throws(() => O.conv2d(x, O.input('w', [4, 3, 3, 3]), -1), /padding must be an integer >= 0/);
+  t.throws(() => O.conv2d(x, O.input('w', [4, 3, 9, 9]), 0), /a 9x9 kernel does not fit/);
+  const wide = O.param('w', [4, 3, 3, 3]);
+  t.throws(() => grad(O.reduceSum(O.conv2d(x, wide, 3), [0, 1, 2, 3], false), [wide]), /gradients need a square kernel and padding below its side/);
+  t.throws(() => O.conv2d(O.input('v', ['batch', 3, 8]), O.input('w', [4, 3, 3, 3]), 1), /rank 4/);
+  t.throws(() => O.maxPool(x, 3, 2, 2), /padding must be an integer in \[0, 1\]/);
+  t.throws(() => O.maxPool(x, 0, 2, 0), /positive integers/);
+  t.same(O.maxPool(x, 3, 2, 1).shape, ['batch', 3, 4, 4]);
+  t.same(O.conv2d(x, O.input('w', [5, 3, 3, 3]), 1).shape, ['batch', 5, 8, 8]);
+});
 
 for (const c of cases) {
   t.test(c.name, async (t) => {
