@@ -38,6 +38,16 @@ export interface ViTConfig {
   std: number[];
   /** Save q/k/v as one `attention.qkv_projection` (the seed's fast attention) instead of per-head tensors. */
   use_faster_attention: boolean;
+  /** 0: the seed's patch embedding. n > 0: a convolutional tokenizer instead (Hassani et al. 2021,
+   *  "Escaping the Big Data Paradigm with Compact Transformers"): n stages of a k x k convolution (no
+   *  bias), ReLU and a 3 x 3 max-pool with stride 2, the last stage giving hidden_size channels; each
+   *  pixel of the final map is a token. patch_size must then be 2^n, the side of the image square
+   *  each token stands for, so attention maps line up with the image as the patch embedding's do. */
+  tokenizer_layers: number;
+  /** Channels of the tokenizer's stages before the last. */
+  tokenizer_channels: number;
+  /** Side of the tokenizer's convolution kernels (odd: padded to keep the size). */
+  tokenizer_kernel: number;
 }
 
 export const SEED_CONFIG: Readonly<ViTConfig> = Object.freeze({
@@ -58,6 +68,9 @@ export const SEED_CONFIG: Readonly<ViTConfig> = Object.freeze({
   mean: [0.5, 0.5, 0.5],
   std: [0.5, 0.5, 0.5],
   use_faster_attention: false,
+  tokenizer_layers: 0,
+  tokenizer_channels: 64,
+  tokenizer_kernel: 3,
 });
 
 type Check = (v: unknown) => string | null;
@@ -88,6 +101,9 @@ const CHECKS: Record<keyof ViTConfig, Check> = {
   mean: numbers(-Infinity),
   std: numbers(0),
   use_faster_attention: boolean,
+  tokenizer_layers: (v) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 4 ? null : 'an integer in [0, 4]'),
+  tokenizer_channels: positiveInt,
+  tokenizer_kernel: (v) => (Number.isInteger(v) && (v as number) % 2 === 1 && (v as number) <= 7 ? null : 'an odd integer from 1 to 7'),
 };
 
 /** Keys of the seed's PyTorch config that do not change the computation and are accepted as given. */
@@ -108,6 +124,9 @@ export function parseViTConfig(raw: unknown, source = 'config'): ViTConfig {
     (config as unknown as Record<string, unknown>)[key] = obj[key];
   }
   if (config.image_size % config.patch_size !== 0) throw new Error(`${source}: image_size ${config.image_size} is not a multiple of patch_size ${config.patch_size}`);
+  if (config.tokenizer_layers > 0 && config.patch_size !== 2 ** config.tokenizer_layers) {
+    throw new Error(`${source}: a tokenizer of ${config.tokenizer_layers} stages halves the image ${config.tokenizer_layers} times, so each token stands for a ${2 ** config.tokenizer_layers}-pixel square: patch_size must be ${2 ** config.tokenizer_layers}, got ${config.patch_size}`);
+  }
   if (config.hidden_size % config.num_attention_heads !== 0) throw new Error(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   for (const key of ['mean', 'std'] as const) {
     if (config[key].length !== config.num_channels) throw new Error(`${source}: '${key}' has ${config[key].length} values for ${config.num_channels} channels`);

@@ -11,7 +11,7 @@
 // projection: one matmul instead of 3*heads, and gradients flow back to each head's tensors.
 
 import { Tensor } from '../autograd/graph.js';
-import { add, concat, expandAs, gelu, matmul, mul, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
+import { add, concat, conv2d, expandAs, gelu, matmul, maxPool, mul, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
 import { LayerNorm, Linear, truncNormal, normal, zeros } from '../nn/layers.js';
 import { Container, GraphContext, Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
@@ -45,17 +45,45 @@ class PatchEmbeddings extends Module {
   }
 }
 
-class Embeddings extends Module {
-  readonly cls: Parameter;
-  readonly positions: Parameter;
-  readonly patches: PatchEmbeddings;
+/** The convolutional tokenizer (config tokenizer_layers > 0): stages of conv (no bias), ReLU and a
+ *  3x3 max-pool with stride 2, as CCT's; the last map's pixels, row by row, are the tokens. */
+class ConvTokenizer extends Module {
+  readonly weights: Parameter[];
 
   constructor(
     readonly c: ViTConfig,
     rng: Rng,
   ) {
     super();
-    this.patches = this.addChild('patch_embeddings', new PatchEmbeddings(c, rng));
+    const k = c.tokenizer_kernel;
+    const layers = this.addChild('conv_layers', new Container());
+    this.weights = Array.from({ length: c.tokenizer_layers }, (_, i) => {
+      const cin = i === 0 ? c.num_channels : c.tokenizer_channels;
+      const cout = i === c.tokenizer_layers - 1 ? c.hidden_size : c.tokenizer_channels;
+      // Kaiming normal (fan in, ReLU gain), as CCT initializes its tokenizer.
+      return layers.child(String(i), new Container()).parameter('weight', [cout, cin, k, k], normal(rng, Math.sqrt(2 / (cin * k * k))));
+    });
+  }
+
+  forward(ctx: GraphContext, pixels: Tensor): Tensor {
+    let x = pixels; // (B, C, size, size)
+    for (const w of this.weights) x = maxPool(relu(conv2d(x, ctx.p(w), (this.c.tokenizer_kernel - 1) / 2)), 3, 2, 1);
+    const g = this.c.image_size / this.c.patch_size;
+    return transpose(reshape(x, [0, this.c.hidden_size, g * g]), [0, 2, 1]); // (B, tokens, hidden)
+  }
+}
+
+class Embeddings extends Module {
+  readonly cls: Parameter;
+  readonly positions: Parameter;
+  readonly patches: PatchEmbeddings | ConvTokenizer;
+
+  constructor(
+    readonly c: ViTConfig,
+    rng: Rng,
+  ) {
+    super();
+    this.patches = c.tokenizer_layers > 0 ? this.addChild('tokenizer', new ConvTokenizer(c, rng)) : this.addChild('patch_embeddings', new PatchEmbeddings(c, rng));
     this.cls = this.addParam('cls_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range));
     this.positions = this.addParam('position_embeddings', [1, numTokens(c), c.hidden_size], truncNormal(rng, c.initializer_range));
   }

@@ -11,12 +11,12 @@ import { GraphContext } from '../../../trainer/nn/module.js';
 import { Rng } from '../../../trainer/nn/random.js';
 import { BATCH, ViT } from '../../../trainer/vit/model.js';
 import { assertClose } from '../../helpers/opcheck.js';
-import { TINY } from '../../helpers/vit.js';
+import { TINY, TINY_CONV } from '../../helpers/vit.js';
+import { ViTConfig } from '../../../trainer/vit/config.js';
 
-function setup() {
-  const model = new ViT(TINY, 3);
+function setup(c: ViTConfig) {
+  const model = new ViT(c, 3);
   const ctx = new GraphContext(true);
-  const c = TINY;
   const pixels = input('pixel_values', [BATCH, c.num_channels, c.image_size, c.image_size]);
   const targets = input('targets', [BATCH, c.num_classes]);
   const { logits } = model.forward(ctx, pixels);
@@ -36,9 +36,10 @@ function setup() {
   return { model, params, loss, grads, feeds };
 }
 
-t.test('every parameter gradient matches central differences', async (t) => {
-  const { params, loss, grads, feeds } = setup();
-  t.equal(params.length, new ViT(TINY).namedParameters().length, 'the forward pass uses every parameter');
+for (const [kind, config] of [['patch embedding', TINY], ['convolutional tokenizer', TINY_CONV]] as const) {
+t.test(`${kind}: every parameter gradient matches central differences`, async (t) => {
+  const { params, loss, grads, feeds } = setup(config);
+  t.equal(params.length, new ViT(config).namedParameters().length, 'the forward pass uses every parameter');
   const analytic = interpret(grads, feeds);
   const eps = 1e-6;
   params.forEach(([p], i) => {
@@ -57,8 +58,8 @@ t.test('every parameter gradient matches central differences', async (t) => {
   });
 });
 
-t.test('ONNX Runtime computes the same loss and gradients as the interpreter', async (t) => {
-  const { params, loss, grads, feeds } = setup();
+t.test(`${kind}: ONNX Runtime computes the same loss and gradients as the interpreter`, async (t) => {
+  const { params, loss, grads, feeds } = setup(config);
   const outputs: [string, (typeof grads)[number]][] = [['loss', loss], ...grads.map((g, i) => [`grad.${params[i][0].name}`, g] as [string, typeof g])];
   const graph = await OrtGraph.create({ outputs });
   const f32 = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { data: Float32Array.from(v.data), dims: v.shape }]));
@@ -69,3 +70,4 @@ t.test('ONNX Runtime computes the same loss and gradients as the interpreter', a
   );
   outputs.forEach(([name], i) => assertClose(t, r[name].data, reference[i].data, 2e-3, 2e-5, name));
 });
+}
