@@ -1,0 +1,77 @@
+// Accuracy through the service: every CIFAR-10 test image, encoded as a PNG, POSTed to /classify over
+// real HTTP; the top prediction against the label. What a user of the API gets, decode and all.
+//   npm run bench:accuracy [-- --models models] [--model NAME ...] [--images 10000] [--url http://host:port]
+//                          [--concurrency 16] [--data-dir data]
+// Without --url the service is started here on the models folder (default options, CPU), on a free
+// port. One JSON line per model: accuracy, per-class accuracy, images, seconds; then a summary line.
+
+import path from 'node:path';
+import sharp from 'sharp';
+import { buildApp } from '../server/app.js';
+import { defaultServeConfig } from '../server/config.js';
+import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
+
+const argv = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : fallback;
+};
+const all = (name: string) => argv.flatMap((a, i) => (a === `--${name}` ? [argv[i + 1]] : []));
+const N = Number(arg('images', '10000'));
+const concurrency = Number(arg('concurrency', '16'));
+const dataDir = arg('data-dir', 'data');
+
+let base = arg('url', '');
+let close = async () => {};
+if (!base) {
+  const app = await buildApp({ ...defaultServeConfig(), models: arg('models', 'models'), device: 'cpu', logLevel: 'silent' }, { logger: false });
+  base = await app.listen({ port: 0, host: '127.0.0.1' });
+  close = () => app.close();
+}
+
+const listed = (await (await fetch(`${base}/models`)).json()) as { models: { name: string }[] };
+const models = all('model').length > 0 ? all('model') : listed.models.map((m) => m.name);
+
+const test = await readCifarBinaryFolder(await ensureCifar10(path.join(dataDir, 'cifar10')), 'test');
+const n = Math.min(N, test.count);
+const side = 32;
+const plane = side * side;
+process.stderr.write(`encoding ${n} test images as PNG\n`);
+const pngs: Buffer[] = [];
+for (let i = 0; i < n; i++) {
+  const hwc = Buffer.alloc(3 * plane);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) hwc[p * 3 + c] = test.images[i * 3 * plane + c * plane + p];
+  pngs.push(await sharp(hwc, { raw: { width: side, height: side, channels: 3 } }).png().toBuffer());
+}
+
+const summary: Record<string, number> = {};
+for (const model of models) {
+  const t0 = performance.now();
+  const correct = new Int32Array(test.classes.length);
+  const seen = new Int32Array(test.classes.length);
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const res = await fetch(`${base}/classify?model=${encodeURIComponent(model)}&attention=none&topk=1`, { method: 'POST', body: pngs[i], headers: { 'content-type': 'image/png' } });
+      if (res.status !== 200) {
+        failed++;
+        await res.arrayBuffer();
+        continue;
+      }
+      const body = (await res.json()) as { predictions: { index: number }[] };
+      const label = test.labels[i];
+      seen[label]++;
+      if (body.predictions[0].index === label) correct[label]++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  if (failed > 0) throw new Error(`${model}: ${failed} requests failed`);
+  const total = correct.reduce((a, b) => a + b, 0);
+  const perClass = Object.fromEntries(test.classes.map((c, k) => [c, Number((correct[k] / seen[k]).toFixed(4))]));
+  summary[model] = total / n;
+  console.log(JSON.stringify({ model, images: n, accuracy: Number((total / n).toFixed(4)), correct: total, per_class: perClass, seconds: Number(((performance.now() - t0) / 1000).toFixed(1)), via: `${base}/classify` }));
+}
+console.log(JSON.stringify({ summary: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, `${(100 * v).toFixed(2)}%`])) }));
+await close();
