@@ -27,3 +27,6 @@ export const TINY_CONV: ViTConfig = parseViTConfig({
   tokenizer_layers: 2,
   tokenizer_channels: 4,
 });
+
+/** TINY in grey (one channel, fewer finite differences) with shifted patch tokenization and locality self-attention. */
+export const TINY_SPT_LSA: ViTConfig = parseViTConfig({ ...TINY, num_channels: 1, mean: [0.5], std: [0.5], shifted_patch_tokenization: true, locality_self_attention: true });

@@ -48,6 +48,13 @@ export interface ViTConfig {
   tokenizer_channels: number;
   /** Side of the tokenizer's convolution kernels (odd: padded to keep the size). */
   tokenizer_kernel: number;
+  /** Shifted Patch Tokenization (Lee, Lee & Song 2021, "Vision Transformer for Small-Size Datasets"):
+   *  the image and four copies shifted diagonally by half a patch are cut into patches together, and
+   *  each patch's features pass a LayerNorm before the projection. Patch embedding only. */
+  shifted_patch_tokenization: boolean;
+  /** Locality Self-Attention (same paper): each head's attention scale is learned (from
+   *  1/sqrt(head size)) and a token does not attend to itself (the diagonal is masked). */
+  locality_self_attention: boolean;
 }
 
 export const SEED_CONFIG: Readonly<ViTConfig> = Object.freeze({
@@ -71,6 +78,8 @@ export const SEED_CONFIG: Readonly<ViTConfig> = Object.freeze({
   tokenizer_layers: 0,
   tokenizer_channels: 64,
   tokenizer_kernel: 3,
+  shifted_patch_tokenization: false,
+  locality_self_attention: false,
 });
 
 type Check = (v: unknown) => string | null;
@@ -104,6 +113,8 @@ const CHECKS: Record<keyof ViTConfig, Check> = {
   tokenizer_layers: (v) => (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 4 ? null : 'an integer in [0, 4]'),
   tokenizer_channels: positiveInt,
   tokenizer_kernel: (v) => (Number.isInteger(v) && (v as number) % 2 === 1 && (v as number) <= 7 ? null : 'an odd integer from 1 to 7'),
+  shifted_patch_tokenization: boolean,
+  locality_self_attention: boolean,
 };
 
 /** Keys of the seed's PyTorch config that do not change the computation and are accepted as given. */
@@ -127,6 +138,8 @@ export function parseViTConfig(raw: unknown, source = 'config'): ViTConfig {
   if (config.tokenizer_layers > 0 && config.patch_size !== 2 ** config.tokenizer_layers) {
     throw new Error(`${source}: a tokenizer of ${config.tokenizer_layers} stages halves the image ${config.tokenizer_layers} times, so each token stands for a ${2 ** config.tokenizer_layers}-pixel square: patch_size must be ${2 ** config.tokenizer_layers}, got ${config.patch_size}`);
   }
+  if (config.shifted_patch_tokenization && config.tokenizer_layers > 0) throw new Error(`${source}: shifted_patch_tokenization cuts patches; it does not go with the convolutional tokenizer (tokenizer_layers ${config.tokenizer_layers})`);
+  if (config.shifted_patch_tokenization && config.patch_size % 2 !== 0) throw new Error(`${source}: shifted_patch_tokenization shifts by half a patch: patch_size must be even, got ${config.patch_size}`);
   if (config.hidden_size % config.num_attention_heads !== 0) throw new Error(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   for (const key of ['mean', 'std'] as const) {
     if (config[key].length !== config.num_channels) throw new Error(`${source}: '${key}' has ${config[key].length} values for ${config.num_channels} channels`);

@@ -11,7 +11,7 @@
 // projection: one matmul instead of 3*heads, and gradients flow back to each head's tensors.
 
 import { Tensor } from '../autograd/graph.js';
-import { add, concat, conv2d, expandAs, gelu, matmul, maxPool, mul, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
+import { add, concat, constant, conv2d, expandAs, gelu, matmul, maxPool, mul, pad, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
 import { LayerNorm, Linear, truncNormal, normal, zeros } from '../nn/layers.js';
 import { Container, GraphContext, Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
@@ -19,27 +19,45 @@ import { ViTConfig, headSize, numPatches, numTokens } from './config.js';
 
 export const BATCH = 'batch'; // the symbolic batch dimension of every graph
 
+/** x (B, C, H, W) moved by (dy, dx) pixels, zeros coming in: out[y][x] = in[y - dy][x - dx]. */
+function shift(x: Tensor, dy: number, dx: number): Tensor {
+  const [, , h, w] = x.shape as [unknown, unknown, number, number];
+  const move = (t: Tensor, axis: number, by: number, size: number) => (by > 0 ? slice(pad(t, axis, by, 0), axis, 0, size) : slice(pad(t, axis, 0, -by), axis, -by, size - by));
+  return move(move(x, 2, dy, h), 3, dx, w);
+}
+
 class PatchEmbeddings extends Module {
   readonly weight: Parameter;
   readonly bias: Parameter;
+  readonly norm: LayerNorm | null;
 
   constructor(
     readonly c: ViTConfig,
     rng: Rng,
   ) {
     super();
-    // The seed's conv: a module named `projection` holding weights [hidden, channels, patch, patch].
+    // The seed's conv: a module named `projection` holding weights [hidden, channels, patch, patch]
+    // (with shifted patches, 5 x channels: the image, then its four shifted copies).
+    const ch = c.shifted_patch_tokenization ? 5 * c.num_channels : c.num_channels;
+    this.norm = c.shifted_patch_tokenization ? this.addChild('layernorm', new LayerNorm(ch * c.patch_size * c.patch_size, c.layer_norm_eps)) : null;
     const projection = this.addChild('projection', new Container());
-    this.weight = projection.parameter('weight', [c.hidden_size, c.num_channels, c.patch_size, c.patch_size], normal(rng, c.initializer_range));
+    this.weight = projection.parameter('weight', [c.hidden_size, ch, c.patch_size, c.patch_size], normal(rng, c.initializer_range));
     this.bias = projection.parameter('bias', [c.hidden_size], zeros);
   }
 
   forward(ctx: GraphContext, pixels: Tensor): Tensor {
-    const { num_channels: ch, patch_size: p, image_size: size, hidden_size: d } = this.c;
+    const { patch_size: p, image_size: size, hidden_size: d } = this.c;
+    const ch = this.weight.shape[1];
     const g = size / p;
-    let x = reshape(pixels, [0, ch, g, p, g, p]); // (B, C, rows, p, cols, p)
+    let x = pixels;
+    if (this.c.shifted_patch_tokenization) {
+      const s = p / 2; // diagonally, by half a patch: left-up, right-up, left-down, right-down
+      x = concat([x, shift(x, -s, -s), shift(x, -s, s), shift(x, s, -s), shift(x, s, s)], 1); // (B, 5C, H, W)
+    }
+    x = reshape(x, [0, ch, g, p, g, p]); // (B, C, rows, p, cols, p)
     x = transpose(x, [0, 2, 4, 1, 3, 5]); // (B, rows, cols, C, p, p)
     x = reshape(x, [0, g * g, ch * p * p]); // (B, patches, C*p*p): row-major patches, as conv + flatten
+    if (this.norm) x = this.norm.forward(ctx, x);
     const w = reshape(ctx.p(this.weight), [d, ch * p * p]); // (hidden, C*p*p)
     return add(matmul(x, transposeLast2(w)), ctx.p(this.bias)); // (B, patches, hidden)
   }
@@ -113,6 +131,8 @@ class AttentionHead extends Module {
 class MultiHeadAttention extends Module {
   readonly heads: AttentionHead[];
   readonly outputProjection: Linear;
+  /** Locality self-attention's learned scale per head. */
+  readonly scale: Parameter | null;
 
   constructor(
     readonly c: ViTConfig,
@@ -122,6 +142,7 @@ class MultiHeadAttention extends Module {
     this.heads = Array.from({ length: c.num_attention_heads }, () => new AttentionHead(c, rng));
     this.addChild('heads', Container.list(this.heads));
     this.outputProjection = this.addChild('output_projection', new Linear(c.hidden_size, c.hidden_size, rng, c.initializer_range));
+    this.scale = c.locality_self_attention ? this.addParam('scale', [c.num_attention_heads], (n) => new Float32Array(n).fill(1 / Math.sqrt(headSize(c)))) : null;
   }
 
   /** Returns the output (B, tokens, hidden) and the attention probabilities (B, heads, tokens, tokens). */
@@ -136,7 +157,12 @@ class MultiHeadAttention extends Module {
     qkv = reshape(qkv, [0, t, 3, h, hs]); // (B, tokens, 3, heads, head_size)
     qkv = transpose(qkv, [2, 0, 3, 1, 4]); // (3, B, heads, tokens, head_size)
     const [q, k, v] = [0, 1, 2].map((i) => squeeze(slice(qkv, 0, i, i + 1), [0])); // each (B, heads, tokens, head_size)
-    const scores = mul(matmul(q, transposeLast2(k)), 1 / Math.sqrt(hs)); // (B, heads, tokens, tokens)
+    let scores: Tensor; // (B, heads, tokens, tokens)
+    if (this.scale) {
+      // LSA: a learned scale per head, and no token attends to itself (-1e9 on the diagonal: 0 after softmax).
+      const diagonal = constant(Float64Array.from({ length: t * t }, (_, i) => (i % (t + 1) === 0 ? -1e9 : 0)), [t, t]);
+      scores = add(mul(matmul(q, transposeLast2(k)), reshape(ctx.p(this.scale), [1, h, 1, 1])), diagonal);
+    } else scores = mul(matmul(q, transposeLast2(k)), 1 / Math.sqrt(hs));
     const probs = ctx.tap(softmax(scores), 'attention_probe'); // (B, heads, tokens, tokens)
     const attended = matmul(ctx.dropout(probs, this.c.attention_probs_dropout_prob), v); // (B, heads, tokens, head_size)
     const merged = reshape(transpose(attended, [0, 2, 1, 3]), [0, t, d]); // (B, tokens, hidden): heads side by side

@@ -21,6 +21,25 @@ t.test('bad configs are rejected with the key and the rule', async (t) => {
   t.throws(() => parseViTConfig({ std: [0.5, 0, 0.5] }), /'std' must be an array of numbers above 0/);
   t.throws(() => parseViTConfig({ mean: [0.5] }), /'mean' has 1 values for 3 channels/);
   t.throws(() => parseViTConfig([1, 2]), /expected a JSON object/);
+  t.throws(() => parseViTConfig({ tokenizer_layers: 2, patch_size: 8 }), /a tokenizer of 2 stages .* patch_size must be 4, got 8/);
+  t.throws(() => parseViTConfig({ tokenizer_layers: 5 }), /'tokenizer_layers' must be an integer in \[0, 4\]/);
+  t.throws(() => parseViTConfig({ tokenizer_kernel: 4 }), /'tokenizer_kernel' must be an odd integer from 1 to 7/);
+  t.throws(() => parseViTConfig({ tokenizer_layers: 2, shifted_patch_tokenization: true }), /does not go with the convolutional tokenizer/);
+  t.throws(() => parseViTConfig({ image_size: 30, patch_size: 3, shifted_patch_tokenization: true }), /patch_size must be even, got 3/);
+});
+
+t.test('the options add only their own parameters', async (t) => {
+  const names = (c: object) => new ViT(parseViTConfig(c)).namedParameters().map(([n, p]) => `${n} [${p.shape}]`);
+  const seed = names({});
+  const conv = names({ tokenizer_layers: 2, tokenizer_channels: 16 });
+  t.same(conv.filter((n) => !seed.includes(n)), ['embedding.tokenizer.conv_layers.0.weight [16,3,3,3]', 'embedding.tokenizer.conv_layers.1.weight [48,16,3,3]']);
+  t.same(seed.filter((n) => !conv.includes(n)), ['embedding.patch_embeddings.projection.weight [48,3,4,4]', 'embedding.patch_embeddings.projection.bias [48]']);
+  const spt = names({ shifted_patch_tokenization: true });
+  t.same(spt.filter((n) => !seed.includes(n)).sort(), ['embedding.patch_embeddings.layernorm.bias [240]', 'embedding.patch_embeddings.layernorm.weight [240]', 'embedding.patch_embeddings.projection.weight [48,15,4,4]']);
+  const lsa = names({ locality_self_attention: true });
+  t.same(lsa.filter((n) => !seed.includes(n)), [0, 1, 2, 3].map((i) => `encoder.blocks.${i}.attention.scale [4]`));
+  const scale = new ViT(parseViTConfig({ locality_self_attention: true })).namedParameters().find(([n]) => n.endsWith('attention.scale'))![1];
+  t.same([...scale.data], [1, 1, 1, 1].map(() => Math.fround(1 / Math.sqrt(12))), 'scales start at 1/sqrt(head size)');
 });
 
 t.test('parameter names and initialization follow the seed', async (t) => {

@@ -11,7 +11,7 @@ import { GraphContext } from '../../../trainer/nn/module.js';
 import { Rng } from '../../../trainer/nn/random.js';
 import { BATCH, ViT } from '../../../trainer/vit/model.js';
 import { assertClose } from '../../helpers/opcheck.js';
-import { TINY, TINY_CONV } from '../../helpers/vit.js';
+import { TINY, TINY_CONV, TINY_SPT_LSA } from '../../helpers/vit.js';
 import { ViTConfig } from '../../../trainer/vit/config.js';
 
 function setup(c: ViTConfig) {
@@ -29,14 +29,14 @@ function setup(c: ViTConfig) {
   const rng = new Rng(11);
   const batch = 2;
   const feeds: Record<string, NDArray> = {
-    pixel_values: nd(Float64Array.from({ length: batch * 3 * 64 }, () => rng.normal()), [batch, 3, 8, 8]),
+    pixel_values: nd(Float64Array.from({ length: batch * c.num_channels * 64 }, () => rng.normal()), [batch, c.num_channels, 8, 8]),
     targets: nd([0.8, 0.1, 0.1, 0, 0.2, 0.8], [batch, 3]),
   };
   for (const [p] of params) feeds[p.name] = nd(p.data, p.shape);
   return { model, params, loss, grads, feeds };
 }
 
-for (const [kind, config] of [['patch embedding', TINY], ['convolutional tokenizer', TINY_CONV]] as const) {
+for (const [kind, config] of [['patch embedding', TINY], ['convolutional tokenizer', TINY_CONV], ['shifted patches and locality self-attention', TINY_SPT_LSA]] as const) {
 t.test(`${kind}: every parameter gradient matches central differences`, async (t) => {
   const { params, loss, grads, feeds } = setup(config);
   t.equal(params.length, new ViT(config).namedParameters().length, 'the forward pass uses every parameter');
