@@ -9,7 +9,8 @@ import { RunData } from '../../../trainer/train/data.js';
 import { train } from '../../../trainer/train/loop.js';
 import { ProgressBar } from '../../../trainer/train/report.js';
 import { colourDataset, tmpDir } from '../../helpers/data.js';
-import { TINY } from '../../helpers/vit.js';
+import { TINY, TINY_CONV } from '../../helpers/vit.js';
+import { parseViTConfig } from '../../../trainer/vit/config.js';
 
 const quiet = () => new ProgressBar(new Writable({ write: (_c, _e, cb) => cb() }));
 
@@ -76,6 +77,23 @@ t.test('a tiny ViT learns a separable problem; metrics, curves, checkpoint and m
   const bestEpoch = h.reduce((b, x) => (x.test_accuracy! > b.test_accuracy! ? x : b));
   t.equal(best.metadata.epoch, String(bestEpoch.epoch));
   t.equal(JSON.parse(await readFile(path.join(out, 'model', 'config.json'), 'utf8')).training.val_ratio, 0.1, 'the model records its training split');
+});
+
+t.test('the architecture options train too: a conv tokenizer, and shifted patches with locality self-attention', async (t) => {
+  for (const [kind, vit] of [
+    ['conv tokenizer', TINY_CONV],
+    ['SPT + LSA', parseViTConfig({ ...TINY, shifted_patch_tokenization: true, locality_self_attention: true })],
+  ] as const) {
+    const data = runData();
+    const out = await tmpDir();
+    const r = await train({ config: config({ epochs: 6 }), vit, data, out, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
+    const h = r.state.history;
+    t.ok(h[5].train_loss < 0.8 * h[0].train_loss, `${kind}: train loss fell from ${h[0].train_loss.toFixed(3)} to ${h[5].train_loss.toFixed(3)}`);
+    t.ok(h[5].test_accuracy! > 0.8, `${kind}: test accuracy ${h[5].test_accuracy}`);
+    const exported = JSON.parse(await readFile(path.join(out, 'model', 'config.json'), 'utf8'));
+    t.ok(existsSync(path.join(out, 'model', 'model.onnx')), `${kind}: model.onnx written`);
+    t.match(exported.vit, kind === 'conv tokenizer' ? { tokenizer_layers: 2 } : { shifted_patch_tokenization: true, locality_self_attention: true }, `${kind}: config.json keeps the options`);
+  }
 });
 
 t.test('a run stopped mid-epoch and resumed ends with exactly the parameters of an uninterrupted run', async (t) => {
