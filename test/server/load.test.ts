@@ -81,7 +81,8 @@ t.test('a worker killed mid-request: that request gets a 500, the worker is repl
   t.equal(failed.status, 500, JSON.stringify(failed.body));
   t.equal(failed.body.code, 'VIT_WORKER_FAILED');
   // The replacement comes up; then requests succeed again.
-  for (let i = 0; i < 100 && !pool.ready; i++) await new Promise((r) => setTimeout(r, 50));
+  // (A new worker loads every model's sessions: seconds on a busy machine, so the wait is generous.)
+  for (let i = 0; i < 600 && !pool.ready; i++) await new Promise((r) => setTimeout(r, 50));
   t.ok(pool.ready, 'a new worker is ready');
   const ok = await post(base, img);
   t.equal(ok.status, 200);
