@@ -129,7 +129,7 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
 
   r = await runCli([...base, '--recipe', 'fastest']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cifar10, cifar10-aa, seed/);
+  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cifar10, cifar10-aa, cifar10-ra, seed; or give a .json file\)/);
 
 });
 
