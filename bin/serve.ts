@@ -5,7 +5,10 @@ import { serve } from '../server/server.js';
 import { CliError } from './cli-util.js';
 
 export async function serveCommand(argv: string[], log: (line: string) => void): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) return log(SERVE_USAGE);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    log(SERVE_USAGE);
+    return;
+  }
   let config;
   try {
     config = loadServeConfig(argv);

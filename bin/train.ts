@@ -19,8 +19,9 @@ const RESUMABLE = new Set<keyof TrainConfig>(['epochs', 'threads', 'device', 'ev
 export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--out <dir>] [--resume] [--<key> <value> …]
   Trains a ViT and writes to --out: checkpoint.safetensors (+ .json), metrics.jsonl, curves.svg, and at the
   end weights.safetensors and model/ (model.onnx + config.json, ready to serve).
-  Recipes: seed (the seed post's settings), cifar10 (the bundled model's), cifar10-aa (with AutoAugment), or a
-  .json file of keys. Keys (flags use dashes):
+  Recipes: seed (the seed post's settings), cifar10, cifar10-aa (with AutoAugment), cifar10-ra (the bundled
+  vit-cifar10's), cct-cifar10 (the bundled cct-cifar10's: a convolutional tokenizer), or a .json file of keys.
+  Keys (flags use dashes):
     --data cifar10|<folder>   --data-dir data   --val-ratio 0.1   --on-bad-image skip|fail
     --model <vit.json>|'{"hidden_size": 64, …}'   --epochs N        --batch-size N    --optimizer adamw|sgd
     --lr X  --weight-decay X  --decay-all / --no-decay-all        --betas b1,b2  --eps X
@@ -67,7 +68,10 @@ async function resolveVit(model: TrainConfig['model'], numClasses: number): Prom
 
 export async function trainCommand(argv: string[], log: (line: string) => void): Promise<number | void> {
   const flags = parseFlags(argv, flagOptions(), TRAIN_USAGE) as Record<string, string | boolean | undefined>;
-  if (flags.help) return log(TRAIN_USAGE);
+  if (flags.help) {
+    log(TRAIN_USAGE);
+    return 0;
+  }
 
   // Flags, typed and checked like recipe keys; a bad one is a usage error (exit 2).
   const usage = <T>(f: () => T): T => {

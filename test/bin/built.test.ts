@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
@@ -22,13 +22,18 @@ t.test('named recipes, eval on the training folder, and export, from the built c
   await writeImageFolder(colourDataset(40, 8, 4), data);
   const model = path.join(dir, 'tiny.json');
   await writeFile(model, JSON.stringify(TINY_MODEL));
-  for (const recipe of ['seed', 'cifar10', 'cifar10-aa']) {
+  // every named recipe, as the help and the README list them
+  const recipes = (await readdir(path.join(ROOT, 'trainer', 'recipes'))).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+  t.ok(recipes.includes('cct-cifar10') && recipes.includes('cifar10-ra'), `recipes: ${recipes.join(', ')}`);
+  for (const recipe of recipes) {
+    const expected = JSON.parse(await readFile(path.join(ROOT, 'trainer', 'recipes', `${recipe}.json`), 'utf8'));
     const out = path.join(dir, `run-${recipe}`);
     const r = await runCli(['train', '--recipe', recipe, '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--device', 'cpu', '--threads', '1', '--out', out], { built: true, cwd: dir });
     t.equal(r.code, 0, `--recipe ${recipe}: ${r.stderr}`);
     t.match(r.stderr, /training \d+ parameters on 36 images \(4 classes\), 1 epoch of 4 steps at batch 8/);
     const saved = JSON.parse(await readFile(path.join(out, 'train-config.json'), 'utf8'));
-    t.equal(saved.label_smoothing, recipe === 'seed' ? 0 : 0.1, `the ${recipe} recipe was applied`);
+    t.equal(saved.label_smoothing, expected.label_smoothing ?? 0, `the ${recipe} recipe was applied`);
+    t.equal(saved.lr, expected.lr, `the ${recipe} recipe's rate`);
   }
 
   // eval on the folder the model was trained on holds out what the run held out
@@ -50,11 +55,20 @@ t.test('named recipes, eval on the training folder, and export, from the built c
 
   const x = await runCli(['export', '--checkpoint', path.join(run, 'weights.safetensors'), '--out', path.join(dir, 'exported')], { built: true });
   t.equal(x.code, 0, x.stderr);
-  t.ok(existsSync(path.join(dir, 'exported', 'model.onnx')));
+  t.ok(existsSync(path.join(dir, 'exported', 'onnx', 'model.onnx')));
 
   const missing = await runCli(['eval', '--model', path.join(dir, 'nope'), '--data', data], { built: true });
   t.equal(missing.code, 1);
   assertOneLineError(t, missing.stderr, /model folder .*nope does not exist/);
+});
+
+t.test('--help of the command and of each subcommand: usage on stdout, exit 0', async (t) => {
+  for (const args of [['--help'], ['train', '--help'], ['export', '--help'], ['eval', '--help'], ['serve', '--help'], ['train', '-h']]) {
+    const r = await runCli(args, { built: true });
+    t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    t.match(r.stdout, /^usage: vitrine/, `${args.join(' ')} prints its usage`);
+    t.equal(r.stderr, '', `${args.join(' ')}: nothing on stderr`);
+  }
 });
 
 function freePort(): Promise<net.Server> {

@@ -21,7 +21,7 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /warning: skipping .*broken\.png: cannot decode/);
   t.match(r.stderr, /epoch 2\/2: train loss [\d.]+ acc [\d.]+%, val loss [\d.]+ acc [\d.]+%/);
-  t.ok(existsSync(path.join(out, 'model', 'model.onnx')));
+  t.ok(existsSync(path.join(out, 'model', 'onnx', 'model.onnx')));
 
   const e = await runCli(['eval', '--model', path.join(out, 'model'), '--data', data, '--device', 'cpu']);
   t.equal(e.code, 0, e.stderr);
@@ -129,7 +129,7 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
 
   r = await runCli([...base, '--recipe', 'fastest']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cifar10, cifar10-aa, cifar10-ra, seed; or give a .json file\)/);
+  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, seed; or give a .json file\)/);
 
 });
 
