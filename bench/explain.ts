@@ -13,13 +13,12 @@
 // percentage (trapezoids, divided by the 0.8 span). One JSON line per method, then a summary line.
 
 import path from 'node:path';
-import { readFile } from 'node:fs/promises';
 import { relevanceInto, rolloutMeanInto } from '../server/attention.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { argmax } from '../trainer/train/evaluate.js';
 import { createSession, runSession } from '../runtime/ort.js';
-import { parseModelConfig } from '../runtime/model-config.js';
+import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -30,14 +29,14 @@ const N = Number(arg('images', '1000'));
 const dataDir = arg('data-dir', 'data');
 const BATCH = 100;
 
-const config = parseModelConfig(JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
+const config = await readModelConfig(dir);
 if (!config.relevance) throw new Error(`${dir}: no relevance graph in config.json (export the model again)`);
 const [H, W] = config.image_size;
 const P = config.patch_size!;
 const rows = H / P;
 const cols = W / P;
 const patches = rows * cols;
-const model = await createSession(path.join(dir, 'model.onnx'), { device: 'cpu' });
+const model = await createSession(modelFileIn(dir)!, { device: 'cpu' });
 const explain = await createSession(path.join(dir, config.relevance.file), { device: 'cpu' });
 
 const test = await readCifarBinaryFolder(await ensureCifar10(path.join(dataDir, 'cifar10')), 'test');

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
-import { readModelConfig } from '../runtime/model-config.js';
+import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession, runSession } from '../runtime/ort.js';
 
 const argv = process.argv.slice(2);
@@ -153,7 +153,7 @@ await new Promise((r) => server.once('exit', r));
 
 // The ceiling: the same model in this process, batch 64, no HTTP, no decoding.
 const config = await readModelConfig(path.join(models, model));
-const session = await createSession(path.join(models, model, 'model.onnx'), { device: 'cpu' });
+const session = await createSession(modelFileIn(path.join(models, model))!, { device: 'cpu' });
 const [h, w] = config.image_size;
 const pixels = new Float32Array(64 * 3 * h * w).fill(0.1);
 const outputs = [config.logits_output, ...config.attention_outputs];

@@ -4,12 +4,12 @@ import path from 'node:path';
 import { ImageDataset } from '../trainer/data/dataset.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
-import { MODEL_FILE, readModelConfig } from '../runtime/model-config.js';
+import { MODEL_FILE, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { Device, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
 export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--json]
-  Prints accuracy, per-class accuracy and the confusion matrix of <dir>/model.onnx. For CIFAR-10 the
+  Prints accuracy, per-class accuracy and the confusion matrix of the model in <dir>. For CIFAR-10 the
   10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/; for the folder the
   model was trained on (recorded in its config.json), the images its seeded split held out; else all of it,
   with a warning.`;
@@ -29,14 +29,19 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
     },
     EVAL_USAGE,
   );
-  if (flags.help) return log(EVAL_USAGE);
+  if (flags.help) {
+    log(EVAL_USAGE);
+    return;
+  }
   if (!flags.model) throw new CliError(`--model is required\n${EVAL_USAGE}`, 2);
   const device = (flags.device ?? 'auto') as Device;
   if (!['cpu', 'cuda', 'auto'].includes(device)) throw new CliError(`--device must be cpu, cuda or auto, got '${device}'`, 2);
   const config = await readModelConfig(flags.model);
   const [height, width] = config.image_size;
   if (height !== width) throw new CliError(`${flags.model}: only square models are evaluated (image_size ${height}x${width})`);
-  const session = await createSession(path.join(flags.model, MODEL_FILE), { device, log: (l) => process.stderr.write(l + '\n') });
+  const file = modelFileIn(flags.model);
+  if (!file) throw new CliError(`${flags.model} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
+  const session = await createSession(file, { device, log: (l) => process.stderr.write(l + '\n') });
   const dataArg = flags.data ?? 'cifar10';
   const limit = intFlag(flags.limit, 'limit', 0); // of whichever images are evaluated
   // The folder this model was trained on: hold out exactly what its run held out.

@@ -1,6 +1,8 @@
-// vitrine export: weights (or a fresh seeded model) -> <out>/model.onnx + <out>/config.json
+// vitrine export: weights (or a fresh seeded model) -> a model folder (onnx/model.onnx, onnx/relevance.onnx,
+// config.json, preprocessor_config.json)
 
 import path from 'node:path';
+import { PREPROCESSOR_FILE } from '../runtime/model-config.js';
 import { RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
 import { readSafetensors } from '../trainer/io/safetensors.js';
 import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
@@ -9,8 +11,10 @@ import { loadWeights } from '../trainer/vit/weights.js';
 import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
 
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
-  Writes <dir>/model.onnx (input pixel_values, outputs logits and attentions.0…), <dir>/relevance.onnx
-  (the explanation graph: also target_class in, attention_grads.0… out) and <dir>/config.json.
+  Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
+  <dir>/onnx/relevance.onnx (the explanation graph: also target_class in, attention_grads.0… out),
+  <dir>/config.json and <dir>/preprocessor_config.json: a vitrine model and a Hugging Face model folder
+  (transformers.js runs it as it is).
   Without --checkpoint a freshly initialized model (from --seed, default 0) is exported.
   The config comes from --config, else from the checkpoint's metadata, else the seed config.`;
 
@@ -27,7 +31,10 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     },
     EXPORT_USAGE,
   );
-  if (flags.help) return log(EXPORT_USAGE);
+  if (flags.help) {
+    log(EXPORT_USAGE);
+    return;
+  }
   if (!flags.out) throw new CliError(`--out is required\n${EXPORT_USAGE}`, 2);
   const seed = intFlag(flags.seed, 'seed', 0);
 
@@ -44,5 +51,5 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
   const labels = flags.labels ? await parseLabels(flags.labels) : meta.labels ? (JSON.parse(meta.labels) as string[]) : defaultLabels(config.num_classes);
   if (labels.length !== config.num_classes) throw new CliError(`${labels.length} labels given for a model of ${config.num_classes} classes`);
   const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out);
-  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}`);
+  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(flags.out, PREPROCESSOR_FILE)}`);
 }

@@ -1,8 +1,9 @@
-// The models a server serves: every folder under --models holding model.onnx and config.json.
+// The models a server serves: every folder under --models holding config.json and an ONNX graph
+// (onnx/model.onnx, or model.onnx as earlier exports and optimum lay it out).
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, MODEL_FILE, ModelConfig, readModelConfig } from '../runtime/model-config.js';
+import { CONFIG_FILE, MODEL_FILE, ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 
 export interface ServedModel {
   name: string;
@@ -32,18 +33,19 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
   const models: ServedModel[] = [];
   for (const e of entries.filter((d) => d.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
     const dir = path.join(root, e.name);
-    if (!existsSync(path.join(dir, MODEL_FILE)) || !existsSync(path.join(dir, CONFIG_FILE))) continue;
+    const file = modelFileIn(dir);
+    if (!file || !existsSync(path.join(dir, CONFIG_FILE))) continue;
     try {
       const config = await readModelConfig(dir);
       const grid = gridOf(config);
       const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
       if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${e.name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
       const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
-      models.push({ name: e.name, dir, file: path.join(dir, MODEL_FILE), config, grid, relevance });
+      models.push({ name: e.name, dir, file, config, grid, relevance });
     } catch (err) {
       warn(`skipping model ${e.name}: ${(err as Error).message}`);
     }
   }
-  if (models.length === 0) throw new Error(`no models under ${root} (each model is a folder with ${MODEL_FILE} and ${CONFIG_FILE})`);
+  if (models.length === 0) throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
   return models;
 }

@@ -3,8 +3,10 @@
 //   decode    with sharp (libvips on its own threads, off the event loop): EXIF orientation applied,
 //             alpha flattened onto white, gray and CMYK made sRGB, then resized to cover the model's
 //             input and centre-cropped (the image keeps its aspect ratio; edges beyond the model's
-//             aspect are cut);
-//   normalize HWC bytes -> CHW floats, (v/255 - mean) / std per channel.
+//             aspect are cut); a Hugging Face model is stretched to its input with its processor's
+//             kernel instead (fit 'fill'), as its image processor does;
+//   normalize HWC bytes -> CHW floats, (v * rescale - mean) / std per channel (rescale 1/255 unless
+//             the model's processor says otherwise).
 // The cropped RGB image is kept as the "view" that heatmaps are drawn over: the model input itself
 // for small uploads, up to 256 px on the longer side for larger ones: k times the input, and the
 // input is then the view's k x k block means.
@@ -40,6 +42,12 @@ export interface ModelInput {
   width: number;
   mean: readonly number[];
   std: readonly number[];
+  /** 'cover' (default): keep the aspect ratio and cut the edges; 'fill': stretch to the input. */
+  fit?: 'cover' | 'fill';
+  /** 'area' (default): block means of a larger view; otherwise sharp's kernel, straight to the input. */
+  resample?: 'area' | 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+  /** Pixel values are multiplied by this before the mean (default 1/255). */
+  rescale?: number;
 }
 
 export interface PreparedImage {
@@ -85,8 +93,10 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, m: Mod
   const rotated = (meta.orientation ?? 1) >= 5;
   const original = { width: rotated ? h0 : w0, height: rotated ? w0 : h0 };
 
-  // The view keeps more detail than the model input when the upload has it.
-  const k = Math.max(1, Math.min(Math.floor(VIEW_MAX / Math.max(m.width, m.height)), Math.floor(Math.min(original.width / m.width, original.height / m.height))));
+  // The view keeps more detail than the model input when the upload has it (area resampling: the
+  // input is then the view's block means; with a kernel, the view is the input).
+  const area = (m.resample ?? 'area') === 'area';
+  const k = !area ? 1 : Math.max(1, Math.min(Math.floor(VIEW_MAX / Math.max(m.width, m.height)), Math.floor(Math.min(original.width / m.width, original.height / m.height))));
   const view = { width: m.width * k, height: m.height * k };
   let rgb: Buffer;
   try {
@@ -94,7 +104,7 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, m: Mod
       .rotate()
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
-      .resize(view.width, view.height, { fit: 'cover', position: 'centre' })
+      .resize(view.width, view.height, { fit: m.fit ?? 'cover', position: 'centre', ...(area ? {} : { kernel: m.resample as Exclude<typeof m.resample, 'area'> }) })
       .removeAlpha()
       .raw();
     // The decode proper waits for a slot (the header read above is cheap and runs freely).
@@ -139,13 +149,13 @@ export function boxDownsample(rgb: Uint8Array, width: number, height: number, k:
   return out;
 }
 
-/** HWC bytes -> CHW floats with the model's mean and std. */
+/** HWC bytes -> CHW floats with the model's rescale, mean and std. */
 export function normalize(hwc: Uint8Array, m: ModelInput): Float32Array {
   const plane = m.width * m.height;
   const C = m.mean.length;
   const out = new Float32Array(C * plane);
   for (let c = 0; c < C; c++) {
-    const scale = 1 / (255 * m.std[c]);
+    const scale = m.rescale === undefined ? 1 / (255 * m.std[c]) : m.rescale / m.std[c];
     const shift = m.mean[c] / m.std[c];
     for (let p = 0; p < plane; p++) out[c * plane + p] = hwc[p * 3 + (c % 3)] * scale - shift;
   }

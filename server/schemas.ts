@@ -79,7 +79,15 @@ export const ModelsResponse = Type.Object({
     Type.Object({
       name: Type.String(),
       labels: Type.Array(Type.String()),
-      input: Type.Object({ name: Type.String(), shape: Type.Array(Type.Union([Type.Integer(), Type.String()])), mean: Type.Array(Type.Number()), std: Type.Array(Type.Number()) }),
+      input: Type.Object({
+        name: Type.String(),
+        shape: Type.Array(Type.Union([Type.Integer(), Type.String()])),
+        mean: Type.Array(Type.Number()),
+        std: Type.Array(Type.Number()),
+        fit: Type.Union([Type.Literal('cover'), Type.Literal('fill')], { description: "cover: the aspect ratio kept, edges cut; fill: stretched (Hugging Face processors)" }),
+        resample: Type.String({ description: 'area (means over the covered pixels) or a kernel: nearest, linear, cubic, lanczos3' }),
+        rescale: Type.Number({ description: 'what pixel values are multiplied by before the mean' }),
+      }),
       outputs: Type.Object({ logits: Type.String(), attentions: Type.Array(Type.String()) }),
       methods: Type.Array(Type.String(), { description: 'the attention map methods the model serves (relevance needs its relevance graph)' }),
       patch_size: Type.Union([Type.Integer(), Type.Null()]),

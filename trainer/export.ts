@@ -1,5 +1,7 @@
 // Export: the ViT's inference graph (normalized pixels -> logits + every layer's attention
-// probabilities) as model.onnx with the weights as initializers, and config.json beside it.
+// probabilities) as onnx/model.onnx with the weights as initializers, the explanation graph as
+// onnx/relevance.onnx, and config.json + preprocessor_config.json: a vitrine model folder that is also
+// a Hugging Face one (transformers.js runs it as it is).
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -10,13 +12,15 @@ import { compileToBytes } from './autograd/onnx.js';
 import { writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
 import { BATCH, ViT } from './vit/model.js';
-import { CONFIG_FILE, MODEL_FILE, ModelConfig, TrainingRecord } from '../runtime/model-config.js';
+import { CONFIG_FILE, LEGACY_MODEL_FILE, MODEL_FILE, ModelConfig, PREPROCESSOR_FILE, TrainingRecord, modelFolderFiles } from '../runtime/model-config.js';
 
 export const INPUT_NAME = 'pixel_values';
 export const LOGITS_OUTPUT = 'logits';
 export const attentionOutput = (layer: number) => `attentions.${layer}`;
 /** The explanation graph beside model.onnx: its class input and gradient outputs. */
-export const RELEVANCE_FILE = 'relevance.onnx';
+export const RELEVANCE_FILE = 'onnx/relevance.onnx';
+/** Where earlier exports put it (removed when a folder is exported again). */
+const LEGACY_RELEVANCE_FILE = 'relevance.onnx';
 export const CLASS_INPUT = 'target_class';
 export const attentionGradOutput = (layer: number) => `attention_grads.${layer}`;
 
@@ -94,13 +98,16 @@ export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
   });
 }
 
-/** Writes <dir>/model.onnx and <dir>/config.json; both appear whole, or neither changes. */
+/** Writes the model folder (onnx/model.onnx, onnx/relevance.onnx, config.json,
+ *  preprocessor_config.json); all appear whole, or none changes. An earlier export's top-level graphs
+ *  in the same folder are removed after. */
 export async function exportModel(model: ViT, labels: readonly string[], dir: string, training?: TrainingRecord): Promise<{ modelFile: string; configFile: string; bytes: number }> {
   const config: ModelConfig = { ...modelConfigFor(model, labels), ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   const relevance = exportRelevanceOnnx(model, config);
+  const files = modelFolderFiles(config);
   try {
-    await fs.mkdir(dir, { recursive: true });
+    await fs.mkdir(path.join(dir, path.dirname(MODEL_FILE)), { recursive: true });
   } catch (err) {
     throw new Error(`cannot create ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
@@ -110,8 +117,10 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
     await writeFilesAtomic([
       [modelFile, bytes],
       [path.join(dir, RELEVANCE_FILE), relevance],
-      [configFile, JSON.stringify(config, null, 2) + '\n'],
+      [path.join(dir, PREPROCESSOR_FILE), JSON.stringify(files.preprocessor, null, 2) + '\n'],
+      [configFile, JSON.stringify(files.config, null, 2) + '\n'],
     ]);
+    for (const old of [LEGACY_MODEL_FILE, LEGACY_RELEVANCE_FILE]) await fs.rm(path.join(dir, old), { force: true });
   } catch (err) {
     throw new Error(`cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

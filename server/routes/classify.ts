@@ -69,7 +69,8 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
 
       const bytes = await readImage(request, config.bodyLimit);
       const [height, width] = model.config.image_size;
-      const image = await prepareImage(bytes, { height, width, mean: model.config.mean, std: model.config.std }, config.maxPixels, ctx.decoders);
+      const { mean, std, fit, resample, rescale } = model.config;
+      const image = await prepareImage(bytes, { height, width, mean, std, fit, resample, rescale }, config.maxPixels, ctx.decoders);
       const decoded = performance.now();
 
       const id = randomUUID();

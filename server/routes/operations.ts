@@ -32,7 +32,7 @@ export async function operationsRoutes(app: FastifyInstance, ctx: ServiceContext
     models: ctx.models.map((m) => ({
       name: m.name,
       labels: m.config.labels,
-      input: { name: m.config.input_name, shape: ['batch', m.config.mean.length, ...m.config.image_size], mean: m.config.mean, std: m.config.std },
+      input: { name: m.config.input_name, shape: ['batch', m.config.mean.length, ...m.config.image_size], mean: m.config.mean, std: m.config.std, fit: m.config.fit ?? 'cover', resample: m.config.resample ?? 'area', rescale: m.config.rescale ?? 1 / 255 },
       outputs: { logits: m.config.logits_output, attentions: m.config.attention_outputs },
       methods: m.grid ? ['rollout', 'cls', ...(m.relevance ? ['relevance'] : [])] : [],
       patch_size: m.config.patch_size,

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { readSafetensors, writeSafetensors } from '../../trainer/io/safetensors.js';
-import { parseModelConfig } from '../../runtime/model-config.js';
+import { readModelConfig } from '../../runtime/model-config.js';
 import { createSession, runSession } from '../../runtime/ort.js';
 import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 
@@ -17,12 +17,13 @@ t.test('exports a fresh model that ONNX Runtime runs at any batch size', async (
   const r = await runCli(['export', '--out', out, '--seed', '5']);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /exported 119098 parameters \(fresh, seed 5\)/);
-  const config = parseModelConfig(JSON.parse(await readFile(path.join(out, 'config.json'), 'utf8')));
+  const config = await readModelConfig(out);
   t.same(config.image_size, [32, 32]);
+  t.same([config.mean, config.std], [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
   t.same(config.attention_outputs, ['attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
   t.equal(config.labels[3], 'cat');
   t.equal(config.input_name, 'pixel_values');
-  const s = await createSession(path.join(out, 'model.onnx'));
+  const s = await createSession(path.join(out, 'onnx', 'model.onnx'));
   t.same(s.outputNames, ['logits', 'attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
   for (const batch of [1, 5]) {
     const res = await runSession(s, { pixel_values: { data: new Float32Array(batch * 3 * 32 * 32).fill(0.1), dims: [batch, 3, 32, 32] } });
@@ -36,7 +37,8 @@ t.test('exports a checkpoint with labels', async (t) => {
   const r = await runCli(['export', '--checkpoint', seedWeights, '--labels', labels, '--out', out]);
   t.equal(r.code, 0, r.stderr);
   const config = JSON.parse(await readFile(path.join(out, 'config.json'), 'utf8'));
-  t.same(config.labels, labels.split(','));
+  t.same(config.id2label, Object.fromEntries(labels.split(',').map((l, i) => [String(i), l])));
+  t.same((await readModelConfig(out)).labels, labels.split(','));
 });
 
 t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
@@ -89,10 +91,11 @@ t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
 t.test('a failed export leaves an earlier export untouched', async (t) => {
   const out = path.join(await tmp(), 'm');
   t.equal((await runCli(['export', '--out', out])).code, 0);
-  const before = await readFile(path.join(out, 'model.onnx'));
+  const before = await readFile(path.join(out, 'onnx', 'model.onnx'));
   const r = await runCli(['export', '--out', out, '--labels', 'only,two']);
   t.equal(r.code, 1);
   assertOneLineError(t, r.stderr, /2 labels given for a model of 10 classes/);
-  t.same(await readFile(path.join(out, 'model.onnx')), before, 'model.onnx unchanged');
-  t.same((await readdir(out)).sort(), ['config.json', 'model.onnx', 'relevance.onnx'], 'no temp files left');
+  t.same(await readFile(path.join(out, 'onnx', 'model.onnx')), before, 'model.onnx unchanged');
+  t.same((await readdir(out)).sort(), ['config.json', 'onnx', 'preprocessor_config.json'], 'no temp files left');
+  t.same((await readdir(path.join(out, 'onnx'))).sort(), ['model.onnx', 'relevance.onnx'], 'no temp files left in onnx/');
 });

@@ -1,7 +1,7 @@
 // A models folder with a freshly initialized seed ViT (and a copy without attention outputs, as a
 // foreign model would be), and an app built on it.
 
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
@@ -10,6 +10,7 @@ import { CIFAR10_LABELS, exportModel } from '../../trainer/export.js';
 import { SEED_CONFIG } from '../../trainer/vit/config.js';
 import { ViT } from '../../trainer/vit/model.js';
 import { buildApp } from '../../server/app.js';
+import { readModelConfig } from '../../runtime/model-config.js';
 import { ServeConfig, defaultServeConfig } from '../../server/config.js';
 import { tmpDir } from './data.js';
 
@@ -23,16 +24,18 @@ export function testModels(): Promise<string> {
     await exportModel(new ViT(SEED_CONFIG, 1), CIFAR10_LABELS, vit);
     const plain = path.join(root, 'plain');
     await mkdir(plain);
-    await cp(path.join(vit, 'model.onnx'), path.join(plain, 'model.onnx'));
-    const config = JSON.parse(await readFile(path.join(vit, 'config.json'), 'utf8'));
-    await writeFile(path.join(plain, 'config.json'), JSON.stringify({ ...config, attention_outputs: [], patch_size: null, vit: undefined, relevance: undefined }));
+    // laid out as earlier exports were: model.onnx at the top, labels, size, mean and std in config.json
+    await cp(path.join(vit, 'onnx', 'model.onnx'), path.join(plain, 'model.onnx'));
+    const c = await readModelConfig(vit);
+    const legacy = { labels: c.labels, image_size: c.image_size, mean: c.mean, std: c.std, input_name: c.input_name, logits_output: c.logits_output, attention_outputs: [], patch_size: null };
+    await writeFile(path.join(plain, 'config.json'), JSON.stringify(legacy));
     return root;
   })();
   return modelsDir;
 }
 
 export async function testConfig(over: Partial<ServeConfig> = {}): Promise<ServeConfig> {
-  return { ...defaultServeConfig(), models: await testModels(), workers: 1, threads: 1, logLevel: 'silent', ...over };
+  return { ...defaultServeConfig(), models: await testModels(), defaultModel: 'vit-cifar10', workers: 1, threads: 1, logLevel: 'silent', ...over };
 }
 
 export async function testApp(t: Test, over: Partial<ServeConfig> = {}): Promise<FastifyInstance> {

@@ -97,7 +97,8 @@ t.test('a model without the explanation graph answers 422 saying what it lacks',
   const src = path.join(await testModels(), 'vit-cifar10');
   const old = path.join(root, 'vit-cifar10');
   await mkdir(old);
-  await cp(path.join(src, 'model.onnx'), path.join(old, 'model.onnx'));
+  await cp(path.join(src, 'onnx', 'model.onnx'), path.join(old, 'model.onnx'));
+  await cp(path.join(src, 'preprocessor_config.json'), path.join(old, 'preprocessor_config.json'));
   const config = JSON.parse(await readFile(path.join(src, 'config.json'), 'utf8'));
   delete config.relevance;
   await writeFile(path.join(old, 'config.json'), JSON.stringify(config));

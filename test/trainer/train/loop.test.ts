@@ -71,7 +71,7 @@ t.test('a tiny ViT learns a separable problem; metrics, curves, checkpoint and m
   t.equal(lines.length, 6);
   t.same(Object.keys(JSON.parse(lines[0])).sort(), ['elapsed_s', 'epoch', 'epoch_s', 'images_per_s', 'lr', 'step', 'test_accuracy', 'test_loss', 'train_accuracy', 'train_loss']);
   t.match(await readFile(path.join(out, 'curves.svg'), 'utf8'), /<svg[\s\S]*test accuracy[\s\S]*<\/svg>/);
-  for (const f of ['checkpoint.safetensors', 'checkpoint.json', 'weights.safetensors', 'best.safetensors', 'model/model.onnx', 'model/config.json']) t.ok(existsSync(path.join(out, f)), f);
+  for (const f of ['checkpoint.safetensors', 'checkpoint.json', 'weights.safetensors', 'best.safetensors', 'model/onnx/model.onnx', 'model/config.json', 'model/preprocessor_config.json']) t.ok(existsSync(path.join(out, f)), f);
   // the best epoch's weights say which epoch they are
   const best = await readSafetensors(path.join(out, 'best.safetensors'));
   const bestEpoch = h.reduce((b, x) => (x.test_accuracy! > b.test_accuracy! ? x : b));
@@ -91,7 +91,7 @@ t.test('the architecture options train too: a conv tokenizer, and shifted patche
     t.ok(h[5].train_loss < 0.8 * h[0].train_loss, `${kind}: train loss fell from ${h[0].train_loss.toFixed(3)} to ${h[5].train_loss.toFixed(3)}`);
     t.ok(h[5].test_accuracy! > 0.8, `${kind}: test accuracy ${h[5].test_accuracy}`);
     const exported = JSON.parse(await readFile(path.join(out, 'model', 'config.json'), 'utf8'));
-    t.ok(existsSync(path.join(out, 'model', 'model.onnx')), `${kind}: model.onnx written`);
+    t.ok(existsSync(path.join(out, 'model', 'onnx', 'model.onnx')), `${kind}: model.onnx written`);
     t.match(exported.vit, kind === 'conv tokenizer' ? { tokenizer_layers: 2 } : { shifted_patch_tokenization: true, locality_self_attention: true }, `${kind}: config.json keeps the options`);
   }
 });

@@ -67,8 +67,8 @@ t.test('relevance.onnx, exported beside model.onnx, gives the interpreter\'s gra
   const dir = await tmpDir();
   await exportModel(model, ['a', 'b', 'c'], dir);
   const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
-  t.same(config.relevance, { file: 'relevance.onnx', class_input: 'target_class', gradient_outputs: ['attention_grads.0', 'attention_grads.1'] });
-  const session = await ort.InferenceSession.create(path.join(dir, 'relevance.onnx'));
+  t.same(config.relevance, { file: 'onnx/relevance.onnx', class_input: 'target_class', gradient_outputs: ['attention_grads.0', 'attention_grads.1'] });
+  const session = await ort.InferenceSession.create(path.join(dir, 'onnx', 'relevance.onnx'));
   t.same(session.inputNames, ['pixel_values', 'target_class']);
   const feeds = feedsFor(model);
   const ref = interpret(relevanceGraph(model).grads, feeds);
