@@ -39,6 +39,10 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const config = await readModelConfig(flags.model);
   const [height, width] = config.image_size;
   if (height !== width) throw new CliError(`${flags.model}: only square models are evaluated (image_size ${height}x${width})`);
+  // eval's images go through the trainer's pipeline (x/255, cover-crop); a Hugging Face processor
+  // that rescales otherwise would be evaluated on inputs it never sees.
+  if (config.rescale !== undefined && Math.abs(config.rescale - 1 / 255) > 1e-12) throw new CliError(`${flags.model}: its processor rescales pixels by ${config.rescale}, and eval only feeds x/255 (the service honours it: npm run bench:accuracy measures through /classify)`);
+  if (config.fit === 'fill') process.stderr.write(`warning: ${flags.model}'s processor stretches images to ${height}x${width}; eval cover-crops them (the same for images already that size, such as CIFAR-10 at 32x32)\n`);
   const file = modelFileIn(flags.model);
   if (!file) throw new CliError(`${flags.model} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
   const session = await createSession(file, { device, log: (l) => process.stderr.write(l + '\n') });

@@ -11,7 +11,7 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   const models = (await app.inject('/models')).json();
   t.equal(models.default, 'vit-cifar10');
   const vit = models.models.find((m: { name: string }) => m.name === 'vit-cifar10');
-  t.same(vit.input, { name: 'pixel_values', shape: ['batch', 3, 32, 32], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+  t.same(vit.input, { name: 'pixel_values', shape: ['batch', 3, 32, 32], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], fit: 'cover', resample: 'area', rescale: 1 / 255 });
   t.same(vit.outputs.attentions, ['attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
   t.equal(vit.provider, 'cpu');
   t.equal(vit.labels.length, 10);

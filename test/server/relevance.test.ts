@@ -5,6 +5,7 @@ import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
+import { readModelConfig } from '../../runtime/model-config.js';
 import { relevanceInto } from '../../server/attention.js';
 import { createSession, runSession } from '../../runtime/ort.js';
 import { tmpDir } from '../helpers/data.js';
@@ -28,8 +29,8 @@ t.test('a relevance map for the top class and for any other, equal to the rule o
 
   // the same numbers from relevance.onnx and the rule, computed here
   const models = await testModels();
-  const session = await createSession(path.join(models, 'vit-cifar10', 'relevance.onnx'));
-  const config = JSON.parse(await readFile(path.join(models, 'vit-cifar10', 'config.json'), 'utf8'));
+  const session = await createSession(path.join(models, 'vit-cifar10', 'onnx', 'relevance.onnx'));
+  const config = await readModelConfig(path.join(models, 'vit-cifar10'));
   const png = await testImage();
   const { data } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const pixels = new Float32Array(3 * 1024);

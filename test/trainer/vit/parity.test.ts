@@ -76,7 +76,7 @@ t.test("the explanation graph's gradients match torch.autograd.grad (test/fixtur
 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vitrine-relevance-'));
   await exportModel(model, CIFAR10_LABELS, dir);
-  const s = await createSession(path.join(dir, 'relevance.onnx'));
+  const s = await createSession(path.join(dir, 'onnx', 'relevance.onnx'));
   const r = await runSession(s, { pixel_values: { data: pixels.data, dims: pixels.shape }, target_class: { data: target.data, dims: target.shape } });
   for (let i = 0; i < 4; i++) {
     const want = ref.get(`attention_grads.${i}`)!.data;
