@@ -45,6 +45,9 @@ interface ModelSlab extends Slab {
 export class ResultStore {
   private readonly entries = new Map<string, Entry>();
   private readonly slabs = new Map<string, ModelSlab>();
+  /** Ids of results of models without attention outputs (nothing to keep but whose they were), so
+   *  that asking for their maps is told why (422) rather than that they are unknown; same bounds. */
+  private readonly unkept = new Map<string, { model: string; createdAt: number }>();
 
   /**
    * @param capacity results kept (0: none)
@@ -125,6 +128,22 @@ export class ResultStore {
     if (!e) return;
     this.entries.delete(id);
     if (e.slot >= 0) this.slabs.get(e.model)!.free.push(e.slot);
+  }
+
+  /** Notes that result `id` came from a model without attention outputs. */
+  noteUnkept(id: string, model: string): void {
+    if (this.capacity === 0) return;
+    this.unkept.delete(id);
+    while (this.unkept.size >= this.capacity) this.unkept.delete(this.unkept.keys().next().value!);
+    this.unkept.set(id, { model, createdAt: this.now() });
+  }
+
+  /** The model of a noted result without attention, or undefined (unknown or older than the TTL). */
+  unkeptModel(id: string): string | undefined {
+    const u = this.unkept.get(id);
+    if (u && this.now() - u.createdAt > this.ttlMs) this.unkept.delete(id);
+    else return u?.model;
+    return undefined;
   }
 
   /**

@@ -32,6 +32,8 @@ export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext)
     },
     async (request, reply) => {
       const stored = ctx.store.get(request.params.id);
+      const without = stored ? undefined : ctx.store.unkeptModel(request.params.id);
+      if (without) throw Errors.noAttention(`model ${without} has no attention outputs: its results have no maps`);
       if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
       const model = ctx.models.find((m) => m.name === stored.model);
       if (!model?.grid) throw Errors.noAttention(`model ${stored.model} has no attention outputs`);

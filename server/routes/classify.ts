@@ -75,6 +75,7 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
 
       const id = randomUUID();
       const keep = model.grid !== null && store.capacity > 0 ? { id, view: image.view } : undefined;
+      if (model.grid === null) store.noteUnkept(id, model.name);
       const r = await batcher.submit(model.name, image.pixels, { keep, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
 
       const probs = softmax(r.logits);

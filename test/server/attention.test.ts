@@ -97,6 +97,21 @@ t.test('the result store is an LRU with a time to live', async (t) => {
   t.equal(store.size, 1);
 });
 
+t.test('results of models without attention are remembered by id only, with the same bounds', async (t) => {
+  let now = 0;
+  const store = new ResultStore(2, 1000, 0, () => now);
+  store.noteUnkept('x', 'plain');
+  store.noteUnkept('y', 'plain');
+  t.equal(store.unkeptModel('x'), 'plain');
+  store.noteUnkept('z', 'other');
+  t.equal(store.unkeptModel('x'), undefined, 'the oldest is dropped past the capacity');
+  t.equal(store.unkeptModel('z'), 'other');
+  t.equal(store.get('z'), undefined, 'nothing is kept to draw');
+  now = 1500;
+  t.equal(store.unkeptModel('z'), undefined, 'expired with the TTL');
+  t.equal(new ResultStore(0, 1000).unkeptModel('x'), undefined);
+});
+
 t.test('results store: results go into reused slots of a shared slab; each entry keeps its own', async (t) => {
   const store = new ResultStore(3, 60_000, 2);
   const view = { data: Buffer.alloc(3), width: 1, height: 1 };

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import t from 'tap';
 import { defaultServeConfig, loadServeConfig } from '../../server/config.js';
 
@@ -11,7 +12,10 @@ t.test('flags and environment make one validated config; flags win', async (t) =
   t.equal(c.apiKey, 'k');
   t.same(c.corsOrigin, ['https://a.org', 'https://b.org']);
   t.equal(loadServeConfig([], { VITRINE_DECODERS: '3' }).decoders, 3);
-  t.ok(defaultServeConfig().decoders >= 1);
+  // the defaults follow the cores: half of them decode (at least one), one worker per core up to 8
+  const cores = os.availableParallelism();
+  t.equal(defaultServeConfig().decoders, Math.max(1, Math.floor(cores / 2)), `${cores} cores`);
+  t.equal(defaultServeConfig().workers, Math.max(1, Math.min(8, cores)), `${cores} cores`);
 });
 
 t.test('bad values and unknown flags are one-line errors naming the source', async (t) => {

@@ -36,7 +36,7 @@ t.test("an optimum-layout folder answers /classify with PyTorch's logits, labels
   }
 });
 
-t.test('attention answers 422 for it; other sizes are stretched to its input, as its processor does', async (t) => {
+t.test('attention routes answer 422 for it; other sizes are stretched to its input, as its processor does', async (t) => {
   const app = await testApp(t, { models: await models(), defaultModel: 'tiny-hf' });
   const wide = await sharp({ create: { width: 60, height: 24, channels: 3, background: { r: 200, g: 30, b: 90 } } }).jpeg().toBuffer();
   const r = await app.inject({ method: 'POST', url: '/classify', ...multipart('image', wide, 'wide.jpg', 'image/jpeg') });
@@ -45,8 +45,8 @@ t.test('attention answers 422 for it; other sizes are stretched to its input, as
   const a = await app.inject({ method: 'POST', url: '/classify?attention=rollout', ...multipart('image', wide, 'wide.jpg', 'image/jpeg') });
   t.equal(a.statusCode, 422);
   t.match(a.json().message, /model tiny-hf has no attention outputs/);
-  // nothing is kept for a model without attention outputs: its ids are unknown to /attention
   const g = await app.inject(`/attention/${r.json().id}`);
-  t.equal(g.statusCode, 404, g.body);
-  t.equal(g.json().code, 'VIT_UNKNOWN_RESULT');
+  t.equal(g.statusCode, 422, g.body);
+  t.match(g.json().message, /model tiny-hf has no attention outputs: its results have no maps/);
+  t.equal((await app.inject('/attention/00000000-0000-4000-8000-000000000000')).statusCode, 404, 'an unknown id is still 404');
 });
