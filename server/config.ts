@@ -90,7 +90,8 @@ export function defaultServeConfig(): ServeConfig {
   const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   return {
     models: 'models',
-    defaultModel: 'vit-cifar10',
+    // the more accurate of the bundled models (their MODEL_CARD.md files have the figures)
+    defaultModel: 'cct-cifar10',
     port: 8080,
     host: '0.0.0.0',
     device: 'auto',
@@ -119,7 +120,7 @@ export function defaultServeConfig(): ServeConfig {
   };
 }
 
-export const SERVE_USAGE = `usage: vitrine serve [--models models/] [--default-model vit-cifar10] [--port 8080] [--host 0.0.0.0]
+export const SERVE_USAGE = `usage: vitrine serve [--models models/] [--default-model cct-cifar10] [--port 8080] [--host 0.0.0.0]
   [--device auto|cpu|cuda] [--workers N] [--threads N] [--decoders N] [--max-batch 8] [--max-delay-ms 2] [--max-queue 512]
   [--timeout-ms 10000] [--body-limit 10485760] [--max-pixels 40000000] [--results-capacity 256]
   [--results-ttl-s 600] [--api-key KEY] [--cors-origin '*'|origin,…] [--log-level info]
