@@ -14,6 +14,7 @@
 // cost; everything else goes through sharp.
 
 import sharp from 'sharp';
+import type { Resample } from '../runtime/model-config.js';
 import { Errors } from './errors.js';
 import type { Gate } from './gate.js';
 import { decodePlainPng } from './png.js';
@@ -45,7 +46,7 @@ export interface ModelInput {
   /** 'cover' (default): keep the aspect ratio and cut the edges; 'fill': stretch to the input. */
   fit?: 'cover' | 'fill';
   /** 'area' (default): block means of a larger view; otherwise sharp's kernel, straight to the input. */
-  resample?: 'area' | 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+  resample?: Resample;
   /** Pixel values are multiplied by this before the mean (default 1/255). */
   rescale?: number;
 }

@@ -141,8 +141,9 @@ export class ResultStore {
   /** The model of a noted result without attention, or undefined (unknown or older than the TTL). */
   unkeptModel(id: string): string | undefined {
     const u = this.unkept.get(id);
-    if (u && this.now() - u.createdAt > this.ttlMs) this.unkept.delete(id);
-    else return u?.model;
+    if (!u) return undefined;
+    if (this.now() - u.createdAt <= this.ttlMs) return u.model;
+    this.unkept.delete(id);
     return undefined;
   }
 
