@@ -22,6 +22,7 @@ import { ResultStore } from './results.js';
 import { attentionRoutes } from './routes/attention.js';
 import { classifyRoutes } from './routes/classify.js';
 import { operationsRoutes } from './routes/operations.js';
+import { v2Routes } from './routes/v2.js';
 
 export interface ServiceContext {
   config: ServeConfig;
@@ -234,6 +235,8 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     await attentionRoutes(api, ctx);
     await operationsRoutes(api, ctx);
   });
+  // Its own context: bodies read whole whatever their type, and the protocol's error shape.
+  await app.register(async (v2) => v2Routes(v2, ctx));
   await app.register(fastifyStatic, { root: webRoot(), prefix: '/', index: 'index.html', schemaHide: true });
   await app.ready();
   return app;
