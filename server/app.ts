@@ -19,6 +19,7 @@ import { Metrics } from './metrics.js';
 import { ServedModel, discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
 import { ResultStore } from './results.js';
+import { RedisResults } from './results-redis.js';
 import { attentionRoutes } from './routes/attention.js';
 import { classifyRoutes } from './routes/classify.js';
 import { operationsRoutes } from './routes/operations.js';
@@ -31,6 +32,8 @@ export interface ServiceContext {
   pool: WorkerPool;
   batcher: Batcher;
   store: ResultStore;
+  /** The shared results store when --results-store is a Redis URL (then `store` keeps nothing). */
+  remote: RedisResults | null;
   /** Decodes with sharp go through this (config.decoders at once). */
   decoders: Gate;
   metrics: Metrics;
@@ -127,6 +130,11 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     },
     depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
   }, store);
+  let remote: RedisResults | null = null;
+  if (config.resultsStore !== 'memory') {
+    metrics.storeUp.set(0);
+    remote = new RedisResults(config.resultsStore, config.resultsTtlS * 1000, { warn: (m) => app.log.warn(m), info: (m) => app.log.info(m) }, (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0));
+  }
   const decoders = new Gate(config.decoders, config.maxQueue);
   metrics.decodeSource = decoders;
   let closing = false;
@@ -137,6 +145,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     pool,
     batcher,
     store,
+    remote,
     decoders,
     metrics,
     model: (name) => {
@@ -154,6 +163,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
     await batcher.drained();
     batcher.close();
     await pool.close();
+    await remote?.close();
   });
 
   // One error shape for everything.

@@ -35,6 +35,8 @@ export interface ServeConfig {
   /** Classification results kept for GET /attention/:id, and for how long. */
   resultsCapacity: number;
   resultsTtlS: number;
+  /** Where kept results live: 'memory' (this process) or a Redis URL shared by replicas. */
+  resultsStore: string;
   /** Required as `Authorization: Bearer <key>` on the API when set. */
   apiKey: string | null;
   /** Allowed CORS origins ('*' for any); empty disables CORS. */
@@ -64,6 +66,19 @@ const oneOf =
     return raw;
   };
 
+/** 'memory', or redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
+function resultsStore(raw: string, name: string): string {
+  if (raw === 'memory') return raw;
+  let u: URL | null = null;
+  try {
+    u = new URL(raw);
+  } catch {
+    // reported below
+  }
+  if (!u || !['redis:', 'rediss:'].includes(u.protocol) || !u.hostname || !/^(\/\d*)?$/.test(u.pathname)) throw new Error(`${name} must be 'memory' or redis://host:port/db, got '${raw}'`);
+  return raw;
+}
+
 const FIELDS: Field[] = [
   { flag: 'models', env: ['VITRINE_MODELS'], parse: str, key: 'models' },
   { flag: 'default-model', env: ['VITRINE_DEFAULT_MODEL'], parse: str, key: 'defaultModel' },
@@ -81,6 +96,7 @@ const FIELDS: Field[] = [
   { flag: 'max-pixels', env: ['VITRINE_MAX_PIXELS'], parse: int(1), key: 'maxPixels' },
   { flag: 'results-capacity', env: ['VITRINE_RESULTS_CAPACITY'], parse: int(0), key: 'resultsCapacity' },
   { flag: 'results-ttl-s', env: ['VITRINE_RESULTS_TTL_S'], parse: int(1), key: 'resultsTtlS' },
+  { flag: 'results-store', env: ['VITRINE_RESULTS_STORE'], parse: resultsStore, key: 'resultsStore' },
   { flag: 'api-key', env: ['VITRINE_API_KEY'], parse: (raw) => raw || null, key: 'apiKey' },
   { flag: 'cors-origin', env: ['VITRINE_CORS_ORIGIN'], parse: (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean), key: 'corsOrigin' },
   { flag: 'log-level', env: ['VITRINE_LOG_LEVEL'], parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), key: 'logLevel' },
@@ -114,6 +130,7 @@ export function defaultServeConfig(): ServeConfig {
     maxPixels: 40_000_000,
     resultsCapacity: 256,
     resultsTtlS: 600,
+    resultsStore: 'memory',
     apiKey: null,
     corsOrigin: [],
     logLevel: 'info',
@@ -123,7 +140,7 @@ export function defaultServeConfig(): ServeConfig {
 export const SERVE_USAGE = `usage: vitrine serve [--models models/] [--default-model cct-cifar10] [--port 8080] [--host 0.0.0.0]
   [--device auto|cpu|cuda] [--workers N] [--threads N] [--decoders N] [--max-batch 8] [--max-delay-ms 2] [--max-queue 512]
   [--timeout-ms 10000] [--body-limit 10485760] [--max-pixels 40000000] [--results-capacity 256]
-  [--results-ttl-s 600] [--api-key KEY] [--cors-origin '*'|origin,…] [--log-level info]
+  [--results-ttl-s 600] [--results-store memory|redis://host:6379/0] [--api-key KEY] [--cors-origin '*'|origin,…] [--log-level info]
   Every flag is also an environment variable: VITRINE_<FLAG> (e.g. VITRINE_MAX_BATCH), and PORT, HOST.`;
 
 /** Environment first, then flags over it; throws one line on the first bad value. */

@@ -34,6 +34,7 @@ export const Errors = Object.freeze({
   workerFailed: define('VIT_WORKER_FAILED', 500),
   overloaded: define('VIT_OVERLOADED', 503),
   notReady: define('VIT_NOT_READY', 503),
+  storeUnavailable: define('VIT_STORE_UNAVAILABLE', 503),
   timeout: define('VIT_TIMEOUT', 504),
 });
 

@@ -26,6 +26,8 @@ export class Metrics {
   readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
   readonly maps = new Counter({ name: 'vitrine_attention_maps_total', help: 'Attention maps served (GET /attention and inline in /classify) by model and method', labelNames: ['model', 'method'] as const, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'vitrine_worker_restarts_total', help: 'Inference workers replaced after dying', registers: [this.registry] });
+  readonly storeUp = new Gauge({ name: 'vitrine_results_store_up', help: 'Whether the shared results store (Redis) is connected (1) or not (0); absent with the memory store', registers: [this.registry] });
+  readonly storeErrors = new Counter({ name: 'vitrine_results_store_errors_total', help: 'Results store operations that failed, by operation', labelNames: ['op'] as const, registers: [this.registry] });
   /** Where the decodes gauge reads from when scraped (the app's decode gate). */
   decodeSource: { running: number; queued: number } | null = null;
   readonly decodes = new Gauge({

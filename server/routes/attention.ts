@@ -6,6 +6,7 @@ import type { Static } from '@sinclair/typebox';
 import { HeadFusion, clsAttention, rollout, toGrid } from '../attention.js';
 import { Errors } from '../errors.js';
 import { renderHeatmap } from '../heatmap.js';
+import type { StoredResult } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../app.js';
 
@@ -15,6 +16,20 @@ export function classIndex(text: string, labels: readonly string[]): number {
   if (byLabel >= 0) return byLabel;
   if (/^[0-9]+$/.test(text) && Number(text) < labels.length) return Number(text);
   throw Errors.badRequest(`unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`);
+}
+
+const storeFailed = (ctx: ServiceContext) => (err: Error): never => {
+  ctx.metrics.storeErrors.inc({ op: 'get' });
+  throw err;
+};
+
+/** A result from the shared store, its attentions computed again from the kept model input. */
+async function fromRemote(ctx: ServiceContext, id: string): Promise<StoredResult | undefined> {
+  const kept = await ctx.remote!.get(id).catch(storeFailed(ctx));
+  if (!kept) return undefined;
+  if (!ctx.models.some((m) => m.name === kept.model && m.grid)) throw Errors.noAttention(`model ${kept.model} is not served here with attention outputs`);
+  const r = await ctx.batcher.submit(kept.model, kept.pixels, { attentions: true });
+  return { ...kept, attentions: r.attentions!, heads: r.heads, tokens: r.tokens };
 }
 
 export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
@@ -31,8 +46,8 @@ export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext)
       },
     },
     async (request, reply) => {
-      const stored = ctx.store.get(request.params.id);
-      const without = stored ? undefined : ctx.store.unkeptModel(request.params.id);
+      const stored = ctx.remote ? await fromRemote(ctx, request.params.id) : ctx.store.get(request.params.id);
+      const without = stored ? undefined : ctx.remote ? await ctx.remote.unkeptModel(request.params.id).catch(storeFailed(ctx)) : ctx.store.unkeptModel(request.params.id);
       if (without) throw Errors.noAttention(`model ${without} has no attention outputs: its results have no maps`);
       if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
       const model = ctx.models.find((m) => m.name === stored.model);

@@ -74,12 +74,21 @@ export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext):
       const decoded = performance.now();
 
       const id = randomUUID();
-      const keep = model.grid !== null && store.capacity > 0 ? { id, view: image.view } : undefined;
-      if (model.grid === null) store.noteUnkept(id, model.name);
+      const remote = ctx.remote;
+      const keep = !remote && model.grid !== null && store.capacity > 0 ? { id, view: image.view } : undefined;
+      if (model.grid === null && !remote) store.noteUnkept(id, model.name);
       const r = await batcher.submit(model.name, image.pixels, { keep, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
 
       const probs = softmax(r.logits);
       const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, topk);
+      if (remote) {
+        // Shared store: kept for any replica; when it is down the classification still answers.
+        const kept = model.grid ? remote.put({ id, model: model.name, createdAt: Date.now(), view: image.view, pixels: image.pixels, top: order[0] }) : remote.noteUnkept(id, model.name);
+        await kept.catch((err: Error) => {
+          ctx.metrics.storeErrors.inc({ op: 'put' });
+          request.log.warn(`result ${id} not kept: ${err.message}`);
+        });
+      }
       let attentionBody: Static<typeof ClassifyResponse>['attention'];
       if (model.grid && attention !== 'none') {
         const [rows, cols] = model.grid;

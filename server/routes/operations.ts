@@ -5,6 +5,14 @@ import { Type } from '@sinclair/typebox';
 import { ModelsResponse, errors } from '../schemas.js';
 import type { ServiceContext } from '../app.js';
 
+const Readiness = Type.Object({
+  status: Type.String(),
+  workers: Type.Integer(),
+  ready_workers: Type.Integer(),
+  models: Type.Array(Type.String()),
+  results_store: Type.Object({ kind: Type.String(), url: Type.Optional(Type.String()), state: Type.String({ description: 'memory: ready; redis: connecting, ready or down' }), error: Type.Optional(Type.String()) }),
+});
+
 export async function operationsRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
   app.get('/healthz', { schema: { summary: 'Liveness: the process answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 
@@ -13,12 +21,14 @@ export async function operationsRoutes(app: FastifyInstance, ctx: ServiceContext
     {
       schema: {
         summary: 'Readiness: models loaded and every inference worker up',
-        response: { 200: Type.Object({ status: Type.String(), workers: Type.Integer(), ready_workers: Type.Integer(), models: Type.Array(Type.String()) }), 503: Type.Object({ status: Type.String(), workers: Type.Integer(), ready_workers: Type.Integer(), models: Type.Array(Type.String()) }) },
+        response: { 200: Readiness, 503: Readiness },
       },
     },
     async (_req, reply) => {
+      // A shared store that is down does not make the replica unready: classification goes on.
       const ready = ctx.pool.ready && !ctx.closing();
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name) });
+      const store = ctx.remote ? { kind: 'redis', url: ctx.remote.where, state: ctx.remote.state, ...(ctx.remote.state !== 'ready' && ctx.remote.error ? { error: ctx.remote.error } : {}) } : { kind: 'memory', state: 'ready' };
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name), results_store: store });
     },
   );
 

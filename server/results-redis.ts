@@ -1,0 +1,160 @@
+// Kept results in Redis (or Valkey), shared by every replica: any of them answers GET /attention/:id
+// for a result another classified, and a restart loses nothing. A result is kept compactly: the
+// model input (normalized CHW) and the image the maps are drawn over, ~15 KB for a 32 x 32 model,
+// not the attention probabilities (~270 KB for the seed model): the replica that is asked runs the
+// model again on the input, which gives the same attentions, and a relevance map needs the input
+// anyway. Written with the TTL (PX), so Redis forgets them as the memory store does.
+//
+// Redis down: commands fail at once (no offline queue), classification goes on without keeping,
+// GET /attention/:id answers 503, and the client reconnects by itself (retries every <= 2 s).
+
+import { Redis } from 'ioredis';
+import { Errors } from './errors.js';
+
+export interface KeptResult {
+  id: string;
+  model: string;
+  createdAt: number;
+  view: { data: Buffer; width: number; height: number };
+  pixels: Float32Array;
+  top: number;
+}
+
+export type StoreState = 'connecting' | 'ready' | 'down';
+
+const FORMAT = 1;
+
+/** [4-byte header length][header JSON][view bytes][pixels, float32 little-endian]. */
+export function encodeKept(r: KeptResult): Buffer {
+  const header = Buffer.from(JSON.stringify({ v: FORMAT, model: r.model, createdAt: r.createdAt, top: r.top, view: { width: r.view.width, height: r.view.height, bytes: r.view.data.length }, pixels: r.pixels.length }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(header.length);
+  const pixels = Buffer.alloc(r.pixels.length * 4);
+  for (let i = 0; i < r.pixels.length; i++) pixels.writeFloatLE(r.pixels[i], i * 4);
+  return Buffer.concat([len, header, r.view.data, pixels]);
+}
+
+export function decodeKept(id: string, b: Buffer): KeptResult {
+  const n = b.readUInt32LE(0);
+  const h = JSON.parse(b.subarray(4, 4 + n).toString()) as { v: number; model: string; createdAt: number; top: number; view: { width: number; height: number; bytes: number }; pixels: number };
+  if (h.v !== FORMAT) throw new Error(`kept result ${id} has format ${h.v}; this version reads ${FORMAT}`);
+  let o = 4 + n;
+  const view = { data: Buffer.from(b.subarray(o, o + h.view.bytes)), width: h.view.width, height: h.view.height };
+  o += h.view.bytes;
+  const pixels = new Float32Array(h.pixels);
+  for (let i = 0; i < h.pixels; i++) pixels[i] = b.readFloatLE(o + i * 4);
+  return { id, model: h.model, createdAt: h.createdAt, view, pixels, top: h.top };
+}
+
+/** The URL with any password hidden, for messages and /readyz. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+export class RedisResults {
+  private readonly client: Redis;
+  private stateNow: StoreState = 'connecting';
+  private lastError = '';
+  readonly where: string;
+
+  constructor(
+    url: string,
+    private readonly ttlMs: number,
+    private readonly log: { warn(m: string): void; info(m: string): void },
+    private readonly onState: (s: StoreState) => void = () => {},
+    private readonly prefix = 'vitrine:',
+  ) {
+    this.where = redactUrl(url);
+    this.client = new Redis(url, {
+      enableOfflineQueue: false, // fail at once while disconnected rather than queue
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+      commandTimeout: 2000,
+      retryStrategy: (times) => Math.min(100 * times, 2000),
+      lazyConnect: false,
+    });
+    this.client.on('ready', () => this.set('ready'));
+    this.client.on('error', (err: Error) => {
+      this.lastError = err.message;
+    });
+    this.client.on('close', () => this.set('down'));
+  }
+
+  private set(s: StoreState): void {
+    if (s === this.stateNow) return;
+    const was = this.stateNow;
+    this.stateNow = s;
+    if (s === 'ready') this.log.info(`results store ${this.where}: connected`);
+    else if (was === 'ready') this.log.warn(`results store ${this.where}: connection lost (${this.lastError || 'closed'}); reconnecting`);
+    this.onState(s);
+  }
+
+  get state(): StoreState {
+    return this.stateNow;
+  }
+
+  get error(): string {
+    return this.lastError;
+  }
+
+  /** Resolves once connected (or rejects after `ms`). */
+  async waitReady(ms: number): Promise<void> {
+    if (this.stateNow === 'ready') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`results store ${this.where}: not connected within ${ms} ms${this.lastError ? ` (${this.lastError})` : ''}`)), ms);
+      this.client.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private unavailable(err: unknown): Error {
+    return Errors.storeUnavailable(`the results store (${this.where}) is unavailable: ${(err as Error).message}`);
+  }
+
+  async put(r: KeptResult): Promise<void> {
+    try {
+      await this.client.set(`${this.prefix}result:${r.id}`, encodeKept(r), 'PX', this.ttlMs);
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+  }
+
+  async get(id: string): Promise<KeptResult | undefined> {
+    let b: Buffer | null;
+    try {
+      b = await this.client.getBuffer(`${this.prefix}result:${id}`);
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+    return b ? decodeKept(id, b) : undefined;
+  }
+
+  /** Notes that result `id` came from a model without attention outputs (so GET says 422, not 404). */
+  async noteUnkept(id: string, model: string): Promise<void> {
+    try {
+      await this.client.set(`${this.prefix}unkept:${id}`, model, 'PX', this.ttlMs);
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+  }
+
+  async unkeptModel(id: string): Promise<string | undefined> {
+    try {
+      return (await this.client.get(`${this.prefix}unkept:${id}`)) ?? undefined;
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.disconnect(false);
+  }
+}

@@ -1,0 +1,78 @@
+// Replicas sharing a Redis results store: a result classified by one is drawn by another, also after
+// the first is gone; a Redis outage leaves classification working, makes GET /attention/:id a 503,
+// and heals by itself when Redis is back. Against a real redis-server.
+
+import t from 'tap';
+import type { FastifyInstance } from 'fastify';
+import { redisInstalled, startRedis, until } from '../helpers/redis.js';
+import { testApp, testImage } from '../helpers/server.js';
+
+const classify = async (app: FastifyInstance, model = 'vit-cifar10') => {
+  const res = await app.inject({ method: 'POST', url: `/classify?model=${model}`, payload: await testImage(), headers: { 'content-type': 'image/png' } });
+  if (res.statusCode !== 200) throw new Error(`classify: ${res.statusCode} ${res.body}`);
+  return res.json();
+};
+const mapOf = (app: FastifyInstance, id: string) => app.inject(`/attention/${id}?format=json`);
+
+t.test('redis results store: replicas answer for each other, and outages heal', { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' }, async (t) => {
+  const redis = await startRedis(t);
+  const a = await testApp(t, { resultsStore: redis.url });
+  const b = await testApp(t, { resultsStore: redis.url });
+  await a.vitrine.remote!.waitReady(10_000);
+  await b.vitrine.remote!.waitReady(10_000);
+
+  const first = await classify(a);
+  const fromB = await mapOf(b, first.id);
+  t.equal(fromB.statusCode, 200, fromB.body);
+  const values = fromB.json().values.flat();
+  const inline = first.attention.values.flat();
+  t.ok(values.every((v: number, i: number) => Math.abs(v - inline[i]) < 1e-5), "the other replica draws the classifying replica's rollout");
+  const png = await b.inject(`/attention/${first.id}`);
+  t.equal(png.headers['content-type'], 'image/png');
+  const relevance = await b.inject(`/attention/${first.id}?method=relevance&format=json`);
+  t.equal(relevance.statusCode, 200, 'relevance from the kept input');
+  t.equal(relevance.json().class_index, first.predictions[0].index, 'explains the top prediction by default');
+
+  const plain = await classify(a, 'plain');
+  const noMaps = await mapOf(b, plain.id);
+  t.equal(noMaps.statusCode, 422, 'a model without attention: 422 on the other replica too');
+  t.equal((await mapOf(b, 'no-such-id')).statusCode, 404);
+  const ready = (await b.inject('/readyz')).json();
+  t.same(ready.results_store, { kind: 'redis', url: redis.url, state: 'ready' });
+
+  await a.close();
+  t.equal((await mapOf(b, first.id)).statusCode, 200, 'the result outlives the replica that made it');
+
+  // Redis goes away: classification goes on, maps are 503, readiness and metrics say so.
+  await redis.stop();
+  await until('the replica sees Redis down', () => b.vitrine.remote!.state === 'down');
+  const during = await classify(b);
+  t.ok(during.id, 'classification works while Redis is down');
+  const unavailable = await mapOf(b, first.id);
+  t.equal(unavailable.statusCode, 503);
+  t.equal(unavailable.json().code, 'VIT_STORE_UNAVAILABLE');
+  t.match(unavailable.json().message, /results store \(redis:\/\/127\.0\.0\.1:\d+\/0\) is unavailable/);
+  const readyDown = await b.inject('/readyz');
+  t.equal(readyDown.statusCode, 200, 'still ready: it classifies');
+  t.equal(readyDown.json().results_store.state, 'down');
+  const metrics = (await b.inject('/metrics')).body;
+  t.match(metrics, /vitrine_results_store_up 0/);
+  t.match(metrics, /vitrine_results_store_errors_total\{op="put"\} 1/);
+
+  // Redis comes back (its append-only file kept the data): the replica reconnects by itself.
+  await redis.start();
+  await until('the replica reconnects', () => b.vitrine.remote!.state === 'ready');
+  t.equal((await mapOf(b, first.id)).statusCode, 200, 'a result from before the outage');
+  const after = await classify(b);
+  t.equal((await mapOf(b, after.id)).statusCode, 200, 'and new ones');
+  t.match((await b.inject('/metrics')).body, /vitrine_results_store_up 1/);
+});
+
+t.test('--results-store takes memory or a redis URL', async (t) => {
+  const { loadServeConfig } = await import('../../server/config.js');
+  t.equal(loadServeConfig([]).resultsStore, 'memory');
+  t.equal(loadServeConfig(['--results-store', 'redis://cache:6379/2']).resultsStore, 'redis://cache:6379/2');
+  t.equal(loadServeConfig([], { VITRINE_RESULTS_STORE: 'rediss://u:p@h:6380' }).resultsStore, 'rediss://u:p@h:6380');
+  t.throws(() => loadServeConfig(['--results-store', 'http://x']), /--results-store must be 'memory' or redis:\/\/host:port\/db, got 'http:\/\/x'/);
+  t.throws(() => loadServeConfig(['--results-store', 'redis://h/db']), /must be 'memory' or redis/);
+});
