@@ -8,7 +8,7 @@ import { tmpDir } from './data.js';
 
 export const redisInstalled = () => spawnSync('redis-server', ['--version']).status === 0;
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
