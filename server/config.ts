@@ -102,6 +102,9 @@ const FIELDS: Field[] = [
   { flag: 'log-level', env: ['VITRINE_LOG_LEVEL'], parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), key: 'logLevel' },
 ];
 
+/** Every environment variable `vitrine serve` reads. */
+export const SERVE_ENV: readonly string[] = FIELDS.flatMap((f) => f.env);
+
 export function defaultServeConfig(): ServeConfig {
   const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   return {

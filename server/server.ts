@@ -4,6 +4,9 @@
 import { buildApp } from './app.js';
 import { ServeConfig } from './config.js';
 
+/** The most a shutdown waits for in-flight work before exiting anyway. */
+export const DRAIN_TIMEOUT_MS = 30_000;
+
 export async function serve(config: ServeConfig): Promise<void> {
   const app = await buildApp(config);
   let stopping = false;
@@ -12,9 +15,9 @@ export async function serve(config: ServeConfig): Promise<void> {
     stopping = true;
     app.log.info(`${signal}: draining and shutting down`);
     const force = setTimeout(() => {
-      app.log.error('shutdown took longer than 30 s; exiting');
+      app.log.error(`shutdown took longer than ${DRAIN_TIMEOUT_MS / 1000} s; exiting`);
       process.exit(1);
-    }, 30_000);
+    }, DRAIN_TIMEOUT_MS);
     force.unref();
     try {
       await app.close();

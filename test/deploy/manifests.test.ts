@@ -1,0 +1,125 @@
+// The Kubernetes manifests, the KServe InferenceService and the compose file: every document parses,
+// the Kubernetes objects validate against the API's schemas (kubernetes-models), and ports, probes and
+// variables agree with the server (its flags, its drain time, routes that answer).
+
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { parseAllDocuments, parse } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { Service } from 'kubernetes-models/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { SERVE_ENV, loadServeConfig } from '../../server/config.js';
+import { DRAIN_TIMEOUT_MS } from '../../server/server.js';
+import { testApp } from '../helpers/server.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+const DIR = path.join(ROOT, 'deploy', 'kubernetes');
+
+type Doc = { apiVersion: string; kind: string; metadata: { name: string }; spec: any };
+
+async function documents(): Promise<Map<string, Doc>> {
+  const docs = new Map<string, Doc>();
+  for (const file of (await readdir(DIR)).filter((f) => f.endsWith('.yaml')).sort()) {
+    for (const d of parseAllDocuments(await readFile(path.join(DIR, file), 'utf8'))) {
+      if (d.errors.length) throw new Error(`${file}: ${d.errors[0].message}`);
+      const doc = d.toJSON() as Doc;
+      docs.set(`${doc.kind}/${doc.metadata.name}`, doc);
+    }
+  }
+  return docs;
+}
+
+const MODELS: Record<string, new (d: any) => { validate(): void }> = {
+  'apps/v1/Deployment': Deployment,
+  'v1/Service': Service,
+  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+};
+
+/** The server's configuration from a container's env, as `vitrine serve` would read it. */
+function configOf(env: { name: string; value?: string }[]) {
+  const unknown = env.filter((e) => e.name.startsWith('VITRINE_') && !SERVE_ENV.includes(e.name));
+  if (unknown.length) throw new Error(`unknown variables: ${unknown.map((e) => e.name).join(', ')}`);
+  return loadServeConfig([], Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value])));
+}
+
+t.test('kubernetes: every document parses and validates against the API schemas', async (t) => {
+  const docs = await documents();
+  t.same([...docs.keys()].sort(), ['Deployment/redis', 'Deployment/vitrine', 'HorizontalPodAutoscaler/vitrine', 'InferenceService/vitrine', 'PodDisruptionBudget/vitrine', 'Service/redis', 'Service/vitrine']);
+  for (const [key, doc] of docs) {
+    const Model = MODELS[`${doc.apiVersion}/${doc.kind}`];
+    if (!Model) continue; // the InferenceService is a custom resource: checked below
+    t.doesNotThrow(() => new Model(doc).validate(), `${key} validates`);
+  }
+  const broken = structuredClone(docs.get('Deployment/vitrine')!);
+  broken.spec.template.spec.containers[0].ports[0].containerPort = '8080';
+  t.throws(() => new Deployment(broken).validate(), /containerPort must be integer/, 'the validator does reject a bad manifest');
+});
+
+t.test('kubernetes: ports, probes, variables and the drain agree with the server', async (t) => {
+  const docs = await documents();
+  const app = await testApp(t);
+  const deployment = docs.get('Deployment/vitrine')!;
+  const pod = deployment.spec.template.spec;
+  const [c] = pod.containers;
+  const config = configOf(c.env);
+  const http = c.ports.find((p: { name: string }) => p.name === 'http');
+  t.equal(http.containerPort, config.port, 'the container port is the port the server listens on');
+  t.equal(config.resultsStore, 'redis://redis:6379/0');
+  t.equal(config.workers * 1000, Number.parseFloat(c.resources.limits.cpu) * 1000, 'one worker per CPU of the limit');
+  for (const [probe, path] of [['startupProbe', '/readyz'], ['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']] as const) {
+    t.equal(c[probe].httpGet.path, path, `${probe} on ${path}`);
+    t.equal(c[probe].httpGet.port, 'http');
+    t.equal((await app.inject(path)).statusCode, 200, `${path} answers 200 on a ready server`);
+  }
+  const pause = Number(c.lifecycle.preStop.exec.command[1]);
+  t.ok(pod.terminationGracePeriodSeconds * 1000 > pause * 1000 + DRAIN_TIMEOUT_MS, `grace ${pod.terminationGracePeriodSeconds} s > preStop ${pause} s + drain ${DRAIN_TIMEOUT_MS / 1000} s`);
+  t.equal(pod.securityContext.runAsNonRoot, true);
+  t.equal(pod.securityContext.runAsUser, 1000, "the image's user node");
+  t.ok(c.resources.requests && c.resources.limits, 'requests and limits');
+
+  const service = docs.get('Service/vitrine')!;
+  t.equal(service.spec.ports[0].targetPort, 'http');
+  t.same(service.spec.selector, deployment.spec.selector.matchLabels, 'the Service selects the pods');
+  t.same(docs.get('PodDisruptionBudget/vitrine')!.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
+  t.same(docs.get('HorizontalPodAutoscaler/vitrine')!.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'vitrine' });
+
+  const redis = docs.get('Service/redis')!;
+  const url = new URL(config.resultsStore);
+  t.equal(url.hostname, redis.metadata.name, 'the store URL names the Redis Service');
+  t.equal(Number(url.port), redis.spec.ports[0].port);
+  t.same(redis.spec.selector, docs.get('Deployment/redis')!.spec.selector.matchLabels);
+});
+
+t.test('kserve: a custom predictor speaking protocol v2 on the port the server listens on', async (t) => {
+  const docs = await documents();
+  const app = await testApp(t);
+  const isvc = docs.get('InferenceService/vitrine')!;
+  t.equal(isvc.apiVersion, 'serving.kserve.io/v1beta1');
+  const [c] = isvc.spec.predictor.containers;
+  t.equal(c.name, 'kserve-container', "KServe's name for the predictor container");
+  const config = configOf(c.env);
+  t.equal(c.ports[0].containerPort, config.port);
+  t.equal(config.resultsStore, 'redis://redis:6379/0');
+  for (const probe of ['readinessProbe', 'livenessProbe']) {
+    t.equal(c[probe].httpGet.port, config.port);
+    t.equal((await app.inject(c[probe].httpGet.path)).statusCode, 200, `${probe} ${c[probe].httpGet.path} answers`);
+  }
+  t.ok(isvc.spec.predictor.minReplicas >= 1 && isvc.spec.predictor.maxReplicas >= isvc.spec.predictor.minReplicas);
+});
+
+t.test('compose: the scaled profile shares Redis, and the balancer config is mounted', async (t) => {
+  const compose = parse(await readFile(path.join(ROOT, 'docker', 'compose.yaml'), 'utf8'), { merge: true });
+  const replica = compose.services.replica;
+  t.same(replica.profiles, ['scaled']);
+  const env = Object.entries(replica.environment as Record<string, string>).map(([name, value]) => ({ name, value: String(value) }));
+  const config = configOf(env);
+  t.equal(new URL(config.resultsStore).hostname, 'redis');
+  t.ok(compose.services.redis?.profiles.includes('scaled'), 'a redis service in the scaled profile');
+  t.equal(replica.depends_on.redis.condition, 'service_healthy');
+  t.ok(compose.services.lb.volumes.some((v: string) => v.startsWith('./nginx.conf:')), 'nginx runs docker/nginx.conf');
+  const nginx = await readFile(path.join(ROOT, 'docker', 'nginx.conf'), 'utf8');
+  t.notMatch(nginx, /^\s*hash /m, 'no client pinning');
+});
