@@ -6,7 +6,7 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   t.same((await app.inject('/healthz')).json(), { status: 'ok' });
   const ready = await app.inject('/readyz');
   t.equal(ready.statusCode, 200);
-  t.same(ready.json(), { status: 'ready', workers: 1, ready_workers: 1, models: ['plain', 'vit-cifar10'] });
+  t.same(ready.json(), { status: 'ready', workers: 1, ready_workers: 1, models: ['plain', 'vit-cifar10'], results_store: { kind: 'memory', state: 'ready' } });
 
   const models = (await app.inject('/models')).json();
   t.equal(models.default, 'vit-cifar10');
