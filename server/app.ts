@@ -16,40 +16,15 @@ import { Gate } from './gate.js';
 import { ServeConfig } from './config.js';
 import { Errors, ServiceError, errorBody } from './errors.js';
 import { Metrics } from './metrics.js';
-import { ServedModel, discoverModels } from './models.js';
+import { discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
 import { ResultStore } from './results.js';
 import { RedisResults } from './results-redis.js';
+import type { ServiceContext } from './context.js';
 import { attentionRoutes } from './routes/attention.js';
 import { classifyRoutes } from './routes/classify.js';
 import { operationsRoutes } from './routes/operations.js';
 import { v2Routes } from './routes/v2.js';
-
-export interface ServiceContext {
-  config: ServeConfig;
-  models: ServedModel[];
-  defaultModel: string;
-  pool: WorkerPool;
-  batcher: Batcher;
-  store: ResultStore;
-  /** The shared results store when --results-store is a Redis URL (then `store` keeps nothing). */
-  remote: RedisResults | null;
-  /** Decodes with sharp go through this (config.decoders at once). */
-  decoders: Gate;
-  metrics: Metrics;
-  /** The named model, or the default; 404 for an unknown name. */
-  model(name?: string): ServedModel;
-  closing(): boolean;
-}
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    auth?: boolean;
-  }
-  interface FastifyInstance {
-    vitrine: ServiceContext;
-  }
-}
 
 /** The web page's folder: beside this file in the sources, and found from the build output too. */
 function webRoot(): string {

@@ -8,7 +8,7 @@ import { Errors } from '../errors.js';
 import { renderHeatmap } from '../heatmap.js';
 import type { StoredResult } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
-import type { ServiceContext } from '../app.js';
+import type { ServiceContext } from '../context.js';
 
 /** A class given as a label or an index. */
 export function classIndex(text: string, labels: readonly string[]): number {

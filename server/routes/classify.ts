@@ -8,7 +8,7 @@ import { clsAttention, toGrid } from '../attention.js';
 import { Errors } from '../errors.js';
 import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
-import type { ServiceContext } from '../app.js';
+import type { ServiceContext } from '../context.js';
 
 export function softmax(logits: Float32Array): Float64Array {
   let max = -Infinity;

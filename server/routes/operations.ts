@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { ModelsResponse, errors } from '../schemas.js';
-import type { ServiceContext } from '../app.js';
+import type { ServiceContext } from '../context.js';
 
 const Readiness = Type.Object({
   status: Type.String(),

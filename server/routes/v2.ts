@@ -9,7 +9,7 @@ import { Errors, ServiceError } from '../errors.js';
 import type { ServedModel } from '../models.js';
 import { InferRequest, InputTensor, OutputTensor, classificationCount, classify, encodeInferResponse, parseInferRequest, wantsBinary } from '../oip.js';
 import { prepareImage } from '../preprocess.js';
-import type { ServiceContext } from '../app.js';
+import type { ServiceContext } from '../context.js';
 
 /** Every model is served at one version. */
 const VERSION = '1';

@@ -1,0 +1,38 @@
+// What the routes share: the configuration, the models, the workers and their batcher, the results
+// stores, the decode gate and the metrics. Its own module, so that app.ts (which builds it) and the
+// routes (which read it) do not import each other.
+
+import type { Batcher } from './batcher.js';
+import type { ServeConfig } from './config.js';
+import type { Gate } from './gate.js';
+import type { Metrics } from './metrics.js';
+import type { ServedModel } from './models.js';
+import type { WorkerPool } from './pool.js';
+import type { ResultStore } from './results.js';
+import type { RedisResults } from './results-redis.js';
+
+export interface ServiceContext {
+  config: ServeConfig;
+  models: ServedModel[];
+  defaultModel: string;
+  pool: WorkerPool;
+  batcher: Batcher;
+  store: ResultStore;
+  /** The shared results store when --results-store is a Redis URL (then `store` keeps nothing). */
+  remote: RedisResults | null;
+  /** Decodes with sharp go through this (config.decoders at once). */
+  decoders: Gate;
+  metrics: Metrics;
+  /** The named model, or the default; 404 for an unknown name. */
+  model(name?: string): ServedModel;
+  closing(): boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: boolean;
+  }
+  interface FastifyInstance {
+    vitrine: ServiceContext;
+  }
+}
