@@ -55,6 +55,9 @@ export interface BatchObserver {
   depth(model: string, depth: number): void;
 }
 
+/** What the batcher needs of the worker pool (a fake one in the batcher's own tests). */
+export type BatchRunner = Pick<WorkerPool, 'idle' | 'run' | 'on'>;
+
 type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
 
 /** Image i's part of a batch array of `per` values an image: a view, not a copy. */
@@ -71,7 +74,7 @@ export class Batcher {
   private idleWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly pool: WorkerPool,
+    private readonly pool: BatchRunner,
     private readonly o: BatcherOptions,
     private readonly observer: BatchObserver,
     private readonly store: ResultStore,

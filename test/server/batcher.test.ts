@@ -1,0 +1,166 @@
+// The batcher on its own, over a fake worker pool whose runs the test answers: batches fill up to
+// max-batch or leave after max-delay, gather while every worker is busy, keep relevance jobs apart,
+// bound the queue (503), time out (504), pass a worker's failure to every job of its batch, drain.
+
+import { EventEmitter } from 'node:events';
+import t from 'tap';
+import { Batcher, BatchRunner } from '../../server/batcher.js';
+import type { RunReply, RunRequest } from '../../server/inference-worker.js';
+import { ResultStore } from '../../server/results.js';
+import { ServiceError } from '../../server/errors.js';
+
+const CLASSES = 3;
+const PER = 2; // floats per image
+
+interface Run {
+  request: Omit<RunRequest, 'type' | 'id'>;
+  answer(): void;
+  fail(err: Error): void;
+}
+
+/** `slots` workers; each run waits until the test answers it; logits of image i = its first pixel + k. */
+class FakePool extends EventEmitter {
+  readonly runs: Run[] = [];
+  private busy: boolean[];
+  constructor(slots: number) {
+    super();
+    this.busy = Array(slots).fill(false);
+  }
+  idle() {
+    const i = this.busy.indexOf(false);
+    return i < 0 ? null : ({ index: i } as never);
+  }
+  run(slot: { index: number }, request: Omit<RunRequest, 'type' | 'id'>): Promise<RunReply> {
+    this.busy[slot.index] = true;
+    return new Promise((resolve, reject) => {
+      const free = () => {
+        this.busy[slot.index] = false;
+        queueMicrotask(() => this.emit('free'));
+      };
+      this.runs.push({
+        request,
+        answer: () => {
+          const logits = new Float32Array(request.n * CLASSES);
+          for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.pixels[i * PER] + k;
+          const relevance = request.relevance ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)]) : null;
+          free();
+          resolve({ type: 'result', id: 0, logits, rollout: new Float32Array(request.n * 4), relevance, attentions: null, heads: 1, tokens: 5, inferenceMs: 1, slabWritten: false });
+        },
+        fail: (err) => {
+          free();
+          reject(err);
+        },
+      });
+    });
+  }
+}
+
+function setup(slots: number, o: Partial<{ maxBatch: number; maxDelayMs: number; maxQueue: number; timeoutMs: number }> = {}) {
+  const pool = new FakePool(slots);
+  const batches: number[] = [];
+  const batcher = new Batcher(pool as unknown as BatchRunner, { maxBatch: 4, maxDelayMs: 1000, maxQueue: 100, timeoutMs: 10_000, ...o }, { batch: (_m, size) => batches.push(size), depth: () => {} }, new ResultStore(0, 1000));
+  return { pool, batcher, batches };
+}
+
+const image = (marker: number) => Float32Array.of(marker, 0);
+
+/** Resolves when `check` holds (polled each macrotask). */
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !check(); i++) await new Promise((r) => setImmediate(r));
+  if (!check()) throw new Error('condition never held');
+}
+
+t.test('a full batch leaves at once, each job gets its own slice', async (t) => {
+  const { pool, batcher, batches } = setup(1);
+  const jobs = [10, 20, 30, 40].map((m) => batcher.submit('m', image(m)));
+  t.equal(pool.runs.length, 1, 'dispatched without waiting for max-delay');
+  t.equal(pool.runs[0].request.n, 4);
+  pool.runs[0].answer();
+  const results = await Promise.all(jobs);
+  t.same(results.map((r) => Array.from(r.logits)), [10, 20, 30, 40].map((m) => [m, m + 1, m + 2]));
+  t.ok(results.every((r) => r.batchSize === 4));
+  t.same(batches, [4]);
+});
+
+t.test('a lone job leaves after max-delay', async (t) => {
+  const { pool, batcher } = setup(1, { maxDelayMs: 5 });
+  const job = batcher.submit('m', image(1));
+  t.equal(pool.runs.length, 0, 'waits for company');
+  await until(() => pool.runs.length === 1);
+  pool.runs[0].answer();
+  t.equal((await job).batchSize, 1);
+});
+
+t.test('while every worker is busy, requests gather and leave as one batch', async (t) => {
+  const { pool, batcher, batches } = setup(1, { maxDelayMs: 0 });
+  const first = batcher.submit('m', image(1));
+  t.equal(pool.runs.length, 1);
+  const rest = [2, 3, 4].map((m) => batcher.submit('m', image(m)));
+  t.equal(batcher.depth('m'), 3, 'queued behind the busy worker');
+  pool.runs[0].answer();
+  await first;
+  await until(() => pool.runs.length === 2);
+  t.equal(pool.runs[1].request.n, 3, 'the three that waited, together');
+  pool.runs[1].answer();
+  t.same((await Promise.all(rest)).map((r) => r.logits[0]), [2, 3, 4]);
+  t.same(batches, [1, 3]);
+});
+
+t.test('relevance jobs batch apart from plain ones, with their classes', async (t) => {
+  const { pool, batcher } = setup(2, { maxDelayMs: 0 });
+  const plain = batcher.submit('m', image(1));
+  const rel = batcher.submit('m', image(2), { relevanceClass: 7 });
+  t.equal(pool.runs.length, 2);
+  t.notOk(pool.runs[0].request.relevance);
+  t.same(Array.from(pool.runs[1].request.relevance!), [7]);
+  pool.runs.forEach((r) => r.answer());
+  t.equal((await plain).relevance, null);
+  t.same(Array.from((await rel).relevance!), [7, 7, 7, 7]);
+});
+
+t.test('a full queue answers 503 with Retry-After; a deadline passed answers 504', async (t) => {
+  const { pool, batcher } = setup(1, { maxDelayMs: 0, maxQueue: 2, timeoutMs: 30 });
+  const running = batcher.submit('m', image(1));
+  const waiting = [batcher.submit('m', image(2)), batcher.submit('m', image(3))];
+  const refused = await batcher.submit('m', image(4)).catch((e: ServiceError) => e);
+  t.equal((refused as ServiceError).statusCode, 503);
+  t.same((refused as ServiceError).headers, { 'retry-after': '1' });
+  for (const p of [running, ...waiting]) {
+    const e = (await p.catch((err: ServiceError) => err)) as ServiceError;
+    t.equal(e.statusCode, 504);
+    t.match(e.message, /no answer within 30 ms/);
+  }
+  t.equal(batcher.depth(), 0, 'expired jobs left the queue');
+  pool.runs[0].answer(); // a late answer changes nothing
+  await batcher.drained();
+});
+
+t.test("a worker's failure rejects every job of its batch; drained and close", async (t) => {
+  const { pool, batcher } = setup(1, { maxDelayMs: 0 });
+  const first = batcher.submit('m', image(1));
+  const pair = [batcher.submit('m', image(2)), batcher.submit('m', image(3))]; // gather behind the busy worker
+  pool.runs[0].answer();
+  await first;
+  await until(() => pool.runs.length === 2);
+  t.equal(pool.runs[1].request.n, 2);
+  pool.runs[1].fail(new Error('boom'));
+  for (const p of pair) {
+    const e = (await p.catch((err: ServiceError) => err)) as ServiceError;
+    t.equal(e.statusCode, 500);
+    t.match(e.message, /boom/);
+  }
+  const after = batcher.submit('m', image(4));
+  await until(() => pool.runs.length === 3);
+  pool.runs[2].answer();
+  t.equal((await after).logits[0], 4, 'the worker takes the next batch');
+  await batcher.drained();
+  // close(): what still waits is refused with 503; what runs finishes
+  const busy = batcher.submit('m', image(5));
+  const queued = batcher.submit('m', image(6));
+  batcher.close();
+  const e = (await queued.catch((err: ServiceError) => err)) as ServiceError;
+  t.equal(e.statusCode, 503);
+  t.match(e.message, /shutting down/);
+  pool.runs[3].answer();
+  t.equal((await busy).logits[0], 5);
+});
