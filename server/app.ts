@@ -52,7 +52,13 @@ function keyMatches(header: string | undefined, key: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export async function buildApp(config: ServeConfig, opts: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
+export interface BuildOptions {
+  logger?: boolean | object;
+  /** The clock results' TTLs are measured on (default Date.now): tests move it instead of waiting. */
+  now?: () => number;
+}
+
+export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? { level: config.logLevel },
     bodyLimit: config.bodyLimit,
@@ -97,7 +103,7 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
   }
   for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
   // Slots for the results of batches still running: each worker runs one batch at a time.
-  const store = new ResultStore(config.resultsCapacity, config.resultsTtlS * 1000, config.workers * config.maxBatch);
+  const store = new ResultStore(config.resultsCapacity, config.resultsTtlS * 1000, config.workers * config.maxBatch, opts.now);
   const batcher = new Batcher(pool, config, {
     batch: (model, size, ms) => {
       metrics.batchSize.observe({ model }, size);
@@ -180,7 +186,11 @@ export async function buildApp(config: ServeConfig, opts: { logger?: boolean | o
   });
 
   // Request metrics and one log line per request.
+  app.addHook('onRequest', async () => {
+    metrics.inFlight.inc();
+  });
   app.addHook('onResponse', async (request, reply) => {
+    metrics.inFlight.dec();
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     metrics.latency.observe({ route }, reply.elapsedTime / 1000);

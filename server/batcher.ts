@@ -182,7 +182,7 @@ export class Batcher {
       (r, at) => {
         const perLayer = r.heads * r.tokens * r.tokens;
         if (r.attentions && !slab) this.store.learn(model, r.attentions.length, perLayer);
-        const createdAt = Date.now();
+        const createdAt = this.store.now();
         jobs.forEach((j, i) => {
           // Views into the batch's arrays, not copies.
           const attentions = r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;

@@ -13,6 +13,7 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly inFlight = new Gauge({ name: 'vitrine_http_requests_in_flight', help: 'HTTP requests received and not yet answered', registers: [this.registry] });
   readonly batchSize = new Histogram({ name: 'vitrine_batch_size', help: 'Requests per inference batch', labelNames: ['model'] as const, buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'vitrine_queue_depth', help: 'Requests waiting for an inference worker', labelNames: ['model'] as const, registers: [this.registry] });
   readonly inference = new Histogram({

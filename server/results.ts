@@ -57,7 +57,8 @@ export class ResultStore {
     readonly capacity: number,
     readonly ttlMs: number,
     private readonly inflight = 0,
-    private readonly now: () => number = Date.now,
+    /** The clock TTLs are measured on (injectable, so that tests need not wait). */
+    readonly now: () => number = Date.now,
   ) {}
 
   get size(): number {

@@ -38,8 +38,8 @@ export async function testConfig(over: Partial<ServeConfig> = {}): Promise<Serve
   return { ...defaultServeConfig(), models: await testModels(), defaultModel: 'vit-cifar10', workers: 1, threads: 1, logLevel: 'silent', ...over };
 }
 
-export async function testApp(t: Test, over: Partial<ServeConfig> = {}): Promise<FastifyInstance> {
-  const app = await buildApp(await testConfig(over), { logger: false });
+export async function testApp(t: Test, over: Partial<ServeConfig> = {}, opts: { now?: () => number } = {}): Promise<FastifyInstance> {
+  const app = await buildApp(await testConfig(over), { logger: false, ...opts });
   t.teardown(() => app.close());
   return app;
 }

@@ -226,13 +226,16 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
 });
 
 t.test('results expire after their TTL and fall out of a full store', async (t) => {
-  const app = await testApp(t, { resultsCapacity: 1, resultsTtlS: 1 });
+  let clock = 1_000_000;
+  const app = await testApp(t, { resultsCapacity: 1, resultsTtlS: 1 }, { now: () => clock });
   const post = async () => (await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } })).json().id;
   const first = await post();
   const second = await post();
   t.equal((await app.inject({ method: 'GET', url: `/attention/${first}` })).statusCode, 404, 'pushed out by a newer one');
   t.equal((await app.inject({ method: 'GET', url: `/attention/${second}` })).statusCode, 200);
-  await new Promise((r) => setTimeout(r, 1100));
+  clock += 1000;
+  t.equal((await app.inject({ method: 'GET', url: `/attention/${second}` })).statusCode, 200, 'still there at exactly the TTL');
+  clock += 1;
   const expired = await app.inject({ method: 'GET', url: `/attention/${second}` });
   t.equal(expired.statusCode, 404, 'expired');
   t.equal(expired.json().code, 'VIT_UNKNOWN_RESULT');

@@ -47,7 +47,8 @@ t.test('a full queue answers 503 with Retry-After; a passed deadline answers 504
   const base = await listen(app);
   const img = await testImage();
   const first = [post(base, img), post(base, img)];
-  await new Promise((r) => setTimeout(r, 200));
+  for (let i = 0; i < 1000 && app.vitrine.batcher.depth() < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  t.equal(app.vitrine.batcher.depth(), 2, 'both wait in the queue');
   const rejected = await post(base, img);
   t.equal(rejected.status, 503);
   t.equal(rejected.headers.get('retry-after'), '1');

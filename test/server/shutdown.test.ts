@@ -30,7 +30,17 @@ t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
   const img = await testImage();
   // The 300 ms batching delay keeps these in flight when SIGTERM arrives.
   const requests = Array.from({ length: 12 }, () => fetch(`${base}/classify`, { method: 'POST', body: img, headers: { 'content-type': 'image/png' } }).then((r) => r.status));
-  await new Promise((r) => setTimeout(r, 100));
+  // Until all twelve have reached the server: answered ones, plus those in flight (less this /metrics
+  // request); the last ones wait out the batching delay, so some are in flight at the SIGTERM.
+  const received = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const answered = [...text.matchAll(/^vitrine_http_requests_total\{route="\/classify"[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const inFlight = Number(/^vitrine_http_requests_in_flight (\d+)/m.exec(text)?.[1] ?? 0) - 1;
+    return { answered, inFlight };
+  };
+  let seen = await received();
+  for (let i = 0; i < 2000 && seen.answered + seen.inFlight < 12; i++) seen = await received();
+  t.equal(seen.answered + seen.inFlight, 12, `the twelve requests reached the server (${seen.inFlight} in flight)`);
   child.kill('SIGTERM');
   const statuses = await Promise.all(requests);
   t.same(statuses, new Array(12).fill(200), 'every in-flight request answered 200');
