@@ -32,7 +32,8 @@ async function fromRemote(ctx: ServiceContext, id: string): Promise<StoredResult
   return { ...kept, attentions: r.attentions!, heads: r.heads, tokens: r.tokens };
 }
 
-export async function attentionRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+export async function attentionRoutes(app: FastifyInstance): Promise<void> {
+  const ctx = app.vitrine;
   app.get<{ Params: Static<typeof AttentionParams>; Querystring: Static<typeof AttentionQuery> }>(
     '/attention/:id',
     {

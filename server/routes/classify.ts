@@ -8,7 +8,6 @@ import { clsAttention, toGrid } from '../attention.js';
 import { Errors } from '../errors.js';
 import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
-import type { ServiceContext } from '../context.js';
 
 export function softmax(logits: Float32Array): Float64Array {
   let max = -Infinity;
@@ -45,7 +44,8 @@ async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Bu
   return body;
 }
 
-export async function classifyRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+export async function classifyRoutes(app: FastifyInstance): Promise<void> {
+  const ctx = app.vitrine;
   const { config, batcher, store } = ctx;
   app.post<{ Querystring: Static<typeof ClassifyQuery> }>(
     '/classify',

@@ -3,7 +3,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { ModelsResponse, errors } from '../schemas.js';
-import type { ServiceContext } from '../context.js';
 
 const Readiness = Type.Object({
   status: Type.String(),
@@ -13,7 +12,8 @@ const Readiness = Type.Object({
   results_store: Type.Object({ kind: Type.String(), url: Type.Optional(Type.String()), state: Type.String({ description: 'memory: ready; redis: connecting, ready or down' }), error: Type.Optional(Type.String()) }),
 });
 
-export async function operationsRoutes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+export async function operationsRoutes(app: FastifyInstance): Promise<void> {
+  const ctx = app.vitrine;
   app.get('/healthz', { schema: { summary: 'Liveness: the process answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 
   app.get(

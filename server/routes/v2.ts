@@ -9,7 +9,6 @@ import { Errors, ServiceError } from '../errors.js';
 import type { ServedModel } from '../models.js';
 import { InferRequest, InputTensor, OutputTensor, classificationCount, classify, encodeInferResponse, parseInferRequest, wantsBinary } from '../oip.js';
 import { prepareImage } from '../preprocess.js';
-import type { ServiceContext } from '../context.js';
 
 /** Every model is served at one version. */
 const VERSION = '1';
@@ -30,7 +29,8 @@ function outputShapes(m: ServedModel): { name: string; shape: number[] }[] {
   ];
 }
 
-export async function v2Routes(app: FastifyInstance, ctx: ServiceContext): Promise<void> {
+export async function v2Routes(app: FastifyInstance): Promise<void> {
+  const ctx = app.vitrine;
   const { config, batcher } = ctx;
   const ready = () => ctx.pool.ready && !ctx.closing();
 
