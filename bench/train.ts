@@ -2,9 +2,10 @@
 // runs them (batch prepared in the worker, forward + loss + gradients, AdamW), the forward alone in
 // the same run, and, where python3 with torch is installed, the seed's PyTorch model trained the same
 // way (bench/torch_train.py). One JSON line per measurement.
-//   npm run bench:train [-- --steps 12]
+//   npm run bench:train [-- --steps 12] [--recipe cct-cifar10]
 
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,8 @@ import { makeDataset } from '../trainer/data/dataset.js';
 import { Rng } from '../trainer/nn/random.js';
 import { AdamW } from '../trainer/train/optim.js';
 import { StepRunner } from '../trainer/train/step.js';
-import { SEED_CONFIG } from '../trainer/vit/config.js';
+import { SEED_CONFIG, parseViTConfig } from '../trainer/vit/config.js';
+import { recipeFile } from '../trainer/train/recipes.js';
 import { ViT } from '../trainer/vit/model.js';
 
 const arg = (name: string, fallback: number) => {
@@ -21,7 +23,13 @@ const arg = (name: string, fallback: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
 const steps = arg('steps', 12);
-const batch = 256;
+// --recipe <name>: that recipe's architecture and batch size (e.g. cct-cifar10, whose convolutional
+// tokenizer's gradients dominate its step) instead of the seed ViT at 256; no PyTorch anchor then.
+const recipeIndex = process.argv.indexOf('--recipe');
+const recipeName = recipeIndex > 0 ? process.argv[recipeIndex + 1] : null;
+const recipe = recipeName ? (JSON.parse(readFileSync(recipeFile(recipeName) ?? recipeName, 'utf8')) as { model?: Record<string, unknown>; batch_size?: number }) : null;
+const config = recipe ? parseViTConfig(recipe.model ?? {}, recipeName!) : SEED_CONFIG;
+const batch = recipe?.batch_size ?? 256;
 const cores = os.cpus().length;
 
 // Random images stand in for CIFAR-10: the arithmetic does not depend on the pixels.
@@ -33,7 +41,7 @@ const data = makeDataset(
   { channels: 3, height: 32, width: 32 },
   ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
 );
-const model = new ViT(SEED_CONFIG, 0);
+const model = new ViT(config, 0);
 const runner = new StepRunner(model, { device: 'cpu', threads: 0 });
 const optimizer = new AdamW({ weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8 });
 const params = runner.params.map((p) => ({ name: p.name, data: p.data, decay: true }));
@@ -53,7 +61,7 @@ for (let s = 0; s < warmup + steps; s++) {
 const trainS = (performance.now() - start) / 1000;
 await pending;
 await loader.close();
-console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores }));
+console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores }));
 
 const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());
 for (let i = 0; i < 2; i++) await runner.logits(pixels, batch);
@@ -61,7 +69,7 @@ const f0 = performance.now();
 const fwd = Math.max(4, steps);
 for (let i = 0; i < fwd; i++) await runner.logits(pixels, batch);
 const fwdS = (performance.now() - f0) / 1000;
-console.log(JSON.stringify({ bench: 'forward', runner: 'onnxruntime-cpu', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
+console.log(JSON.stringify({ bench: 'forward', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
 
 // PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project. As an
 // anchor it must run at its best: with OpenBLAS (Debian's libopenblas0-pthread; without it PyTorch
@@ -71,7 +79,7 @@ const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'torch_tr
 const torchEnv = { ...process.env };
 delete torchEnv.OPENBLAS_CORETYPE;
 delete torchEnv.OPENBLAS_L2_SIZE;
-for (const python of ['/usr/bin/python3', 'python3']) {
+for (const python of recipe ? [] : ['/usr/bin/python3', 'python3']) {
   const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
   if (probe.status !== 0) continue;
   const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch)], { encoding: 'utf8', env: torchEnv });
