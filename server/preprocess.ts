@@ -14,7 +14,7 @@
 // cost; everything else goes through sharp.
 
 import sharp from 'sharp';
-import type { Resample } from '../runtime/model-config.js';
+import type { ModelConfig, Resample } from '../runtime/model-config.js';
 import { Errors } from './errors.js';
 import type { Gate } from './gate.js';
 import { decodePlainPng } from './png.js';
@@ -49,6 +49,12 @@ export interface ModelInput {
   resample?: Resample;
   /** Pixel values are multiplied by this before the mean (default 1/255). */
   rescale?: number;
+}
+
+/** What a model takes, from its config: the one place routes derive it. */
+export function modelInput(c: ModelConfig): ModelInput {
+  const [height, width] = c.image_size;
+  return { height, width, mean: c.mean, std: c.std, fit: c.fit, resample: c.resample, rescale: c.rescale };
 }
 
 export interface PreparedImage {

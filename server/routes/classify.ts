@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { clsAttention, toGrid } from '../attention.js';
 import { Errors } from '../errors.js';
-import { prepareImage } from '../preprocess.js';
+import { modelInput, prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
 
 export function softmax(logits: Float32Array): Float64Array {
@@ -68,9 +68,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
 
       const bytes = await readImage(request, config.bodyLimit);
-      const [height, width] = model.config.image_size;
-      const { mean, std, fit, resample, rescale } = model.config;
-      const image = await prepareImage(bytes, { height, width, mean, std, fit, resample, rescale }, config.maxPixels, ctx.decoders);
+      const image = await prepareImage(bytes, modelInput(model.config), config.maxPixels, ctx.decoders);
       const decoded = performance.now();
 
       const id = randomUUID();
