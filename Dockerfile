@@ -3,11 +3,11 @@
 #   docker build -t vitrine . && docker run -p 8080:8080 vitrine
 # Serve other models by mounting a folder over /app/models:  -v "$PWD/models:/app/models:ro"
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# onnxruntime-node's install script would fetch the CUDA provider; the CPU provider ships in the package.
-ENV ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json .npmrc ./
+# --ignore-scripts: no dependency runs code at install (onnxruntime-node's script would fetch the CUDA
+# provider; the CPU provider ships in the package).
+COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY bin bin
@@ -16,10 +16,10 @@ COPY server server
 COPY trainer trainer
 RUN npx tsc -p tsconfig.json
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
-ENV NODE_ENV=production ONNXRUNTIME_NODE_INSTALL=skip PORT=8080 HOST=0.0.0.0 VITRINE_MODELS=/app/models
-COPY package.json package-lock.json .npmrc ./
+ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 VITRINE_MODELS=/app/models
+COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
   && npm cache clean --force \
   && arch=$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac) \

@@ -30,7 +30,7 @@ export interface Session {
 }
 
 export const CUDA_HINT =
-  'the CUDA execution provider needs onnxruntime-node installed with ONNXRUNTIME_NODE_INSTALL=cuda12 on a host with CUDA 12 and cuDNN 9 (see the CUDA image in docker/)';
+  'the CUDA execution provider needs CUDA 12 and cuDNN 9 and onnxruntime-node\'s CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js; see the CUDA image in docker/)';
 
 function isCudaInstalled(): boolean {
   return ort.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled !== false);
