@@ -5,9 +5,13 @@
 //   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --max-batch N
 //                          --max-delay-ms N --results-capacity N --log-level warn
 //                          --image-size N --image-format png|jpeg | --image FILE
-//                          --node-flags "..." --gc --attention rollout|relevance|none]
+//                          --node-flags "..." --gc --attention rollout|relevance|none --draw
+//                          --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (a second run
 // through relevance.onnx), for the cost of explanations beside plain classification.
+// --draw: the load is GET /attention/:id (a PNG heatmap, rollout) of one kept result instead of POST
+// /classify. --root DIR: serve that checkout's code (e.g. a worktree of an earlier commit) with this
+// bench, to compare two versions with the same load.
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -27,7 +31,9 @@ const opt = (name: string, fallback: string) => {
 const seconds = Number(opt('seconds', '15'));
 const models = opt('models', 'models');
 const model = opt('model', 'vit-cifar10');
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(opt('root', here));
+const draw = argv.includes('--draw');
 const serverFlags = ['workers', 'threads', 'decoders', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
@@ -79,7 +85,7 @@ for (let i = 0; ; i++) {
 // e.g. a 300x300 JPEG that takes sharp's general path; or --image FILE: any file, sent as it is)
 const imageSize = Number(opt('image-size', '32'));
 const imageFormat = opt('image-format', 'png') as 'png' | 'jpeg';
-const example = sharp(path.join(root, 'server', 'web', 'examples', 'cat.png'));
+const example = sharp(path.join(here, 'server', 'web', 'examples', 'cat.png'));
 const image = imagePath ? await readFile(imagePath) : await (imageSize === 32 ? example : example.resize(imageSize, imageSize)).toFormat(imageFormat).toBuffer();
 const imageLabel = imagePath || `examples/cat.png as ${imageSize}x${imageSize} ${imageFormat.toUpperCase()}`;
 
@@ -108,17 +114,20 @@ function pollHealth(ms: number): Promise<number[]> {
   return new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(text) as number[]) : reject(new Error(`the /healthz poller exited with ${code}`)))));
 }
 
+const classifyRequest = {
+  url: `${base}/classify${attention ? `?attention=${attention}` : ''}`,
+  method: 'POST' as const,
+  headers: { 'content-type': imagePath ? 'application/octet-stream' : 'image/png' },
+  body: image,
+};
+// --draw: one result, kept, drawn over and over.
+const kept = draw ? ((await (await fetch(classifyRequest.url, classifyRequest)).json()) as { id: string }).id : '';
+const request = draw ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : classifyRequest;
+
 async function load(connections: number) {
   const collectionsBefore = fullCollections;
   const polled = pollHealth(seconds * 1000);
-  const result = await autocannon({
-    url: `${base}/classify${attention ? `?attention=${attention}` : ''}`,
-    method: 'POST',
-    headers: { 'content-type': imagePath ? 'application/octet-stream' : 'image/png' },
-    body: image,
-    connections,
-    duration: seconds,
-  });
+  const result = await autocannon({ ...request, connections, duration: seconds });
   const health = (await polled).sort((a, b) => a - b);
   const errors = result.errors + result.timeouts + result.non2xx;
   console.log(
@@ -136,7 +145,9 @@ async function load(connections: number) {
       seconds,
       cores: os.cpus().length,
       image: imageLabel,
+      load: draw ? 'GET /attention/:id (png, rollout)' : 'POST /classify',
       attention: attention || 'rollout (default)',
+      ...(root !== here ? { root } : {}),
       log_level: logLevel,
     }),
   );

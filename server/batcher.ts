@@ -6,7 +6,6 @@
 import { Errors, ServiceError } from './errors.js';
 import type { RunReply, RunRequest } from './inference-worker.js';
 import { WorkerPool } from './pool.js';
-import type { ResultStore, StoredResult } from './results.js';
 
 export interface BatcherOptions {
   maxBatch: number;
@@ -17,8 +16,6 @@ export interface BatcherOptions {
 
 /** What a request wants besides logits and the default rollout. */
 export interface JobOptions {
-  /** Keep the result in the store under this id (GET /attention/:id). */
-  keep?: { id: string; view: StoredResult['view'] };
   /** Return every layer's attention probabilities in the result. */
   attentions?: boolean;
   /** Run the explanation graph for this class instead: the result's `relevance` is its map (batched with other relevance jobs of the model). */
@@ -77,7 +74,6 @@ export class Batcher {
     private readonly pool: BatchRunner,
     private readonly o: BatcherOptions,
     private readonly observer: BatchObserver,
-    private readonly store: ResultStore,
   ) {
     pool.on('free', () => this.pump());
   }
@@ -168,47 +164,20 @@ export class Batcher {
       );
       return;
     }
-    // Results to keep go straight into the store's shared slab (no per-request arrays) once the
-    // model's shapes are known; before that, the worker sends the arrays and the store copies them.
-    const slab = this.store.slab(model);
-    const slots = slab ? jobs.map((j) => (j.options.keep ? (this.store.reserve(model) ?? -1) : -1)) : null;
-    const transfer = jobs.some((j) => j.options.attentions || (!slab && j.options.keep));
-    const request = { model, pixels, n: jobs.length, attentions: transfer, ...(slab && slots && slots.some((s) => s >= 0) ? { slab: slab.buffer, slots, slotFloats: slab.layers * slab.layerFloats } : {}) };
-    this.runBatch(
-      slot,
-      model,
-      jobs,
-      request,
-      (r, at) => {
-        const perLayer = r.heads * r.tokens * r.tokens;
-        if (r.attentions && !slab) this.store.learn(model, r.attentions.length, perLayer);
-        const createdAt = this.store.now();
-        jobs.forEach((j, i) => {
-          // Views into the batch's arrays, not copies.
-          const attentions = r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;
-          const result = at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - 1) : null, relevance: null, attentions: j.options.attentions ? attentions : null });
-          const keep = j.options.keep;
-          let top = 0;
-          for (let k = 1; k < result.logits.length; k++) if (result.logits[k] > result.logits[top]) top = k;
-          const meta = keep && { id: keep.id, model, createdAt, heads: r.heads, tokens: r.tokens, view: keep.view, pixels: j.pixels, top };
-          if (meta && slots && slots[i] >= 0) {
-            // The worker writes a slot only when the shapes match the slab's (see the worker).
-            if (j.settled || !r.slabWritten) this.store.release(model, slots[i]);
-            else this.store.commit(meta, slots[i]);
-          } else if (meta && attentions && !j.settled) this.store.put({ ...meta, attentions });
-          this.settle(j, () => j.resolve(result));
-        });
-      },
-      () => {
-        for (const s of slots ?? []) if (s >= 0) this.store.release(model, s);
-      },
-    );
+    this.runBatch(slot, model, jobs, { model, pixels, n: jobs.length, attentions: jobs.some((j) => j.options.attentions) }, (r, at) => {
+      const perLayer = r.heads * r.tokens * r.tokens;
+      jobs.forEach((j, i) => {
+        // Views into the batch's arrays, not copies.
+        const attentions = j.options.attentions && r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;
+        this.settle(j, () => j.resolve(at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - 1) : null, relevance: null, attentions })));
+      });
+    });
   }
 
   /**
    * Runs one batch on a worker: `deliver` settles the jobs from the reply, given `at(i, rest)` which
    * builds image i's result (its logits and the batch's figures) around what the kind of job adds; a
-   * failure rejects every job after `onFailure` has given back what the batch held.
+   * failure rejects every job.
    */
   private runBatch(
     slot: Slot,
@@ -216,7 +185,6 @@ export class Batcher {
     jobs: Job[],
     request: Omit<RunRequest, 'type' | 'id'>,
     deliver: (r: RunReply, at: (i: number, rest: Pick<JobResult, 'rollout' | 'relevance' | 'attentions'>) => JobResult) => void,
-    onFailure: () => void = () => {},
   ): void {
     const started = performance.now();
     this.running++;
@@ -237,7 +205,6 @@ export class Batcher {
           }));
         },
         (err: Error) => {
-          onFailure();
           const e = err instanceof ServiceError ? err : Errors.internal(err.message);
           for (const j of jobs) this.settle(j, () => j.reject(e));
         },

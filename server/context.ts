@@ -8,8 +8,7 @@ import type { Gate } from './gate.js';
 import type { Metrics } from './metrics.js';
 import type { ServedModel } from './models.js';
 import type { WorkerPool } from './pool.js';
-import type { ResultStore } from './results.js';
-import type { RedisResults } from './results-redis.js';
+import type { Results } from './results.js';
 
 export interface ServiceContext {
   config: ServeConfig;
@@ -17,12 +16,13 @@ export interface ServiceContext {
   defaultModel: string;
   pool: WorkerPool;
   batcher: Batcher;
-  store: ResultStore;
-  /** The shared results store when --results-store is a Redis URL (then `store` keeps nothing). */
-  remote: RedisResults | null;
+  /** Kept results for GET /attention/:id: in the process, or Redis (--results-store). */
+  results: Results;
   /** Decodes with sharp go through this (config.decoders at once). */
   decoders: Gate;
   metrics: Metrics;
+  /** The clock kept results are dated by (injectable through buildApp, so that tests need not wait). */
+  now: () => number;
   /** The named model, or the default; 404 for an unknown name. */
   model(name?: string): ServedModel;
   closing(): boolean;

@@ -33,13 +33,8 @@ export interface RunRequest {
   model: string;
   pixels: Float32Array; // n * C * H * W
   n: number;
-  /** Also return the attention probabilities (attention=cls|full, or a store without a slab yet). */
+  /** Also return every layer's attention probabilities (attention=cls|full, or a kept result's map). */
   attentions: boolean;
-  /** The results store's slab for this model and a slot per image (-1: not kept): the worker writes each kept image's attention probabilities there. */
-  slab?: SharedArrayBuffer;
-  slots?: number[];
-  /** Floats per slot; the worker writes nothing when its outputs' shapes do not fill exactly that. */
-  slotFloats?: number;
   /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
   relevance?: Float32Array;
 }
@@ -54,8 +49,6 @@ export interface RunReply {
   heads: number;
   tokens: number;
   inferenceMs: number;
-  /** The kept images' attention is in their slab slots. */
-  slabWritten: boolean;
 }
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
@@ -108,7 +101,7 @@ async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance:
   const grads = r.gradientOutputs.map((n) => out[n].data);
   const maps = new Float32Array(req.n * (tokens - 1));
   for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, maps, i * (tokens - 1));
-  return { type: 'result', id: req.id, logits, rollout: null, relevance: maps, attentions: null, heads, tokens, inferenceMs, slabWritten: false };
+  return { type: 'result', id: req.id, logits, rollout: null, relevance: maps, attentions: null, heads, tokens, inferenceMs };
 }
 
 async function run(req: RunRequest): Promise<RunReply> {
@@ -124,21 +117,13 @@ async function run(req: RunRequest): Promise<RunReply> {
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
   const logits = own(out[model.logitsOutput].data);
   if (logits.length !== req.n * model.classes) throw new Error(`model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`);
-  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs, slabWritten: false };
+  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs };
   const first = out[model.attentionOutputs[0]];
   const [, heads, tokens] = first.dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const maps = new Float32Array(req.n * (tokens - 1));
   for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - 1));
-  const per = heads * tokens * tokens;
-  const slabWritten = !!(req.slab && req.slots && layers.length * per === req.slotFloats);
-  if (slabWritten) {
-    const slab = new Float32Array(req.slab!);
-    req.slots!.forEach((slot, i) => {
-      if (slot >= 0) layers.forEach((l, k) => slab.set(l.subarray(i * per, (i + 1) * per), (slot * layers.length + k) * per));
-    });
-  }
-  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs, slabWritten };
+  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs };
 }
 
 /** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */

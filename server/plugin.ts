@@ -22,7 +22,7 @@ import { CLASSIFY_REQUEST_BODY, errorHandling, keyMatches } from './http.js';
 import { Metrics } from './metrics.js';
 import { discoverModels } from './models.js';
 import { WorkerPool } from './pool.js';
-import { ResultStore } from './results.js';
+import { MemoryResults, type Results } from './results.js';
 import { RedisResults } from './results-redis.js';
 import { attentionRoutes } from './routes/attention.js';
 import { classifyRoutes } from './routes/classify.js';
@@ -77,19 +77,19 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
     throw err;
   }
   for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
-  // Slots for the results of batches still running: each worker runs one batch at a time.
-  const store = new ResultStore(config.resultsCapacity, config.resultsTtlS * 1000, config.workers * config.maxBatch, now);
   const batcher = new Batcher(pool, config, {
     batch: (model, size, ms) => {
       metrics.batchSize.observe({ model }, size);
       metrics.inference.observe({ model }, ms / 1000);
     },
     depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
-  }, store);
-  let remote: RedisResults | null = null;
-  if (config.resultsStore !== 'memory') {
+  });
+  const clock = now ?? Date.now;
+  let results: Results;
+  if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);
+  else {
     metrics.storeUp.set(0);
-    remote = new RedisResults(config.resultsStore, config.resultsTtlS * 1000, { warn: (m) => app.log.warn(m), info: (m) => app.log.info(m) }, (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0));
+    results = new RedisResults(config.resultsStore, config.resultsTtlS * 1000, { warn: (m) => app.log.warn(m), info: (m) => app.log.info(m) }, (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0));
   }
   const decoders = new Gate(config.decoders, config.maxQueue);
   metrics.decodeSource = decoders;
@@ -100,8 +100,8 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
     defaultModel,
     pool,
     batcher,
-    store,
-    remote,
+    results,
+    now: clock,
     decoders,
     metrics,
     model: (name) => {
@@ -119,7 +119,7 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
     await batcher.drained();
     batcher.close();
     await pool.close();
-    await remote?.close();
+    await results.close();
   });
 
   // While draining, every answer closes its connection, so keep-alive clients let the server close.

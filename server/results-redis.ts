@@ -1,24 +1,14 @@
 // Kept results in Redis (or Valkey), shared by every replica: any of them answers GET /attention/:id
-// for a result another classified, and a restart loses nothing. A result is kept compactly: the
-// model input (normalized CHW) and the image the maps are drawn over, ~15 KB for a 32 x 32 model,
-// not the attention probabilities (~270 KB for the seed model): the replica that is asked runs the
-// model again on the input, which gives the same attentions, and a relevance map needs the input
-// anyway. Written with the TTL (PX), so Redis forgets them as the memory store does.
+// for a result another classified, and a restart loses nothing. A result is what results.ts keeps (the
+// model input and the image the maps are drawn over), written with the TTL (PX), so Redis forgets them
+// as the memory store does.
 //
 // Redis down: commands fail at once (no offline queue), classification goes on without keeping,
 // GET /attention/:id answers 503, and the client reconnects by itself (retries every <= 2 s).
 
 import { Redis } from 'ioredis';
 import { Errors } from './errors.js';
-
-export interface KeptResult {
-  id: string;
-  model: string;
-  createdAt: number;
-  view: { data: Buffer; width: number; height: number };
-  pixels: Float32Array;
-  top: number;
-}
+import type { KeptResult, Results, StoreStatus } from './results.js';
 
 export type StoreState = 'connecting' | 'ready' | 'down';
 
@@ -57,7 +47,7 @@ export function redactUrl(url: string): string {
   }
 }
 
-export class RedisResults {
+export class RedisResults implements Results {
   private readonly client: Redis;
   private stateNow: StoreState = 'connecting';
   private lastError = '';
@@ -103,6 +93,10 @@ export class RedisResults {
     return this.lastError;
   }
 
+  status(): StoreStatus {
+    return { kind: 'redis', url: this.where, state: this.stateNow, ...(this.stateNow !== 'ready' && this.lastError ? { error: this.lastError } : {}) };
+  }
+
   /** Resolves once connected (or rejects after `ms`). */
   async waitReady(ms: number): Promise<void> {
     if (this.stateNow === 'ready') return;
@@ -137,7 +131,6 @@ export class RedisResults {
     return b ? decodeKept(id, b) : undefined;
   }
 
-  /** Notes that result `id` came from a model without attention outputs (so GET says 422, not 404). */
   async noteUnkept(id: string, model: string): Promise<void> {
     try {
       await this.client.set(`${this.prefix}unkept:${id}`, model, 'PX', this.ttlMs);

@@ -6,7 +6,6 @@ import type { Static } from '@sinclair/typebox';
 import { HeadFusion, clsAttention, rollout, toGrid } from '../attention.js';
 import { Errors } from '../errors.js';
 import { renderHeatmap } from '../heatmap.js';
-import type { StoredResult } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../context.js';
 
@@ -23,14 +22,6 @@ const storeFailed = (ctx: ServiceContext) => (err: Error): never => {
   throw err;
 };
 
-/** A result from the shared store, its attentions computed again from the kept model input. */
-async function fromRemote(ctx: ServiceContext, id: string): Promise<StoredResult | undefined> {
-  const kept = await ctx.remote!.get(id).catch(storeFailed(ctx));
-  if (!kept) return undefined;
-  if (!ctx.models.some((m) => m.name === kept.model && m.grid)) throw Errors.noAttention(`model ${kept.model} is not served here with attention outputs`);
-  const r = await ctx.batcher.submit(kept.model, kept.pixels, { attentions: true });
-  return { ...kept, attentions: r.attentions!, heads: r.heads, tokens: r.tokens };
-}
 
 export async function attentionRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
@@ -47,17 +38,16 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const stored = ctx.remote ? await fromRemote(ctx, request.params.id) : ctx.store.get(request.params.id);
-      const without = stored ? undefined : ctx.remote ? await ctx.remote.unkeptModel(request.params.id).catch(storeFailed(ctx)) : ctx.store.unkeptModel(request.params.id);
+      const stored = await ctx.results.get(request.params.id).catch(storeFailed(ctx));
+      const without = stored ? undefined : await ctx.results.unkeptModel(request.params.id).catch(storeFailed(ctx));
       if (without) throw Errors.noAttention(`model ${without} has no attention outputs: its results have no maps`);
       if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
       const model = ctx.models.find((m) => m.name === stored.model);
-      if (!model?.grid) throw Errors.noAttention(`model ${stored.model} has no attention outputs`);
+      if (!model?.grid) throw Errors.noAttention(`model ${stored.model} is not served here with attention outputs`);
       const q = request.query;
       const method = q.method ?? 'rollout';
       const headText = q.head ?? 'mean';
       const head: HeadFusion = /^[0-9]+$/.test(headText) ? Number(headText) : (headText as HeadFusion);
-      if (typeof head === 'number' && head >= stored.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${stored.heads} heads (0-${stored.heads - 1})`);
       // what was asked, before the schema's defaults filled in the rest
       const asked = new URLSearchParams(request.url.split('?')[1] ?? '');
       if (method === 'rollout' && asked.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
@@ -67,21 +57,23 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         if (!model.relevance) throw Errors.noAttention(`model ${model.name} has no relevance graph: its config.json declares no 'relevance' (a model exported by this version of vitrine export has relevance.onnx)`);
       } else if (asked.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
 
-      // The map, and what the JSON says of how it was made. A relevance map is computed now (awaited):
-      // what the result holds is read before, as its arrays may be reused once this handler yields.
+      // The map, and what the JSON says of how it was made: the model runs again on the kept input, for
+      // its attentions or (relevance) through the explanation graph for the class.
       const { id, view } = stored;
       let values: Float32Array;
       let made: Record<string, unknown>;
       if (method === 'relevance') {
         const labels = model.config.labels;
-        const index = q.class === undefined ? (stored.top ?? 0) : classIndex(q.class, labels);
-        values = (await ctx.batcher.submit(model.name, stored.pixels!, { relevanceClass: index })).relevance!;
+        const index = q.class === undefined ? stored.top : classIndex(q.class, labels);
+        values = (await ctx.batcher.submit(model.name, stored.pixels, { relevanceClass: index })).relevance!;
         made = { class: labels[index], class_index: index };
       } else {
-        const layers = stored.attentions.length;
+        const layers = model.config.attention_outputs.length;
         const layer = q.layer ?? layers - 1;
         if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
-        const stack = { layers: stored.attentions, heads: stored.heads, tokens: stored.tokens };
+        const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: true });
+        if (typeof head === 'number' && head >= r.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${r.heads} heads (0-${r.heads - 1})`);
+        const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
         const discard = q.discard ?? 0;
         values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
         made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };

@@ -46,7 +46,7 @@ async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Bu
 
 export async function classifyRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
-  const { config, batcher, store } = ctx;
+  const { config, batcher, results } = ctx;
   app.post<{ Querystring: Static<typeof ClassifyQuery> }>(
     '/classify',
     {
@@ -72,21 +72,16 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const decoded = performance.now();
 
       const id = randomUUID();
-      const remote = ctx.remote;
-      const keep = !remote && model.grid !== null && store.capacity > 0 ? { id, view: image.view } : undefined;
-      if (model.grid === null && !remote) store.noteUnkept(id, model.name);
-      const r = await batcher.submit(model.name, image.pixels, { keep, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
+      const r = await batcher.submit(model.name, image.pixels, { attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
 
       const probs = softmax(r.logits);
       const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, topk);
-      if (remote) {
-        // Shared store: kept for any replica; when it is down the classification still answers.
-        const kept = model.grid ? remote.put({ id, model: model.name, createdAt: Date.now(), view: image.view, pixels: image.pixels, top: order[0] }) : remote.noteUnkept(id, model.name);
-        await kept.catch((err: Error) => {
-          ctx.metrics.storeErrors.inc({ op: 'put' });
-          request.log.warn(`result ${id} not kept: ${err.message}`);
-        });
-      }
+      // Kept for GET /attention/:id; when a shared store is down the classification still answers.
+      const kept = model.grid ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top: order[0] }) : results.noteUnkept(id, model.name);
+      await kept.catch((err: Error) => {
+        ctx.metrics.storeErrors.inc({ op: 'put' });
+        request.log.warn(`result ${id} not kept: ${err.message}`);
+      });
       let attentionBody: Static<typeof ClassifyResponse>['attention'];
       if (model.grid && attention !== 'none') {
         const [rows, cols] = model.grid;

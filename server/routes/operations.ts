@@ -27,7 +27,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
     async (_req, reply) => {
       // A shared store that is down does not make the replica unready: classification goes on.
       const ready = ctx.pool.ready && !ctx.closing();
-      const store = ctx.remote ? { kind: 'redis', url: ctx.remote.where, state: ctx.remote.state, ...(ctx.remote.state !== 'ready' && ctx.remote.error ? { error: ctx.remote.error } : {}) } : { kind: 'memory', state: 'ready' };
+      const store = ctx.results.status();
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name), results_store: store });
     },
   );

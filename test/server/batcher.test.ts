@@ -6,7 +6,6 @@ import { EventEmitter } from 'node:events';
 import t from 'tap';
 import { Batcher, BatchRunner } from '../../server/batcher.js';
 import type { RunReply, RunRequest } from '../../server/inference-worker.js';
-import { ResultStore } from '../../server/results.js';
 import { ServiceError } from '../../server/errors.js';
 
 const CLASSES = 3;
@@ -44,7 +43,7 @@ class FakePool extends EventEmitter {
           for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.pixels[i * PER] + k;
           const relevance = request.relevance ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)]) : null;
           free();
-          resolve({ type: 'result', id: 0, logits, rollout: new Float32Array(request.n * 4), relevance, attentions: null, heads: 1, tokens: 5, inferenceMs: 1, slabWritten: false });
+          resolve({ type: 'result', id: 0, logits, rollout: new Float32Array(request.n * 4), relevance, attentions: null, heads: 1, tokens: 5, inferenceMs: 1 });
         },
         fail: (err) => {
           free();
@@ -58,7 +57,7 @@ class FakePool extends EventEmitter {
 function setup(slots: number, o: Partial<{ maxBatch: number; maxDelayMs: number; maxQueue: number; timeoutMs: number }> = {}) {
   const pool = new FakePool(slots);
   const batches: number[] = [];
-  const batcher = new Batcher(pool as unknown as BatchRunner, { maxBatch: 4, maxDelayMs: 1000, maxQueue: 100, timeoutMs: 10_000, ...o }, { batch: (_m, size) => batches.push(size), depth: () => {} }, new ResultStore(0, 1000));
+  const batcher = new Batcher(pool as unknown as BatchRunner, { maxBatch: 4, maxDelayMs: 1000, maxQueue: 100, timeoutMs: 10_000, ...o }, { batch: (_m, size) => batches.push(size), depth: () => {} });
   return { pool, batcher, batches };
 }
 

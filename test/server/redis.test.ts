@@ -4,6 +4,7 @@
 
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
+import type { RedisResults } from '../../server/results-redis.js';
 import { redisInstalled, startRedis, until } from '../helpers/redis.js';
 import { testApp, testImage } from '../helpers/server.js';
 
@@ -18,8 +19,9 @@ t.test('redis results store: replicas answer for each other, and outages heal', 
   const redis = await startRedis(t);
   const a = await testApp(t, { resultsStore: redis.url });
   const b = await testApp(t, { resultsStore: redis.url });
-  await a.vitrine.remote!.waitReady(10_000);
-  await b.vitrine.remote!.waitReady(10_000);
+  const store = (app: FastifyInstance) => app.vitrine.results as RedisResults;
+  await store(a).waitReady(10_000);
+  await store(b).waitReady(10_000);
 
   const first = await classify(a);
   const fromB = await mapOf(b, first.id);
@@ -45,7 +47,7 @@ t.test('redis results store: replicas answer for each other, and outages heal', 
 
   // Redis goes away: classification goes on, maps are 503, readiness and metrics say so.
   await redis.stop();
-  await until('the replica sees Redis down', () => b.vitrine.remote!.state === 'down');
+  await until('the replica sees Redis down', () => store(b).state === 'down');
   const during = await classify(b);
   t.ok(during.id, 'classification works while Redis is down');
   const unavailable = await mapOf(b, first.id);
@@ -61,7 +63,7 @@ t.test('redis results store: replicas answer for each other, and outages heal', 
 
   // Redis comes back (its append-only file kept the data): the replica reconnects by itself.
   await redis.start();
-  await until('the replica reconnects', () => b.vitrine.remote!.state === 'ready');
+  await until('the replica reconnects', () => store(b).state === 'ready');
   t.equal((await mapOf(b, first.id)).statusCode, 200, 'a result from before the outage');
   const after = await classify(b);
   t.equal((await mapOf(b, after.id)).statusCode, 200, 'and new ones');
