@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { decodeWithSharp, prepareImage } from '../server/preprocess.js';
+import { decodeWithSharp, prepareImage } from '../runtime/image.js';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 3;
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,6 +29,6 @@ async function measure(name: string, fn: () => Promise<unknown>) {
   console.log(JSON.stringify({ bench: 'decode', path: name, cpu_us_per_image: Math.round((cpu.user + cpu.system) / n), wall_us_per_image: Math.round((wall * 1000) / n), images: n }));
 }
 
-await measure('png 32x32, fast path', () => prepareImage(png, m, 1e8));
-await measure('png 32x32, sharp', () => decodeWithSharp(png, 'png', m, 1e8));
-await measure('jpeg 300x300, sharp', () => prepareImage(jpeg, m, 1e8));
+await measure('png 32x32, fast path', () => prepareImage(png, m, { maxPixels: 1e8 }));
+await measure('png 32x32, sharp', () => decodeWithSharp(png, 'png', m, { maxPixels: 1e8 }));
+await measure('jpeg 300x300, sharp', () => prepareImage(jpeg, m, { maxPixels: 1e8 }));

@@ -3,8 +3,8 @@
 import path from 'node:path';
 import { ImageDataset } from '../trainer/data/dataset.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
-import { evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
-import { MODEL_FILE, modelFileIn, readModelConfig } from '../runtime/model-config.js';
+import { type Evaluation, type LogitsFn, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
+import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { Device, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
@@ -37,40 +37,68 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const device = (flags.device ?? 'auto') as Device;
   if (!['cpu', 'cuda', 'auto'].includes(device)) throw new CliError(`--device must be cpu, cuda or auto, got '${device}'`, 2);
   const config = await readModelConfig(flags.model);
-  const [height, width] = config.image_size;
-  if (height !== width) throw new CliError(`${flags.model}: only square models are evaluated (image_size ${height}x${width})`);
-  // eval's images go through the trainer's pipeline (x/255, cover-crop); a Hugging Face processor
-  // that rescales otherwise would be evaluated on inputs it never sees.
-  if (config.rescale !== undefined && Math.abs(config.rescale - 1 / 255) > 1e-12) throw new CliError(`${flags.model}: its processor rescales pixels by ${config.rescale}, and eval only feeds x/255 (the service honours it: npm run bench:accuracy measures through /classify)`);
-  if (config.fit === 'fill') process.stderr.write(`warning: ${flags.model}'s processor stretches images to ${height}x${width}; eval cover-crops them (the same for images already that size, such as CIFAR-10 at 32x32)\n`);
   const file = modelFileIn(flags.model);
   if (!file) throw new CliError(`${flags.model} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
   const session = await createSession(file, { device, log: (l) => process.stderr.write(l + '\n') });
-  const dataArg = flags.data ?? 'cifar10';
-  const limit = intFlag(flags.limit, 'limit', 0); // of whichever images are evaluated
+  const K = config.labels.length;
+  const [height, width] = config.image_size;
+  const { result, which, source, count } = await evaluateModel(
+    flags.model,
+    config,
+    { data: flags.data ?? 'cifar10', dataDir: flags['data-dir'] ?? 'data', limit: intFlag(flags.limit, 'limit', 0), batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1) },
+    async (pixels, n) => {
+      const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
+      const logits = out[config.logits_output];
+      if (logits.dims.length !== 2 || logits.dims[1] !== K) throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
+      return logits.data;
+    },
+  );
+  if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.perClass[k]])), confusion: result.confusion }));
+  else log(`${flags.model} on ${which} (${count} images, ${session.provider}):\n${formatEvaluation(result, config.labels)}`);
+}
+
+export interface EvalData {
+  /** cifar10, a cifar-10-batches-bin folder, or a folder of class folders. */
+  data: string;
+  dataDir: string;
+  /** At most this many images (0: all). */
+  limit: number;
+  batchSize: number;
+}
+
+/**
+ * The model in `dir` on the data: the images go through the service's pipeline (runtime/image.ts)
+ * with the model's fit, resampling, rescale, mean and std, so that `logits` is given exactly the
+ * tensors POST /classify would give the model for the same files.
+ */
+export async function evaluateModel(dir: string, config: ModelConfig, o: EvalData, logits: LogitsFn): Promise<{ result: Evaluation; which: string; source: string; count: number }> {
+  const [height, width] = config.image_size;
+  if (height !== width) throw new CliError(`${dir}: only square models are evaluated (image_size ${height}x${width})`);
   // The folder this model was trained on: hold out exactly what its run held out.
   const trained = config.training;
-  const isFolder = dataArg !== 'cifar10' && !isCifarBinary(dataArg);
-  const sameFolder = isFolder && trained !== undefined && trained.data === path.resolve(dataArg);
+  const isFolder = o.data !== 'cifar10' && !isCifarBinary(o.data);
+  const sameFolder = isFolder && trained !== undefined && trained.data === path.resolve(o.data);
   const data = await loadRunData({
-    data: dataArg,
-    dataDir: flags['data-dir'] ?? 'data',
+    data: o.data,
+    dataDir: o.dataDir,
     imageSize: height,
+    fit: config.fit,
+    resample: config.resample,
     valRatio: sameFolder ? trained.val_ratio : 0,
     seed: sameFolder ? trained.seed : 0,
     onBadImage: 'skip',
-    limitTrain: limit,
-    limitEval: limit,
+    limitTrain: o.limit,
+    limitEval: o.limit,
     ...progressPrinter(),
   });
   let set: ImageDataset = data.eval ?? data.train;
   let which = data.evalDescription;
   if (!data.eval) {
-    which = `all images of ${dataArg}`;
+    which = `all images of ${o.data}`;
     process.stderr.write(
       sameFolder
-        ? `warning: this model was trained on all of ${dataArg} (val_ratio 0): the accuracy below is on its training images\n`
-        : `warning: ${dataArg} has no val/ or test/ folder and is not the folder this model's config.json says it was trained on; evaluating all ${set.count} images (if the model saw any of them in training, the accuracy is inflated)\n`,
+        ? `warning: this model was trained on all of ${o.data} (val_ratio 0): the accuracy below is on its training images\n`
+        : `warning: ${o.data} has no val/ or test/ folder and is not the folder this model's config.json says it was trained on; evaluating all ${set.count} images (if the model saw any of them in training, the accuracy is inflated)\n`,
     );
   }
   // Folder classes are matched to the model's labels by name.
@@ -78,17 +106,6 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const stray = set.classes.find((_, i) => remap[i] < 0);
   if (stray !== undefined) throw new CliError(`class '${stray}' of the data is not among the model's labels (${config.labels.join(', ')})`);
   set = { ...set, labels: set.labels.map((l) => remap[l]), classes: config.labels };
-  const K = config.labels.length;
-  const result = await evaluate(
-    async (pixels, n) => {
-      const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
-      const logits = out[config.logits_output];
-      if (logits.dims.length !== 2 || logits.dims[1] !== K) throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
-      return logits.data;
-    },
-    set,
-    { mean: config.mean, std: config.std, batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1) },
-  );
-  if (flags.json) log(JSON.stringify({ model: flags.model, data: data.source, evaluated: which, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.perClass[k]])), confusion: result.confusion }));
-  else log(`${flags.model} on ${which} (${set.count} images, ${session.provider}):\n${formatEvaluation(result, config.labels)}`);
+  const result = await evaluate(logits, set, { mean: config.mean, std: config.std, rescale: config.rescale, batchSize: o.batchSize });
+  return { result, which, source: data.source, count: set.count };
 }

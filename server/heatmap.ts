@@ -1,7 +1,7 @@
 // Draws a patch-grid attention map over the image: the grid is scaled to [0, 1], upsampled smoothly
 // to the output size, coloured with a colormap and blended over the image with opacity `alpha`.
 
-import sharp from 'sharp';
+import { encodePng, resizeRaster } from '../runtime/image.js';
 
 type Stop = [number, number, number];
 /** Colormaps as evenly spaced stops (viridis and inferno sampled from matplotlib's tables). */
@@ -60,15 +60,14 @@ export async function renderHeatmap(grid: number[][], view: { data: Buffer; widt
   const width = o.size;
   const height = Math.max(1, Math.round((o.size * view.height) / view.width));
   const cells = Buffer.from(grid.flat().map((v) => Math.round(Math.max(0, Math.min(1, v)) * 255)));
-  // extractChannel: libvips hands a resized one-band image back as three bands.
-  const smooth = await sharp(cells, { raw: { width: cols, height: rows, channels: 1 } }).resize(width, height, { kernel: 'cubic', fit: 'fill' }).extractChannel(0).raw().toBuffer();
+  const smooth = await resizeRaster({ data: cells, width: cols, height: rows, channels: 1 }, width, height, 'cubic');
   if (smooth.length !== width * height) throw new Error(`heatmap: resized map has ${smooth.length} values for ${width}x${height}`);
-  const base = await sharp(view.data, { raw: { width: view.width, height: view.height, channels: 3 } }).resize(width, height, { kernel: view.width < width ? 'nearest' : 'lanczos3', fit: 'fill' }).raw().toBuffer();
+  const base = await resizeRaster({ ...view, channels: 3 }, width, height, view.width < width ? 'nearest' : 'lanczos3');
   const colors = LUTS.get(o.colormap)!;
   const out = Buffer.alloc(width * height * 3);
   for (let p = 0; p < width * height; p++) {
     const v = smooth[p];
     for (let c = 0; c < 3; c++) out[p * 3 + c] = Math.round((1 - o.alpha) * base[p * 3 + c] + o.alpha * colors[v * 3 + c]);
   }
-  return sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return encodePng(out, width, height);
 }

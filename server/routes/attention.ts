@@ -71,11 +71,14 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         const layers = model.config.attention_outputs.length;
         const layer = q.layer ?? layers - 1;
         if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
-        const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: true });
+        const discard = q.discard ?? 0;
+        // The default map (rollout, heads averaged, nothing discarded) is what the worker computes
+        // anyway; any other needs every layer's attention probabilities.
+        const plain = method === 'rollout' && head === 'mean' && discard === 0;
+        const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: !plain });
         if (typeof head === 'number' && head >= r.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${r.heads} heads (0-${r.heads - 1})`);
         const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
-        const discard = q.discard ?? 0;
-        values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+        values = plain ? r.rollout! : method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
         made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };
       }
       ctx.metrics.maps.inc({ model: model.name, method });

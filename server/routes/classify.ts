@@ -6,7 +6,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { clsAttention, toGrid } from '../attention.js';
 import { Errors } from '../errors.js';
-import { modelInput, prepareImage } from '../preprocess.js';
+import { imageSpec } from '../../runtime/pixels.js';
+import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
 
 export function softmax(logits: Float32Array): Float64Array {
@@ -68,7 +69,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
 
       const bytes = await readImage(request, config.bodyLimit);
-      const image = await prepareImage(bytes, modelInput(model.config), config.maxPixels, ctx.decoders);
+      const image = await prepareImage(bytes, imageSpec(model.config), config.maxPixels, ctx.decoders);
       const decoded = performance.now();
 
       const id = randomUUID();

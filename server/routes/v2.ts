@@ -8,7 +8,8 @@ import { Type } from '@sinclair/typebox';
 import { Errors, ServiceError } from '../errors.js';
 import type { ServedModel } from '../models.js';
 import { InferRequest, InputTensor, OutputTensor, classificationCount, classify, encodeInferResponse, parseInferRequest, wantsBinary } from '../oip.js';
-import { modelInput, prepareImage } from '../preprocess.js';
+import { imageSpec } from '../../runtime/pixels.js';
+import { prepareImage } from '../preprocess.js';
 
 /** Every model is served at one version. */
 const VERSION = '1';
@@ -105,7 +106,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       return Promise.all(
         t.bytes!.map(async (bytes, i) => {
           try {
-            return (await prepareImage(bytes, modelInput(c), config.maxPixels, ctx.decoders)).pixels;
+            return (await prepareImage(bytes, imageSpec(c), config.maxPixels, ctx.decoders)).pixels;
           } catch (err) {
             if (err instanceof ServiceError && err.statusCode < 500) throw new ServiceError(err.code, `input '${t.name}' element ${i}: ${err.message}`, err.statusCode === 415 ? 400 : err.statusCode, err.headers);
             throw err;

@@ -7,6 +7,7 @@
 import { ImageDataset, imageSize } from './dataset.js';
 import { AutoAugmenter, Canvas, Policy } from './policies.js';
 import { Rng } from '../nn/random.js';
+import { normalizationTables } from '../../runtime/pixels.js';
 
 export interface AugmentOptions {
   cropPadding: number; // 0 = no crop
@@ -34,21 +35,19 @@ export const mixes = (a: AugmentOptions) => ((a.mixupAlpha ?? 0) > 0 || (a.cutmi
 export interface BatchOptions {
   mean: readonly number[];
   std: readonly number[];
+  /** Pixel values are multiplied by this before the mean (default 1/255). */
+  rescale?: number;
   numClasses: number;
   labelSmoothing: number;
   augment: AugmentOptions;
 }
 
-/** Per channel, the float each byte maps to: (v/255 - mean) / std. */
-function lookupTables(d: ImageDataset, o: BatchOptions): Float32Array[] {
-  return Array.from({ length: d.channels }, (_, c) => Float32Array.from({ length: 256 }, (_, v) => (v / 255 - o.mean[c]) / o.std[c]));
-}
 
 /** Fills `pixels` (n, C, H, W) and `targets` (n, classes) from the images at `indices`. */
 export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchOptions, rng: Rng, pixels: Float32Array, targets: Float32Array): void {
   const { channels: C, height: H, width: W } = d;
   const per = imageSize(d);
-  const luts = lookupTables(d, o);
+  const luts = normalizationTables(o); // as the service normalizes, bit for bit
   const a = o.augment;
   const pad = a.cropPadding;
   const off = o.labelSmoothing / o.numClasses;

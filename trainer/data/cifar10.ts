@@ -11,7 +11,7 @@ import { createWriteStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import sharp from 'sharp';
+import { readPixels } from '../../runtime/image.js';
 import * as tar from 'tar';
 import { ImageDataset, makeDataset } from './dataset.js';
 
@@ -75,7 +75,7 @@ export async function readCifarBinaryFolder(dir: string, split: Split): Promise<
 
 /** Decodes one of the tarball's PNGs (rows of HWC pixels) with its labels. */
 export async function decodeCifarPng(png: Buffer, labels: readonly number[], source: string): Promise<ImageDataset> {
-  const { data, info } = await sharp(png, { limitInputPixels: false }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const { data, ...info } = await readPixels(png);
   if (info.width !== PIXELS || info.channels !== 3 || info.height !== labels.length) {
     throw new Error(`${source}: expected ${labels.length} rows of ${PIXELS} RGB pixels, got ${info.height} x ${info.width} x ${info.channels}`);
   }

@@ -1,12 +1,14 @@
 // A folder of class folders: root/<class>/*.jpg|png|webp|gif|avif|tiff. Labels are the folder names
-// (sorted). Images are decoded by sharp (EXIF orientation applied, alpha flattened onto white, gray
-// made RGB) and resized to size x size by covering the square and cropping the centre.
+// (sorted). Images go through the service's pipeline (runtime/image.ts: orientation, alpha onto white,
+// sRGB, cover-crop, area resampling to size x size), so that a model sees in training exactly what it
+// is given when served (test/image-pipeline.test.ts).
 // Validation: root/train + root/val (or root/test) folders when present, else a seeded, per-class
 // split of `valRatio`.
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
+import { decodeImage } from '../../runtime/image.js';
+import { type Geometry, toChw } from '../../runtime/pixels.js';
 import { ImageDataset, makeDataset, subset } from './dataset.js';
 import { Rng } from '../nn/random.js';
 
@@ -16,6 +18,9 @@ export type BadImagePolicy = 'skip' | 'fail';
 
 export interface FolderOptions {
   size: number;
+  /** How images are fitted to size x size (a served model's fit and resampling); default cover, area. */
+  fit?: Geometry['fit'];
+  resample?: Geometry['resample'];
   valRatio: number;
   seed: number;
   onBadImage: BadImagePolicy;
@@ -57,26 +62,18 @@ async function listClasses(root: string): Promise<Map<string, string[]>> {
   return out;
 }
 
-/** Decodes one image to CHW uint8 of size x size. */
-export async function decodeImage(file: string | Buffer, size: number): Promise<Uint8Array> {
-  const { data, info } = await sharp(file, { failOn: 'error', limitInputPixels: 100_000_000 })
-    .rotate()
-    .flatten({ background: '#ffffff' })
-    .toColourspace('srgb')
-    .resize(size, size, { fit: 'cover', position: 'centre' })
-    .removeAlpha()
-    .raw()
-    .toBuffer({ resolveWithObject: true });
-  const C = 3;
-  if (info.channels !== C) throw new Error(`decoded to ${info.channels} channels`);
-  const out = new Uint8Array(C * size * size);
-  const plane = size * size;
-  for (let p = 0; p < plane; p++) for (let c = 0; c < C; c++) out[c * plane + p] = data[p * C + c];
-  return out;
+/** Images with more pixels than this are refused (as bad images). */
+export const MAX_PIXELS = 100_000_000;
+
+/** Decodes one image file to CHW bytes of the geometry's size. */
+export async function decodeFile(file: string, g: Geometry): Promise<Uint8Array> {
+  const d = await decodeImage(await fs.readFile(file), g, { maxPixels: MAX_PIXELS });
+  return toChw(d.input, g.width, g.height);
 }
 
 async function decodeAll(files: readonly [string, number][], classes: string[], o: FolderOptions, what: string): Promise<ImageDataset> {
   const per = 3 * o.size * o.size;
+  const geometry: Geometry = { width: o.size, height: o.size, fit: o.fit, resample: o.resample };
   const images = new Uint8Array(files.length * per);
   const labels = new Uint16Array(files.length);
   let next = 0;
@@ -88,7 +85,7 @@ async function decodeAll(files: readonly [string, number][], classes: string[], 
       const i = next++;
       const [file, label] = files[i];
       try {
-        images.set(await decodeImage(file, o.size), i * per);
+        images.set(await decodeFile(file, geometry), i * per);
         labels[i] = label;
         ok[i] = true;
       } catch (err) {

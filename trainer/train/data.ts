@@ -6,6 +6,7 @@ import path from 'node:path';
 import { BIN_FOLDER, ensureCifar10, readCifarBinaryFolder, Progress } from '../data/cifar10.js';
 import { ImageDataset, subset } from '../data/dataset.js';
 import { loadImageFolder } from '../data/folder.js';
+import type { Resample } from '../../runtime/model-config.js';
 
 export interface RunData {
   train: ImageDataset;
@@ -24,6 +25,9 @@ export interface DataOptions {
   data: string;
   dataDir: string;
   imageSize: number;
+  /** A folder's images fitted as a served model takes them (eval passes its model's; default cover, area). */
+  fit?: 'cover' | 'fill';
+  resample?: Resample;
   valRatio: number;
   seed: number;
   onBadImage: 'skip' | 'fail';
@@ -50,7 +54,7 @@ export async function loadRunData(o: DataOptions): Promise<RunData> {
     train = await readCifarBinaryFolder(dir, 'train');
     evalSet = await readCifarBinaryFolder(dir, 'test');
   } else {
-    const f = await loadImageFolder(o.data, { size: o.imageSize, valRatio: o.valRatio, seed: o.seed, onBadImage: o.onBadImage, warn: o.warn, progress: o.progress });
+    const f = await loadImageFolder(o.data, { size: o.imageSize, fit: o.fit, resample: o.resample, valRatio: o.valRatio, seed: o.seed, onBadImage: o.onBadImage, warn: o.warn, progress: o.progress });
     train = f.train;
     evalSet = f.val;
     evalName = 'val';

@@ -31,7 +31,7 @@ export function rowCrossEntropy(logits: ArrayLike<number>, offset: number, n: nu
   return max + Math.log(sum) - logits[offset + label];
 }
 
-export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; batchSize?: number }): Promise<Evaluation> {
+export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number }): Promise<Evaluation> {
   const K = data.classes.length;
   const B = o.batchSize ?? 500;
   const per = data.channels * data.height * data.width;
@@ -43,7 +43,7 @@ export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: rea
   for (let start = 0; start < data.count; start += B) {
     const n = Math.min(B, data.count - start);
     const indices = Uint32Array.from({ length: n }, (_, i) => start + i);
-    fillBatch(data, indices, { mean: o.mean, std: o.std, numClasses: K, labelSmoothing: 0, augment: NO_AUGMENT }, new Rng(0), pixels, targets);
+    fillBatch(data, indices, { mean: o.mean, std: o.std, rescale: o.rescale, numClasses: K, labelSmoothing: 0, augment: NO_AUGMENT }, new Rng(0), pixels, targets);
     const logits = await run(pixels.subarray(0, n * per), n);
     for (let i = 0; i < n; i++) {
       const label = data.labels[start + i];

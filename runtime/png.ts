@@ -3,7 +3,7 @@
 // back, twice: metadata, then pixels) is ~830 us of CPU for such an image; this path takes ~46 us on
 // the event loop, normalization included (zlib's inflate plus one pass over the rows; bench:decode).
 //
-// It returns exactly the pixels sharp's path in preprocess.ts returns (tested pixel for pixel against
+// It returns exactly the pixels sharp's path in image.ts returns (tested pixel for pixel against
 // sharp over every colour type, bit depth and filter), or null, and then sharp decodes the image as
 // usual. Null means anything outside the plain case: another size, interlacing, 16-bit samples, a
 // colour profile, gamma or chromaticities, EXIF, an unknown chunk, a bad CRC, a short or overlong

@@ -1,7 +1,8 @@
 // The model input of a large upload: the k x k block means of the view it was decoded to.
 
 import t from 'tap';
-import { boxDownsample, prepareImage } from '../../server/preprocess.js';
+import { prepareImage } from '../../runtime/image.js';
+import { boxDownsample } from '../../runtime/pixels.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testImage } from '../helpers/server.js';
 
@@ -29,7 +30,7 @@ t.test('boxDownsample is the rounded mean of each k x k block', async (t) => {
 
 t.test('a large upload: the model input is the block means of the view', async (t) => {
   const m = { width: 32, height: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
-  const img = await prepareImage(await testImage('png', 300), m, 1e6);
+  const img = await prepareImage(await testImage('png', 300), m, { maxPixels: 1e6 });
   t.same([img.view.width, img.view.height], [256, 256], 'view: 8 times the input');
   const input = boxDownsample(img.view.data, 256, 256, 8);
   const expected = Float32Array.from({ length: 3 * 1024 }, (_, i) => (input[(i % 1024) * 3 + Math.floor(i / 1024)] / 255 - 0.5) / 0.5);

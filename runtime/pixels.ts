@@ -1,0 +1,88 @@
+// The pure half of the image pipeline (image.ts decodes; this turns bytes into what a model takes),
+// with no native module, so that the trainer's batch worker can use it: how a model's input is
+// described, block means, and the one normalization every path uses (a per-channel lookup table, so
+// that a byte becomes the same float in training, evaluation and serving, bit for bit).
+
+import type { ModelConfig, Resample } from './model-config.js';
+
+/** What a model takes: its input size, its normalization, and how images are fitted to it. */
+export interface ImageSpec {
+  height: number;
+  width: number;
+  mean: readonly number[];
+  std: readonly number[];
+  /** 'cover' (default): keep the aspect ratio and cut the edges; 'fill': stretch to the input. */
+  fit?: 'cover' | 'fill';
+  /** 'area' (default): block means of a larger view; otherwise sharp's kernel, straight to the input. */
+  resample?: Resample;
+  /** Pixel values are multiplied by this before the mean (default 1/255). */
+  rescale?: number;
+}
+
+/** How an image is fitted to the input (what decoding needs of a spec). */
+export type Geometry = Pick<ImageSpec, 'width' | 'height' | 'fit' | 'resample'>;
+
+/** What a model takes, from its config. */
+export function imageSpec(c: ModelConfig): ImageSpec {
+  const [height, width] = c.image_size;
+  return { height, width, mean: c.mean, std: c.std, fit: c.fit, resample: c.resample, rescale: c.rescale };
+}
+
+/** Per channel, the float each byte value becomes: v * rescale / std - mean / std. */
+export function normalizationTables(s: Pick<ImageSpec, 'mean' | 'std' | 'rescale'>): Float32Array[] {
+  return s.mean.map((mean, c) => {
+    const scale = (s.rescale ?? 1 / 255) / s.std[c];
+    const shift = mean / s.std[c];
+    return Float32Array.from({ length: 256 }, (_, v) => v * scale - shift);
+  });
+}
+
+/** RGB bytes (HWC) -> normalized CHW floats (channel c reads byte c mod 3). */
+export function normalize(hwc: Uint8Array, s: ImageSpec): Float32Array {
+  const plane = s.width * s.height;
+  const tables = normalizationTables(s);
+  const out = new Float32Array(tables.length * plane);
+  tables.forEach((t, c) => {
+    for (let p = 0; p < plane; p++) out[c * plane + p] = t[hwc[p * 3 + (c % 3)]];
+  });
+  return out;
+}
+
+/** RGB bytes (HWC) -> CHW bytes, as data sets hold images. */
+export function toChw(hwc: Uint8Array, width: number, height: number): Uint8Array {
+  const plane = width * height;
+  const out = new Uint8Array(3 * plane);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) out[c * plane + p] = hwc[p * 3 + c];
+  return out;
+}
+
+/**
+ * RGB bytes (HWC) shrunk by an integer factor k: each output pixel is the rounded mean of its k x k
+ * block (area averaging, exact at integer factors). The view is k times the model input, so this is
+ * the model input: one pass over the view instead of a second libvips resize.
+ */
+export function boxDownsample(rgb: Uint8Array, width: number, height: number, k: number): Buffer {
+  const w = Math.floor(width / k);
+  const h = Math.floor(height / k);
+  const out = Buffer.allocUnsafe(w * h * 3);
+  const sums = new Uint32Array(w * 3);
+  const half = (k * k) >> 1;
+  const area = k * k;
+  for (let y = 0; y < h; y++) {
+    sums.fill(0);
+    for (let dy = 0; dy < k; dy++) {
+      const row = (y * k + dy) * width * 3;
+      for (let x = 0; x < w; x++) {
+        const o = x * 3;
+        let p = row + x * k * 3;
+        for (let dx = 0; dx < k; dx++, p += 3) {
+          sums[o] += rgb[p];
+          sums[o + 1] += rgb[p + 1];
+          sums[o + 2] += rgb[p + 2];
+        }
+      }
+    }
+    for (let i = 0; i < w * 3; i++) out[y * w * 3 + i] = Math.floor((sums[i] + half) / area);
+  }
+  return out;
+}
