@@ -4,7 +4,7 @@
 // Retry-After when full) and every request has a deadline (504 when passed).
 
 import { Errors, ServiceError } from './errors.js';
-import type { RunReply, RunRequest } from './inference-worker.js';
+import type { RunReply, RunRequest } from '../runtime/worker-protocol.js';
 import { WorkerPool } from './pool.js';
 
 export interface BatcherOptions {

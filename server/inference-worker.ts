@@ -5,54 +5,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Device, Session, createSession, runSession } from '../runtime/ort.js';
 import { relevanceInto, rolloutMeanInto } from './attention.js';
-import { CRASH, type WorkerCommand } from './worker-control.js';
-
-export interface WorkerModel {
-  name: string;
-  file: string;
-  inputName: string;
-  logitsOutput: string;
-  attentionOutputs: string[];
-  /** [channels, height, width] */
-  inputDims: [number, number, number];
-  classes: number;
-  /** The explanation graph beside the model (config.json `relevance`), when it has one. */
-  relevance?: { file: string; classInput: string; gradientOutputs: string[] };
-}
-
-export interface WorkerInit {
-  models: WorkerModel[];
-  device: Device;
-  threads: number;
-}
-
-
-export interface RunRequest {
-  type: 'run';
-  id: number;
-  model: string;
-  pixels: Float32Array; // n * C * H * W
-  n: number;
-  /** Also return every layer's attention probabilities (attention=cls|full, or a kept result's map). */
-  attentions: boolean;
-  /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
-  relevance?: Float32Array;
-}
-
-export interface RunReply {
-  type: 'result';
-  id: number;
-  logits: Float32Array; // n * classes
-  rollout: Float32Array | null; // n * (tokens - 1), heads averaged
-  relevance?: Float32Array | null; // n * (tokens - 1), for the asked classes
-  attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
-  heads: number;
-  tokens: number;
-  inferenceMs: number;
-}
+import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
 const control = new Int32Array(init.control);
+const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
 const sessions = new Map<string, { session: Session; model: WorkerModel; relevance: Session | null }>();
 
 /** The inputs and outputs config.json names must be the session's. */
@@ -64,7 +21,7 @@ function requireNames(m: WorkerModel, file: string, session: Session, inputs: st
 async function start(): Promise<void> {
   const providers: Record<string, string> = {};
   for (const m of init.models) {
-    const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => parentPort!.postMessage({ type: 'log', message: l }) }).catch((err: Error) => {
+    const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => send({ type: 'log', message: l }) }).catch((err: Error) => {
       throw new Error(`model ${m.name}: ${m.file} cannot be loaded: ${err.message.split('\n')[0]}`);
     });
     requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
@@ -79,7 +36,7 @@ async function start(): Promise<void> {
     sessions.set(m.name, { session, model: m, relevance });
     providers[m.name] = session.provider;
   }
-  parentPort!.postMessage({ type: 'ready', providers });
+  send({ type: 'ready', providers });
 }
 
 /** The explanation graph for each image's asked class: logits and relevance maps, computed here, off the event loop. */
@@ -145,14 +102,14 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
   running++;
   run(req)
     .then(
-      (reply) => parentPort!.postMessage(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
-      (err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: err.message }),
+      (reply) => send(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+      (err: Error) => send({ type: 'error', id: req.id, message: err.message }),
     )
-    .catch((err: Error) => parentPort!.postMessage({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))
+    .catch((err: Error) => send({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))
     .finally(() => {
       running--;
       if (stopping && running === 0) process.exit(0);
     });
 });
 
-start().catch((err: Error) => parentPort!.postMessage({ type: 'fatal', message: err.message }));
+start().catch((err: Error) => send({ type: 'fatal', message: err.message }));

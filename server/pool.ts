@@ -5,8 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { siblingUrl, startWorker } from '../runtime/worker.js';
 import { Errors } from './errors.js';
-import type { RunReply, RunRequest, WorkerInit } from './inference-worker.js';
-import { CRASH, type WorkerCommand } from './worker-control.js';
+import { CRASH, type InferenceMessage, Pending, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit } from '../runtime/worker-protocol.js';
 
 interface Slot {
   index: number;
@@ -14,14 +13,13 @@ interface Slot {
   ready: boolean;
   busy: boolean;
   control: Int32Array;
-  inflight: Map<number, { resolve: (r: RunReply) => void; reject: (e: Error) => void }>;
+  inflight: Pending<RunReply>;
   /** Ended by kill(): its runs have failed already and anything it still sends is ignored. */
   killed: boolean;
 }
 
 export class WorkerPool extends EventEmitter {
   private readonly slots: Slot[] = [];
-  private nextId = 0;
   private closing = false;
   /** Messages the workers logged: each said once, not once per worker. */
   private readonly logged = new Set<string>();
@@ -45,9 +43,9 @@ export class WorkerPool extends EventEmitter {
     return new Promise((resolve, reject) => {
       const control = new Int32Array(new SharedArrayBuffer(4));
       const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), { workerData: { ...this.init, control: control.buffer } });
-      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Map(), killed: false };
+      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Pending<RunReply>(), killed: false };
       this.slots[index] = slot;
-      worker.on('message', (m: RunReply | { type: 'ready'; providers: Record<string, string> } | { type: 'fatal'; message: string } | { type: 'log'; message: string } | { type: 'error'; id: number; message: string }) => {
+      worker.on('message', (m: InferenceMessage) => {
         if (m.type === 'ready') {
           slot.ready = true;
           this.providers = m.providers;
@@ -60,11 +58,9 @@ export class WorkerPool extends EventEmitter {
           reject(new Error(m.message));
           void worker.terminate();
         } else if (!slot.killed) {
-          const waiter = slot.inflight.get(m.id);
-          slot.inflight.delete(m.id);
           slot.busy = false;
-          if (m.type === 'error') waiter?.reject(Errors.internal(`inference failed: ${m.message}`));
-          else waiter?.resolve(m);
+          if (m.type === 'error') slot.inflight.reject(m.id, Errors.internal(`inference failed: ${m.message}`));
+          else slot.inflight.resolve(m.id, m);
           this.emit('free');
         }
       });
@@ -99,24 +95,21 @@ export class WorkerPool extends EventEmitter {
   }
 
   run(slot: Slot, req: Omit<RunRequest, 'type' | 'id'>): Promise<RunReply> {
-    const id = this.nextId++;
+    const { id, reply } = slot.inflight.open();
     slot.busy = true;
-    return new Promise((resolve, reject) => {
-      slot.inflight.set(id, { resolve, reject });
-      slot.worker.postMessage({ type: 'run', id, ...req } satisfies RunRequest, [req.pixels.buffer as ArrayBuffer]);
-    });
+    slot.worker.postMessage({ type: 'run', id, ...req } satisfies RunRequest, [req.pixels.buffer as ArrayBuffer]);
+    return reply;
   }
 
   private failInflight(slot: Slot): void {
-    for (const w of slot.inflight.values()) w.reject(Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'));
-    slot.inflight.clear();
+    slot.inflight.rejectAll(Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'));
   }
 
   /**
    * Ends worker `index` as a crash would (for tests and drills): from this call on the pool treats it
    * as gone, so a run in progress fails with VIT_WORKER_FAILED whether or not the worker still gets to
    * answer it, and nothing more is sent to it; the worker leaves as soon as ONNX Runtime lets it (see
-   * worker-control.ts) and a new one takes its place.
+   * runtime/worker-protocol.ts) and a new one takes its place.
    */
   async kill(index: number): Promise<void> {
     const slot = this.slots[index];

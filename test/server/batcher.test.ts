@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import t from 'tap';
 import { Batcher, BatchRunner } from '../../server/batcher.js';
-import type { RunReply, RunRequest } from '../../server/inference-worker.js';
+import type { RunReply, RunRequest } from '../../runtime/worker-protocol.js';
 import { ServiceError } from '../../server/errors.js';
 
 const CLASSES = 3;

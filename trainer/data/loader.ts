@@ -6,6 +6,7 @@
 import { ImageDataset } from './dataset.js';
 import { BatchOptions } from './augment.js';
 import { siblingUrl, startWorker } from '../../runtime/worker.js';
+import { type BatchReply, type BatchRequest, Pending } from '../../runtime/worker-protocol.js';
 import type { Worker } from 'node:worker_threads';
 
 export interface Batch {
@@ -14,16 +15,15 @@ export interface Batch {
   size: number;
 }
 
-export interface WorkerRequest {
-  id: number;
-  indices: Uint32Array;
-  rngState: number[];
+/** What the batch worker is started with. */
+export interface BatchWorkerData {
+  data: ImageDataset;
+  options: BatchOptions;
 }
 
 export class BatchLoader {
   private readonly worker: Worker;
-  private readonly waiting = new Map<number, { resolve: (b: Batch) => void; reject: (e: Error) => void }>();
-  private nextId = 0;
+  private readonly waiting = new Pending<Batch>();
   private failure: Error | null = null;
 
   constructor(data: ImageDataset, options: BatchOptions) {
@@ -31,12 +31,10 @@ export class BatchLoader {
     shared.set(data.images);
     const labels = new Uint16Array(new SharedArrayBuffer(data.labels.byteLength));
     labels.set(data.labels);
-    this.worker = startWorker(siblingUrl(import.meta.url, 'batch-worker'), { workerData: { data: { ...data, images: shared, labels }, options } });
-    this.worker.on('message', (m: { id: number; pixels?: Float32Array; targets?: Float32Array; size?: number; error?: string }) => {
-      const w = this.waiting.get(m.id);
-      this.waiting.delete(m.id);
-      if (m.error) w?.reject(new Error(`batch worker: ${m.error}`));
-      else w?.resolve({ pixels: m.pixels!, targets: m.targets!, size: m.size! });
+    this.worker = startWorker(siblingUrl(import.meta.url, 'batch-worker'), { workerData: { data: { ...data, images: shared, labels }, options } satisfies BatchWorkerData });
+    this.worker.on('message', (m: BatchReply) => {
+      if ('error' in m) this.waiting.reject(m.id, new Error(`batch worker: ${m.error}`));
+      else this.waiting.resolve(m.id, { pixels: m.pixels, targets: m.targets, size: m.size });
     });
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => this.fail(new Error(`batch worker exited (${code})`)));
@@ -44,16 +42,14 @@ export class BatchLoader {
 
   private fail(err: Error): void {
     this.failure ??= err;
-    for (const w of this.waiting.values()) w.reject(this.failure);
-    this.waiting.clear();
+    this.waiting.rejectAll(this.failure);
   }
 
   request(indices: Uint32Array, rngState: number[]): Promise<Batch> {
     if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    const p = new Promise<Batch>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
-    this.worker.postMessage({ id, indices, rngState } satisfies WorkerRequest);
-    return p;
+    const { id, reply } = this.waiting.open();
+    this.worker.postMessage({ id, indices, rngState } satisfies BatchRequest);
+    return reply;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,117 @@
+// The messages between the threads of vitrine, typed in one place: the service's inference workers
+// (server/pool.ts <-> server/inference-worker.ts) and the trainer's batch worker
+// (trainer/data/loader.ts <-> trainer/data/batch-worker.ts); and the one helper both owners use to
+// match replies to requests.
+//
+// Stopping an inference worker: terminate() while ONNX Runtime runs aborts the whole process (the
+// run returns into a torn-down environment; measured with onnxruntime-node here), so the pool asks
+// instead and the worker leaves between runs. control[0] = CRASH makes it exit (code 1) before it
+// answers the run in progress, as a crash would; the 'stop' and 'crash' messages end an idle worker.
+
+import type { Device } from './ort.js';
+
+// ---- inference workers ----
+
+export interface WorkerModel {
+  name: string;
+  file: string;
+  inputName: string;
+  logitsOutput: string;
+  attentionOutputs: string[];
+  /** [channels, height, width] */
+  inputDims: [number, number, number];
+  classes: number;
+  /** The explanation graph beside the model (config.json `relevance`), when it has one. */
+  relevance?: { file: string; classInput: string; gradientOutputs: string[] };
+}
+
+export interface WorkerInit {
+  models: WorkerModel[];
+  device: Device;
+  threads: number;
+}
+
+export const CRASH = 1;
+export type WorkerCommand = { type: 'stop' } | { type: 'crash' };
+
+export interface RunRequest {
+  type: 'run';
+  id: number;
+  model: string;
+  pixels: Float32Array; // n * C * H * W
+  n: number;
+  /** Also return every layer's attention probabilities (attention=cls|full, or a kept result's map). */
+  attentions: boolean;
+  /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
+  relevance?: Float32Array;
+}
+
+export interface RunReply {
+  type: 'result';
+  id: number;
+  logits: Float32Array; // n * classes
+  rollout: Float32Array | null; // n * (tokens - 1), heads averaged
+  relevance?: Float32Array | null; // n * (tokens - 1), for the asked classes
+  attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
+  heads: number;
+  tokens: number;
+  inferenceMs: number;
+}
+
+/** What an inference worker sends: its start, its log lines, and an answer (or failure) per run. */
+export type InferenceMessage =
+  | RunReply
+  | { type: 'ready'; providers: Record<string, string> }
+  | { type: 'fatal'; message: string }
+  | { type: 'log'; message: string }
+  | { type: 'error'; id: number; message: string };
+
+// ---- the trainer's batch worker ----
+
+export interface BatchRequest {
+  id: number;
+  indices: Uint32Array;
+  /** The state of the generator that draws this batch's augmentations. */
+  rngState: number[];
+}
+
+export type BatchReply = { id: number; pixels: Float32Array; targets: Float32Array; size: number } | { id: number; error: string };
+
+// ---- requests and their replies ----
+
+/** Requests waiting for their replies, matched by id; every one is settled once. */
+export class Pending<R> {
+  private next = 0;
+  private readonly waiting = new Map<number, { resolve: (r: R) => void; reject: (e: Error) => void }>();
+
+  get size(): number {
+    return this.waiting.size;
+  }
+
+  /** A fresh id, and the promise its reply settles. */
+  open(): { id: number; reply: Promise<R> } {
+    const id = this.next++;
+    const reply = new Promise<R>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    return { id, reply };
+  }
+
+  resolve(id: number, value: R): void {
+    this.take(id)?.resolve(value);
+  }
+
+  reject(id: number, err: Error): void {
+    this.take(id)?.reject(err);
+  }
+
+  /** Fails every request still waiting (the worker is gone). */
+  rejectAll(err: Error): void {
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+  }
+
+  private take(id: number) {
+    const w = this.waiting.get(id);
+    this.waiting.delete(id);
+    return w;
+  }
+}
