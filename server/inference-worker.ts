@@ -3,7 +3,7 @@
 // rollout and, when asked, every layer's attention probabilities.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { Device, Session, createSession, runSession } from '../runtime/ort.js';
+import { Session, createSession, runSession } from '../runtime/ort.js';
 import { relevanceInto, rolloutMeanInto } from './attention.js';
 import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
 

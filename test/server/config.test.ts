@@ -24,3 +24,18 @@ t.test('bad values and unknown flags are one-line errors naming the source', asy
   t.throws(() => loadServeConfig([], { PORT: 'eighty' }), /PORT must be an integer/);
   t.throws(() => loadServeConfig(['--turbo', '1'], {}), /^unknown flag --turbo$/);
 });
+
+t.test('one schema gives the type, the defaults, the flags and the variables', async (t) => {
+  const { Value } = await import('@sinclair/typebox/value');
+  const { SERVE_ENV, SERVE_USAGE, ServeConfigSchema } = await import('../../server/config.js');
+  t.ok(Value.Check(ServeConfigSchema, defaultServeConfig()), 'the defaults satisfy the schema');
+  const loaded = loadServeConfig(['--results-store', 'redis://cache:6379/1', '--log-level', 'warn'], { VITRINE_CORS_ORIGIN: '*', VITRINE_API_KEY: 'k', VITRINE_WORKERS: '3' });
+  t.ok(Value.Check(ServeConfigSchema, loaded), 'a loaded config satisfies the schema');
+  for (const key of Object.keys(ServeConfigSchema.properties)) {
+    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    t.match(SERVE_USAGE, `[--${flag} `, `--${flag} in the usage`);
+    t.ok(SERVE_ENV.includes(`VITRINE_${flag.replace(/-/g, '_').toUpperCase()}`), `VITRINE_ variable for ${key}`);
+  }
+  t.ok(SERVE_ENV.includes('PORT') && SERVE_ENV.includes('HOST'), 'the aliases the schema declares');
+  t.equal(loadServeConfig([], { VITRINE_API_KEY: '' }).apiKey, null, 'an empty variable leaves the default');
+});
