@@ -1,7 +1,8 @@
 // The pure half of the image pipeline (image.ts decodes; this turns bytes into what a model takes),
 // with no native module, so that the trainer's batch worker can use it: how a model's input is
-// described, block means, and the one normalization every path uses (a per-channel lookup table, so
-// that a byte becomes the same float in training, evaluation and serving, bit for bit).
+// described, block means, and the one normalization every path uses (one map per channel, as tables
+// for the trainer's batches and as arithmetic for an image, the same float32 for a byte either way,
+// so that it is the same in training, evaluation and serving, bit for bit).
 
 import type { ModelConfig, Resample } from './model-config.js';
 
@@ -28,23 +29,31 @@ export function imageSpec(c: ModelConfig): ImageSpec {
   return { height, width, mean: c.mean, std: c.std, fit: c.fit, resample: c.resample, rescale: c.rescale };
 }
 
-/** Per channel, the float each byte value becomes: v * rescale / std - mean / std. */
+/** Channel c's map from a byte: v * scale - shift (in double, then stored as float32). */
+function affine(s: Pick<ImageSpec, 'mean' | 'std' | 'rescale'>, c: number): { scale: number; shift: number } {
+  return { scale: (s.rescale ?? 1 / 255) / s.std[c], shift: s.mean[c] / s.std[c] };
+}
+
+/** Per channel, the float each byte value becomes (for the trainer, whose bytes pass augmentation first). */
 export function normalizationTables(s: Pick<ImageSpec, 'mean' | 'std' | 'rescale'>): Float32Array[] {
-  return s.mean.map((mean, c) => {
-    const scale = (s.rescale ?? 1 / 255) / s.std[c];
-    const shift = mean / s.std[c];
+  return s.mean.map((_, c) => {
+    const { scale, shift } = affine(s, c);
     return Float32Array.from({ length: 256 }, (_, v) => v * scale - shift);
   });
 }
 
-/** RGB bytes (HWC) -> normalized CHW floats (channel c reads byte c mod 3). */
+/**
+ * RGB bytes (HWC) -> normalized CHW floats (channel c reads byte c mod 3): the same arithmetic as
+ * the tables, so the same float32 for every byte, without building tables per image.
+ */
 export function normalize(hwc: Uint8Array, s: ImageSpec): Float32Array {
   const plane = s.width * s.height;
-  const tables = normalizationTables(s);
-  const out = new Float32Array(tables.length * plane);
-  tables.forEach((t, c) => {
-    for (let p = 0; p < plane; p++) out[c * plane + p] = t[hwc[p * 3 + (c % 3)]];
-  });
+  const C = s.mean.length;
+  const out = new Float32Array(C * plane);
+  for (let c = 0; c < C; c++) {
+    const { scale, shift } = affine(s, c);
+    for (let p = 0; p < plane; p++) out[c * plane + p] = hwc[p * 3 + (c % 3)] * scale - shift;
+  }
   return out;
 }
 

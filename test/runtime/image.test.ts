@@ -39,3 +39,19 @@ t.test('a large upload: the model input is the block means of the view', async (
     'pixels = normalized block means',
   );
 });
+
+t.test('normalize gives, for every byte, the float of the trainer\'s tables', async (t) => {
+  const { normalize, normalizationTables } = await import('../../runtime/pixels.js');
+  for (const spec of [
+    { width: 16, height: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+    { width: 16, height: 16, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], rescale: 1 },
+    { width: 16, height: 16, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
+  ]) {
+    const hwc = Uint8Array.from({ length: 16 * 16 * 3 }, (_, i) => i % 256); // every byte value in every channel
+    const out = normalize(hwc, spec);
+    const tables = normalizationTables(spec);
+    let differ = 0;
+    for (let c = 0; c < 3; c++) for (let p = 0; p < 256; p++) if (out[c * 256 + p] !== tables[c][hwc[p * 3 + c]]) differ++;
+    t.equal(differ, 0, `mean ${spec.mean}, rescale ${spec.rescale ?? '1/255'}: bit-identical`);
+  }
+});
