@@ -84,10 +84,6 @@ export class Pending<R> {
   private next = 0;
   private readonly waiting = new Map<number, { resolve: (r: R) => void; reject: (e: Error) => void }>();
 
-  get size(): number {
-    return this.waiting.size;
-  }
-
   /** A fresh id, and the promise its reply settles. */
   open(): { id: number; reply: Promise<R> } {
     const id = this.next++;

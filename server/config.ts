@@ -9,7 +9,7 @@ import { DEVICES } from '../runtime/ort.js';
 
 const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const int = (minimum: number, maximum: number, def: number, description: string) => Type.Integer({ minimum, maximum, default: def, description });
+const int = (minimum: number, maximum: number, def: number, description: string, more: { example?: string } = {}) => Type.Integer({ minimum, maximum, default: def, description, ...more });
 const oneOf = <T extends string>(values: readonly T[], def: T, description: string) => Type.Union(values.map((v) => Type.Literal(v)), { default: def, description });
 
 /**
@@ -31,10 +31,10 @@ export const ServeConfigSchema = Type.Object({
   // grows past small batches (`npm run bench:forward -- --sweep`, 1 thread: 2,254 img/s at batch 8,
   // 1,604 at 64), and an intra-op thread pool spins. A GPU wants fewer workers and larger batches
   // (see docker/).
-  workers: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, Math.min(8, cores)), example: 'N', description: 'Inference worker threads, each with its own ONNX Runtime session per model (default: one per core, up to 8).' }),
+  workers: int(1, 64, Math.max(1, Math.min(8, cores)), 'Inference worker threads, each with its own ONNX Runtime session per model (default: one per core, up to 8).', { example: 'N' }),
   threads: int(1, 256, 1, 'ONNX Runtime intra-op threads per worker.'),
   // Half the cores decode (see gate.ts for what this trades).
-  decoders: Type.Integer({ minimum: 1, maximum: 64, default: Math.max(1, Math.floor(cores / 2)), example: 'N', description: 'Images sharp decodes at once (default: half the cores; a plain PNG already at the input size needs no decode slot).' }),
+  decoders: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Images sharp decodes at once (default: half the cores; a plain PNG already at the input size needs no decode slot).', { example: 'N' }),
   maxBatch: int(1, 1024, 8, 'The most requests run as one batch.'),
   maxDelayMs: int(0, 10_000, 2, 'How long a request may wait for others to join its batch once a worker is free.'),
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),

@@ -77,8 +77,11 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         const plain = method === 'rollout' && head === 'mean' && discard === 0;
         const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: !plain });
         if (typeof head === 'number' && head >= r.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${r.heads} heads (0-${r.heads - 1})`);
-        const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
-        values = plain ? r.rollout! : method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+        if (plain) values = r.rollout!;
+        else {
+          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
+          values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+        }
         made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };
       }
       ctx.metrics.maps.inc({ model: model.name, method });

@@ -63,7 +63,7 @@ async function listClasses(root: string): Promise<Map<string, string[]>> {
 }
 
 /** Images with more pixels than this are refused (as bad images). */
-export const MAX_PIXELS = 100_000_000;
+const MAX_PIXELS = 100_000_000;
 
 /** Decodes one image file to CHW bytes of the geometry's size. */
 export async function decodeFile(file: string, g: Geometry): Promise<Uint8Array> {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { BIN_FOLDER, ensureCifar10, readCifarBinaryFolder, Progress } from '../data/cifar10.js';
 import { ImageDataset, subset } from '../data/dataset.js';
 import { loadImageFolder } from '../data/folder.js';
-import type { Resample } from '../../runtime/model-config.js';
+import type { Geometry } from '../../runtime/pixels.js';
 
 export interface RunData {
   train: ImageDataset;
@@ -26,8 +26,8 @@ export interface DataOptions {
   dataDir: string;
   imageSize: number;
   /** A folder's images fitted as a served model takes them (eval passes its model's; default cover, area). */
-  fit?: 'cover' | 'fill';
-  resample?: Resample;
+  fit?: Geometry['fit'];
+  resample?: Geometry['resample'];
   valRatio: number;
   seed: number;
   onBadImage: 'skip' | 'fail';
