@@ -3,16 +3,18 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../trainer/train/checkpoint.js';
-import { DEFAULT_TRAIN, TRAIN_CHECKS, TrainConfig, flagValue, mergeTrainConfig } from '../trainer/train/config.js';
+import { DEFAULT_TRAIN, TRAIN_KEYS, TrainConfig, TrainConfigSchema, flagValue, mergeTrainConfig } from '../trainer/train/config.js';
 import { loadRunData } from '../trainer/train/data.js';
 import { recipeFile, recipeNames } from '../trainer/train/recipes.js';
 import { train } from '../trainer/train/loop.js';
 import { ProgressBar } from '../trainer/train/report.js';
 import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { flagOf, packLines, shownValue } from '../runtime/schema.js';
 import { CliError, parseFlags, progressPrinter, readJsonFile } from './cli-util.js';
 
-const KEYS = Object.keys(TRAIN_CHECKS) as (keyof TrainConfig)[];
-const flagName = (k: string) => k.replace(/_/g, '-');
+const KEYS = TRAIN_KEYS;
+const flagName = flagOf;
+const isBool = (k: keyof TrainConfig) => TrainConfigSchema.properties[k].type === 'boolean';
 /** Keys that may differ from the checkpoint's when resuming. */
 const RESUMABLE = new Set<keyof TrainConfig>(['epochs', 'threads', 'device', 'eval_every', 'checkpoint_every', 'data_dir', 'data']);
 
@@ -22,15 +24,7 @@ export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--
   Recipes: seed (the seed post's settings), cifar10, cifar10-aa (with AutoAugment), cifar10-ra (the bundled
   vit-cifar10's), cct-cifar10 (the bundled cct-cifar10's: a convolutional tokenizer), or a .json file of keys.
   Keys (flags use dashes):
-    --data cifar10|<folder>   --data-dir data   --val-ratio 0.1   --on-bad-image skip|fail
-    --model <vit.json>|'{"hidden_size": 64, …}'   --epochs N        --batch-size N    --optimizer adamw|sgd
-    --lr X  --weight-decay X  --decay-all / --no-decay-all        --betas b1,b2  --eps X
-    --momentum X  --nesterov  --schedule constant|cosine  --warmup-epochs X  --min-lr X
-    --label-smoothing X  --crop-padding N  --flip / --no-flip
-    --auto-augment none|randaugment|trivialaugment|autoaugment  --randaugment-ops N  --randaugment-magnitude 0-30
-    --random-erasing P  --mixup-alpha X  --cutmix-alpha X  --mix-prob P  --mix-switch-prob P  --ema-decay X
-    --seed N  --threads N
-    --device cpu|cuda|auto  --eval-every N  --checkpoint-every N  --limit-train N  --limit-eval N
+    ${packLines(KEYS.map((k) => (isBool(k) ? `--${flagName(k)} / --no-${flagName(k)}` : `--${flagName(k)} ${shownValue(TrainConfigSchema.properties[k])}`)), 104, '  ').join('\n    ')}
   --resume continues the run in --out exactly where its checkpoint left it. Ctrl-C saves a checkpoint and
   exits 130. Exit status: 0 done, 1 failed, 2 a wrong flag or value, 130 interrupted.`;
 
@@ -42,9 +36,8 @@ function flagOptions() {
     help: { type: 'boolean', short: 'h' },
   };
   for (const k of KEYS) {
-    const isBool = typeof DEFAULT_TRAIN[k] === 'boolean';
-    options[flagName(k)] = { type: isBool ? 'boolean' : 'string' };
-    if (isBool) options[`no-${flagName(k)}`] = { type: 'boolean' };
+    options[flagName(k)] = { type: isBool(k) ? 'boolean' : 'string' };
+    if (isBool(k)) options[`no-${flagName(k)}`] = { type: 'boolean' };
   }
   return options;
 }

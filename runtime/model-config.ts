@@ -1,5 +1,6 @@
 // A model folder: what the server needs to serve any image classifier exported to ONNX, ours or
-// foreign, read from config.json and preprocessor_config.json and validated at load.
+// foreign, read from config.json and preprocessor_config.json and validated at load against TypeBox
+// schemas (the words of each error come from them: runtime/schema.ts).
 // Three layouts load:
 //   vitrine export   onnx/model.onnx (where transformers.js looks), config.json with transformers' ViT
 //                    keys (id2label, sizes) beside vitrine's (outputs, relevance, our ViT config) and
@@ -12,59 +13,93 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { FormatRegistry, type Static, type TSchema, Type } from '@sinclair/typebox';
+import { firstProblem, oneOf } from './schema.js';
 
-export interface ModelConfig {
-  /** Class names, index = logit position. */
-  labels: string[];
-  /** [height, width] the model takes. */
-  image_size: [number, number];
-  /** Per-channel mean and std applied to pixels scaled to [0, 1]. */
-  mean: number[];
-  std: number[];
-  /** Name of the image input, layout [batch, channels, height, width]. */
-  input_name: string;
-  /** Name of the [batch, classes] logits output. */
-  logits_output: string;
-  /** Names of [batch, heads, tokens, tokens] attention outputs, first layer first; may be empty. */
-  attention_outputs: string[];
-  /** Patch side in pixels, for mapping tokens to image regions; null for models without patches. */
-  patch_size: number | null;
-  /** Our ViT config when the model is ours. */
-  vit?: Record<string, unknown>;
-  /** A second graph beside model.onnx that explains a class: it takes the image and a class index per
-   *  image (float) and gives, besides the logits and attentions, the gradient of that class's logit
-   *  with respect to each layer's attention probabilities. Models without it serve no relevance maps. */
-  relevance?: RelevanceGraph;
-  /** What the model was trained on, when vitrine trained it: so that evaluation can hold out the same images. */
-  training?: TrainingRecord;
-  /** How an image is brought to image_size: 'cover' keeps its aspect ratio and cuts the edges beyond
-   *  the model's (vitrine's, the default); 'fill' stretches it (Hugging Face's image processors). */
-  fit?: 'cover' | 'fill';
-  /** The resampling: 'area' (means over the covered pixels, vitrine's, the default) or a kernel. */
-  resample?: Resample;
-  /** What pixel values are multiplied by before the mean is subtracted (default 1/255). */
-  rescale?: number;
-}
+const posInt = Type.Integer({ minimum: 1 });
+const name = Type.String({ minLength: 1 });
+const means = Type.Array(Type.Number(), { minItems: 1, expects: 'an array of numbers, one per channel' });
+const stds = Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, expects: 'an array of positive numbers, one per channel' });
 
-export type Resample = 'area' | 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+/** A path inside the model folder: relative, without '..'. */
+FormatRegistry.Set('model-file', (s) => s !== '' && !s.includes('..') && !path.isAbsolute(s));
+
+/** A second graph beside model.onnx that explains a class: it takes the image and a class index per
+ *  image (float) and gives, besides the logits and attentions, the gradient of that class's logit
+ *  with respect to each layer's attention probabilities. */
+export const RelevanceGraphSchema = Type.Object({
+  file: Type.String({ format: 'model-file', expects: 'a file in the model folder' }),
+  class_input: name,
+  /** [batch, heads, tokens, tokens] gradients, first layer first, one per attention output. */
+  gradient_outputs: Type.Array(Type.String()),
+});
+export type RelevanceGraph = Static<typeof RelevanceGraphSchema>;
+
+export const TrainingRecordSchema = Type.Object({
+  /** 'cifar10', or the absolute path of the data folder. */
+  data: Type.String(),
+  /** The seeded split of a folder without train/ and val/: the share held out and the seed. */
+  val_ratio: Type.Number({ minimum: 0, exclusiveMaximum: 1 }),
+  seed: Type.Integer(),
+});
+export type TrainingRecord = Static<typeof TrainingRecordSchema>;
+
+export const RESAMPLES = ['area', 'nearest', 'linear', 'cubic', 'lanczos3'] as const;
+export type Resample = (typeof RESAMPLES)[number];
 /** PIL's resampling codes, as image processors write them, and ours. */
 const PIL_RESAMPLE: Record<number, Resample> = { 0: 'nearest', 1: 'lanczos3', 2: 'linear', 3: 'cubic', 4: 'area', 5: 'linear' };
 export const RESAMPLE_TO_PIL: Record<Resample, number> = { nearest: 0, lanczos3: 1, linear: 2, cubic: 3, area: 4 };
 
-export interface RelevanceGraph {
-  file: string;
-  class_input: string;
-  /** [batch, heads, tokens, tokens] gradients, first layer first, one per attention output. */
-  gradient_outputs: string[];
-}
+export const ModelConfigSchema = Type.Object({
+  /** Class names, index = logit position. */
+  labels: Type.Array(Type.String(), { minItems: 1, expects: `a non-empty array of strings (or 'id2label' an object from "0", "1", … to names)` }),
+  /** [height, width] the model takes. */
+  image_size: Type.Tuple([posInt, posInt], { expects: '[height, width] in pixels' }),
+  /** Per-channel mean and std applied to pixels scaled to [0, 1]. */
+  mean: means,
+  std: stds,
+  /** Name of the image input, layout [batch, channels, height, width]. */
+  input_name: name,
+  /** Name of the [batch, classes] logits output. */
+  logits_output: name,
+  /** Names of [batch, heads, tokens, tokens] attention outputs, first layer first; may be empty. */
+  attention_outputs: Type.Array(Type.String()),
+  /** Patch side in pixels, for mapping tokens to image regions; null for models without patches. */
+  patch_size: Type.Union([posInt, Type.Null()]),
+  /** Our ViT config when the model is ours. */
+  vit: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { expects: 'an object (a ViT config)' })),
+  /** The relevance graph; models without it serve no relevance maps. */
+  relevance: Type.Optional(RelevanceGraphSchema),
+  /** What the model was trained on, when vitrine trained it: so that evaluation can hold out the same images. */
+  training: Type.Optional(TrainingRecordSchema),
+  /** How an image is brought to image_size: 'cover' keeps its aspect ratio and cuts the edges beyond
+   *  the model's (vitrine's, the default); 'fill' stretches it (Hugging Face's image processors). */
+  fit: Type.Optional(oneOf(['cover', 'fill'] as const)),
+  /** The resampling: 'area' (means over the covered pixels, vitrine's, the default) or a kernel. */
+  resample: Type.Optional(oneOf(RESAMPLES)),
+  /** What pixel values are multiplied by before the mean is subtracted (default 1/255). */
+  rescale: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+});
+export type ModelConfig = Static<typeof ModelConfigSchema>;
 
-export interface TrainingRecord {
-  /** 'cifar10', or the absolute path of the data folder. */
-  data: string;
-  /** The seeded split of a folder without train/ and val/: the share held out and the seed. */
-  val_ratio: number;
-  seed: number;
-}
+/** The keys config.json may hold: ModelConfig's, some written more loosely, and transformers' that are read. */
+const ConfigFileSchema = Type.Object({
+  ...ModelConfigSchema.properties,
+  image_size: Type.Union([posInt, ModelConfigSchema.properties.image_size], { expects: '[height, width] in pixels (or one number for a square)' }),
+  num_channels: posInt,
+});
+
+/** The keys of preprocessor_config.json (ViTImageProcessor's) that are read. */
+const PreprocessorSchema = Type.Object({
+  size: Type.Union([posInt, Type.Object({ height: posInt, width: posInt })], { expects: '{ height, width } in pixels (or one number for a square)' }),
+  do_resize: Type.Boolean(),
+  resample: Type.Union([0, 1, 2, 3, 4, 5].map((c) => Type.Literal(c)), { expects: "one of PIL's codes 0-5" }),
+  do_rescale: Type.Boolean(),
+  rescale_factor: Type.Number({ exclusiveMinimum: 0 }),
+  do_normalize: Type.Boolean(),
+  image_mean: means,
+  image_std: stds,
+});
 
 /** Where exports put the inference graph: transformers.js loads onnx/model.onnx. */
 export const MODEL_FILE = 'onnx/model.onnx';
@@ -79,8 +114,11 @@ export function modelFileIn(dir: string): string | null {
   return null;
 }
 
-const isPosInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
-const isNumArray = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+/** A value in an error: JSON, cut short. */
+const shown = (v: unknown) => {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+};
 
 /**
  * Validates a parsed config.json (and preprocessor_config.json when the folder has one); throws one
@@ -91,78 +129,68 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRa
   const fail = (why: string, where = source): never => {
     throw new Error(`${where}: ${why}`);
   };
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('expected a JSON object');
-  if (processorRaw !== undefined && (typeof processorRaw !== 'object' || processorRaw === null || Array.isArray(processorRaw))) fail('expected a JSON object', processorSource);
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(raw)) fail('expected a JSON object');
+  if (processorRaw !== undefined && !isObject(processorRaw)) fail('expected a JSON object', processorSource);
+  /** A key of a file, checked against its schema when present. */
+  const reader = (obj: Record<string, unknown>, props: Record<string, TSchema>, where: string) => <T>(key: string): T | undefined => {
+    const v = obj[key];
+    const problem = v === undefined ? null : firstProblem(props[key], v, key);
+    if (problem) fail(`'${problem.path}' must be ${problem.expects}, got ${shown(problem.got)}`, where);
+    return v as T | undefined;
+  };
   const c = raw as Record<string, unknown>;
   const p = (processorRaw ?? {}) as Record<string, unknown>;
-  const pfail = (why: string) => fail(why, processorSource);
+  const cfg = reader(c, ConfigFileSchema.properties, source);
+  const pre = reader(p, PreprocessorSchema.properties, processorSource);
   // A folder without vitrine's output names is a plain Hugging Face export: pixel_values -> logits.
   const foreign = c.input_name === undefined && c.labels === undefined && c.id2label !== undefined;
   if (foreign && processorRaw === undefined) fail(`a Hugging Face config (id2label, no input_name) needs ${PREPROCESSOR_FILE} beside it for the input size, mean and std`);
 
-  const labels = c.labels !== undefined ? c.labels : c.id2label !== undefined ? labelsFromId2label(c.id2label, fail) : undefined;
-  if (!Array.isArray(labels) || labels.length === 0 || !labels.every((l) => typeof l === 'string')) fail("'labels' must be a non-empty array of strings (or 'id2label' an object from \"0\", \"1\", … to names)");
+  const labels: string[] | undefined = cfg<string[]>('labels') ?? (c.id2label !== undefined ? labelsFromId2label(c.id2label, fail) : undefined);
+  const square = (s: number | [number, number] | { height: number; width: number }): [number, number] => (typeof s === 'number' ? [s, s] : Array.isArray(s) ? s : [s.height, s.width]);
+  const given = cfg<number | [number, number]>('image_size');
+  const size = given === undefined || foreign ? (pre<number | { height: number; width: number }>('size') ?? given) : given;
 
-  let size: unknown = c.image_size;
-  if (typeof size === 'number') size = [size, size];
-  if (size === undefined || foreign) {
-    const s = p.size as Record<string, unknown> | undefined;
-    if (s !== undefined) {
-      if (typeof s !== 'object' || s === null || !isPosInt(s.height) || !isPosInt(s.width)) pfail("'size' must be { height, width } in pixels");
-      size = [s.height, s.width];
-    }
-  }
-  if (!Array.isArray(size) || size.length !== 2 || !size.every(isPosInt)) fail("'image_size' must be [height, width] in pixels (or one number for a square)");
+  const channels = cfg<number>('num_channels') ?? 3;
+  const normalizeOff = pre<boolean>('do_normalize') === false;
+  const mean = cfg<number[]>('mean') ?? (normalizeOff ? new Array<number>(channels).fill(0) : pre<number[]>('image_mean'));
+  const std = cfg<number[]>('std') ?? (normalizeOff ? new Array<number>(channels).fill(1) : pre<number[]>('image_std'));
+  if (mean && std && mean.length !== std.length) fail('the mean and std must have one value per channel each', c.mean !== undefined ? source : processorSource);
 
-  const channels = isPosInt(c.num_channels) ? (c.num_channels as number) : 3;
-  const normalizeOff = p.do_normalize === false;
-  const mean = c.mean ?? (normalizeOff ? new Array(channels).fill(0) : p.image_mean);
-  const std = c.std ?? (normalizeOff ? new Array(channels).fill(1) : p.image_std);
-  const from = c.mean !== undefined ? fail : pfail;
-  if (!isNumArray(mean)) from(`'${c.mean !== undefined ? 'mean' : 'image_mean'}' must be an array of numbers, one per channel`);
-  if (!isNumArray(std) || !(std as number[]).every((s) => s > 0)) from(`'${c.std !== undefined ? 'std' : 'image_std'}' must be an array of positive numbers, one per channel`);
-  if ((mean as number[]).length !== (std as number[]).length) from("the mean and std must have one value per channel each");
-
-  const input = c.input_name ?? (foreign ? 'pixel_values' : undefined);
-  const logits = c.logits_output ?? (foreign ? 'logits' : undefined);
-  if (typeof input !== 'string' || !input) fail("'input_name' must be a non-empty string");
-  if (typeof logits !== 'string' || !logits) fail("'logits_output' must be a non-empty string");
-  const att = foreign ? [] : (c.attention_outputs ?? []);
-  if (!Array.isArray(att) || !att.every((a) => typeof a === 'string')) fail("'attention_outputs' must be an array of output names");
-  const patch = foreign ? null : (c.patch_size ?? null);
-  if (patch !== null && !isPosInt(patch)) fail("'patch_size' must be a positive integer or null");
+  const attentions = foreign ? [] : (cfg<string[]>('attention_outputs') ?? []);
+  const relevance = foreign ? undefined : cfg<RelevanceGraph>('relevance');
+  if (relevance && relevance.gradient_outputs.length !== attentions.length) fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
 
   let rescale = 1 / 255;
   let resample: Resample = 'area';
   if (foreign) {
-    if (p.do_rescale === false) rescale = 1;
-    else if (p.rescale_factor !== undefined) {
-      if (typeof p.rescale_factor !== 'number' || !(p.rescale_factor > 0)) pfail("'rescale_factor' must be a positive number");
-      rescale = p.rescale_factor as number;
-    }
-    const r = p.resample ?? 2;
-    if (p.do_resize !== false) {
-      if (typeof r !== 'number' || !(r in PIL_RESAMPLE)) pfail(`'resample' must be one of PIL's codes 0-5, got ${JSON.stringify(r)}`);
-      resample = PIL_RESAMPLE[r as number];
-    }
+    rescale = pre<boolean>('do_rescale') === false ? 1 : (pre<number>('rescale_factor') ?? rescale);
+    const code = pre<number>('resample') ?? 2;
+    if (pre<boolean>('do_resize') !== false) resample = PIL_RESAMPLE[code];
   }
-  return {
-    labels: labels as string[],
-    image_size: size as [number, number],
-    mean: mean as number[],
-    std: std as number[],
-    input_name: input as string,
-    logits_output: logits as string,
-    attention_outputs: att as string[],
-    patch_size: patch as number | null,
-    ...(c.vit && typeof c.vit === 'object' ? { vit: c.vit as Record<string, unknown> } : {}),
-    ...(isTrainingRecord(c.training) ? { training: c.training } : {}),
-    ...(!foreign && c.relevance !== undefined ? { relevance: parseRelevance(c.relevance, att as string[], fail) } : {}),
+  const config = {
+    labels,
+    image_size: size === undefined ? undefined : square(size),
+    mean,
+    std,
+    input_name: cfg('input_name') ?? (foreign ? 'pixel_values' : undefined),
+    logits_output: cfg('logits_output') ?? (foreign ? 'logits' : undefined),
+    attention_outputs: attentions,
+    patch_size: foreign ? null : (cfg('patch_size') ?? null),
+    ...(cfg('vit') !== undefined ? { vit: cfg('vit') } : {}),
+    ...(cfg('training') !== undefined ? { training: cfg('training') } : {}),
+    ...(relevance ? { relevance: { ...relevance, gradient_outputs: [...relevance.gradient_outputs] } } : {}),
     ...(foreign ? { fit: 'fill' as const, resample, rescale } : {}),
   };
+  // what is still missing (a key neither file gave) is named as config.json's
+  const problem = firstProblem(ModelConfigSchema, config);
+  if (problem) fail(`'${problem.path}' must be ${problem.expects}${problem.got === undefined ? '' : `, got ${shown(problem.got)}`}`);
+  return config as ModelConfig;
 }
 
 function labelsFromId2label(v: unknown, fail: (why: string) => never): string[] {
+
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail("'id2label' must be an object from \"0\", \"1\", … to class names");
   const entries = Object.entries(v as Record<string, unknown>);
   const labels: string[] = new Array(entries.length);
@@ -173,21 +201,6 @@ function labelsFromId2label(v: unknown, fail: (why: string) => never): string[] 
     labels[i] = name as string;
   }
   return labels;
-}
-
-function parseRelevance(v: unknown, attentions: string[], fail: (why: string) => never): RelevanceGraph {
-  const r = v as RelevanceGraph;
-  if (typeof v !== 'object' || v === null) fail("'relevance' must be an object { file, class_input, gradient_outputs }");
-  if (typeof r.file !== 'string' || !r.file || r.file.includes('..') || path.isAbsolute(r.file)) fail("'relevance.file' must name a file in the model folder");
-  if (typeof r.class_input !== 'string' || !r.class_input) fail("'relevance.class_input' must be a non-empty string");
-  if (!Array.isArray(r.gradient_outputs) || !r.gradient_outputs.every((g) => typeof g === 'string')) fail("'relevance.gradient_outputs' must be an array of output names");
-  if (r.gradient_outputs.length !== attentions.length) fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
-  return { file: r.file, class_input: r.class_input, gradient_outputs: [...r.gradient_outputs] };
-}
-
-function isTrainingRecord(v: unknown): v is TrainingRecord {
-  const t = v as TrainingRecord;
-  return typeof v === 'object' && v !== null && typeof t.data === 'string' && typeof t.val_ratio === 'number' && Number.isInteger(t.seed);
 }
 
 async function readJson(file: string, optional: boolean): Promise<unknown> {

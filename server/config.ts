@@ -4,13 +4,14 @@
 
 import os from 'node:os';
 import { FormatRegistry, type Static, type TSchema, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { parseStrict } from '../runtime/args.js';
 import { DEVICES } from '../runtime/ort.js';
+import { defaultsOf, expected, flagOf, literalsOf, oneOf, packLines, shownValue } from '../runtime/schema.js';
 
 const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const int = (minimum: number, maximum: number, def: number, description: string, more: { example?: string } = {}) => Type.Integer({ minimum, maximum, default: def, description, ...more });
-const oneOf = <T extends string>(values: readonly T[], def: T, description: string) => Type.Union(values.map((v) => Type.Literal(v)), { default: def, description });
 
 /**
  * The schema of `vitrine serve`'s configuration: the type, the defaults, the flags (--kebab-case of
@@ -23,7 +24,7 @@ export const ServeConfigSchema = Type.Object({
   defaultModel: Type.String({ default: 'cct-cifar10', description: 'The model /classify uses when none is named.' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, env: ['PORT'] }),
   host: Type.String({ default: '0.0.0.0', env: ['HOST'] }),
-  device: oneOf(DEVICES, 'auto', 'ONNX Runtime provider.'),
+  device: oneOf(DEVICES, { default: 'auto', description: 'ONNX Runtime provider.' }),
   // One single-threaded session per core (up to 8) and batches of at most 8: on the 2-core machine
   // this served the bundled model best (`npm run bench:serve -- --seconds 10 --workers N` or
   // `--max-batch N`, c=32, one run each: workers 1/2/3: 1,454/1,919/1,872 req/s; max batch
@@ -43,42 +44,33 @@ export const ServeConfigSchema = Type.Object({
   maxPixels: int(1, Number.MAX_SAFE_INTEGER, 40_000_000, 'Largest decoded image in pixels (width x height): a guard against decompression bombs.'),
   resultsCapacity: int(0, Number.MAX_SAFE_INTEGER, 256, 'Classification results kept for GET /attention/:id.'),
   resultsTtlS: int(1, Number.MAX_SAFE_INTEGER, 600, 'How long a kept result lives, in seconds.'),
-  resultsStore: Type.String({ default: 'memory', format: 'results-store', example: 'memory|redis://host:6379/0', description: "Where kept results live: 'memory' (this process) or a Redis URL shared by replicas (rediss:// for TLS)." }),
+  resultsStore: Type.String({ default: 'memory', format: 'results-store', example: 'memory|redis://host:6379/0', expects: "'memory' or redis://host:port/db", description: "Where kept results live: 'memory' (this process) or a Redis URL shared by replicas (rediss:// for TLS)." }),
   apiKey: Type.Union([Type.String(), Type.Null()], { default: null, example: 'KEY', description: 'Required as `Authorization: Bearer <key>` on the API when set.' }),
   corsOrigin: Type.Array(Type.String(), { default: [], example: "'*'|origin,…", description: "Allowed CORS origins ('*' for any), comma-separated; empty disables CORS." }),
-  logLevel: oneOf(LOG_LEVELS, 'info', 'Log level.'),
+  logLevel: oneOf(LOG_LEVELS, { default: 'info', description: 'Log level.' }),
 });
 
 export type ServeConfig = Static<typeof ServeConfigSchema>;
 type Key = keyof ServeConfig;
 const KEYS = Object.keys(ServeConfigSchema.properties) as Key[];
-const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envOf = (key: Key): string[] => [...((ServeConfigSchema.properties[key] as TSchema & { env?: string[] }).env ?? []), `VITRINE_${flagOf(key).replace(/-/g, '_').toUpperCase()}`];
 
 /** Every environment variable `vitrine serve` reads. */
 export const SERVE_ENV: readonly string[] = KEYS.flatMap(envOf);
 
 export function defaultServeConfig(): ServeConfig {
-  return Object.fromEntries(KEYS.map((k) => [k, structuredClone(ServeConfigSchema.properties[k].default)])) as ServeConfig;
+  return defaultsOf(ServeConfigSchema) as ServeConfig;
 }
 
 /** A flag's or variable's text as the key's type, or a one-line error naming where it came from. */
 function parseValue(key: Key, raw: string, name: string): unknown {
   const s = ServeConfigSchema.properties[key] as TSchema;
-  if (s.type === 'integer') {
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < s.minimum || n > s.maximum) throw new Error(`${name} must be an integer in [${s.minimum}, ${s.maximum}], got '${raw}'`);
-    return n;
-  }
-  if (s.anyOf?.every((v: TSchema) => 'const' in v)) {
-    const values = s.anyOf.map((v: TSchema) => v.const as string);
-    if (!values.includes(raw)) throw new Error(`${name} must be one of ${values.join(', ')}, got '${raw}'`);
-    return raw;
-  }
-  if (s.type === 'array') return raw.split(',').map((x) => x.trim()).filter(Boolean);
-  if (s.anyOf) return raw || null; // a string or null: empty means unset
-  if (s.format === 'results-store') return resultsStore(raw, name);
-  return raw;
+  let value: unknown = raw;
+  if (s.type === 'integer') value = raw.trim() === '' ? NaN : Number(raw);
+  else if (s.type === 'array') value = raw.split(',').map((x) => x.trim()).filter(Boolean);
+  else if (s.anyOf && !literalsOf(s)) value = raw || null; // a string or null: empty means unset
+  if (!Value.Check(s, value)) throw new Error(`${name} must be ${expected(s)}, got '${raw}'`);
+  return value;
 }
 
 /** 'memory', or redis://[user:password@]host[:port][/db] (rediss:// for TLS). */
@@ -93,24 +85,8 @@ function isResultsStore(raw: string): boolean {
 }
 FormatRegistry.Set('results-store', isResultsStore);
 
-function resultsStore(raw: string, name: string): string {
-  if (!isResultsStore(raw)) throw new Error(`${name} must be 'memory' or redis://host:port/db, got '${raw}'`);
-  return raw;
-}
-
-/** `[--flag shown]` for each key: its example, its values, or its default. */
-function usageOf(key: Key): string {
-  const s = ServeConfigSchema.properties[key] as TSchema;
-  const shown = s.example ?? (s.anyOf?.every((v: TSchema) => 'const' in v) ? s.anyOf.map((v: TSchema) => v.const).join('|') : s.default);
-  return `[--${flagOf(key)} ${shown}]`;
-}
-
-/** The flags, a few to a line. */
-const usageLines = KEYS.map(usageOf).reduce<string[]>((lines, f) => {
-  if (lines.length > 0 && lines[lines.length - 1].length + f.length < 100) lines[lines.length - 1] += ` ${f}`;
-  else lines.push(f);
-  return lines;
-}, []);
+/** The flags, a few to a line: `[--flag shown]` for each key, shown being its example, values or default. */
+const usageLines = packLines(KEYS.map((k) => `[--${flagOf(k)} ${shownValue(ServeConfigSchema.properties[k])}]`));
 
 export const SERVE_USAGE = `usage: vitrine serve ${usageLines.join('\n  ')}
   Every flag is also an environment variable: VITRINE_<FLAG> (e.g. VITRINE_MAX_BATCH), and PORT, HOST.`;

@@ -107,7 +107,7 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
   assertOneLineError(t, r.stderr, /--lr must be a number >= 0, got 'fast'/);
   r = await runCli([...base, '--data', corrupt, '--epochs', '-1']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /--epochs must be an integer >= 1, got '-1'/);
+  assertOneLineError(t, r.stderr, /--epochs must be a positive integer, got '-1'/);
   r = await runCli([...base, '--lr', '--data', corrupt]);
   t.equal(r.code, 2);
   t.match(r.stderr, /^vitrine train: --lr needs a value \(got the flag --data\)$/m);

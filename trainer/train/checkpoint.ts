@@ -8,10 +8,9 @@ import path from 'node:path';
 import { writeFilesAtomic } from '../io/atomic.js';
 import { NamedTensor, encodeSafetensors, readSafetensors } from '../io/safetensors.js';
 import { ViTConfig, parseViTConfig } from '../vit/config.js';
-import { DEFAULT_TRAIN } from './config.js';
 import { weightsToSave } from '../vit/weights.js';
 import { ViT } from '../vit/model.js';
-import { TrainConfig } from './config.js';
+import { DEFAULT_TRAIN, TrainConfig, mergeTrainConfig } from './config.js';
 import { EpochMetrics } from './report.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -67,5 +66,5 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   }
   const { config, ...state } = run;
   // keys added since the checkpoint was written take their defaults (which change nothing)
-  return { vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`), train: { ...DEFAULT_TRAIN, ...config }, labels: JSON.parse(metadata.labels ?? '[]'), state: state as RunState, weights, optimizer };
+  return { vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`), train: mergeTrainConfig(DEFAULT_TRAIN, config, `${file} (vitrine_run)`), labels: JSON.parse(metadata.labels ?? '[]'), state: state as RunState, weights, optimizer };
 }

@@ -18,12 +18,12 @@ t.test('bad configs are rejected with the key and the rule', async (t) => {
   t.throws(() => parseViTConfig({ hidden_dropout_prob: 1 }), /must be a number in \[0, 1\)/);
   t.throws(() => parseViTConfig({ image_size: 30 }), /image_size 30 is not a multiple of patch_size 4/);
   t.throws(() => parseViTConfig({ num_attention_heads: 5 }), /hidden_size 48 is not a multiple of num_attention_heads 5/);
-  t.throws(() => parseViTConfig({ std: [0.5, 0, 0.5] }), /'std' must be an array of numbers above 0/);
+  t.throws(() => parseViTConfig({ std: [0.5, 0, 0.5] }), /'std' must be a non-empty array of positive numbers, got \[0.5,0,0.5\]/);
   t.throws(() => parseViTConfig({ mean: [0.5] }), /'mean' has 1 values for 3 channels/);
   t.throws(() => parseViTConfig([1, 2]), /expected a JSON object/);
   t.throws(() => parseViTConfig({ tokenizer_layers: 2, patch_size: 8 }), /a tokenizer of 2 stages .* patch_size must be 4, got 8/);
   t.throws(() => parseViTConfig({ tokenizer_layers: 5 }), /'tokenizer_layers' must be an integer in \[0, 4\]/);
-  t.throws(() => parseViTConfig({ tokenizer_kernel: 4 }), /'tokenizer_kernel' must be an odd integer from 1 to 7/);
+  t.throws(() => parseViTConfig({ tokenizer_kernel: 4 }), /'tokenizer_kernel' must be one of 1, 3, 5, 7/);
   t.throws(() => parseViTConfig({ tokenizer_layers: 2, shifted_patch_tokenization: true }), /does not go with the convolutional tokenizer/);
   t.throws(() => parseViTConfig({ image_size: 30, patch_size: 3, shifted_patch_tokenization: true }), /patch_size must be even, got 3/);
 });
