@@ -75,8 +75,14 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         // The default map (rollout, heads averaged, nothing discarded) is what the worker computes
         // anyway; any other needs every layer's attention probabilities.
         const plain = method === 'rollout' && head === 'mean' && discard === 0;
+        const checkHead = (heads: number) => {
+          if (typeof head === 'number' && head >= heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
+        };
+        // our models' configs carry the head count, so a bad head is refused before the model runs
+        const declared = model.config.vit?.num_attention_heads;
+        if (typeof declared === 'number') checkHead(declared);
         const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: !plain });
-        if (typeof head === 'number' && head >= r.heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${r.heads} heads (0-${r.heads - 1})`);
+        checkHead(r.heads);
         if (plain) values = r.rollout!;
         else {
           const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };

@@ -185,6 +185,18 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
     t.equal(r.statusCode, status, `${url}: ${r.body}`);
     t.match(r.json(), { error: String, code: String, message: String });
   }
+
+  // the seed model's config carries its head count: a head it lacks is refused without a model run
+  const batcher = app.vitrine.batcher;
+  const submit = batcher.submit.bind(batcher);
+  let runs = 0;
+  batcher.submit = (...args: Parameters<typeof submit>) => (runs++, submit(...args));
+  const r = await app.inject({ method: 'GET', url: `/attention/${id}?method=cls&head=7` });
+  t.equal(r.statusCode, 400);
+  t.match(r.json(), { message: /head 7 does not exist: the model has 4 heads \(0-3\)/ });
+  t.equal(runs, 0, 'the model did not run for it');
+  t.equal((await app.inject({ method: 'GET', url: `/attention/${id}?format=json&head=3` })).statusCode, 200);
+  t.equal(runs, 1, 'a good head runs it');
 });
 
 t.test('results expire after their TTL and fall out of a full store', async (t) => {
