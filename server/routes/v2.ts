@@ -154,13 +154,15 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
         shape = [n, classes];
       } else {
         const layer = m.config.attention_outputs.indexOf(name);
-        const per = n > 0 ? results[0].heads * results[0].tokens * results[0].tokens : 0;
+        // with no images the shape is the declared one (a foreign model's unknown head count as 0)
+        const [, heads, tokens] = n > 0 ? [n, results[0].heads, results[0].tokens] : outputShapes(m).find((o) => o.name === name)!.shape.map((d) => Math.max(0, d));
+        const per = heads * tokens * tokens;
         values = new Float32Array(n * per);
         results.forEach((r, i) => values.set(r.attentions![layer], i * per));
-        shape = [n, results[0]?.heads ?? 0, results[0]?.tokens ?? 0, results[0]?.tokens ?? 0];
+        shape = [n, heads, tokens, tokens];
       }
       if (k > 0) {
-        const perRow = n > 0 ? values.length / n : 0;
+        const perRow = shape.slice(1).reduce((a, b) => a * b, 1);
         const kept = Math.min(k, perRow);
         return { name, datatype: 'BYTES', shape: [n, kept], data: classify(values, n, kept, name === m.config.logits_output ? m.config.labels : []), binary };
       }

@@ -181,6 +181,22 @@ t.test('v2: the classification extension', async (t) => {
   t.same(tooMany.json().outputs[0].shape, [1, 10], 'k beyond the classes gives every class');
 });
 
+t.test('v2: a batch of no images answers with the declared shapes', async (t) => {
+  const app = await testApp(t);
+  const meta = (await app.inject('/v2/models/vit-cifar10')).json();
+  const res = await infer(app, { inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [0, 3, 32, 32], data: [] }] });
+  t.equal(res.statusCode, 200, res.body.slice(0, 300));
+  const outputs = res.json().outputs;
+  t.same(
+    outputs.map((o: { shape: number[] }) => o.shape),
+    meta.outputs.map((o: { shape: number[] }) => [0, ...o.shape.slice(1)]),
+    'logits [0, 10], each attention [0, heads, tokens, tokens]',
+  );
+  t.ok(outputs.every((o: { data: unknown[] }) => o.data.length === 0));
+  const top = await infer(app, { inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [0, 3, 32, 32], data: [] }], outputs: [{ name: 'logits', parameters: { classification: 3 } }] });
+  t.same(top.json().outputs[0].shape, [0, 3]);
+});
+
 t.test('v2: bad requests are 400s with {"error"}, naming the problem', async (t) => {
   const app = await testApp(t);
   const img = await testImage();
