@@ -9,6 +9,7 @@ import path from 'node:path';
 import t from 'tap';
 import { BUILT_CLI, ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 import { colourDataset, tmpDir, writeImageFolder } from '../helpers/data.js';
+import { until } from '../helpers/wait.js';
 
 const TINY_MODEL = { image_size: 8, patch_size: 4, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16 };
 
@@ -91,12 +92,7 @@ t.test('serve from the built command: answers, exits 0 on SIGTERM; a busy port e
   await new Promise((resolve) => probe.close(resolve));
   const child = spawn(process.execPath, [BUILT_CLI, 'serve', '--port', String(free), '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], { cwd: ROOT, stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let ok = false;
-  for (let i = 0; i < 300 && !ok; i++) {
-    ok = await fetch(`http://127.0.0.1:${free}/healthz`).then((res) => res.ok, () => false);
-    if (!ok) await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  t.ok(ok, 'healthz answered');
+  await until('the built server answers /healthz', () => fetch(`http://127.0.0.1:${free}/healthz`).then((res) => res.ok, () => false), 30_000);
   const page = await fetch(`http://127.0.0.1:${free}/`);
   t.equal(page.status, 200, 'the web page is served from the build');
   child.kill('SIGTERM');

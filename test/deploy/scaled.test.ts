@@ -9,7 +9,8 @@ import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { tmpDir } from '../helpers/data.js';
-import { freePort, redisInstalled, startRedis, until } from '../helpers/redis.js';
+import { freePort, redisInstalled, startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/wait.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'bin', 'vitrine.js');

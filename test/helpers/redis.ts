@@ -19,15 +19,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Resolves when `check` holds, polling every 20 ms; rejects after `ms`. */
-export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 export interface RedisServer {
   url: string;
   start(): Promise<void>;

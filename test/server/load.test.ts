@@ -4,6 +4,7 @@
 
 import t from 'tap';
 import { testApp, testImage } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 
 async function post(base: string, body: Buffer, query = '') {
   const res = await fetch(`${base}/classify${query}`, { method: 'POST', body, headers: { 'content-type': 'image/png' } });
@@ -47,7 +48,7 @@ t.test('a full queue answers 503 with Retry-After; a passed deadline answers 504
   const base = await listen(app);
   const img = await testImage();
   const first = [post(base, img), post(base, img)];
-  for (let i = 0; i < 1000 && app.vitrine.batcher.depth() < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  await until('both requests wait in the queue', () => app.vitrine.batcher.depth() >= 2);
   t.equal(app.vitrine.batcher.depth(), 2, 'both wait in the queue');
   const rejected = await post(base, img);
   t.equal(rejected.status, 503);
@@ -83,7 +84,7 @@ t.test('a worker killed mid-request: that request gets a 500, the worker is repl
   t.equal(failed.body.code, 'VIT_WORKER_FAILED');
   // The replacement comes up; then requests succeed again.
   // (A new worker loads every model's sessions: seconds on a busy machine, so the wait is generous.)
-  for (let i = 0; i < 600 && !pool.ready; i++) await new Promise((r) => setTimeout(r, 50));
+  await until('the replacement worker is ready', () => pool.ready, 30_000);
   t.ok(pool.ready, 'a new worker is ready');
   const ok = await post(base, img);
   t.equal(ok.status, 200);

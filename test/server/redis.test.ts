@@ -5,7 +5,8 @@
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import type { RedisResults } from '../../server/results-redis.js';
-import { redisInstalled, startRedis, until } from '../helpers/redis.js';
+import { redisInstalled, startRedis } from '../helpers/redis.js';
+import { until } from '../helpers/wait.js';
 import { testApp, testImage } from '../helpers/server.js';
 
 const classify = async (app: FastifyInstance, model = 'vit-cifar10') => {

@@ -6,6 +6,7 @@ import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { prepareImage } from '../../server/preprocess.js';
 import { png, testApp, testImage } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 
 const URL = '/v2/models/vit-cifar10/infer';
 
@@ -256,7 +257,7 @@ t.test('v2: 503 while a worker is down, 200 again when it is back', async (t) =>
   t.equal(res.statusCode, 503);
   t.match(res.json().error, /workers are starting/);
   t.equal((await app.inject('/v2/health/live')).statusCode, 200, 'still live');
-  for (let i = 0; i < 600 && !pool.ready; i++) await new Promise((r) => setTimeout(r, 50));
+  await until('the replacement worker is ready', () => pool.ready, 30_000);
   t.equal((await app.inject('/v2/health/ready')).statusCode, 200);
   t.equal((await infer(app, body)).statusCode, 200);
 });
