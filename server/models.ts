@@ -12,8 +12,15 @@ export interface ServedModel {
   config: ModelConfig;
   /** Patch grid [rows, cols] when attention maps can be drawn, else null. */
   grid: [number, number] | null;
+  /** Attention heads per layer when the config says (our models carry their ViT config), else null. */
+  heads: number | null;
   /** The explanation graph's file when the model has one (and attention maps), else null. */
   relevance: string | null;
+}
+
+function headsOf(c: ModelConfig): number | null {
+  const h = c.vit?.num_attention_heads;
+  return typeof h === 'number' && Number.isInteger(h) && h > 0 ? h : null;
 }
 
 function gridOf(c: ModelConfig): [number, number] | null {
@@ -41,7 +48,7 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
       const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
       if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${e.name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
       const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
-      models.push({ name: e.name, dir, file, config, grid, relevance });
+      models.push({ name: e.name, dir, file, config, grid, heads: headsOf(config), relevance });
     } catch (err) {
       warn(`skipping model ${e.name}: ${(err as Error).message}`);
     }

@@ -8,7 +8,6 @@ import { type Datatype, DATATYPES, flatten, readBinaryBytes, readBinaryNumbers, 
 
 export { DATATYPES, type Datatype } from './oip-data.js';
 
-
 type Parameters = Record<string, unknown>;
 
 /** An input tensor as received: numbers for numeric types, byte strings for BYTES. */
@@ -54,7 +53,6 @@ function parameters(v: unknown, where: string): Parameters {
   if (!isObject(v)) throw Errors.badRequest(`${where}: 'parameters' must be an object`);
   return v;
 }
-
 
 /**
  * Parses an infer request body. `headerLength` is the Inference-Header-Content-Length header when
@@ -156,7 +154,6 @@ export function classify(values: Float32Array, rows: number, k: number, labels: 
   }
   return out;
 }
-
 
 /** The response body: a JSON object, or (when an output is binary) the JSON header and the raw data. */
 export function encodeInferResponse(head: { model_name: string; model_version?: string; id?: string; parameters?: Parameters }, outputs: readonly OutputTensor[]): { json: object } | { body: Buffer; headerLength: number } {

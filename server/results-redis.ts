@@ -89,10 +89,6 @@ export class RedisResults implements Results {
     return this.stateNow;
   }
 
-  get error(): string {
-    return this.lastError;
-  }
-
   status(): StoreStatus {
     return { kind: 'redis', url: this.where, state: this.stateNow, ...(this.stateNow !== 'ready' && this.lastError ? { error: this.lastError } : {}) };
   }

@@ -22,7 +22,6 @@ const storeFailed = (ctx: ServiceContext) => (err: Error): never => {
   throw err;
 };
 
-
 export async function attentionRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
   app.get<{ Params: Static<typeof AttentionParams>; Querystring: Static<typeof AttentionQuery> }>(
@@ -79,8 +78,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
           if (typeof head === 'number' && head >= heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
         };
         // our models' configs carry the head count, so a bad head is refused before the model runs
-        const declared = model.config.vit?.num_attention_heads;
-        if (typeof declared === 'number') checkHead(declared);
+        if (model.heads !== null) checkHead(model.heads);
         const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: !plain });
         checkHead(r.heads);
         if (plain) values = r.rollout!;

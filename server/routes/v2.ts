@@ -22,7 +22,7 @@ interface ModelParams {
 }
 
 function outputShapes(m: ServedModel): { name: string; shape: number[] }[] {
-  const heads = Number((m.config.vit as { num_attention_heads?: number } | undefined)?.num_attention_heads ?? -1);
+  const heads = m.heads ?? -1;
   const tokens = m.grid ? m.grid[0] * m.grid[1] + 1 : -1;
   return [
     { name: m.config.logits_output, shape: [-1, m.config.labels.length] },

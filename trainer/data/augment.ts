@@ -42,7 +42,6 @@ export interface BatchOptions {
   augment: AugmentOptions;
 }
 
-
 /** Fills `pixels` (n, C, H, W) and `targets` (n, classes) from the images at `indices`. */
 export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchOptions, rng: Rng, pixels: Float32Array, targets: Float32Array): void {
   const { channels: C, height: H, width: W } = d;

@@ -4,7 +4,7 @@
 
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { DEVICES } from '../../runtime/ort.js';
-import { defaultsOf, expected, firstProblem, flagOf, oneOf } from '../../runtime/schema.js';
+import { defaultsOf, firstProblem, flagOf, oneOf } from '../../runtime/schema.js';
 import { POLICIES } from '../data/policies.js';
 import { ViTConfig } from '../vit/config.js';
 
@@ -102,10 +102,7 @@ export function mergeTrainConfig(base: TrainConfig, overrides: Record<string, un
     if (key.startsWith('//')) continue; // comments in recipe files
     if (!(key in TrainConfigSchema.properties)) throw new Error(flags ? `unknown flag --${flagOf(key)}` : `${source}: unknown key '${key}'`);
     const problem = firstProblem(schemaOf(key as TrainKey), value);
-    if (problem) {
-      const must = expected(schemaOf(key as TrainKey));
-      throw new Error(flags ? `--${flagOf(key)} must be ${must}, got '${typeof value === 'string' ? value : JSON.stringify(value)}'` : `${source}: '${key}' must be ${must}, got ${JSON.stringify(value)}`);
-    }
+    if (problem) throw new Error(flags ? `--${flagOf(key)} must be ${problem.expects}, got '${typeof value === 'string' ? value : JSON.stringify(value)}'` : `${source}: '${key}' must be ${problem.expects}, got ${JSON.stringify(value)}`);
     out[key] = value;
   }
   return out as TrainConfig;
