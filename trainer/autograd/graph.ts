@@ -88,3 +88,32 @@ export function normalizeAxis(axis: number, rank: number, op: string): number {
   if (!Number.isInteger(a) || a < 0 || a >= rank) throw new Error(`${op}: axis ${axis} out of range for rank ${rank}`);
   return a;
 }
+
+/** A dim as a product: a whole-number coefficient times symbols ('2*batch' is 2 x [batch]). */
+export interface DimProduct {
+  coef: number;
+  symbols: string[];
+}
+
+export function factorDim(d: Dim): DimProduct {
+  if (typeof d === 'number') return { coef: d, symbols: [] };
+  let coef = 1;
+  const symbols: string[] = [];
+  for (const part of d.split('*')) {
+    if (/^\d+$/.test(part)) coef *= Number(part);
+    else symbols.push(part);
+  }
+  return { coef, symbols: symbols.sort() };
+}
+
+/** The dim a product names, written one way: the coefficient first (when not 1), the symbols sorted. */
+export function productDim(coef: number, symbols: readonly string[]): Dim {
+  if (symbols.length === 0) return coef;
+  return [...(coef === 1 ? [] : [String(coef)]), ...[...symbols].sort()].join('*');
+}
+
+export function mulDims(a: Dim, b: Dim): Dim {
+  const x = factorDim(a);
+  const y = factorDim(b);
+  return x.coef === 0 || y.coef === 0 ? 0 : productDim(x.coef * y.coef, [...x.symbols, ...y.symbols]);
+}

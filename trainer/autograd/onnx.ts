@@ -1,23 +1,20 @@
 // Compiles a graph to an ONNX ModelProto (opset 17) with the ONNX schema's protobuf classes
-// (the onnx-proto package), then serializes it. Inputs and params become graph inputs, or params become
+// (onnx-proto.ts), then serializes it. Inputs and params become graph inputs, or params become
 // initializers when their values are given (an inference export).
 
-import { createRequire } from 'node:module';
 import { Shape, Tensor, topoSort } from './graph.js';
 import { OPS, OPSET, OnnxEmitter } from './ops.js';
+import { DataType, ExternalPlace, INodeProto, ITensorProto, IValueInfoProto, ModelProto, encodeAttribute, externalTensor, floatTensor, int64Tensor, onnx, serializeModel } from './onnx-proto.js';
 
-const require = createRequire(import.meta.url);
-const { onnx } = require('onnx-proto') as typeof import('onnx-proto');
-export { onnx };
-
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
-const INT64 = onnx.TensorProto.DataType.INT64;
+export { onnx, decodeModel, serializeModel } from './onnx-proto.js';
 
 export interface CompileOptions {
   /** Output name -> tensor, in the order the model lists them. */
   outputs: ReadonlyArray<readonly [string, Tensor]>;
   /** Param values to store as initializers; params without a value stay graph inputs. */
   initializers?: ReadonlyMap<string, Float32Array>;
+  /** Params whose values lie in an external data file (shared with another graph): where they are. */
+  external?: ReadonlyMap<string, ExternalPlace>;
   /** Fixes the order of graph inputs (others follow in graph order). */
   inputOrder?: readonly string[];
   metadata?: Readonly<Record<string, string>>;
@@ -25,40 +22,22 @@ export interface CompileOptions {
   docString?: string;
 }
 
-function valueInfo(name: string, shape: Shape): import('onnx-proto').onnx.IValueInfoProto {
+function valueInfo(name: string, shape: Shape): IValueInfoProto {
   return {
     name,
     type: {
       tensorType: {
-        elemType: FLOAT,
+        elemType: DataType.FLOAT,
         shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
       },
     },
   };
 }
 
-function floatTensor(name: string, values: ArrayLike<number>, dims: readonly number[]): import('onnx-proto').onnx.ITensorProto {
-  const f32 = values instanceof Float32Array ? values : Float32Array.from(values);
-  return { name, dims: [...dims], dataType: FLOAT, rawData: new Uint8Array(f32.buffer.slice(f32.byteOffset, f32.byteOffset + f32.byteLength)) };
-}
-
-function int64Tensor(name: string, values: readonly number[]): import('onnx-proto').onnx.ITensorProto {
-  const raw = new BigInt64Array(values.map((v) => BigInt(v)));
-  return { name, dims: [values.length], dataType: INT64, rawData: new Uint8Array(raw.buffer) };
-}
-
-function attribute(name: string, v: number | number[] | string): import('onnx-proto').onnx.IAttributeProto {
-  const T = onnx.AttributeProto.AttributeType;
-  if (typeof v === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(v) };
-  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
-  // Integral values of integer attributes are written as INT; epsilon and friends as FLOAT.
-  return Number.isInteger(v) && name !== 'epsilon' ? { name, type: T.INT, i: v } : { name, type: T.FLOAT, f: v };
-}
-
 /** Builds the ModelProto object (not yet serialized). */
-export function compileModel(opts: CompileOptions): import('onnx-proto').onnx.ModelProto {
-  const nodes: import('onnx-proto').onnx.INodeProto[] = [];
-  const initializers: import('onnx-proto').onnx.ITensorProto[] = [];
+export function compileModel(opts: CompileOptions): ModelProto {
+  const nodes: INodeProto[] = [];
+  const initializers: ITensorProto[] = [];
   const inputs = new Map<string, Shape>();
   const leaves = new Map<string, Shape>();
   const names = new Map<number, string>();
@@ -68,7 +47,7 @@ export function compileModel(opts: CompileOptions): import('onnx-proto').onnx.Mo
 
   const emitter: OnnxEmitter = {
     node: (opType, ins, outs, attrs = {}) => {
-      nodes.push({ opType, input: ins, output: outs, name: fresh(opType), attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) });
+      nodes.push({ opType, input: ins, output: outs, name: fresh(opType), attribute: Object.entries(attrs).map(([k, v]) => encodeAttribute(k, v)) });
     },
     int64s: (values) => {
       const key = `i:${values.join(',')}`;
@@ -105,7 +84,9 @@ export function compileModel(opts: CompileOptions): import('onnx-proto').onnx.Mo
       }
       leaves.set(name, n.shape);
       const value = n.op === 'param' ? opts.initializers?.get(name) : undefined;
-      if (value) initializers.push(floatTensor(name, value, n.shape as number[]));
+      const place = n.op === 'param' ? opts.external?.get(name) : undefined;
+      if (place) initializers.push(externalTensor(name, n.shape as number[], place));
+      else if (value) initializers.push(floatTensor(name, value, n.shape as number[]));
       else inputs.set(name, n.shape);
       continue;
     }
@@ -150,14 +131,6 @@ function rank(order: readonly string[], name: string): number {
   return i < 0 ? order.length : i;
 }
 
-export function serializeModel(model: import('onnx-proto').onnx.ModelProto): Uint8Array {
-  return onnx.ModelProto.encode(model).finish();
-}
-
 export function compileToBytes(opts: CompileOptions): Uint8Array {
   return serializeModel(compileModel(opts));
-}
-
-export function decodeModel(bytes: Uint8Array): import('onnx-proto').onnx.ModelProto {
-  return onnx.ModelProto.decode(bytes);
 }

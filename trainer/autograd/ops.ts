@@ -7,15 +7,16 @@
 // Below the table are the front-end helpers that build nodes, and the composites (GELU, cross-entropy,
 // sum-to-shape, …) that are ordinary compositions of primitives.
 
-import { Attrs, Dim, Shape, Tensor, broadcastShapes, makeNode, normalizeAxis, sameShape, shapeToString, staticSize } from './graph.js';
+import { Attrs, Dim, Shape, Tensor, broadcastShapes, factorDim, makeNode, normalizeAxis, productDim, sameShape, shapeToString, staticSize } from './graph.js';
 import * as K from './ndarray.js';
 import type { NDArray } from './ndarray.js';
+import { type AttrValue, float } from './onnx-proto.js';
 
 export const OPSET = 17;
 
 /** What an op's ONNX emission may do: add nodes and constant initializers. */
 export interface OnnxEmitter {
-  node(opType: string, inputs: string[], outputs: string[], attrs?: Record<string, number | number[] | string>): void;
+  node(opType: string, inputs: string[], outputs: string[], attrs?: Record<string, AttrValue>): void; // floats as float(v)
   int64s(values: readonly number[]): string; // a 1-D int64 initializer; returns its name
   floats(values: ArrayLike<number>, shape: readonly number[]): string; // a float32 initializer
   fresh(hint: string): string; // a fresh value name
@@ -108,6 +109,11 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   log: unaryOp('Log', Math.log, (g, out) => [div(g, out.inputs[0])]),
   tanh: unaryOp('Tanh', Math.tanh, (g, out) => [mul(g, sub(1, mul(out, out)))]),
   sqrt: unaryOp('Sqrt', Math.sqrt, (g, out) => [div(mul(g, 0.5), out)]),
+  // The Gauss error function: exact GELU is 0.5 x (1 + erf(x / sqrt 2)); d/dx erf = 2/sqrt(pi) e^(-x^2).
+  erf: unaryOp('Erf', K.erf, (g, out) => {
+    const x = out.inputs[0];
+    return [mul(g, mul(2 / Math.sqrt(Math.PI), exp(neg(mul(x, x)))))];
+  }),
 
   pow: {
     // x ** p for a constant exponent p (attrs.exponent)
@@ -532,7 +538,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const dx = mul(rstd, sub(sub(gh, reduceMean(gh, [-1])), mul(xhat, reduceMean(mul(gh, xhat), [-1]))));
       return [dx, sumTo(mul(g, xhat), w.shape), sumTo(g, b.shape)];
     },
-    onnx: (e, ins, out, node) => e.node('LayerNormalization', [...ins], [out], { axis: -1, epsilon: node.attrs.eps as number }),
+    onnx: (e, ins, out, node) => e.node('LayerNormalization', [...ins], [out], { axis: -1, epsilon: float(node.attrs.eps as number) }),
   },
 });
 
@@ -576,6 +582,7 @@ export const exp = (a: Tensor) => node('exp', [a]);
 export const log = (a: Tensor) => node('log', [a]);
 export const tanh = (a: Tensor) => node('tanh', [a]);
 export const sqrt = (a: Tensor) => node('sqrt', [a]);
+export const erf = (a: Tensor) => node('erf', [a]);
 export const pow = (a: Tensor, exponent: number) => node('pow', [a], { exponent });
 export const matmul = (a: Tensor, b: Tensor) => node('matmul', [a, b]);
 export const reshape = (a: Tensor, shape: readonly number[]) => node('reshape', [a], { shape: [...shape] });
@@ -692,20 +699,20 @@ function inferReshape(input: Shape, target: readonly number[]): Dim[] {
   });
   const unknown = out.filter((d) => d === -1).length;
   if (unknown > 1) throw new Error('reshape: at most one -1');
-  const symbolsIn = input.filter((d): d is string => typeof d === 'string');
-  const symbolsOut = out.filter((d): d is string => typeof d === 'string');
-  const numIn = input.reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1);
-  const numOut = out.reduce<number>((p, d) => p * (typeof d === 'number' && d !== -1 ? d : 1), 1);
-  const leftover = [...symbolsIn];
-  for (const s of symbolsOut) {
+  // Symbolic dims are products (a coefficient times symbols: '12*batch'); the symbols must balance.
+  const factorsIn = input.map(factorDim);
+  const factorsOut = out.filter((d) => d !== -1).map(factorDim);
+  const numIn = factorsIn.reduce((p, f) => p * f.coef, 1);
+  const numOut = factorsOut.reduce((p, f) => p * f.coef, 1);
+  const leftover = factorsIn.flatMap((f) => f.symbols);
+  for (const s of factorsOut.flatMap((f) => f.symbols)) {
     const k = leftover.indexOf(s);
     if (k < 0) throw new Error(`reshape: ${shapeToString(input)} to [${target}] invents dim ${s}`);
     leftover.splice(k, 1);
   }
   if (unknown === 1) {
-    if (numIn % numOut !== 0) throw new Error(`reshape: ${shapeToString(input)} cannot become [${target}]`);
-    const known = numIn / numOut;
-    const inferred: Dim = leftover.length === 0 ? known : [...(known === 1 ? [] : [String(known)]), ...leftover].join('*');
+    if (numOut === 0 || numIn % numOut !== 0) throw new Error(`reshape: ${shapeToString(input)} cannot become [${target}]`);
+    const inferred = productDim(numIn / numOut, leftover);
     return out.map((d) => (d === -1 ? inferred : d));
   }
   if (leftover.length > 0 || numIn !== numOut) throw new Error(`reshape: ${shapeToString(input)} cannot become [${target}]`);
