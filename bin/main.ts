@@ -6,6 +6,7 @@ const USAGE = `usage: vitrine <command> [flags]
 commands:
   train    train a ViT (CIFAR-10 or a folder of class folders) with checkpoints and resume
   export   write an ONNX model (logits + attention maps) and its config.json
+  import   a ViT exported by torch.onnx or optimum -> a model folder with attention and relevance maps
   eval     accuracy, per-class accuracy and confusion matrix of an exported model
   serve    the inference server: web page, /classify, /attention/:id, /metrics
 run 'vitrine <command> --help' for its flags`;
@@ -16,6 +17,7 @@ type Command = (argv: string[], log: (line: string) => void) => Promise<number |
 const COMMANDS: Record<string, () => Promise<Command>> = {
   train: async () => (await import('./train.js')).trainCommand,
   export: async () => (await import('./export.js')).exportCommand,
+  import: async () => (await import('./import.js')).importCommand,
   eval: async () => (await import('./eval.js')).evalCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
 };

@@ -66,6 +66,11 @@ export const ModelConfigSchema = Type.Object({
   attention_outputs: Type.Array(Type.String()),
   /** Patch side in pixels, for mapping tokens to image regions; null for models without patches. */
   patch_size: Type.Union([posInt, Type.Null()]),
+  /** Tokens before the patches: [CLS] first (whose row the maps read), then any others (DeiT's
+   *  distillation token, registers), left out of the maps. Default 1. */
+  prefix_tokens: Type.Optional(posInt),
+  /** Heads of every attention output, when known before a run (imported models say). */
+  attention_heads: Type.Optional(posInt),
   /** Our ViT config when the model is ours. */
   vit: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { expects: 'an object (a ViT config)' })),
   /** The relevance graph; models without it serve no relevance maps. */
@@ -162,13 +167,13 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRa
   const relevance = foreign ? undefined : cfg<RelevanceGraph>('relevance');
   if (relevance && relevance.gradient_outputs.length !== attentions.length) fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
 
-  let rescale = 1 / 255;
-  let resample: Resample = 'area';
-  if (foreign) {
-    rescale = pre<boolean>('do_rescale') === false ? 1 : (pre<number>('rescale_factor') ?? rescale);
-    const code = pre<number>('resample') ?? 2;
-    if (pre<boolean>('do_resize') !== false) resample = PIL_RESAMPLE[code];
-  }
+  // How an image is resized follows the processor wherever one is given (a folder that also names
+  // its outputs still stretches as its processor does); vitrine's own models cover-crop.
+  const hasProcessor = processorRaw !== undefined;
+  const rescale = cfg<number>('rescale') ?? (pre<boolean>('do_rescale') === false ? 1 : (pre<number>('rescale_factor') ?? 1 / 255));
+  const code = pre<number>('resample');
+  const resample: Resample = cfg<Resample>('resample') ?? (code !== undefined && pre<boolean>('do_resize') !== false ? PIL_RESAMPLE[code] : foreign ? 'linear' : 'area');
+  const fit = cfg<'cover' | 'fill'>('fit') ?? (hasProcessor && c.vit === undefined ? 'fill' : 'cover');
   const config = {
     labels,
     image_size: size === undefined ? undefined : square(size),
@@ -178,10 +183,14 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRa
     logits_output: cfg('logits_output') ?? (foreign ? 'logits' : undefined),
     attention_outputs: attentions,
     patch_size: foreign ? null : (cfg('patch_size') ?? null),
+    ...(!foreign && cfg('prefix_tokens') !== undefined ? { prefix_tokens: cfg('prefix_tokens') } : {}),
+    ...(!foreign && cfg('attention_heads') !== undefined ? { attention_heads: cfg('attention_heads') } : {}),
     ...(cfg('vit') !== undefined ? { vit: cfg('vit') } : {}),
     ...(cfg('training') !== undefined ? { training: cfg('training') } : {}),
     ...(relevance ? { relevance: { ...relevance, gradient_outputs: [...relevance.gradient_outputs] } } : {}),
-    ...(foreign ? { fit: 'fill' as const, resample, rescale } : {}),
+    ...(fit === 'fill' || cfg('fit') !== undefined ? { fit } : {}),
+    ...(resample !== 'area' || cfg('resample') !== undefined ? { resample } : {}),
+    ...(rescale !== 1 / 255 || cfg('rescale') !== undefined || foreign ? { rescale } : {}),
   };
   // what is still missing (a key neither file gave) is named as config.json's
   const problem = firstProblem(ModelConfigSchema, config);
@@ -266,6 +275,9 @@ export function modelFolderFiles(config: ModelConfig): { config: Record<string, 
     input_name: config.input_name,
     logits_output: config.logits_output,
     attention_outputs: config.attention_outputs,
+    ...(config.prefix_tokens !== undefined ? { prefix_tokens: config.prefix_tokens } : {}),
+    ...(config.attention_heads !== undefined ? { attention_heads: config.attention_heads } : {}),
+    ...(config.fit !== undefined ? { fit: config.fit } : {}),
     ...(config.relevance ? { relevance: config.relevance } : {}),
     ...(config.vit ? { vit: config.vit } : {}),
     ...(config.training ? { training: config.training } : {}),

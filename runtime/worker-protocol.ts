@@ -21,6 +21,8 @@ export interface WorkerModel {
   /** [channels, height, width] */
   inputDims: [number, number, number];
   classes: number;
+  /** Tokens before the patches ([CLS] first): the maps cover the tokens after them. */
+  prefixTokens: number;
   /** The explanation graph beside the model (config.json `relevance`), when it has one. */
   relevance?: { file: string; classInput: string; gradientOutputs: string[] };
 }
@@ -50,18 +52,20 @@ export interface RunReply {
   type: 'result';
   id: number;
   logits: Float32Array; // n * classes
-  rollout: Float32Array | null; // n * (tokens - 1), heads averaged
-  relevance?: Float32Array | null; // n * (tokens - 1), for the asked classes
+  rollout: Float32Array | null; // n * (tokens - prefix), heads averaged
+  relevance?: Float32Array | null; // n * (tokens - prefix), for the asked classes
   attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
   heads: number;
   tokens: number;
+  /** Tokens before the patches. */
+  prefix: number;
   inferenceMs: number;
 }
 
 /** What an inference worker sends: its start, its log lines, and an answer (or failure) per run. */
 export type InferenceMessage =
   | RunReply
-  | { type: 'ready'; providers: Record<string, string> }
+  | { type: 'ready'; providers: Record<string, string>; skipped: Record<string, string> }
   | { type: 'fatal'; message: string }
   | { type: 'log'; message: string }
   | { type: 'error'; id: number; message: string };

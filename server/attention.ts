@@ -1,5 +1,6 @@
 // Attention maps from a ViT's per-layer attention probabilities ([heads, tokens, tokens] per layer,
-// token 0 = [CLS], tokens 1.. = patches in row-major order).
+// token 0 = [CLS], then any other tokens before the patches (`prefix` in all: DeiT's distillation
+// token, registers), then the patches in row-major order; the maps cover the patches).
 //
 // rollout: Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers": per layer, fuse the
 //   heads (mean, max or min, or take one head), optionally zero the lowest `discard` share of the
@@ -14,6 +15,8 @@ export interface AttentionStack {
   layers: readonly Float32Array[]; // each heads * tokens * tokens, for one image
   heads: number;
   tokens: number;
+  /** Tokens before the patches (default 1, the [CLS] token alone). */
+  prefix?: number;
 }
 
 /** The heads of one layer fused into one tokens x tokens matrix (float64). */
@@ -43,11 +46,12 @@ function discardLowest(m: Float64Array, ratio: number): void {
   for (let i = 0; i < k; i++) if (order[i] !== 0) m[order[i]] = 0;
 }
 
-/** Rollout: the [CLS] row over the patches (tokens - 1 values). */
+/** Rollout: the [CLS] row over the patches (tokens - prefix values). */
 export function rollout(s: AttentionStack, fusion: HeadFusion = 'mean', discard = 0): Float32Array {
+  const prefix = s.prefix ?? 1;
   if (fusion === 'mean' && discard === 0) {
-    const out = new Float32Array(s.tokens - 1);
-    rolloutMeanInto(s.layers, 0, s.heads, s.tokens, out, 0);
+    const out = new Float32Array(s.tokens - prefix);
+    rolloutMeanInto(s.layers, 0, s.heads, s.tokens, out, 0, prefix);
     return out;
   }
   const T = s.tokens;
@@ -68,18 +72,18 @@ export function rollout(s: AttentionStack, fusion: HeadFusion = 'mean', discard 
     }
     v = next;
   }
-  return Float32Array.from(v.subarray(1));
+  return Float32Array.from(v.subarray(prefix));
 }
 
 let scratch = { v: new Float64Array(0), next: new Float64Array(0), row: new Float64Array(0) };
 
 /**
  * The default rollout (heads averaged, nothing discarded) of image `image` in a batch of attention
- * outputs (per layer, [batch, heads, tokens, tokens]), written to out[at .. at + tokens - 1). The same
+ * outputs (per layer, [batch, heads, tokens, tokens]), written to out[at .. at + tokens - prefix). The same
  * arithmetic as the general path above, in the same order (so the same numbers), without building
  * the fused matrices: the server runs it for every image it classifies.
  */
-export function rolloutMeanInto(layers: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number): void {
+export function rolloutMeanInto(layers: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1): void {
   const T = tokens;
   const TT = T * T;
   if (scratch.v.length !== T) scratch = { v: new Float64Array(T), next: new Float64Array(T), row: new Float64Array(T) };
@@ -109,13 +113,13 @@ export function rolloutMeanInto(layers: readonly Float32Array[], image: number, 
     }
     [v, next] = [next, v];
   }
-  for (let j = 1; j < T; j++) out[at + j - 1] = v[j];
+  for (let j = prefix; j < T; j++) out[at + j - prefix] = v[j];
 }
 
 /** One layer's [CLS] attention over the patches. */
 export function clsAttention(s: AttentionStack, layer: number, fusion: HeadFusion = 'mean'): Float32Array {
   const a = fuseHeads(s.layers[layer], s.heads, s.tokens, fusion);
-  return Float32Array.from(a.subarray(1, s.tokens));
+  return Float32Array.from(a.subarray(s.prefix ?? 1, s.tokens));
 }
 
 /** Rows of the patch grid, values scaled to [0, 1] by the maximum (as the rollout papers draw them). */
@@ -131,11 +135,11 @@ let relevanceScratch = { r: new Float64Array(0), next: new Float64Array(0), abar
 /**
  * Gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021) for one image of a batch:
  * R = I; for each block l, first to last, Abar_l = mean over heads of max(0, dy_c/dA_l * A_l) and
- * R <- R + Abar_l R; the map is R[0, 1:]. Only row 0 of the product (I + Abar_L) ... (I + Abar_1) is
+ * R <- R + Abar_l R; the map is R[0, prefix:]. Only row 0 of the product (I + Abar_L) ... (I + Abar_1) is
  * needed, so it is carried as a row vector from the last block down: T^2 work a block, not T^3.
  * `layers` and `grads` hold [n, heads, tokens, tokens] per block.
  */
-export function relevanceInto(layers: readonly Float32Array[], grads: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number): void {
+export function relevanceInto(layers: readonly Float32Array[], grads: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1): void {
   const T = tokens;
   const TT = T * T;
   if (relevanceScratch.abar.length !== TT) relevanceScratch = { r: new Float64Array(T), next: new Float64Array(T), abar: new Float64Array(TT) };
@@ -164,5 +168,5 @@ export function relevanceInto(layers: readonly Float32Array[], grads: readonly F
     }
     [r, next] = [next, r];
   }
-  for (let j = 1; j < T; j++) out[at + j - 1] = r[j];
+  for (let j = prefix; j < T; j++) out[at + j - prefix] = r[j];
 }

@@ -25,10 +25,12 @@ export interface JobOptions {
 export interface JobResult {
   logits: Float32Array;
   rollout: Float32Array | null;
-  relevance: Float32Array | null; // tokens - 1, for a relevance job
+  relevance: Float32Array | null; // tokens - prefix, for a relevance job
   attentions: Float32Array[] | null; // per layer, heads * tokens * tokens (when asked for)
   heads: number;
   tokens: number;
+  /** Tokens before the patches ([CLS] and any others). */
+  prefix: number;
   batchSize: number;
   queueMs: number;
   inferenceMs: number;
@@ -160,7 +162,7 @@ export class Batcher {
       // Relevance jobs: each image with its own class, through the model's explanation graph.
       const classes = Float32Array.from(jobs, (j) => j.options.relevanceClass!);
       this.runBatch(slot, `${model} relevance`, jobs, { model, pixels, n: jobs.length, attentions: false, relevance: classes }, (r, at) =>
-        jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, relevance: r.relevance ? slice(r.relevance, i, r.tokens - 1) : null, attentions: null })))),
+        jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, relevance: r.relevance ? slice(r.relevance, i, r.tokens - r.prefix) : null, attentions: null })))),
       );
       return;
     }
@@ -169,7 +171,7 @@ export class Batcher {
       jobs.forEach((j, i) => {
         // Views into the batch's arrays, not copies.
         const attentions = j.options.attentions && r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;
-        this.settle(j, () => j.resolve(at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - 1) : null, relevance: null, attentions })));
+        this.settle(j, () => j.resolve(at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - r.prefix) : null, relevance: null, attentions })));
       });
     });
   }
@@ -199,6 +201,7 @@ export class Batcher {
             ...rest,
             heads: r.heads,
             tokens: r.tokens,
+            prefix: r.prefix,
             batchSize: jobs.length,
             queueMs: started - jobs[i].enqueuedAt,
             inferenceMs: r.inferenceMs,

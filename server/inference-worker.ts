@@ -15,12 +15,15 @@ const sessions = new Map<string, { session: Session; model: WorkerModel; relevan
 /** The inputs and outputs config.json names must be the session's. */
 function requireNames(m: WorkerModel, file: string, session: Session, inputs: string[], outputs: string[]): void {
   const missing = inputs.filter((n) => !session.inputNames.includes(n)).concat(outputs.filter((n) => !session.outputNames.includes(n)));
-  if (missing.length > 0) throw new Error(`model ${m.name}: ${file} has no input or output named ${missing.join(', ')}`);
+  if (missing.length > 0) {
+    const list = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
+    throw new Error(`model ${m.name}: ${file} has no input or output named ${list(missing)} (config.json names them; the graph's inputs are ${list(session.inputNames)} and its outputs ${list(session.outputNames)})`);
+  }
 }
 
-async function start(): Promise<void> {
-  const providers: Record<string, string> = {};
-  for (const m of init.models) {
+/** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
+async function open(m: WorkerModel): Promise<void> {
+  {
     const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => send({ type: 'log', message: l }) }).catch((err: Error) => {
       throw new Error(`model ${m.name}: ${m.file} cannot be loaded: ${err.message.split('\n')[0]}`);
     });
@@ -36,7 +39,15 @@ async function start(): Promise<void> {
     sessions.set(m.name, { session, model: m, relevance });
     providers[m.name] = session.provider;
   }
-  send({ type: 'ready', providers });
+}
+
+const providers: Record<string, string> = {};
+
+async function start(): Promise<void> {
+  const skipped: Record<string, string> = {};
+  for (const m of init.models) await open(m).catch((err: Error) => (skipped[m.name] = err.message));
+  if (sessions.size === 0) throw new Error(Object.values(skipped).join('; '));
+  send({ type: 'ready', providers, skipped });
 }
 
 /** The explanation graph for each image's asked class: logits and relevance maps, computed here, off the event loop. */
@@ -56,9 +67,10 @@ async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance:
   const [, heads, tokens] = out[model.attentionOutputs[0]].dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const grads = r.gradientOutputs.map((n) => out[n].data);
-  const maps = new Float32Array(req.n * (tokens - 1));
-  for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, maps, i * (tokens - 1));
-  return { type: 'result', id: req.id, logits, rollout: null, relevance: maps, attentions: null, heads, tokens, inferenceMs };
+  const prefix = model.prefixTokens;
+  const maps = new Float32Array(req.n * (tokens - prefix));
+  for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, maps, i * (tokens - prefix), prefix);
+  return { type: 'result', id: req.id, logits, rollout: null, relevance: maps, attentions: null, heads, tokens, prefix, inferenceMs };
 }
 
 async function run(req: RunRequest): Promise<RunReply> {
@@ -74,13 +86,14 @@ async function run(req: RunRequest): Promise<RunReply> {
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
   const logits = own(out[model.logitsOutput].data);
   if (logits.length !== req.n * model.classes) throw new Error(`model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`);
-  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, inferenceMs };
+  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, prefix: 0, inferenceMs };
   const first = out[model.attentionOutputs[0]];
   const [, heads, tokens] = first.dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
-  const maps = new Float32Array(req.n * (tokens - 1));
-  for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - 1));
-  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, inferenceMs };
+  const prefix = model.prefixTokens;
+  const maps = new Float32Array(req.n * (tokens - prefix));
+  for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - prefix), prefix);
+  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, prefix, inferenceMs };
 }
 
 /** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */

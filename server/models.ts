@@ -4,6 +4,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CONFIG_FILE, MODEL_FILE, ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
+import { IMPORT_HINT } from './errors.js';
 
 export interface ServedModel {
   name: string;
@@ -19,7 +20,7 @@ export interface ServedModel {
 }
 
 function headsOf(c: ModelConfig): number | null {
-  const h = c.vit?.num_attention_heads;
+  const h = c.attention_heads ?? c.vit?.num_attention_heads;
   return typeof h === 'number' && Number.isInteger(h) && h > 0 ? h : null;
 }
 
@@ -48,6 +49,7 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
       const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
       if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${e.name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
       const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
+      if (!grid) warn(`model ${e.name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`);
       models.push({ name: e.name, dir, file, config, grid, heads: headsOf(config), relevance });
     } catch (err) {
       warn(`skipping model ${e.name}: ${(err as Error).message}`);

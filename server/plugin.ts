@@ -45,11 +45,6 @@ function webRoot(): string {
 async function service(app: FastifyInstance, { config, now }: VitrineOptions): Promise<void> {
   // Models and workers.
   const models = await discoverModels(config.models, (m) => app.log.warn(m));
-  let defaultModel = config.defaultModel;
-  if (!models.some((m) => m.name === defaultModel)) {
-    app.log.warn(`default model '${defaultModel}' is not under ${config.models}; using '${models[0].name}'`);
-    defaultModel = models[0].name;
-  }
   const metrics = new Metrics();
   const pool = new WorkerPool(
     {
@@ -63,6 +58,7 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
         attentionOutputs: m.grid ? m.config.attention_outputs : [],
         inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
         classes: m.config.labels.length,
+        prefixTokens: m.config.prefix_tokens ?? 1,
         ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
       })),
     },
@@ -75,6 +71,16 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
   } catch (err) {
     await pool.close();
     throw err;
+  }
+  // A model the workers could not open is left out, with the reason; the others are served.
+  for (const [name, why] of Object.entries(pool.skipped)) {
+    app.log.error(`skipping model ${name}: ${why}`);
+    models.splice(models.findIndex((m) => m.name === name), 1);
+  }
+  let defaultModel = config.defaultModel;
+  if (!models.some((m) => m.name === defaultModel)) {
+    app.log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
+    defaultModel = models[0].name;
   }
   for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
   const batcher = new Batcher(pool, config, {

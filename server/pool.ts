@@ -24,6 +24,8 @@ export class WorkerPool extends EventEmitter {
   /** Messages the workers logged: each said once, not once per worker. */
   private readonly logged = new Set<string>();
   providers: Record<string, string> = {};
+  /** Models the workers could not open, with the reason (the others are served). */
+  skipped: Record<string, string> = {};
   restarts = 0;
 
   constructor(
@@ -49,6 +51,7 @@ export class WorkerPool extends EventEmitter {
         if (m.type === 'ready') {
           slot.ready = true;
           this.providers = m.providers;
+          this.skipped = m.skipped;
           resolve();
           this.emit('free');
         } else if (m.type === 'log') {

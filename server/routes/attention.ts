@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { HeadFusion, clsAttention, rollout, toGrid } from '../attention.js';
-import { Errors } from '../errors.js';
+import { Errors, Refusals } from '../errors.js';
 import { renderHeatmap } from '../heatmap.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../context.js';
@@ -39,10 +39,10 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const stored = await ctx.results.get(request.params.id).catch(storeFailed(ctx));
       const without = stored ? undefined : await ctx.results.unkeptModel(request.params.id).catch(storeFailed(ctx));
-      if (without) throw Errors.noAttention(`model ${without} has no attention outputs: its results have no maps`);
+      if (without) throw Refusals.noMaps(without);
       if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
       const model = ctx.models.find((m) => m.name === stored.model);
-      if (!model?.grid) throw Errors.noAttention(`model ${stored.model} is not served here with attention outputs`);
+      if (!model?.grid) throw Refusals.noMaps(stored.model, 'is not served here with attention outputs');
       const q = request.query;
       const method = q.method ?? 'rollout';
       const headText = q.head ?? 'mean';
@@ -53,7 +53,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       if (method === 'cls' && asked.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
       if (method === 'relevance') {
         for (const k of ['layer', 'head', 'discard']) if (asked.has(k)) throw Errors.badRequest(`${k} does not apply to method=relevance: it weighs every head of every layer`);
-        if (!model.relevance) throw Errors.noAttention(`model ${model.name} has no relevance graph: its config.json declares no 'relevance' (a model exported by this version of vitrine export has relevance.onnx)`);
+        if (!model.relevance) throw Refusals.noRelevance(model.name);
       } else if (asked.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
 
       // The map, and what the JSON says of how it was made: the model runs again on the kept input, for
@@ -83,7 +83,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         checkHead(r.heads);
         if (plain) values = r.rollout!;
         else {
-          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
+          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
           values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
         }
         made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { clsAttention, toGrid } from '../attention.js';
-import { Errors } from '../errors.js';
+import { Errors, Refusals } from '../errors.js';
 import { imageSpec } from '../../runtime/pixels.js';
 import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
@@ -45,6 +45,17 @@ async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Bu
   return body;
 }
 
+/** attention=full sends every probability as JSON (about 9 bytes each): a ViT-B/16 image would be
+ *  12 x 12 x 197 x 197 = 5.6 million, 50 MB. Past this many the request is refused, saying what to ask for. */
+export const MAX_FULL_VALUES = 1_000_000;
+
+function refuseLargeFull(layers: number, heads: number, tokens: number): void {
+  const n = layers * heads * tokens * tokens;
+  if (n > MAX_FULL_VALUES) {
+    throw Errors.badRequest(`attention=full would carry ${layers} layers x ${heads} heads x ${tokens} x ${tokens} tokens = ${n.toLocaleString('en-US')} values (about ${Math.round((n * 9) / 1e6)} MB of JSON), more than the ${MAX_FULL_VALUES.toLocaleString('en-US')} a response carries: ask for attention=rollout, cls or relevance, or GET /attention/:id?method=cls&layer=<l>&head=<h> for one layer and head`);
+  }
+}
+
 export async function classifyRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
   const { config, batcher, results } = ctx;
@@ -64,8 +75,10 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const model = ctx.model(request.query.model);
       const asked = request.query.attention;
       const attention = asked ?? 'rollout';
-      if (asked && asked !== 'none' && !model.grid) throw Errors.noAttention(`model ${model.name} has no attention outputs (config.json attention_outputs is empty)`);
-      if (asked === 'relevance' && !model.relevance) throw Errors.noAttention(`model ${model.name} has no relevance graph: its config.json declares no 'relevance' (a model exported by this version of vitrine export has relevance.onnx)`);
+      if (asked && asked !== 'none' && !model.grid) throw Refusals.noMaps(model.name);
+      if (asked === 'relevance' && !model.relevance) throw Refusals.noRelevance(model.name);
+      const tokens = model.grid ? model.grid[0] * model.grid[1] + (model.config.prefix_tokens ?? 1) : 0;
+      if (attention === 'full' && model.heads !== null) refuseLargeFull(model.config.attention_outputs.length, model.heads, tokens);
       const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
 
       const bytes = await readImage(request, config.bodyLimit);
@@ -88,13 +101,14 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
         const [rows, cols] = model.grid;
         if (attention === 'rollout') attentionBody = { method: 'rollout', grid: [rows, cols], values: toGrid(r.rollout!, rows, cols) };
         else if (attention === 'cls') {
-          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens };
+          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
           attentionBody = { method: 'cls', grid: [rows, cols], values: toGrid(clsAttention(stack, r.attentions!.length - 1), rows, cols) };
         } else if (attention === 'relevance') {
           // a second run, through the explanation graph, for the top prediction
           const rel = await batcher.submit(model.name, image.pixels, { relevanceClass: order[0] });
           attentionBody = { method: 'relevance', class: model.config.labels[order[0]], grid: [rows, cols], values: toGrid(rel.relevance!, rows, cols) };
         } else {
+          refuseLargeFull(r.attentions!.length, r.heads, r.tokens);
           const T = r.tokens;
           const layers = r.attentions!.map((l) => Array.from({ length: r.heads }, (_, h) => Array.from({ length: T }, (_, i) => Array.from(l.subarray((h * T + i) * T, (h * T + i + 1) * T), (v) => +v.toFixed(6)))));
           attentionBody = { method: 'full', grid: [rows, cols], layers };

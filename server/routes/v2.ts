@@ -23,7 +23,7 @@ interface ModelParams {
 
 function outputShapes(m: ServedModel): { name: string; shape: number[] }[] {
   const heads = m.heads ?? -1;
-  const tokens = m.grid ? m.grid[0] * m.grid[1] + 1 : -1;
+  const tokens = m.grid ? m.grid[0] * m.grid[1] + (m.config.prefix_tokens ?? 1) : -1;
   return [
     { name: m.config.logits_output, shape: [-1, m.config.labels.length] },
     ...(m.grid ? m.config.attention_outputs.map((name) => ({ name, shape: [-1, heads, tokens, tokens] })) : []),

@@ -43,7 +43,7 @@ class FakePool extends EventEmitter {
           for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.pixels[i * PER] + k;
           const relevance = request.relevance ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)]) : null;
           free();
-          resolve({ type: 'result', id: 0, logits, rollout: new Float32Array(request.n * 4), relevance, attentions: null, heads: 1, tokens: 5, inferenceMs: 1 });
+          resolve({ type: 'result', id: 0, logits, rollout: new Float32Array(request.n * 4), relevance, attentions: null, heads: 1, tokens: 5, prefix: 1, inferenceMs: 1 });
         },
         fail: (err) => {
           free();

@@ -47,6 +47,6 @@ t.test('attention routes answer 422 for it; other sizes are stretched to its inp
   t.match(a.json().message, /model tiny-hf has no attention outputs/);
   const g = await app.inject(`/attention/${r.json().id}`);
   t.equal(g.statusCode, 422, g.body);
-  t.match(g.json().message, /model tiny-hf has no attention outputs: its results have no maps/);
+  t.match(g.json().message, /model tiny-hf has no attention outputs, so it gives no maps: vitrine import/);
   t.equal((await app.inject('/attention/00000000-0000-4000-8000-000000000000')).statusCode, 404, 'an unknown id is still 404');
 });

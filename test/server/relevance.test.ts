@@ -108,7 +108,7 @@ t.test('a model without the explanation graph answers 422 saying what it lacks',
   t.equal(c.statusCode, 200);
   let r = await app.inject(`/attention/${c.json().id}?method=relevance`);
   t.equal(r.statusCode, 422);
-  t.match(r.json().message, /model vit-cifar10 has no relevance graph: its config.json declares no 'relevance'/);
+  t.match(r.json().message, /model vit-cifar10 has no relevance graph: its config.json declares no 'relevance' \(vitrine export and vitrine import/);
   r = await classify(app, '?attention=relevance');
   t.equal(r.statusCode, 422);
   t.equal((await app.inject(`/attention/${c.json().id}?method=rollout&format=json`)).statusCode, 200, 'rollout still works');

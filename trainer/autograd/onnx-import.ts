@@ -60,8 +60,9 @@ export function modelOpset(model: ModelProto): number {
   return entry ? Number(entry.version) : 1;
 }
 
-/** Imports a decoded ModelProto; `dir` is where its external data lies. */
-export function importOnnx(model: ModelProto, dir: string): ImportedGraph {
+/** Imports a decoded ModelProto; `dir` is where its external data lies; `size` fixes an input
+ *  height and width the graph leaves symbolic. */
+export function importOnnx(model: ModelProto, dir: string, opts: { size?: readonly [number, number] } = {}): ImportedGraph {
   const opset = modelOpset(model);
   const [lo, hi] = IMPORT_OPSETS;
   if (opset < lo || opset > hi) throw new Error(`onnx import: the graph is opset ${opset}; opsets ${lo} to ${hi} are imported (re-export with torch.onnx.export(..., opset_version=17))`);
@@ -78,6 +79,13 @@ export function importOnnx(model: ModelProto, dir: string): ImportedGraph {
   const tt = gi.type?.tensorType;
   if (!tt || tt.elemType !== DataType.FLOAT) throw new Error(`onnx import: input '${gi.name}' must be a float tensor`);
   const dims: Dim[] = (tt.shape?.dim ?? []).map((d, i) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : d.dimParam || (i === 0 ? 'batch' : `dim_${i}`)));
+  if (opts.size && dims.length === 4) {
+    opts.size.forEach((v, k) => {
+      const d = dims[2 + k];
+      if (typeof d === 'number' && d !== v) throw new Error(`onnx import: input '${gi.name}' is [${dims.join(', ')}]; it cannot take ${opts.size!.join('x')} images`);
+      dims[2 + k] = v;
+    });
+  }
   if (dims.length !== 4 || dims.slice(1).some((d) => typeof d !== 'number')) throw new Error(`onnx import: input '${gi.name}' must be [batch, channels, height, width] with known channels and size, got [${dims.join(', ')}]`);
   const pixels = input(gi.name!, dims);
   values.set(gi.name!, pixels);
