@@ -49,7 +49,7 @@ async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Bu
  *  12 x 12 x 197 x 197 = 5.6 million, 50 MB. Past this many the request is refused, saying what to ask for. */
 export const MAX_FULL_VALUES = 1_000_000;
 
-function refuseLargeFull(layers: number, heads: number, tokens: number): void {
+export function refuseLargeFull(layers: number, heads: number, tokens: number): void {
   const n = layers * heads * tokens * tokens;
   if (n > MAX_FULL_VALUES) {
     throw Errors.badRequest(`attention=full would carry ${layers} layers x ${heads} heads x ${tokens} x ${tokens} tokens = ${n.toLocaleString('en-US')} values (about ${Math.round((n * 9) / 1e6)} MB of JSON), more than the ${MAX_FULL_VALUES.toLocaleString('en-US')} a response carries: ask for attention=rollout, cls or relevance, or GET /attention/:id?method=cls&layer=<l>&head=<h> for one layer and head`);

@@ -38,7 +38,7 @@ export async function testConfig(over: Partial<ServeConfig> = {}): Promise<Serve
   return { ...defaultServeConfig(), models: await testModels(), defaultModel: 'vit-cifar10', workers: 1, threads: 1, logLevel: 'silent', ...over };
 }
 
-export async function testApp(t: Test, over: Partial<ServeConfig> = {}, opts: { now?: () => number } = {}): Promise<FastifyInstance> {
+export async function testApp(t: Test, over: Partial<ServeConfig> = {}, opts: { now?: () => number; logger?: object } = {}): Promise<FastifyInstance> {
   const app = await buildApp(await testConfig(over), { logger: false, ...opts });
   t.teardown(() => app.close());
   return app;

@@ -24,6 +24,8 @@ const cases: Case[] = [
   { name: 'log', inputs: [spec([B, 5], POS)], build: ([a]) => O.log(a) },
   { name: 'tanh', inputs: [spec([B, 5])], build: ([a]) => O.tanh(a) },
   { name: 'sqrt', inputs: [spec([B, 5], POS)], build: ([a]) => O.sqrt(a) },
+  { name: 'erf', inputs: [spec([B, 7], [-3, 3])], build: ([a]) => O.erf(a) },
+  { name: 'gelu (exact: 0.5 x (1 + erf(x / sqrt 2)), as imported graphs have it)', inputs: [spec([B, 7], [-4, 4])], build: ([a]) => O.mul(O.mul(a, 0.5), O.add(1, O.erf(O.div(a, Math.SQRT2)))) },
   { name: 'pow 3', inputs: [spec([B, 5])], build: ([a]) => O.pow(a, 3) },
   { name: 'pow -0.5', inputs: [spec([B, 5], POS)], build: ([a]) => O.pow(a, -0.5) },
   { name: 'matmul (batched, weight broadcast)', inputs: [spec([B, 2, 3, 4]), spec([4, 5])], build: ([a, b]) => O.matmul(a, b) },
@@ -121,4 +123,31 @@ t.test('shape rules reject mismatches with the op name', async (t) => {
   t.throws(() => O.matmul(a, O.input('c', [4, 2])), /matmul: inner dims/);
   t.throws(() => O.reshape(a, [5, -1]), /reshape/);
   t.throws(() => O.slice(a, 1, 2, 5), /slice/);
+});
+
+t.test('one_hot: class indices to rows, in the interpreter and on ONNX Runtime', async (t) => {
+  const { interpret } = await import('../../../trainer/autograd/interpreter.js');
+  const { nd } = await import('../../../trainer/autograd/ndarray.js');
+  const { OrtGraph } = await import('../../../trainer/autograd/ort-executor.js');
+  const x = O.input('x', [B]);
+  const y = O.oneHot(x, 4);
+  const indices = [2, 0, 3];
+  const want = [0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1];
+  t.same([...interpret([y], { x: nd(indices, [3]) })[0].data], want);
+  const ort = await OrtGraph.create({ outputs: [['y', y]] });
+  const out = await ort.run({ x: { data: Float32Array.from(indices), dims: [3] } });
+  t.same([...out.y.data], want);
+  t.same(grad(O.reduceSum(O.mul(y, O.constant([1, 2, 3, 4], [4])), [0, 1], false), [x])[0].op, 'expand_as', 'no gradient flows through it (a zero of its shape)');
+});
+
+t.test('every op of the op table is checked here', async (t) => {
+  const { OPS } = O;
+  const { topoSort } = await import('../../../trainer/autograd/graph.js');
+  const seen = new Set<string>(['input', 'param', 'const', 'one_hot']); // leaves; one_hot above
+  for (const c of [...cases, ...gradientGraphs]) {
+    const xs = c.inputs.map((s, i) => O.input(`x${i}`, s.shape));
+    for (const n of topoSort([c.build(xs)])) seen.add(n.op);
+  }
+  const unchecked = Object.keys(OPS).filter((op) => !seen.has(op));
+  t.same(unchecked, [], `ops no case builds: ${unchecked.join(', ') || 'none'}`);
 });
