@@ -7,6 +7,7 @@ const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog'
 let apiKey = sessionStorage.getItem('vitrine-key') || '';
 let current = null; // { id, model, layers, methods, labels, cls: the class a relevance map explains }
 let lastImage = null; // the image shown, so that another model can classify it again
+let served = {}; // name -> what GET /models says of it
 
 function headers() {
   return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
@@ -58,6 +59,7 @@ async function loadModels() {
   const res = await api('/models');
   if (!res.ok) return;
   const { default: def, models } = await res.json();
+  served = Object.fromEntries(models.map((m) => [m.name, m]));
   $('model').innerHTML = models.map((m) => `<option value="${m.name}" ${m.name === def ? 'selected' : ''}>${m.name} (${m.provider})</option>`).join('');
 }
 
@@ -82,7 +84,11 @@ async function classify(blob) {
   }
   const body = await res.json();
   current = { id: body.id, model: body.model, layers: 0, methods: [], labels: [], cls: body.predictions[0] ? body.predictions[0].index : 0 };
-  // shown as a centre square, as the model sees it (its input is the centre crop of the image)
+  // shown as the model sees it: the centre square of the image, or the whole image stretched to the
+  // model's shape (Hugging Face processors resize so)
+  const stretched = served[body.model] && served[body.model].input.fit === 'fill';
+  $('original').style.objectFit = stretched ? 'fill' : 'cover';
+  $('original-caption').textContent = stretched ? "Image: stretched to the model's input, as the model sees it" : 'Image: the centre square the model sees';
   $('original').src = URL.createObjectURL(blob);
   $('output').hidden = false;
   // each prediction is a button: "why this class?" shows its relevance map
@@ -94,9 +100,10 @@ async function classify(blob) {
     .join('');
   const t = body.timings;
   $('timings').textContent = `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
+  $('heatmap-figure').hidden = !body.attention;
+  $('controls').hidden = !body.attention;
   if (body.attention) {
-    const models = await (await api('/models')).json();
-    const info = models.models.find((m) => m.name === body.model);
+    const info = served[body.model];
     current.layers = info ? info.outputs.attentions.length : 0;
     current.methods = info ? info.methods : [];
     current.labels = info ? info.labels : [];
@@ -109,8 +116,7 @@ async function classify(blob) {
     status('');
   } else {
     $('heatmap').removeAttribute('src');
-    $('heatmap-caption').textContent = 'No attention outputs';
-    status('This model has no attention outputs.');
+    status('This model has no attention outputs, so no maps (vitrine import gives a ViT exported to ONNX its maps).');
   }
 }
 

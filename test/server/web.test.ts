@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { tmpDir } from '../helpers/data.js';
+import { ROOT } from '../helpers/cli.js';
 import { testApp, testImage } from '../helpers/server.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -81,5 +82,40 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await page.waitForFunction("document.getElementById('status').textContent.includes('no attention outputs')");
   t.equal(await page.locator('#predictions li').count(), 5, 'predictions from the other model');
   t.equal(await page.getAttribute('#heatmap', 'src'), null, 'no heatmap for a model without attention');
+  t.equal(await page.isHidden('#heatmap-figure'), true, 'and no empty image where it would be');
+  t.equal(await page.isHidden('#controls'), true, 'nor its controls');
+  t.match(await page.textContent('#status'), /vitrine import/);
+  t.same(errors, [], 'no script errors');
+});
+
+t.test('the page on a model vitrine imported: a stretched input, rollout and relevance maps', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}` }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const { importCommand } = await import('../../bin/import.js');
+  const root = await tmpDir('vitrine-imported-page-');
+  await importCommand([path.join(ROOT, 'test', 'fixtures', 'foreign', 'hf-deit'), '--out', path.join(root, 'deit')], () => {});
+  const app = await testApp(t, { models: root, defaultModel: 'deit' });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(base);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  const file = path.join(root, 'wide.jpg');
+  await writeFile(file, await testImage('jpeg', 96));
+  await page.setInputFiles('#file', file);
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
+  t.match(await page.textContent('#predictions li .label'), /apple|boat|cloud|door|eagle/, 'its own labels');
+  t.equal(await page.textContent('#heatmap-caption'), `Why "${(await page.textContent('#predictions li .label'))!.trim()}": relevance`, 'relevance for an imported model');
+  t.match(await page.textContent('#original-caption'), /stretched/, 'the page says the image is stretched, as its processor does');
+  t.equal(await page.evaluate("getComputedStyle(document.getElementById('original')).objectFit"), 'fill');
+  const before = await page.getAttribute('#heatmap', 'src');
+  await page.selectOption('#method', 'rollout');
+  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(before)} && document.getElementById('heatmap').naturalWidth > 0`);
+  t.equal(await page.textContent('#heatmap-caption'), 'Attention rollout');
   t.same(errors, [], 'no script errors');
 });
