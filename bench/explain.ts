@@ -36,6 +36,7 @@ const P = config.patch_size!;
 const rows = H / P;
 const cols = W / P;
 const patches = rows * cols;
+const prefix = config.prefix_tokens ?? 1; // [CLS] and any other tokens before the patches (imported models say)
 const model = await createSession(modelFileIn(dir)!, { device: 'cpu' });
 const explain = await createSession(path.join(dir, config.relevance.file), { device: 'cpu' });
 
@@ -78,11 +79,11 @@ for (let s = 0; s < n; s += BATCH) {
   const last = layers[layers.length - 1];
   for (let b = 0; b < count; b++) {
     const at = (s + b) * patches;
-    relevanceInto(relLayers, grads, b, heads, tokens, maps.relevance, at);
-    rolloutMeanInto(layers, b, heads, tokens, maps.rollout, at);
+    relevanceInto(relLayers, grads, b, heads, tokens, maps.relevance, at, prefix);
+    rolloutMeanInto(layers, b, heads, tokens, maps.rollout, at, prefix);
     for (let p = 0; p < patches; p++) {
       let v = 0;
-      for (let h = 0; h < heads; h++) v += last[((b * heads + h) * tokens + 0) * tokens + 1 + p];
+      for (let h = 0; h < heads; h++) v += last[((b * heads + h) * tokens + 0) * tokens + prefix + p];
       maps.cls[at + p] = v / heads;
       maps.random[at + p] = rng.next();
     }

@@ -7,35 +7,15 @@
 
 import path from 'node:path';
 import { Dim, Tensor } from './graph.js';
-import { DataType, DecodedAttr, INodeProto, ITensorProto, ModelProto, decodeAttribute, dimsOf, readTensor } from './onnx-proto.js';
+import { DataType, DecodedAttr, ITensorProto, ModelProto, decodeAttribute, dimsOf, readTensor } from './onnx-proto.js';
 import { Known, isKnown, known } from './onnx-fold.js';
 import { constant, input, param } from './ops.js';
-import { LOWERINGS } from './onnx-lowerings.js';
+import { LOWERINGS, type LowerContext, type Value } from './onnx-lowerings.js';
 
-export type Value = Tensor | Known;
+export type { Value } from './onnx-lowerings.js';
 
 /** The opsets whose semantics the lowerings follow (what PyTorch's exporter and optimum emit). */
 export const IMPORT_OPSETS = [13, 18] as const;
-
-/** What a lowering sees of its node. */
-export interface LowerContext {
-  readonly node: INodeProto;
-  readonly op: string;
-  readonly opset: number;
-  /** Inputs given (optional ones may be left out, as '' or by count). */
-  readonly arity: number;
-  has(i: number): boolean;
-  attr<T extends DecodedAttr>(name: string, fallback?: T): T;
-  value(i: number): Value;
-  /** Input i as a graph tensor (a known value becomes a constant). */
-  tensor(i: number): Tensor;
-  /** Input i as a value known while importing; fails naming what it is for. */
-  known(i: number, what: string): Known;
-  /** A tensor whose runtime shape carries the symbol, and the axis where it does (for Expand). */
-  witness(symbol: string): { tensor: Tensor; axis: number } | undefined;
-}
-
-export type Lowering = (c: LowerContext) => Value | Value[];
 
 export interface ImportedGraph {
   model: ModelProto;

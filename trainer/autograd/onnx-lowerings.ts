@@ -4,10 +4,31 @@
 // An op missing here is an error naming it; the op table gains only true primitives (Erf).
 
 import { Dim, Tensor, broadcastShapes, factorDim, mulDims, normalizeAxis, productDim, shapeToString } from './graph.js';
-import { ITensorProto, readTensor, dimsOf } from './onnx-proto.js';
-import type { LowerContext, Lowering, Value } from './onnx-import.js';
+import { DecodedAttr, INodeProto, ITensorProto, readTensor, dimsOf } from './onnx-proto.js';
 import { FOLD_BINARY, FOLD_UNARY, Known, castKnown, clampSlice, concatKnown, gatherKnown, isKnown, known, numbers, rangeKnown, reshapeKnown, sliceKnown, unaryKnown, whereKnown } from './onnx-fold.js';
 import * as O from './ops.js';
+
+export type Value = Tensor | Known;
+
+/** What a lowering sees of its node. */
+export interface LowerContext {
+  readonly node: INodeProto;
+  readonly op: string;
+  readonly opset: number;
+  /** Inputs given (optional ones may be left out, as '' or by count). */
+  readonly arity: number;
+  has(i: number): boolean;
+  attr<T extends DecodedAttr>(name: string, fallback?: T): T;
+  value(i: number): Value;
+  /** Input i as a graph tensor (a known value becomes a constant). */
+  tensor(i: number): Tensor;
+  /** Input i as a value known while importing; fails naming what it is for. */
+  known(i: number, what: string): Known;
+  /** A tensor whose runtime shape carries the symbol, and the axis where it does (for Expand). */
+  witness(symbol: string): { tensor: Tensor; axis: number } | undefined;
+}
+
+export type Lowering = (c: LowerContext) => Value | Value[];
 
 const TO: Record<number, Known['dtype']> = { 1: 'float', 10: 'float', 11: 'float', 16: 'float', 6: 'int', 7: 'int', 2: 'int', 3: 'int', 4: 'int', 5: 'int', 12: 'int', 13: 'int', 9: 'bool' };
 
