@@ -11,10 +11,11 @@ import { input, mul, oneHot, reduceSum } from './autograd/ops.js';
 import { compileToBytes } from './autograd/onnx.js';
 import { writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
-import { BATCH, ViT } from './vit/model.js';
+import { BATCH, INPUT_NAME, ViT, pixelInput } from './vit/model.js';
+import { CIFAR10_CLASSES } from './data/cifar10.js';
 import { CONFIG_FILE, LEGACY_MODEL_FILE, MODEL_FILE, ModelConfig, PREPROCESSOR_FILE, TrainingRecord, modelFolderFiles } from '../runtime/model-config.js';
 
-export const INPUT_NAME = 'pixel_values';
+export { INPUT_NAME } from './vit/model.js';
 export const LOGITS_OUTPUT = 'logits';
 export const attentionOutput = (layer: number) => `attentions.${layer}`;
 /** The explanation graph beside model.onnx: its class input and gradient outputs. */
@@ -24,11 +25,9 @@ const LEGACY_RELEVANCE_FILE = 'relevance.onnx';
 export const CLASS_INPUT = 'target_class';
 export const attentionGradOutput = (layer: number) => `attention_grads.${layer}`;
 
-export const CIFAR10_LABELS = Object.freeze(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
-
 /** Labels for a model: given ones, else CIFAR-10's for a 10-class model, else class_0, class_1, … */
 export function defaultLabels(numClasses: number): string[] {
-  return numClasses === CIFAR10_LABELS.length ? [...CIFAR10_LABELS] : Array.from({ length: numClasses }, (_, i) => `class_${i}`);
+  return numClasses === CIFAR10_CLASSES.length ? [...CIFAR10_CLASSES] : Array.from({ length: numClasses }, (_, i) => `class_${i}`);
 }
 
 export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConfig {
@@ -57,7 +56,7 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
  */
 export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pixels: Tensor; target: Tensor; logits: Tensor; attentions: Tensor[]; grads: Tensor[]; score: Tensor } {
   const c = model.config;
-  const pixels = input(INPUT_NAME, [BATCH, c.num_channels, c.image_size, c.image_size]);
+  const pixels = pixelInput(c);
   const target = input(CLASS_INPUT, [BATCH]);
   const { logits, attentions } = model.forward(ctx, pixels);
   const score = reduceSum(mul(logits, oneHot(target, c.num_classes)), [0, 1], false); // sum_b y[b, c_b]
@@ -79,7 +78,7 @@ export function exportRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array
 export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
   const c = model.config;
   const ctx = new GraphContext(false);
-  const pixels = input(INPUT_NAME, [BATCH, c.num_channels, c.image_size, c.image_size]);
+  const pixels = pixelInput(c);
   const { logits, attentions } = model.forward(ctx, pixels);
   const initializers = new Map(model.namedParameters().map(([name, p]) => [name, p.data]));
   return compileToBytes({

@@ -6,7 +6,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
-import { CIFAR10_LABELS, exportModel } from '../../trainer/export.js';
+import { exportModel } from '../../trainer/export.js';
+import { CIFAR10_CLASSES } from '../../trainer/data/cifar10.js';
 import { SEED_CONFIG } from '../../trainer/vit/config.js';
 import { ViT } from '../../trainer/vit/model.js';
 import { buildApp } from '../../server/app.js';
@@ -21,7 +22,7 @@ export function testModels(): Promise<string> {
   modelsDir ??= (async () => {
     const root = await tmpDir('vitrine-models-');
     const vit = path.join(root, 'vit-cifar10');
-    await exportModel(new ViT(SEED_CONFIG, 1), CIFAR10_LABELS, vit);
+    await exportModel(new ViT(SEED_CONFIG, 1), CIFAR10_CLASSES, vit);
     const plain = path.join(root, 'plain');
     await mkdir(plain);
     // laid out as earlier exports were: model.onnx at the top, labels, size, mean and std in config.json

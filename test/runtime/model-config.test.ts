@@ -5,13 +5,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { modelFolderFiles, parseModelConfig, readModelConfig } from '../../runtime/model-config.js';
-import { CIFAR10_LABELS, modelConfigFor } from '../../trainer/export.js';
+import { modelConfigFor } from '../../trainer/export.js';
+import { CIFAR10_CLASSES } from '../../trainer/data/cifar10.js';
 import { SEED_CONFIG } from '../../trainer/vit/config.js';
 import { ViT } from '../../trainer/vit/model.js';
 import { ROOT } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/data.js';
 
-const seedConfig = () => ({ ...modelConfigFor(new ViT(SEED_CONFIG, 0), CIFAR10_LABELS), training: { data: 'cifar10', val_ratio: 0.1, seed: 0 } });
+const seedConfig = () => ({ ...modelConfigFor(new ViT(SEED_CONFIG, 0), CIFAR10_CLASSES), training: { data: 'cifar10', val_ratio: 0.1, seed: 0 } });
 
 t.test('an export writes transformers ViT keys and ViTImageProcessor, and reads back the same config', async (t) => {
   const config = seedConfig();

@@ -8,7 +8,7 @@ import { crossEntropy, input } from '../autograd/ops.js';
 import { OrtGraph } from '../autograd/ort-executor.js';
 import { DropoutMask, GraphContext, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
-import { BATCH, ViT } from '../vit/model.js';
+import { BATCH, INPUT_NAME, ViT, pixelDims, pixelInput } from '../vit/model.js';
 import { Device, HostTensor } from '../../runtime/ort.js';
 
 export interface StepResult {
@@ -45,7 +45,7 @@ export class StepRunner {
       const ctx = new GraphContext(true);
       // NOTE: the batch stays symbolic: measured here, ONNX Runtime ran this graph about 13% faster
       // with a symbolic batch than with the batch size fixed in the graph.
-      const pixels = input('pixel_values', [BATCH, c.num_channels, c.image_size, c.image_size]);
+      const pixels = pixelInput(c);
       const targets = input('targets', [BATCH, c.num_classes]);
       const { logits } = this.model.forward(ctx, pixels);
       const loss = crossEntropy(logits, targets);
@@ -71,7 +71,7 @@ export class StepRunner {
     const { graph, masks } = await this.stepGraph();
     const feeds: Record<string, HostTensor> = {
       ...this.paramFeeds(),
-      pixel_values: { data: pixels, dims: [batch, c.num_channels, c.image_size, c.image_size] },
+      [INPUT_NAME]: { data: pixels, dims: pixelDims(c, batch) },
       targets: { data: targets, dims: [batch, c.num_classes] },
     };
     for (const m of masks) {
@@ -88,10 +88,10 @@ export class StepRunner {
     const c = this.model.config;
     if (!this.forward) {
       const ctx = new GraphContext(false);
-      const { logits } = this.model.forward(ctx, input('pixel_values', [BATCH, c.num_channels, c.image_size, c.image_size]));
+      const { logits } = this.model.forward(ctx, pixelInput(c));
       this.forward = await OrtGraph.create({ outputs: [['logits', logits]], device: this.o.device, threads: this.o.threads || undefined, log: this.o.log, graphName: 'vit_eval' });
     }
-    const out = await this.forward.run({ ...this.paramFeeds(), pixel_values: { data: pixels, dims: [n, c.num_channels, c.image_size, c.image_size] } });
+    const out = await this.forward.run({ ...this.paramFeeds(), [INPUT_NAME]: { data: pixels, dims: pixelDims(c, n) } });
     return out.logits.data;
   }
 }

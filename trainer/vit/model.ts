@@ -11,13 +11,21 @@
 // projection: one matmul instead of 3*heads, and gradients flow back to each head's tensors.
 
 import { Tensor } from '../autograd/graph.js';
-import { add, concat, constant, conv2d, expandAs, gelu, matmul, maxPool, mul, pad, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
+import { add, concat, constant, conv2d, input, expandAs, gelu, matmul, maxPool, mul, pad, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
 import { LayerNorm, Linear, truncNormal, normal, zeros } from '../nn/layers.js';
 import { Container, GraphContext, Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
 import { ViTConfig, headSize, numPatches, numTokens } from './config.js';
 
 export const BATCH = 'batch'; // the symbolic batch dimension of every graph
+/** The model's input, in every graph made of it (training step, evaluation, export): normalized pixels. */
+export const INPUT_NAME = 'pixel_values';
+
+/** The pixel input of a graph: (B, channels, size, size). */
+export const pixelInput = (c: ViTConfig): Tensor => input(INPUT_NAME, [BATCH, c.num_channels, c.image_size, c.image_size]);
+
+/** The dims of n images fed to it. */
+export const pixelDims = (c: ViTConfig, n: number): number[] => [n, c.num_channels, c.image_size, c.image_size];
 
 /** x (B, C, H, W) moved by (dy, dx) pixels, zeros coming in: out[y][x] = in[y - dy][x - dx]. */
 function shift(x: Tensor, dy: number, dx: number): Tensor {

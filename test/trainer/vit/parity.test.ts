@@ -8,7 +8,8 @@ import t from 'tap';
 import { interpret } from '../../../trainer/autograd/interpreter.js';
 import { nd } from '../../../trainer/autograd/ndarray.js';
 import { input } from '../../../trainer/autograd/ops.js';
-import { exportModel, CIFAR10_LABELS, relevanceGraph } from '../../../trainer/export.js';
+import { exportModel, relevanceGraph } from '../../../trainer/export.js';
+import { CIFAR10_CLASSES } from '../../../trainer/data/cifar10.js';
 import { readSafetensors } from '../../../trainer/io/safetensors.js';
 import { GraphContext } from '../../../trainer/nn/module.js';
 import { SEED_CONFIG } from '../../../trainer/vit/config.js';
@@ -35,7 +36,7 @@ t.test('seed ViT matches the PyTorch reference', async (t) => {
   attentions.forEach((a, i) => assertClose(t, a.data, io.get(`attentions.${i}`)!.data, 0, 1e-4, `interpreter attentions.${i}`));
 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vitrine-parity-'));
-  const { modelFile } = await exportModel(model, CIFAR10_LABELS, dir);
+  const { modelFile } = await exportModel(model, CIFAR10_CLASSES, dir);
   const s = await createSession(modelFile);
   const r = await runSession(s, { pixel_values: { data: pixels.data, dims: pixels.shape } });
   t.same([...r.logits.dims], [2, 10], 'exported logits shape');
@@ -75,7 +76,7 @@ t.test("the explanation graph's gradients match torch.autograd.grad (test/fixtur
   });
 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vitrine-relevance-'));
-  await exportModel(model, CIFAR10_LABELS, dir);
+  await exportModel(model, CIFAR10_CLASSES, dir);
   const s = await createSession(path.join(dir, 'onnx', 'relevance.onnx'));
   const r = await runSession(s, { pixel_values: { data: pixels.data, dims: pixels.shape }, target_class: { data: target.data, dims: target.shape } });
   for (let i = 0; i < 4; i++) {
