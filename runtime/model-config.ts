@@ -125,10 +125,83 @@ const shown = (v: unknown) => {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 };
 
+/** What a layout's parser reads with: each key of either file checked against its schema when present. */
+interface Files {
+  cfg: <T>(key: string) => T | undefined;
+  pre: <T>(key: string) => T | undefined;
+  fail: (why: string, where?: string) => never;
+  raw: Record<string, unknown>;
+  hasProcessor: boolean;
+  processorSource: string;
+}
+
+type Candidate = Record<string, unknown>; // checked against ModelConfigSchema after
+
+const square = (s: number | [number, number] | { height: number; width: number }): [number, number] => (typeof s === 'number' ? [s, s] : Array.isArray(s) ? s : [s.height, s.width]);
+
+/** What every layout reads alike: labels (ours, or id2label), mean and std (config.json's own keys win,
+ *  so earlier exports read as they always did), and the processor's rescale and resampling. */
+function common(f: Files, size: number | [number, number] | { height: number; width: number } | undefined, fallbackResample: Resample): Candidate {
+  const { cfg, pre, raw: c } = f;
+  const labels = cfg<string[]>('labels') ?? (c.id2label !== undefined ? labelsFromId2label(c.id2label, f.fail) : undefined);
+  const channels = cfg<number>('num_channels') ?? 3;
+  const normalizeOff = pre<boolean>('do_normalize') === false;
+  const mean = cfg<number[]>('mean') ?? (normalizeOff ? new Array<number>(channels).fill(0) : pre<number[]>('image_mean'));
+  const std = cfg<number[]>('std') ?? (normalizeOff ? new Array<number>(channels).fill(1) : pre<number[]>('image_std'));
+  if (mean && std && mean.length !== std.length) f.fail('the mean and std must have one value per channel each', c.mean !== undefined ? undefined : f.processorSource);
+  const rescale = cfg<number>('rescale') ?? (pre<boolean>('do_rescale') === false ? 1 : (pre<number>('rescale_factor') ?? 1 / 255));
+  const code = pre<number>('resample');
+  const resample: Resample = cfg<Resample>('resample') ?? (code !== undefined && pre<boolean>('do_resize') !== false ? PIL_RESAMPLE[code] : fallbackResample);
+  return {
+    labels,
+    image_size: size === undefined ? undefined : square(size),
+    mean,
+    std,
+    ...(resample !== 'area' || cfg('resample') !== undefined ? { resample } : {}),
+    ...(rescale !== 1 / 255 || cfg('rescale') !== undefined ? { rescale } : {}),
+  };
+}
+
+/** A plain Hugging Face export, as optimum writes one (id2label, no output names): pixel_values ->
+ *  logits, no maps, resized as its image processor says (stretched, bilinear unless it says). */
+function huggingFaceLayout(f: Files): Candidate {
+  if (!f.hasProcessor) f.fail(`a Hugging Face config (id2label, no input_name) needs ${PREPROCESSOR_FILE} beside it for the input size, mean and std`);
+  const size = f.pre<number | { height: number; width: number }>('size') ?? f.cfg<number | [number, number]>('image_size');
+  const rescale = f.cfg<number>('rescale') ?? (f.pre<boolean>('do_rescale') === false ? 1 : (f.pre<number>('rescale_factor') ?? 1 / 255));
+  return { ...common(f, size, 'linear'), rescale, input_name: 'pixel_values', logits_output: 'logits', attention_outputs: [], patch_size: null, fit: 'fill' };
+}
+
+/** vitrine's layout (and earlier exports'): output names, attention outputs, the relevance graph, the
+ *  token layout. The image is cover-cropped for vitrine's own models (those that carry their ViT
+ *  config); a folder with a processor and no ViT config (an imported one) is resized as its processor
+ *  says, unless config.json's `fit` says otherwise. */
+function vitrineLayout(f: Files): Candidate {
+  const { cfg } = f;
+  const size = cfg<number | [number, number]>('image_size') ?? f.pre<number | { height: number; width: number }>('size');
+  const attentions = cfg<string[]>('attention_outputs') ?? [];
+  const relevance = cfg<RelevanceGraph>('relevance');
+  if (relevance && relevance.gradient_outputs.length !== attentions.length) f.fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
+  const fit = cfg<'cover' | 'fill'>('fit') ?? (f.hasProcessor && f.raw.vit === undefined ? 'fill' : 'cover');
+  const optional = (key: string) => (cfg(key) !== undefined ? { [key]: cfg(key) } : {});
+  return {
+    ...common(f, size, 'area'),
+    input_name: cfg('input_name'),
+    logits_output: cfg('logits_output'),
+    attention_outputs: attentions,
+    patch_size: cfg('patch_size') ?? null,
+    ...optional('prefix_tokens'),
+    ...optional('attention_heads'),
+    ...optional('vit'),
+    ...optional('training'),
+    ...(relevance ? { relevance: { ...relevance, gradient_outputs: [...relevance.gradient_outputs] } } : {}),
+    ...(fit === 'fill' || cfg('fit') !== undefined ? { fit } : {}),
+  };
+}
+
 /**
  * Validates a parsed config.json (and preprocessor_config.json when the folder has one); throws one
- * line naming the first problem. Values in config.json's own keys (labels, image_size, mean, std) win
- * over the processor's, so that earlier exports read as they always did.
+ * line naming the first problem. Two layouts meet in one ModelConfig: a plain Hugging Face export
+ * (id2label and no output names) and vitrine's.
  */
 export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRaw?: unknown, processorSource = PREPROCESSOR_FILE): ModelConfig {
   const fail = (why: string, where = source): never => {
@@ -145,53 +218,16 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRa
     return v as T | undefined;
   };
   const c = raw as Record<string, unknown>;
-  const p = (processorRaw ?? {}) as Record<string, unknown>;
-  const cfg = reader(c, ConfigFileSchema.properties, source);
-  const pre = reader(p, PreprocessorSchema.properties, processorSource);
-  // A folder without vitrine's output names is a plain Hugging Face export: pixel_values -> logits.
-  const foreign = c.input_name === undefined && c.labels === undefined && c.id2label !== undefined;
-  if (foreign && processorRaw === undefined) fail(`a Hugging Face config (id2label, no input_name) needs ${PREPROCESSOR_FILE} beside it for the input size, mean and std`);
-
-  const labels: string[] | undefined = cfg<string[]>('labels') ?? (c.id2label !== undefined ? labelsFromId2label(c.id2label, fail) : undefined);
-  const square = (s: number | [number, number] | { height: number; width: number }): [number, number] => (typeof s === 'number' ? [s, s] : Array.isArray(s) ? s : [s.height, s.width]);
-  const given = cfg<number | [number, number]>('image_size');
-  const size = given === undefined || foreign ? (pre<number | { height: number; width: number }>('size') ?? given) : given;
-
-  const channels = cfg<number>('num_channels') ?? 3;
-  const normalizeOff = pre<boolean>('do_normalize') === false;
-  const mean = cfg<number[]>('mean') ?? (normalizeOff ? new Array<number>(channels).fill(0) : pre<number[]>('image_mean'));
-  const std = cfg<number[]>('std') ?? (normalizeOff ? new Array<number>(channels).fill(1) : pre<number[]>('image_std'));
-  if (mean && std && mean.length !== std.length) fail('the mean and std must have one value per channel each', c.mean !== undefined ? source : processorSource);
-
-  const attentions = foreign ? [] : (cfg<string[]>('attention_outputs') ?? []);
-  const relevance = foreign ? undefined : cfg<RelevanceGraph>('relevance');
-  if (relevance && relevance.gradient_outputs.length !== attentions.length) fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
-
-  // How an image is resized follows the processor wherever one is given (a folder that also names
-  // its outputs still stretches as its processor does); vitrine's own models cover-crop.
-  const hasProcessor = processorRaw !== undefined;
-  const rescale = cfg<number>('rescale') ?? (pre<boolean>('do_rescale') === false ? 1 : (pre<number>('rescale_factor') ?? 1 / 255));
-  const code = pre<number>('resample');
-  const resample: Resample = cfg<Resample>('resample') ?? (code !== undefined && pre<boolean>('do_resize') !== false ? PIL_RESAMPLE[code] : foreign ? 'linear' : 'area');
-  const fit = cfg<'cover' | 'fill'>('fit') ?? (hasProcessor && c.vit === undefined ? 'fill' : 'cover');
-  const config = {
-    labels,
-    image_size: size === undefined ? undefined : square(size),
-    mean,
-    std,
-    input_name: cfg('input_name') ?? (foreign ? 'pixel_values' : undefined),
-    logits_output: cfg('logits_output') ?? (foreign ? 'logits' : undefined),
-    attention_outputs: attentions,
-    patch_size: foreign ? null : (cfg('patch_size') ?? null),
-    ...(!foreign && cfg('prefix_tokens') !== undefined ? { prefix_tokens: cfg('prefix_tokens') } : {}),
-    ...(!foreign && cfg('attention_heads') !== undefined ? { attention_heads: cfg('attention_heads') } : {}),
-    ...(cfg('vit') !== undefined ? { vit: cfg('vit') } : {}),
-    ...(cfg('training') !== undefined ? { training: cfg('training') } : {}),
-    ...(relevance ? { relevance: { ...relevance, gradient_outputs: [...relevance.gradient_outputs] } } : {}),
-    ...(fit === 'fill' || cfg('fit') !== undefined ? { fit } : {}),
-    ...(resample !== 'area' || cfg('resample') !== undefined ? { resample } : {}),
-    ...(rescale !== 1 / 255 || cfg('rescale') !== undefined || foreign ? { rescale } : {}),
+  const files: Files = {
+    cfg: reader(c, ConfigFileSchema.properties, source),
+    pre: reader((processorRaw ?? {}) as Record<string, unknown>, PreprocessorSchema.properties, processorSource),
+    fail,
+    raw: c,
+    hasProcessor: processorRaw !== undefined,
+    processorSource,
   };
+  const huggingFace = c.input_name === undefined && c.labels === undefined && c.id2label !== undefined;
+  const config = huggingFace ? huggingFaceLayout(files) : vitrineLayout(files);
   // what is still missing (a key neither file gave) is named as config.json's
   const problem = firstProblem(ModelConfigSchema, config);
   if (problem) fail(`'${problem.path}' must be ${problem.expects}${problem.got === undefined ? '' : `, got ${shown(problem.got)}`}`);

@@ -101,3 +101,15 @@ t.test('bad model folders name the file and the problem', async (t) => {
   await writeFile(path.join(dir, 'm', 'preprocessor_config.json'), '{ nope');
   await t.rejects(readModelConfig(path.join(dir, 'm')), /preprocessor_config\.json: not valid JSON/);
 });
+
+t.test("naming the outputs keeps a Hugging Face processor's stretch; vitrine's own models cover-crop", async (t) => {
+  const processor = { size: { height: 24, width: 24 }, resample: 3, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
+  const named = { id2label: { 0: 'a', 1: 'b' }, input_name: 'pixel_values', logits_output: 'logits', attention_outputs: ['attentions.0'], patch_size: 8 };
+  const c = parseModelConfig(named, 'config.json', processor);
+  t.same([c.fit, c.resample, c.image_size], ['fill', 'cubic', [24, 24]], 'an imported or hand-written folder resizes as its processor says');
+  t.equal(parseModelConfig({ ...named, fit: 'cover' }, 'config.json', processor).fit, 'cover', "config.json's fit wins");
+  t.equal(parseModelConfig({ ...named, vit: { hidden_size: 48 } }, 'config.json', processor).fit ?? 'cover', 'cover', 'a model vitrine trained (it carries its ViT config) cover-crops');
+  t.equal(parseModelConfig({ ...named, image_size: 24, mean: [0, 0, 0], std: [1, 1, 1] }).fit ?? 'cover', 'cover', 'no processor: cover-cropped, as earlier exports were');
+  t.equal(parseModelConfig({ ...named, prefix_tokens: 2, attention_heads: 3 }, 'config.json', processor).prefix_tokens, 2);
+  t.throws(() => parseModelConfig({ ...named, prefix_tokens: 0 }, 'config.json', processor), /'prefix_tokens' must be a positive integer, got 0/);
+});
