@@ -2,7 +2,7 @@
 // 405 included), API-key checks, and what the OpenAPI document says of POST /classify's body.
 
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors, ServiceError, errorBody } from './errors.js';
 
 const binary = { type: 'string', format: 'binary' };
@@ -24,29 +24,33 @@ export function keyMatches(header: string | undefined, key: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** Any error a route throws (ours, Fastify's validation, body size and type) as one ServiceError;
+ *  the service's handler and the Open Inference Protocol's each answer it in their own shape. */
+export function classifyError(err: FastifyError | ServiceError, request: FastifyRequest, bodyLimit: number): ServiceError {
+  if (err instanceof ServiceError) return err;
+  if (err.validation) {
+    const v = err.validation[0];
+    const params = v?.params as { allowedValues?: unknown[]; additionalProperty?: string } | undefined;
+    const allowed = params?.allowedValues;
+    if (v?.keyword === 'additionalProperties' && params?.additionalProperty) {
+      // name the stray parameter and what this route takes
+      const schema = request.routeOptions.schema?.[err.validationContext === 'querystring' ? 'querystring' : 'params'] as { properties?: Record<string, unknown> } | undefined;
+      const known = Object.keys(schema?.properties ?? {});
+      return Errors.badRequest(`unknown ${err.validationContext === 'querystring' ? 'query parameter' : 'parameter'} '${params.additionalProperty}'${known.length ? ` (accepted: ${known.join(', ')})` : ''}`);
+    }
+    return Errors.badRequest(`${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`.replace(/\s+/g, ' ').trim());
+  }
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.statusCode === 413) return Errors.tooLarge(`the body is larger than ${bodyLimit} bytes`);
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.statusCode === 415) return Errors.unsupportedMedia(`unsupported content type '${request.headers['content-type'] ?? ''}': send multipart/form-data (field image) or the raw image with an image/* type`);
+  if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) return new ServiceError('VIT_BAD_REQUEST', err.message, err.statusCode ?? 400);
+  request.log.error({ err }, 'unhandled error');
+  return Errors.internal('internal error');
+}
+
 /** The error handler and the not-found handler every route of the service answers through. */
 export function errorHandling(app: FastifyInstance, bodyLimit: number): void {
     app.setErrorHandler((err: FastifyError | ServiceError, request, reply) => {
-      let e: ServiceError;
-      if (err instanceof ServiceError) e = err;
-      else if (err.validation) {
-        const v = err.validation[0];
-        const params = v?.params as { allowedValues?: unknown[]; additionalProperty?: string } | undefined;
-        const allowed = params?.allowedValues;
-        if (v?.keyword === 'additionalProperties' && params?.additionalProperty) {
-          // name the stray parameter and what this route takes
-          const schema = request.routeOptions.schema?.[err.validationContext === 'querystring' ? 'querystring' : 'params'] as { properties?: Record<string, unknown> } | undefined;
-          const known = Object.keys(schema?.properties ?? {});
-          e = Errors.badRequest(`unknown ${err.validationContext === 'querystring' ? 'query parameter' : 'parameter'} '${params.additionalProperty}'${known.length ? ` (accepted: ${known.join(', ')})` : ''}`);
-        } else e = Errors.badRequest(`${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`.replace(/\s+/g, ' ').trim());
-      }
-      else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.statusCode === 413) e = Errors.tooLarge(`the body is larger than ${bodyLimit} bytes`);
-      else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.statusCode === 415) e = Errors.unsupportedMedia(`unsupported content type '${request.headers['content-type'] ?? ''}': send multipart/form-data (field image) or the raw image with an image/* type`);
-      else if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) e = new ServiceError('VIT_BAD_REQUEST', err.message, err.statusCode ?? 400);
-      else {
-        request.log.error({ err }, 'unhandled error');
-        e = Errors.internal('internal error');
-      }
+      const e = classifyError(err, request, bodyLimit);
       if (e.statusCode >= 500) request.log.warn({ code: e.code, url: request.url }, e.message);
       return reply.code(e.statusCode).headers(e.headers).send(errorBody(e.statusCode, e.code, e.message));
     });

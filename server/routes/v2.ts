@@ -10,6 +10,7 @@ import type { ServedModel } from '../models.js';
 import { InferRequest, InputTensor, OutputTensor, classificationCount, classify, encodeInferResponse, parseInferRequest, wantsBinary } from '../oip.js';
 import { imageSpec } from '../../runtime/pixels.js';
 import { prepareImage } from '../preprocess.js';
+import { classifyError } from '../http.js';
 
 /** Every model is served at one version. */
 const VERSION = '1';
@@ -46,16 +47,10 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.bodyLimit }, (_req, body, done) => done(null, body));
 
+  // The protocol's error shape: { error: message }.
   app.setErrorHandler((err: FastifyError | ServiceError, request, reply) => {
-    let status = 500;
-    let message = 'internal error';
-    let headers: Record<string, string> = {};
-    if (err instanceof ServiceError) ({ statusCode: status, message, headers } = err);
-    else if (err.validation) [status, message] = [400, err.message];
-    else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.statusCode === 413) [status, message] = [413, `the body is larger than ${config.bodyLimit} bytes`];
-    else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) [status, message] = [err.statusCode, err.message];
-    else request.log.error({ err }, 'unhandled error');
-    return reply.code(status).headers(headers).send({ error: message });
+    const e = classifyError(err, request, config.bodyLimit);
+    return reply.code(e.statusCode).headers(e.headers).send({ error: e.message });
   });
 
   const ErrorBody = Type.Object({ error: Type.String() });
