@@ -13,21 +13,14 @@ import swaggerUi from '@fastify/swagger-ui';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Batcher } from './batcher.js';
 import type { ServeConfig } from './config.js';
-import type { ServiceContext } from './context.js';
 import { Errors } from './errors.js';
-import { Gate } from './gate.js';
 import { CLASSIFY_REQUEST_BODY, errorHandling, keyMatches } from './http.js';
-import { Metrics } from './metrics.js';
-import { discoverModels } from './models.js';
-import { WorkerPool } from './pool.js';
-import { MemoryResults, type Results } from './results.js';
-import { RedisResults } from './results-redis.js';
 import { attentionRoutes } from './routes/attention.js';
 import { classifyRoutes } from './routes/classify.js';
 import { operationsRoutes } from './routes/operations.js';
 import { v2Routes } from './routes/v2.js';
+import { createServiceContext } from './service.js';
 
 export interface VitrineOptions {
   config: ServeConfig;
@@ -43,94 +36,15 @@ function webRoot(): string {
 }
 
 async function service(app: FastifyInstance, { config, now }: VitrineOptions): Promise<void> {
-  // Models and workers.
-  const models = await discoverModels(config.models, (m) => app.log.warn(m));
-  const metrics = new Metrics();
-  const pool = new WorkerPool(
-    {
-      device: config.device,
-      threads: config.threads,
-      models: models.map((m) => ({
-        name: m.name,
-        file: m.file,
-        inputName: m.config.input_name,
-        logitsOutput: m.config.logits_output,
-        attentionOutputs: m.grid ? m.config.attention_outputs : [],
-        inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
-        classes: m.config.labels.length,
-        prefixTokens: m.config.prefix_tokens ?? 1,
-        ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
-      })),
-    },
-    config.workers,
-    { info: (m) => app.log.info(m), error: (m) => app.log.error(m) },
-  );
-  pool.on('lost', () => metrics.workerRestarts.inc());
-  try {
-    await pool.start();
-  } catch (err) {
-    await pool.close();
-    throw err;
-  }
-  // A model the workers could not open is left out, with the reason; the others are served.
-  for (const [name, why] of Object.entries(pool.skipped)) {
-    app.log.error(`skipping model ${name}: ${why}`);
-    models.splice(models.findIndex((m) => m.name === name), 1);
-  }
-  let defaultModel = config.defaultModel;
-  if (!models.some((m) => m.name === defaultModel)) {
-    app.log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
-    defaultModel = models[0].name;
-  }
-  for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
-  const batcher = new Batcher(pool, config, {
-    batch: (model, size, ms) => {
-      metrics.batchSize.observe({ model }, size);
-      metrics.inference.observe({ model }, ms / 1000);
-    },
-    depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
-  });
-  const clock = now ?? Date.now;
-  let results: Results;
-  if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);
-  else {
-    metrics.storeUp.set(0);
-    results = new RedisResults(config.resultsStore, config.resultsTtlS * 1000, { warn: (m) => app.log.warn(m), info: (m) => app.log.info(m) }, (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0));
-  }
-  const decoders = new Gate(config.decoders, config.maxQueue);
-  metrics.decodeSource = decoders;
-  let closing = false;
-  const ctx: ServiceContext = {
-    config,
-    models,
-    defaultModel,
-    pool,
-    batcher,
-    results,
-    now: clock,
-    decoders,
-    metrics,
-    model: (name) => {
-      const m = models.find((x) => x.name === (name ?? defaultModel));
-      if (!m) throw Errors.unknownModel(`no model '${name}' (served: ${models.map((x) => x.name).join(', ')})`);
-      return m;
-    },
-    closing: () => closing,
-  };
+  const { ctx, markClosing, close } = await createServiceContext(config, { now, log: app.log });
+  const { metrics } = ctx;
   app.decorate('vitrine', ctx);
-  app.addHook('preClose', async () => {
-    closing = true;
-  });
-  app.addHook('onClose', async () => {
-    await batcher.drained();
-    batcher.close();
-    await pool.close();
-    await results.close();
-  });
+  app.addHook('preClose', async () => markClosing());
+  app.addHook('onClose', close);
 
   // While draining, every answer closes its connection, so keep-alive clients let the server close.
   app.addHook('onSend', async (_request, reply) => {
-    if (closing) reply.header('connection', 'close');
+    if (ctx.closing()) reply.header('connection', 'close');
   });
 
   errorHandling(app, config.bodyLimit);

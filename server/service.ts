@@ -1,0 +1,117 @@
+// The service's state, built before any route exists: the models (those that load), the inference
+// workers and their batcher, the kept-results store, the decode gate and the metrics, and how they
+// close. plugin.ts wires it into a Fastify instance.
+
+import { Batcher } from './batcher.js';
+import type { ServeConfig } from './config.js';
+import type { ServiceContext } from './context.js';
+import { Errors } from './errors.js';
+import { Gate } from './gate.js';
+import { Metrics } from './metrics.js';
+import { discoverModels } from './models.js';
+import { WorkerPool } from './pool.js';
+import { MemoryResults, type Results } from './results.js';
+import { RedisResults } from './results-redis.js';
+
+interface Log {
+  info(m: string): void;
+  warn(m: string): void;
+  error(m: string): void;
+}
+
+export interface ServiceState {
+  ctx: ServiceContext;
+  /** From now on every answer closes its connection. */
+  markClosing(): void;
+  /** Waits for the queued work, then stops the workers and the store. */
+  close(): Promise<void>;
+}
+
+export async function createServiceContext(config: ServeConfig, { now, log }: { now?: () => number; log: Log }): Promise<ServiceState> {
+  // Models and workers.
+  const models = await discoverModels(config.models, (m) => log.warn(m));
+  const metrics = new Metrics();
+  const pool = new WorkerPool(
+    {
+      device: config.device,
+      threads: config.threads,
+      models: models.map((m) => ({
+        name: m.name,
+        file: m.file,
+        inputName: m.config.input_name,
+        logitsOutput: m.config.logits_output,
+        attentionOutputs: m.grid ? m.config.attention_outputs : [],
+        inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
+        classes: m.config.labels.length,
+        prefixTokens: m.config.prefix_tokens ?? 1,
+        ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
+      })),
+    },
+    config.workers,
+    { info: (m) => log.info(m), error: (m) => log.error(m) },
+  );
+  pool.on('lost', () => metrics.workerRestarts.inc());
+  try {
+    await pool.start();
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+  // A model the workers could not open is left out, with the reason; the others are served.
+  for (const [name, why] of Object.entries(pool.skipped)) {
+    log.error(`skipping model ${name}: ${why}`);
+    models.splice(models.findIndex((m) => m.name === name), 1);
+  }
+  let defaultModel = config.defaultModel;
+  if (!models.some((m) => m.name === defaultModel)) {
+    log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
+    defaultModel = models[0].name;
+  }
+  for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
+  const batcher = new Batcher(pool, config, {
+    batch: (model, size, ms) => {
+      metrics.batchSize.observe({ model }, size);
+      metrics.inference.observe({ model }, ms / 1000);
+    },
+    depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
+  });
+  const clock = now ?? Date.now;
+  let results: Results;
+  if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);
+  else {
+    metrics.storeUp.set(0);
+    results = new RedisResults(config.resultsStore, config.resultsTtlS * 1000, { warn: (m) => log.warn(m), info: (m) => log.info(m) }, (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0));
+  }
+  const decoders = new Gate(config.decoders, config.maxQueue);
+  metrics.decodeSource = decoders;
+  let closing = false;
+  const ctx: ServiceContext = {
+    config,
+    models,
+    defaultModel,
+    pool,
+    batcher,
+    results,
+    now: clock,
+    decoders,
+    metrics,
+    model: (name) => {
+      const m = models.find((x) => x.name === (name ?? defaultModel));
+      if (!m) throw Errors.unknownModel(`no model '${name}' (served: ${models.map((x) => x.name).join(', ')})`);
+      return m;
+    },
+    closing: () => closing,
+  };
+  return {
+    ctx,
+    markClosing: () => {
+      closing = true;
+    },
+    close: async () => {
+      await batcher.drained();
+      batcher.close();
+      await pool.close();
+      await results.close();
+    },
+  };
+}
