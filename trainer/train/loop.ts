@@ -137,6 +137,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     sessionStart = Date.now();
   };
 
+  const run: Run = { o, model, runner, params, ema, state, labels, elapsed };
+
   const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
   log(`training ${plural(model.parameterCount(), 'parameter')} on ${plural(train.count, 'image')} (${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at batch ${batch}`);
   let pending: Promise<Batch> | null = null;
@@ -182,48 +184,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       });
 
       if (inEpoch === stepsPerEpoch) {
-        // Epoch end: evaluate, report, checkpoint.
-        const epochS = (Date.now() - epochStart) / 1000;
-        state.epoch++;
-        const last = state.epoch === c.epochs;
-        const m: EpochMetrics = {
-          epoch: state.epoch,
-          step: state.step,
-          lr,
-          train_loss: state.lossSum / state.seen,
-          train_accuracy: state.correct / state.seen,
-          images_per_s: Math.round(epochImages / epochS),
-          epoch_s: +epochS.toFixed(2),
-          elapsed_s: 0,
-        };
-        if (data.eval && (state.epoch % c.eval_every === 0 || last)) {
-          const e = await evaluate((px, n) => runner.logits(px, n), data.eval, { mean: o.vit.mean, std: o.vit.std });
-          m.test_loss = +e.loss.toFixed(5);
-          m.test_accuracy = e.accuracy;
-          if (ema) {
-            const a = await ema.swapped(params, () => evaluate((px, n) => runner.logits(px, n), data.eval!, { mean: o.vit.mean, std: o.vit.std }));
-            m.ema_test_loss = +a.loss.toFixed(5);
-            m.ema_test_accuracy = a.accuracy;
-          }
-        }
-        m.elapsed_s = +elapsed().toFixed(1);
-        const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
-        if (m.test_accuracy !== undefined && m.test_accuracy > bestSoFar) {
-          // the best epoch's weights on the held-out images, kept beside the last ones
-          await saveWeightsFile(model, path.join(o.out, BEST_WEIGHTS), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels), epoch: String(m.epoch), accuracy: String(m.test_accuracy) });
-        }
-        state.history.push(m);
-        state.lossSum = state.correct = state.seen = 0;
-        o.progress.line(
-          `epoch ${m.epoch}/${c.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${(100 * m.train_accuracy).toFixed(2)}%` +
-            (m.test_accuracy !== undefined ? `, ${data.evalName} loss ${m.test_loss!.toFixed(4)} acc ${(100 * m.test_accuracy).toFixed(2)}%` : '') +
-            (m.ema_test_accuracy !== undefined ? ` (average of weights ${(100 * m.ema_test_accuracy).toFixed(2)}%)` : '') +
-            `, ${m.images_per_s} img/s, ${formatDuration(m.elapsed_s)} elapsed`,
-        );
-        await writeFileAtomic(path.join(o.out, 'metrics.jsonl'), state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
-        await writeFileAtomic(path.join(o.out, 'curves.svg'), renderCurves(state.history, `ViT on ${data.source}`, data.evalName));
+        await endEpoch(run, lr, epochImages, (Date.now() - epochStart) / 1000);
         bank();
-        if (state.epoch % c.checkpoint_every === 0 || last) await save();
+        if (state.epoch % c.checkpoint_every === 0 || state.epoch === c.epochs) await save();
         epochStart = Date.now();
         epochImages = 0;
       }
@@ -243,7 +206,73 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   if (interrupted) return { state, interrupted, modelDir: null, checkpoint: checkpointFile };
 
-  // The weight average replaces the weights when it does better on the held-out images at the end.
+  const modelDir = await finishRun(run);
+  return { state, interrupted, modelDir, checkpoint: checkpointFile };
+}
+
+/** What the epoch's end and the run's end work on. */
+interface Run {
+  o: TrainOptions;
+  model: ViT;
+  runner: StepRunner;
+  params: OptimizerParam[];
+  ema: WeightAverage | null;
+  state: RunState;
+  labels: readonly string[];
+  elapsed: () => number;
+}
+
+/** The epoch's end: evaluate (the weight average too), keep the best epoch's weights, report, and
+ *  rewrite metrics.jsonl and curves.svg. */
+async function endEpoch(run: Run, lr: number, epochImages: number, epochS: number): Promise<void> {
+  const { o, state, runner, ema, params } = run;
+  const { config: c, data } = o;
+  state.epoch++;
+  const last = state.epoch === c.epochs;
+  const m: EpochMetrics = {
+    epoch: state.epoch,
+    step: state.step,
+    lr,
+    train_loss: state.lossSum / state.seen,
+    train_accuracy: state.correct / state.seen,
+    images_per_s: Math.round(epochImages / epochS),
+    epoch_s: +epochS.toFixed(2),
+    elapsed_s: 0,
+  };
+  if (data.eval && (state.epoch % c.eval_every === 0 || last)) {
+    const e = await evaluate((px, n) => runner.logits(px, n), data.eval, { mean: o.vit.mean, std: o.vit.std });
+    m.test_loss = +e.loss.toFixed(5);
+    m.test_accuracy = e.accuracy;
+    if (ema) {
+      const a = await ema.swapped(params, () => evaluate((px, n) => runner.logits(px, n), data.eval!, { mean: o.vit.mean, std: o.vit.std }));
+      m.ema_test_loss = +a.loss.toFixed(5);
+      m.ema_test_accuracy = a.accuracy;
+    }
+  }
+  m.elapsed_s = +run.elapsed().toFixed(1);
+  const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
+  if (m.test_accuracy !== undefined && m.test_accuracy > bestSoFar) {
+    // the best epoch's weights on the held-out images, kept beside the last ones
+    await saveWeightsFile(run.model, path.join(o.out, BEST_WEIGHTS), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(run.labels), epoch: String(m.epoch), accuracy: String(m.test_accuracy) });
+  }
+  state.history.push(m);
+  state.lossSum = state.correct = state.seen = 0;
+  o.progress.line(
+    `epoch ${m.epoch}/${c.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${(100 * m.train_accuracy).toFixed(2)}%` +
+      (m.test_accuracy !== undefined ? `, ${data.evalName} loss ${m.test_loss!.toFixed(4)} acc ${(100 * m.test_accuracy).toFixed(2)}%` : '') +
+      (m.ema_test_accuracy !== undefined ? ` (average of weights ${(100 * m.ema_test_accuracy).toFixed(2)}%)` : '') +
+      `, ${m.images_per_s} img/s, ${formatDuration(m.elapsed_s)} elapsed`,
+  );
+  await writeFileAtomic(path.join(o.out, 'metrics.jsonl'), state.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+  await writeFileAtomic(path.join(o.out, 'curves.svg'), renderCurves(state.history, `ViT on ${data.source}`, data.evalName));
+}
+
+/** The run's end: the weight average replaces the weights when it does better on the held-out images;
+ *  the weights and the exported model are written; the run says where the best epoch was. Returns
+ *  the model folder. */
+async function finishRun(run: Run): Promise<string> {
+  const { o, state, ema, params, model, labels } = run;
+  const { config: c, data, log } = o;
   const final = state.history.at(-1);
   if (ema && final?.ema_test_accuracy !== undefined && final.test_accuracy !== undefined && final.ema_test_accuracy > final.test_accuracy) {
     ema.adopt(params);
@@ -265,5 +294,5 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         `the model exported is the last epoch's; the best epoch's weights are ${path.join(o.out, BEST_WEIGHTS)} (vitrine export --checkpoint ${path.join(o.out, BEST_WEIGHTS)} --out <dir>)`,
     );
   }
-  return { state, interrupted, modelDir, checkpoint: checkpointFile };
+  return modelDir;
 }
