@@ -3,8 +3,9 @@
 
 import { Type, Static, TUnsafe } from '@sinclair/typebox';
 
-/** A string from a fixed list: one `enum` keyword, so a bad value's error lists what is allowed. */
-function oneOf<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}): TUnsafe<T[number]> {
+/** A string from a fixed list as one `enum` keyword, so that a bad query value's error lists what is
+ *  allowed (runtime/schema.ts's oneOf is a union of literals, which the configs' own words read). */
+function enumOf<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}): TUnsafe<T[number]> {
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 }
 import { ERROR_SCHEMA } from './errors.js';
@@ -18,7 +19,7 @@ export const ClassifyQuery = Type.Object(
   {
     model: Type.Optional(Type.String({ minLength: 1, description: 'model name (default: the default model)' })),
     topk: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'how many predictions' })),
-    attention: Type.Optional(oneOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the gradient-weighted relevance map of the top prediction' })),
+    attention: Type.Optional(enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the gradient-weighted relevance map of the top prediction' })),
   },
   { additionalProperties: false },
 );
@@ -47,15 +48,15 @@ export const AttentionParams = Type.Object({ id: Type.String({ minLength: 1, max
 
 export const AttentionQuery = Type.Object(
   {
-    method: Type.Optional(oneOf(['rollout', 'cls', 'relevance'] as const, { default: 'rollout' })),
+    method: Type.Optional(enumOf(['rollout', 'cls', 'relevance'] as const, { default: 'rollout' })),
     class: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'for relevance: the class to explain, a label or an index (default: the top prediction)' })),
     layer: Type.Optional(Type.Integer({ minimum: 0, description: 'for cls: the layer (default: the last)' })),
     head: Type.Optional(Type.String({ pattern: '^(mean|max|min|[0-9]+)$', default: 'mean', description: 'head fusion: mean, max, min or a head index' })),
     discard: Type.Optional(Type.Number({ minimum: 0, maximum: 0.99, default: 0, description: 'rollout: share of the lowest weights dropped per layer' })),
     alpha: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.5 })),
     size: Type.Optional(Type.Integer({ minimum: 16, maximum: 1024, default: 256 })),
-    colormap: Type.Optional(oneOf(COLORMAP_NAMES, { default: 'jet' })),
-    format: Type.Optional(oneOf(['png', 'json'] as const, { default: 'png' })),
+    colormap: Type.Optional(enumOf(COLORMAP_NAMES, { default: 'jet' })),
+    format: Type.Optional(enumOf(['png', 'json'] as const, { default: 'png' })),
   },
   { additionalProperties: false },
 );

@@ -17,7 +17,8 @@ export interface RunData {
   source: string;
   /** In words, which images `eval` holds (for reports). */
   evalDescription: string;
-  /** Whether the folder had no held-out images, so that `eval` is null. */
+  /** How the held-out images were chosen: CIFAR-10's test set, a folder's own train/ and val/, a
+   *  seeded share of one folder, or none at all (then `eval` is null). */
   split: 'cifar10' | 'folders' | 'seeded' | 'none';
 }
 
