@@ -71,6 +71,8 @@ export class Batcher {
   private running = 0;
   private wake: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
+  /** Draining: queued jobs leave as soon as a worker is free, without waiting for company. */
+  private flushing = false;
 
   constructor(
     private readonly pool: BatchRunner,
@@ -138,7 +140,7 @@ export class Batcher {
       const q = this.queues.get(key)!;
       const model = q[0].model;
       const waited = performance.now() - q[0].enqueuedAt;
-      if (q.length < this.o.maxBatch && waited < this.o.maxDelayMs) {
+      if (!this.flushing && q.length < this.o.maxBatch && waited < this.o.maxDelayMs) {
         if (!this.wake) {
           this.wake = setTimeout(() => {
             this.wake = null;
@@ -220,6 +222,14 @@ export class Batcher {
 
   private notifyIdle(): void {
     if (this.queued === 0 && this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** From now on nothing waits for its batch to fill (a server draining for shutdown). */
+  flush(): void {
+    this.flushing = true;
+    if (this.wake) clearTimeout(this.wake);
+    this.wake = null;
+    this.pump();
   }
 
   /** Resolves once nothing is queued or running. */

@@ -106,6 +106,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     ctx,
     markClosing: () => {
       closing = true;
+      batcher.flush(); // what waits for company leaves now
     },
     close: async () => {
       await batcher.drained();

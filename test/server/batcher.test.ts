@@ -7,6 +7,10 @@ import t from 'tap';
 import { Batcher, BatchRunner } from '../../server/batcher.js';
 import type { RunReply, RunRequest } from '../../runtime/worker-protocol.js';
 import { ServiceError } from '../../server/errors.js';
+import { until as untilNamed } from '../helpers/wait.js';
+
+/** Waits (up to 15 s of real time, not a count of event-loop turns) until `check` holds. */
+const until = (check: () => boolean) => untilNamed('the batcher dispatched', check);
 
 const CLASSES = 3;
 const PER = 2; // floats per image
@@ -63,11 +67,6 @@ function setup(slots: number, o: Partial<{ maxBatch: number; maxDelayMs: number;
 
 const image = (marker: number) => Float32Array.of(marker, 0);
 
-/** Resolves when `check` holds (polled each macrotask). */
-async function until(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !check(); i++) await new Promise((r) => setImmediate(r));
-  if (!check()) throw new Error('condition never held');
-}
 
 t.test('a full batch leaves at once, each job gets its own slice', async (t) => {
   const { pool, batcher, batches } = setup(1);
@@ -88,6 +87,16 @@ t.test('a lone job leaves after max-delay', async (t) => {
   await until(() => pool.runs.length === 1);
   pool.runs[0].answer();
   t.equal((await job).batchSize, 1);
+});
+
+t.test('flush (a server draining): a job waiting for company leaves at once', async (t) => {
+  const { pool, batcher } = setup(1, { maxDelayMs: 60_000 });
+  const job = batcher.submit('m', image(7));
+  t.equal(pool.runs.length, 0, 'waiting for company');
+  batcher.flush();
+  t.equal(pool.runs.length, 1, 'sent on without waiting out the delay');
+  pool.runs[0].answer();
+  t.equal((await job).logits[0], 7);
 });
 
 t.test('while every worker is busy, requests gather and leave as one batch', async (t) => {
