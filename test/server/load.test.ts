@@ -43,8 +43,9 @@ t.test('concurrent requests are batched, with the results of one-at-a-time reque
 });
 
 t.test('a full queue answers 503 with Retry-After; a passed deadline answers 504', async (t) => {
-  // A long max-delay keeps requests queued while the worker waits for a fuller batch.
-  const app = await testApp(t, { maxBatch: 64, maxDelayMs: 1500, maxQueue: 2, timeoutMs: 60_000 });
+  // The longest max-delay keeps requests queued while the worker waits for a fuller batch (10 s:
+  // the third request has that long to arrive); flush() then sends them on.
+  const app = await testApp(t, { maxBatch: 64, maxDelayMs: 10_000, maxQueue: 2, timeoutMs: 60_000 });
   const base = await listen(app);
   const img = await testImage();
   const first = [post(base, img), post(base, img)];
@@ -54,7 +55,10 @@ t.test('a full queue answers 503 with Retry-After; a passed deadline answers 504
   t.equal(rejected.status, 503);
   t.equal(rejected.headers.get('retry-after'), '1');
   t.equal(rejected.body.code, 'VIT_OVERLOADED');
-  t.ok((await Promise.all(first)).every((r) => r.status === 200), 'the queued requests are still answered');
+  t.equal(app.vitrine.batcher.depth(), 2, 'the two still wait: the 503 came while they were queued');
+  app.vitrine.batcher.flush();
+  const answered = await Promise.all(first);
+  t.same(answered.map((r) => r.status), [200, 200], 'the queued requests are still answered');
 
   const slow = await testApp(t, { maxBatch: 64, maxDelayMs: 2000, timeoutMs: 100 });
   const slowBase = await listen(slow);

@@ -248,7 +248,16 @@ t.test('v2: 503 while a worker is down, 200 again when it is back', async (t) =>
   const app = await testApp(t);
   const pool = app.vitrine.pool;
   const body = { inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 32, 32], data: Array(3072).fill(0) }] };
-  void pool.kill(0);
+  // The replacement worker starts only when the test lets it, so the answers below see the pool down.
+  const spawn = (pool as unknown as { spawn: (i: number) => Promise<void> }).spawn.bind(pool);
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  (pool as unknown as { spawn: (i: number) => Promise<void> }).spawn = async (i) => {
+    await held;
+    return spawn(i);
+  };
+  await pool.kill(0);
+  t.equal(pool.ready, false, 'the worker is down');
   const ready = await app.inject('/v2/health/ready');
   t.equal(ready.statusCode, 503);
   t.same(ready.json(), { ready: false });
@@ -257,6 +266,7 @@ t.test('v2: 503 while a worker is down, 200 again when it is back', async (t) =>
   t.equal(res.statusCode, 503);
   t.match(res.json().error, /workers are starting/);
   t.equal((await app.inject('/v2/health/live')).statusCode, 200, 'still live');
+  release();
   await until('the replacement worker is ready', () => pool.ready, 30_000);
   t.equal((await app.inject('/v2/health/ready')).statusCode, 200);
   t.equal((await infer(app, body)).statusCode, 200);
