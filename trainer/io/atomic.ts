@@ -1,22 +1,48 @@
 // Writes that never leave a file half-written: data goes to a temp file beside the target, then a
-// rename (atomic on one file system) puts it in place.
+// rename (atomic on one file system) puts it in place. Several files are written all or none: every
+// temp file is written before any rename, and a rename that fails puts back what the earlier ones
+// replaced.
 
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 
-const tempFor = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+const tempFor = (file: string, kind = 'tmp') => path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.${kind}`);
 
-/** Writes all files or none: every temp file is written before any rename. */
+/** A copy of what `file` holds now, beside it (a hard link where the file system has them). */
+async function keep(file: string): Promise<string> {
+  const backup = tempFor(file, 'old');
+  await fs.link(file, backup).catch(() => fs.copyFile(file, backup));
+  return backup;
+}
+
+/** Writes all files or none. */
 export async function writeFilesAtomic(files: ReadonlyArray<readonly [string, Uint8Array | string]>): Promise<void> {
   const temps = files.map(([file]) => tempFor(file));
+  const backups = new Map<string, string>();
+  const placed: string[] = [];
+  const removeAll = (names: Iterable<string>) => Promise.all([...names].map((t) => fs.rm(t, { force: true })));
   try {
     for (let i = 0; i < files.length; i++) await fs.writeFile(temps[i], files[i][1]);
-    for (let i = 0; i < files.length; i++) await fs.rename(temps[i], files[i][0]);
+    for (const [file] of files) if (existsSync(file)) backups.set(file, await keep(file));
+    for (let i = 0; i < files.length; i++) {
+      await fs.rename(temps[i], files[i][0]);
+      placed.push(files[i][0]);
+    }
   } catch (err) {
-    await Promise.all(temps.map((t) => fs.rm(t, { force: true })));
+    // Put back what was replaced; remove what was new.
+    for (const file of placed) {
+      const backup = backups.get(file);
+      if (backup) {
+        await fs.rename(backup, file);
+        backups.delete(file);
+      } else await fs.rm(file, { force: true });
+    }
+    await removeAll(temps);
+    await removeAll(backups.values());
     throw err;
   }
+  await removeAll(backups.values());
 }
 
 export const writeFileAtomic = (file: string, data: Uint8Array | string) => writeFilesAtomic([[file, data]]);

@@ -139,7 +139,8 @@ t.test('with augmentation policies, erasing, Mixup/CutMix and a weight average, 
   t.ok(s.state.history.every((m) => typeof m.ema_test_accuracy === 'number' && typeof m.ema_test_loss === 'number'), 'the average is evaluated every epoch');
 
   const resumed = await tmpDir();
-  await trainStoppedAt(9, config(extra), data, resumed);
+  const first = await trainStoppedAt(9, config(extra), data, resumed);
+  t.ok(first.interrupted && first.state.step === 9, 'the first run was interrupted at step 9');
   const second = await train({ config: config(extra), vit: TINY, data, out: resumed, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
   const a = await params(straight);
   const b = await params(resumed);
@@ -149,5 +150,16 @@ t.test('with augmentation policies, erasing, Mixup/CutMix and a weight average, 
   t.same(second.state.history.map((m) => [m.train_loss, m.ema_test_accuracy]), s.state.history.map((m) => [m.train_loss, m.ema_test_accuracy]), 'the same metrics');
   // the export is the better of the two on the held-out images at the end
   const last = s.state.history.at(-1)!;
-  t.equal(lines.some((l) => l.startsWith('exporting the average of the weights')), last.ema_test_accuracy! > last.test_accuracy!, 'the average is exported exactly when it does better');
+  const averaged = last.ema_test_accuracy! > last.test_accuracy!;
+  t.equal(lines.some((l) => l.startsWith('exporting the average of the weights')), averaged, 'the average is exported exactly when it does better');
+  // and model/ holds those weights: the average's, or the last ones
+  const { decodeModel, readTensor } = await import('../../../trainer/autograd/onnx-proto.js');
+  const exported = decodeModel(await readFile(path.join(straight, 'model', 'onnx', 'model.onnx'))).graph!.initializer!;
+  const names = [...a.keys()].filter((k) => a.has(`optimizer.ema.${k}`));
+  t.ok(names.length > 5, `${names.length} averaged parameters`);
+  const source = (k: string) => a.get(averaged ? `optimizer.ema.${k}` : k)!;
+  const other = (k: string) => a.get(averaged ? k : `optimizer.ema.${k}`)!;
+  const held = names.map((k) => readTensor(exported.find((i) => i.name === k)!, '.').data as Float32Array);
+  t.ok(names.every((k, i) => bitEqual(new Map([[k, held[i]]]), new Map([[k, source(k)]]))), `model/ holds the ${averaged ? 'average' : 'last weights'}, bit for bit`);
+  t.notOk(names.every((k, i) => bitEqual(new Map([[k, held[i]]]), new Map([[k, other(k)]]))), 'and not the other set');
 });
