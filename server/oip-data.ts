@@ -8,10 +8,24 @@ export type Datatype = (typeof DATATYPES)[number];
 
 export const ELEMENT_SIZE: Partial<Record<Datatype, number>> = { BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, FP16: 2, UINT32: 4, INT32: 4, FP32: 4, UINT64: 8, INT64: 8, FP64: 8 };
 
-/** Nested JSON arrays in row-major order, flattened (the protocol allows both forms). */
-export function flatten(data: unknown, out: unknown[] = []): unknown[] {
-  if (Array.isArray(data)) for (const d of data) flatten(d, out);
-  else out.push(data);
+/** Nested JSON arrays in row-major order, flattened (the protocol allows both forms), without
+ *  recursion: a client's nesting is walked with a stack of its own, and may be no deeper than the
+ *  tensor's shape has dimensions. */
+export function flatten(data: unknown, maxDepth: number, name: string): unknown[] {
+  if (!Array.isArray(data)) return [data];
+  const out: unknown[] = [];
+  const stack: [unknown[], number][] = [[data, 0]];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top[1] >= top[0].length) {
+      stack.pop();
+      continue;
+    }
+    const v = top[0][top[1]++];
+    if (!Array.isArray(v)) out.push(v);
+    else if (stack.length >= maxDepth) throw Errors.badRequest(`input '${name}': data is nested deeper than its shape's ${maxDepth} dimension${maxDepth === 1 ? '' : 's'}`);
+    else stack.push([v, 0]);
+  }
   return out;
 }
 

@@ -98,7 +98,7 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
       else tensor.numbers = readBinaryNumbers(bytes, datatype, name);
     } else {
       if (t.data === undefined) throw Errors.badRequest(`input '${name}' has no data`);
-      const values = flatten(t.data);
+      const values = flatten(t.data, Math.max(1, shape.length), name);
       if (datatype === 'BYTES') tensor.bytes = readJsonBytes(values, name);
       else tensor.numbers = readNumbers(values, datatype, name);
     }

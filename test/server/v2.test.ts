@@ -246,6 +246,42 @@ t.test('v2: bad requests are 400s with {"error"}, naming the problem', async (t)
   t.equal(ok.statusCode, 200, 'and the service still answers');
 });
 
+t.test('v2: the binary framing and the request fields, each malformed way a 400 naming it', async (t) => {
+  const app = await testApp(t);
+  const img = await testImage();
+  const good = { name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 32, 32], data: Array(3072).fill(0) };
+  const bin = { ...good, data: undefined, parameters: { binary_data_size: 12288 } };
+  const send = async (what: string, req: { payload: Buffer | string; headers: Record<string, string> }, message: RegExp) => {
+    const res = await app.inject({ method: 'POST', url: URL, ...req });
+    t.equal(res.statusCode, 400, `${what}: ${res.body.slice(0, 200)}`);
+    t.match(res.json().error, message, what);
+  };
+  const framed = binaryRequest({ inputs: [bin] }, Buffer.alloc(12288));
+  for (const value of ['abc', '-5', '1.5', String(framed.payload.length + 1)]) {
+    await send(`Inference-Header-Content-Length ${value}`, { ...framed, headers: { ...framed.headers, 'inference-header-content-length': value } }, /Inference-Header-Content-Length .* must be a byte count within the body's/);
+  }
+  await send('binary data that is not a whole number of FP32 elements', binaryRequest({ inputs: [{ ...bin, parameters: { binary_data_size: 12287 } }] }, Buffer.alloc(12287)), /12287 bytes of binary data is not a whole number of FP32 elements/);
+  const element = bytesElements(img);
+  await send('a BYTES length prefix cut short', binaryRequest({ inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: element.length + 2 } }] }, element, Buffer.alloc(2)), /BYTES element 1 is cut short \(its 4-byte length is incomplete\)/);
+  const overlong = Buffer.concat([Buffer.from(Uint32Array.of(img.length + 50).buffer), img]);
+  await send('a BYTES length prefix longer than its bytes', binaryRequest({ inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: overlong.length } }] }, overlong), new RegExp(`BYTES element 0 declares ${img.length + 50} bytes, ${img.length} are left`));
+  const json = (body: unknown) => ({ payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  await send('an input given twice', json({ inputs: [good, good] }), /input 'pixel_values' given twice/);
+  await send("an 'id' that is not a string", json({ id: 7, inputs: [good] }), /'id' must be a string/);
+  await send("'outputs' that is not an array", json({ inputs: [good], outputs: { name: 'logits' } }), /'outputs' must be an array/);
+  await send('an output without a name', json({ inputs: [good], outputs: [{}] }), /outputs\[0\] must be an object with a name/);
+  await send("binary_data that is not a boolean", json({ inputs: [good], outputs: [{ name: 'logits', parameters: { binary_data: 'yes' } }] }), /output 'logits': binary_data must be true or false/);
+  await send('binary_data_output that is not a boolean', json({ inputs: [good], parameters: { binary_data_output: 1 } }), /binary_data_output must be true or false/);
+  await send("'parameters' that is not an object", json({ inputs: [{ ...good, parameters: [1] }] }), /input 'pixel_values': 'parameters' must be an object/);
+
+  // Nesting deeper than the shape is refused without walking it recursively: 50,000 levels.
+  const deep = '['.repeat(50_000) + '0' + ']'.repeat(50_000);
+  const res = await app.inject({ method: 'POST', url: URL, payload: `{"inputs":[{"name":"pixel_values","datatype":"FP32","shape":[1,3,32,32],"data":${deep}}]}`, headers: { 'content-type': 'application/json' } });
+  t.equal(res.statusCode, 400, res.body.slice(0, 200));
+  t.match(res.json().error, /input 'pixel_values': data is nested deeper than its shape's 4 dimensions/);
+  t.equal((await infer(app, { inputs: [good], outputs: [{ name: 'logits' }] })).statusCode, 200, 'and the service still answers');
+});
+
 t.test('v2: 503 while a worker is down, 200 again when it is back', async (t) => {
   const app = await testApp(t);
   const pool = app.vitrine.pool;
