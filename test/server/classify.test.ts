@@ -131,6 +131,21 @@ t.test('API key and CORS', async (t) => {
   t.equal(res.headers['access-control-allow-origin'], 'https://example.org');
   t.equal((await app.inject({ method: 'GET', url: '/models' })).statusCode, 401, '/models needs the key');
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, '/healthz does not');
+  // the maps and the Open Inference Protocol need it too
+  const key = { authorization: 'Bearer s3cret' };
+  const { id } = res.json();
+  t.equal((await app.inject(`/attention/${id}`)).statusCode, 401, '/attention/:id needs the key');
+  t.equal((await app.inject({ url: `/attention/${id}`, headers: { authorization: 'Bearer wrong' } })).statusCode, 401);
+  t.equal((await app.inject({ url: `/attention/${id}`, headers: key })).statusCode, 200, 'and answers with it');
+  const v2 = { inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 32, 32], data: Array(3072).fill(0) }] };
+  for (const [method, url] of [['GET', '/v2/models/vit-cifar10'], ['POST', '/v2/models/vit-cifar10/infer']] as const) {
+    const denied = await app.inject({ method, url, ...(method === 'POST' ? { payload: JSON.stringify(v2), headers: { 'content-type': 'application/json' } } : {}) });
+    t.equal(denied.statusCode, 401, `${method} ${url} needs the key`);
+    t.match(denied.json(), { error: /API key/ }, "in the protocol's error shape");
+    const allowed = await app.inject({ method, url, headers: { ...key, 'content-type': 'application/json' }, ...(method === 'POST' ? { payload: JSON.stringify(v2) } : {}) });
+    t.equal(allowed.statusCode, 200, `${method} ${url} with the key`);
+  }
+  t.equal((await app.inject('/v2/health/live')).statusCode, 200, 'the v2 health routes do not');
 });
 
 t.test('request errors name what was wrong and what is accepted', async (t) => {
