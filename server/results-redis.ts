@@ -14,6 +14,9 @@ export type StoreState = 'connecting' | 'ready' | 'down';
 
 const FORMAT = 1;
 
+/** How long to wait before reconnect attempt `times` (1, 2, …): 100 ms more each time, at most 2 s. */
+export const reconnectDelay = (times: number): number => Math.min(100 * times, 2000);
+
 /** [4-byte header length][header JSON][view bytes][pixels, float32 little-endian]. */
 export function encodeKept(r: KeptResult): Buffer {
   const header = Buffer.from(JSON.stringify({ v: FORMAT, model: r.model, createdAt: r.createdAt, top: r.top, view: { width: r.view.width, height: r.view.height, bytes: r.view.data.length }, pixels: r.pixels.length }));
@@ -66,7 +69,7 @@ export class RedisResults implements Results {
       maxRetriesPerRequest: 0,
       connectTimeout: 2000,
       commandTimeout: 2000,
-      retryStrategy: (times) => Math.min(100 * times, 2000),
+      retryStrategy: reconnectDelay,
       lazyConnect: false,
     });
     this.client.on('ready', () => this.set('ready'));

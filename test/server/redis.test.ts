@@ -81,3 +81,20 @@ t.test('--results-store takes memory or a redis URL', async (t) => {
   t.throws(() => loadServeConfig(['--results-store', 'http://x']), /--results-store must be 'memory' or redis:\/\/host:port\/db, got 'http:\/\/x'/);
   t.throws(() => loadServeConfig(['--results-store', 'redis://h/db']), /must be 'memory' or redis/);
 });
+
+t.test('kept results expire with the TTL, in Redis itself; reconnects back off to 2 s', { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' }, async (t) => {
+  const { reconnectDelay } = await import('../../server/results-redis.js');
+  t.same([1, 2, 5, 19, 20, 21, 1000].map(reconnectDelay), [100, 200, 500, 1900, 2000, 2000, 2000], 'the reconnect interval: 100 ms more per try, capped at 2 s');
+  const redis = await startRedis(t);
+  const app = await testApp(t, { resultsStore: redis.url, resultsTtlS: 1 });
+  await (app.vitrine.results as RedisResults).waitReady(10_000);
+  const { id } = await classify(app);
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redis.url);
+  t.teardown(() => client.quit());
+  const pttl = await client.pttl(`vitrine:result:${id}`);
+  t.ok(pttl > 0 && pttl <= 1000, `Redis holds the result with a TTL of ${pttl} ms (results-ttl-s 1)`);
+  t.equal((await mapOf(app, id)).statusCode, 200, 'drawn while it lives');
+  await until('Redis forgets the result', async () => (await client.exists(`vitrine:result:${id}`)) === 0, 10_000);
+  t.equal((await mapOf(app, id)).statusCode, 404, 'gone once the TTL has passed');
+});
