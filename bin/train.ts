@@ -136,11 +136,7 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
   if (vit.num_classes !== data.classes.length) throw new CliError(`the checkpoint's model has ${vit.num_classes} classes but the data has ${data.classes.length}`);
 
   const stop = { requested: false };
-  const onSigint = () => {
-    if (stop.requested) process.exit(130);
-    stop.requested = true;
-    progress.line('stopping after this step (Ctrl-C again to quit without saving)…');
-  };
+  const onSigint = interruptHandler(stop, (l) => progress.line(l));
   process.on('SIGINT', onSigint);
   try {
     await fs.mkdir(out, { recursive: true });
@@ -150,6 +146,16 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+/** Ctrl-C: the first asks the run to stop after its step and save; the second quits at once, without
+ *  saving (exit 130). */
+export function interruptHandler(stop: { requested: boolean }, say: (line: string) => void, quit: (code: number) => void = (code) => process.exit(code)): () => void {
+  return () => {
+    if (stop.requested) return quit(130);
+    stop.requested = true;
+    say('stopping after this step (Ctrl-C again to quit without saving)…');
+  };
 }
 
 /** The image size the data must be decoded to, before the class count (from the data) is known. */

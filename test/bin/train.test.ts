@@ -179,3 +179,18 @@ t.test('an inline --model trains; Ctrl-C saves a checkpoint and exits 130', asyn
   t.ok(existsSync(path.join(out, 'checkpoint.safetensors')));
   t.match(stderr, /training \d+ parameters on 21 images \(3 classes\), 100000 epochs of 5 steps at batch 4/);
 });
+
+t.test('Ctrl-C twice: the first asks for a save after the step, the second quits at once without saving', async (t) => {
+  const { interruptHandler } = await import('../../bin/train.js');
+  const stop = { requested: false };
+  const said: string[] = [];
+  const quits: number[] = [];
+  const onSigint = interruptHandler(stop, (l) => said.push(l), (code) => quits.push(code));
+  onSigint();
+  t.ok(stop.requested, 'the run is asked to stop');
+  t.same(said, ['stopping after this step (Ctrl-C again to quit without saving)…']);
+  t.same(quits, [], 'and goes on to save');
+  onSigint();
+  t.same(quits, [130], 'the second quits with 130');
+  t.equal(said.length, 1);
+});

@@ -28,7 +28,7 @@ t.test('--device cuda: an error that says why and what to install', async (t) =>
   const { tried, mocked } = brokenCuda();
   const { createSession } = await t.mockImport<typeof import('../../runtime/ort.js')>('../../runtime/ort.js', { 'onnxruntime-node': mocked });
   await t.rejects(createSession(model, { device: 'cuda' }), /^device cuda: the CUDA execution provider could not be loaded \(libcudnn\.so\.9: cannot open shared object file\); the CUDA execution provider needs CUDA 12 and cuDNN 9/);
-  t.same(tried, [['cuda']], 'it never falls back to the CPU behind the user's back');
+  t.same(tried, [['cuda']], "it never falls back to the CPU behind the user's back");
 });
 
 t.test('--device auto: falls back to the CPU, says so once, and runs', async (t) => {
