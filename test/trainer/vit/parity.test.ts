@@ -47,6 +47,39 @@ t.test('seed ViT matches the PyTorch reference', async (t) => {
   }
 });
 
+t.test('and with weights spread as a trained model has them: attention far from uniform, the worst difference reported', async (t) => {
+  const io = (await readSafetensors(path.join(fixtures, 'seed-io-peaked.safetensors'))).tensors;
+  const pixels = io.get('pixel_values')!;
+  const model = new ViT(SEED_CONFIG, 123);
+  await loadWeightsFile(model, path.join(fixtures, 'seed-weights-peaked.safetensors'));
+  for (let i = 0; i < 4; i++) {
+    const a = io.get(`attentions.${i}`)!.data;
+    let spread = 0; // mean over rows of (max - min)
+    for (let r = 0; r < a.length / 65; r++) {
+      const row = a.subarray(r * 65, (r + 1) * 65);
+      spread += Math.max(...row) - Math.min(...row);
+    }
+    spread /= a.length / 65;
+    t.ok(spread > 0.3, `layer ${i}: PyTorch's attention rows span ${spread.toFixed(3)} on average (a fresh model's ~3e-4)`);
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'vitrine-parity-'));
+  const { modelFile } = await exportModel(model, CIFAR10_CLASSES, dir);
+  const r = await runSession(await createSession(modelFile), { pixel_values: { data: pixels.data, dims: pixels.shape } });
+  const ctx = new GraphContext(false);
+  const out = model.forward(ctx, input('pixel_values', [BATCH, 3, 32, 32]));
+  const feeds: Record<string, ReturnType<typeof nd>> = { pixel_values: nd(pixels.data, pixels.shape) };
+  for (const [name, p] of model.namedParameters()) feeds[name] = nd(p.data, p.shape);
+  const [logits, ...attentions] = interpret([out.logits, ...out.attentions], feeds);
+  const worst = { interpreter: maxAbsDiff(logits.data, io.get('logits')!.data), onnx: maxAbsDiff(r.logits.data, io.get('logits')!.data) };
+  for (let i = 0; i < 4; i++) {
+    const want = io.get(`attentions.${i}`)!.data;
+    worst.interpreter = Math.max(worst.interpreter, maxAbsDiff(attentions[i].data, want));
+    worst.onnx = Math.max(worst.onnx, maxAbsDiff(r[`attentions.${i}`].data, want));
+  }
+  t.ok(worst.interpreter <= 1e-4, `interpreter: logits and attentions within 1e-4 of PyTorch's (worst ${worst.interpreter.toExponential(2)})`);
+  t.ok(worst.onnx <= 1e-4, `exported ONNX: within 1e-4 (worst ${worst.onnx.toExponential(2)})`);
+});
+
 t.test('weights saved with the fused qkv_projection load to the same model', async (t) => {
   const a = new ViT(SEED_CONFIG);
   const b = new ViT(SEED_CONFIG);
