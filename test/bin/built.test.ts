@@ -64,7 +64,7 @@ t.test('named recipes, eval on the training folder, and export, from the built c
 });
 
 t.test('--help of the command and of each subcommand: usage on stdout, exit 0', async (t) => {
-  for (const args of [['--help'], ['train', '--help'], ['export', '--help'], ['eval', '--help'], ['serve', '--help'], ['train', '-h']]) {
+  for (const args of [['--help'], ['train', '--help'], ['export', '--help'], ['eval', '--help'], ['serve', '--help'], ['import', '--help'], ['train', '-h']]) {
     const r = await runCli(args, { built: true });
     t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     t.match(r.stdout, /^usage: vitrine/, `${args.join(' ')} prints its usage`);
