@@ -5,10 +5,12 @@
 //   import     wall time and peak RSS of `vitrine import`, the sizes of what it wrote;
 //   bare       the original model.onnx on a bare ONNX Runtime session in this process (batch 1, and
 //              batch 4, logits only, intra-op threads = cores): images/s and p50, the anchor;
-//   serve      `vitrine serve` (its defaults) on the imported folder, POST /classify of a 224x224 JPEG
-//              (autocannon) at concurrency 1 and 4: images/s, p50, and the ratio to the anchor;
-//   explain    GET /attention/:id, one request at a time: the rollout PNG and the relevance map
-//              (through relevance.onnx) p50, and the server's peak RSS.
+//   serve      `vitrine serve` on the imported folder, with its defaults (a single-threaded worker per
+//              core) and with one worker of every core (--workers 1 --threads <cores>): POST /classify
+//              of a 224x224 JPEG (autocannon) at concurrency 1 and 4: images/s, p50, and the ratio to
+//              the anchor at batch 1 and 4;
+//   explain    for each: GET /attention/:id, one request at a time: the rollout PNG and the relevance
+//              map (through relevance.onnx) p50, and the server's peak RSS.
 // The source folder is made by bench/import/make-vit-b16.py (Debian's python3-torch) when missing.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -72,55 +74,59 @@ for (const batch of [1, 4]) {
   print({ what: 'bare', runner: `onnxruntime-node, ${cores} intra-op threads`, batch, ...anchors[batch], cores });
 }
 
-// ---- the service ----
-const port = 19000 + Math.floor(Math.random() * 1000);
-const base = `http://127.0.0.1:${port}`;
-const server = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), 'serve', '--models', served, '--default-model', path.basename(out), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--timeout-ms', '60000'], { cwd: here, stdio: ['ignore', 'ignore', 'inherit'] });
-process.on('exit', () => server.kill('SIGTERM'));
-for (let i = 0; ; i++) {
-  try {
-    if ((await fetch(`${base}/readyz`)).ok) break;
-  } catch {
-    /* not listening yet */
-  }
-  if (i > 1200) throw new Error('the server did not become ready');
-  await new Promise((r) => setTimeout(r, 100));
-}
-const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1]) * 1024;
-const rssAtStart = peakRss();
-
+// ---- the service: its defaults (one single-threaded worker per core), then one worker with every core ----
 const image = await sharp(path.join(here, 'server', 'web', 'examples', 'cat.png')).resize(224, 224).jpeg({ quality: 90 }).toBuffer();
-const classify = { url: `${base}/classify`, method: 'POST' as const, headers: { 'content-type': 'image/jpeg' }, body: image };
-await fetch(classify.url, classify); // warm
-for (const connections of [1, 4]) {
-  const r = await autocannon({ ...classify, connections, duration: seconds });
-  const anchor = anchors[connections === 1 ? 1 : 4];
-  print({ what: 'serve', load: 'POST /classify (224x224 JPEG, rollout)', concurrency: connections, images_per_s: +r.requests.average.toFixed(2), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, vs_bare: +(r.requests.average / anchor.images_per_s).toFixed(3), bare_batch: connections === 1 ? 1 : 4 });
-}
-
-// ---- maps of one kept result ----
-const kept = ((await (await fetch(classify.url, classify)).json()) as { id: string }).id;
-async function timed(url: string, n: number): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    const r = await fetch(url);
-    await r.arrayBuffer();
-    if (!r.ok) throw new Error(`${url}: ${r.status}`);
-    times.push(performance.now() - t);
+const percentileOf = percentile;
+for (const setting of [[], ['--workers', '1', '--threads', String(cores)]]) {
+  const label = setting.length ? setting.join(' ') : 'serve defaults';
+  const port = 19000 + Math.floor(Math.random() * 1000);
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), 'serve', '--models', served, '--default-model', path.basename(out), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--timeout-ms', '60000', ...setting], { cwd: here, stdio: ['ignore', 'ignore', 'inherit'] });
+  const stop = () => server.kill('SIGTERM');
+  process.on('exit', stop);
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (i > 1200) throw new Error('the server did not become ready');
+    await new Promise((r) => setTimeout(r, 100));
   }
-  return Math.round(percentile(times, 50));
+  const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1]) * 1024;
+  const rssAtStart = peakRss();
+  const classify = { url: `${base}/classify`, method: 'POST' as const, headers: { 'content-type': 'image/jpeg' }, body: image };
+  await fetch(classify.url, classify); // warm
+  for (const connections of [1, 4]) {
+    const r = await autocannon({ ...classify, connections, duration: seconds });
+    const anchor = anchors[connections === 1 ? 1 : 4];
+    print({ what: 'serve', server: label, load: 'POST /classify (224x224 JPEG, rollout)', concurrency: connections, images_per_s: +r.requests.average.toFixed(2), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, vs_bare: +(r.requests.average / anchor.images_per_s).toFixed(3), bare_batch: connections === 1 ? 1 : 4 });
+  }
+  // maps of one kept result, one request at a time
+  const kept = ((await (await fetch(classify.url, classify)).json()) as { id: string }).id;
+  const timed = async (url: string, n: number): Promise<number> => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      if (!r.ok) throw new Error(`${url}: ${r.status}`);
+      times.push(performance.now() - t);
+    }
+    return Math.round(percentileOf(times, 50));
+  };
+  const full = await fetch(`${base}/classify?attention=full`, classify);
+  print({
+    what: 'explain',
+    server: label,
+    rollout_png_p50_ms: await timed(`${base}/attention/${kept}`, 10),
+    relevance_json_p50_ms: await timed(`${base}/attention/${kept}?method=relevance&format=json`, 10),
+    relevance_png_p50_ms: await timed(`${base}/attention/${kept}?method=relevance`, 5),
+    grid: ((await (await fetch(`${base}/attention/${kept}?format=json`)).json()) as { grid: number[] }).grid,
+    full_attention_status: full.status,
+    server_rss_at_start_mb: Math.round(rssAtStart / 1e6),
+    server_peak_rss_mb: Math.round(peakRss() / 1e6),
+  });
+  stop();
+  await new Promise((r) => server.once('exit', r));
 }
-const full = await fetch(`${base}/classify?attention=full`, classify);
-print({
-  what: 'explain',
-  rollout_png_p50_ms: await timed(`${base}/attention/${kept}`, 10),
-  relevance_json_p50_ms: await timed(`${base}/attention/${kept}?method=relevance&format=json`, 10),
-  relevance_png_p50_ms: await timed(`${base}/attention/${kept}?method=relevance`, 5),
-  grid: ((await (await fetch(`${base}/attention/${kept}?format=json`)).json()) as { grid: number[] }).grid,
-  full_attention_status: full.status,
-  server_rss_at_start_mb: Math.round(rssAtStart / 1e6),
-  server_peak_rss_mb: Math.round(peakRss() / 1e6),
-  workers: 'serve defaults',
-});
-server.kill('SIGTERM');
