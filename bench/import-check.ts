@@ -8,7 +8,6 @@
 // a maximum of 1 (the goals: 1e-4 and 1e-3).
 
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import sharp from 'sharp';
 import { buildApp } from '../server/app.js';
 import { defaultServeConfig } from '../server/config.js';
