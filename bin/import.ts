@@ -7,6 +7,7 @@ import { CONFIG_FILE, MODEL_FILE, PREPROCESSOR_FILE, RESAMPLES, Resample, modelF
 import { decodeModel } from '../trainer/autograd/onnx-proto.js';
 import { RELEVANCE_FILE } from '../trainer/export.js';
 import { ImportSettings, importGraph, weightsFileIn } from '../trainer/import.js';
+import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
 import { CliError, intFlag, parseFlags, parseLabels, readJsonFile } from './cli-util.js';
 
@@ -122,7 +123,7 @@ export async function importCommand(argv: string[], log: (line: string) => void)
 
   let result;
   try {
-    result = importGraph(model, path.dirname(path.resolve(file)), settings.labels.length > 0 ? settings : { ...settings, labels: classLabels(model) });
+    result = importGraph(model, dataDirOf(file), settings.labels.length > 0 ? settings : { ...settings, labels: classLabels(model) });
   } catch (err) {
     throw new CliError(`${file}: ${(err as Error).message.replace(/^onnx import: /, '')}`);
   }

@@ -7,7 +7,7 @@
 // weights from one external data file, onnx/model.onnx_data.
 
 import path from 'node:path';
-import { Dim, Tensor, factorDim } from './autograd/graph.js';
+import { Dim, Tensor, factorDim, shapeToString } from './autograd/graph.js';
 import { grad } from './autograd/grad.js';
 import { compileModel } from './autograd/onnx.js';
 import { ImportedGraph, importOnnx } from './autograd/onnx-import.js';
@@ -56,13 +56,11 @@ export function findAttentions(g: ImportedGraph, headsHint?: number): FoundAtten
       const f = factorDim(s[0]);
       heads = f.symbols.length === 1 && f.symbols[0] === g.input.shape[0] ? f.coef : headsHint;
     }
-    if (!heads) throw new Error(`the attention at node '${n.name}' is ${shapeText(s)}: its head count cannot be read from the graph; give --heads`);
+    if (!heads) throw new Error(`the attention at node '${n.name}' is ${shapeToString(s)}: its head count cannot be read from the graph; give --heads`);
     found.push({ softmaxOutput: out, node: n.name ?? out, tensor: t, heads, tokens });
   }
   return found;
 }
-
-const shapeText = (s: readonly Dim[]) => `[${s.join(', ')}]`;
 
 /** Probabilities (or their gradients) as [batch, heads, T, T]. */
 const perHead = (t: Tensor, a: FoundAttention) => (t.shape.length === 4 ? t : reshape(t, [-1, a.heads, a.tokens, a.tokens]));
@@ -187,7 +185,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const logitsEntry = g.outputs.find(([n]) => n === logitsName);
   if (!logitsEntry) throw new Error(`the graph has no output '${logitsName}'; its outputs are ${g.outputs.map(([n]) => n).join(', ')}`);
   const logits = logitsEntry[1];
-  if (logits.shape.length !== 2 || typeof logits.shape[1] !== 'number') throw new Error(`output '${logitsName}' is ${shapeText(logits.shape)}, not [batch, classes]`);
+  if (logits.shape.length !== 2 || typeof logits.shape[1] !== 'number') throw new Error(`output '${logitsName}' is ${shapeToString(logits.shape)}, not [batch, classes]`);
   const classes = logits.shape[1];
   if (s.labels.length !== classes) throw new Error(`${s.labels.length} labels for a model of ${classes} classes`);
   const attentions = findAttentions(g, s.heads);

@@ -112,6 +112,12 @@ export function productDim(coef: number, symbols: readonly string[]): Dim {
   return [...(coef === 1 ? [] : [String(coef)]), ...[...symbols].sort()].join('*');
 }
 
+/** The dim written one way, so that two spellings of one product compare equal. */
+export const canonicalDim = (d: Dim): Dim => {
+  const f = factorDim(d);
+  return productDim(f.coef, f.symbols);
+};
+
 export function mulDims(a: Dim, b: Dim): Dim {
   const x = factorDim(a);
   const y = factorDim(b);

@@ -4,7 +4,7 @@
 // a symbolic dim (the batch) is carried through as a product of symbols ('2*batch_size'), so the
 // graph that comes out still takes any batch.
 
-import { Dim, factorDim, mulDims, productDim } from './graph.js';
+import { Dim, canonicalDim, factorDim, mulDims, productDim } from './graph.js';
 import { broadcastNumeric, erf, stridesOf } from './ndarray.js';
 
 export type Scalar = number | string; // a string: a symbolic dim (a product, as graph.ts writes them)
@@ -75,7 +75,7 @@ function divScalar(a: Scalar, b: Scalar, integer: boolean): Scalar {
 /** A symbolic dim is a size: never negative, so never equal to -1 (exporters test dims against -1). */
 function equalScalar(a: Scalar, b: Scalar): boolean {
   if (!symbolic(a) && !symbolic(b)) return a === b;
-  if (symbolic(a) && symbolic(b)) return productDim(factorDim(a).coef, factorDim(a).symbols) === productDim(factorDim(b).coef, factorDim(b).symbols);
+  if (symbolic(a) && symbolic(b)) return canonicalDim(a) === canonicalDim(b);
   const n = (symbolic(a) ? b : a) as number;
   if (n < 0 || !Number.isInteger(n)) return false;
   throw new Error(`cannot compare the symbolic dim ${symbolic(a) ? a : b} with ${n} while importing`);

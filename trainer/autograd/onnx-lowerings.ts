@@ -3,7 +3,7 @@
 // is patchify and a matmul), or folds it when every input is known while importing (onnx-fold.ts).
 // An op missing here is an error naming it; the op table gains only true primitives (Erf).
 
-import { Dim, Tensor, broadcastShapes, factorDim, mulDims, normalizeAxis, productDim, shapeToString } from './graph.js';
+import { Dim, Tensor, broadcastShapes, canonicalDim, mulDims, normalizeAxis, shapeToString } from './graph.js';
 import { DecodedAttr, INodeProto, ITensorProto, readTensor, dimsOf } from './onnx-proto.js';
 import { FOLD_BINARY, FOLD_UNARY, Known, castKnown, clampSlice, concatKnown, gatherKnown, isKnown, known, numbers, rangeKnown, reshapeKnown, sliceKnown, unaryKnown, whereKnown } from './onnx-fold.js';
 import * as O from './ops.js';
@@ -32,11 +32,7 @@ export type Lowering = (c: LowerContext) => Value | Value[];
 
 const TO: Record<number, Known['dtype']> = { 1: 'float', 10: 'float', 11: 'float', 16: 'float', 6: 'int', 7: 'int', 2: 'int', 3: 'int', 4: 'int', 5: 'int', 12: 'int', 13: 'int', 9: 'bool' };
 
-const sameDim = (a: Dim, b: Dim) => {
-  const x = factorDim(a);
-  const y = factorDim(b);
-  return productDim(x.coef, x.symbols) === productDim(y.coef, y.symbols);
-};
+const sameDim = (a: Dim, b: Dim) => canonicalDim(a) === canonicalDim(b);
 
 /** x reshaped to dims that may be symbolic: a symbol where x has it at the same index is copied
  *  (0), another becomes the one inferred dim (-1); the result is checked against what was asked. */
