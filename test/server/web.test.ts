@@ -4,17 +4,16 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { tmpDir } from '../helpers/data.js';
 import { ROOT } from '../helpers/cli.js';
 import { testApp, testImage } from '../helpers/server.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-t.test('the web page classifies an image and draws its heatmap', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (.ci/run installs Debian's chromium)` }, async (t) => {
+/** Headless Chromium (flags as the machine's notes give them), closed in teardown; page errors collected. */
+async function openPage(t: Test) {
   const { chromium } = await import('playwright-core');
-  const app = await testApp(t);
-  const base = await app.listen({ port: 0, host: '127.0.0.1' });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -23,6 +22,13 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  return { page, errors };
+}
+
+t.test('the web page classifies an image and draws its heatmap', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (.ci/run installs Debian's chromium)` }, async (t) => {
+  const app = await testApp(t);
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { page, errors } = await openPage(t);
   await page.goto(base);
   await page.waitForSelector('#model option', { state: 'attached' });
   t.match(await page.textContent('#model'), /vit-cifar10 \(cpu\)/, 'models listed');
@@ -89,20 +95,12 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
 });
 
 t.test('the page on a model vitrine imported: a stretched input, rollout and relevance maps', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}` }, async (t) => {
-  const { chromium } = await import('playwright-core');
   const { importCommand } = await import('../../bin/import.js');
   const root = await tmpDir('vitrine-imported-page-');
   await importCommand([path.join(ROOT, 'test', 'fixtures', 'foreign', 'hf-deit'), '--out', path.join(root, 'deit')], () => {});
   const app = await testApp(t, { models: root, defaultModel: 'deit' });
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  t.teardown(() => browser.close());
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+  const { page, errors } = await openPage(t);
   await page.goto(base);
   await page.waitForSelector('#model option', { state: 'attached' });
   const file = path.join(root, 'wide.jpg');
