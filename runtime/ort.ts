@@ -14,12 +14,18 @@ const PROVIDERS: Readonly<Record<Device, readonly Provider[]>> = Object.freeze({
   auto: Object.freeze(['cuda', 'cpu'] as const),
 });
 
+/** The part of onnxruntime-node that sessions are created with; passed in where a test needs one whose
+ *  providers behave differently (CUDA listed but failing to load). */
+export type OnnxRuntime = Pick<typeof ort, 'InferenceSession' | 'listSupportedBackends'>;
+
 export interface SessionOptions {
   device?: Device;
   /** Threads for one operator (intra-op); defaults to ONNX Runtime's choice (one per core). */
   threads?: number;
   /** Told when `auto` falls back to the CPU. */
   log?: (message: string) => void;
+  /** onnxruntime-node unless given. */
+  runtime?: OnnxRuntime;
 }
 
 export interface Session {
@@ -32,11 +38,11 @@ export interface Session {
 export const CUDA_HINT =
   'the CUDA execution provider needs CUDA 12 and cuDNN 9 and onnxruntime-node\'s CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js; see the CUDA image in docker/)';
 
-function isCudaInstalled(): boolean {
-  return ort.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled !== false);
+function isCudaInstalled(runtime: OnnxRuntime): boolean {
+  return runtime.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled !== false);
 }
 
-async function open(model: Uint8Array | string, provider: Provider, threads: number | undefined): Promise<ort.InferenceSession> {
+async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: Provider, threads: number | undefined): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
@@ -44,18 +50,19 @@ async function open(model: Uint8Array | string, provider: Provider, threads: num
     interOpNumThreads: 1,
     ...(threads ? { intraOpNumThreads: threads } : {}),
   };
-  return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
+  return typeof model === 'string' ? runtime.InferenceSession.create(model, options) : runtime.InferenceSession.create(model, options);
 }
 
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
   const device = opts.device ?? 'cpu';
+  const runtime = opts.runtime ?? ort;
   const tries = PROVIDERS[device];
   if (!tries) throw new Error(`unknown device '${device}' (expected one of ${DEVICES.join(', ')})`);
   let lastError: unknown;
   for (const provider of tries) {
     try {
-      if (provider === 'cuda' && !isCudaInstalled()) throw new Error('onnxruntime-node was installed without it');
-      const session = await open(model, provider, opts.threads);
+      if (provider === 'cuda' && !isCudaInstalled(runtime)) throw new Error('onnxruntime-node was installed without it');
+      const session = await open(runtime, model, provider, opts.threads);
       return { session, provider, inputNames: session.inputNames, outputNames: session.outputNames };
     } catch (err) {
       lastError = err;

@@ -42,3 +42,10 @@ t.test('no file in server/ is over 250 lines', async (t) => {
   const files = await sources(['server']);
   t.same(files.filter((f) => f.text.split('\n').length > 251).map((f) => `${f.file}: ${f.text.split('\n').length - 1} lines`), []);
 });
+
+t.test('tests pass dependencies in rather than mocking imports (t.mockImport hangs under Node.js 22 with tsx)', async (t) => {
+  const tests = await sources(['test']);
+  t.ok(tests.length > 50, 'the tests were read');
+  const mocking = tests.filter((s) => s.file !== 'test/design.test.ts' && /\bt\.mock(Import|Require)\(/.test(s.text)).map((s) => s.file);
+  t.same(mocking, []);
+});

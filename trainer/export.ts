@@ -9,7 +9,7 @@ import { Tensor } from './autograd/graph.js';
 import { grad } from './autograd/grad.js';
 import { input, mul, oneHot, reduceSum } from './autograd/ops.js';
 import { compileToBytes } from './autograd/onnx.js';
-import { writeFilesAtomic } from './io/atomic.js';
+import { FileOps, writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
 import { BATCH, INPUT_NAME, ViT, pixelInput } from './vit/model.js';
 import { CIFAR10_CLASSES } from './data/cifar10.js';
@@ -100,7 +100,14 @@ export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
 /** Writes the model folder (onnx/model.onnx, onnx/relevance.onnx, config.json,
  *  preprocessor_config.json); all appear whole, or none changes. An earlier export's top-level graphs
  *  in the same folder are removed after. */
-export async function exportModel(model: ViT, labels: readonly string[], dir: string, training?: TrainingRecord): Promise<{ modelFile: string; configFile: string; bytes: number }> {
+export interface ExportOptions {
+  /** The run's data and split, carried in config.json so that eval holds out what training did. */
+  training?: TrainingRecord;
+  /** The file operations the folder is written with (node:fs by default). */
+  io?: FileOps;
+}
+
+export async function exportModel(model: ViT, labels: readonly string[], dir: string, { training, io }: ExportOptions = {}): Promise<{ modelFile: string; configFile: string; bytes: number }> {
   const config: ModelConfig = { ...modelConfigFor(model, labels), ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   const relevance = exportRelevanceOnnx(model, config);
@@ -118,7 +125,7 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
       [path.join(dir, RELEVANCE_FILE), relevance],
       [path.join(dir, PREPROCESSOR_FILE), JSON.stringify(files.preprocessor, null, 2) + '\n'],
       [configFile, JSON.stringify(files.config, null, 2) + '\n'],
-    ]);
+    ], io);
     for (const old of [LEGACY_MODEL_FILE, LEGACY_RELEVANCE_FILE]) await fs.rm(path.join(dir, old), { force: true });
   } catch (err) {
     throw new Error(`cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);

@@ -1,11 +1,12 @@
 // The provider choice: --device cuda fails with what to install when the CUDA provider cannot load,
-// and auto falls back to the CPU and says so. ONNX Runtime is replaced by one whose CUDA provider is
+// and auto falls back to the CPU and says so. The sessions are given an ONNX Runtime whose CUDA provider is
 // present but fails to load, so the same happens on a machine with a GPU and on one without.
 
 import * as ort from 'onnxruntime-node';
 import t from 'tap';
 import { compileToBytes } from '../../trainer/autograd/onnx.js';
 import { input, relu } from '../../trainer/autograd/ops.js';
+import { OnnxRuntime, createSession, runSession } from '../../runtime/ort.js';
 
 const model = compileToBytes({ outputs: [['y', relu(input('x', ['batch', 3]))]] });
 
@@ -20,22 +21,20 @@ function brokenCuda() {
       return ort.InferenceSession.create(m as Uint8Array, o);
     },
   };
-  const mocked = { ...ort, InferenceSession, listSupportedBackends: () => [{ name: 'cpu', bundled: true }, { name: 'cuda', bundled: true }] };
-  return { tried, mocked: { ...mocked, default: mocked } };
+  const runtime = { InferenceSession, listSupportedBackends: () => [{ name: 'cpu', bundled: true }, { name: 'cuda', bundled: true }] } as unknown as OnnxRuntime;
+  return { tried, runtime };
 }
 
 t.test('--device cuda: an error that says why and what to install', async (t) => {
-  const { tried, mocked } = brokenCuda();
-  const { createSession } = await t.mockImport<typeof import('../../runtime/ort.js')>('../../runtime/ort.js', { 'onnxruntime-node': mocked });
-  await t.rejects(createSession(model, { device: 'cuda' }), /^device cuda: the CUDA execution provider could not be loaded \(libcudnn\.so\.9: cannot open shared object file\); the CUDA execution provider needs CUDA 12 and cuDNN 9/);
+  const { tried, runtime } = brokenCuda();
+  await t.rejects(createSession(model, { device: 'cuda', runtime }), /^device cuda: the CUDA execution provider could not be loaded \(libcudnn\.so\.9: cannot open shared object file\); the CUDA execution provider needs CUDA 12 and cuDNN 9/);
   t.same(tried, [['cuda']], "it never falls back to the CPU behind the user's back");
 });
 
 t.test('--device auto: falls back to the CPU, says so once, and runs', async (t) => {
-  const { tried, mocked } = brokenCuda();
-  const { createSession, runSession } = await t.mockImport<typeof import('../../runtime/ort.js')>('../../runtime/ort.js', { 'onnxruntime-node': mocked });
+  const { tried, runtime } = brokenCuda();
   const said: string[] = [];
-  const s = await createSession(model, { device: 'auto', log: (l) => said.push(l) });
+  const s = await createSession(model, { device: 'auto', log: (l) => said.push(l), runtime });
   t.equal(s.provider, 'cpu');
   t.same(tried, [['cuda'], ['cpu']]);
   t.same(said, ['device auto: CUDA unavailable (libcudnn.so.9: cannot open shared object file); using the CPU']);
@@ -44,11 +43,10 @@ t.test('--device auto: falls back to the CPU, says so once, and runs', async (t)
 });
 
 t.test('without the CUDA provider installed, cuda fails before trying and auto uses the CPU', async (t) => {
-  const bare = { ...ort, listSupportedBackends: () => [{ name: 'cpu', bundled: true }] };
-  const { createSession } = await t.mockImport<typeof import('../../runtime/ort.js')>('../../runtime/ort.js', { 'onnxruntime-node': { ...bare, default: bare } });
-  await t.rejects(createSession(model, { device: 'cuda' }), /device cuda: the CUDA execution provider could not be loaded \(onnxruntime-node was installed without it\)/);
+  const runtime = { InferenceSession: ort.InferenceSession, listSupportedBackends: () => [{ name: 'cpu', bundled: true }] } as unknown as OnnxRuntime;
+  await t.rejects(createSession(model, { device: 'cuda', runtime }), /device cuda: the CUDA execution provider could not be loaded \(onnxruntime-node was installed without it\)/);
   const said: string[] = [];
-  t.equal((await createSession(model, { device: 'auto', log: (l) => said.push(l) })).provider, 'cpu');
+  t.equal((await createSession(model, { device: 'auto', log: (l) => said.push(l), runtime })).provider, 'cpu');
   t.match(said[0], /CUDA unavailable \(onnxruntime-node was installed without it\); using the CPU/);
-  await t.rejects(createSession(model, { device: 'tpu' as never }), /unknown device 'tpu' \(expected one of cpu, cuda, auto\)/);
+  await t.rejects(createSession(model, { device: 'tpu' as never, runtime }), /unknown device 'tpu' \(expected one of cpu, cuda, auto\)/);
 });

@@ -281,7 +281,7 @@ async function finishRun(run: Run): Promise<string> {
   // The trained model: weights alone, and the export the server serves.
   await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels) });
   const modelDir = path.join(o.out, 'model');
-  await exportModel(model, labels, modelDir, { data: c.data === 'cifar10' ? 'cifar10' : path.resolve(c.data), val_ratio: c.val_ratio, seed: c.seed });
+  await exportModel(model, labels, modelDir, { training: { data: c.data === 'cifar10' ? 'cifar10' : path.resolve(c.data), val_ratio: c.val_ratio, seed: c.seed } });
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
   const evaluated = state.history.filter((h) => h.test_accuracy !== undefined);
   const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
