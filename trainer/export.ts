@@ -42,6 +42,7 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
     logits_output: LOGITS_OUTPUT,
     attention_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionOutput(i)),
     patch_size: c.patch_size,
+    ...(model.prefixTokens > 1 ? { prefix_tokens: model.prefixTokens } : {}),
     relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)) },
     vit: { ...c },
   };

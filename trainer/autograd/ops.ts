@@ -674,6 +674,11 @@ export function gelu(x: Tensor): Tensor {
   return mul(mul(0.5, x), add(1, tanh(inner)));
 }
 
+/** GELU, exact: 0.5 x (1 + erf(x / sqrt 2)) (torch's nn.GELU, transformers' "gelu"). */
+export function geluExact(x: Tensor): Tensor {
+  return mul(mul(0.5, x), add(1, erf(mul(x, Math.SQRT1_2))));
+}
+
 /** Mean over the batch of the cross-entropy between logits [B, C] and target distributions [B, C]
  *  (one-hot, label-smoothed or mixed). */
 export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {

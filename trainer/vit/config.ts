@@ -3,7 +3,7 @@
 // its config loads here unchanged.
 
 import { type Static, Type } from '@sinclair/typebox';
-import { defaultsOf, firstProblem } from '../../runtime/schema.js';
+import { defaultsOf, firstProblem, oneOf } from '../../runtime/schema.js';
 
 const posInt = (def: number) => Type.Integer({ minimum: 1, default: def });
 const probability = (def: number) => Type.Number({ minimum: 0, exclusiveMaximum: 1, default: def });
@@ -40,8 +40,20 @@ export const ViTConfigSchema = Type.Object(
     num_classes: posInt(10),
     /** Whether the query, key and value projections have biases. */
     qkv_bias: bool(true),
-    /** Epsilon of every layer norm (PyTorch's default). */
+    /** Epsilon of every layer norm (PyTorch's default; transformers' ViT and DeiT use 1e-12). */
     layer_norm_eps: positive(1e-5),
+    /** The MLP's activation: 'gelu_new', GELU's tanh approximation (the seed's NewGELUActivation), or
+     *  'gelu', the exact form 0.5 x (1 + erf(x / sqrt 2)) (transformers' ViT and DeiT, torch's nn.GELU). */
+    hidden_act: oneOf(['gelu_new', 'gelu'] as const, { default: 'gelu_new' }),
+    /** A LayerNorm over the tokens after the last block, before the classifier (transformers' ViT and
+     *  DeiT `layernorm`); the seed has none. */
+    final_layernorm: bool(false),
+    /** DeiT's distillation token (Touvron et al. 2021): a second learned token after [CLS], with its own
+     *  position embedding; the maps leave it out as they leave out [CLS]. */
+    distillation_token: bool(false),
+    /** With the distillation token: a second classifier on its output, the logits being the mean of
+     *  the two heads' (DeiTForImageClassificationWithTeacher). Without it only [CLS] is classified. */
+    distillation_classifier: bool(false),
     /** Per-channel mean subtracted from pixels scaled to [0, 1]. */
     mean: Type.Array(Type.Number(), { minItems: 1, default: [0.5, 0.5, 0.5] }),
     /** Per-channel std that pixels are divided by after the mean. */
@@ -92,6 +104,7 @@ export function parseViTConfig(raw: unknown, source = 'config'): ViTConfig {
   }
   if (config.shifted_patch_tokenization && config.tokenizer_layers > 0) throw new Error(`${source}: shifted_patch_tokenization cuts patches; it does not go with the convolutional tokenizer (tokenizer_layers ${config.tokenizer_layers})`);
   if (config.shifted_patch_tokenization && config.patch_size % 2 !== 0) throw new Error(`${source}: shifted_patch_tokenization shifts by half a patch: patch_size must be even, got ${config.patch_size}`);
+  if (config.distillation_classifier && !config.distillation_token) throw new Error(`${source}: distillation_classifier classifies the distillation token: it needs distillation_token`);
   if (config.hidden_size % config.num_attention_heads !== 0) throw new Error(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   for (const key of ['mean', 'std'] as const) {
     if (config[key].length !== config.num_channels) throw new Error(`${source}: '${key}' has ${config[key].length} values for ${config.num_channels} channels`);
@@ -100,5 +113,7 @@ export function parseViTConfig(raw: unknown, source = 'config'): ViTConfig {
 }
 
 export const numPatches = (c: ViTConfig) => (c.image_size / c.patch_size) ** 2;
-export const numTokens = (c: ViTConfig) => numPatches(c) + 1;
+/** Tokens before the patches: [CLS], then DeiT's distillation token. */
+export const prefixTokens = (c: ViTConfig) => (c.distillation_token ? 2 : 1);
+export const numTokens = (c: ViTConfig) => numPatches(c) + prefixTokens(c);
 export const headSize = (c: ViTConfig) => c.hidden_size / c.num_attention_heads;

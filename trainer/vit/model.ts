@@ -5,17 +5,19 @@
 // kernel = stride = patch, here written as patchify + matmul), a learnable [CLS] token, learnable
 // position embeddings, pre-LayerNorm blocks (multi-head self-attention, then an MLP with tanh-GELU,
 // each with a residual) and a linear classifier on the [CLS] output, with no final LayerNorm.
+// Config options make it transformers' ViT and DeiT as well (hf.ts maps their weights): exact GELU,
+// a final LayerNorm, and DeiT's distillation token with a second classifier.
 //
 // Parameter names follow the seed's module tree so that its state dicts load here (see weights.ts).
 // The per-head query/key/value weights are concatenated in the graph into one [3*hidden, hidden]
 // projection: one matmul instead of 3*heads, and gradients flow back to each head's tensors.
 
 import { Tensor } from '../autograd/graph.js';
-import { add, concat, constant, conv2d, input, expandAs, gelu, matmul, maxPool, mul, pad, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
+import { add, concat, constant, conv2d, input, expandAs, gelu, geluExact, matmul, maxPool, mul, pad, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
 import { LayerNorm, Linear, truncNormal, normal, zeros } from '../nn/layers.js';
 import { Container, GraphContext, Module, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
-import { ViTConfig, headSize, numPatches, numTokens } from './config.js';
+import { ViTConfig, headSize, numPatches, numTokens, prefixTokens } from './config.js';
 
 export const BATCH = 'batch'; // the symbolic batch dimension of every graph
 /** The model's input, in every graph made of it (training step, evaluation, export): normalized pixels. */
@@ -101,6 +103,7 @@ class ConvTokenizer extends Module {
 
 class Embeddings extends Module {
   readonly cls: Parameter;
+  readonly distillation: Parameter | null;
   readonly positions: Parameter;
   readonly patches: PatchEmbeddings | ConvTokenizer;
 
@@ -111,13 +114,15 @@ class Embeddings extends Module {
     super();
     this.patches = c.tokenizer_layers > 0 ? this.addChild('tokenizer', new ConvTokenizer(c, rng)) : this.addChild('patch_embeddings', new PatchEmbeddings(c, rng));
     this.cls = this.addParam('cls_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range));
+    this.distillation = c.distillation_token ? this.addParam('distillation_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range)) : null;
     this.positions = this.addParam('position_embeddings', [1, numTokens(c), c.hidden_size], truncNormal(rng, c.initializer_range));
   }
 
   forward(ctx: GraphContext, pixels: Tensor): Tensor {
     const patches = this.patches.forward(ctx, pixels); // (B, patches, hidden)
-    const cls = expandAs(ctx.p(this.cls), slice(patches, 1, 0, 1)); // (B, 1, hidden)
-    const tokens = add(concat([cls, patches], 1), ctx.p(this.positions)); // (B, tokens, hidden)
+    const one = slice(patches, 1, 0, 1); // (B, 1, hidden): the batch's shape for the prefix tokens
+    const prefix = [this.cls, this.distillation].filter((p) => p !== null).map((p) => expandAs(ctx.p(p), one));
+    const tokens = add(concat([...prefix, patches], 1), ctx.p(this.positions)); // (B, tokens, hidden)
     return ctx.dropout(tokens, this.c.hidden_dropout_prob);
   }
 }
@@ -193,7 +198,8 @@ class MLP extends Module {
   }
 
   forward(ctx: GraphContext, x: Tensor): Tensor {
-    return ctx.dropout(this.dense2.forward(ctx, gelu(this.dense1.forward(ctx, x))), this.c.hidden_dropout_prob);
+    const act = this.c.hidden_act === 'gelu' ? geluExact : gelu;
+    return ctx.dropout(this.dense2.forward(ctx, act(this.dense1.forward(ctx, x))), this.c.hidden_dropout_prob);
   }
 }
 
@@ -244,7 +250,9 @@ export interface ViTOutputs {
 export class ViT extends Module {
   readonly embedding: Embeddings;
   readonly encoder: Encoder;
+  readonly layernorm: LayerNorm | null;
   readonly classifier: Linear;
+  readonly distillationClassifier: Linear | null;
 
   constructor(
     readonly config: ViTConfig,
@@ -254,7 +262,9 @@ export class ViT extends Module {
     const rng = new Rng(seed);
     this.embedding = this.addChild('embedding', new Embeddings(config, rng));
     this.encoder = this.addChild('encoder', new Encoder(config, rng));
+    this.layernorm = config.final_layernorm ? this.addChild('layernorm', new LayerNorm(config.hidden_size, config.layer_norm_eps)) : null;
     this.classifier = this.addChild('classifier', new Linear(config.hidden_size, config.num_classes, rng, config.initializer_range));
+    this.distillationClassifier = config.distillation_classifier ? this.addChild('distillation_classifier', new Linear(config.hidden_size, config.num_classes, rng, config.initializer_range)) : null;
     this.assignNames();
   }
 
@@ -267,11 +277,19 @@ export class ViT extends Module {
       x = r.out;
       attentions.push(r.probs);
     }
-    const cls = squeeze(slice(x, 1, 0, 1), [1]); // (B, hidden)
-    return { logits: this.classifier.forward(ctx, cls), attentions };
+    if (this.layernorm) x = this.layernorm.forward(ctx, x);
+    const token = (i: number) => squeeze(slice(x, 1, i, i + 1), [1]); // (B, hidden)
+    const logits = this.classifier.forward(ctx, token(0));
+    if (!this.distillationClassifier) return { logits, attentions };
+    // DeiT with its teacher's head: the mean of the [CLS] and distillation heads
+    return { logits: mul(add(logits, this.distillationClassifier.forward(ctx, token(1))), 0.5), attentions };
   }
 
   get numPatches(): number {
     return numPatches(this.config);
+  }
+
+  get prefixTokens(): number {
+    return prefixTokens(this.config);
   }
 }
