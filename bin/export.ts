@@ -1,6 +1,7 @@
 // vitrine export: weights (or a fresh seeded model) -> a model folder (onnx/model.onnx, onnx/relevance.onnx,
 // config.json, preprocessor_config.json)
 
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PREPROCESSOR_FILE } from '../runtime/model-config.js';
 import { RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
@@ -8,15 +9,19 @@ import { readSafetensors } from '../trainer/io/safetensors.js';
 import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
 import { loadWeights } from '../trainer/vit/weights.js';
+import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
 
-export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
+export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
   Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
   <dir>/onnx/relevance.onnx (the explanation graph: also target_class in, attention_grads.0… out),
   <dir>/config.json and <dir>/preprocessor_config.json: a vitrine model and a Hugging Face model folder
   (transformers.js runs it as it is).
   Without --checkpoint a freshly initialized model (from --seed, default 0) is exported.
-  The config comes from --config, else from the checkpoint's metadata, else the seed config.`;
+  The config comes from --config, else from the checkpoint's metadata, else the seed config.
+  A Hugging Face ViT or DeiT folder (config.json, model.safetensors or its sharded index,
+  preprocessor_config.json, as save_pretrained writes them) brings its own architecture, labels and
+  preprocessing.`;
 
 export async function exportCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const flags = parseFlags(
@@ -38,6 +43,18 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
   if (!flags.out) throw new CliError(`--out is required\n${EXPORT_USAGE}`, 2);
   const seed = intFlag(flags.seed, 'seed', 0);
 
+  if (flags.checkpoint && existsSync(flags.checkpoint) && statSync(flags.checkpoint).isDirectory()) {
+    if (flags.config) throw new CliError('--config cannot be given with a checkpoint folder: the folder brings its architecture', 2);
+    const src = await readInit(flags.checkpoint);
+    const labels = flags.labels ? await parseLabels(flags.labels) : src.labels;
+    if (labels.length === 0) throw new CliError(`${flags.checkpoint}: a ${src.architecture ?? 'model'} without a classifier: give --labels to export it with a fresh one`);
+    const { model, said } = initModel(src, initConfig(src, labels.length), labels, seed);
+    for (const line of said) log(line);
+    const preprocessing = src.preprocessing ?? undefined;
+    const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { preprocessing });
+    log(`exported ${model.parameterCount()} parameters from ${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(flags.out, PREPROCESSOR_FILE)}`);
+    return;
+  }
   const checkpoint = flags.checkpoint ? await readSafetensors(flags.checkpoint) : null;
   const meta = checkpoint?.metadata ?? {};
   let config: ViTConfig;

@@ -294,16 +294,17 @@ export function modelFolderFiles(config: ModelConfig): { config: Record<string, 
   const [h, w] = config.image_size;
   const vit = (config.vit ?? {}) as Record<string, unknown>;
   const pick = (...keys: string[]) => Object.fromEntries(keys.filter((k) => vit[k] !== undefined).map((k) => [k, vit[k]]));
+  const deit = vit.distillation_token === true;
   const hf = {
-    model_type: 'vit',
-    architectures: ['ViTForImageClassification'],
+    model_type: deit ? 'deit' : 'vit',
+    architectures: [deit ? (vit.distillation_classifier ? 'DeiTForImageClassificationWithTeacher' : 'DeiTForImageClassification') : 'ViTForImageClassification'],
     id2label: Object.fromEntries(config.labels.map((l, i) => [String(i), l])),
     label2id: Object.fromEntries(config.labels.map((l, i) => [l, i])),
     image_size: h === w ? h : [h, w],
     ...(config.patch_size !== null ? { patch_size: config.patch_size } : {}),
     num_channels: config.mean.length,
     ...pick('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size'),
-    ...(config.vit ? { hidden_act: 'gelu_new' } : {}),
+    ...(config.vit ? { hidden_act: vit.hidden_act ?? 'gelu_new' } : {}),
     ...pick('hidden_dropout_prob', 'attention_probs_dropout_prob', 'initializer_range', 'layer_norm_eps', 'qkv_bias'),
     'transformers.js_config': { dtype: 'fp32' },
   };

@@ -106,10 +106,14 @@ export interface ExportOptions {
   training?: TrainingRecord;
   /** The file operations the folder is written with (node:fs by default). */
   io?: FileOps;
+  /** How images are brought to the model's size, when not vitrine's (a Hugging Face checkpoint's
+   *  processor stretches, with its resampling and rescale). */
+  preprocessing?: Pick<ModelConfig, 'fit' | 'resample' | 'rescale'>;
 }
 
-export async function exportModel(model: ViT, labels: readonly string[], dir: string, { training, io }: ExportOptions = {}): Promise<{ modelFile: string; configFile: string; bytes: number }> {
-  const config: ModelConfig = { ...modelConfigFor(model, labels), ...(training ? { training } : {}) };
+export async function exportModel(model: ViT, labels: readonly string[], dir: string, { training, io, preprocessing }: ExportOptions = {}): Promise<{ modelFile: string; configFile: string; bytes: number }> {
+  const kept = Object.fromEntries(Object.entries(preprocessing ?? {}).filter(([k, v]) => ['fit', 'resample', 'rescale'].includes(k) && v !== undefined));
+  const config: ModelConfig = { ...modelConfigFor(model, labels), ...kept, ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   const relevance = exportRelevanceOnnx(model, config);
   const files = modelFolderFiles(config);
