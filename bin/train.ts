@@ -9,6 +9,7 @@ import { recipeFile, recipeNames } from '../trainer/train/recipes.js';
 import { train } from '../trainer/train/loop.js';
 import { ProgressBar } from '../trainer/train/report.js';
 import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { InitSource, initConfig, readInit } from '../trainer/vit/init.js';
 import { flagOf, packLines, shownValue } from '../runtime/schema.js';
 import { CliError, parseFlags, progressPrinter, readJsonFile } from './cli-util.js';
 
@@ -22,7 +23,10 @@ export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--
   Trains a ViT and writes to --out: checkpoint.safetensors (+ .json), metrics.jsonl, curves.svg, and at the
   end weights.safetensors and model/ (model.onnx + config.json, ready to serve).
   Recipes: seed (the seed post's settings), cifar10, cifar10-aa (with AutoAugment), cifar10-ra (the bundled
-  vit-cifar10's), cct-cifar10 (the bundled cct-cifar10's: a convolutional tokenizer), or a .json file of keys.
+  vit-cifar10's), cct-cifar10 (the bundled cct-cifar10's: a convolutional tokenizer), finetune (from --init:
+  a linear probe first, then everything at a low rate with layer-wise decay), or a .json file of keys.
+  --init <Hugging Face ViT/DeiT folder | model folder | weights.safetensors> starts from its weights and
+  architecture; the classifier is made anew when the data's labels differ from the checkpoint's.
   Keys (flags use dashes):
     ${packLines(KEYS.map((k) => (isBool(k) ? `--${flagName(k)} / --no-${flagName(k)}` : `--${flagName(k)} ${shownValue(TrainConfigSchema.properties[k])}`)), 104, '  ').join('\n    ')}
   --resume continues the run in --out exactly where its checkpoint left it. Ctrl-C saves a checkpoint and
@@ -118,12 +122,26 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     if (existsSync(path.join(out, CHECKPOINT_FILE))) throw new CliError(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
   }
 
+  // Starting weights (a fresh run only: a resumed one has its checkpoint's): their architecture, with
+  // what --model may change.
+  let init: InitSource | undefined;
+  let overrides: Record<string, unknown> = {};
+  if (config.init && !resumedVit) {
+    try {
+      init = await readInit(config.init);
+      overrides = (typeof config.model === 'string' ? await readJsonFile(config.model) : config.model) as Record<string, unknown>;
+      initConfig(init, init.vit.num_classes, overrides); // refuses what --model may not change, before the data is read
+    } catch (err) {
+      throw new CliError(`--init: ${(err as Error).message}`);
+    }
+  }
+
   // The data decides the number of classes; the model config must agree.
   const progress = new ProgressBar(process.stderr);
   const data = await loadRunData({
     data: config.data,
     dataDir: config.data_dir,
-    imageSize: resumedVit?.image_size ?? (await modelImageSize(config.model)),
+    imageSize: resumedVit?.image_size ?? (init ? ((overrides.image_size as number | undefined) ?? init.vit.image_size) : await modelImageSize(config.model)),
     valRatio: config.val_ratio,
     seed: config.seed,
     onBadImage: config.on_bad_image,
@@ -132,7 +150,7 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     ...progressPrinter(),
   });
   if (data.classes.length < 2) throw new CliError(`${config.data}: a classifier needs at least two classes, found ${data.classes.length} (${data.classes.join(', ')})`);
-  const vit = resumedVit ?? (await resolveVit(config.model, data.classes.length));
+  const vit = resumedVit ?? (init ? initConfig(init, data.classes.length, overrides) : await resolveVit(config.model, data.classes.length));
   if (vit.num_classes !== data.classes.length) throw new CliError(`the checkpoint's model has ${vit.num_classes} classes but the data has ${data.classes.length}`);
 
   const stop = { requested: false };
@@ -141,7 +159,7 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
   try {
     await fs.mkdir(out, { recursive: true });
     await fs.writeFile(path.join(out, 'train-config.json'), JSON.stringify({ ...config, model: vit }, null, 2) + '\n');
-    const result = await train({ config, vit, data, out, resume: !!flags.resume, log: (l) => progress.line(l), progress, stop });
+    const result = await train({ config, vit, data, out, resume: !!flags.resume, log: (l) => progress.line(l), progress, stop, init });
     if (result.interrupted) return 130; // as any interrupted program, though the checkpoint is saved
   } finally {
     process.off('SIGINT', onSigint);

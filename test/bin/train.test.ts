@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -129,7 +129,7 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
 
   r = await runCli([...base, '--recipe', 'fastest']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, seed; or give a .json file\)/);
+  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, finetune, seed; or give a .json file\)/);
 
 });
 
@@ -193,4 +193,36 @@ t.test('Ctrl-C twice: the first asks for a save after the step, the second quits
   onSigint();
   t.same(quits, [130], 'the second quits with 130');
   t.equal(said.length, 1);
+});
+
+t.test('fine-tune a Hugging Face DeiT checkpoint on a folder with other labels (--init, the finetune recipe)', async (t) => {
+  const dir = await tmpDir();
+  const data = path.join(dir, 'photos');
+  await writeImageFolder(colourDataset(30, 32, 3), data);
+  const deit = path.join(ROOT, 'test', 'fixtures', 'foreign', 'hf-deit');
+  const out = path.join(dir, 'run');
+  const r = await runCli(['train', '--init', deit, '--recipe', 'finetune', '--data', data, '--epochs', '3', '--batch-size', '9', '--device', 'cpu', '--out', out]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /starting from .*hf-deit \(hugging face checkpoint, DeiTForImageClassificationWithTeacher\)/);
+  t.match(r.stderr, /new classifiers for the 3 classes \(class0, class1, class2\): the checkpoint has its 5 classes \(apple, boat, cloud, … eagle\)/);
+  t.match(r.stderr, /the encoder is frozen for the first 2 epochs/);
+  t.match(r.stderr, /layer-wise lr decay 0\.75/);
+  t.match(r.stderr, /epoch 3\/3: train loss [\d.]+ acc [\d.]+%, val loss/);
+  const config = JSON.parse(await readFile(path.join(out, 'model', 'config.json'), 'utf8'));
+  t.equal(config.prefix_tokens, 2, 'the fine-tuned DeiT keeps its distillation token');
+  t.same(config.vit.mean, [0.485, 0.456, 0.406], "the checkpoint's normalization");
+
+  const wide = await runCli(['train', '--init', deit, '--data', data, '--model', '{"hidden_size": 64}', '--out', path.join(dir, 'wide')]);
+  t.equal(wide.code, 1);
+  assertOneLineError(t, wide.stderr, /--init: --model hidden_size 64: starting from .*hf-deit, the architecture is its own \(hidden_size 32\); only image_size, /);
+  const missing = await runCli(['train', '--init', path.join(dir, 'nothing'), '--data', data, '--out', path.join(dir, 'x')]);
+  t.equal(missing.code, 1);
+  assertOneLineError(t, missing.stderr, /--init: .*nothing: not found \(give a Hugging Face checkpoint folder, a vitrine model folder or a \.safetensors file\)/);
+  const swin = path.join(dir, 'swin');
+  await mkdir(swin);
+  await writeFile(path.join(swin, 'config.json'), JSON.stringify({ model_type: 'swin', architectures: ['SwinForImageClassification'] }));
+  await writeFile(path.join(swin, 'model.safetensors'), Buffer.alloc(16));
+  const x = await runCli(['export', '--checkpoint', swin, '--out', path.join(dir, 'y')]);
+  t.equal(x.code, 1);
+  assertOneLineError(t, x.stderr, /model_type "swin" is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints/);
 });

@@ -32,6 +32,17 @@ export const TrainConfigSchema = Type.Object(
       expects: 'a path or a JSON object',
       example: `<vit.json>|'{"hidden_size": 64, …}'`,
     }),
+    /** Starting weights: a Hugging Face ViT/DeiT checkpoint folder, a vitrine model folder or a run's
+     *  weights.safetensors ('' = random). The architecture is the checkpoint's (model may then set only
+     *  image_size, dropouts and drop_path_rate); the classifier is made anew when the labels differ. */
+    init: Type.String({ default: '', example: '<hf folder|model folder|weights.safetensors>' }),
+    /** 'encoder' trains only the classifier (a linear probe) for freeze_epochs, then everything. */
+    freeze: oneOf(['none', 'encoder'] as const, { default: 'none' }),
+    /** Epochs the encoder stays frozen (0 = the whole run). */
+    freeze_epochs: int(0, 0),
+    /** Layer-wise learning-rate decay (BEiT's): block i of L takes lr * layer_decay^(L - i), the
+     *  embeddings lr * layer_decay^(L + 1), the classifier and final norm lr (1 = off). */
+    layer_decay: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1, example: 'X' }),
     epochs: int(1, 100),
     batch_size: int(1, 256),
     optimizer: oneOf(['adamw', 'sgd'] as const, { default: 'adamw' }),

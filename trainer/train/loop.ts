@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { Rng } from '../nn/random.js';
 import { ViTConfig } from '../vit/config.js';
 import { ViT } from '../vit/model.js';
+import { InitSource, initModel } from '../vit/init.js';
 import { loadWeights, saveWeightsFile } from '../vit/weights.js';
 import { TrainConfig } from './config.js';
 import { RunState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -34,6 +35,8 @@ export interface TrainOptions {
   progress: ProgressBar;
   /** Set to true (e.g. by SIGINT) to stop after the current step with a checkpoint. */
   stop: { requested: boolean };
+  /** Starting weights (config.init, read): loaded into a fresh run; a resumed one has its checkpoint's. */
+  init?: InitSource;
 }
 
 export interface TrainResult {
@@ -84,7 +87,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const labels = data.classes;
 
   // Model and optimizer, fresh or from the checkpoint.
-  const model = new ViT(o.vit, c.seed);
+  let model = new ViT(o.vit, c.seed);
+  if (o.init && !o.resume) {
+    const started = initModel(o.init, o.vit, labels, c.seed);
+    model = started.model;
+    log(`starting from ${o.init.path} (${o.init.kind}${o.init.architecture ? `, ${o.init.architecture}` : ''})`);
+    for (const line of started.said) log(line);
+  }
   const optimizer = makeOptimizer(c);
   let state = freshState();
   let resumedOptimizer: ReadonlyMap<string, Float32Array> | null = null;
@@ -97,7 +106,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     log(`resuming from step ${state.step} (epoch ${state.epoch} done) in ${o.out}`);
   }
   const runner = new StepRunner(model, { device: c.device, threads: c.threads, log });
-  const params: OptimizerParam[] = runner.params.map((p) => ({ name: p.name, data: p.data, decay: c.decay_all || !isNoDecayParam(p.name, p.shape) }));
+  const layerScale = layerDecayScales(o.vit.num_hidden_layers, c.layer_decay);
+  const params: OptimizerParam[] = runner.params.map((p) => ({ name: p.name, data: p.data, decay: c.decay_all || !isNoDecayParam(p.name, p.shape), lrScale: layerScale(p.name) }));
+  const scales = params.map((p) => p.lrScale!);
+  /** Frozen parameters take no update (the encoder under --freeze encoder, for freeze_epochs). */
+  const freezeFor = (epoch: number) => {
+    const frozen = c.freeze === 'encoder' && (c.freeze_epochs === 0 || epoch < c.freeze_epochs);
+    params.forEach((p, i) => (p.lrScale = frozen && !isHead(p.name) ? 0 : scales[i]));
+  };
+  if (c.freeze === 'encoder') log(`the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params.filter((p) => isHead(p.name)).map((p) => p.name).join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`);
+  if (c.layer_decay < 1) log(`layer-wise lr decay ${c.layer_decay}: the embeddings at ${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last block at ${c.layer_decay} x lr, the classifier at lr`);
   const ema = c.ema_decay > 0 ? new WeightAverage(c.ema_decay, params) : null;
   if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
 
@@ -162,6 +180,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }
 
       // Update: the optimizer over the parameter arrays.
+      freezeFor(state.epoch);
       optimizer.step(params, r.grads, lr);
       ema?.update(params);
       state.step++;
@@ -208,6 +227,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   const modelDir = await finishRun(run);
   return { state, interrupted, modelDir, checkpoint: checkpointFile };
+}
+
+/** The classifier heads: what a frozen encoder leaves to train. */
+const isHead = (name: string) => /^(classifier|distillation_classifier)\./.test(name);
+
+/** Layer-wise learning-rate decay (BEiT, Bao et al. 2021): layer ids 0 (embeddings), 1…L (blocks),
+ *  L+1 (final norm, heads); a parameter of layer id takes decay^(L + 1 - id) of the rate. */
+export function layerDecayScales(layers: number, decay: number): (name: string) => number {
+  return (name) => {
+    if (decay === 1) return 1;
+    const block = /^encoder\.blocks\.(\d+)\./.exec(name);
+    const id = name.startsWith('embedding.') ? 0 : block ? Number(block[1]) + 1 : layers + 1;
+    return decay ** (layers + 1 - id);
+  };
 }
 
 /** What the epoch's end and the run's end work on. */

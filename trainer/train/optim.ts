@@ -1,13 +1,18 @@
 // Optimizers over the parameter arrays, in plain TypeScript (float64 arithmetic, float32 storage).
 // AdamW follows torch.optim.AdamW (decoupled weight decay: p -= lr * wd * p, then the Adam step with
 // bias correction); SGD follows torch.optim.SGD (L2 weight decay added to the gradient, momentum
-// buffer initialized with the first gradient, optional Nesterov).
+// buffer initialized with the first gradient, optional Nesterov). A parameter's lrScale multiplies the
+// rate for it (layer-wise decay, as torch's parameter groups with their own lr); at 0 the parameter is
+// frozen: not updated, its state untouched, and AdamW counts its steps apart (torch keeps a step per
+// parameter), so its bias correction starts afresh when it thaws.
 
 export interface OptimizerParam {
   name: string;
   data: Float32Array;
   /** False for parameters exempt from weight decay. */
   decay: boolean;
+  /** The share of the learning rate this parameter takes (default 1; 0 freezes it). */
+  lrScale?: number;
 }
 
 export interface Optimizer {
@@ -31,15 +36,24 @@ export class AdamW implements Optimizer {
   steps = 0;
   private readonly m = new Map<string, Float32Array>();
   private readonly v = new Map<string, Float32Array>();
+  /** Steps a frozen parameter sat out: its own step count is steps minus these. */
+  private readonly skipped = new Map<string, number>();
 
   constructor(readonly o: AdamWOptions) {}
 
-  step(params: readonly OptimizerParam[], grads: readonly Float32Array[], lr: number): void {
+  step(params: readonly OptimizerParam[], grads: readonly Float32Array[], baseLr: number): void {
     this.steps++;
     const [b1, b2] = this.o.betas;
-    const c1 = 1 - b1 ** this.steps;
-    const c2 = 1 - b2 ** this.steps;
     params.forEach((p, k) => {
+      const scale = p.lrScale ?? 1;
+      if (scale === 0) {
+        this.skipped.set(p.name, (this.skipped.get(p.name) ?? 0) + 1);
+        return;
+      }
+      const lr = baseLr * scale;
+      const t = this.steps - (this.skipped.get(p.name) ?? 0);
+      const c1 = 1 - b1 ** t;
+      const c2 = 1 - b2 ** t;
       const g = grads[k];
       const m = this.m.get(p.name) ?? this.m.set(p.name, new Float32Array(p.data.length)).get(p.name)!;
       const v = this.v.get(p.name) ?? this.v.set(p.name, new Float32Array(p.data.length)).get(p.name)!;
@@ -58,13 +72,15 @@ export class AdamW implements Optimizer {
     const out = new Map<string, Float32Array>();
     for (const [n, a] of this.m) out.set(`optimizer.exp_avg.${n}`, a);
     for (const [n, a] of this.v) out.set(`optimizer.exp_avg_sq.${n}`, a);
+    for (const [n, k] of this.skipped) out.set(`optimizer.skipped_steps.${n}`, Float32Array.of(k));
     return out;
   }
 
   loadState(state: ReadonlyMap<string, Float32Array>, steps: number): void {
     this.steps = steps;
     for (const [key, a] of state) {
-      if (key.startsWith('optimizer.exp_avg_sq.')) this.v.set(key.slice('optimizer.exp_avg_sq.'.length), Float32Array.from(a));
+      if (key.startsWith('optimizer.skipped_steps.')) this.skipped.set(key.slice('optimizer.skipped_steps.'.length), a[0]);
+      else if (key.startsWith('optimizer.exp_avg_sq.')) this.v.set(key.slice('optimizer.exp_avg_sq.'.length), Float32Array.from(a));
       else if (key.startsWith('optimizer.exp_avg.')) this.m.set(key.slice('optimizer.exp_avg.'.length), Float32Array.from(a));
     }
   }
@@ -83,10 +99,13 @@ export class SGD implements Optimizer {
 
   constructor(readonly o: SGDOptions) {}
 
-  step(params: readonly OptimizerParam[], grads: readonly Float32Array[], lr: number): void {
+  step(params: readonly OptimizerParam[], grads: readonly Float32Array[], baseLr: number): void {
     this.steps++;
     const { momentum: mu, nesterov } = this.o;
     params.forEach((p, k) => {
+      const scale = p.lrScale ?? 1;
+      if (scale === 0) return;
+      const lr = baseLr * scale;
       const g = grads[k];
       const d = p.data;
       const wd = p.decay ? this.o.weightDecay : 0;
@@ -116,5 +135,5 @@ export class SGD implements Optimizer {
 
 /** 1-D parameters (biases, layer norms) and the embeddings; exempt from decay when asked. */
 export function isNoDecayParam(name: string, shape: readonly number[]): boolean {
-  return shape.length === 1 || name.endsWith('cls_token') || name.endsWith('position_embeddings');
+  return shape.length === 1 || name.endsWith('cls_token') || name.endsWith('distillation_token') || name.endsWith('position_embeddings');
 }
