@@ -53,3 +53,11 @@ for (const name of (await readdir(bundled, { withFileTypes: true })).filter((d) 
     await compare(t, bundled, name);
   });
 }
+
+t.test('Hugging Face ViT and DeiT checkpoints exported by vitrine run in transformers.js and agree with /classify', async (t) => {
+  const { exportCommand } = await import('../../bin/export.js');
+  const { tmpDir } = await import('../helpers/data.js');
+  const models = await tmpDir('vitrine-hf-export-');
+  for (const name of ['hf-deit', 'hf-vit']) await exportCommand(['--checkpoint', path.join(ROOT, 'test', 'fixtures', 'foreign', name), '--out', path.join(models, name)], () => {});
+  for (const name of ['hf-deit', 'hf-vit']) await t.test(name, (t) => compare(t, models, name));
+});
