@@ -3,7 +3,9 @@
 
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { PREPROCESSOR_FILE } from '../runtime/model-config.js';
+import { PREPROCESSOR_FILE, TrainingRecord } from '../runtime/model-config.js';
+import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
+import { trainingRecord } from '../trainer/train/checkpoint.js';
 import { RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
 import { readSafetensors } from '../trainer/io/safetensors.js';
 import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
@@ -67,6 +69,9 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
 
   const labels = flags.labels ? await parseLabels(flags.labels) : meta.labels ? (JSON.parse(meta.labels) as string[]) : defaultLabels(config.num_classes);
   if (labels.length !== config.num_classes) throw new CliError(`${labels.length} labels given for a model of ${config.num_classes} classes`);
-  const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out);
+  // a run's weights (weights, best or checkpoint) carry the run's data and split: eval then holds out
+  // what the run held out
+  const training = meta.training ? (JSON.parse(meta.training) as TrainingRecord) : meta.vitrine_run ? trainingRecord(mergeTrainConfig(DEFAULT_TRAIN, (JSON.parse(meta.vitrine_run) as { config?: Record<string, unknown> }).config ?? {}, `${flags.checkpoint} (vitrine_run)`)) : undefined;
+  const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { training });
   log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(flags.out, PREPROCESSOR_FILE)}`);
 }

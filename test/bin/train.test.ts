@@ -34,6 +34,12 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   const x = await runCli(['export', '--checkpoint', path.join(out, 'checkpoint.safetensors'), '--out', path.join(dir, 'exported')]);
   t.equal(x.code, 0, x.stderr);
   t.match(x.stdout, /exported \d+ parameters from .*checkpoint\.safetensors/);
+  // an export from any of the run's weight files carries its data and split: eval holds out the same 3
+  for (const [file, name] of [['checkpoint.safetensors', 'exported'], ['best.safetensors', 'best'], ['weights.safetensors', 'last']]) {
+    if (name !== 'exported') t.equal((await runCli(['export', '--checkpoint', path.join(out, file), '--out', path.join(dir, name)])).code, 0);
+    const ev = await runCli(['eval', '--model', path.join(dir, name), '--data', data, '--device', 'cpu']);
+    t.match(ev.stdout, /on the images held out by the seeded split \(val_ratio 0\.1, seed 0\) \(3 images, cpu\)/, `exported from ${file}: eval takes the held-out images`);
+  }
 
   // Resume with a different model config is refused; more epochs are allowed.
   const other = path.join(dir, 'other.json');

@@ -12,6 +12,7 @@ import { weightsToSave } from '../vit/weights.js';
 import { ViT } from '../vit/model.js';
 import { DEFAULT_TRAIN, TrainConfig, mergeTrainConfig } from './config.js';
 import { EpochMetrics } from './report.js';
+import { TrainingRecord } from '../../runtime/model-config.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const CHECKPOINT_JSON = 'checkpoint.json';
@@ -67,4 +68,10 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   const { config, ...state } = run;
   // keys added since the checkpoint was written take their defaults (which change nothing)
   return { vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`), train: mergeTrainConfig(DEFAULT_TRAIN, config, `${file} (vitrine_run)`), labels: JSON.parse(metadata.labels ?? '[]'), state: state as RunState, weights, optimizer };
+}
+
+/** What a model trained by this run records (config.json's `training`, the weights' metadata), so that
+ *  eval holds out the images the run held out, whichever file the model is exported from. */
+export function trainingRecord(c: TrainConfig): TrainingRecord {
+  return { data: c.data === 'cifar10' ? 'cifar10' : path.resolve(c.data), val_ratio: c.val_ratio, seed: c.seed };
 }

@@ -16,7 +16,7 @@ import { ViT } from '../vit/model.js';
 import { InitSource, initModel } from '../vit/init.js';
 import { loadWeights, saveWeightsFile } from '../vit/weights.js';
 import { TrainConfig } from './config.js';
-import { RunState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { RunState, loadCheckpoint, saveCheckpoint, trainingRecord } from './checkpoint.js';
 import { RunData } from './data.js';
 import { argmax, evaluate } from './evaluate.js';
 import { AdamW, Optimizer, OptimizerParam, SGD, isNoDecayParam } from './optim.js';
@@ -286,7 +286,7 @@ async function endEpoch(run: Run, lr: number, epochImages: number, epochS: numbe
   const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
   if (m.test_accuracy !== undefined && m.test_accuracy > bestSoFar) {
     // the best epoch's weights on the held-out images, kept beside the last ones
-    await saveWeightsFile(run.model, path.join(o.out, BEST_WEIGHTS), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(run.labels), epoch: String(m.epoch), accuracy: String(m.test_accuracy) });
+    await saveWeightsFile(run.model, path.join(o.out, BEST_WEIGHTS), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(run.labels), training: JSON.stringify(trainingRecord(c)), epoch: String(m.epoch), accuracy: String(m.test_accuracy) });
   }
   state.history.push(m);
   state.lossSum = state.correct = state.seen = 0;
@@ -312,9 +312,10 @@ async function finishRun(run: Run): Promise<string> {
     log(`exporting the average of the weights (ema_decay ${c.ema_decay}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);
   }
   // The trained model: weights alone, and the export the server serves.
-  await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels) });
+  const training = trainingRecord(c);
+  await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels), training: JSON.stringify(training) });
   const modelDir = path.join(o.out, 'model');
-  await exportModel(model, labels, modelDir, { training: { data: c.data === 'cifar10' ? 'cifar10' : path.resolve(c.data), val_ratio: c.val_ratio, seed: c.seed } });
+  await exportModel(model, labels, modelDir, { training });
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
   const evaluated = state.history.filter((h) => h.test_accuracy !== undefined);
   const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
