@@ -53,7 +53,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
       return logits.data;
     },
   );
-  if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.perClass[k]])), confusion: result.confusion }));
+  if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.confusion[k].some((n) => n > 0) ? result.perClass[k] : null])), confusion: result.confusion }));
   else log(`${flags.model} on ${which} (${count} images, ${session.provider}):\n${formatEvaluation(result, config.labels)}`);
 }
 

@@ -232,3 +232,38 @@ t.test('fine-tune a Hugging Face DeiT checkpoint on a folder with other labels (
   t.equal(x.code, 1);
   assertOneLineError(t, x.stderr, /model_type "swin" is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints/);
 });
+
+t.test('what a first run says, through the built command: the device line once, the images eval decodes, classes without images, a class of one image', async (t) => {
+  const dir = await tmpDir();
+  const data = path.join(dir, 'photos');
+  await writeImageFolder(colourDataset(24, 8, 3), data);
+  await mkdir(path.join(data, 'lonely'));
+  await writeImageFolder(colourDataset(1, 8, 1, 7), path.join(dir, 'one'));
+  const { rename } = await import('node:fs/promises');
+  await rename(path.join(dir, 'one', 'class0', '0.png'), path.join(data, 'lonely', '0.png'));
+  const model = path.join(dir, 'tiny.json');
+  await writeFile(model, TINY_MODEL);
+  const out = path.join(dir, 'run');
+  const r = await runCli(['train', '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--out', out], { built: true });
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stderr.match(/device auto: CUDA unavailable/g)?.length, 1, 'the device fallback is said once, though the run makes two sessions');
+  t.match(r.stderr, /warning: class 'lonely' has one image: none of it can be held out for validation, and a class needs several images to be learnt/);
+  t.notMatch(r.stderr, /decoding training images/, 'a folder decoded whole before its split is not called the training images');
+  t.match(r.stderr, /decoding images/);
+
+  // eval on a folder whose val/ lacks two of the classes: their accuracy is null, not 0
+  const split = path.join(dir, 'split');
+  await writeImageFolder(colourDataset(6, 8, 3), path.join(split, 'train'));
+  await writeImageFolder(colourDataset(4, 8, 2, 3), path.join(split, 'val'));
+  const e = await runCli(['eval', '--model', path.join(out, 'model'), '--data', split, '--json', '--device', 'cpu'], { built: true });
+  t.equal(e.code, 0, e.stderr);
+  const report = JSON.parse(e.stdout.trim().split('\n').at(-1)!);
+  t.equal(report.images, 4);
+  t.equal(report.per_class.class2, null, 'a class with no images has no accuracy');
+  t.equal(report.per_class.lonely, null);
+  t.type(report.per_class.class0, 'number');
+  t.match(e.stderr, /decoding validation images/);
+
+  const help = await runCli(['train', '--help'], { built: true });
+  t.match(help.stdout, /model\/ \(onnx\/model\.onnx, onnx\/relevance\.onnx, config\.json: ready to serve\)/);
+});

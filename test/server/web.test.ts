@@ -22,6 +22,10 @@ async function openPage(t: Test) {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // what the console shows as errors; failed requests by their URL (a missing favicon, say), less the
+  // API's answers to the bad inputs the tests send on purpose
+  page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(`console: ${m.text()}`));
+  page.on('response', (r) => r.status() >= 400 && !/\/attention\/|\/classify/.test(r.url()) && errors.push(`${r.status()} ${r.url()}`));
   return { page, errors };
 }
 
@@ -32,6 +36,8 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await page.goto(base);
   await page.waitForSelector('#model option', { state: 'attached' });
   t.match(await page.textContent('#model'), /vit-cifar10 \(cpu\)/, 'models listed');
+  // a favicon inline, so no browser asks the server for /favicon.ico (a 404 in the console)
+  t.match(await page.getAttribute('link[rel="icon"]', 'href'), /^data:image\/svg\+xml,/, 'the page carries its icon');
 
   // A bundled example.
   await page.click('#examples button[data-name="cat"]');

@@ -71,7 +71,9 @@ export async function decodeFile(file: string, g: Geometry): Promise<Uint8Array>
   return toChw(d.input, g.width, g.height);
 }
 
+/** `what`: the images' part ('training', 'validation'), or '' for a folder decoded whole before it is split. */
 async function decodeAll(files: readonly [string, number][], classes: string[], o: FolderOptions, what: string): Promise<ImageDataset> {
+  const which = what ? `${what} ` : '';
   const per = 3 * o.size * o.size;
   const geometry: Geometry = { width: o.size, height: o.size, fit: o.fit, resample: o.resample };
   const images = new Uint8Array(files.length * per);
@@ -96,12 +98,12 @@ async function decodeAll(files: readonly [string, number][], classes: string[], 
         }
         o.warn?.(`skipping ${file}: cannot decode (${reason})`);
       }
-      if (!failed) o.progress?.(`decoding ${what} images`, ++done, files.length);
+      if (!failed) o.progress?.(`decoding ${which}images`, ++done, files.length);
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   const keep = ok.flatMap((k, i) => (k ? [i] : []));
-  if (keep.length === 0) throw new Error(`no ${what} image could be decoded`);
+  if (keep.length === 0) throw new Error(`no ${which}image could be decoded`);
   return subset(makeDataset(images, labels, { channels: 3, height: o.size, width: o.size }, classes), keep);
 }
 
@@ -126,7 +128,7 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
   }
   const all = await listClasses(root);
   const classes = [...all.keys()];
-  const data = await decodeAll(flatten(all, classes), classes, o, 'training');
+  const data = await decodeAll(flatten(all, classes), classes, o, '');
   if (o.valRatio <= 0) return { classes, train: data, val: null, split: 'none' };
   // Stratified split: the same share of every class goes to validation.
   const rng = new Rng(o.seed ^ 0x5eed);
@@ -136,7 +138,9 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
     const members = [...data.labels.keys()].filter((i) => data.labels[i] === c);
     const order = rng.permutation(members.length);
     const nVal = members.length > 1 ? Math.max(1, Math.round(members.length * o.valRatio)) : 0;
+    if (members.length < 2) o.warn?.(`class '${classes[c]}' has ${members.length === 1 ? 'one image' : 'no image that decodes'}: none of it can be held out for validation, and a class needs several images to be learnt`);
     order.forEach((k, j) => (j < nVal ? valIdx : trainIdx).push(members[k]));
   }
+  if (valIdx.length === 0) o.warn?.(`no image is held out for validation (val_ratio ${o.valRatio} of ${data.count} images): the run can report no held-out accuracy`);
   return { classes, train: subset(data, trainIdx), val: valIdx.length > 0 ? subset(data, valIdx) : null, split: valIdx.length > 0 ? 'seeded' : 'none' };
 }

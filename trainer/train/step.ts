@@ -27,12 +27,20 @@ export class StepRunner {
   readonly params: Parameter[];
   private train: { graph: OrtGraph; masks: DropoutMask[] } | null = null;
   private forward: OrtGraph | null = null;
+  /** What the sessions say (the device fallback), said once though two sessions are made. */
+  private readonly log: (line: string) => void;
 
   constructor(
     readonly model: ViT,
     readonly o: RunnerOptions,
   ) {
     this.params = model.namedParameters().map(([, p]) => p);
+    const said = new Set<string>();
+    this.log = (line) => {
+      if (said.has(line)) return;
+      said.add(line);
+      o.log?.(line);
+    };
   }
 
   get provider(): string {
@@ -55,7 +63,7 @@ export class StepRunner {
         this.params.map((p) => nodes.get(p) ?? ctx.p(p)),
       );
       const outputs: [string, Tensor][] = [['loss', loss], ['logits', logits], ...grads.map((g, i): [string, Tensor] => [`grad.${this.params[i].name}`, g])];
-      const graph = await OrtGraph.create({ outputs, device: this.o.device, threads: this.o.threads || undefined, log: this.o.log, graphName: 'vit_train_step' });
+      const graph = await OrtGraph.create({ outputs, device: this.o.device, threads: this.o.threads || undefined, graphName: 'vit_train_step', log: this.log });
       this.train = { graph, masks: ctx.masks };
     }
     return this.train;
@@ -89,7 +97,7 @@ export class StepRunner {
     if (!this.forward) {
       const ctx = new GraphContext(false);
       const { logits } = this.model.forward(ctx, pixelInput(c));
-      this.forward = await OrtGraph.create({ outputs: [['logits', logits]], device: this.o.device, threads: this.o.threads || undefined, log: this.o.log, graphName: 'vit_eval' });
+      this.forward = await OrtGraph.create({ outputs: [['logits', logits]], device: this.o.device, threads: this.o.threads || undefined, log: this.log, graphName: 'vit_eval' });
     }
     const out = await this.forward.run({ ...this.paramFeeds(), [INPUT_NAME]: { data: pixels, dims: pixelDims(c, n) } });
     return out.logits.data;
