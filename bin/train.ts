@@ -4,7 +4,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../trainer/train/checkpoint.js';
 import { DEFAULT_TRAIN, TRAIN_KEYS, TrainConfig, TrainConfigSchema, flagValue, mergeTrainConfig } from '../trainer/train/config.js';
-import { loadRunData } from '../trainer/train/data.js';
+import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { recipeFile, recipeNames } from '../trainer/train/recipes.js';
 import { train } from '../trainer/train/loop.js';
 import { ProgressBar } from '../trainer/train/report.js';
@@ -24,7 +24,9 @@ export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--
   end weights.safetensors and model/ (onnx/model.onnx, onnx/relevance.onnx, config.json: ready to serve).
   Recipes: seed (the seed post's settings), cifar10, cifar10-aa (with AutoAugment), cifar10-ra (the bundled
   vit-cifar10's), cct-cifar10 (the bundled cct-cifar10's: a convolutional tokenizer), finetune (from --init:
-  a linear probe first, then everything at a low rate with layer-wise decay), or a .json file of keys.
+  a linear probe first, then everything at a low rate with layer-wise decay; the default with --init),
+  folder (the default for a folder of your own images: a compact transformer, the batch chosen for the
+  folder's size), or a .json file of keys.
   --init <Hugging Face ViT/DeiT folder | model folder | weights.safetensors> starts from its weights and
   architecture; the classifier is made anew when the data's labels differ from the checkpoint's.
   Keys (flags use dashes):
@@ -89,6 +91,7 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
   let config: TrainConfig;
   let out: string;
   let resumedVit: ViTConfig | null = null;
+  let implied: 'folder' | 'finetune' | null = null;
   if (flags.resume) {
     if (!flags.out) throw new CliError('--resume needs --out <the run folder>', 2);
     out = flags.out as string;
@@ -115,7 +118,13 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     config = mergeTrainConfig(ck.train, given, 'flags');
     resumedVit = ck.vit;
   } else {
-    const recipe = flags.recipe ? await readRecipe(flags.recipe as string) : {};
+    // No recipe named: a folder of one's own images gets the folder recipe (its batch size chosen for
+    // the folder once it is read), a run from --init the finetune recipe; CIFAR-10 the defaults.
+    const initGiven = given.init !== undefined;
+    const dataGiven = (given.data as string | undefined) ?? 'cifar10';
+    const ownFolder = dataGiven !== 'cifar10' && !isCifarBinary(dataGiven);
+    implied = flags.recipe ? null : initGiven ? 'finetune' : ownFolder ? 'folder' : null;
+    const recipe = flags.recipe ? await readRecipe(flags.recipe as string) : implied ? await readRecipe(implied) : {};
     const fromRecipe = usage(() => mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, recipe, `recipe ${flags.recipe}`));
     config = usage(() => mergeTrainConfig(fromRecipe, given, 'flags'));
     out = (flags.out as string | undefined) ?? path.join('runs', `${flags.recipe ? path.basename(flags.recipe as string, '.json') : 'train'}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`);
@@ -149,6 +158,12 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     limitEval: config.limit_eval,
     ...progressPrinter(),
   });
+  if (implied === 'folder') {
+    const chosen = given.batch_size === undefined;
+    if (chosen) config = { ...config, batch_size: folderBatch(data.train.count) };
+    const batch = Math.min(config.batch_size, data.train.count);
+    progress.line(`a folder of ${data.train.count} training images and no --recipe: the folder recipe (a compact transformer with a convolutional tokenizer; ${config.epochs} epochs of AdamW at lr ${config.lr}, warmup and cosine, flips, crops, RandAugment) at batch ${batch}${chosen ? ", chosen for the folder's size" : ''}, ${Math.floor(data.train.count / batch)} steps an epoch; --recipe or flags change it`);
+  } else if (implied) progress.line(`no --recipe: the ${implied} recipe (a linear probe first, then everything with layer-wise decay); --recipe or flags change it`);
   if (data.classes.length < 2) throw new CliError(`${config.data}: a classifier needs at least two classes, found ${data.classes.length} (${data.classes.join(', ')})`);
   const vit = resumedVit ?? (init ? initConfig(init, data.classes.length, overrides) : await resolveVit(config.model, data.classes.length));
   if (vit.num_classes !== data.classes.length) throw new CliError(`the checkpoint's model has ${vit.num_classes} classes but the data has ${data.classes.length}`);
@@ -164,6 +179,12 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+/** The folder recipe's batch: a power of two near an eighth of the training images, 8 to 128, so a
+ *  small folder gets several steps an epoch (and a large one the batch CIFAR-10's recipes use). */
+export function folderBatch(images: number): number {
+  return Math.min(128, Math.max(8, 2 ** Math.floor(Math.log2(Math.max(1, images / 8)))));
 }
 
 /** Ctrl-C: the first asks the run to stop after its step and save; the second quits at once, without

@@ -135,7 +135,7 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
 
   r = await runCli([...base, '--recipe', 'fastest']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, finetune, seed; or give a .json file\)/);
+  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, finetune, folder, seed; or give a .json file\)/);
 
 });
 
@@ -246,6 +246,7 @@ t.test('what a first run says, through the built command: the device line once, 
   const out = path.join(dir, 'run');
   const r = await runCli(['train', '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--out', out], { built: true });
   t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /a folder of 22 training images and no --recipe: the folder recipe \(a compact transformer with a convolutional tokenizer; 1 epochs? of AdamW at lr 0\.002, warmup and cosine, flips, crops, RandAugment\) at batch 8, 2 steps an epoch; --recipe or flags change it/);
   t.equal(r.stderr.match(/device auto: CUDA unavailable/g)?.length, 1, 'the device fallback is said once, though the run makes two sessions');
   t.match(r.stderr, /warning: class 'lonely' has one image: none of it can be held out for validation, and a class needs several images to be learnt/);
   t.notMatch(r.stderr, /decoding training images/, 'a folder decoded whole before its split is not called the training images');
@@ -266,4 +267,9 @@ t.test('what a first run says, through the built command: the device line once, 
 
   const help = await runCli(['train', '--help'], { built: true });
   t.match(help.stdout, /model\/ \(onnx\/model\.onnx, onnx\/relevance\.onnx, config\.json: ready to serve\)/);
+});
+
+t.test("the folder recipe's batch: a power of two near an eighth of the training images, 8 to 128", async (t) => {
+  const { folderBatch } = await import('../../bin/train.js');
+  t.same([10, 64, 195, 500, 1000, 50000].map(folderBatch), [8, 8, 16, 32, 64, 128]);
 });
