@@ -13,6 +13,7 @@ import { ViT } from '../trainer/vit/model.js';
 import { loadWeights } from '../trainer/vit/weights.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
+import { copyRunFiles, writeFolderCard } from './card.js';
 
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
   Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
@@ -73,5 +74,9 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
   // what the run held out
   const training = meta.training ? (JSON.parse(meta.training) as TrainingRecord) : meta.vitrine_run ? trainingRecord(mergeTrainConfig(DEFAULT_TRAIN, (JSON.parse(meta.vitrine_run) as { config?: Record<string, unknown> }).config ?? {}, `${flags.checkpoint} (vitrine_run)`)) : undefined;
   const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { training });
+  // exported from a run: its recipe, epochs and curves come along, and the folder gets its card
+  if (checkpoint && training && (await copyRunFiles(path.dirname(flags.checkpoint!), flags.out))) {
+    log(`model card: ${await writeFolderCard(flags.out, { name: path.basename(path.resolve(flags.out)) })}`);
+  }
   log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(flags.out, PREPROCESSOR_FILE)}`);
 }

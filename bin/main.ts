@@ -8,6 +8,7 @@ commands:
   export   write an ONNX model (logits + attention maps) and its config.json
   import   a ViT exported by torch.onnx or optimum -> a model folder with attention and relevance maps
   eval     accuracy, per-class accuracy and confusion matrix of an exported model
+  card     (re)write a model folder's README.md, its model card, from the folder's files
   serve    the inference server: web page, /classify, /attention/:id, /metrics
 run 'vitrine <command> --help' for its flags`;
 
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   export: async () => (await import('./export.js')).exportCommand,
   import: async () => (await import('./import.js')).importCommand,
   eval: async () => (await import('./eval.js')).evalCommand,
+  card: async () => (await import('./card.js')).cardCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
 };
 

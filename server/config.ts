@@ -20,7 +20,7 @@ const int = (minimum: number, maximum: number, def: number, description: string,
  */
 export const ServeConfigSchema = Type.Object({
   models: Type.String({ default: 'models', description: 'Folder of model folders (each with config.json and an ONNX graph).' }),
-  // the more accurate of the bundled models (their MODEL_CARD.md files have the figures)
+  // the more accurate of the bundled models (their README.md model cards have the figures)
   defaultModel: Type.String({ default: 'cct-cifar10', description: 'The model /classify uses when none is named.' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, env: ['PORT'] }),
   host: Type.String({ default: '0.0.0.0', env: ['HOST'] }),

@@ -265,6 +265,22 @@ t.test('what a first run says, through the built command: the device line once, 
   t.type(report.per_class.class0, 'number');
   t.match(e.stderr, /decoding validation images/);
 
+  // the run's model card, and the same card regenerated from the folder alone
+  const card = await readFile(path.join(out, 'model', 'README.md'), 'utf8');
+  t.match(card, /^---\nlibrary_name: vitrine\npipeline_tag: image-classification\ntags:\n- image-classification\n/, "Hugging Face's model-card metadata first");
+  t.match(card, /model-index:\n- name: "run"\n[\s\S]*type: imagefolder\n[\s\S]*- type: accuracy\n      value: [\d.]+\n      name: "accuracy on \d+ held-out images"/);
+  for (const heading of ['## Architecture', '## Recipe', '## Data and split', '## Held-out accuracy', '## Training', '## Curves', '## Files']) t.ok(card.includes(`\n${heading}\n`), heading);
+  for (const c of ['class0', 'class1', 'class2']) t.match(card, new RegExp(`\\| ${c} \\| [\\d.]+% \\| \\d \\|`), `${c}'s row`);
+  t.match(card, /\| lonely \| — \| 0 \|/, 'a class with nothing held out has no accuracy');
+  t.match(card, /- 1 epoch \(2 steps\) in \d+:\d\d of wall time, evaluations included; median \d+ training images\/s/);
+  t.ok(existsSync(path.join(out, 'model', 'curves.svg')) && existsSync(path.join(out, 'model', 'train-config.json')), 'the files the card is made from are in the folder');
+  const again = await runCli(['card', '--model', path.join(out, 'model'), '--name', 'run'], { built: true });
+  t.equal(again.code, 0, again.stderr);
+  t.equal(await readFile(path.join(out, 'model', 'README.md'), 'utf8'), card, 'vitrine card writes the same card from the folder');
+  const best = await runCli(['export', '--checkpoint', path.join(out, 'best.safetensors'), '--out', path.join(dir, 'best')], { built: true });
+  t.equal(best.code, 0, best.stderr);
+  t.match(await readFile(path.join(dir, 'best', 'README.md'), 'utf8'), /^---\nlibrary_name: vitrine[\s\S]*# best\n[\s\S]*## Held-out accuracy/, 'an export from the run gets its card');
+
   const help = await runCli(['train', '--help'], { built: true });
   t.match(help.stdout, /model\/ \(onnx\/model\.onnx, onnx\/relevance\.onnx, config\.json: ready to serve\)/);
 });

@@ -3,12 +3,14 @@
 // seeded by (seed, what, step or epoch), so a run resumed from any checkpoint replays exactly what the
 // uninterrupted run would have done.
 
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AugmentOptions } from '../data/augment.js';
 import { BatchLoader, Batch } from '../data/loader.js';
 import { ImageDataset } from '../data/dataset.js';
 import { exportModel } from '../export.js';
+import { CARD_FILE, CARD_SOURCES, cardSources, renderModelCard } from '../card.js';
+import { readModelConfig } from '../../runtime/model-config.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Rng } from '../nn/random.js';
 import { ViTConfig } from '../vit/config.js';
@@ -229,6 +231,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   return { state, interrupted, modelDir, checkpoint: checkpointFile };
 }
 
+/** The model card of the run's model/: its recipe, epochs and curves copied beside it (so that
+ *  `vitrine card` can regenerate the card from the folder alone), the exported weights evaluated on
+ *  the held-out images for the per-class table. */
+async function writeRunCard(run: Run, modelDir: string): Promise<void> {
+  const { o, model, runner } = run;
+  for (const f of [CARD_SOURCES.train, CARD_SOURCES.metrics, CARD_SOURCES.curves]) {
+    if (existsSync(path.join(o.out, f))) await fs.copyFile(path.join(o.out, f), path.join(modelDir, f));
+  }
+  const evaluation = o.data.eval ? { result: await evaluate((px, n) => runner.logits(px, n), o.data.eval, { mean: o.vit.mean, std: o.vit.std }), which: o.data.evalDescription } : null;
+  const config = await readModelConfig(modelDir);
+  const card = renderModelCard({ name: path.basename(path.resolve(o.out)), config, parameters: model.parameterCount(), evaluation, ...(await cardSources(modelDir)) });
+  await writeFileAtomic(path.join(modelDir, CARD_FILE), card);
+}
+
 /** The classifier heads: what a frozen encoder leaves to train. */
 const isHead = (name: string) => /^(classifier|distillation_classifier)\./.test(name);
 
@@ -316,6 +332,7 @@ async function finishRun(run: Run): Promise<string> {
   await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels), training: JSON.stringify(training) });
   const modelDir = path.join(o.out, 'model');
   await exportModel(model, labels, modelDir, { training });
+  await writeRunCard(run, modelDir);
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
   const evaluated = state.history.filter((h) => h.test_accuracy !== undefined);
   const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
