@@ -18,11 +18,10 @@ import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BatchLoader } from '../trainer/data/loader.js';
 import { makeDataset } from '../trainer/data/dataset.js';
 import { ensureCifar10 } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
-import { AdamW } from '../trainer/train/optim.js';
+import { timeSteps } from './steps.js';
 import { StepRunner } from '../trainer/train/step.js';
 import { parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
@@ -95,23 +94,7 @@ async function speed(): Promise<void> {
   const data = makeDataset(Uint8Array.from({ length: count * pixels }, () => rng.int(256)), Uint16Array.from({ length: count }, () => rng.int(1000)), { channels: 3, height: 224, width: 224 }, Array.from({ length: 1000 }, (_, i) => String(i)));
   const model = new ViT(config, 0);
   const runner = new StepRunner(model, { device: 'cpu', threads: 0 });
-  const optimizer = new AdamW({ weightDecay: 0.05, betas: [0.9, 0.999], eps: 1e-8 });
-  const params = runner.params.map((p) => ({ name: p.name, data: p.data, decay: true }));
-  const loader = new BatchLoader(data, { mean: config.mean, std: config.std, numClasses: 1000, labelSmoothing: 0.1, augment: { cropPadding: 0, flip: true } });
-  const indices = (s: number) => Uint32Array.from({ length: batch }, (_, i) => (s * batch + i) % count);
-  const warmup = 2;
-  let pending = loader.request(indices(0), new Rng(0).state);
-  let start = 0;
-  for (let s = 0; s < warmup + steps; s++) {
-    if (s === warmup) start = performance.now();
-    const b = await pending;
-    pending = loader.request(indices(s + 1), new Rng(s + 1).state);
-    const r = await runner.step(b.pixels, b.targets, b.size, rng);
-    optimizer.step(params, r.grads, 5e-4);
-  }
-  const s = (performance.now() - start) / 1000;
-  await pending;
-  await loader.close();
+  const s = await timeSteps({ runner, data, batch, warmup: 2, steps, lr: 5e-4, weightDecay: 0.05, loader: { mean: config.mean, std: config.std, numClasses: 1000, labelSmoothing: 0.1, augment: { cropPadding: 0, flip: true } } });
   console.log(JSON.stringify({ bench: 'finetune-step', runner: 'onnxruntime-cpu', model: 'deit-tiny-224', parameters: model.parameterCount(), batch, images_per_s: +((steps * batch) / s).toFixed(2), ms_per_step: +((s / steps) * 1000).toFixed(1), steps, cores }));
 
   // PyTorch at its best, as bench:train runs it (OpenBLAS, the machine's OpenBLAS overrides removed).

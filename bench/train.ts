@@ -9,10 +9,9 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BatchLoader } from '../trainer/data/loader.js';
 import { makeDataset } from '../trainer/data/dataset.js';
 import { Rng } from '../trainer/nn/random.js';
-import { AdamW } from '../trainer/train/optim.js';
+import { timeSteps } from './steps.js';
 import { StepRunner } from '../trainer/train/step.js';
 import { SEED_CONFIG, parseViTConfig } from '../trainer/vit/config.js';
 import { recipeFile } from '../trainer/train/recipes.js';
@@ -43,24 +42,7 @@ const data = makeDataset(
 );
 const model = new ViT(config, 0);
 const runner = new StepRunner(model, { device: 'cpu', threads: 0 });
-const optimizer = new AdamW({ weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8 });
-const params = runner.params.map((p) => ({ name: p.name, data: p.data, decay: true }));
-const loader = new BatchLoader(data, { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment: { cropPadding: 4, flip: true } });
-const indices = (s: number) => Uint32Array.from({ length: batch }, (_, i) => (s * batch + i) % count);
-
-const warmup = 3;
-let pending = loader.request(indices(0), new Rng(0).state);
-let start = 0;
-for (let s = 0; s < warmup + steps; s++) {
-  if (s === warmup) start = performance.now();
-  const b = await pending;
-  pending = loader.request(indices(s + 1), new Rng(s + 1).state);
-  const r = await runner.step(b.pixels, b.targets, b.size, rng);
-  optimizer.step(params, r.grads, 0.001);
-}
-const trainS = (performance.now() - start) / 1000;
-await pending;
-await loader.close();
+const trainS = await timeSteps({ runner, data, batch, warmup: 3, steps, lr: 0.001, weightDecay: 0.01, loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment: { cropPadding: 4, flip: true } } });
 console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores }));
 
 const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());

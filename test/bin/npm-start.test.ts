@@ -6,28 +6,17 @@ import { spawn } from 'node:child_process';
 import t from 'tap';
 import { ROOT } from '../helpers/cli.js';
 import { testModels } from '../helpers/server.js';
+import { servingUrl } from '../helpers/wait.js';
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`${signal} to npm start drains and stops the server`, async (t) => {
     const models = await testModels();
     const npm = spawn('npm', ['start', '--silent', '--', '--models', models, '--port', '0', '--host', '127.0.0.1', '--workers', '1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
     const exited = new Promise<[number | null, string | null]>((r) => npm.on('exit', (code, sig) => r([code, sig])));
-    const base = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`npm start did not start the server: ${log}`)), 60_000);
-      const onData = (d: Buffer) => {
-        log += d;
-        const m = /serving .* on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      };
-      npm.stdout.on('data', onData);
-      npm.stderr.on('data', onData);
-    });
+    const serving = servingUrl(npm, 'npm start');
+    const base = await serving.url;
     t.equal((await fetch(`${base}/healthz`)).status, 200, 'serving through npm start');
-    const pid = Number(/"pid":(\d+)/.exec(log)?.[1]);
+    const pid = Number(/"pid":(\d+)/.exec(serving.log())?.[1]);
     t.teardown(() => {
       // when the test fails, leave nothing running (an orphaned server holds the pipes open)
       npm.stdout.destroy();
@@ -39,7 +28,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     t.ok(pid > 0 && pid !== npm.pid, `the server is npm's child (pid ${pid})`);
     npm.kill(signal);
     t.same(await exited, [0, null], 'npm exits 0 once the server has');
-    t.match(log, new RegExp(`${signal}: draining and shutting down`));
+    t.match(serving.log(), new RegExp(`${signal}: draining and shutting down`));
     await t.rejects(fetch(`${base}/healthz`), 'nothing answers any more');
     t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, 'the server process is gone');
   });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import t from 'tap';
 import { ROOT } from '../helpers/cli.js';
 import { testImage, testModels } from '../helpers/server.js';
-import { until } from '../helpers/wait.js';
+import { servingUrl, until } from '../helpers/wait.js';
 
 t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
   const models = await testModels();
@@ -15,21 +15,9 @@ t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let log = '';
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const base = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), 60_000);
-    const onData = (d: Buffer) => {
-      log += d;
-      const m = /serving .* on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-  });
+  const serving = servingUrl(child, 'the server');
+  const base = await serving.url;
   const img = await testImage();
   const requests = Array.from({ length: 12 }, () => fetch(`${base}/classify`, { method: 'POST', body: img, headers: { 'content-type': 'image/png' } }).then((r) => r.status));
   // Until all twelve have reached the server (in flight, less this /metrics request).
@@ -47,6 +35,6 @@ t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
   const statuses = await Promise.all(requests);
   t.same(statuses, new Array(12).fill(200), 'every in-flight request answered 200');
   t.equal(await exited, 0, 'exit status 0');
-  t.match(log, /SIGTERM: draining and shutting down/);
+  t.match(serving.log(), /SIGTERM: draining and shutting down/);
   await t.rejects(fetch(`${base}/healthz`), 'no longer listening');
 });

@@ -1,0 +1,48 @@
+// What a served foreign model must answer for the fixtures' three images (served.* in a folder's
+// reference.safetensors, written by test/fixtures/make-foreign-vits.py): PyTorch's logits, and its
+// rollout and relevance maps for the predicted class.
+
+import path from 'node:path';
+import sharp from 'sharp';
+import type { FastifyInstance } from 'fastify';
+import type { Test } from 'tap';
+import { readSafetensors } from '../../trainer/io/safetensors.js';
+import { multipart } from './server.js';
+
+/** Values scaled to a maximum of 1, as the service's grids are. */
+const scaled = (v: ArrayLike<number>) => {
+  const max = Math.max(...Array.from(v));
+  return Array.from(v, (x) => x / max);
+};
+const worst = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+
+/** POSTs the three images to /classify?model=<name> and compares with the reference in `fixture`. */
+export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name: string, fixture: string): Promise<void> {
+  const ref = (await readSafetensors(path.join(fixture, 'reference.safetensors'))).tensors;
+  const images = ref.get('served.images')!.data;
+  const logits = ref.get('served.logits')!.data;
+  for (let i = 0; i < 3; i++) {
+    const bytes = Buffer.from(Uint8Array.from(images.subarray(i * 32 * 32 * 3, (i + 1) * 32 * 32 * 3)));
+    const png = await sharp(bytes, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+    const r = await app.inject({ method: 'POST', url: `/classify?model=${name}`, ...multipart('image', png) });
+    t.equal(r.statusCode, 200, r.statusCode === 200 ? `${name} image ${i}: answered` : r.body);
+    const body = r.json();
+    const want = Array.from(logits.subarray(i * 5, (i + 1) * 5));
+    const d = worst(body.logits, want);
+    t.ok(d <= 1e-4, `${name} image ${i}: logits within 1e-4 of PyTorch's (${d.toExponential(2)})`);
+    t.equal(body.predictions[0].index, want.indexOf(Math.max(...want)));
+    t.same(body.attention.grid, [4, 4]);
+    for (const method of ['rollout', 'relevance'] as const) {
+      const a = await app.inject(`/attention/${body.id}?method=${method}&format=json`);
+      t.equal(a.statusCode, 200, a.body);
+      const got = (a.json().values as number[][]).flat();
+      const map = scaled(ref.get(`served.${method}`)!.data.subarray(i * 16, (i + 1) * 16));
+      const dm = worst(got, map);
+      const spread = Math.max(...map) - Math.min(...map);
+      t.ok(dm <= 1e-3 && spread > 0.2, `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after scaling (${dm.toExponential(2)}; values spread over ${spread.toFixed(2)})`);
+      if (method === 'relevance') t.equal(a.json().class_index, body.predictions[0].index, 'for the predicted class');
+    }
+    const heat = await app.inject(`/attention/${body.id}?method=relevance`);
+    t.equal(heat.headers['content-type'], 'image/png');
+  }
+}
