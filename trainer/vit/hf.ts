@@ -244,11 +244,20 @@ export async function readHfCheckpoint(dir: string): Promise<HfCheckpoint> {
   const labels = head === 'none' ? [] : labelsOf(raw);
   if (head !== 'none' && labels.length === 0) throw new Error(`${configFile}: a ${architecture} needs id2label (its classes)`);
   const processorFile = path.join(dir, PREPROCESSOR_FILE);
-  const processor = existsSync(processorFile) ? await readJson(processorFile) : undefined;
+  const read = existsSync(processorFile) ? await readJson(processorFile) : undefined;
+  const notes: string[] = [];
+  // DeiT's processor resizes (to 256) and center-crops (to 224): the model's input is the crop. The
+  // service cover-crops to the input size instead, keeping the margin the processor cuts (said).
+  const crop = read?.do_center_crop === true && read.crop_size !== undefined ? read.crop_size : undefined;
+  const processor = read && crop !== undefined ? { ...read, size: crop } : read;
   let preprocessing: ModelConfig | null = null;
   let vit = base;
   if (processor && labels.length > 0) {
     preprocessing = parseModelConfig(raw, configFile, processor, processorFile);
+    if (crop !== undefined) {
+      preprocessing = { ...preprocessing, fit: 'cover' };
+      notes.push(`the processor resizes to ${JSON.stringify(read!.size)} and center-crops to ${JSON.stringify(crop)}: served cover-cropped to the ${preprocessing.image_size.join('x')} input, without cutting the margin beyond it`);
+    }
     const [h, w] = preprocessing.image_size;
     if (h !== w || h !== vit.image_size) throw new Error(`${processorFile}: the processor's size ${h}x${w} is not the model's image_size ${vit.image_size}`);
     vit = { ...vit, mean: [...preprocessing.mean], std: [...preprocessing.std] };
@@ -257,7 +266,6 @@ export async function readHfCheckpoint(dir: string): Promise<HfCheckpoint> {
     const std = processor.image_std as number[] | undefined;
     if (Array.isArray(mean) && Array.isArray(std)) vit = parseViTConfig({ ...vit, mean, std }, processorFile);
   }
-  const notes: string[] = [];
   const weights = fromHfNames(await readHfWeights(dir), vit, dir, notes);
   return { vit, labels, architecture, weights, preprocessing, notes };
 }

@@ -104,6 +104,19 @@ t.test('position embeddings at another image size: as interpolate_pos_encoding (
   t.equal(bicubicResize(Float32Array.of(5, 5, 5, 5), 2, 2, 1, 3, 3).every((v) => Math.abs(v - 5) < 1e-6), true, 'a constant stays constant (the weights sum to 1)');
 });
 
+t.test("DeiT's processor (resize, then a center crop): the crop is the input, cover-cropped, and said", async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vitrine-hf-crop-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(foreign('hf-deit'), dir, { recursive: true });
+  const p = JSON.parse(readFileSync(path.join(dir, 'preprocessor_config.json'), 'utf8'));
+  writeFileSync(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ ...p, size: 36, do_center_crop: true, crop_size: { height: 32, width: 32 }, resample: 3 }));
+  const ck = await readHfCheckpoint(dir);
+  t.same(ck.preprocessing?.image_size, [32, 32]);
+  t.equal(ck.preprocessing?.fit, 'cover');
+  t.equal(ck.preprocessing?.resample, 'cubic');
+  t.match(ck.notes.join('\n'), /the processor resizes to 36 and center-crops to \{"height":32,"width":32\}: served cover-cropped to the 32x32 input/);
+});
+
 t.test('what cannot be loaded is refused with the names', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vitrine-hf-bad-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
