@@ -114,3 +114,23 @@ t.test('a fine-tune stopped mid-run and resumed ends bit for bit as an uninterru
   t.ok([...a.tensors.keys()].some((k) => k.startsWith('optimizer.skipped_steps.')), 'the frozen steps are in the optimizer state');
   t.same([...a.tensors].filter(([k, v]) => !same(v.data, b.tensors.get(k)!.data)).map(([k]) => k), [], 'every value equal');
 });
+
+t.test("AdamW: a parameter frozen for some steps, then thawed, takes the first step a fresh optimizer would (torch's per-parameter step count)", async (t) => {
+  const { AdamW } = await import('../../../trainer/train/optim.js');
+  const o = { weightDecay: 0.01, betas: [0.9, 0.999] as [number, number], eps: 1e-8 };
+  const thawed = new AdamW(o);
+  const p = { name: 'w', data: Float32Array.of(1, -2), decay: true, lrScale: 0 };
+  const other = { name: 'b', data: Float32Array.of(0.5), decay: false };
+  const g = Float32Array.of(0.3, -0.1);
+  for (let i = 0; i < 3; i++) thawed.step([p, other], [g, Float32Array.of(1)], 0.01);
+  t.same([...p.data], [1, -2], 'frozen: not moved');
+  p.lrScale = 0.5;
+  thawed.step([p, other], [g, Float32Array.of(1)], 0.02);
+  const fresh = new AdamW(o);
+  const q = { name: 'w', data: Float32Array.of(1, -2), decay: true };
+  fresh.step([q], [g], 0.01); // 0.02 x 0.5
+  t.same([...p.data], [...q.data], 'its first update is a fresh first update, at its share of the rate');
+  const restored = new AdamW(o);
+  restored.loadState(thawed.state(), thawed.steps);
+  t.same([...restored.state().keys()].sort(), [...thawed.state().keys()].sort(), 'the skipped steps are in the saved state');
+});
