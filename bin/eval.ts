@@ -3,16 +3,16 @@
 import path from 'node:path';
 import { ImageDataset } from '../trainer/data/dataset.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
-import { type Evaluation, type LogitsFn, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
+import { type Evaluation, type LogitsFn, TTAS, type Tta, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
 import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { Device, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
-export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--json]
+export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
   Prints accuracy, per-class accuracy and the confusion matrix of the model in <dir>. For CIFAR-10 the
   10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/; for the folder the
   model was trained on (recorded in its config.json), the images its seeded split held out; else all of it,
-  with a warning.`;
+  with a warning. --tta flip averages the logits over each image and its mirror (one batch of both).`;
 
 export async function evalCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const flags = parseFlags(
@@ -24,6 +24,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
       device: { type: 'string' },
       'batch-size': { type: 'string' },
       limit: { type: 'string' },
+      tta: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -36,6 +37,8 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   if (!flags.model) throw new CliError(`--model is required\n${EVAL_USAGE}`, 2);
   const device = (flags.device ?? 'auto') as Device;
   if (!['cpu', 'cuda', 'auto'].includes(device)) throw new CliError(`--device must be cpu, cuda or auto, got '${device}'`, 2);
+  const tta = (flags.tta ?? 'none') as Tta;
+  if (!TTAS.includes(tta)) throw new CliError(`--tta must be one of ${TTAS.join(', ')}, got '${tta}'`, 2);
   const config = await readModelConfig(flags.model);
   const file = modelFileIn(flags.model);
   if (!file) throw new CliError(`${flags.model} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
@@ -45,7 +48,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const { result, which, source, count } = await evaluateModel(
     flags.model,
     config,
-    { data: flags.data ?? 'cifar10', dataDir: flags['data-dir'] ?? 'data', limit: intFlag(flags.limit, 'limit', 0), batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1) },
+    { data: flags.data ?? 'cifar10', dataDir: flags['data-dir'] ?? 'data', limit: intFlag(flags.limit, 'limit', 0), batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1), tta },
     async (pixels, n) => {
       const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
       const logits = out[config.logits_output];
@@ -53,8 +56,8 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
       return logits.data;
     },
   );
-  if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.confusion[k].some((n) => n > 0) ? result.perClass[k] : null])), confusion: result.confusion }));
-  else log(`${flags.model} on ${which} (${count} images, ${session.provider}):\n${formatEvaluation(result, config.labels)}`);
+  if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, tta, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.confusion[k].some((n) => n > 0) ? result.perClass[k] : null])), confusion: result.confusion }));
+  else log(`${flags.model} on ${which} (${count} images, ${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}):\n${formatEvaluation(result, config.labels)}`);
 }
 
 export interface EvalData {
@@ -64,6 +67,7 @@ export interface EvalData {
   /** At most this many images (0: all). */
   limit: number;
   batchSize: number;
+  tta?: Tta;
 }
 
 /**
@@ -106,6 +110,6 @@ export async function evaluateModel(dir: string, config: ModelConfig, o: EvalDat
   const stray = set.classes.find((_, i) => remap[i] < 0);
   if (stray !== undefined) throw new CliError(`class '${stray}' of the data is not among the model's labels (${config.labels.join(', ')})`);
   set = { ...set, labels: set.labels.map((l) => remap[l]), classes: config.labels };
-  const result = await evaluate(logits, set, { mean: config.mean, std: config.std, rescale: config.rescale, batchSize: o.batchSize });
+  const result = await evaluate(logits, set, { mean: config.mean, std: config.std, rescale: config.rescale, batchSize: o.batchSize, tta: o.tta });
   return { result, which, source: data.source, count: set.count };
 }

@@ -31,12 +31,26 @@ export function rowCrossEntropy(logits: ArrayLike<number>, offset: number, n: nu
   return max + Math.log(sum) - logits[offset + label];
 }
 
-export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number }): Promise<Evaluation> {
+/** Test-time augmentation: none, or 'flip': the logits averaged over each image and its mirror image
+ *  (left-right), both in one batch of 2n. */
+export type Tta = 'none' | 'flip';
+export const TTAS: readonly Tta[] = Object.freeze(['none', 'flip']);
+
+/** Writes the left-right mirror of n CHW images from `src` into `dst`. */
+export function mirrorImages(src: Float32Array, dst: Float32Array, n: number, channels: number, height: number, width: number): void {
+  for (let row = 0; row < n * channels * height; row++) {
+    const o = row * width;
+    for (let x = 0; x < width; x++) dst[o + x] = src[o + width - 1 - x];
+  }
+}
+
+export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number; tta?: Tta }): Promise<Evaluation> {
   const K = data.classes.length;
   const B = o.batchSize ?? 500;
   const per = data.channels * data.height * data.width;
+  const flip = o.tta === 'flip';
   const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
-  const pixels = new Float32Array(B * per);
+  const pixels = new Float32Array((flip ? 2 : 1) * B * per);
   const targets = new Float32Array(B * K);
   let loss = 0;
   let correct = 0;
@@ -44,7 +58,13 @@ export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: rea
     const n = Math.min(B, data.count - start);
     const indices = Uint32Array.from({ length: n }, (_, i) => start + i);
     fillBatch(data, indices, { mean: o.mean, std: o.std, rescale: o.rescale, numClasses: K, labelSmoothing: 0, augment: NO_AUGMENT }, new Rng(0), pixels, targets);
-    const logits = await run(pixels.subarray(0, n * per), n);
+    let logits: ArrayLike<number>;
+    if (flip) {
+      // the mirrors after the images, one run of 2n; the logits of each pair averaged
+      mirrorImages(pixels, pixels.subarray(n * per), n, data.channels, data.height, data.width);
+      const both = await run(pixels.subarray(0, 2 * n * per), 2 * n);
+      logits = Float32Array.from({ length: n * K }, (_, j) => (both[j] + both[n * K + j]) / 2);
+    } else logits = await run(pixels.subarray(0, n * per), n);
     for (let i = 0; i < n; i++) {
       const label = data.labels[start + i];
       const pred = argmax(logits, i * K, K);
