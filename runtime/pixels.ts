@@ -95,3 +95,11 @@ export function boxDownsample(rgb: Uint8Array, width: number, height: number, k:
   }
   return out;
 }
+
+/** Writes the left-right mirror of n CHW images from `src` into `dst`. */
+export function mirrorImages(src: Float32Array, dst: Float32Array, n: number, channels: number, height: number, width: number): void {
+  for (let row = 0; row < n * channels * height; row++) {
+    const o = row * width;
+    for (let x = 0; x < width; x++) dst[o + x] = src[o + width - 1 - x];
+  }
+}

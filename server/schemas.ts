@@ -20,6 +20,7 @@ export const ClassifyQuery = Type.Object(
     model: Type.Optional(Type.String({ minLength: 1, description: 'model name (default: the default model)' })),
     topk: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'how many predictions' })),
     attention: Type.Optional(enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the gradient-weighted relevance map of the top prediction' })),
+    tta: Type.Optional(enumOf(['none', 'flip'] as const, { description: 'flip: the logits averaged over the image and its mirror (two images in the batch); maps are of the image itself' })),
   },
   { additionalProperties: false },
 );

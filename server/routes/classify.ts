@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { clsAttention, toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
-import { imageSpec } from '../../runtime/pixels.js';
+import { imageSpec, mirrorImages } from '../../runtime/pixels.js';
 import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
 
@@ -56,6 +56,13 @@ export function refuseLargeFull(layers: number, heads: number, tokens: number): 
   }
 }
 
+/** The left-right mirror of one CHW image of the model's size. */
+function mirrorOf(pixels: Float32Array, c: { mean: readonly number[]; image_size: readonly number[] }): Float32Array {
+  const mirror = new Float32Array(pixels.length);
+  mirrorImages(pixels, mirror, 1, c.mean.length, c.image_size[0], c.image_size[1]);
+  return mirror;
+}
+
 export async function classifyRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
   const { config, batcher, results } = ctx;
@@ -86,7 +93,12 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const decoded = performance.now();
 
       const id = randomUUID();
-      const r = await batcher.submit(model.name, image.pixels, { attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
+      const [r, mirrored] = await Promise.all([
+        batcher.submit(model.name, image.pixels, { attentions: model.grid !== null && (attention === 'cls' || attention === 'full') }),
+        // flip test-time augmentation: the mirror image beside it (one batch when the batcher can)
+        request.query.tta === 'flip' ? batcher.submit(model.name, mirrorOf(image.pixels, model.config), { attentions: false }) : null,
+      ]);
+      if (mirrored) r.logits = Float32Array.from(r.logits, (v, i) => (v + mirrored.logits[i]) / 2);
 
       const probs = softmax(r.logits);
       const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, topk);

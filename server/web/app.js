@@ -71,7 +71,7 @@ async function classify(blob) {
   const model = $('model').value;
   let res;
   try {
-    res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}`, { method: 'POST', body: form });
+    res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}`, { method: 'POST', body: form });
   } catch (err) {
     clearOutput();
     status(`the server did not answer: ${err.message}`, true);
@@ -160,6 +160,7 @@ function setup() {
   });
   for (const id of ['method', 'layer', 'head', 'alpha', 'colormap']) $(id).addEventListener('change', drawHeatmap);
   $('model').addEventListener('change', () => lastImage && classify(lastImage));
+  $('tta').addEventListener('change', () => lastImage && classify(lastImage));
   $('predictions').addEventListener('click', (e) => {
     const button = e.target.closest('button.why');
     if (!button || !current || !current.methods.includes('relevance')) return;

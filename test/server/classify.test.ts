@@ -172,3 +172,23 @@ t.test('request errors name what was wrong and what is accepted', async (t) => {
   t.equal(r.statusCode, 400);
   t.match(r.json().message, /unknown query parameter 'colour' \(accepted: .*colormap.*\)/);
 });
+
+t.test('classify: tta=flip averages the logits with the mirror image\'s, in one batch; the map is of the image itself', async (t) => {
+  const app = await testApp(t, { maxDelayMs: 50 });
+  const img = await testImage();
+  const mirrored = await sharp(img).flop().png().toBuffer();
+  const one = (await app.inject({ method: 'POST', url: '/classify', ...raw(img) })).json();
+  const other = (await app.inject({ method: 'POST', url: '/classify', ...raw(mirrored) })).json();
+  const both = await app.inject({ method: 'POST', url: '/classify?tta=flip', ...raw(img) });
+  t.equal(both.statusCode, 200, both.body);
+  const b = both.json();
+  const mean = (one.logits as number[]).map((v, i) => (v + other.logits[i]) / 2);
+  t.ok(Math.max(...mean.map((v, i) => Math.abs(v - b.logits[i]))) < 1e-5, 'the mean of the two classifications');
+  t.notSame(one.logits, other.logits, 'the mirror image is classified differently (the check means something)');
+  t.equal(b.timings.batch_size, 2, 'the image and its mirror ran in one batch');
+  t.same(b.attention.values, one.attention.values, 'the rollout map is the image\'s own');
+  const max = Math.max(...(b.logits as number[]));
+  const z = (b.logits as number[]).reduce((s, v) => s + Math.exp(v - max), 0);
+  t.ok(Math.abs(b.predictions[0].probability - 1 / z) < 1e-9, 'the probabilities are the averaged logits\' softmax');
+  t.equal((await app.inject({ method: 'POST', url: '/classify?tta=rotate', ...raw(img) })).statusCode, 400);
+});

@@ -90,6 +90,17 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   // Choosing another model classifies the current image again.
   await page.click('#examples button[data-name="ship"]');
   await page.waitForFunction("!document.getElementById('output').hidden && document.getElementById('heatmap').naturalWidth > 0");
+  // Averaging with the mirror image classifies the current image again, asking for tta=flip.
+  const flipped = page.waitForResponse((r) => r.url().includes('/classify') && r.url().includes('tta=flip'));
+  await page.check('#tta');
+  const flipRes = await flipped;
+  t.equal(flipRes.status(), 200, `the page asks for flip test-time augmentation: ${flipRes.url()} ${flipRes.status() === 200 ? '' : await flipRes.text()}`);
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
+  // unchecked, it classifies once more without it: waited for, so that no answer races the next step
+  const unflipped = page.waitForResponse((r) => r.url().includes('/classify') && !r.url().includes('tta=flip'));
+  await page.uncheck('#tta');
+  t.equal((await unflipped).status(), 200);
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
   await page.selectOption('#model', 'plain');
   await page.waitForFunction("document.getElementById('status').textContent.includes('no attention outputs')");
   t.equal(await page.locator('#predictions li').count(), 5, 'predictions from the other model');

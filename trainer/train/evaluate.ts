@@ -3,6 +3,7 @@
 import { ImageDataset } from '../data/dataset.js';
 import { NO_AUGMENT, fillBatch } from '../data/augment.js';
 import { Rng } from '../nn/random.js';
+import { mirrorImages } from '../../runtime/pixels.js';
 
 /** Runs the model on a normalized batch (n, C, H, W) and returns its logits (n, classes). */
 export type LogitsFn = (pixels: Float32Array, n: number) => Promise<Float32Array>;
@@ -35,14 +36,7 @@ export function rowCrossEntropy(logits: ArrayLike<number>, offset: number, n: nu
  *  (left-right), both in one batch of 2n. */
 export type Tta = 'none' | 'flip';
 export const TTAS: readonly Tta[] = Object.freeze(['none', 'flip']);
-
-/** Writes the left-right mirror of n CHW images from `src` into `dst`. */
-export function mirrorImages(src: Float32Array, dst: Float32Array, n: number, channels: number, height: number, width: number): void {
-  for (let row = 0; row < n * channels * height; row++) {
-    const o = row * width;
-    for (let x = 0; x < width; x++) dst[o + x] = src[o + width - 1 - x];
-  }
-}
+export { mirrorImages };
 
 export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number; tta?: Tta }): Promise<Evaluation> {
   const K = data.classes.length;
