@@ -19,12 +19,33 @@ p.add_argument("--steps", type=int, default=12)
 p.add_argument("--batch", type=int, default=256)
 p.add_argument("--per-head", action="store_true", help="the seed's per-head attention modules instead of its fused one")
 p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core, as ONNX Runtime uses)")
+p.add_argument("--config", default="{}", help="ViT config keys over the seed's (JSON), e.g. a recipe's model: with tokenizer_layers > 0 the patch embedding is the convolutional tokenizer")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 
+
+class ConvTokenizer(torch.nn.Module):
+    """vitrine's tokenizer (trainer/vit/model.ts ConvTokenizer): stages of a k x k convolution without
+    bias (padded to keep the size), ReLU and a 3x3 max-pool with stride 2 and padding 1; the last
+    map's pixels, row by row, are the tokens."""
+
+    def __init__(self, c):
+        super().__init__()
+        k, n = c.get("tokenizer_kernel", 3), c["tokenizer_layers"]
+        chans = [c["num_channels"]] + [c.get("tokenizer_channels", 64)] * (n - 1) + [c["hidden_size"]]
+        self.num_patches = (c["image_size"] // c["patch_size"]) ** 2
+        self.stages = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Conv2d(chans[i], chans[i + 1], k, padding=(k - 1) // 2, bias=False), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, 1)) for i in range(n)])
+
+    def forward(self, x):
+        return self.stages(x).flatten(2).transpose(1, 2)
+
+
 torch.manual_seed(0)
 # The seed post's config trains with use_faster_attention (one fused qkv matmul), its fastest form.
-model = seed.ViTForClassfication({**seed.CONFIG, "use_faster_attention": not a.per_head})
+config = {**seed.CONFIG, **json.loads(a.config), "use_faster_attention": not a.per_head}
+model = seed.ViTForClassfication(config)
+if config.get("tokenizer_layers", 0) > 0:
+    model.embedding.patch_embeddings = ConvTokenizer(config)
 opt = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=0.01)
 loss_fn = torch.nn.CrossEntropyLoss()
 x = torch.randn(a.batch, 3, 32, 32)
@@ -51,7 +72,7 @@ def blas_libraries():
 
 
 blas = blas_libraries()
-common = {"cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "attention": "per-head" if a.per_head else "fused",
+common = {"model": "cct" if config.get("tokenizer_layers", 0) > 0 else "seed", "parameters": sum(p.numel() for p in model.parameters()), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "attention": "per-head" if a.per_head else "fused",
           "blas": blas, "openblas": any("openblas" in b for b in blas),
           "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS") if k in os.environ}}
 print(json.dumps({"bench": "train", "runner": "torch-cpu", "batch": a.batch, "images_per_s": round(a.steps * a.batch / train_s), "ms_per_step": round(1000 * train_s / a.steps, 1), "steps": a.steps, **common}))

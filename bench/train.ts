@@ -23,7 +23,8 @@ const arg = (name: string, fallback: number) => {
 };
 const steps = arg('steps', 12);
 // --recipe <name>: that recipe's architecture and batch size (e.g. cct-cifar10, whose convolutional
-// tokenizer's gradients dominate its step) instead of the seed ViT at 256; no PyTorch anchor then.
+// tokenizer's gradients dominate its step) instead of the seed ViT at 256; the PyTorch anchor is the
+// same architecture (bench/torch_train.py --config), for the seed and the convolutional tokenizer.
 const recipeIndex = process.argv.indexOf('--recipe');
 const recipeName = recipeIndex > 0 ? process.argv[recipeIndex + 1] : null;
 const recipe = recipeName ? (JSON.parse(readFileSync(recipeFile(recipeName) ?? recipeName, 'utf8')) as { model?: Record<string, unknown>; batch_size?: number }) : null;
@@ -61,10 +62,13 @@ const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'torch_tr
 const torchEnv = { ...process.env };
 delete torchEnv.OPENBLAS_CORETYPE;
 delete torchEnv.OPENBLAS_L2_SIZE;
-for (const python of recipe ? [] : ['/usr/bin/python3', 'python3']) {
+// The anchor has the seed's blocks and the convolutional tokenizer; other options have no PyTorch twin here.
+const twin = !config.shifted_patch_tokenization && !config.locality_self_attention && config.hidden_act === 'gelu_new' && !config.final_layernorm && !config.distillation_token;
+if (!twin) console.error('no PyTorch anchor for this architecture (bench/torch_train.py has the seed ViT and the convolutional tokenizer)');
+for (const python of twin ? ['/usr/bin/python3', 'python3'] : []) {
   const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
   if (probe.status !== 0) continue;
-  const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch)], { encoding: 'utf8', env: torchEnv });
+  const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch), '--config', JSON.stringify(recipe?.model ?? {})], { encoding: 'utf8', env: torchEnv });
   process.stdout.write(r.stdout);
   if (r.status !== 0) console.error(r.stderr);
   if (r.stdout.includes('"openblas":false')) console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
