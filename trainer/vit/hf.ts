@@ -200,13 +200,7 @@ export async function readHfWeights(dir: string): Promise<Map<string, NamedTenso
     }
     return (await readSafetensors(file)).tensors;
   }
-  let parsed: { weight_map?: Record<string, unknown> };
-  try {
-    parsed = JSON.parse(await fs.readFile(index, 'utf8'));
-  } catch (err) {
-    throw new Error(`${index}: ${(err as Error).message}`);
-  }
-  const map = parsed.weight_map;
+  const map = (await readJsonObject(index)).weight_map as Record<string, unknown> | undefined;
   if (typeof map !== 'object' || map === null || Object.values(map).some((v) => typeof v !== 'string' || v.includes('/') || v.includes('\\'))) {
     throw new Error(`${index}: 'weight_map' must be an object from tensor names to shard files in the folder`);
   }
@@ -225,7 +219,8 @@ export async function readHfWeights(dir: string): Promise<Map<string, NamedTenso
   return out;
 }
 
-async function readJson(file: string): Promise<Record<string, unknown>> {
+/** A JSON object from a file; one line naming the file when it is missing, malformed or not an object. */
+export async function readJsonObject(file: string): Promise<Record<string, unknown>> {
   let raw: unknown;
   try {
     raw = JSON.parse(await fs.readFile(file, 'utf8'));
@@ -239,12 +234,12 @@ async function readJson(file: string): Promise<Record<string, unknown>> {
 /** A checkpoint folder as transformers saves it -> our config and tensors. */
 export async function readHfCheckpoint(dir: string): Promise<HfCheckpoint> {
   const configFile = path.join(dir, CONFIG_FILE);
-  const raw = await readJson(configFile);
+  const raw = await readJsonObject(configFile);
   const { vit: base, architecture, head } = hfViTConfig(raw, configFile);
   const labels = head === 'none' ? [] : labelsOf(raw);
   if (head !== 'none' && labels.length === 0) throw new Error(`${configFile}: a ${architecture} needs id2label (its classes)`);
   const processorFile = path.join(dir, PREPROCESSOR_FILE);
-  const read = existsSync(processorFile) ? await readJson(processorFile) : undefined;
+  const read = existsSync(processorFile) ? await readJsonObject(processorFile) : undefined;
   const notes: string[] = [];
   // DeiT's processor resizes (to 256) and center-crops (to 224): the model's input is the crop. The
   // service cover-crops to the input size instead, keeping the margin the processor cuts (said).

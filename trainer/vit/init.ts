@@ -9,9 +9,9 @@ import { CONFIG_FILE, ModelConfig, modelFileIn } from '../../runtime/model-confi
 import { decodeModel, readTensor } from '../autograd/onnx-proto.js';
 import { NamedTensor, readSafetensors } from '../io/safetensors.js';
 import { ViTConfig, parseViTConfig } from './config.js';
-import { fitPositions, isHfCheckpoint, labelsOf, readHfCheckpoint } from './hf.js';
+import { fitPositions, isHfCheckpoint, labelsOf, readHfCheckpoint, readJsonObject } from './hf.js';
 import { ViT } from './model.js';
-import { splitFusedAttention } from './weights.js';
+import { modelTensors } from './weights.js';
 
 export interface InitSource {
   kind: 'hugging face checkpoint' | 'vitrine model' | 'weights';
@@ -33,12 +33,6 @@ const HEAD = /^(classifier|distillation_classifier)\./;
  *  position embeddings are resized for image_size). */
 export const FREE_KEYS = new Set<keyof ViTConfig>(['image_size', 'num_classes', 'hidden_dropout_prob', 'attention_probs_dropout_prob', 'drop_path_rate', 'initializer_range', 'mean', 'std']);
 
-async function readJsonObject(file: string): Promise<Record<string, unknown>> {
-  const raw = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${file}: expected a JSON object`);
-  return raw as Record<string, unknown>;
-}
-
 /** Reads a starting point; throws one line naming the problem. */
 export async function readInit(source: string): Promise<InitSource> {
   if (!existsSync(source)) throw new Error(`${source}: not found (give a Hugging Face checkpoint folder, a vitrine model folder or a .safetensors file)`);
@@ -47,18 +41,19 @@ export async function readInit(source: string): Promise<InitSource> {
     if (!metadata.vit_config) throw new Error(`${source}: no vit_config in its metadata (a run's weights.safetensors or checkpoint has one); give --model with its architecture, or a model folder`);
     const vit = parseViTConfig(JSON.parse(metadata.vit_config), `${source} (metadata vit_config)`);
     const labels = metadata.labels ? (JSON.parse(metadata.labels) as string[]) : [];
-    const weights = splitFusedAttention(new Map([...tensors].filter(([n]) => !n.startsWith('optimizer.') && !n.startsWith('ema.'))), vit);
+    const weights = modelTensors(tensors, vit, source);
     return { kind: 'weights', path: source, vit, labels, weights, notes: [] };
   }
   const configFile = path.join(source, CONFIG_FILE);
-  const hfConfig = existsSync(configFile) ? await readJsonObject(configFile).catch(() => ({}) as Record<string, unknown>) : {};
-  if (isHfCheckpoint(source) || (hfConfig.model_type !== undefined && hfConfig.vit === undefined)) {
+  const config = existsSync(configFile) ? await readJsonObject(configFile) : null;
+  // transformers' config.json (model_type, no vitrine ViT config): a checkpoint, even when its weights
+  // are not safetensors (readHfCheckpoint says what to do)
+  if (isHfCheckpoint(source) || (config?.model_type !== undefined && config.vit === undefined)) {
     const ck = await readHfCheckpoint(source);
     return { kind: 'hugging face checkpoint', path: source, vit: ck.vit, labels: ck.labels, weights: ck.weights, notes: ck.notes, preprocessing: ck.preprocessing, architecture: ck.architecture };
   }
   const modelFile = modelFileIn(source);
-  if (!modelFile || !existsSync(configFile)) throw new Error(`${source}: neither a Hugging Face checkpoint (config.json + model.safetensors) nor a vitrine model folder (config.json + onnx/model.onnx)`);
-  const config = await readJsonObject(configFile);
+  if (!modelFile || !config) throw new Error(`${source}: neither a Hugging Face checkpoint (config.json + model.safetensors) nor a vitrine model folder (config.json + onnx/model.onnx)`);
   if (typeof config.vit !== 'object' || config.vit === null) throw new Error(`${configFile}: no 'vit' config: only models vitrine trained or exported carry their architecture (an imported model cannot be fine-tuned)`);
   const vit = parseViTConfig(config.vit, `${configFile} (vit)`);
   const graph = decodeModel(await fs.readFile(modelFile));

@@ -59,16 +59,20 @@ export function fuseAttention(state: StateDict, c: ViTConfig): Map<string, Named
   return out;
 }
 
-/** Loads model weights; a training checkpoint's optimizer state (`optimizer.*`) is passed over. */
-export function loadWeights(model: ViT, tensors: ReadonlyMap<string, NamedTensor>, source: string): void {
-  let state: Map<string, NamedTensor>;
+/** The model's tensors of a saved file, under our names: a training checkpoint's optimizer state
+ *  (`optimizer.*`, the weight average included) passed over, fused attention split per head. */
+export function modelTensors(tensors: ReadonlyMap<string, NamedTensor>, c: ViTConfig, source: string): Map<string, NamedTensor> {
   const weights = new Map([...tensors].filter(([name]) => !name.startsWith('optimizer.')));
   try {
-    state = splitFusedAttention(weights, model.config);
+    return splitFusedAttention(weights, c);
   } catch (err) {
     throw new Error(`${source}: ${(err as Error).message}`);
   }
-  model.loadStateDict(state, source);
+}
+
+/** Loads model weights from a saved file's tensors (modelTensors). */
+export function loadWeights(model: ViT, tensors: ReadonlyMap<string, NamedTensor>, source: string): void {
+  model.loadStateDict(modelTensors(tensors, model.config, source), source);
 }
 
 export async function loadWeightsFile(model: ViT, file: string): Promise<Record<string, string>> {
