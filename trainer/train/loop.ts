@@ -14,7 +14,7 @@ import { readModelConfig } from '../../runtime/model-config.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Rng } from '../nn/random.js';
 import { ViTConfig } from '../vit/config.js';
-import { ViT } from '../vit/model.js';
+import { ViT, isHeadParam } from '../vit/model.js';
 import { InitSource, initModel } from '../vit/init.js';
 import { loadWeights, saveWeightsFile } from '../vit/weights.js';
 import { TrainConfig } from './config.js';
@@ -114,9 +114,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   /** Frozen parameters take no update (the encoder under --freeze encoder, for freeze_epochs). */
   const freezeFor = (epoch: number) => {
     const frozen = c.freeze === 'encoder' && (c.freeze_epochs === 0 || epoch < c.freeze_epochs);
-    params.forEach((p, i) => (p.lrScale = frozen && !isHead(p.name) ? 0 : scales[i]));
+    params.forEach((p, i) => (p.lrScale = frozen && !isHeadParam(p.name) ? 0 : scales[i]));
   };
-  if (c.freeze === 'encoder') log(`the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params.filter((p) => isHead(p.name)).map((p) => p.name).join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`);
+  if (c.freeze === 'encoder') log(`the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params.filter((p) => isHeadParam(p.name)).map((p) => p.name).join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`);
   if (c.layer_decay < 1) log(`layer-wise lr decay ${c.layer_decay}: the embeddings at ${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last block at ${c.layer_decay} x lr, the classifier at lr`);
   const ema = c.ema_decay > 0 ? new WeightAverage(c.ema_decay, params) : null;
   if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
@@ -244,9 +244,6 @@ async function writeRunCard(run: Run, modelDir: string): Promise<void> {
   const card = renderModelCard({ name: path.basename(path.resolve(o.out)), config, parameters: model.parameterCount(), evaluation, ...(await cardSources(modelDir)) });
   await writeFileAtomic(path.join(modelDir, CARD_FILE), card);
 }
-
-/** The classifier heads: what a frozen encoder leaves to train. */
-const isHead = (name: string) => /^(classifier|distillation_classifier)\./.test(name);
 
 /** Layer-wise learning-rate decay (BEiT, Bao et al. 2021): layer ids 0 (embeddings), 1…L (blocks),
  *  L+1 (final norm, heads); a parameter of layer id takes decay^(L + 1 - id) of the rate. */

@@ -10,7 +10,7 @@ import { decodeModel, readTensor } from '../autograd/onnx-proto.js';
 import { NamedTensor, readSafetensors } from '../io/safetensors.js';
 import { ViTConfig, parseViTConfig } from './config.js';
 import { fitPositions, isHfCheckpoint, labelsOf, readHfCheckpoint, readJsonObject } from './hf.js';
-import { ViT } from './model.js';
+import { ViT, isHeadParam } from './model.js';
 import { modelTensors } from './weights.js';
 
 export interface InitSource {
@@ -26,8 +26,6 @@ export interface InitSource {
   preprocessing?: ModelConfig | null;
   architecture?: string;
 }
-
-const HEAD = /^(classifier|distillation_classifier)\./;
 
 /** Config keys that may differ from the starting model's: they change no parameter's shape (the
  *  position embeddings are resized for image_size). */
@@ -86,7 +84,7 @@ export function initModel(src: InitSource, vit: ViTConfig, labels: readonly stri
   const sameLabels = src.labels.length === labels.length && src.labels.every((l, i) => l === labels[i]);
   const state = new Map(src.weights);
   if (!sameLabels) {
-    for (const k of [...state.keys()]) if (HEAD.test(k)) state.delete(k);
+    for (const k of [...state.keys()]) if (isHeadParam(k)) state.delete(k);
     const had = src.labels.length > 0 ? `its ${src.labels.length} classes (${shortList(src.labels)})` : 'no classes it names';
     said.push(`new classifier${vit.distillation_classifier ? 's' : ''} for the ${labels.length} classes (${shortList(labels)}): the checkpoint has ${had}`);
   } else said.push(`kept the classifier: the checkpoint's classes are the data's`);
@@ -100,7 +98,7 @@ export function initModel(src: InitSource, vit: ViTConfig, labels: readonly stri
     }
   }
   const fresh = model.stateDict();
-  const missing = [...fresh.keys()].filter((k) => !state.has(k) && !HEAD.test(k));
+  const missing = [...fresh.keys()].filter((k) => !state.has(k) && !isHeadParam(k));
   if (missing.length > 0) throw new Error(`${src.path}: no tensor for ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ` (and ${missing.length - 6} more)` : ''}`);
   for (const [k, t] of fresh) if (!state.has(k)) state.set(k, t);
   model.loadStateDict(state, src.path);

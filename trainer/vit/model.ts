@@ -240,6 +240,10 @@ class Encoder extends Module {
   }
 }
 
+/** The classifier heads' parameters (`classifier.*`, DeiT's `distillation_classifier.*`): what is made
+ *  anew for other labels, and what a frozen encoder leaves to train. */
+export const isHeadParam = (name: string): boolean => /^(classifier|distillation_classifier)\./.test(name);
+
 export interface ViTOutputs {
   logits: Tensor; // (B, classes)
   attentions: Tensor[]; // per layer (B, heads, tokens, tokens)
