@@ -2,15 +2,14 @@
 // files (config.json, train-config.json, metrics.jsonl, curves.svg, notes.md), with the model evaluated
 // on the images its run held out (as `vitrine eval` picks them).
 
-import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CARD_FILE, CARD_SOURCES, cardSources, renderModelCard } from '../trainer/card.js';
+import { CARD_SOURCES, writeModelCard } from '../trainer/card.js';
 import { parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
 import { MODEL_FILE, modelFileIn, readModelConfig } from '../runtime/model-config.js';
-import { createSession, runSession } from '../runtime/ort.js';
+import { createSession } from '../runtime/ort.js';
 import { CliError, parseFlags } from './cli-util.js';
-import { evaluateModel } from './eval.js';
+import { evaluateModel, sessionLogits } from './eval.js';
 
 export const CARD_USAGE = `usage: vitrine card --model <dir> [--name <name>] [--data cifar10|<folder>] [--data-dir data]
   Writes <dir>/README.md, a Hugging Face model card (YAML metadata, then architecture, recipe, data and
@@ -27,27 +26,11 @@ export async function writeFolderCard(dir: string, o: { name?: string; data?: st
   let evaluation = null;
   if (data) {
     const session = await createSession(file, { device: 'cpu' });
-    const [h, w] = config.image_size;
-    const { result, which } = await evaluateModel(dir, config, { data, dataDir: o.dataDir ?? 'data', limit: 0, batchSize: 500 }, async (pixels, n) => (await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, h, w] } }, [config.logits_output]))[config.logits_output].data);
+    const { result, which } = await evaluateModel(dir, config, { data, dataDir: o.dataDir ?? 'data', limit: 0, batchSize: 500 }, sessionLogits(session, config));
     evaluation = { result, which };
   } else o.log?.(`${dir}: no training record and no --data: the card has no accuracy`);
   const parameters = config.vit ? new ViT(parseViTConfig(config.vit, `${dir} (vit)`)).parameterCount() : 0;
-  const name = o.name ?? path.basename(path.resolve(dir));
-  const card = renderModelCard({ name, config, parameters, evaluation, ...(await cardSources(dir)) });
-  const out = path.join(dir, CARD_FILE);
-  await fs.writeFile(out, card);
-  return out;
-}
-
-/** Copies a run's recipe, epochs and curves beside a model exported from it. */
-export async function copyRunFiles(runDir: string, modelDir: string): Promise<boolean> {
-  let copied = false;
-  for (const f of [CARD_SOURCES.train, CARD_SOURCES.metrics, CARD_SOURCES.curves]) {
-    if (!existsSync(path.join(runDir, f))) continue;
-    await fs.copyFile(path.join(runDir, f), path.join(modelDir, f));
-    copied = true;
-  }
-  return copied;
+  return writeModelCard(dir, { name: o.name ?? path.basename(path.resolve(dir)), config, parameters, evaluation });
 }
 
 export async function cardCommand(argv: string[], log: (line: string) => void): Promise<void> {

@@ -5,7 +5,7 @@ import { ImageDataset } from '../trainer/data/dataset.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { type Evaluation, type LogitsFn, TTAS, type Tta, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
 import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
-import { Device, createSession, runSession } from '../runtime/ort.js';
+import { Device, type Session, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
 export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
@@ -43,21 +43,26 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const file = modelFileIn(flags.model);
   if (!file) throw new CliError(`${flags.model} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
   const session = await createSession(file, { device, log: (l) => process.stderr.write(l + '\n') });
-  const K = config.labels.length;
-  const [height, width] = config.image_size;
   const { result, which, source, count } = await evaluateModel(
     flags.model,
     config,
     { data: flags.data ?? 'cifar10', dataDir: flags['data-dir'] ?? 'data', limit: intFlag(flags.limit, 'limit', 0), batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1), tta },
-    async (pixels, n) => {
-      const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
-      const logits = out[config.logits_output];
-      if (logits.dims.length !== 2 || logits.dims[1] !== K) throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
-      return logits.data;
-    },
+    sessionLogits(session, config),
   );
   if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, tta, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.confusion[k].some((n) => n > 0) ? result.perClass[k] : null])), confusion: result.confusion }));
   else log(`${flags.model} on ${which} (${count} images, ${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}):\n${formatEvaluation(result, config.labels)}`);
+}
+
+/** The logits of a model folder's session for a normalized batch, their shape checked. */
+export function sessionLogits(session: Session, config: ModelConfig): LogitsFn {
+  const [height, width] = config.image_size;
+  const K = config.labels.length;
+  return async (pixels, n) => {
+    const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
+    const logits = out[config.logits_output];
+    if (logits.dims.length !== 2 || logits.dims[1] !== K) throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
+    return logits.data;
+  };
 }
 
 export interface EvalData {

@@ -13,7 +13,8 @@ import { ViT } from '../trainer/vit/model.js';
 import { loadWeights } from '../trainer/vit/weights.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
-import { copyRunFiles, writeFolderCard } from './card.js';
+import { writeFolderCard } from './card.js';
+import { copyRunFiles } from '../trainer/card.js';
 
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
   Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),

@@ -6,6 +6,7 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from './io/atomic.js';
 import type { ModelConfig } from '../runtime/model-config.js';
 import type { TrainConfig } from './train/config.js';
 import type { Evaluation } from './train/evaluate.js';
@@ -158,4 +159,23 @@ export async function cardSources(dir: string): Promise<Pick<CardInput, 'train' 
     hasCurves: existsSync(file(CARD_SOURCES.curves)),
     notes: await read(CARD_SOURCES.notes),
   };
+}
+
+/** Copies a run's recipe, epochs and curves beside a model trained or exported from it; false when
+ *  the run folder holds none of them. */
+export async function copyRunFiles(runDir: string, modelDir: string): Promise<boolean> {
+  let copied = false;
+  for (const f of [CARD_SOURCES.train, CARD_SOURCES.metrics, CARD_SOURCES.curves]) {
+    if (!existsSync(path.join(runDir, f))) continue;
+    await fs.copyFile(path.join(runDir, f), path.join(modelDir, f));
+    copied = true;
+  }
+  return copied;
+}
+
+/** Writes <dir>/README.md from what the caller measured and the folder's own files; returns its path. */
+export async function writeModelCard(dir: string, c: Omit<CardInput, keyof Awaited<ReturnType<typeof cardSources>>>): Promise<string> {
+  const file = path.join(dir, CARD_FILE);
+  await writeFileAtomic(file, renderModelCard({ ...c, ...(await cardSources(dir)) }));
+  return file;
 }

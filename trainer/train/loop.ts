@@ -3,13 +3,13 @@
 // seeded by (seed, what, step or epoch), so a run resumed from any checkpoint replays exactly what the
 // uninterrupted run would have done.
 
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AugmentOptions } from '../data/augment.js';
 import { BatchLoader, Batch } from '../data/loader.js';
 import { ImageDataset } from '../data/dataset.js';
 import { exportModel } from '../export.js';
-import { CARD_FILE, CARD_SOURCES, cardSources, renderModelCard } from '../card.js';
+import { copyRunFiles, writeModelCard } from '../card.js';
 import { readModelConfig } from '../../runtime/model-config.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Rng } from '../nn/random.js';
@@ -236,13 +236,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
  *  the held-out images for the per-class table. */
 async function writeRunCard(run: Run, modelDir: string): Promise<void> {
   const { o, model, runner } = run;
-  for (const f of [CARD_SOURCES.train, CARD_SOURCES.metrics, CARD_SOURCES.curves]) {
-    if (existsSync(path.join(o.out, f))) await fs.copyFile(path.join(o.out, f), path.join(modelDir, f));
-  }
+  await copyRunFiles(o.out, modelDir);
   const evaluation = o.data.eval ? { result: await evaluate((px, n) => runner.logits(px, n), o.data.eval, { mean: o.vit.mean, std: o.vit.std }), which: o.data.evalDescription } : null;
-  const config = await readModelConfig(modelDir);
-  const card = renderModelCard({ name: path.basename(path.resolve(o.out)), config, parameters: model.parameterCount(), evaluation, ...(await cardSources(modelDir)) });
-  await writeFileAtomic(path.join(modelDir, CARD_FILE), card);
+  await writeModelCard(modelDir, { name: path.basename(path.resolve(o.out)), config: await readModelConfig(modelDir), parameters: model.parameterCount(), evaluation });
 }
 
 /** Layer-wise learning-rate decay (BEiT, Bao et al. 2021): layer ids 0 (embeddings), 1…L (blocks),
