@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { createSession, runSession } from '../runtime/ort.js';
+import { waitReady } from './ready.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -84,15 +85,7 @@ for (const setting of [[], ['--workers', '1', '--threads', String(cores)]]) {
   const server = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), 'serve', '--models', served, '--default-model', path.basename(out), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--timeout-ms', '60000', ...setting], { cwd: here, stdio: ['ignore', 'ignore', 'inherit'] });
   const stop = () => server.kill('SIGTERM');
   process.on('exit', stop);
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (i > 1200) throw new Error('the server did not become ready');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitReady(base, 120);
   const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1]) * 1024;
   const rssAtStart = peakRss();
   const classify = { url: `${base}/classify`, method: 'POST' as const, headers: { 'content-type': 'image/jpeg' }, body: image };

@@ -22,6 +22,7 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession, runSession } from '../runtime/ort.js';
+import { waitReady } from './ready.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -70,15 +71,7 @@ if (countGc) {
 const stop = () => server.kill('SIGTERM');
 process.on('exit', stop);
 
-for (let i = 0; ; i++) {
-  try {
-    if ((await fetch(`${base}/readyz`)).ok) break;
-  } catch {
-    /* not listening yet */
-  }
-  if (i > 600) throw new Error('the server did not become ready');
-  await new Promise((r) => setTimeout(r, 100));
-}
+await waitReady(base, 60);
 
 // A real CIFAR-10 example from the page's examples.
 // (or --image-size N and --image-format png|jpeg: the same example resized to N x N and encoded so,

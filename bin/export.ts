@@ -27,6 +27,10 @@ export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safete
   preprocessor_config.json, as save_pretrained writes them) brings its own architecture, labels and
   preprocessing.`;
 
+/** The files an export wrote, as the closing line names them. */
+const written = (out: string, modelFile: string, bytes: number, configFile: string) =>
+  `${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(out, PREPROCESSOR_FILE)}`;
+
 export async function exportCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const flags = parseFlags(
     argv,
@@ -56,7 +60,7 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     for (const line of said) log(line);
     const preprocessing = src.preprocessing ?? undefined;
     const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { preprocessing });
-    log(`exported ${model.parameterCount()} parameters from ${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(flags.out, PREPROCESSOR_FILE)}`);
+    log(`exported ${model.parameterCount()} parameters from ${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ${written(flags.out, modelFile, bytes, configFile)}`);
     return;
   }
   const checkpoint = flags.checkpoint ? await readSafetensors(flags.checkpoint) : null;
@@ -79,5 +83,5 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
   if (checkpoint && training && (await copyRunFiles(path.dirname(flags.checkpoint!), flags.out))) {
     log(`model card: ${await writeFolderCard(flags.out, { name: path.basename(path.resolve(flags.out)) })}`);
   }
-  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(flags.out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(flags.out, PREPROCESSOR_FILE)}`);
+  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${written(flags.out, modelFile, bytes, configFile)}`);
 }

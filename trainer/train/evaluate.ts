@@ -36,7 +36,6 @@ export function rowCrossEntropy(logits: ArrayLike<number>, offset: number, n: nu
  *  (left-right), both in one batch of 2n. */
 export type Tta = 'none' | 'flip';
 export const TTAS: readonly Tta[] = Object.freeze(['none', 'flip']);
-export { mirrorImages };
 
 export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number; tta?: Tta }): Promise<Evaluation> {
   const K = data.classes.length;

@@ -2,7 +2,8 @@
 // the logits averaged over the pair are what is scored.
 
 import t from 'tap';
-import { evaluate, mirrorImages } from '../../../trainer/train/evaluate.js';
+import { evaluate } from '../../../trainer/train/evaluate.js';
+import { mirrorImages } from '../../../runtime/pixels.js';
 import { assertOneLineError, runCli } from '../../helpers/cli.js';
 import { colourDataset } from '../../helpers/data.js';
 
