@@ -20,7 +20,7 @@ import { loadWeights, saveWeightsFile } from '../vit/weights.js';
 import { TrainConfig } from './config.js';
 import { RunState, loadCheckpoint, saveCheckpoint, trainingRecord } from './checkpoint.js';
 import { RunData } from './data.js';
-import { argmax, evaluate } from './evaluate.js';
+import { type Evaluation, argmax, evaluate } from './evaluate.js';
 import { AdamW, Optimizer, OptimizerParam, SGD, isNoDecayParam } from './optim.js';
 import { EpochMetrics, ProgressBar, formatDuration, renderCurves } from './report.js';
 import { Schedule, learningRate } from './schedule.js';
@@ -232,12 +232,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 }
 
 /** The model card of the run's model/: its recipe, epochs and curves copied beside it (so that
- *  `vitrine card` can regenerate the card from the folder alone), the exported weights evaluated on
+ *  `vitrine card` can regenerate the card from the folder alone), the exported weights' evaluation on
  *  the held-out images for the per-class table. */
-async function writeRunCard(run: Run, modelDir: string): Promise<void> {
+async function writeRunCard(run: Run, modelDir: string, averaged: boolean): Promise<void> {
   const { o, model, runner } = run;
   await copyRunFiles(o.out, modelDir);
-  const evaluation = o.data.eval ? { result: await evaluate((px, n) => runner.logits(px, n), o.data.eval, { mean: o.vit.mean, std: o.vit.std }), which: o.data.evalDescription } : null;
+  // the exported weights were evaluated at the last epoch's end (the average's when it was adopted);
+  // a run resumed with nothing left to train is evaluated here
+  const measured = run.lastEvaluation ? (averaged ? run.lastEvaluation.average : run.lastEvaluation.weights) : null;
+  const result = measured ?? (o.data.eval ? await evaluate((px, n) => runner.logits(px, n), o.data.eval, { mean: o.vit.mean, std: o.vit.std }) : null);
+  const evaluation = result ? { result, which: o.data.evalDescription } : null;
   await writeModelCard(modelDir, { name: path.basename(path.resolve(o.out)), config: await readModelConfig(modelDir), parameters: model.parameterCount(), evaluation });
 }
 
@@ -262,6 +266,8 @@ interface Run {
   state: RunState;
   labels: readonly string[];
   elapsed: () => number;
+  /** The last epoch's evaluations (of the weights, and of their average), for the model card. */
+  lastEvaluation?: { weights: Evaluation; average: Evaluation | null };
 }
 
 /** The epoch's end: evaluate (the weight average too), keep the best epoch's weights, report, and
@@ -285,11 +291,13 @@ async function endEpoch(run: Run, lr: number, epochImages: number, epochS: numbe
     const e = await evaluate((px, n) => runner.logits(px, n), data.eval, { mean: o.vit.mean, std: o.vit.std });
     m.test_loss = +e.loss.toFixed(5);
     m.test_accuracy = e.accuracy;
+    let a: Evaluation | null = null;
     if (ema) {
-      const a = await ema.swapped(params, () => evaluate((px, n) => runner.logits(px, n), data.eval!, { mean: o.vit.mean, std: o.vit.std }));
+      a = await ema.swapped(params, () => evaluate((px, n) => runner.logits(px, n), data.eval!, { mean: o.vit.mean, std: o.vit.std }));
       m.ema_test_loss = +a.loss.toFixed(5);
       m.ema_test_accuracy = a.accuracy;
     }
+    if (last) run.lastEvaluation = { weights: e, average: a };
   }
   m.elapsed_s = +run.elapsed().toFixed(1);
   const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
@@ -316,8 +324,10 @@ async function finishRun(run: Run): Promise<string> {
   const { o, state, ema, params, model, labels } = run;
   const { config: c, data, log } = o;
   const final = state.history.at(-1);
+  let adopted = false;
   if (ema && final?.ema_test_accuracy !== undefined && final.test_accuracy !== undefined && final.ema_test_accuracy > final.test_accuracy) {
     ema.adopt(params);
+    adopted = true;
     log(`exporting the average of the weights (ema_decay ${c.ema_decay}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);
   }
   // The trained model: weights alone, and the export the server serves.
@@ -325,7 +335,7 @@ async function finishRun(run: Run): Promise<string> {
   await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels), training: JSON.stringify(training) });
   const modelDir = path.join(o.out, 'model');
   await exportModel(model, labels, modelDir, { training });
-  await writeRunCard(run, modelDir);
+  await writeRunCard(run, modelDir, adopted);
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
   const evaluated = state.history.filter((h) => h.test_accuracy !== undefined);
   const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
