@@ -31,6 +31,19 @@ function gridOf(c: ModelConfig): [number, number] | null {
   return [h / c.patch_size, w / c.patch_size];
 }
 
+/** The model in `dir`, served as `name`; throws when its config cannot be read (warnings for what it lacks). */
+export async function loadModelFolder(dir: string, name: string, warn: (msg: string) => void): Promise<ServedModel> {
+  const file = modelFileIn(dir);
+  if (!file) throw new Error(`${dir} holds no ${MODEL_FILE} (or model.onnx)`);
+  const config = await readModelConfig(dir);
+  const grid = gridOf(config);
+  const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
+  if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
+  const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
+  if (!grid) warn(`model ${name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`);
+  return { name, dir, file, config, grid, heads: headsOf(config), relevance };
+}
+
 export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
   let entries: import('node:fs').Dirent[];
   try {
@@ -41,16 +54,9 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
   const models: ServedModel[] = [];
   for (const e of entries.filter((d) => d.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
     const dir = path.join(root, e.name);
-    const file = modelFileIn(dir);
-    if (!file || !existsSync(path.join(dir, CONFIG_FILE))) continue;
+    if (!modelFileIn(dir) || !existsSync(path.join(dir, CONFIG_FILE))) continue;
     try {
-      const config = await readModelConfig(dir);
-      const grid = gridOf(config);
-      const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
-      if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${e.name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
-      const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
-      if (!grid) warn(`model ${e.name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`);
-      models.push({ name: e.name, dir, file, config, grid, heads: headsOf(config), relevance });
+      models.push(await loadModelFolder(dir, e.name, warn));
     } catch (err) {
       warn(`skipping model ${e.name}: ${(err as Error).message}`);
     }

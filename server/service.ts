@@ -2,14 +2,13 @@
 // workers and their batcher, the kept-results store, the decode gate and the metrics, and how they
 // close. plugin.ts wires it into a Fastify instance.
 
-import { Batcher } from './batcher.js';
 import type { ServeConfig } from './config.js';
 import type { ServiceContext } from './context.js';
 import { Errors } from './errors.js';
 import { Gate } from './gate.js';
 import { Metrics } from './metrics.js';
+import { startInference } from './inference.js';
 import { discoverModels } from './models.js';
-import { WorkerPool } from './pool.js';
 import { MemoryResults, type Results } from './results.js';
 import { RedisResults } from './results-redis.js';
 
@@ -31,50 +30,22 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   // Models and workers.
   const models = await discoverModels(config.models, (m) => log.warn(m));
   const metrics = new Metrics();
-  const pool = new WorkerPool(
-    {
-      device: config.device,
-      threads: config.threads,
-      models: models.map((m) => ({
-        name: m.name,
-        file: m.file,
-        inputName: m.config.input_name,
-        logitsOutput: m.config.logits_output,
-        attentionOutputs: m.grid ? m.config.attention_outputs : [],
-        inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
-        classes: m.config.labels.length,
-        prefixTokens: m.config.prefix_tokens ?? 1,
-        ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
-      })),
-    },
-    config.workers,
-    { info: (m) => log.info(m), error: (m) => log.error(m) },
-  );
-  pool.on('lost', () => metrics.workerRestarts.inc());
-  try {
-    await pool.start();
-  } catch (err) {
-    await pool.close();
-    throw err;
-  }
-  // A model the workers could not open is left out, with the reason; the others are served.
-  for (const [name, why] of Object.entries(pool.skipped)) {
-    log.error(`skipping model ${name}: ${why}`);
-    models.splice(models.findIndex((m) => m.name === name), 1);
-  }
-  let defaultModel = config.defaultModel;
-  if (!models.some((m) => m.name === defaultModel)) {
-    log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
-    defaultModel = models[0].name;
-  }
-  for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
-  const batcher = new Batcher(pool, config, {
+  const inference = await startInference(models, config, { info: (m) => log.info(m), error: (m) => log.error(m) }, {
     batch: (model, size, ms) => {
       metrics.batchSize.observe({ model }, size);
       metrics.inference.observe({ model }, ms / 1000);
     },
     depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
   });
+  const { pool, batcher } = inference;
+  pool.on('lost', () => metrics.workerRestarts.inc());
+  models.splice(0, models.length, ...inference.models);
+  let defaultModel = config.defaultModel;
+  if (!models.some((m) => m.name === defaultModel)) {
+    log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
+    defaultModel = models[0].name;
+  }
+  for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
   const clock = now ?? Date.now;
   let results: Results;
   if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);
@@ -109,9 +80,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
       batcher.flush(); // what waits for company leaves now
     },
     close: async () => {
-      await batcher.drained();
-      batcher.close();
-      await pool.close();
+      await inference.close();
       await results.close();
     },
   };

@@ -3,19 +3,12 @@
 
 import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
-import { HeadFusion, clsAttention, rollout, toGrid } from '../attention.js';
+import { toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
 import { renderHeatmap } from '../heatmap.js';
+import { checkMapQuery, makeMap } from '../maps.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../context.js';
-
-/** A class given as a label or an index. */
-export function classIndex(text: string, labels: readonly string[]): number {
-  const byLabel = labels.indexOf(text);
-  if (byLabel >= 0) return byLabel;
-  if (/^[0-9]+$/.test(text) && Number(text) < labels.length) return Number(text);
-  throw Errors.badRequest(`unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`);
-}
 
 const storeFailed = (ctx: ServiceContext) => (err: Error): never => {
   ctx.metrics.storeErrors.inc({ op: 'get' });
@@ -44,50 +37,10 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       const model = ctx.models.find((m) => m.name === stored.model);
       if (!model?.grid) throw Refusals.noMaps(stored.model, 'is not served here with attention outputs');
       const q = request.query;
-      const method = q.method ?? 'rollout';
-      const headText = q.head ?? 'mean';
-      const head: HeadFusion = /^[0-9]+$/.test(headText) ? Number(headText) : (headText as HeadFusion);
       // what was asked, before the schema's defaults filled in the rest
-      const asked = new URLSearchParams(request.url.split('?')[1] ?? '');
-      if (method === 'rollout' && asked.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
-      if (method === 'cls' && asked.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
-      if (method === 'relevance') {
-        for (const k of ['layer', 'head', 'discard']) if (asked.has(k)) throw Errors.badRequest(`${k} does not apply to method=relevance: it weighs every head of every layer`);
-        if (!model.relevance) throw Refusals.noRelevance(model.name);
-      } else if (asked.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
-
-      // The map, and what the JSON says of how it was made: the model runs again on the kept input, for
-      // its attentions or (relevance) through the explanation graph for the class.
+      checkMapQuery(model, q, new URLSearchParams(request.url.split('?')[1] ?? ''));
       const { id, view } = stored;
-      let values: Float32Array;
-      let made: Record<string, unknown>;
-      if (method === 'relevance') {
-        const labels = model.config.labels;
-        const index = q.class === undefined ? stored.top : classIndex(q.class, labels);
-        values = (await ctx.batcher.submit(model.name, stored.pixels, { relevanceClass: index })).relevance!;
-        made = { class: labels[index], class_index: index };
-      } else {
-        const layers = model.config.attention_outputs.length;
-        const layer = q.layer ?? layers - 1;
-        if (layer >= layers) throw Errors.badRequest(`layer ${layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
-        const discard = q.discard ?? 0;
-        // The default map (rollout, heads averaged, nothing discarded) is what the worker computes
-        // anyway; any other needs every layer's attention probabilities.
-        const plain = method === 'rollout' && head === 'mean' && discard === 0;
-        const checkHead = (heads: number) => {
-          if (typeof head === 'number' && head >= heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
-        };
-        // our models' configs carry the head count, so a bad head is refused before the model runs
-        if (model.heads !== null) checkHead(model.heads);
-        const r = await ctx.batcher.submit(model.name, stored.pixels, { attentions: !plain });
-        checkHead(r.heads);
-        if (plain) values = r.rollout!;
-        else {
-          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
-          values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
-        }
-        made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };
-      }
+      const { method, values, made } = await makeMap(ctx.batcher, model, stored.pixels, stored.top, q);
       ctx.metrics.maps.inc({ model: model.name, method });
       const [rows, cols] = model.grid;
       const grid = toGrid(values, rows, cols);

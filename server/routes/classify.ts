@@ -6,18 +6,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { clsAttention, toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
-import { imageSpec, mirrorImages } from '../../runtime/pixels.js';
+import { imageSpec } from '../../runtime/pixels.js';
+import { runClassification, topPredictions } from '../classification.js';
 import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
-
-export function softmax(logits: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  const out = Float64Array.from(logits, (v) => Math.exp(v - max));
-  const sum = out.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < out.length; i++) out[i] /= sum;
-  return out;
-}
 
 async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Buffer> {
   if (request.isMultipart()) {
@@ -56,13 +48,6 @@ export function refuseLargeFull(layers: number, heads: number, tokens: number): 
   }
 }
 
-/** The left-right mirror of one CHW image of the model's size. */
-function mirrorOf(pixels: Float32Array, c: { mean: readonly number[]; image_size: readonly number[] }): Float32Array {
-  const mirror = new Float32Array(pixels.length);
-  mirrorImages(pixels, mirror, 1, c.mean.length, c.image_size[0], c.image_size[1]);
-  return mirror;
-}
-
 export async function classifyRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
   const { config, batcher, results } = ctx;
@@ -93,15 +78,9 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const decoded = performance.now();
 
       const id = randomUUID();
-      const [r, mirrored] = await Promise.all([
-        batcher.submit(model.name, image.pixels, { attentions: model.grid !== null && (attention === 'cls' || attention === 'full') }),
-        // flip test-time augmentation: the mirror image beside it (one batch when the batcher can)
-        request.query.tta === 'flip' ? batcher.submit(model.name, mirrorOf(image.pixels, model.config), { attentions: false }) : null,
-      ]);
-      if (mirrored) r.logits = Float32Array.from(r.logits, (v, i) => (v + mirrored.logits[i]) / 2);
-
-      const probs = softmax(r.logits);
-      const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, topk);
+      const r = await runClassification(batcher, model, image.pixels, { tta: request.query.tta, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
+      const predictions = topPredictions(r.logits, model.config.labels, topk);
+      const order = predictions.map((p) => p.index);
       // Kept for GET /attention/:id; when a shared store is down the classification still answers.
       const kept = model.grid ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top: order[0] }) : results.noteUnkept(id, model.name);
       await kept.catch((err: Error) => {
@@ -131,7 +110,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       return {
         id,
         model: model.name,
-        predictions: order.map((k) => ({ label: model.config.labels[k], index: k, probability: probs[k] })),
+        predictions,
         logits: Array.from(r.logits),
         ...(attentionBody ? { attention: attentionBody } : {}),
         image: { format: image.format, width: image.original.width, height: image.original.height },

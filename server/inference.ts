@@ -1,0 +1,66 @@
+// The inference side of the service on its own: worker threads that own the ONNX Runtime sessions of
+// the models, and the batcher in front of them. The service starts it for its routes; vitrine predict
+// starts it in its own process for a folder of images (no HTTP between).
+
+import { type BatchObserver, Batcher, type BatcherOptions } from './batcher.js';
+import type { ServedModel } from './models.js';
+import { WorkerPool } from './pool.js';
+
+export interface InferenceOptions extends BatcherOptions {
+  device: 'auto' | 'cpu' | 'cuda';
+  threads: number;
+  workers: number;
+}
+
+export interface Inference {
+  pool: WorkerPool;
+  batcher: Batcher;
+  /** The models the workers opened (those they could not are left out, and logged with the reason). */
+  models: ServedModel[];
+  /** Waits for the queued work, then stops the workers. */
+  close(): Promise<void>;
+}
+
+const NO_OBSERVER: BatchObserver = { batch: () => {}, depth: () => {} };
+
+export async function startInference(models: readonly ServedModel[], o: InferenceOptions, log: { info(m: string): void; error(m: string): void }, observer: BatchObserver = NO_OBSERVER): Promise<Inference> {
+  const pool = new WorkerPool(
+    {
+      device: o.device,
+      threads: o.threads,
+      models: models.map((m) => ({
+        name: m.name,
+        file: m.file,
+        inputName: m.config.input_name,
+        logitsOutput: m.config.logits_output,
+        attentionOutputs: m.grid ? m.config.attention_outputs : [],
+        inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
+        classes: m.config.labels.length,
+        prefixTokens: m.config.prefix_tokens ?? 1,
+        ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
+      })),
+    },
+    o.workers,
+    log,
+  );
+  try {
+    await pool.start();
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+  // A model the workers could not open is left out, with the reason; the others are served.
+  for (const [name, why] of Object.entries(pool.skipped)) log.error(`skipping model ${name}: ${why}`);
+  const opened = models.filter((m) => !(m.name in pool.skipped));
+  const batcher = new Batcher(pool, o, observer);
+  return {
+    pool,
+    batcher,
+    models: opened,
+    close: async () => {
+      await batcher.drained();
+      batcher.close();
+      await pool.close();
+    },
+  };
+}

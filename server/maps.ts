@@ -1,0 +1,81 @@
+// One map of one image, as GET /attention/:id and vitrine predict make it: which parameters apply to
+// which method (400s naming the misfit), then the model run again on the image's input, for its
+// attentions or (relevance) through the explanation graph for the class.
+
+import type { Batcher } from './batcher.js';
+import { HeadFusion, clsAttention, rollout } from './attention.js';
+import { Errors, Refusals } from './errors.js';
+import type { ServedModel } from './models.js';
+
+export type MapMethod = 'rollout' | 'cls' | 'relevance';
+
+export interface MapQuery {
+  method?: MapMethod;
+  /** relevance: the class, a label or an index (default: the top prediction). */
+  class?: string;
+  layer?: number;
+  head?: string;
+  discard?: number;
+}
+
+/** A class given as a label or an index. */
+export function classIndex(text: string, labels: readonly string[]): number {
+  const byLabel = labels.indexOf(text);
+  if (byLabel >= 0) return byLabel;
+  if (/^[0-9]+$/.test(text) && Number(text) < labels.length) return Number(text);
+  throw Errors.badRequest(`unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`);
+}
+
+/** Refuses parameters that do not apply to the method (`given`: the ones named explicitly), and a
+ *  method the model cannot give. */
+export function checkMapQuery(model: ServedModel, q: MapQuery, given: { has(key: string): boolean }): void {
+  if (!model.grid) throw Refusals.noMaps(model.name, 'is not served here with attention outputs');
+  const method = q.method ?? 'rollout';
+  if (method === 'rollout' && given.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
+  if (method === 'cls' && given.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
+  if (method === 'relevance') {
+    for (const k of ['layer', 'head', 'discard']) if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=relevance: it weighs every head of every layer`);
+    if (!model.relevance) throw Refusals.noRelevance(model.name);
+  } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
+  if (q.class !== undefined) classIndex(q.class, model.config.labels);
+  const layers = model.config.attention_outputs.length;
+  if (q.layer !== undefined && q.layer >= layers) throw Errors.badRequest(`layer ${q.layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
+  // our models' configs carry the head count, so a bad head is refused before the model runs
+  if (model.heads !== null) checkHead(q.head, model.heads);
+}
+
+function headOf(text: string): HeadFusion {
+  return /^[0-9]+$/.test(text) ? Number(text) : (text as HeadFusion);
+}
+
+function checkHead(text: string | undefined, heads: number): void {
+  const head = headOf(text ?? 'mean');
+  if (typeof head === 'number' && head >= heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
+}
+
+/** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. */
+export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
+  const method = q.method ?? 'rollout';
+  if (method === 'relevance') {
+    const labels = model.config.labels;
+    const index = q.class === undefined ? top : classIndex(q.class, labels);
+    const values = (await batcher.submit(model.name, pixels, { relevanceClass: index })).relevance!;
+    return { method, values, made: { class: labels[index], class_index: index } };
+  }
+  const headText = q.head ?? 'mean';
+  const head = headOf(headText);
+  const layer = q.layer ?? model.config.attention_outputs.length - 1;
+  const discard = q.discard ?? 0;
+  // The default map (rollout, heads averaged, nothing discarded) is what the worker computes anyway;
+  // any other needs every layer's attention probabilities.
+  const plain = method === 'rollout' && head === 'mean' && discard === 0;
+  const r = await batcher.submit(model.name, pixels, { attentions: !plain });
+  checkHead(headText, r.heads);
+  let values: Float32Array;
+  if (plain) values = r.rollout!;
+  else {
+    const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
+    values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
+  }
+  return { method, values, made: { ...(method === 'cls' ? { layer } : {}), head: headText, discard } };
+}
