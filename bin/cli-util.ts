@@ -2,7 +2,7 @@
 
 import { promises as fs } from 'node:fs';
 import { ParseArgsConfig } from 'node:util';
-import { parseStrict } from '../runtime/args.js';
+import { parseStrict, parseStrictWithInputs } from '../runtime/args.js';
 import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 
 /** An error whose message is the whole story: printed as one line, exit status 1 (2 for usage). */
@@ -18,6 +18,15 @@ export class CliError extends Error {
 export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
   try {
     return parseStrict(argv, options);
+  } catch (err) {
+    throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
+  }
+}
+
+/** The flags and the arguments that are not flags (a command's inputs). */
+export function parseFlagsAndInputs<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+  try {
+    return parseStrictWithInputs(argv, options);
   } catch (err) {
     throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
   }

@@ -9,6 +9,7 @@ commands:
   import   a ViT exported by torch.onnx or optimum -> a model folder with attention and relevance maps
   eval     accuracy, per-class accuracy and confusion matrix of an exported model
   card     (re)write a model folder's README.md, its model card, from the folder's files
+  predict  classify (and explain) files, folders and globs of images: results file, heatmaps, resume, shards
   serve    the inference server: web page, /classify, /attention/:id, /metrics
 run 'vitrine <command> --help' for its flags`;
 
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   import: async () => (await import('./import.js')).importCommand,
   eval: async () => (await import('./eval.js')).evalCommand,
   card: async () => (await import('./card.js')).cardCommand,
+  predict: async () => (await import('./predict.js')).predictCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
 };
 

@@ -34,9 +34,14 @@ export function normalizeArgs(argv: readonly string[], options: Options): string
 
 /** parseArgs in strict mode; errors are one line that names the flag. */
 export function parseStrict<T extends Options>(argv: readonly string[], options: T) {
+  return parseStrictWithInputs(argv, options, false).values;
+}
+
+/** The same, with arguments that are not flags (a command's inputs) allowed when `inputs`. */
+export function parseStrictWithInputs<T extends Options>(argv: readonly string[], options: T, inputs = true) {
   const args = normalizeArgs(argv, options);
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args, options, strict: true, allowPositionals: inputs });
   } catch (err) {
     const e = err as Error & { code?: string };
     const quoted = /'([^']+)'/.exec(e.message)?.[1];

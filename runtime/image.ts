@@ -74,7 +74,7 @@ sharp.cache(false);
 /** Bytes -> the model input's pixels and the view, by the fast path or sharp's. */
 export async function decodeImage(bytes: Buffer, s: Geometry, o: DecodeOptions): Promise<DecodedImage> {
   const format = sniffImage(bytes);
-  if (!format) throw new ImageError('unsupported', `the body is not an image in a supported format (${SNIFFED.join(', ')})`);
+  if (!format) throw new ImageError('unsupported', `the bytes are not an image in a supported format (${SNIFFED.join(', ')})`);
   const plain = format === 'png' && s.width * s.height <= o.maxPixels ? decodePlainPng(bytes, s.width, s.height) : null;
   if (plain) {
     const size = { width: plain.width, height: plain.height };

@@ -215,7 +215,7 @@ t.test('v2: bad requests are 400s with {"error"}, naming the problem', async (t)
     ['an unknown input', { inputs: [good, { ...good, name: 'extra' }] }, /has no input 'extra' \(inputs: pixel_values\)/],
     ['an unknown output', { inputs: [good], outputs: [{ name: 'probs' }] }, /has no output 'probs' \(outputs: logits, attentions\.0/],
     ['a bad classification count', { inputs: [good], outputs: [{ name: 'logits', parameters: { classification: 0 } }] }, /classification must be a positive integer/],
-    ['BYTES that are not an image', { inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1], data: [Buffer.from('hello').toString('base64')] }] }, /element 0: the body is not an image/],
+    ['BYTES that are not an image', { inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1], data: [Buffer.from('hello').toString('base64')] }] }, /element 0: the bytes are not an image/],
     ['BYTES of a wrong shape', { inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1, 2], data: [img.toString('base64'), img.toString('base64')] }] }, /BYTES images take shape \[-1\] or \[-1, 1\]/],
   ];
   for (const [what, body, message] of cases) {
