@@ -2,7 +2,7 @@
 // which method (400s naming the misfit), then the model run again on the image's input, for its
 // attentions or (relevance) through the explanation graph for the class.
 
-import type { Batcher } from './batcher.js';
+import type { Batcher, JobResult } from './batcher.js';
 import { HeadFusion, clsAttention, rollout } from './attention.js';
 import { Errors, Refusals } from './errors.js';
 import type { ServedModel } from './models.js';
@@ -53,8 +53,16 @@ function checkHead(text: string | undefined, heads: number): void {
   if (typeof head === 'number' && head >= heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
 }
 
-/** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. */
-export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
+/** Whether a run of the model must return every layer's attentions for this map (rollout with heads
+ *  averaged and nothing discarded is what the worker computes anyway; relevance runs another graph). */
+export function needsAttentions(q: MapQuery): boolean {
+  const method = q.method ?? 'rollout';
+  return method === 'cls' || (method === 'rollout' && ((q.head ?? 'mean') !== 'mean' || (q.discard ?? 0) !== 0));
+}
+
+/** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. The
+ *  model runs again on the input unless `ran`, a run of it already made, has what the map needs. */
+export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery, ran?: JobResult): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
   const method = q.method ?? 'rollout';
   if (method === 'relevance') {
     const labels = model.config.labels;
@@ -66,10 +74,8 @@ export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Floa
   const head = headOf(headText);
   const layer = q.layer ?? model.config.attention_outputs.length - 1;
   const discard = q.discard ?? 0;
-  // The default map (rollout, heads averaged, nothing discarded) is what the worker computes anyway;
-  // any other needs every layer's attention probabilities.
-  const plain = method === 'rollout' && head === 'mean' && discard === 0;
-  const r = await batcher.submit(model.name, pixels, { attentions: !plain });
+  const plain = !needsAttentions(q);
+  const r = ran && (plain ? ran.rollout : ran.attentions) ? ran : await batcher.submit(model.name, pixels, { attentions: !plain });
   checkHead(headText, r.heads);
   let values: Float32Array;
   if (plain) values = r.rollout!;

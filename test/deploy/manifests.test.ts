@@ -7,12 +7,19 @@ import path from 'node:path';
 import t from 'tap';
 import { parseAllDocuments, parse } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
-import { Service } from 'kubernetes-models/v1';
+import { PersistentVolumeClaim, Service } from 'kubernetes-models/v1';
+import { Job } from 'kubernetes-models/batch/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { SERVE_ENV, loadServeConfig } from '../../server/config.js';
 import { DRAIN_TIMEOUT_MS } from '../../server/server.js';
 import { testApp } from '../helpers/server.js';
+import { cp, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { PREDICT_FLAGS } from '../../bin/predict.js';
+import { parseFlagsAndInputs } from '../../bin/cli-util.js';
+import { runCli } from '../helpers/cli.js';
+import { tmpDir } from '../helpers/data.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const DIR = path.join(ROOT, 'deploy', 'kubernetes');
@@ -36,6 +43,8 @@ const MODELS: Record<string, new (d: any) => { validate(): void }> = {
   'v1/Service': Service,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'batch/v1/Job': Job,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
 };
 
 /** The server's configuration from a container's env, as `vitrine serve` would read it. */
@@ -47,7 +56,7 @@ function configOf(env: { name: string; value?: string }[]) {
 
 t.test('kubernetes: every document parses and validates against the API schemas', async (t) => {
   const docs = await documents();
-  t.same([...docs.keys()].sort(), ['Deployment/redis', 'Deployment/vitrine', 'HorizontalPodAutoscaler/vitrine', 'InferenceService/vitrine', 'PodDisruptionBudget/vitrine', 'Service/redis', 'Service/vitrine']);
+  t.same([...docs.keys()].sort(), ['Deployment/redis', 'Deployment/vitrine', 'HorizontalPodAutoscaler/vitrine', 'InferenceService/vitrine', 'Job/vitrine-predict', 'PersistentVolumeClaim/vitrine-predict-data', 'PodDisruptionBudget/vitrine', 'Service/redis', 'Service/vitrine']);
   for (const [key, doc] of docs) {
     const Model = MODELS[`${doc.apiVersion}/${doc.kind}`];
     if (!Model) continue; // the InferenceService is a custom resource: checked below
@@ -122,4 +131,52 @@ t.test('compose: the scaled profile shares Redis, and the balancer config is mou
   t.ok(compose.services.lb.volumes.some((v: string) => v.startsWith('./nginx.conf:')), 'nginx runs docker/nginx.conf');
   const nginx = await readFile(path.join(ROOT, 'docker', 'nginx.conf'), 'utf8');
   t.notMatch(nginx, /^\s*hash /m, 'no client pinning');
+});
+
+t.test('predict job: an Indexed Job whose pods, run as Kubernetes runs them, cover the images once and merge', async (t) => {
+  const docs = await documents();
+  const job = docs.get('Job/vitrine-predict')!;
+  const spec = job.spec;
+  const pod = spec.template.spec;
+  const [c] = pod.containers;
+  t.equal(spec.completionMode, 'Indexed');
+  t.equal(spec.completions, spec.parallelism, 'one pod per shard, all at once');
+  t.equal(pod.restartPolicy, 'Never', 'backoffLimitPerIndex requires it');
+  t.equal(c.name, spec.podFailurePolicy.rules.find((r: { action: string }) => r.action === 'FailIndex').onExitCodes.containerName, 'the failure policy names the container');
+  t.equal(pod.securityContext.runAsUser, 1000, "the image's user node");
+  t.equal(c.args[0], 'predict');
+  const { values, positionals } = parseFlagsAndInputs(c.args.slice(1), PREDICT_FLAGS, '');
+  t.equal(Number(values.shards), spec.completions, '--shards is the number of completions');
+  t.ok(values.resume, 'a replaced pod resumes its shard');
+  t.ok(existsSync(path.join(ROOT, 'models', values.model!, 'config.json')), `--model ${values.model} is a bundled model`);
+  const mounts = c.volumeMounts as { name: string; mountPath: string }[];
+  const claim = (p: string) => {
+    const m = mounts.find((v) => p.startsWith(v.mountPath + '/'));
+    return pod.volumes.find((v: { name: string }) => v.name === m?.name)?.persistentVolumeClaim?.claimName;
+  };
+  for (const p of [...positionals, values.out!]) t.equal(claim(p), 'vitrine-predict-data', `${p} is on the shared volume`);
+  t.same(docs.get('PersistentVolumeClaim/vitrine-predict-data')!.spec.accessModes, ['ReadWriteMany']);
+
+  // The pods: the container's arguments with /data on a temporary folder, JOB_COMPLETION_INDEX 0..N-1.
+  const data = await tmpDir('vitrine-job-');
+  const examples = path.join(ROOT, 'server', 'web', 'examples');
+  for (const [i, f] of (await readdir(examples)).filter((f) => f.endsWith('.png')).entries()) {
+    await mkdir(path.join(data, 'images', `part-${i % 3}`), { recursive: true });
+    await cp(path.join(examples, f), path.join(data, 'images', `part-${i % 3}`, f));
+  }
+  const args = c.args.map((a: string) => a.replace(/^\/data\//, `${data}/`));
+  for (let index = 0; index < spec.completions; index++) {
+    const r = await runCli([...args, '--workers', '1'], { built: true, env: { JOB_COMPLETION_INDEX: String(index) } });
+    t.equal(r.code, 0, `pod ${index}: ${r.stderr.trim().split('\n').at(-1)}`);
+  }
+  const again = await runCli([...args, '--workers', '1'], { built: true, env: { JOB_COMPLETION_INDEX: '0' } });
+  t.match(again.stdout, /^0 images in .* done before/m, 'a pod run again (a retried index) finds its shard done');
+  const merged = await runCli(['predict', '--merge', `${data}/results`], { built: true });
+  t.equal(merged.code, 0, merged.stderr);
+  const whole = await runCli(['predict', `${data}/images`, '--model', values.model!, '--out', `${data}/whole`, '--workers', '1'], { built: true });
+  t.equal(whole.code, 0, whole.stderr);
+  const lines = async (f: string) => (await readFile(f, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.stringify({ ...JSON.parse(l), timings: undefined })).sort();
+  const got = await lines(`${data}/results/predictions.jsonl`);
+  t.equal(got.length, 10);
+  t.same(got, await lines(`${data}/whole/predictions.jsonl`), 'the merge of the pods is the run of one machine');
 });
