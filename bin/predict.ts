@@ -22,7 +22,7 @@ import { type ServedModel, loadModelFolder } from '../server/models.js';
 import { prepareImage } from '../server/preprocess.js';
 import { AttentionQuery } from '../server/schemas.js';
 import { CliError, intFlag, parseFlagsAndInputs } from './cli-util.js';
-import { type Input, inputKey, listInputs, mapFile, shardOf } from './predict/inputs.js';
+import { IMAGE_EXTENSIONS, type Input, inputKey, listInputs, mapFile, shardOf } from './predict/inputs.js';
 import { PredictProgress } from './predict/progress.js';
 import { Appender, type PredictRecord, type WrittenRecord, csvHeader, csvLine, formatRecord, mergeShards, readRecords, replaceFile, resultsFile } from './predict/results.js';
 
@@ -39,7 +39,7 @@ export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs â€
     [--discard R] [--size 256] [--alpha 0.5] [--colormap jet|viridis|inferno|gray]
     [--shard i/n | --shards n] [--device auto|cpu|cuda] [--workers N] [--threads N] [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
        vitrine predict --merge <results folder>
-  Folders are walked recursively for ${'.jpg .png .webp .gif .avif .tiff â€¦'} files; a file named, or matched by a glob, is tried whatever its name.
+  Folders are walked recursively for ${IMAGE_EXTENSIONS.join(' ')} files; a file named, or matched by a glob, is tried whatever its name.
   --model: a model folder, or a name under --models (default ${DEFAULTS.defaultModel}). Results: <out>/predictions.jsonl (or .csv), one
   record per input (path, size, mtime_ms, top-k labels and probabilities, or the error); --maps draws heatmaps under <out>/maps/.
   --resume skips the inputs already written (same path, size and mtime). --shards n takes the shard from JOB_COMPLETION_INDEX.`;
@@ -268,7 +268,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   };
 
   // A window of images in flight: enough to keep every worker's batches full, few enough that memory stays flat.
-  const window = Math.max(16, 4 * inference.workers * inference.maxBatch);
+  const window = Math.max(16, 2 * inference.workers * inference.maxBatch);
   let next = 0;
   const lane = async () => {
     while (!stopping && !failed && next < todo.length) {
