@@ -32,6 +32,10 @@ export const RelevanceGraphSchema = Type.Object({
   class_input: name,
   /** [batch, heads, tokens, tokens] gradients, first layer first, one per attention output. */
   gradient_outputs: Type.Array(Type.String()),
+  /** [batch, channels, height, width]: the gradient with respect to the input (graphs written since it was added). */
+  input_gradient_output: Type.Optional(Type.String()),
+  /** The class_input value that explains each image's own top prediction, in the run that classifies it. */
+  top_class: Type.Optional(Type.Literal(-1)),
 });
 export type RelevanceGraph = Static<typeof RelevanceGraphSchema>;
 

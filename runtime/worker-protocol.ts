@@ -23,8 +23,11 @@ export interface WorkerModel {
   classes: number;
   /** Tokens before the patches ([CLS] first): the maps cover the tokens after them. */
   prefixTokens: number;
-  /** The explanation graph beside the model (config.json `relevance`), when it has one. */
-  relevance?: { file: string; classInput: string; gradientOutputs: string[] };
+  /** The patch grid [rows, cols] the maps cover, when the model gives maps. */
+  grid?: [number, number];
+  /** The explanation graph beside the model (config.json `relevance`), when it has one; graphs written
+   *  since it was added also give the input's gradient and explain the top prediction for class -1. */
+  relevance?: { file: string; classInput: string; gradientOutputs: string[]; inputGradientOutput?: string; topClass?: number };
 }
 
 export interface WorkerInit {
@@ -53,7 +56,9 @@ export interface RunReply {
   id: number;
   logits: Float32Array; // n * classes
   rollout: Float32Array | null; // n * (tokens - prefix), heads averaged
-  relevance?: Float32Array | null; // n * (tokens - prefix), for the asked classes
+  relevance?: Float32Array | null; // n * (tokens - prefix), for the asked classes: the default explanation
+  /** The explanation methods a relevance run gives (server/attention.ts), each n * (tokens - prefix). */
+  explanations?: { chefer: Float32Array; gradInput: Float32Array | null } | null;
   attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
   heads: number;
   tokens: number;

@@ -5,6 +5,7 @@
 
 import { Errors, ServiceError } from './errors.js';
 import type { RunReply, RunRequest } from '../runtime/worker-protocol.js';
+import { type JobOptions, type JobResult, explanationsOf, slice } from './job.js';
 import { WorkerPool } from './pool.js';
 
 export interface BatcherOptions {
@@ -14,27 +15,7 @@ export interface BatcherOptions {
   timeoutMs: number;
 }
 
-/** What a request wants besides logits and the default rollout. */
-export interface JobOptions {
-  /** Return every layer's attention probabilities in the result. */
-  attentions?: boolean;
-  /** Run the explanation graph for this class instead: the result's `relevance` is its map (batched with other relevance jobs of the model). */
-  relevanceClass?: number;
-}
-
-export interface JobResult {
-  logits: Float32Array;
-  rollout: Float32Array | null;
-  relevance: Float32Array | null; // tokens - prefix, for a relevance job
-  attentions: Float32Array[] | null; // per layer, heads * tokens * tokens (when asked for)
-  heads: number;
-  tokens: number;
-  /** Tokens before the patches ([CLS] and any others). */
-  prefix: number;
-  batchSize: number;
-  queueMs: number;
-  inferenceMs: number;
-}
+export type { JobOptions, JobResult } from './job.js';
 
 interface Job {
   model: string;
@@ -59,8 +40,6 @@ export type BatchRunner = Pick<WorkerPool, 'idle' | 'run' | 'on'>;
 
 type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
 
-/** Image i's part of a batch array of `per` values an image: a view, not a copy. */
-const slice = (a: Float32Array, i: number, per: number) => a.subarray(i * per, (i + 1) * per);
 
 /** The metrics label of a queue: the model's name, and "<model> relevance" for its explanation queue. */
 const queueLabel = (key: string) => key.replace('\u0000', ' ');
@@ -164,7 +143,7 @@ export class Batcher {
       // Relevance jobs: each image with its own class, through the model's explanation graph.
       const classes = Float32Array.from(jobs, (j) => j.options.relevanceClass!);
       this.runBatch(slot, `${model} relevance`, jobs, { model, pixels, n: jobs.length, attentions: false, relevance: classes }, (r, at) =>
-        jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, relevance: r.relevance ? slice(r.relevance, i, r.tokens - r.prefix) : null, attentions: null })))),
+        jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, ...explanationsOf(r, i), attentions: null })))),
       );
       return;
     }
@@ -173,7 +152,7 @@ export class Batcher {
       jobs.forEach((j, i) => {
         // Views into the batch's arrays, not copies.
         const attentions = j.options.attentions && r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;
-        this.settle(j, () => j.resolve(at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - r.prefix) : null, relevance: null, attentions })));
+        this.settle(j, () => j.resolve(at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - r.prefix) : null, relevance: null, explanations: null, attentions })));
       });
     });
   }
@@ -188,7 +167,7 @@ export class Batcher {
     label: string,
     jobs: Job[],
     request: Omit<RunRequest, 'type' | 'id'>,
-    deliver: (r: RunReply, at: (i: number, rest: Pick<JobResult, 'rollout' | 'relevance' | 'attentions'>) => JobResult) => void,
+    deliver: (r: RunReply, at: (i: number, rest: Pick<JobResult, 'rollout' | 'relevance' | 'explanations' | 'attentions'>) => JobResult) => void,
   ): void {
     const started = performance.now();
     this.running++;

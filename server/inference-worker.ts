@@ -4,7 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Session, createSession, runSession } from '../runtime/ort.js';
-import { relevanceInto, rolloutMeanInto } from './attention.js';
+import { combinedRelevance, gradInputInto, relevanceInto, rolloutMeanInto } from './attention.js';
 import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
@@ -34,7 +34,7 @@ async function open(m: WorkerModel): Promise<void> {
       relevance = await createSession(r.file, { device: init.device, threads: init.threads }).catch((err: Error) => {
         throw new Error(`model ${m.name}: ${r.file} cannot be loaded: ${err.message.split('\n')[0]}`);
       });
-      requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs]);
+      requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])]);
     }
     sessions.set(m.name, { session, model: m, relevance });
     providers[m.name] = session.provider;
@@ -50,16 +50,19 @@ async function start(): Promise<void> {
   send({ type: 'ready', providers, skipped });
 }
 
-/** The explanation graph for each image's asked class: logits and relevance maps, computed here, off the event loop. */
+/** The explanation graph for each image's asked class: logits and the explanation maps (Chefer's
+ *  relevance, gradient x input when the graph gives the input's gradient, and their product, the
+ *  default), computed here, off the event loop. */
 async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance: Session | null }): Promise<RunReply> {
   const { model } = s;
   if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
   const r = model.relevance;
+  const inputGrad = r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
   const t0 = performance.now();
   const out = await runSession(
     s.relevance,
     { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] }, [r.classInput]: { data: req.relevance!, dims: [req.n] } },
-    [model.logitsOutput, ...model.attentionOutputs, ...r.gradientOutputs],
+    [model.logitsOutput, ...model.attentionOutputs, ...r.gradientOutputs, ...(inputGrad ? [inputGrad] : [])],
   );
   const inferenceMs = performance.now() - t0;
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
@@ -68,9 +71,16 @@ async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance:
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const grads = r.gradientOutputs.map((n) => out[n].data);
   const prefix = model.prefixTokens;
-  const maps = new Float32Array(req.n * (tokens - prefix));
-  for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, maps, i * (tokens - prefix), prefix);
-  return { type: 'result', id: req.id, logits, rollout: null, relevance: maps, attentions: null, heads, tokens, prefix, inferenceMs };
+  const patches = tokens - prefix;
+  const chefer = new Float32Array(req.n * patches);
+  for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, chefer, i * patches, prefix);
+  let gradInput: Float32Array | null = null;
+  if (inputGrad) {
+    gradInput = new Float32Array(req.n * patches);
+    for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
+  }
+  const relevance = combinedRelevance(chefer, gradInput);
+  return { type: 'result', id: req.id, logits, rollout: null, relevance: relevance === chefer ? Float32Array.from(chefer) : relevance, explanations: { chefer, gradInput }, attentions: null, heads, tokens, prefix, inferenceMs };
 }
 
 async function run(req: RunRequest): Promise<RunReply> {
@@ -115,7 +125,7 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
   running++;
   run(req)
     .then(
-      (reply) => send(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+      (reply) => send(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.explanations ? [reply.explanations.chefer.buffer, ...(reply.explanations.gradInput ? [reply.explanations.gradInput.buffer] : [])] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
       (err: Error) => send({ type: 'error', id: req.id, message: err.message }),
     )
     .catch((err: Error) => send({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))

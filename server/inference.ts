@@ -5,6 +5,7 @@
 import { type BatchObserver, Batcher, type BatcherOptions } from './batcher.js';
 import type { ServedModel } from './models.js';
 import { WorkerPool } from './pool.js';
+import type { WorkerModel } from '../runtime/worker-protocol.js';
 
 export interface InferenceOptions extends BatcherOptions {
   device: 'auto' | 'cpu' | 'cuda';
@@ -19,6 +20,16 @@ export interface Inference {
   models: ServedModel[];
   /** Waits for the queued work, then stops the workers. */
   close(): Promise<void>;
+}
+
+function relevanceOf(file: string, r: NonNullable<ServedModel['config']['relevance']>): NonNullable<WorkerModel['relevance']> {
+  return {
+    file,
+    classInput: r.class_input,
+    gradientOutputs: r.gradient_outputs,
+    ...(r.input_gradient_output ? { inputGradientOutput: r.input_gradient_output } : {}),
+    ...(r.top_class !== undefined ? { topClass: r.top_class } : {}),
+  };
 }
 
 const NO_OBSERVER: BatchObserver = { batch: () => {}, depth: () => {} };
@@ -37,7 +48,8 @@ export async function startInference(models: readonly ServedModel[], o: Inferenc
         inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
         classes: m.config.labels.length,
         prefixTokens: m.config.prefix_tokens ?? 1,
-        ...(m.relevance && m.config.relevance ? { relevance: { file: m.relevance, classInput: m.config.relevance.class_input, gradientOutputs: m.config.relevance.gradient_outputs } } : {}),
+        ...(m.grid ? { grid: m.grid } : {}),
+        ...(m.relevance && m.config.relevance ? { relevance: relevanceOf(m.relevance, m.config.relevance) } : {}),
       })),
     },
     o.workers,

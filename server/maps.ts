@@ -1,13 +1,24 @@
 // One map of one image, as GET /attention/:id and vitrine predict make it: which parameters apply to
 // which method (400s naming the misfit), then the model run again on the image's input, for its
-// attentions or (relevance) through the explanation graph for the class.
+// attentions or, for the class-specific methods, through the explanation graph for the class (one run
+// gives all three of those; a cache, when given, keeps every map made so none is made twice).
 
 import type { Batcher, JobResult } from './batcher.js';
 import { HeadFusion, clsAttention, rollout } from './attention.js';
 import { Errors, Refusals } from './errors.js';
 import type { ServedModel } from './models.js';
 
-export type MapMethod = 'rollout' | 'cls' | 'relevance';
+export type MapMethod = 'rollout' | 'cls' | 'relevance' | 'chefer' | 'grad-input';
+export const MAP_METHODS: readonly MapMethod[] = Object.freeze(['rollout', 'cls', 'relevance', 'chefer', 'grad-input']);
+/** The methods the explanation graph gives, for a class: one run makes all of them. */
+export const CLASS_METHODS: readonly MapMethod[] = Object.freeze(['relevance', 'chefer', 'grad-input']);
+const isClassMethod = (m: MapMethod) => CLASS_METHODS.includes(m);
+
+/** Where the maps made of a kept result are kept (the results store), by mapKey. */
+export interface MapCache {
+  get(key: string): Promise<Float32Array | undefined>;
+  put(key: string, values: Float32Array): Promise<void>;
+}
 
 export interface MapQuery {
   method?: MapMethod;
@@ -33,10 +44,11 @@ export function checkMapQuery(model: ServedModel, q: MapQuery, given: { has(key:
   const method = q.method ?? 'rollout';
   if (method === 'rollout' && given.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
   if (method === 'cls' && given.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
-  if (method === 'relevance') {
-    for (const k of ['layer', 'head', 'discard']) if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=relevance: it weighs every head of every layer`);
+  if (isClassMethod(method)) {
+    for (const k of ['layer', 'head', 'discard']) if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=${method}: it weighs every head of every layer`);
     if (!model.relevance) throw Refusals.noRelevance(model.name);
-  } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance only: rollout and cls do not depend on the class');
+    if (method === 'grad-input' && !model.config.relevance?.input_gradient_output) throw Refusals.noInputGradient(model.name);
+  } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance, chefer and grad-input only: rollout and cls do not depend on the class');
   if (q.class !== undefined) classIndex(q.class, model.config.labels);
   const layers = model.config.attention_outputs.length;
   if (q.layer !== undefined && q.layer >= layers) throw Errors.badRequest(`layer ${q.layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
@@ -60,20 +72,47 @@ export function needsAttentions(q: MapQuery): boolean {
   return method === 'cls' || (method === 'rollout' && ((q.head ?? 'mean') !== 'mean' || (q.discard ?? 0) !== 0));
 }
 
-/** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. The
- *  model runs again on the input unless `ran`, a run of it already made, has what the map needs. */
-export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery, ran?: JobResult): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
+/** What names a map of a kept result: the method and what it depends on. */
+export function mapKey(model: ServedModel, top: number, q: MapQuery): string {
   const method = q.method ?? 'rollout';
-  if (method === 'relevance') {
+  if (isClassMethod(method)) return `${method}:${q.class === undefined ? top : classIndex(q.class, model.config.labels)}`;
+  const layer = method === 'cls' ? (q.layer ?? model.config.attention_outputs.length - 1) : '';
+  return `${method}:${layer}:${q.head ?? 'mean'}:${method === 'rollout' ? (q.discard ?? 0) : ''}`;
+}
+
+/** The class-specific maps of one relevance run, under their keys, for a cache. */
+export function classMaps(r: Pick<JobResult, 'relevance' | 'explanations'>, index: number): [string, Float32Array][] {
+  const out: [string, Float32Array][] = [];
+  if (r.relevance) out.push([`relevance:${index}`, r.relevance]);
+  if (r.explanations) out.push([`chefer:${index}`, r.explanations.chefer]);
+  if (r.explanations?.gradInput) out.push([`grad-input:${index}`, r.explanations.gradInput]);
+  return out;
+}
+
+/** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. The
+ *  model runs again on the input unless `ran`, a run of it already made, has what the map needs, or
+ *  `cache` holds the map. */
+export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery, ran?: JobResult, cache?: MapCache): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
+  const method = q.method ?? 'rollout';
+  const key = mapKey(model, top, q);
+  const cached = await cache?.get(key);
+  if (isClassMethod(method)) {
     const labels = model.config.labels;
     const index = q.class === undefined ? top : classIndex(q.class, labels);
-    const values = (await batcher.submit(model.name, pixels, { relevanceClass: index })).relevance!;
-    return { method, values, made: { class: labels[index], class_index: index } };
+    const rule = model.config.relevance?.input_gradient_output ? 'chefer x grad-input' : 'chefer';
+    const made = { class: labels[index], class_index: index, ...(method === 'relevance' ? { rule } : {}) };
+    if (cached) return { method, values: cached, made };
+    const r = await batcher.submit(model.name, pixels, { relevanceClass: index });
+    const maps = classMaps(r, index);
+    if (cache) await Promise.all(maps.map(([k, v]) => cache.put(k, v)));
+    return { method, values: maps.find(([k]) => k === key)![1], made };
   }
   const headText = q.head ?? 'mean';
   const head = headOf(headText);
   const layer = q.layer ?? model.config.attention_outputs.length - 1;
   const discard = q.discard ?? 0;
+  const made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };
+  if (cached) return { method, values: cached, made };
   const plain = !needsAttentions(q);
   const r = ran && (plain ? ran.rollout : ran.attentions) ? ran : await batcher.submit(model.name, pixels, { attentions: !plain });
   checkHead(headText, r.heads);
@@ -83,5 +122,6 @@ export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Floa
     const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
     values = method === 'rollout' ? rollout(stack, head, discard) : clsAttention(stack, layer, head);
   }
-  return { method, values, made: { ...(method === 'cls' ? { layer } : {}), head: headText, discard } };
+  await cache?.put(key, values);
+  return { method, values, made };
 }

@@ -146,6 +146,26 @@ export class RedisResults implements Results {
     }
   }
 
+  // The maps of a result live in a hash beside it, expiring with it.
+  async putMap(id: string, key: string, values: Float32Array): Promise<void> {
+    const hash = `${this.prefix}maps:${id}`;
+    try {
+      await this.client.multi().hset(hash, key, Buffer.from(values.buffer, values.byteOffset, values.byteLength)).pexpire(hash, this.ttlMs).exec();
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+  }
+
+  async getMap(id: string, key: string): Promise<Float32Array | undefined> {
+    let b: Buffer | null;
+    try {
+      b = await this.client.hgetBuffer(`${this.prefix}maps:${id}`, key);
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+    return b ? new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) : undefined;
+  }
+
   async close(): Promise<void> {
     this.client.disconnect(false);
   }

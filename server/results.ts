@@ -34,8 +34,19 @@ export interface Results {
   noteUnkept(id: string, model: string): Promise<void>;
   /** The model of a noted result without attention, or undefined. */
   unkeptModel(id: string): Promise<string | undefined>;
+  /** Keeps a map made of result `id` (maps.ts names it), for as long as the result. */
+  putMap(id: string, key: string, values: Float32Array): Promise<void>;
+  getMap(id: string, key: string): Promise<Float32Array | undefined>;
   status(): StoreStatus;
   close(): Promise<void>;
+}
+
+/** The store as the map cache of one result (maps.ts): a store that fails only costs the map being made again. */
+export function mapCache(results: Results, id: string, putFailed: () => void): { get(key: string): Promise<Float32Array | undefined>; put(key: string, values: Float32Array): Promise<void> } {
+  return {
+    get: (key) => results.getMap(id, key).catch(() => undefined),
+    put: (key, values) => results.putMap(id, key, values).catch(putFailed),
+  };
 }
 
 interface Entry {
@@ -43,6 +54,7 @@ interface Entry {
   createdAt: number;
   /** Absent for a result of a model without attention outputs. */
   kept?: KeptResult;
+  maps?: Map<string, Float32Array>;
 }
 
 /** Results in the process: the `capacity` most recently used, each for `ttlMs`. */
@@ -87,6 +99,15 @@ export class MemoryResults implements Results {
 
   async noteUnkept(id: string, model: string): Promise<void> {
     this.set(id, { model, createdAt: this.now() });
+  }
+
+  async putMap(id: string, key: string, values: Float32Array): Promise<void> {
+    const e = this.entry(id);
+    if (e?.kept) (e.maps ??= new Map()).set(key, values);
+  }
+
+  async getMap(id: string, key: string): Promise<Float32Array | undefined> {
+    return this.entry(id)?.maps?.get(key);
   }
 
   async unkeptModel(id: string): Promise<string | undefined> {

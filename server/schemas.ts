@@ -10,6 +10,7 @@ function enumOf<const T extends readonly string[]>(values: T, options: Record<st
 }
 import { ERROR_SCHEMA } from './errors.js';
 import { COLORMAP_NAMES } from './heatmap.js';
+import { MAP_METHODS } from './maps.js';
 
 export type { Static };
 export const ErrorSchema = ERROR_SCHEMA;
@@ -49,7 +50,7 @@ export const AttentionParams = Type.Object({ id: Type.String({ minLength: 1, max
 
 export const AttentionQuery = Type.Object(
   {
-    method: Type.Optional(enumOf(['rollout', 'cls', 'relevance'] as const, { default: 'rollout' })),
+    method: Type.Optional(enumOf(MAP_METHODS, { default: 'rollout' })),
     class: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'for relevance: the class to explain, a label or an index (default: the top prediction)' })),
     layer: Type.Optional(Type.Integer({ minimum: 0, description: 'for cls: the layer (default: the last)' })),
     head: Type.Optional(Type.String({ pattern: '^(mean|max|min|[0-9]+)$', default: 'mean', description: 'head fusion: mean, max, min or a head index' })),
@@ -69,6 +70,8 @@ export const AttentionJson = Type.Object({
   layer: Type.Optional(Type.Integer()),
   class: Type.Optional(Type.String()),
   class_index: Type.Optional(Type.Integer()),
+  /** relevance: how it was made ('chefer x grad-input', or 'chefer' for a graph without the input gradient). */
+  rule: Type.Optional(Type.String()),
   head: Type.Optional(Type.String()),
   discard: Type.Optional(Type.Number()),
   grid: Type.Array(Type.Integer()),

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Tensor } from './autograd/graph.js';
 import { grad } from './autograd/grad.js';
-import { input, mul, oneHot, reduceSum } from './autograd/ops.js';
+import { add, argmax, input, mul, neg, oneHot, reduceSum, step, sub } from './autograd/ops.js';
 import { compileToBytes } from './autograd/onnx.js';
 import { FileOps, writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
@@ -24,6 +24,22 @@ export const RELEVANCE_FILE = 'onnx/relevance.onnx';
 const LEGACY_RELEVANCE_FILE = 'relevance.onnx';
 export const CLASS_INPUT = 'target_class';
 export const attentionGradOutput = (layer: number) => `attention_grads.${layer}`;
+/** The explanation graph's gradient of the class logit with respect to its input pixels. */
+export const INPUT_GRAD_OUTPUT = 'pixel_values_grad';
+/** A target class of -1 asks the explanation graph for its own top prediction. */
+export const TOP_CLASS = -1;
+
+/**
+ * sum_b logits[b, c_b], the score an explanation graph differentiates: c_b is target_class[b], or the
+ * top prediction where it is negative (TOP_CLASS), so one run classifies and explains. Images do not
+ * interact, so the gradient of the sum at image b is the gradient of its own class's logit.
+ */
+export function classScore(logits: Tensor, target: Tensor, classes: number): Tensor {
+  // step(-target - 0.5) is 1 exactly where the target is negative; neither it nor argmax has a gradient
+  const useTop = step(sub(neg(target), 0.5));
+  const chosen = add(target, mul(useTop, sub(argmax(logits), target)));
+  return reduceSum(mul(logits, oneHot(chosen, classes)), [0, 1], false);
+}
 
 /** Labels for a model: given ones, else CIFAR-10's for a 10-class model, else class_0, class_1, … */
 export function defaultLabels(numClasses: number): string[] {
@@ -43,34 +59,35 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
     attention_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionOutput(i)),
     patch_size: c.patch_size,
     ...(model.prefixTokens > 1 ? { prefix_tokens: model.prefixTokens } : {}),
-    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)) },
+    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS },
     vit: { ...c },
   };
 }
 
 /**
  * The explanation graph: for each image b and its class c_b (input `target_class`, [batch], class
- * indices as floats), the logits, every layer's attention probabilities A_l and dy_c/dA_l, the gradient
- * of that class's logit (before softmax) with respect to them. y = sum_b logits[b, c_b]: images do not
- * interact, so the gradient of the sum at image b is the gradient of its own class logit. The graph is
- * the autograd's own gradient graph, compiled to ONNX like the training step.
+ * indices as floats; -1 for the image's top prediction), the logits, every layer's attention
+ * probabilities A_l with dy_c/dA_l, and dy_c/dx, the gradient of that class's logit (before softmax)
+ * with respect to the input pixels. The graph is the autograd's own gradient graph, compiled to ONNX
+ * like the training step.
  */
-export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pixels: Tensor; target: Tensor; logits: Tensor; attentions: Tensor[]; grads: Tensor[]; score: Tensor } {
+export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pixels: Tensor; target: Tensor; logits: Tensor; attentions: Tensor[]; grads: Tensor[]; inputGrad: Tensor; score: Tensor } {
   const c = model.config;
   const pixels = pixelInput(c);
   const target = input(CLASS_INPUT, [BATCH]);
   const { logits, attentions } = model.forward(ctx, pixels);
-  const score = reduceSum(mul(logits, oneHot(target, c.num_classes)), [0, 1], false); // sum_b y[b, c_b]
-  return { pixels, target, logits, attentions, grads: grad(score, attentions), score };
+  const score = classScore(logits, target, c.num_classes);
+  const all = grad(score, [...attentions, pixels]);
+  return { pixels, target, logits, attentions, grads: all.slice(0, -1), inputGrad: all.at(-1)!, score };
 }
 
 export function exportRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array {
-  const { logits, attentions, grads } = relevanceGraph(model);
+  const { logits, attentions, grads, inputGrad } = relevanceGraph(model);
   return compileToBytes({
-    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...grads.map((g, i) => [attentionGradOutput(i), g] as const)],
+    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...grads.map((g, i) => [attentionGradOutput(i), g] as const), [INPUT_GRAD_OUTPUT, inputGrad]],
     initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
     graphName: 'vit_relevance',
-    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image) with respect to every layer's attention probabilities`,
+    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to every layer's attention probabilities and to the input pixels`,
     metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
   });
 }

@@ -12,8 +12,8 @@ import { grad } from './autograd/grad.js';
 import { compileModel } from './autograd/onnx.js';
 import { ImportedGraph, importOnnx } from './autograd/onnx-import.js';
 import { DataType, ExternalPlace, INodeProto, ITensorProto, ModelProto, decodeModel, dimsOf, externalTensor, int64Tensor, onnx, serializeModel } from './autograd/onnx-proto.js';
-import { input, mul, oneHot, reduceSum, reshape } from './autograd/ops.js';
-import { CLASS_INPUT, RELEVANCE_FILE, attentionGradOutput, attentionOutput } from './export.js';
+import { input, reshape } from './autograd/ops.js';
+import { CLASS_INPUT, INPUT_GRAD_OUTPUT, RELEVANCE_FILE, TOP_CLASS, attentionGradOutput, attentionOutput, classScore } from './export.js';
 import { ModelConfig, Resample } from '../runtime/model-config.js';
 
 /** Where both graphs' weights lie, beside them in onnx/. */
@@ -136,21 +136,23 @@ function inferenceModel(g: ImportedGraph, attentions: FoundAttention[], places: 
   return model;
 }
 
-/** The explanation graph over the imported one: logits, every attention as [B, h, T, T] and the
- *  gradient of each image's target-class logit with respect to it (the same contract as export.ts's). */
+/** The explanation graph over the imported one: logits, every attention as [B, h, T, T], the gradient
+ *  of each image's target-class logit (-1: its top prediction) with respect to it and to the input
+ *  pixels (the same contract as export.ts's). */
 function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string): ModelProto {
   const classes = logits.shape[1] as number;
   const target = input(CLASS_INPUT, [g.input.shape[0]]);
-  const score = reduceSum(mul(logits, oneHot(target, classes)), [0, 1], false);
-  const grads = grad(score, attentions.map((a) => a.tensor));
+  const score = classScore(logits, target, classes);
+  const all = grad(score, [...attentions.map((a) => a.tensor), g.input]);
+  const grads = all.slice(0, -1);
   const inline = new Map([...g.params].filter(([name]) => !places.has(name)));
   return compileModel({
-    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), ...grads.map((d, l) => [attentionGradOutput(l), perHead(d, attentions[l])] as const)],
+    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), ...grads.map((d, l) => [attentionGradOutput(l), perHead(d, attentions[l])] as const), [INPUT_GRAD_OUTPUT, all.at(-1)!]],
     initializers: inline,
     external: places,
     inputOrder: [g.inputName, CLASS_INPUT],
     graphName: 'imported_relevance',
-    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image) with respect to every attention's probabilities`,
+    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to every attention's probabilities and to the input`,
   });
 }
 
@@ -209,7 +211,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
     patch_size: layout.patchSize,
     prefix_tokens: layout.prefixTokens,
     attention_heads: attentions[0].heads,
-    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: attentions.map((_a, l) => attentionGradOutput(l)) },
+    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: attentions.map((_a, l) => attentionGradOutput(l)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS },
     fit: s.fit,
     resample: s.resample,
     rescale: s.rescale,

@@ -6,7 +6,8 @@ import type { Static } from '@sinclair/typebox';
 import { toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
 import { renderHeatmap } from '../heatmap.js';
-import { checkMapQuery, makeMap } from '../maps.js';
+import { checkMapQuery, makeMap, mapKey } from '../maps.js';
+import { mapCache } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../context.js';
 
@@ -17,13 +18,14 @@ const storeFailed = (ctx: ServiceContext) => (err: Error): never => {
 
 export async function attentionRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
+  const inflight = new Map<string, ReturnType<typeof makeMap>>();
   app.get<{ Params: Static<typeof AttentionParams>; Querystring: Static<typeof AttentionQuery> }>(
     '/attention/:id',
     {
       config: { auth: true },
       schema: {
         summary: 'Attention heatmap of a recent classification',
-        description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped), cls (one layer's [CLS] attention), or relevance (Chefer, Gur & Wolf: every layer's attention weighted by the gradient of \`class\`'s logit, computed when asked; models with a relevance graph only). Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
+        description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped), cls (one layer's [CLS] attention), or for \`class\` (default the top prediction; models with a relevance graph only): relevance (the default explanation: chefer times grad-input, per patch), chefer (Chefer, Gur & Wolf: every layer's attention weighted by the gradient of the class's logit) or grad-input (gradient x input, per patch). Each map is made once while its result is kept. Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
         params: AttentionParams,
         querystring: AttentionQuery,
         response: { 200: { content: { 'image/png': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: AttentionJson } } }, ...errors(400, 401, 404, 422) },
@@ -40,7 +42,15 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       // what was asked, before the schema's defaults filled in the rest
       checkMapQuery(model, q, new URLSearchParams(request.url.split('?')[1] ?? ''));
       const { id, view } = stored;
-      const { method, values, made } = await makeMap(ctx.batcher, model, stored.pixels, stored.top, q);
+      // Each map of a result is made once while the result is kept: asked again, or asked while it is
+      // being made, it is the same map.
+      const key = `${id}\u0000${mapKey(model, stored.top, q)}`;
+      let making = inflight.get(key);
+      if (!making) {
+        making = makeMap(ctx.batcher, model, stored.pixels, stored.top, q, undefined, mapCache(ctx.results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' }))).finally(() => inflight.delete(key));
+        inflight.set(key, making);
+      }
+      const { method, values, made } = await making;
       ctx.metrics.maps.inc({ model: model.name, method });
       const [rows, cols] = model.grid;
       const grid = toGrid(values, rows, cols);

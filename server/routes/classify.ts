@@ -8,6 +8,8 @@ import { clsAttention, toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
 import { imageSpec } from '../../runtime/pixels.js';
 import { runClassification, topPredictions } from '../classification.js';
+import { classMaps } from '../maps.js';
+import { mapCache } from '../results.js';
 import { prepareImage } from '../preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
 
@@ -78,7 +80,13 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const decoded = performance.now();
 
       const id = randomUUID();
-      const r = await runClassification(batcher, model, image.pixels, { tta: request.query.tta, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
+      // A graph that explains its own top prediction classifies and explains in one run (the logits are
+      // the model's); with flip TTA the class is the averaged logits', known only after.
+      const topClass = model.config.relevance?.top_class;
+      const oneRun = attention === 'relevance' && topClass !== undefined && request.query.tta !== 'flip';
+      const r = oneRun
+        ? await batcher.submit(model.name, image.pixels, { relevanceClass: topClass })
+        : await runClassification(batcher, model, image.pixels, { tta: request.query.tta, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
       const predictions = topPredictions(r.logits, model.config.labels, topk);
       const order = predictions.map((p) => p.index);
       // Kept for GET /attention/:id; when a shared store is down the classification still answers.
@@ -95,8 +103,10 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
           const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
           attentionBody = { method: 'cls', grid: [rows, cols], values: toGrid(clsAttention(stack, r.attentions!.length - 1), rows, cols) };
         } else if (attention === 'relevance') {
-          // a second run, through the explanation graph, for the top prediction
-          const rel = await batcher.submit(model.name, image.pixels, { relevanceClass: order[0] });
+          // else a second run, through the explanation graph, for the top prediction
+          const rel = oneRun ? r : await batcher.submit(model.name, image.pixels, { relevanceClass: order[0] });
+          // the run's maps kept with the result, so that GET /attention/:id does not make them again
+          if (model.grid) await Promise.all(classMaps(rel, order[0]).map(([k, v]) => mapCache(results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' })).put(k, v)));
           attentionBody = { method: 'relevance', class: model.config.labels[order[0]], grid: [rows, cols], values: toGrid(rel.relevance!, rows, cols) };
         } else {
           refuseLargeFull(r.attentions!.length, r.heads, r.tokens);

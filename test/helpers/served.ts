@@ -1,6 +1,7 @@
 // What a served foreign model must answer for the fixtures' three images (served.* in a folder's
 // reference.safetensors, written by test/fixtures/make-foreign-vits.py): PyTorch's logits, and its
-// rollout and relevance maps for the predicted class.
+// rollout and Chefer's relevance maps for the predicted class (method=chefer; the default relevance is
+// it times the square root of gradient x input, checked against the two served maps).
 
 import path from 'node:path';
 import sharp from 'sharp';
@@ -32,16 +33,20 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     t.ok(d <= 1e-4, `${name} image ${i}: logits within 1e-4 of PyTorch's (${d.toExponential(2)})`);
     t.equal(body.predictions[0].index, want.indexOf(Math.max(...want)));
     t.same(body.attention.grid, [4, 4]);
-    for (const method of ['rollout', 'relevance'] as const) {
+    const served: Record<string, number[]> = {};
+    for (const [method, key] of [['rollout', 'rollout'], ['chefer', 'relevance'], ['grad-input', null], ['relevance', null]] as const) {
       const a = await app.inject(`/attention/${body.id}?method=${method}&format=json`);
       t.equal(a.statusCode, 200, a.body);
-      const got = (a.json().values as number[][]).flat();
-      const map = scaled(ref.get(`served.${method}`)!.data.subarray(i * 16, (i + 1) * 16));
-      const dm = worst(got, map);
+      served[method] = (a.json().values as number[][]).flat();
+      if (method !== 'rollout') t.equal(a.json().class_index, body.predictions[0].index, `${method}: for the predicted class`);
+      if (!key) continue;
+      const map = scaled(ref.get(`served.${key}`)!.data.subarray(i * 16, (i + 1) * 16));
+      const dm = worst(served[method], map);
       const spread = Math.max(...map) - Math.min(...map);
       t.ok(dm <= 1e-3 && spread > 0.2, `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after scaling (${dm.toExponential(2)}; values spread over ${spread.toFixed(2)})`);
-      if (method === 'relevance') t.equal(a.json().class_index, body.predictions[0].index, 'for the predicted class');
     }
+    const product = scaled(served.chefer.map((v, k) => v * Math.sqrt(served['grad-input'][k])));
+    t.ok(worst(served.relevance, product) <= 1e-3, `${name} image ${i}: relevance is chefer x sqrt(grad-input) (${worst(served.relevance, product).toExponential(2)})`);
     const heat = await app.inject(`/attention/${body.id}?method=relevance`);
     t.equal(heat.headers['content-type'], 'image/png');
   }

@@ -195,8 +195,11 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
   t.equal(r.statusCode, 400);
   t.match(r.json(), { message: /head 7 does not exist: the model has 4 heads \(0-3\)/ });
   t.equal(runs, 0, 'the model did not run for it');
-  t.equal((await app.inject({ method: 'GET', url: `/attention/${id}?format=json&head=3` })).statusCode, 200);
+  t.equal((await app.inject({ method: 'GET', url: `/attention/${id}?format=json&head=2&discard=0.25` })).statusCode, 200);
   t.equal(runs, 1, 'a good head runs it');
+  const again = await Promise.all([1, 2].map(() => app.inject({ method: 'GET', url: `/attention/${id}?head=2&discard=0.25` })));
+  t.ok(again.every((r) => r.statusCode === 200));
+  t.equal(runs, 1, 'the same map asked again (twice at once) is not made again while the result is kept');
 });
 
 t.test('results expire after their TTL and fall out of a full store', async (t) => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { readModelConfig } from '../../runtime/model-config.js';
-import { relevanceInto } from '../../server/attention.js';
+import { combinedRelevance, gradInputInto, relevanceInto } from '../../server/attention.js';
 import { createSession, runSession } from '../../runtime/ort.js';
 import { tmpDir } from '../helpers/data.js';
 import { multipart, testApp, testImage, testModels } from '../helpers/server.js';
@@ -17,7 +17,7 @@ async function classify(app: Awaited<ReturnType<typeof testApp>>, query = '') {
   return r;
 }
 
-t.test('a relevance map for the top class and for any other, equal to the rule on relevance.onnx', async (t) => {
+t.test('a relevance map for the top class and for any other, equal to the rules on relevance.onnx', async (t) => {
   const app = await testApp(t);
   const c = (await classify(app)).json();
   const top = c.predictions[0];
@@ -38,32 +38,52 @@ t.test('a relevance map for the top class and for any other, equal to the rule o
   for (let p = 0; p < 1024; p++) for (let ch = 0; ch < 3; ch++) pixels[ch * 1024 + p] = (data[p * 3 + ch] / 255 - config.mean[ch]) / config.std[ch];
   const other = (top.index + 3) % 10;
   const out = await runSession(session, { pixel_values: { data: pixels, dims: [1, 3, 32, 32] }, target_class: { data: Float32Array.from([other]), dims: [1] } });
-  const want = new Float32Array(64);
-  relevanceInto([0, 1, 2, 3].map((l) => out[`attentions.${l}`].data), [0, 1, 2, 3].map((l) => out[`attention_grads.${l}`].data), 0, 4, 65, want, 0);
-  const max = Math.max(...want);
+  const chefer = new Float32Array(64);
+  relevanceInto([0, 1, 2, 3].map((l) => out[`attentions.${l}`].data), [0, 1, 2, 3].map((l) => out[`attention_grads.${l}`].data), 0, 4, 65, chefer, 0);
+  const gradInput = new Float32Array(64);
+  gradInputInto(pixels, out.pixel_values_grad.data, 0, [3, 32, 32], [8, 8], gradInput, 0);
+  const scaled = (a: Float32Array) => Array.from(a, (v) => v / Math.max(...a));
   const byLabel = (await app.inject(`/attention/${c.id}?method=relevance&class=${config.labels[other]}&format=json`)).json();
   const byIndex = (await app.inject(`/attention/${c.id}?method=relevance&class=${other}&format=json`)).json();
   t.same(byLabel.values, byIndex.values, 'a class by label or by index');
   t.equal(byLabel.class, config.labels[other]);
-  const got = byLabel.values.flat();
-  assertClose(t, got, Array.from(want, (v) => v / max), 0, 1e-4, 'the service computes the rule on the gradients (64 values)');
+  t.equal(byLabel.rule, 'chefer x grad-input');
+  assertClose(t, byLabel.values.flat(), scaled(combinedRelevance(chefer, gradInput)), 0, 1e-4, 'relevance: Chefer\'s rule times gradient x input, on the graph\'s gradients (64 values)');
   t.notSame(byLabel.values, body.values, 'another class, another map');
+  const rule = (await app.inject(`/attention/${c.id}?method=chefer&class=${other}&format=json`)).json();
+  assertClose(t, rule.values.flat(), scaled(chefer), 0, 1e-4, 'chefer: the rule on the attention gradients');
+  const gi = (await app.inject(`/attention/${c.id}?method=grad-input&class=${other}&format=json`)).json();
+  assertClose(t, gi.values.flat(), scaled(gradInput), 0, 1e-4, 'grad-input: |x * dy/dx| summed over each 4x4 patch and the channels');
+  let direct = 0; // the patch at row 2, column 5, summed here from the gradient itself
+  for (let ch = 0; ch < 3; ch++) for (let y = 8; y < 12; y++) for (let x = 20; x < 24; x++) direct += Math.abs(pixels[ch * 1024 + y * 32 + x] * out.pixel_values_grad.data[ch * 1024 + y * 32 + x]);
+  t.ok(Math.abs(gradInput[2 * 8 + 5] - direct) < 1e-6 * Math.max(1, direct), 'one patch summed by hand');
 
   const png2 = await app.inject(`/attention/${c.id}?method=relevance&class=${other}&size=64`);
   t.equal(png2.statusCode, 200);
   t.equal(png2.headers['content-type'], 'image/png');
   t.equal((await sharp(png2.rawPayload).metadata()).width, 64);
 
-  // inline in /classify, for the top prediction
+  // inline in /classify, for the top prediction, in one run of the explanation graph (it explains its
+  // own top prediction), and kept with the result: drawing it later runs nothing
+  const batcher = app.vitrine.batcher;
+  const submit = batcher.submit.bind(batcher);
+  const runs: unknown[] = [];
+  batcher.submit = (...args: Parameters<typeof submit>) => (runs.push(args[2]), submit(...args));
   const inline = (await classify(app, '?attention=relevance')).json();
+  t.same(runs, [{ relevanceClass: -1 }], 'one run, for the top class');
   t.match(inline.attention, { method: 'relevance', class: inline.predictions[0].label, grid: [8, 8] });
   t.same(inline.attention.values, body.values, 'inline map = the kept result\'s map for the same image');
+  assertClose(t, inline.logits, c.logits, 0, 1e-5, 'the explanation graph\'s logits are the model\'s');
+  t.same(inline.predictions.map((p: { index: number }) => p.index), c.predictions.map((p: { index: number }) => p.index));
+  for (const method of ['relevance', 'chefer', 'grad-input']) t.equal((await app.inject(`/attention/${inline.id}?method=${method}`)).statusCode, 200);
+  t.equal(runs.length, 1, 'the three class maps of the top class came with the classification');
+  batcher.submit = submit;
 
   const metrics = (await app.inject('/metrics')).body;
   t.match(metrics, /vitrine_attention_maps_total\{model="vit-cifar10",method="relevance"\} [4-9]/);
   t.match(metrics, /vitrine_batch_size_count\{model="vit-cifar10 relevance"\} \d+/);
   const listed = (await app.inject('/models')).json().models.find((m: { name: string }) => m.name === 'vit-cifar10');
-  t.same(listed.methods, ['rollout', 'cls', 'relevance']);
+  t.same(listed.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input']);
 });
 
 t.test('bad relevance requests are 400s that say what is accepted', async (t) => {
@@ -79,7 +99,7 @@ t.test('bad relevance requests are 400s that say what is accepted', async (t) =>
   t.match(r.json().message, /layer does not apply to method=relevance/);
   r = await app.inject(`/attention/${id}?method=rollout&class=cat`);
   t.equal(r.statusCode, 400);
-  t.match(r.json().message, /class applies to method=relevance only/);
+  t.match(r.json().message, /class applies to method=relevance, chefer and grad-input only/);
 });
 
 t.test('concurrent relevance requests are batched', async (t) => {

@@ -329,6 +329,30 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     },
   },
 
+  // The index of the largest value along the last axis (the first of equal ones), as a float: what
+  // lets an explanation graph explain its own top prediction in the run that makes it. Piecewise
+  // constant, so no gradient flows through it.
+  argmax: {
+    arity: 1,
+    shape: ([a]) => a.slice(0, -1),
+    kernel: ([a]) => {
+      const k = a.shape[a.shape.length - 1];
+      const out = new Float64Array(a.data.length / k);
+      for (let i = 0; i < out.length; i++) {
+        let best = 0;
+        for (let j = 1; j < k; j++) if (a.data[i * k + j] > a.data[i * k + best]) best = j;
+        out[i] = best;
+      }
+      return K.nd(out, a.shape.slice(0, -1));
+    },
+    vjp: () => [null],
+    onnx: (e, [x], out) => {
+      const index = e.fresh('index');
+      e.node('ArgMax', [x], [index], { axis: -1, keepdims: 0, select_last_index: 0 });
+      e.node('Cast', [index], [out], { to: 1 }); // FLOAT
+    },
+  },
+
   // ---- the convolutional tokenizer's ops (images as [batch, channels, height, width]) ----
 
   relu: unaryOp('Relu', (x) => (x > 0 ? x : 0), (g, out) => [mul(g, step(out.inputs[0]))]),
@@ -603,6 +627,7 @@ const conv2dInputGrad = (g: Tensor, w: Tensor, pad: number) => node('conv2d_inpu
 export const maxPool = (x: Tensor, kernel: number, stride: number, pad: number) => node('max_pool', [x], { kernel, stride, pad });
 const maxPoolGrad = (x: Tensor, g: Tensor, attrs: Attrs) => node('max_pool_grad', [x, g], { kernel: attrs.kernel, stride: attrs.stride, pad: attrs.pad });
 export const oneHot = (indices: Tensor, depth: number) => node('one_hot', [indices], { depth });
+export const argmax = (a: Tensor) => node('argmax', [a]);
 export const logSoftmax = (a: Tensor) => node('log_softmax', [a]);
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number) => node('layer_norm', [x, weight, bias], { eps });
 

@@ -247,6 +247,9 @@ export const isHeadParam = (name: string): boolean => /^(classifier|distillation
 export interface ViTOutputs {
   logits: Tensor; // (B, classes)
   attentions: Tensor[]; // per layer (B, heads, tokens, tokens)
+  /** The residual stream entering each block, (B, tokens, hidden): hidden[0] is the embedded tokens
+   *  (position embeddings added), what the explanation graph differentiates besides the attentions. */
+  hidden: Tensor[];
 }
 
 /** The seed's ViTForClassfication. Parameters are created in the seed's module order and initialized
@@ -276,7 +279,9 @@ export class ViT extends Module {
   forward(ctx: GraphContext, pixels: Tensor): ViTOutputs {
     let x = this.embedding.forward(ctx, pixels); // (B, tokens, hidden)
     const attentions: Tensor[] = [];
+    const hidden: Tensor[] = [];
     for (const block of this.encoder.blocks) {
+      hidden.push(x);
       const r = block.forward(ctx, x);
       x = r.out;
       attentions.push(r.probs);
@@ -284,9 +289,9 @@ export class ViT extends Module {
     if (this.layernorm) x = this.layernorm.forward(ctx, x);
     const token = (i: number) => squeeze(slice(x, 1, i, i + 1), [1]); // (B, hidden)
     const logits = this.classifier.forward(ctx, token(0));
-    if (!this.distillationClassifier) return { logits, attentions };
+    if (!this.distillationClassifier) return { logits, attentions, hidden };
     // DeiT with its teacher's head: the mean of the [CLS] and distillation heads
-    return { logits: mul(add(logits, this.distillationClassifier.forward(ctx, token(1))), 0.5), attentions };
+    return { logits: mul(add(logits, this.distillationClassifier.forward(ctx, token(1))), 0.5), attentions, hidden };
   }
 
   get numPatches(): number {

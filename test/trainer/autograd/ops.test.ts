@@ -140,10 +140,25 @@ t.test('one_hot: class indices to rows, in the interpreter and on ONNX Runtime',
   t.same(grad(O.reduceSum(O.mul(y, O.constant([1, 2, 3, 4], [4])), [0, 1], false), [x])[0].op, 'expand_as', 'no gradient flows through it (a zero of its shape)');
 });
 
+t.test('argmax: the first largest index along the last axis, in the interpreter and on ONNX Runtime', async (t) => {
+  const { interpret } = await import('../../../trainer/autograd/interpreter.js');
+  const { nd } = await import('../../../trainer/autograd/ndarray.js');
+  const { OrtGraph } = await import('../../../trainer/autograd/ort-executor.js');
+  const x = O.input('x', [B, 4]);
+  const y = O.argmax(x);
+  const values = [0.1, 0.7, 0.2, 0.7, -3, -1, -2, -5, 9, 1, 1, 1]; // a tie (the first wins), negatives, the first
+  const want = [1, 1, 0];
+  t.same([...interpret([y], { x: nd(values, [3, 4]) })[0].data], want);
+  const ort = await OrtGraph.create({ outputs: [['y', y]] });
+  t.same([...(await ort.run({ x: { data: Float32Array.from(values), dims: [3, 4] } })).y.data], want);
+  t.same(y.shape, [B]);
+  t.same(grad(O.reduceSum(O.mul(O.oneHot(y, 4), x), [0, 1], false), [x])[0].op, 'mul', 'only the selected logit carries a gradient, not the selection');
+});
+
 t.test('every op of the op table is checked here', async (t) => {
   const { OPS } = O;
   const { topoSort } = await import('../../../trainer/autograd/graph.js');
-  const seen = new Set<string>(['input', 'param', 'const', 'one_hot']); // leaves; one_hot above
+  const seen = new Set<string>(['input', 'param', 'const', 'one_hot', 'argmax']); // leaves; one_hot and argmax above
   for (const c of [...cases, ...gradientGraphs]) {
     const xs = c.inputs.map((s, i) => O.input(`x${i}`, s.shape));
     for (const n of topoSort([c.build(xs)])) seen.add(n.op);
