@@ -108,9 +108,11 @@ async function classify(blob) {
     current.methods = info ? info.methods : [];
     current.labels = info ? info.labels : [];
     // relevance is the default where the model has it; other models offer rollout and cls
-    const relevance = $('method').querySelector('option[value="relevance"]');
-    relevance.hidden = relevance.disabled = !current.methods.includes('relevance');
-    if (relevance.disabled && $('method').value === 'relevance') $('method').value = 'rollout';
+    for (const m of CLASS_METHODS) {
+      const option = $('method').querySelector(`option[value="${m}"]`);
+      option.hidden = option.disabled = !current.methods.includes(m);
+      if (option.disabled && $('method').value === m) $('method').value = 'rollout';
+    }
     $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
     await drawHeatmap();
     status('');
@@ -120,16 +122,21 @@ async function classify(blob) {
   }
 }
 
+// the maps that explain one class (the explanation graph's)
+const CLASS_METHODS = ['relevance', 'chefer', 'grad-input'];
+const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input' };
+
 async function drawHeatmap() {
   if (!current) return;
   const method = $('method').value;
+  const forClass = CLASS_METHODS.includes(method);
   $('layer-row').hidden = method !== 'cls';
-  $('head-row').hidden = method === 'relevance';
+  $('head-row').hidden = forClass;
   const q = new URLSearchParams({ method, alpha: $('alpha').value, colormap: $('colormap').value, size: '256' });
   if (method === 'cls') q.set('layer', $('layer').value);
-  if (method !== 'relevance') q.set('head', $('head').value);
+  if (!forClass) q.set('head', $('head').value);
   else q.set('class', String(current.cls));
-  for (const b of document.querySelectorAll('#predictions .why')) b.classList.toggle('chosen', method === 'relevance' && Number(b.dataset.index) === current.cls);
+  for (const b of document.querySelectorAll('#predictions .why')) b.classList.toggle('chosen', forClass && Number(b.dataset.index) === current.cls);
   const res = await api(`/attention/${current.id}?${q}`);
   if (!res.ok) {
     status(await errorText(res), true);
@@ -137,7 +144,7 @@ async function drawHeatmap() {
   }
   $('heatmap').src = URL.createObjectURL(await res.blob());
   $('heatmap-caption').textContent =
-    method === 'rollout' ? 'Attention rollout' : method === 'cls' ? `[CLS] attention, layer ${Number($('layer').value) + 1}` : `Why "${current.labels[current.cls] ?? current.cls}": relevance`;
+    method === 'rollout' ? 'Attention rollout' : method === 'cls' ? `[CLS] attention, layer ${Number($('layer').value) + 1}` : `Why "${current.labels[current.cls] ?? current.cls}": ${CAPTIONS[method]}`;
 }
 
 function setup() {
@@ -165,7 +172,7 @@ function setup() {
     const button = e.target.closest('button.why');
     if (!button || !current || !current.methods.includes('relevance')) return;
     current.cls = Number(button.dataset.index);
-    $('method').value = 'relevance';
+    if (!CLASS_METHODS.includes($('method').value)) $('method').value = 'relevance';
     drawHeatmap();
   });
   loadModels().catch((err) => status(String(err), true));

@@ -59,6 +59,13 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   t.equal(await page.locator('#predictions button.chosen').count(), 1, 'the explained class is marked');
   t.match(await page.getAttribute('#predictions button.chosen', 'title'), new RegExp(second));
   t.equal(await page.isHidden('#head-row'), true, 'head fusion does not apply to relevance');
+  // Its parts, for the same class.
+  for (const [method, caption] of [['chefer', 'attention relevance'], ['grad-input', 'gradient × input']]) {
+    const shown = await page.getAttribute('#heatmap', 'src');
+    await page.selectOption('#method', method);
+    await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(shown)} && document.getElementById('heatmap').naturalWidth > 0`);
+    t.equal(await page.textContent('#heatmap-caption'), `Why "${second}": ${caption}`);
+  }
 
   // Another method redraws it.
   const before = await page.getAttribute('#heatmap', 'src');
