@@ -9,8 +9,10 @@
 //                          --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (a second run
 // through relevance.onnx), for the cost of explanations beside plain classification.
-// --draw: the load is GET /attention/:id (a PNG heatmap, rollout) of one kept result instead of POST
-// /classify. --root DIR: serve that checkout's code (e.g. a worktree of an earlier commit) with this
+// --draw [method]: the load is what the page does, pairs of POST /classify and one GET /attention/:id
+// heatmap PNG of that result (method relevance, the page's default; or rollout, cls, chefer,
+// grad-input), for the top class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one
+// kept result drawn over and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an earlier commit) with this
 // bench, to compare two versions with the same load.
 
 import { spawn } from 'node:child_process';
@@ -34,7 +36,9 @@ const models = opt('models', 'models');
 const model = opt('model', 'vit-cifar10');
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const root = path.resolve(opt('root', here));
-const draw = argv.includes('--draw');
+const drawOnly = argv.includes('--draw-only');
+const draw = argv.includes('--draw') && !drawOnly;
+const drawMethod = draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--') ? argv[argv.indexOf('--draw') + 1] : 'relevance';
 const serverFlags = ['workers', 'threads', 'decoders', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
@@ -113,9 +117,23 @@ const classifyRequest = {
   headers: { 'content-type': imagePath ? 'application/octet-stream' : 'image/png' },
   body: image,
 };
-// --draw: one result, kept, drawn over and over.
-const kept = draw ? ((await (await fetch(classifyRequest.url, classifyRequest)).json()) as { id: string }).id : '';
-const request = draw ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : classifyRequest;
+// --draw-only: one result, kept, drawn over and over.
+const kept = drawOnly ? ((await (await fetch(classifyRequest.url, classifyRequest)).json()) as { id: string }).id : '';
+// --draw: each connection classifies, then draws that result (the id taken from the answer).
+type Context = { id?: string; top?: number };
+const pair = {
+  url: base,
+  requests: [
+    { method: 'POST' as const, path: classifyRequest.url.slice(base.length), headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
+      const c = context as Context;
+      const b = JSON.parse(body) as { id: string; predictions: { index: number }[] };
+      c.id = b.id;
+      c.top = b.predictions[0].index;
+    } },
+    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${['relevance', 'chefer', 'grad-input'].includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256` }) },
+  ],
+};
+const request = drawOnly ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : draw ? pair : classifyRequest;
 
 async function load(connections: number) {
   const collectionsBefore = fullCollections;
@@ -128,6 +146,7 @@ async function load(connections: number) {
       bench: 'serve',
       concurrency: connections,
       requests_per_s: Math.round(result.requests.average),
+      ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
       p50_ms: result.latency.p50,
       p99_ms: result.latency.p99,
       healthz_p99_ms: +percentile(health, 99).toFixed(2),
@@ -138,7 +157,7 @@ async function load(connections: number) {
       seconds,
       cores: os.cpus().length,
       image: imageLabel,
-      load: draw ? 'GET /attention/:id (png, rollout)' : 'POST /classify',
+      load: drawOnly ? 'GET /attention/:id (png, rollout)' : draw ? `POST /classify, then GET /attention/:id (png, ${drawMethod})` : 'POST /classify',
       attention: attention || 'rollout (default)',
       ...(root !== here ? { root } : {}),
       log_level: logLevel,

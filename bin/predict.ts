@@ -15,7 +15,7 @@ import { runClassification, topPredictions } from '../server/classification.js';
 import { defaultServeConfig } from '../server/config.js';
 import { ServiceError } from '../server/errors.js';
 import { Gate } from '../server/gate.js';
-import { renderHeatmap } from '../server/heatmap.js';
+import { Drawers } from '../server/draws.js';
 import { startInference } from '../server/inference.js';
 import { type MapQuery, checkMapQuery, makeMap, needsAttentions } from '../server/maps.js';
 import { type ServedModel, loadModelFolder } from '../server/models.js';
@@ -209,6 +209,8 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     throw new CliError(`cannot load the model in ${model.dir}: ${engine.pool.skipped[model.name]}`);
   }
   const gate = new Gate(decoders, Number.MAX_SAFE_INTEGER);
+  // heatmaps are drawn in worker threads, one a core, as the service draws them
+  const drawers = q ? new Drawers(PREDICT_DECODERS, Number.MAX_SAFE_INTEGER) : null;
   const spec = imageSpec(model.config);
   const appender = new Appender(file);
   const progress = new PredictProgress(todo.length);
@@ -251,7 +253,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
       if (q && model.grid) {
         const made = await makeMap(engine.batcher, model, image.pixels, predictions[0].index, q, r);
         const grid = toGrid(made.values, model.grid[0], model.grid[1]);
-        const png = await renderHeatmap(grid, image.view, { size: q.size, alpha: q.alpha, colormap: q.colormap });
+        const png = await drawers!.draw(grid, image.view, { size: q.size, alpha: q.alpha, colormap: q.colormap });
         const name = mapFile(input.path, made.method);
         await fs.mkdir(path.join(out, path.dirname(name)), { recursive: true });
         await replaceFile(path.join(out, name), png);
@@ -296,6 +298,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await engine.close();
+    await drawers?.close();
   }
   if (failed) throw failed;
 

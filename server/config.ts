@@ -36,6 +36,8 @@ export const ServeConfigSchema = Type.Object({
   threads: int(1, 256, 1, 'ONNX Runtime intra-op threads per worker.'),
   // Half the cores decode (see gate.ts for what this trades).
   decoders: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Images sharp decodes at once (default: half the cores; a plain PNG already at the input size needs no decode slot).', { example: 'N' }),
+  // Heatmaps (GET /attention/:id as a PNG) are drawn in worker threads, this many at once (draws.ts).
+  drawers: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Heatmaps drawn at once, each in a worker thread (default: half the cores).', { example: 'N' }),
   maxBatch: int(1, 1024, 8, 'The most requests run as one batch.'),
   maxDelayMs: int(0, 10_000, 2, 'How long a request may wait for others to join its batch once a worker is free.'),
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),

@@ -4,6 +4,7 @@
 
 import type { Batcher } from './batcher.js';
 import type { ServeConfig } from './config.js';
+import type { Drawers } from './draws.js';
 import type { Gate } from './gate.js';
 import type { Metrics } from './metrics.js';
 import type { ServedModel } from './models.js';
@@ -20,6 +21,8 @@ export interface ServiceContext {
   results: Results;
   /** Decodes with sharp go through this (config.decoders at once). */
   decoders: Gate;
+  /** Heatmaps are drawn by these worker threads (config.drawers at once). */
+  draws: Drawers;
   metrics: Metrics;
   /** The clock kept results are dated by (injectable through buildApp, so that tests need not wait). */
   now: () => number;

@@ -14,6 +14,8 @@ export class Gate {
   constructor(
     readonly limit: number,
     readonly maxWaiting: number,
+    /** What waits, for the 503's message. */
+    private readonly waits = 'images are waiting to be decoded',
   ) {}
 
   get running(): number {
@@ -26,7 +28,7 @@ export class Gate {
 
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.active >= this.limit) {
-      if (this.waiting.length >= this.maxWaiting) throw Errors.overloaded(`${this.waiting.length} images are waiting to be decoded; retry shortly`, { 'retry-after': '1' });
+      if (this.waiting.length >= this.maxWaiting) throw Errors.overloaded(`${this.waiting.length} ${this.waits}; retry shortly`, { 'retry-after': '1' });
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else this.active++;
     try {

@@ -42,6 +42,19 @@ export class Metrics {
     },
   });
 
+  /** Where the draws gauge reads from (the heatmap workers). */
+  drawSource: { running: number; queued: number } | null = null;
+  readonly draws = new Gauge({
+    name: 'vitrine_heatmap_draws',
+    help: 'Heatmaps being drawn in the heatmap workers (state=running) or waiting for one (state=waiting)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.draws.set({ state: 'running' }, this.drawSource?.running ?? 0);
+      this.draws.set({ state: 'waiting' }, this.drawSource?.queued ?? 0);
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'vitrine_' });
   }

@@ -5,6 +5,7 @@
 import type { ServeConfig } from './config.js';
 import type { ServiceContext } from './context.js';
 import { Errors } from './errors.js';
+import { Drawers } from './draws.js';
 import { Gate } from './gate.js';
 import { Metrics } from './metrics.js';
 import { startInference } from './inference.js';
@@ -55,6 +56,8 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   }
   const decoders = new Gate(config.decoders, config.maxQueue);
   metrics.decodeSource = decoders;
+  const draws = new Drawers(config.drawers, config.maxQueue);
+  metrics.drawSource = draws;
   let closing = false;
   const ctx: ServiceContext = {
     config,
@@ -65,6 +68,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     results,
     now: clock,
     decoders,
+    draws,
     metrics,
     model: (name) => {
       const m = models.find((x) => x.name === (name ?? defaultModel));
@@ -81,6 +85,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     },
     close: async () => {
       await inference.close();
+      await draws.close();
       await results.close();
     },
   };

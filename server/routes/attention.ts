@@ -5,7 +5,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
-import { renderHeatmap } from '../heatmap.js';
 import { checkMapQuery, makeMap, mapKey } from '../maps.js';
 import { mapCache } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
@@ -57,7 +56,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       if ((q.format ?? 'png') === 'json') {
         return reply.type('application/json').send({ id, model: model.name, method, ...made, grid: [rows, cols], values: grid });
       }
-      const png = await renderHeatmap(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
+      const png = await ctx.draws.draw(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
       return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
     },
   );

@@ -1,0 +1,93 @@
+// Heatmaps are drawn in worker threads, at most `size` at once (one a worker; the rest wait in order,
+// beyond `maxWaiting` a draw is refused with 503), like decodes through the decode gate: a draw is
+// ~5 ms of CPU (two resizes, a blend over every pixel, a PNG encode), and on the event loop it delays
+// every other request, /healthz included. A worker that dies fails its draw (500) and is replaced.
+
+import type { Worker } from 'node:worker_threads';
+import { siblingUrl, startWorker } from '../runtime/worker.js';
+import { Errors } from './errors.js';
+import { Gate } from './gate.js';
+import type { HeatmapOptions } from './heatmap.js';
+
+export interface DrawRequest {
+  id: number;
+  grid: number[][];
+  view: { data: Uint8Array; width: number; height: number };
+  options: HeatmapOptions;
+}
+
+export type DrawReply = { id: number; png: Uint8Array } | { id: number; error: string };
+
+interface Drawer {
+  worker: Worker;
+  pending: { id: number; resolve: (png: Buffer) => void; reject: (err: Error) => void } | null;
+}
+
+export class Drawers {
+  private readonly gate: Gate;
+  private readonly idle: Drawer[] = [];
+  private readonly all = new Set<Drawer>();
+  private nextId = 0;
+  private closing = false;
+
+  constructor(
+    readonly size: number,
+    maxWaiting: number,
+  ) {
+    this.gate = new Gate(size, maxWaiting, 'heatmaps are waiting to be drawn');
+    for (let i = 0; i < size; i++) this.idle.push(this.spawn());
+  }
+
+  get running(): number {
+    return this.gate.running;
+  }
+
+  get queued(): number {
+    return this.gate.queued;
+  }
+
+  private spawn(): Drawer {
+    const d: Drawer = { worker: startWorker(siblingUrl(import.meta.url, 'draw-worker')), pending: null };
+    this.all.add(d);
+    d.worker.unref();
+    d.worker.on('message', (m: DrawReply) => {
+      const p = d.pending;
+      if (!p || p.id !== m.id) return;
+      d.pending = null;
+      this.idle.push(d);
+      if ('png' in m) p.resolve(Buffer.from(m.png.buffer, m.png.byteOffset, m.png.byteLength));
+      else p.reject(Errors.internal(`the heatmap could not be drawn: ${m.error}`));
+    });
+    const lost = (why: string) => {
+      if (!this.all.delete(d)) return;
+      const i = this.idle.indexOf(d);
+      if (i >= 0) this.idle.splice(i, 1);
+      d.pending?.reject(Errors.internal(`the heatmap worker stopped (${why}); the next draw gets a new one`));
+      d.pending = null;
+      if (!this.closing) this.idle.push(this.spawn());
+    };
+    d.worker.on('error', (err) => lost(err.message));
+    d.worker.on('exit', (code) => lost(`exit ${code}`));
+    return d;
+  }
+
+  /** The heatmap PNG of `grid` over `view`, drawn by a worker. */
+  draw(grid: number[][], view: { data: Buffer; width: number; height: number }, options: HeatmapOptions): Promise<Buffer> {
+    return this.gate.run(
+      () =>
+        new Promise<Buffer>((resolve, reject) => {
+          // the gate admits at most `size` draws and there are `size` drawers, so one is idle (a lost one is replaced at once)
+          const d = this.idle.pop() ?? this.spawn();
+          const id = this.nextId++;
+          d.pending = { id, resolve, reject };
+          const message: DrawRequest = { id, grid, view: { data: view.data, width: view.width, height: view.height }, options };
+          d.worker.postMessage(message);
+        }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.all].map((d) => d.worker.terminate()));
+  }
+}

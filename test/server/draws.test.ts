@@ -1,0 +1,45 @@
+// The heatmap workers: a draw is renderHeatmap's PNG, at most `size` run at once and a bounded number
+// wait (503 beyond), and a worker that dies fails its draw and is replaced.
+
+import t from 'tap';
+import { Drawers } from '../../server/draws.js';
+import { ServiceError } from '../../server/errors.js';
+import { renderHeatmap } from '../../server/heatmap.js';
+
+const grid = Array.from({ length: 8 }, (_, r) => Array.from({ length: 8 }, (_, c) => (r * 8 + c) / 63));
+const view = { data: Buffer.from(Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 37) % 256)), width: 32, height: 32 };
+const options = { size: 128, alpha: 0.6, colormap: 'viridis' };
+
+t.test('a draw in a worker is the same PNG as drawn here', async (t) => {
+  const drawers = new Drawers(2, 8);
+  t.teardown(() => drawers.close());
+  const [a, b] = await Promise.all([drawers.draw(grid, view, options), drawers.draw(grid, view, { ...options, colormap: 'jet' })]);
+  t.ok(a.equals(await renderHeatmap(grid, view, options)), 'byte for byte');
+  t.ok(b.equals(await renderHeatmap(grid, view, { ...options, colormap: 'jet' })));
+});
+
+t.test('at most size at once, a bounded queue, then 503', async (t) => {
+  const drawers = new Drawers(1, 1);
+  t.teardown(() => drawers.close());
+  const first = drawers.draw(grid, view, options);
+  const second = drawers.draw(grid, view, options);
+  t.equal(drawers.running, 1);
+  t.equal(drawers.queued, 1);
+  const third = await drawers.draw(grid, view, options).catch((e: unknown) => e);
+  t.ok(third instanceof ServiceError && third.statusCode === 503, 'the third is refused');
+  t.match((third as Error).message, /1 heatmaps are waiting to be drawn; retry shortly/);
+  t.ok((await first).length > 0 && (await second).length > 0, 'the two admitted are drawn');
+  t.equal(drawers.running, 0);
+});
+
+t.test('a worker that dies fails its draw with a 500 and is replaced', async (t) => {
+  const drawers = new Drawers(1, 4);
+  t.teardown(() => drawers.close());
+  await drawers.draw(grid, view, options); // started and warm
+  const inFlight = drawers.draw(grid, view, options);
+  const [worker] = [...(drawers as unknown as { all: Set<{ worker: { terminate(): Promise<number> } }> }).all].map((d) => d.worker);
+  await worker.terminate();
+  const err = await inFlight.catch((e: unknown) => e);
+  t.ok(err instanceof ServiceError && err.statusCode === 500, `the draw in flight fails: ${(err as Error).message}`);
+  t.ok((await drawers.draw(grid, view, options)).length > 0, 'the next draw is drawn by a new worker');
+});
