@@ -3,6 +3,12 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Something with tasks running and waiting (a gate, the heatmap workers). */
+interface Queued {
+  running: number;
+  queued: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly requests = new Counter({ name: 'vitrine_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'] as const, registers: [this.registry] });
@@ -30,30 +36,26 @@ export class Metrics {
   readonly storeUp = new Gauge({ name: 'vitrine_results_store_up', help: 'Whether the shared results store (Redis) is connected (1) or not (0); absent with the memory store', registers: [this.registry] });
   readonly storeErrors = new Counter({ name: 'vitrine_results_store_errors_total', help: 'Results store operations that failed, by operation', labelNames: ['op'] as const, registers: [this.registry] });
   /** Where the decodes gauge reads from when scraped (the app's decode gate). */
-  decodeSource: { running: number; queued: number } | null = null;
-  readonly decodes = new Gauge({
-    name: 'vitrine_decodes',
-    help: 'Images sharp is decoding (state=running) or that wait for a decode slot (state=waiting)',
-    labelNames: ['state'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.decodes.set({ state: 'running' }, this.decodeSource?.running ?? 0);
-      this.decodes.set({ state: 'waiting' }, this.decodeSource?.queued ?? 0);
-    },
-  });
-
+  decodeSource: Queued | null = null;
+  readonly decodes = this.queuedGauge('vitrine_decodes', 'Images sharp is decoding (state=running) or that wait for a decode slot (state=waiting)', () => this.decodeSource);
   /** Where the draws gauge reads from (the heatmap workers). */
-  drawSource: { running: number; queued: number } | null = null;
-  readonly draws = new Gauge({
-    name: 'vitrine_heatmap_draws',
-    help: 'Heatmaps being drawn in the heatmap workers (state=running) or waiting for one (state=waiting)',
-    labelNames: ['state'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.draws.set({ state: 'running' }, this.drawSource?.running ?? 0);
-      this.draws.set({ state: 'waiting' }, this.drawSource?.queued ?? 0);
-    },
-  });
+  drawSource: Queued | null = null;
+  readonly draws = this.queuedGauge('vitrine_heatmap_draws', 'Heatmaps being drawn in the heatmap workers (state=running) or waiting for one (state=waiting)', () => this.drawSource);
+
+  /** A gauge of what runs and what waits, read from `source` when scraped. */
+  private queuedGauge(name: string, help: string, source: () => Queued | null): Gauge<'state'> {
+    const gauge: Gauge<'state'> = new Gauge({
+      name,
+      help,
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect: () => {
+        gauge.set({ state: 'running' }, source()?.running ?? 0);
+        gauge.set({ state: 'waiting' }, source()?.queued ?? 0);
+      },
+    });
+    return gauge;
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'vitrine_' });
