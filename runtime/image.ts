@@ -6,7 +6,7 @@
 // (pixels.ts). With area resampling (the default) the image is first resized to a view k times the
 // input (up to 256 px, what heatmaps are drawn over) and the input is the view's k x k block means.
 // A plain PNG that already has the input's size skips sharp (png.ts): the same pixels, a fraction of
-// the cost. This module is the only one that imports sharp; heatmaps use its raster helpers.
+// the cost. This module is the only one that imports sharp.
 
 import sharp from 'sharp';
 import { type Geometry, type ImageSpec, boxDownsample, normalize } from './pixels.js';
@@ -137,14 +137,6 @@ export interface Raster {
 export async function readPixels(bytes: Buffer): Promise<Raster> {
   const { data, info } = await sharp(bytes, { limitInputPixels: false }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height, channels: info.channels };
-}
-
-/** Raw pixels resized to width x height (stretched) with a libvips kernel; the channel count kept. */
-export async function resizeRaster(r: Raster, width: number, height: number, kernel: 'nearest' | 'cubic' | 'lanczos3'): Promise<Buffer> {
-  let p = sharp(r.data, { raw: { width: r.width, height: r.height, channels: r.channels as 1 | 3 } }).resize(width, height, { kernel, fit: 'fill' });
-  // libvips hands a resized one-band image back as three bands
-  if (r.channels === 1) p = p.extractChannel(0);
-  return p.raw().toBuffer();
 }
 
 /** Raw RGB pixels as a PNG file. */

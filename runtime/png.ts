@@ -9,7 +9,7 @@
 // colour profile, gamma or chromaticities, EXIF, an unknown chunk, a bad CRC, a short or overlong
 // image stream. So errors and their messages stay sharp's, and nothing is decoded differently.
 
-import { crc32, inflateSync } from 'node:zlib';
+import { crc32, deflateSync, inflateSync } from 'node:zlib';
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** Ancillary chunks that do not change the pixels sharp returns (sRGB is what sharp assumes anyway). */
@@ -157,4 +157,37 @@ export function decodePlainPng(b: Buffer, width: number, height: number): Decode
     }
   }
   return { width: w, height: h, rgb };
+}
+
+/** A chunk: length, type, data, CRC over type and data. */
+function chunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'ascii');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(data, crc32(head.subarray(4, 8))), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/**
+ * RGB bytes (row-major) as an 8-bit RGB PNG: each row Sub-filtered (the difference from the pixel on
+ * its left, which suits smooth images such as heatmaps), deflated at `level` (zlib's 0-9).
+ */
+export function encodeRgbPng(rgb: Uint8Array, width: number, height: number, level = 3): Buffer {
+  const stride = width * 3;
+  if (rgb.length !== stride * height) throw new Error(`encodeRgbPng: ${rgb.length} bytes for ${width}x${height} RGB`);
+  const filtered = Buffer.alloc((stride + 1) * height);
+  for (let y = 0; y < height; y++) {
+    const o = y * (stride + 1);
+    const r = y * stride;
+    filtered[o] = 1; // Sub
+    for (let i = 0; i < 3; i++) filtered[o + 1 + i] = rgb[r + i];
+    for (let i = 3; i < stride; i++) filtered[o + 1 + i] = (rgb[r + i] - rgb[r + i - 3]) & 0xff;
+  }
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // RGB
+  return Buffer.concat([SIGNATURE, chunk('IHDR', header), chunk('IDAT', deflateSync(filtered, { level })), chunk('IEND', Buffer.alloc(0))]);
 }

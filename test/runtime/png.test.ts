@@ -4,7 +4,7 @@
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import t from 'tap';
-import { decodePlainPng } from '../../runtime/png.js';
+import { decodePlainPng, encodeRgbPng } from '../../runtime/png.js';
 import { decodeWithSharp, prepareImage } from '../../runtime/image.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testImage } from '../helpers/server.js';
@@ -165,4 +165,19 @@ t.test('png fast path: anything else goes to sharp', async (t) => {
   const palette = randomSpec(rng, 3, 8, 32, 32, false);
   palette.plte = palette.plte!.subarray(0, 30);
   t.equal(decodePlainPng(encodePng(palette, rng), 32, 32), null, 'an index beyond the palette');
+});
+
+t.test('encodeRgbPng writes a PNG that sharp (libpng) reads back pixel for pixel, at every level', async (t) => {
+  const rng = new Rng(7);
+  for (const [w, h] of [[1, 1], [7, 3], [256, 192]]) {
+    const rgb = Uint8Array.from({ length: w * h * 3 }, () => Math.floor(rng.next() * 256));
+    for (const level of [0, 1, 6, 9]) {
+      const png = encodeRgbPng(rgb, w, h, level);
+      const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+      t.same([info.width, info.height, info.channels], [w, h, 3]);
+      t.ok(Buffer.from(rgb).equals(data), `${w}x${h} at level ${level}`);
+      t.same(decodePlainPng(png, w, h)?.rgb, Buffer.from(rgb), 'and the fast path reads it too');
+    }
+  }
+  t.throws(() => encodeRgbPng(new Uint8Array(5), 2, 1), /5 bytes for 2x1 RGB/);
 });
