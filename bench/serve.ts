@@ -9,9 +9,9 @@
 //                          --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (a second run
 // through relevance.onnx), for the cost of explanations beside plain classification.
-// --draw [method]: the load is what the page does, pairs of POST /classify and one GET /attention/:id
-// heatmap PNG of that result (method relevance, the page's default; or rollout, cls, chefer,
-// grad-input), for the top class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one
+// --draw [method]: the load is what the page does, pairs of POST /classify (with attention=relevance
+// for a class map, as the page asks) and one GET /attention/:id heatmap PNG of that result (method
+// relevance, the page's default; or rollout, cls, chefer, grad-input), for the top class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one
 // kept result drawn over and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an earlier commit) with this
 // bench, to compare two versions with the same load.
 
@@ -124,7 +124,8 @@ type Context = { id?: string; top?: number };
 const pair = {
   url: base,
   requests: [
-    { method: 'POST' as const, path: classifyRequest.url.slice(base.length), headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
+    // as the page asks: a class map shown first comes with the classification (one run, kept with the result)
+    { method: 'POST' as const, path: `/classify${['relevance', 'chefer', 'grad-input'].includes(drawMethod) ? '?attention=relevance' : ''}`, headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
       const c = context as Context;
       const b = JSON.parse(body) as { id: string; predictions: { index: number }[] };
       c.id = b.id;

@@ -69,9 +69,12 @@ async function classify(blob) {
   const form = new FormData();
   form.append('image', blob, 'image');
   const model = $('model').value;
+  // the map shown first is the top class's relevance: asked with the classification, it is made in
+  // the same run and kept with the result, so drawing it runs the model no more
+  const inline = served[model]?.methods.includes('relevance') && CLASS_METHODS.includes($('method').value) ? '&attention=relevance' : '';
   let res;
   try {
-    res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}`, { method: 'POST', body: form });
+    res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}${inline}`, { method: 'POST', body: form });
   } catch (err) {
     clearOutput();
     status(`the server did not answer: ${err.message}`, true);

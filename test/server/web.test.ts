@@ -39,8 +39,10 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   // a favicon inline, so no browser asks the server for /favicon.ico (a 404 in the console)
   t.match(await page.getAttribute('link[rel="icon"]', 'href'), /^data:image\/svg\+xml,/, 'the page carries its icon');
 
-  // A bundled example.
+  // A bundled example; the relevance shown first is asked with the classification (one run).
+  const asked = page.waitForRequest((r) => r.url().includes('/classify'));
   await page.click('#examples button[data-name="cat"]');
+  t.match((await asked).url(), /attention=relevance/, 'the classification asks for the relevance map it shows first');
   await page.waitForSelector('#predictions li');
   const first = await page.textContent('#predictions li .label');
   t.ok(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'].includes(first!.trim()), `a label is shown: ${first}`);
