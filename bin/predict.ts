@@ -17,7 +17,7 @@ import { ServiceError } from '../server/errors.js';
 import { Gate } from '../server/gate.js';
 import { Drawers } from '../server/draws.js';
 import { startInference } from '../server/inference.js';
-import { type MapQuery, checkMapQuery, makeMap, needsAttentions } from '../server/maps.js';
+import { CLASS_METHODS, type MapQuery, checkMapQuery, classMaps, makeMap, needsAttentions } from '../server/maps.js';
 import { type ServedModel, loadModelFolder } from '../server/models.js';
 import { prepareImage } from '../server/preprocess.js';
 import { AttentionQuery } from '../server/schemas.js';
@@ -226,13 +226,17 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  // A class map of the top prediction comes from the run that classifies, where the explanation graph
+  // explains its own top prediction (as POST /classify?attention=relevance does).
+  const topClass = model.config.relevance?.top_class;
+  const oneRun = q !== null && CLASS_METHODS.includes(q.method ?? 'rollout') && topClass !== undefined && tta === 'none';
   /** A run of the model, tried once more when a worker failed (not the image's fault). */
   const classify = async (pixels: Float32Array): Promise<JobResult> => {
-    const options = { tta, attentions: q !== null && needsAttentions(q) };
+    const run = () => (oneRun ? engine.batcher.submit(model.name, pixels, { relevanceClass: topClass }) : runClassification(engine.batcher, model, pixels, { tta, attentions: q !== null && needsAttentions(q) }));
     try {
-      return await runClassification(engine.batcher, model, pixels, options);
+      return await run();
     } catch (err) {
-      if (err instanceof ServiceError && err.statusCode >= 500) return runClassification(engine.batcher, model, pixels, options);
+      if (err instanceof ServiceError && err.statusCode >= 500) return run();
       throw err;
     }
   };
@@ -251,7 +255,9 @@ export async function predictCommand(argv: string[], log: (line: string) => void
       if (values.logits) record.logits = Array.from(r.logits);
       const t3 = performance.now();
       if (q && model.grid) {
-        const made = await makeMap(engine.batcher, model, image.pixels, predictions[0].index, q, r);
+        const ran = oneRun ? new Map(classMaps(r, predictions[0].index)) : null;
+        const cache = ran ? { get: async (key: string) => ran.get(key), put: async () => {} } : undefined;
+        const made = await makeMap(engine.batcher, model, image.pixels, predictions[0].index, q, r, cache);
         const grid = toGrid(made.values, model.grid[0], model.grid[1]);
         const png = await drawers!.draw(grid, image.view, { size: q.size, alpha: q.alpha, colormap: q.colormap });
         const name = mapFile(input.path, made.method);
