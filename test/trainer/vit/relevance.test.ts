@@ -67,7 +67,7 @@ t.test('relevance.onnx, exported beside model.onnx, gives the interpreter\'s gra
   const dir = await tmpDir();
   await exportModel(model, ['a', 'b', 'c'], dir);
   const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
-  t.same(config.relevance, { file: 'onnx/relevance.onnx', class_input: 'target_class', gradient_outputs: ['attention_grads.0', 'attention_grads.1'] });
+  t.same(config.relevance, { file: 'onnx/relevance.onnx', class_input: 'target_class', gradient_outputs: ['attention_grads.0', 'attention_grads.1'], input_gradient_output: 'pixel_values_grad', top_class: -1 });
   const session = await ort.InferenceSession.create(path.join(dir, 'onnx', 'relevance.onnx'));
   t.same(session.inputNames, ['pixel_values', 'target_class']);
   const feeds = feedsFor(model);
@@ -81,4 +81,45 @@ t.test('relevance.onnx, exported beside model.onnx, gives the interpreter\'s gra
     t.same(got.dims, [batch, 2, 5, 5]);
     assertClose(t, got.data as Float32Array, ref[l].data, 1e-3, 1e-5, `layer ${l}: ONNX Runtime matches the interpreter`);
   }
+  const inputGrad = interpret([relevanceGraph(model).inputGrad], feeds)[0];
+  assertClose(t, out.pixel_values_grad.data as Float32Array, inputGrad.data, 1e-3, 1e-5, 'the input gradient: ONNX Runtime matches the interpreter');
+
+  // target_class -1: each image's own top prediction, in the same run
+  const logits = out.logits.data as Float32Array;
+  const top = [0, 1].map((b) => { const row = Array.from(logits.subarray(b * 3, b * 3 + 3)); return row.indexOf(Math.max(...row)); });
+  const auto = await session.run({ pixel_values: new ort.Tensor('float32', Float32Array.from(feeds.pixel_values.data), [batch, 3, 8, 8]), target_class: new ort.Tensor('float32', Float32Array.from([-1, -1]), [batch]) });
+  const named = await session.run({ pixel_values: new ort.Tensor('float32', Float32Array.from(feeds.pixel_values.data), [batch, 3, 8, 8]), target_class: new ort.Tensor('float32', Float32Array.from(top), [batch]) });
+  for (const name of [attentionGradOutput(0), attentionGradOutput(1), 'pixel_values_grad']) t.same(Array.from(auto[name].data as Float32Array), Array.from(named[name].data as Float32Array), `${name}: -1 is the top prediction`);
+  // beside an image asked for another class than its top
+  const other = (top[1] + 1) % 3;
+  const run = (c: number[]) => session.run({ pixel_values: new ort.Tensor('float32', Float32Array.from(feeds.pixel_values.data), [batch, 3, 8, 8]), target_class: new ort.Tensor('float32', Float32Array.from(c), [batch]) });
+  const mixed = await run([-1, other]);
+  const alone = await run([other, other]);
+  const per = 2 * 5 * 5;
+  const part = (r: Record<string, ort.Tensor>, b: number) => Array.from((r[attentionGradOutput(0)].data as Float32Array).subarray(b * per, (b + 1) * per));
+  t.same(part(mixed, 0), part(auto, 0), 'image 0 (-1) explains its top class');
+  t.same(part(mixed, 1), part(alone, 1), 'image 1 explains the class asked');
+  t.notSame(part(mixed, 1), part(auto, 1), 'which is not its top');
+});
+
+t.test('dy_c/dx, the input gradient, matches central differences', async (t) => {
+  const model = new ViT(TINY, 4);
+  const g = relevanceGraph(model);
+  const feeds = feedsFor(model);
+  const analytic = interpret([g.inputGrad], feeds)[0].data;
+  const x = feeds.pixel_values.data;
+  const eps = 1e-6;
+  const rng = new Rng(9);
+  const picks = Array.from({ length: 24 }, () => Math.floor(rng.next() * x.length));
+  const numeric = picks.map((k) => {
+    const v = x[k];
+    x[k] = v + eps;
+    const up = interpret([g.score], feeds)[0].data[0];
+    x[k] = v - eps;
+    const down = interpret([g.score], feeds)[0].data[0];
+    x[k] = v;
+    return (up - down) / (2 * eps);
+  });
+  t.ok(numeric.some((v) => Math.abs(v) > 1e-3), 'the class logits depend on the pixels');
+  assertClose(t, picks.map((k) => analytic[k]), numeric, 1e-5, 1e-8, '24 pixels: dy_c/dx matches central differences');
 });
