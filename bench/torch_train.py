@@ -5,7 +5,6 @@ import argparse
 import importlib.util
 import json
 import os
-import time
 
 import torch
 
@@ -13,6 +12,9 @@ here = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("seed", os.path.join(here, "..", "test", "fixtures", "make-seed-parity.py"))
 seed = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(seed)
+spec = importlib.util.spec_from_file_location("torch_anchor", os.path.join(here, "torch_anchor.py"))
+anchor = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(anchor)
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=12)
@@ -51,38 +53,23 @@ loss_fn = torch.nn.CrossEntropyLoss()
 x = torch.randn(a.batch, 3, 32, 32)
 y = torch.randint(0, 10, (a.batch,))
 model.train()
-for i in range(3 + a.steps):
-    if i == 3:
-        start = time.perf_counter()
+
+
+def step():
     opt.zero_grad()
     logits, _ = model(x)
-    loss = loss_fn(logits, y)
-    loss.backward()
+    loss_fn(logits, y).backward()
     opt.step()
-train_s = time.perf_counter() - start
-def blas_libraries():
-    """The BLAS and LAPACK libraries this process loaded, links resolved: PyTorch's speed depends on them."""
-    found = set()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if path.startswith("/") and ("blas" in path or "lapack" in path):
-                found.add(os.path.realpath(path))
-    return sorted(found)
 
 
-blas = blas_libraries()
+train_s = anchor.time_steps(step, 3, a.steps)
+blas = anchor.blas_libraries()
 common = {"model": "cct" if config.get("tokenizer_layers", 0) > 0 else "seed", "parameters": sum(p.numel() for p in model.parameters()), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "attention": "per-head" if a.per_head else "fused",
           "blas": blas, "openblas": any("openblas" in b for b in blas),
           "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS") if k in os.environ}}
 print(json.dumps({"bench": "train", "runner": "torch-cpu", "batch": a.batch, "images_per_s": round(a.steps * a.batch / train_s), "ms_per_step": round(1000 * train_s / a.steps, 1), "steps": a.steps, **common}))
 model.eval()
+n = max(4, a.steps)
 with torch.no_grad():
-    for _ in range(2):
-        model(x)
-    start = time.perf_counter()
-    n = max(4, a.steps)
-    for _ in range(n):
-        model(x)
-    fwd_s = time.perf_counter() - start
+    fwd_s = anchor.time_steps(lambda: model(x), 2, n)
 print(json.dumps({"bench": "forward", "runner": "torch-cpu", "batch": a.batch, "images_per_s": round(n * a.batch / fwd_s), **common}), flush=True)

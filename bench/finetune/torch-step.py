@@ -9,7 +9,6 @@ import argparse
 import importlib.util
 import json
 import os
-import time
 
 import torch
 
@@ -17,6 +16,9 @@ here = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("foreign", os.path.join(here, "..", "..", "test", "fixtures", "make-foreign-vits.py"))
 hf = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(hf)
+spec = importlib.util.spec_from_file_location("torch_anchor", os.path.join(here, "..", "torch_anchor.py"))
+anchor = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(anchor)
 
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=5)
@@ -36,15 +38,16 @@ loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 x = torch.randn(a.batch, 3, 224, 224)
 y = torch.randint(0, 1000, (a.batch,))
 model.train()
-for i in range(2 + a.steps):
-    if i == 2:
-        start = time.perf_counter()
+
+
+def step():
     opt.zero_grad()
-    loss = loss_fn(model(x), y)
-    loss.backward()
+    loss_fn(model(x), y).backward()
     opt.step()
-s = time.perf_counter() - start
-blas = sorted({os.path.realpath(l.split()[-1]) for l in open("/proc/self/maps") if l.split()[-1].startswith("/") and "blas" in l})
+
+
+s = anchor.time_steps(step, 2, a.steps)
+blas = anchor.blas_libraries()
 print(json.dumps({"bench": "finetune-step", "runner": f"pytorch-{torch.__version__}", "model": "deit-tiny-224", "parameters": params, "batch": a.batch,
                   "images_per_s": round(a.steps * a.batch / s, 2), "ms_per_step": round(s / a.steps * 1000, 1), "steps": a.steps, "threads": torch.get_num_threads(),
                   "openblas": any("openblas" in b for b in blas), "blas": blas}))
