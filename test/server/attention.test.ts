@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import t from 'tap';
 import { clsAttention, fuseHeads, rollout, rolloutMeanInto } from '../../server/attention.js';
-import { renderHeatmap } from '../../server/heatmap.js';
+import { drawHeatmap } from '../../server/heatmap.js';
 import { MemoryResults } from '../../server/results.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testApp, testImage } from '../helpers/server.js';
@@ -74,7 +74,7 @@ t.test('the batched default rollout reads each image of a batch', async (t) => {
 t.test('a heatmap at full opacity is the map itself, cell by cell', async (t) => {
   const grid = Array.from({ length: 8 }, (_, r) => Array.from({ length: 8 }, (_, c) => ((r + c) % 2 === 0 ? 1 : 0.25 * (c / 7))));
   const view = { data: Buffer.alloc(32 * 32 * 3, 0), width: 32, height: 32 };
-  const png = await renderHeatmap(grid, view, { size: 256, alpha: 1, colormap: 'gray' });
+  const png = drawHeatmap(grid, view, { size: 256, alpha: 1, colormap: 'gray' });
   const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
   t.same([info.width, info.height, info.channels], [256, 256, 3]);
   let worst = 0;
