@@ -15,21 +15,22 @@ export class CliError extends Error {
   }
 }
 
-export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+/** A parse whose error is a usage error: its first line, then the usage, exit status 2. */
+function withUsage<T>(parse: () => T, usage: string): T {
   try {
-    return parseStrict(argv, options);
+    return parse();
   } catch (err) {
     throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
   }
 }
 
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+  return withUsage(() => parseStrict(argv, options), usage);
+}
+
 /** The flags and the arguments that are not flags (a command's inputs). */
 export function parseFlagsAndInputs<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
-  try {
-    return parseStrictWithInputs(argv, options);
-  } catch (err) {
-    throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
-  }
+  return withUsage(() => parseStrictWithInputs(argv, options), usage);
 }
 
 export function intFlag(value: string | undefined, name: string, fallback: number, min = 0): number {

@@ -106,7 +106,8 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
           // else a second run, through the explanation graph, for the top prediction
           const rel = oneRun ? r : await batcher.submit(model.name, image.pixels, { relevanceClass: order[0] });
           // the run's maps kept with the result, so that GET /attention/:id does not make them again
-          if (model.grid) await Promise.all(classMaps(rel, order[0]).map(([k, v]) => mapCache(results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' })).put(k, v)));
+          const cache = mapCache(results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' }));
+          await Promise.all(classMaps(rel, order[0]).map(([k, v]) => cache.put(k, v)));
           attentionBody = { method: 'relevance', class: model.config.labels[order[0]], grid: [rows, cols], values: toGrid(rel.relevance!, rows, cols) };
         } else {
           refuseLargeFull(r.attentions!.length, r.heads, r.tokens);
