@@ -310,7 +310,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
 
   const rate = progress.rate(finished);
   const total = [...labelCounts.values()].reduce((a, b) => a + b, 0) + [...errorCounts.values()].reduce((a, b) => a + b, 0);
-  log(`${count(finished, 'image')} in ${((finished / Math.max(rate, 1e-9)) || 0).toFixed(1)} s (${Math.round(rate).toLocaleString('en-US')} images/s)${before ? `, ${before.toLocaleString('en-US')} done before` : ''}: ${count(total, 'result')} in ${file}`);
+  log(`${count(finished, 'image')} in ${progress.elapsedS().toFixed(1)} s (${Math.round(rate).toLocaleString('en-US')} images/s)${before ? `, ${before.toLocaleString('en-US')} done before` : ''}: ${count(total, 'result')} in ${file}`);
   const byLabel = [...labelCounts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   if (byLabel.length) log(`predicted: ${byLabel.map(([l, n]) => `${l} ${n.toLocaleString('en-US')}`).join(', ')}`);
   if (errorCounts.size) log(`errors: ${[...errorCounts.entries()].map(([c, n]) => `${c} ${n.toLocaleString('en-US')}`).join(', ')} (their records say why)`);

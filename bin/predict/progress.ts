@@ -14,9 +14,14 @@ export class PredictProgress {
     private readonly stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr,
   ) {}
 
+  /** Seconds since the bar started. */
+  elapsedS(): number {
+    return (Date.now() - this.started) / 1000;
+  }
+
   /** Images per second so far. */
   rate(done: number): number {
-    const s = (Date.now() - this.started) / 1000;
+    const s = this.elapsedS();
     return s > 0 ? done / s : 0;
   }
 

@@ -190,10 +190,10 @@ export async function mergeShards(dir: string): Promise<{ file: string; shards: 
     header ??= read.header;
     all.push(...read.records);
   }
-  const seen = new Map<string, number>();
+  const seen = new Set<string>();
   for (const r of all) {
     if (seen.has(r.path)) throw new CliError(`${r.path} is in more than one shard: were the shards run over the same inputs?`);
-    seen.set(r.path, 1);
+    seen.add(r.path);
   }
   all.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const out = path.join(dir, `predictions.${format}`);
