@@ -24,6 +24,8 @@ import { GraphContext } from '../trainer/nn/module.js';
 import { BATCH, pixelInput } from '../trainer/vit/model.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { readModelConfig } from '../runtime/model-config.js';
+import { argmax } from '../trainer/train/evaluate.js';
+import { type Geometry, blurred, patchOrder, perturbationArea, riseArea } from './faithfulness.js';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -60,7 +62,6 @@ for (let i = 0; i < n * per; i++) {
   const ch = Math.floor((i % per) / (H * W));
   X[i] = (test.images[OFF + i] / 255 - config.mean[ch]) / config.std[ch];
 }
-const argmax = (a: Float32Array, o: number, k: number) => { let b = 0; for (let i = 1; i < k; i++) if (a[o + i] > a[o + b]) b = i; return b; };
 const K = config.labels.length;
 async function probs(x: Float32Array, count: number): Promise<Float32Array> {
   const o = (await fwd.run({ pixel_values: { data: x, dims: [count, 3, H, W] } }))['logits'].data;
@@ -145,75 +146,33 @@ for (let s = 0; s < n; s += BATCHN) {
   }
 }
 
-// perturbation (keep rate) 10..90% and deletion/insertion (prob of predicted class), patch level, 16 steps
-const FR = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
-function orderOf(m: Float32Array, i: number, most: boolean): number[] {
-  const v = m.subarray(i * patches, (i + 1) * patches);
-  return Array.from({ length: patches }, (_, p) => p).sort((a, b) => (most ? v[b] - v[a] : v[a] - v[b]));
-}
-function setPatch(dst: Float32Array, src: Float32Array, i: number, p: number) {
-  const r0 = Math.floor(p / cols) * P, c0 = (p % cols) * P;
-  for (let ch = 0; ch < 3; ch++) for (let y = r0; y < r0 + P; y++) { const o = i * per + (ch * H + y) * W + c0; for (let k = 0; k < P; k++) dst[o + k] = src[o + k]; }
-}
-const ZERO = new Float32Array(n * per);
-// blurred: gaussian klen 11 sigma 5, per channel, zero padded (as RISE's conv2d padding klen//2)
-const BLUR = new Float32Array(n * per);
-{
-  const kl = 11, sg = 5, half = 5;
-  const k1 = Array.from({ length: kl }, (_, i) => Math.exp(-((i - half) ** 2) / (2 * sg * sg)));
-  const ks = k1.reduce((a, b) => a + b, 0);
-  const kn = k1.map((v) => v / ks);
-  const tmp = new Float32Array(H * W);
-  for (let i = 0; i < n; i++) for (let ch = 0; ch < 3; ch++) {
-    const o = (i * 3 + ch) * H * W;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let v = 0; for (let k = 0; k < kl; k++) { const xx = x + k - half; if (xx >= 0 && xx < W) v += kn[k] * X[o + y * W + xx]; } tmp[y * W + x] = v; }
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let v = 0; for (let k = 0; k < kl; k++) { const yy = y + k - half; if (yy >= 0 && yy < H) v += kn[k] * tmp[yy * W + x]; } BLUR[o + y * W + x] = v; }
-  }
-}
-async function evalAll(imgs: Float32Array): Promise<Float32Array> {
-  const pr = new Float32Array(n);
+// the tests of bench/faithfulness.ts, patch level, on the model's own probabilities
+const g: Geometry = { n, height: H, width: W, patch: P };
+async function probabilitiesOf(imgs: Float32Array): Promise<Float32Array> {
+  const out = new Float32Array(n * K);
   for (let s = 0; s < n; s += BATCHN) {
     const count = Math.min(BATCHN, n - s);
-    const p = await probs(imgs.slice(s * per, (s + count) * per), count);
-    for (let b = 0; b < count; b++) pr[s + b] = p[b * K + predicted[s + b]] ;
+    out.set(await probs(imgs.slice(s * per, (s + count) * per), count), s * K);
   }
-  return pr;
+  return out;
 }
-async function keepRate(imgs: Float32Array): Promise<number> {
+const kept = async (imgs: Float32Array) => {
+  const p = await probabilitiesOf(imgs);
   let same = 0;
-  for (let s = 0; s < n; s += BATCHN) {
-    const count = Math.min(BATCHN, n - s);
-    const p = await probs(imgs.slice(s * per, (s + count) * per), count);
-    for (let b = 0; b < count; b++) if (argmax(p, b * K, K) === predicted[s + b]) same++;
-  }
+  for (let i = 0; i < n; i++) if (argmax(p, i * K, K) === predicted[i]) same++;
   return same / n;
-}
-const STEPS = 16;
-const res: Record<string, Record<string, number>> = {};
+};
+const meanProbability = async (imgs: Float32Array) => {
+  const p = await probabilitiesOf(imgs);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += p[i * K + predicted[i]];
+  return sum / n;
+};
+const blur = blurred(X, g);
 const only = arg('methods', '').split(',').filter(Boolean);
 for (const [name, m] of Object.entries(methods).filter(([k]) => only.length === 0 || only.includes(k))) {
-  const orders = { most: Array.from({ length: n }, (_, i) => orderOf(m, i, true)), least: Array.from({ length: n }, (_, i) => orderOf(m, i, false)) };
-  const pert = async (most: boolean) => {
-    const ys: number[] = [];
-    for (const f of FR) {
-      const k = Math.round(f * patches);
-      const img = X.slice();
-      for (let i = 0; i < n; i++) for (const p of orders[most ? 'most' : 'least'][i].slice(0, k)) setPatch(img, ZERO, i, p);
-      ys.push(await keepRate(img));
-    }
-    let a = 0; for (let i = 1; i < ys.length; i++) a += (ys[i] + ys[i - 1]) / 2 * 0.1; return +(100 * a / 0.8).toFixed(2);
-  };
-  const curve = async (insert: boolean) => {
-    const ys: number[] = [];
-    for (let st = 0; st <= STEPS; st++) {
-      const k = Math.round((st / STEPS) * patches);
-      const img = insert ? BLUR.slice() : X.slice();
-      for (let i = 0; i < n; i++) for (const p of orders.most[i].slice(0, k)) setPatch(img, insert ? X : ZERO, i, p);
-      const pr = await evalAll(img);
-      ys.push(pr.reduce((a, b) => a + b, 0) / n);
-    }
-    let a = 0; for (let i = 1; i < ys.length; i++) a += (ys[i] + ys[i - 1]) / 2 / STEPS; return +(100 * a).toFixed(2);
-  };
-  res[name] = { pos: await pert(true), neg: await pert(false), del: await curve(false), ins: await curve(true) };
-  console.log(JSON.stringify({ model: dir, method: name, ...res[name] }));
+  const most = Array.from({ length: n }, (_, i) => patchOrder(m, i, g, true));
+  const least = Array.from({ length: n }, (_, i) => patchOrder(m, i, g, false));
+  const res = { pos: await perturbationArea(X, most, g, kept), neg: await perturbationArea(X, least, g, kept), del: await riseArea(X, null, most, 'patch', g, meanProbability), ins: await riseArea(X, blur, most, 'patch', g, meanProbability) };
+  console.log(JSON.stringify({ model: dir, method: name, ...res }));
 }

@@ -24,6 +24,9 @@ import sharp from 'sharp';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { readModelConfig } from '../runtime/model-config.js';
+import { softmax } from '../server/classification.js';
+import { argmax } from '../trainer/train/evaluate.js';
+import { type Geometry, blurred, patchOrder, perturbationArea, pixelOrder, riseArea } from './faithfulness.js';
 import { waitReady } from './ready.js';
 
 const arg = (name: string, fallback: string) => {
@@ -36,8 +39,6 @@ const dataDir = arg('data-dir', 'data');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const METHODS = ['relevance', 'chefer', 'grad-input', 'rollout', 'cls', 'random'] as const;
 type Method = (typeof METHODS)[number];
-const STEPS = 16;
-const FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 const BATCH = 100;
 
 const port = 19000 + Math.floor(Math.random() * 1000);
@@ -95,114 +96,38 @@ for (const name of models) {
       const header = Buffer.from(JSON.stringify({ inputs: [{ name: config.input_name, datatype: 'FP32', shape: [count, 3, H, W], parameters: { binary_data_size: data.byteLength } }], outputs: [{ name: config.logits_output }] }));
       const r = await fetch(`${base}/v2/models/${name}/infer`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) }, body: Buffer.concat([header, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]) });
       const logits = ((await r.json()) as { outputs: { data: number[] }[] }).outputs[0].data;
-      for (let b = 0; b < count; b++) {
-        const row = logits.slice(b * K, (b + 1) * K);
-        const max = Math.max(...row);
-        const e = row.map((v) => Math.exp(v - max));
-        const z = e.reduce((a, v) => a + v, 0);
-        for (let k = 0; k < K; k++) out[(s + b) * K + k] = e[k] / z;
-      }
+      for (let b = 0; b < count; b++) out.set(softmax(Float32Array.from(logits.slice(b * K, (b + 1) * K))), (s + b) * K);
     }
     return out;
   }
-  const argmaxOf = (p: Float64Array, i: number) => {
-    let best = 0;
-    for (let k = 1; k < K; k++) if (p[i * K + k] > p[i * K + best]) best = k;
-    return best;
+  const g: Geometry = { n, height: H, width: W, patch: P };
+  const kept = async (imgs: Float32Array) => {
+    const pr = await probabilities(imgs);
+    let same = 0;
+    for (let i = 0; i < n; i++) if (argmax(pr, i * K, K) === predicted[i]) same++;
+    return same / n;
   };
-
-  // Orders: patches by the map (most first), and pixels by the bilinear map.
-  const patchOrder = (m: Float32Array, i: number, most: boolean) => {
-    const v = m.subarray(i * patches, (i + 1) * patches);
-    return Array.from({ length: patches }, (_, p) => p).sort((a, b) => (most ? v[b] - v[a] : v[a] - v[b]));
+  const meanProbability = async (imgs: Float32Array) => {
+    const pr = await probabilities(imgs);
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += pr[i * K + predicted[i]];
+    return sum / n;
   };
-  const pixelOrder = (m: Float32Array, i: number) => {
-    const v = m.subarray(i * patches, (i + 1) * patches);
-    const at = (r: number, c: number) => v[Math.min(rows - 1, Math.max(0, r)) * cols + Math.min(cols - 1, Math.max(0, c))];
-    const score = new Float64Array(H * W);
-    for (let y = 0; y < H; y++)
-      for (let xx = 0; xx < W; xx++) {
-        const fy = (y + 0.5) / P - 0.5;
-        const fx = (xx + 0.5) / P - 0.5;
-        const r0 = Math.floor(fy);
-        const c0 = Math.floor(fx);
-        const dy = fy - r0;
-        const dx = fx - c0;
-        score[y * W + xx] = (1 - dy) * ((1 - dx) * at(r0, c0) + dx * at(r0, c0 + 1)) + dy * ((1 - dx) * at(r0 + 1, c0) + dx * at(r0 + 1, c0 + 1));
-      }
-    return Array.from({ length: H * W }, (_, p) => p).sort((a, b) => score[b] - score[a] || a - b);
-  };
-  const copyPatch = (dst: Float32Array, src: Float32Array | null, i: number, p: number) => {
-    const r0 = Math.floor(p / cols) * P;
-    const c0 = (p % cols) * P;
-    for (let c = 0; c < 3; c++) for (let y = r0; y < r0 + P; y++) for (let k = 0; k < P; k++) { const o = i * per + (c * H + y) * W + c0 + k; dst[o] = src ? src[o] : 0; }
-  };
-  const copyPixel = (dst: Float32Array, src: Float32Array | null, i: number, q: number) => {
-    for (let c = 0; c < 3; c++) { const o = i * per + c * H * W + q; dst[o] = src ? src[o] : 0; }
-  };
-
-  // The blurred start of insertion.
-  const blurred = new Float32Array(n * per);
-  {
-    const half = 5;
-    const k1 = Array.from({ length: 11 }, (_, i) => Math.exp(-((i - half) ** 2) / 50));
-    const z = k1.reduce((a, b) => a + b, 0);
-    const k = k1.map((v) => v / z);
-    const tmp = new Float64Array(H * W);
-    for (let img = 0; img < n * 3; img++) {
-      const o = img * H * W;
-      for (let y = 0; y < H; y++) for (let xx = 0; xx < W; xx++) { let s = 0; for (let j = 0; j < 11; j++) { const q = xx + j - half; if (q >= 0 && q < W) s += k[j] * x[o + y * W + q]; } tmp[y * W + xx] = s; }
-      for (let y = 0; y < H; y++) for (let xx = 0; xx < W; xx++) { let s = 0; for (let j = 0; j < 11; j++) { const q = y + j - half; if (q >= 0 && q < H) s += k[j] * tmp[q * W + xx]; } blurred[o + y * W + xx] = s; }
-    }
-  }
+  const blur = blurred(x, g);
 
   const results: Record<string, Record<string, number>> = {};
   for (const method of METHODS) {
     const m = maps[method];
-    const most = Array.from({ length: n }, (_, i) => patchOrder(m, i, true));
-    const least = Array.from({ length: n }, (_, i) => patchOrder(m, i, false));
-    const pixels = Array.from({ length: n }, (_, i) => pixelOrder(m, i));
-    const perturbation = async (orders: number[][]) => {
-      const ys: number[] = [];
-      for (const f of FRACTIONS) {
-        const k = Math.round(f * patches);
-        const img = x.slice();
-        for (let i = 0; i < n; i++) for (const p of orders[i].slice(0, k)) copyPatch(img, null, i, p);
-        const pr = await probabilities(img);
-        let same = 0;
-        for (let i = 0; i < n; i++) if (argmaxOf(pr, i) === predicted[i]) same++;
-        ys.push(same / n);
-      }
-      let a = 0;
-      for (let i = 1; i < ys.length; i++) a += ((ys[i] + ys[i - 1]) / 2) * (FRACTIONS[i] - FRACTIONS[i - 1]);
-      return +((100 * a) / (FRACTIONS.at(-1)! - FRACTIONS[0])).toFixed(2);
-    };
-    const rise = async (insert: boolean, level: 'patch' | 'pixel') => {
-      const total = level === 'patch' ? patches : H * W;
-      const ys: number[] = [];
-      for (let st = 0; st <= STEPS; st++) {
-        const k = Math.round((st / STEPS) * total);
-        const img = insert ? blurred.slice() : x.slice();
-        for (let i = 0; i < n; i++) {
-          const order = level === 'patch' ? most[i] : pixels[i];
-          for (const q of order.slice(0, k)) (level === 'patch' ? copyPatch : copyPixel)(img, insert ? x : null, i, q);
-        }
-        const pr = await probabilities(img);
-        let sum = 0;
-        for (let i = 0; i < n; i++) sum += pr[i * K + predicted[i]];
-        ys.push(sum / n);
-      }
-      let a = 0;
-      for (let i = 1; i < ys.length; i++) a += (ys[i] + ys[i - 1]) / 2 / STEPS;
-      return +(100 * a).toFixed(2);
-    };
+    const most = Array.from({ length: n }, (_, i) => patchOrder(m, i, g, true));
+    const least = Array.from({ length: n }, (_, i) => patchOrder(m, i, g, false));
+    const pixels = Array.from({ length: n }, (_, i) => pixelOrder(m, i, g));
     results[method] = {
-      positive: await perturbation(most),
-      negative: await perturbation(least),
-      deletion: await rise(false, 'patch'),
-      insertion: await rise(true, 'patch'),
-      deletion_pixels: await rise(false, 'pixel'),
-      insertion_pixels: await rise(true, 'pixel'),
+      positive: await perturbationArea(x, most, g, kept),
+      negative: await perturbationArea(x, least, g, kept),
+      deletion: await riseArea(x, null, most, 'patch', g, meanProbability),
+      insertion: await riseArea(x, blur, most, 'patch', g, meanProbability),
+      deletion_pixels: await riseArea(x, null, pixels, 'pixel', g, meanProbability),
+      insertion_pixels: await riseArea(x, blur, pixels, 'pixel', g, meanProbability),
     };
     console.log(JSON.stringify({ bench: 'explain', model: name, images: n, method, ...results[method] }));
   }
