@@ -139,7 +139,15 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     kernel: ([a, b]) => K.matmul(a, b),
     vjp: (g, out) => {
       const [a, b] = out.inputs;
-      return [sumTo(matmul(g, transposeLast2(b)), a.shape), sumTo(matmul(transposeLast2(a), g), b.shape)];
+      const [k, n] = [a.shape[a.shape.length - 1], b.shape[b.shape.length - 1]];
+      // A weight matrix under a batch of rows (x [..., k] @ w [k, n]): its gradient as one product of
+      // every row, x^T [k, rows] @ g [rows, n], not one product per leading index summed after.
+      // Measured with ONNX Runtime's profiler on the CCT step (batch 128, 65 tokens): the per-image
+      // products (K = 65) and their sums over the batch took ~6 ms more than single products.
+      const dB = b.shape.length === 2 && a.shape.length > 2 && typeof k === 'number' && typeof n === 'number'
+        ? matmul(transposeLast2(reshape(a, [-1, k])), reshape(g, [-1, n]))
+        : sumTo(matmul(transposeLast2(a), g), b.shape);
+      return [sumTo(matmul(g, transposeLast2(b)), a.shape), dB];
     },
     onnx: (e, ins, out) => e.node('MatMul', [...ins], [out]),
   },

@@ -71,7 +71,24 @@ const gradientGraphs: Case[] = [
   { name: 'conv2d gradient of the weights (2x2, no padding)', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [w])[0] },
   { name: 'conv2d gradient of the weights (5x5, padding 2)', inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5]), spec([B, 3, 6, 5])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 2), r), [w])[0] },
   { name: 'relu gradient', inputs: [spec([B, 4]), spec([B, 4])], build: ([x, r]) => grad(weighted(O.relu(x), r), [x])[0] },
+  { name: 'matmul gradient of a weight under a batch of rows (one product)', inputs: [spec([B, 3, 4]), spec([4, 5]), spec([B, 3, 5])], build: ([x, w, r]) => grad(weighted(O.matmul(x, w), r), [w])[0] },
+  { name: 'the gradient of slices that tile an axis (one concat)', inputs: [spec([B, 6, 2]), spec([B, 2, 2]), spec([B, 4, 2])], build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 2), r), weighted(O.mul(O.slice(x, 1, 2, 6), O.slice(x, 1, 2, 6)), s)), [x])[0] },
+  { name: 'the gradient of slices that overlap (a sum)', inputs: [spec([B, 6, 2]), spec([B, 4, 2]), spec([B, 4, 2])], build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 4), r), weighted(O.slice(x, 1, 2, 6), s)), [x])[0] },
 ];
+
+t.test('gradients: a weight under a batch of rows is one product; slices that tile an axis are concatenated', async (t) => {
+  const x = O.input('x', [B, 6, 4]);
+  const w = O.param('w', [4, 3]);
+  const [dw] = grad(O.reduceSum(O.matmul(x, w), [0, 1, 2], false), [w]);
+  t.equal(dw.op, 'matmul', 'no sum over the batch after the product');
+  t.same(dw.inputs[1].shape.length, 2, 'the rows of every image in one matrix');
+  const parts = [0, 1, 2].map((i) => O.slice(x, 1, 2 * i, 2 * i + 2));
+  const [dx] = grad(O.reduceSum(O.add(O.add(O.mul(parts[2], 3), O.mul(parts[0], 2)), parts[1]), [0, 1, 2], false), [x]);
+  t.equal(dx.op, 'concat');
+  t.same(dx.inputs.map((p) => p.shape[1]), [2, 2, 2]);
+  const gaps = [0, 2].map((i) => O.slice(x, 1, 2 * i, 2 * i + 2)); // [0, 2) and [4, 6): not a tiling
+  t.equal(grad(O.reduceSum(O.add(gaps[0], gaps[1]), [0, 1, 2], false), [x])[0].op, 'add');
+});
 
 for (const c of gradientGraphs) {
   t.test(`${c.name}: ONNX Runtime runs the gradient graph as the interpreter`, async (t) => {
