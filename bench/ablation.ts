@@ -1,6 +1,6 @@
 // The ablation of issue 11: each recipe in bench/ablation/ trained at the same short budget, one run
 // folder each under runs/ablation/, then a table of what each ingredient adds.
-//   npm run bench:ablation [-- --only 3-ema] [--table] [--runs runs/ablation]
+//   npm run bench:ablation [-- --only 3-ema] [--table] [--runs runs/ablation] [--set budget]
 // A run that has a checkpoint and no exported model is resumed (runs span sittings; Ctrl-C saves);
 // a finished run is not trained again. --table only prints the table from the runs there are.
 // Training goes through the vitrine command itself (tsx bin/vitrine.ts train), as a user would run it.
@@ -18,9 +18,13 @@ const arg = (name: string, fallback: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : fallback;
 };
-const runsDir = path.resolve(arg('runs', path.join(root, 'runs', 'ablation')));
+// --set <name>: the recipes of bench/ablation/<name>/ instead (budget: the budget-training keys on
+// cct-cifar10's recipe), their runs under runs/ablation/<name>/.
+const set = arg('set', '');
+if (set && !/^[a-z0-9-]+$/.test(set)) throw new Error(`--set ${set}: a folder name under bench/ablation`);
+const runsDir = path.resolve(arg('runs', path.join(root, 'runs', 'ablation', set)));
 const only = arg('only', '');
-const recipesDir = path.join(root, 'bench', 'ablation');
+const recipesDir = path.join(root, 'bench', 'ablation', set);
 const recipes = readdirSync(recipesDir)
   .filter((f) => f.endsWith('.json'))
   .sort()
@@ -57,6 +61,6 @@ for (const r of recipes) {
   const last = lines.at(-1);
   const done = last && last.epoch === recipe.epochs;
   const status = !last ? 'not run' : done ? `${last.epoch}` : `${last.epoch} of ${recipe.epochs}`;
-  const desc = String(recipe['//'] ?? '').split(' One row of the ablation')[0];
+  const desc = String(recipe['//'] ?? '').split(/ One row of the (budget )?ablation/)[0];
   console.log(`| ${r.name} | ${desc} | ${params.toLocaleString('en')} | ${status} | ${pct(last?.test_accuracy)} | ${pct(last?.ema_test_accuracy)} | ${last ? median(lines.map((l) => l.images_per_s)) : '–'} | ${last ? clock(last.elapsed_s) : '–'} |`);
 }

@@ -62,14 +62,14 @@ function recipe(t: TrainConfig): string[] {
   ];
   const aug = [
     t.crop_padding > 0 ? `random crops (${t.crop_padding} px padding)` : '',
-    t.flip ? 'horizontal flips' : '',
+    t.flip ? (t.alternate_flip ? 'horizontal flips (alternating: each image mirrored every other epoch)' : 'horizontal flips') : '',
     t.auto_augment !== 'none' ? (t.auto_augment === 'randaugment' ? `RandAugment (${t.randaugment_ops} op at magnitude ${t.randaugment_magnitude})` : t.auto_augment) : '',
     t.random_erasing > 0 ? `random erasing (${t.random_erasing})` : '',
     t.mixup_alpha > 0 ? `Mixup (alpha ${t.mixup_alpha})` : '',
     t.cutmix_alpha > 0 ? `CutMix (alpha ${t.cutmix_alpha})` : '',
     t.label_smoothing > 0 ? `label smoothing ${t.label_smoothing}` : '',
   ].filter(Boolean);
-  lines.push(`- ${aug.length > 0 ? aug.join(', ') : 'no augmentation'}${t.ema_decay > 0 ? `; an average of the weights (decay ${t.ema_decay}), exported when it does better at the end` : ''}; seed ${t.seed}`);
+  lines.push(`- ${aug.length > 0 ? aug.join(', ') : 'no augmentation'}${t.ema_decay > 0 || t.ema_horizon > 0 ? `; an average of the weights (${t.ema_horizon > 0 ? `over ${100 * t.ema_horizon}% of the steps` : `decay ${t.ema_decay}`}), exported when it does better at the end` : ''}${t.whiten_init ? '; the first convolution started as a whitening of the training patches' : ''}; seed ${t.seed}`);
   if (t.init) lines.push(`- started from \`${t.init}\`${t.freeze === 'encoder' ? `, the encoder frozen ${t.freeze_epochs === 0 ? 'throughout' : `for ${t.freeze_epochs} epochs`}` : ''}${t.layer_decay < 1 ? `, layer-wise lr decay ${t.layer_decay}` : ''}`);
   return lines;
 }

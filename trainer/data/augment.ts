@@ -42,8 +42,9 @@ export interface BatchOptions {
   augment: AugmentOptions;
 }
 
-/** Fills `pixels` (n, C, H, W) and `targets` (n, classes) from the images at `indices`. */
-export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchOptions, rng: Rng, pixels: Float32Array, targets: Float32Array): void {
+/** Fills `pixels` (n, C, H, W) and `targets` (n, classes) from the images at `indices`. `flips`, when
+ *  given (one per index, 1 = mirrored), decides the flips instead of a draw. */
+export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchOptions, rng: Rng, pixels: Float32Array, targets: Float32Array, flips?: ArrayLike<number>): void {
   const { channels: C, height: H, width: W } = d;
   const per = imageSize(d);
   const luts = normalizationTables(o); // as the service normalizes, bit for bit
@@ -59,7 +60,7 @@ export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchO
     const dst = b * per;
     const dy = pad > 0 ? rng.int(2 * pad + 1) - pad : 0;
     const dx = pad > 0 ? rng.int(2 * pad + 1) - pad : 0;
-    const flip = a.flip && rng.next() < 0.5;
+    const flip = flips ? flips[b] === 1 : a.flip && rng.next() < 0.5;
     // Crop and flip into bytes (padding is black, as torchvision pads with 0 before normalizing).
     const px = canvas.px;
     for (let c = 0; c < C; c++) {

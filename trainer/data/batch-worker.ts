@@ -14,7 +14,7 @@ parentPort!.on('message', (req: BatchRequest) => {
     const n = req.indices.length;
     const pixels = new Float32Array(n * per);
     const targets = new Float32Array(n * options.numClasses);
-    fillBatch(data, req.indices, options, new Rng(req.rngState), pixels, targets);
+    fillBatch(data, req.indices, options, new Rng(req.rngState), pixels, targets, req.flips);
     parentPort!.postMessage({ id: req.id, pixels, targets, size: n } satisfies BatchReply, [pixels.buffer, targets.buffer]);
   } catch (err) {
     parentPort!.postMessage({ id: req.id, error: (err as Error).message } satisfies BatchReply);

@@ -45,10 +45,12 @@ export class BatchLoader {
     this.waiting.rejectAll(this.failure);
   }
 
-  request(indices: Uint32Array, rngState: number[]): Promise<Batch> {
+  /** The batch of the images at `indices`, augmented by draws from `rngState`; `flips` (one per
+   *  index, 1 = mirrored) decides the flips instead of a draw. */
+  request(indices: Uint32Array, rngState: number[], flips?: Uint8Array): Promise<Batch> {
     if (this.failure) return Promise.reject(this.failure);
     const { id, reply } = this.waiting.open();
-    this.worker.postMessage({ id, indices, rngState } satisfies BatchRequest);
+    this.worker.postMessage({ id, indices, rngState, ...(flips ? { flips } : {}) } satisfies BatchRequest);
     return reply;
   }
 

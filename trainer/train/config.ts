@@ -66,6 +66,9 @@ export const TrainConfigSchema = Type.Object(
     crop_padding: int(0, 0),
     /** Random horizontal flip. */
     flip: bool(false),
+    /** Derandomized flips (airbench's alternating flip): each image is mirrored in every other epoch,
+     *  from a side drawn once per image, rather than on a coin each time it is drawn (needs flip). */
+    alternate_flip: bool(false),
     /** An automatic augmentation policy after crop and flip: RandAugment, TrivialAugmentWide, AutoAugment's CIFAR-10 policy. */
     auto_augment: oneOf(POLICIES, { default: 'none' }),
     /** RandAugment: ops per image, and the magnitude bin of 31 (torchvision's defaults 2 and 9). */
@@ -81,6 +84,13 @@ export const TrainConfigSchema = Type.Object(
     mix_switch_prob: share(0.5),
     /** Decay of an exponential moving average of the weights, evaluated each epoch and exported when better (0 = none; e.g. 0.999). */
     ema_decay: below1(0),
+    /** The weight average's horizon as a share of the run's steps: its decay is 1 - 1 / (ema_horizon x
+     *  steps), so a shorter run averages over fewer steps (0 = ema_decay as given). */
+    ema_horizon: share(0),
+    /** The tokenizer's first convolution starts as a whitening of the training images' patches
+     *  (airbench): the leading eigenvectors of their second-moment matrix, scaled by 1 / sqrt(eigenvalue
+     *  + 5e-4), each with both signs; a fresh run of a model with a convolutional tokenizer only. */
+    whiten_init: bool(false),
     /** Seeds initialization, data order, augmentation and dropout. */
     seed: int(0, 0),
     /** ONNX Runtime intra-op threads (0 = one per core). */

@@ -26,6 +26,7 @@ import { EpochMetrics, ProgressBar, formatDuration, renderCurves } from './repor
 import { Schedule, learningRate } from './schedule.js';
 import { StepRunner } from './step.js';
 import { WeightAverage } from './ema.js';
+import { whiteningFilters } from '../vit/whiten.js';
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -60,6 +61,7 @@ export const BEST_WEIGHTS = 'best.safetensors';
 const ORDER = 1;
 const AUGMENT = 2;
 const DROPOUT = 3;
+const FLIPS = 4;
 
 export function augmentOptions(c: TrainConfig): AugmentOptions {
   return {
@@ -82,8 +84,34 @@ function makeOptimizer(c: TrainConfig): Optimizer {
 
 const freshState = (): RunState => ({ step: 0, epoch: 0, lossSum: 0, correct: 0, seen: 0, elapsedS: 0, history: [] });
 
+const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
+/** The weight average's decay: ema_decay, or the one whose horizon 1 / (1 - decay) is ema_horizon of
+ *  the run's steps. */
+export function averageDecay(c: Pick<TrainConfig, 'ema_decay' | 'ema_horizon'>, totalSteps: number): number {
+  if (c.ema_horizon > 0 && c.ema_decay > 0) throw new Error(`ema_decay ${c.ema_decay} and ema_horizon ${c.ema_horizon} both set the weight average's decay: set one`);
+  return c.ema_horizon > 0 ? 1 - 1 / Math.max(1, c.ema_horizon * totalSteps) : c.ema_decay;
+}
+
+/** whiten_init: the tokenizer's first convolution set to whitening filters of the training patches. */
+function whitenTokenizer(model: ViT, train: ImageDataset, vit: ViTConfig): { filters: number; k: number } {
+  const first = model.namedParameters().find(([name]) => /conv_layers\.0\.weight$/.test(name))?.[1];
+  if (!first) throw new Error(`whiten_init: the model has no convolutional tokenizer to start (tokenizer_layers is ${vit.tokenizer_layers})`);
+  const [out, , k] = first.shape as number[];
+  first.data.set(whiteningFilters(train, vit, k, out));
+  return { filters: out, k };
+}
+
+/** Alternating flips: image i is mirrored in epoch e when its drawn side, flipped e times, says so. */
+export function alternateFlips(seed: number, images: number): (indices: Uint32Array, epoch: number) => Uint8Array {
+  const rng = streamRng(seed, FLIPS, 0);
+  const side = Uint8Array.from({ length: images }, () => (rng.next() < 0.5 ? 1 : 0));
+  return (indices, epoch) => Uint8Array.from(indices, (i) => side[i] ^ (epoch & 1));
+}
+
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const { config: c, data, log } = o;
+  if (c.alternate_flip && !c.flip) throw new Error('alternate_flip decides how images are flipped: it needs flip');
   await fs.mkdir(o.out, { recursive: true });
   const train: ImageDataset = data.train;
   const labels = data.classes;
@@ -118,13 +146,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
   if (c.freeze === 'encoder') log(`the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params.filter((p) => isHeadParam(p.name)).map((p) => p.name).join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`);
   if (c.layer_decay < 1) log(`layer-wise lr decay ${c.layer_decay}: the embeddings at ${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last block at ${c.layer_decay} x lr, the classifier at lr`);
-  const ema = c.ema_decay > 0 ? new WeightAverage(c.ema_decay, params) : null;
-  if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
 
   // The plan: drop the last partial batch, so every step has the same shape.
   const batch = Math.min(c.batch_size, train.count);
   const stepsPerEpoch = Math.floor(train.count / batch);
   const totalSteps = stepsPerEpoch * c.epochs;
+
+  const emaDecay = averageDecay(c, totalSteps);
+  if (c.ema_horizon > 0) log(`the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`);
+  const ema = emaDecay > 0 ? new WeightAverage(emaDecay, params) : null;
+  if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
+  if (c.whiten_init && !o.resume) {
+    const w = whitenTokenizer(model, train, o.vit);
+    log(`whiten_init: the tokenizer's first convolution starts as ${w.filters / 2} whitening directions of the training images' ${w.k}x${w.k} patches, each with both signs`);
+  }
   const schedule: Schedule = { kind: c.schedule, baseLr: c.lr, warmupSteps: Math.round(c.warmup_epochs * stepsPerEpoch), totalSteps, minLr: c.min_lr };
   const perms = new Map<number, Uint32Array>();
   const indicesOf = (step: number) => {
@@ -144,7 +179,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     labelSmoothing: c.label_smoothing,
     augment: augmentOptions(c),
   });
-  const request = (step: number): Promise<Batch> | null => (step < totalSteps ? loader.request(indicesOf(step), streamRng(c.seed, AUGMENT, step).state) : null);
+  const flipsOf = c.alternate_flip ? alternateFlips(c.seed, train.count) : null;
+  const request = (step: number): Promise<Batch> | null => {
+    if (step >= totalSteps) return null;
+    const indices = indicesOf(step);
+    return loader.request(indices, streamRng(c.seed, AUGMENT, step).state, flipsOf?.(indices, Math.floor(step / stepsPerEpoch)));
+  };
 
   const save = () => saveCheckpoint(o.out, model, new Map([...optimizer.state(), ...(ema?.state() ?? [])]), c, labels, state);
   const checkpointFile = path.join(o.out, 'checkpoint.safetensors');
@@ -159,7 +199,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   const run: Run = { o, model, runner, params, ema, state, labels, elapsed };
 
-  const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
   log(`training ${plural(model.parameterCount(), 'parameter')} on ${plural(train.count, 'image')} (${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at batch ${batch}`);
   let pending: Promise<Batch> | null = null;
   try {
@@ -328,7 +367,7 @@ async function finishRun(run: Run): Promise<string> {
   if (ema && final?.ema_test_accuracy !== undefined && final.test_accuracy !== undefined && final.ema_test_accuracy > final.test_accuracy) {
     ema.adopt(params);
     adopted = true;
-    log(`exporting the average of the weights (ema_decay ${c.ema_decay}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);
+    log(`exporting the average of the weights (decay ${ema.decay.toPrecision(6)}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);
   }
   // The trained model: weights alone, and the export the server serves.
   const training = trainingRecord(c);

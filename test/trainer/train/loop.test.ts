@@ -163,3 +163,32 @@ t.test('with augmentation policies, erasing, Mixup/CutMix and a weight average, 
   t.ok(names.every((k, i) => bitEqual(new Map([[k, held[i]]]), new Map([[k, source(k)]]))), `model/ holds the ${averaged ? 'average' : 'last weights'}, bit for bit`);
   t.notOk(names.every((k, i) => bitEqual(new Map([[k, held[i]]]), new Map([[k, other(k)]]))), 'and not the other set');
 });
+
+t.test('the budget keys (whitening start, alternating flips, a horizon for the average) train, and resume bit for bit', async (t) => {
+  const data = runData();
+  const extra = { whiten_init: true, alternate_flip: true, ema_horizon: 0.25 };
+  const lines: string[] = [];
+  const straight = await tmpDir();
+  const s = await train({ config: config(extra), vit: TINY_CONV, data, out: straight, resume: false, log: (l) => lines.push(l), progress: quiet(), stop: { requested: false } });
+  t.ok(lines.some((l) => /^whiten_init: the tokenizer's first convolution starts as 2 whitening directions of the training images' 3x3 patches/.test(l)), 'whitened');
+  t.ok(lines.includes("the weight average spans 25.0% of the run's 24 steps: decay 0.833333"), 'the decay from the horizon: 1 - 1/6');
+  t.ok(s.state.history.every((m) => typeof m.ema_test_accuracy === 'number'), 'the average is evaluated every epoch');
+  const again = await tmpDir();
+  const stopped = { requested: false };
+  const progress = quiet();
+  let steps = 0;
+  const update = progress.update.bind(progress);
+  progress.update = (p) => {
+    if (++steps === 9) stopped.requested = true;
+    update(p);
+  };
+  await train({ config: config(extra), vit: TINY_CONV, data, out: again, resume: false, log: () => {}, progress, stop: stopped });
+  await train({ config: config(extra), vit: TINY_CONV, data, out: again, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
+  t.ok(bitEqual(await params(straight), await params(again)), 'a run stopped at step 9 and resumed ends bit for bit as the straight one');
+
+  const elsewhere = await tmpDir();
+  const refuse = (over: Partial<TrainConfig>, vit = TINY_CONV) => train({ config: config(over), vit, data, out: elsewhere, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
+  await t.rejects(refuse({ whiten_init: true }, TINY), /whiten_init: the model has no convolutional tokenizer to start \(tokenizer_layers is 0\)/);
+  await t.rejects(refuse({ alternate_flip: true, flip: false }), /alternate_flip decides how images are flipped: it needs flip/);
+  await t.rejects(refuse({ ema_decay: 0.9, ema_horizon: 0.1 }), /both set the weight average's decay: set one/);
+});
