@@ -95,7 +95,9 @@ class ConvTokenizer extends Module {
 
   forward(ctx: GraphContext, pixels: Tensor): Tensor {
     let x = pixels; // (B, C, size, size)
-    for (const w of this.weights) x = maxPool(relu(conv2d(x, ctx.p(w), (this.c.tokenizer_kernel - 1) / 2)), 3, 2, 1);
+    // ReLU after the pooling, not before: max(relu(x)) = relu(max(x)) exactly, and the gradients agree
+    // (a window whose maximum is not positive passes none either way), on a quarter of the values.
+    for (const w of this.weights) x = relu(maxPool(conv2d(x, ctx.p(w), (this.c.tokenizer_kernel - 1) / 2), 3, 2, 1));
     const g = this.c.image_size / this.c.patch_size;
     return transpose(reshape(x, [0, this.c.hidden_size, g * g]), [0, 2, 1]); // (B, tokens, hidden)
   }
