@@ -2,7 +2,7 @@
 // runs them (batch prepared in the worker, forward + loss + gradients, AdamW), the forward alone in
 // the same run, and, where python3 with torch is installed, the seed's PyTorch model trained the same
 // way (bench/torch_train.py). One JSON line per measurement.
-//   npm run bench:train [-- --steps 12] [--recipe cct-cifar10]
+//   npm run bench:train [-- --steps 12] [--recipe cct-cifar10 [--augment recipe]] [--no-spin] [--no-anchor]
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -15,6 +15,8 @@ import { timeSteps } from './steps.js';
 import { StepRunner } from '../trainer/train/step.js';
 import { SEED_CONFIG, parseViTConfig } from '../trainer/vit/config.js';
 import { recipeFile } from '../trainer/train/recipes.js';
+import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
+import { augmentOptions } from '../trainer/train/loop.js';
 import { ViT } from '../trainer/vit/model.js';
 
 const arg = (name: string, fallback: number) => {
@@ -41,10 +43,17 @@ const data = makeDataset(
   { channels: 3, height: 32, width: 32 },
   ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
 );
+// --augment recipe: the batches augmented as the recipe trains (RandAugment and the rest, in the batch
+// worker beside the step) rather than crops and flips alone, as the PyTorch anchor does them.
+// --no-spin: ONNX Runtime's threads sleep between operators rather than spin.
+const recipeAugment = process.argv.includes('--augment') && process.argv[process.argv.indexOf('--augment') + 1] === 'recipe';
+if (recipeAugment && !recipe) throw new Error('--augment recipe needs --recipe');
+const spin = !process.argv.includes('--no-spin');
+const augment = recipeAugment ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe as Record<string, unknown>, recipeName!)) : { cropPadding: 4, flip: true };
 const model = new ViT(config, 0);
-const runner = new StepRunner(model, { device: 'cpu', threads: 0 });
-const trainS = await timeSteps({ runner, data, batch, warmup: 3, steps, lr: 0.001, weightDecay: 0.01, loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment: { cropPadding: 4, flip: true } } });
-console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores }));
+const runner = new StepRunner(model, { device: 'cpu', threads: 0, spin });
+const trainS = await timeSteps({ runner, data, batch, warmup: 3, steps, lr: 0.001, weightDecay: 0.01, loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment } });
+console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores, augment: recipeAugment ? 'recipe' : 'crop+flip', spin }));
 
 const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());
 for (let i = 0; i < 2; i++) await runner.logits(pixels, batch);
@@ -65,7 +74,9 @@ delete torchEnv.OPENBLAS_L2_SIZE;
 // The anchor has the seed's blocks and the convolutional tokenizer; other options have no PyTorch twin here.
 const twin = !config.shifted_patch_tokenization && !config.locality_self_attention && config.hidden_act === 'gelu_new' && !config.final_layernorm && !config.distillation_token;
 if (!twin) console.error('no PyTorch anchor for this architecture (bench/torch_train.py has the seed ViT and the convolutional tokenizer)');
-for (const python of twin ? ['/usr/bin/python3', 'python3'] : []) {
+// --no-anchor: ONNX Runtime only (an experiment on our side; no figure against PyTorch).
+const anchor = twin && !process.argv.includes('--no-anchor');
+for (const python of anchor ? ['/usr/bin/python3', 'python3'] : []) {
   const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
   if (probe.status !== 0) continue;
   const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch), '--config', JSON.stringify(recipe?.model ?? {})], { encoding: 'utf8', env: torchEnv });

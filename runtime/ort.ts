@@ -26,6 +26,9 @@ export interface SessionOptions {
   log?: (message: string) => void;
   /** onnxruntime-node unless given. */
   runtime?: OnnxRuntime;
+  /** false: the intra-op threads sleep between operators instead of spinning (ONNX Runtime's
+   *  session.intra_op.allow_spinning 0), leaving the cores to other threads of the process. */
+  spin?: boolean;
 }
 
 export interface Session {
@@ -42,13 +45,14 @@ function isCudaInstalled(runtime: OnnxRuntime): boolean {
   return runtime.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled !== false);
 }
 
-async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: Provider, threads: number | undefined): Promise<ort.InferenceSession> {
+async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: Provider, threads: number | undefined, spin: boolean): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     interOpNumThreads: 1,
     ...(threads ? { intraOpNumThreads: threads } : {}),
+    ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
   };
   return typeof model === 'string' ? runtime.InferenceSession.create(model, options) : runtime.InferenceSession.create(model, options);
 }
@@ -62,7 +66,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
   for (const provider of tries) {
     try {
       if (provider === 'cuda' && !isCudaInstalled(runtime)) throw new Error('onnxruntime-node was installed without it');
-      const session = await open(runtime, model, provider, opts.threads);
+      const session = await open(runtime, model, provider, opts.threads, opts.spin ?? true);
       return { session, provider, inputNames: session.inputNames, outputNames: session.outputNames };
     } catch (err) {
       lastError = err;

@@ -50,3 +50,16 @@ t.test('without the CUDA provider installed, cuda fails before trying and auto u
   t.match(said[0], /CUDA unavailable \(onnxruntime-node was installed without it\); using the CPU/);
   await t.rejects(createSession(model, { device: 'tpu' as never, runtime }), /unknown device 'tpu' \(expected one of cpu, cuda, auto\)/);
 });
+
+t.test("spin: false asks ONNX Runtime's intra-op threads not to spin, and the session runs", async (t) => {
+  const seen: ort.InferenceSession.SessionOptions[] = [];
+  const runtime = {
+    InferenceSession: { create: (m: Uint8Array, o: ort.InferenceSession.SessionOptions) => (seen.push(o), ort.InferenceSession.create(m, o)) },
+    listSupportedBackends: () => [{ name: 'cpu', bundled: true }],
+  } as unknown as OnnxRuntime;
+  const s = await createSession(model, { runtime, spin: false, threads: 2 });
+  await createSession(model, { runtime });
+  t.same(seen[0].extra, { session: { intra_op: { allow_spinning: '0' } } });
+  t.equal(seen[1].extra, undefined, "ONNX Runtime's default otherwise");
+  t.same([...(await runSession(s, { x: { data: Float32Array.of(-1, 0, 2), dims: [1, 3] } })).y.data], [0, 0, 2]);
+});

@@ -6,6 +6,7 @@ import { Device, HostTensor, Session, createSession, runSession } from '../../ru
 export interface OrtGraphOptions extends CompileOptions {
   device?: Device;
   threads?: number;
+  spin?: boolean;
   log?: (message: string) => void;
 }
 
@@ -18,7 +19,7 @@ export class OrtGraph {
 
   static async create(opts: OrtGraphOptions): Promise<OrtGraph> {
     const bytes = compileToBytes(opts);
-    const session = await createSession(bytes, { device: opts.device, threads: opts.threads, log: opts.log });
+    const session = await createSession(bytes, { device: opts.device, threads: opts.threads, spin: opts.spin, log: opts.log });
     return new OrtGraph(session, opts.outputs.map(([name]) => name), bytes);
   }
 

@@ -20,6 +20,8 @@ export interface StepResult {
 export interface RunnerOptions {
   device: Device;
   threads: number;
+  /** ONNX Runtime's intra-op threads spin between operators (its default) or sleep. */
+  spin?: boolean;
   log?: (line: string) => void;
 }
 
@@ -63,7 +65,7 @@ export class StepRunner {
         this.params.map((p) => nodes.get(p) ?? ctx.p(p)),
       );
       const outputs: [string, Tensor][] = [['loss', loss], ['logits', logits], ...grads.map((g, i): [string, Tensor] => [`grad.${this.params[i].name}`, g])];
-      const graph = await OrtGraph.create({ outputs, device: this.o.device, threads: this.o.threads || undefined, graphName: 'vit_train_step', log: this.log });
+      const graph = await OrtGraph.create({ outputs, device: this.o.device, threads: this.o.threads || undefined, spin: this.o.spin, graphName: 'vit_train_step', log: this.log });
       this.train = { graph, masks: ctx.masks };
     }
     return this.train;
@@ -97,7 +99,7 @@ export class StepRunner {
     if (!this.forward) {
       const ctx = new GraphContext(false);
       const { logits } = this.model.forward(ctx, pixelInput(c));
-      this.forward = await OrtGraph.create({ outputs: [['logits', logits]], device: this.o.device, threads: this.o.threads || undefined, log: this.log, graphName: 'vit_eval' });
+      this.forward = await OrtGraph.create({ outputs: [['logits', logits]], device: this.o.device, threads: this.o.threads || undefined, spin: this.o.spin, log: this.log, graphName: 'vit_eval' });
     }
     const out = await this.forward.run({ ...this.paramFeeds(), [INPUT_NAME]: { data: pixels, dims: pixelDims(c, n) } });
     return out.logits.data;
