@@ -74,7 +74,8 @@ class PatchEmbeddings extends Module {
 }
 
 /** The convolutional tokenizer (config tokenizer_layers > 0): stages of conv (no bias), ReLU and a
- *  3x3 max-pool with stride 2, as CCT's; the last map's pixels, row by row, are the tokens. */
+ *  3x3 max-pool with stride 2, as CCT's (the ReLU applied after the pool, the same function); the last
+ *  map's pixels, row by row, are the tokens. */
 class ConvTokenizer extends Module {
   readonly weights: Parameter[];
 

@@ -57,6 +57,7 @@ const cases: Case[] = [
   { name: 'max_pool 3x3, stride 2, padding 1', inputs: [spec([B, 2, 6, 5])], build: ([x]) => O.maxPool(x, 3, 2, 1) },
   { name: 'max_pool 2x2, stride 2', inputs: [spec([B, 3, 4, 4])], build: ([x]) => O.maxPool(x, 2, 2, 0) },
   { name: 'conv, relu, max-pool (a tokenizer stage)', inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])], build: ([x, w]) => O.maxPool(O.relu(O.conv2d(x, w, 1)), 3, 2, 1) },
+  { name: 'conv, max-pool, relu (the same stage as the tokenizer runs it)', inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])], build: ([x, w]) => O.relu(O.maxPool(O.conv2d(x, w, 1), 3, 2, 1)) },
 ];
 
 // Gradient graphs hold ops that forward passes do not (max_pool_grad; convolutions whose channels are
@@ -204,4 +205,21 @@ t.test('every op of the op table is checked here', async (t) => {
   }
   const unchecked = Object.keys(OPS).filter((op) => !seen.has(op));
   t.same(unchecked, [], `ops no case builds: ${unchecked.join(', ') || 'none'}`);
+});
+
+t.test('ReLU after the max-pool is ReLU before it: the same values and the same gradients, ties included', async (t) => {
+  const { interpret } = await import('../../../trainer/autograd/interpreter.js');
+  const { nd } = await import('../../../trainer/autograd/ndarray.js');
+  const rng = new Rng(11);
+  const x = O.input('x', [2, 2, 7, 6]);
+  const r = O.input('r', [2, 2, 4, 3]);
+  const before = O.maxPool(O.relu(x), 3, 2, 1);
+  const after = O.relu(O.maxPool(x, 3, 2, 1));
+  const gb = grad(weighted(before, r), [x])[0];
+  const ga = grad(weighted(after, r), [x])[0];
+  // values from {-1, 0, 1, 2}: windows of negatives only, of zeros, and ties among positives
+  const feeds = { x: nd(Array.from({ length: 168 }, () => rng.int(4) - 1), [2, 2, 7, 6]), r: nd(Array.from({ length: 48 }, () => rng.next()), [2, 2, 4, 3]) };
+  const [yb, ya, db, da] = interpret([before, after, gb, ga], feeds);
+  t.same([...ya.data], [...yb.data], 'the same values');
+  t.same([...da.data], [...db.data], 'the same gradients');
 });
