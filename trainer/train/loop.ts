@@ -112,6 +112,7 @@ export function alternateFlips(seed: number, images: number): (indices: Uint32Ar
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const { config: c, data, log } = o;
   if (c.alternate_flip && !c.flip) throw new Error('alternate_flip decides how images are flipped: it needs flip');
+  if (c.whiten_init && c.init) throw new Error(`whiten_init starts a fresh tokenizer; it does not go with init (${c.init}), whose weights are the start`);
   await fs.mkdir(o.out, { recursive: true });
   const train: ImageDataset = data.train;
   const labels = data.classes;

@@ -191,4 +191,5 @@ t.test('the budget keys (whitening start, alternating flips, a horizon for the a
   await t.rejects(refuse({ whiten_init: true }, TINY), /whiten_init: the model has no convolutional tokenizer to start \(tokenizer_layers is 0\)/);
   await t.rejects(refuse({ alternate_flip: true, flip: false }), /alternate_flip decides how images are flipped: it needs flip/);
   await t.rejects(refuse({ ema_decay: 0.9, ema_horizon: 0.1 }), /both set the weight average's decay: set one/);
+  await t.rejects(refuse({ whiten_init: true, init: 'models/cct-cifar10' }), /whiten_init starts a fresh tokenizer; it does not go with init \(models\/cct-cifar10\)/);
 });
