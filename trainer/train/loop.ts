@@ -153,14 +153,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const stepsPerEpoch = Math.floor(train.count / batch);
   const totalSteps = stepsPerEpoch * c.epochs;
 
-  const emaDecay = averageDecay(c, totalSteps);
-  if (c.ema_horizon > 0) log(`the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`);
-  const ema = emaDecay > 0 ? new WeightAverage(emaDecay, params) : null;
-  if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
+  // the starting weights complete (whitened) before the average copies them
   if (c.whiten_init && !o.resume) {
     const w = whitenTokenizer(model, train, o.vit);
     log(`whiten_init: the tokenizer's first convolution starts as ${w.filters / 2} whitening directions of the training images' ${w.k}x${w.k} patches, each with both signs`);
   }
+  const emaDecay = averageDecay(c, totalSteps);
+  if (c.ema_horizon > 0) log(`the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`);
+  const ema = emaDecay > 0 ? new WeightAverage(emaDecay, params) : null;
+  if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
   const schedule: Schedule = { kind: c.schedule, baseLr: c.lr, warmupSteps: Math.round(c.warmup_epochs * stepsPerEpoch), totalSteps, minLr: c.min_lr };
   const perms = new Map<number, Uint32Array>();
   const indicesOf = (step: number) => {

@@ -186,6 +186,13 @@ t.test('the budget keys (whitening start, alternating flips, a horizon for the a
   await train({ config: config(extra), vit: TINY_CONV, data, out: again, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
   t.ok(bitEqual(await params(straight), await params(again)), 'a run stopped at step 9 and resumed ends bit for bit as the straight one');
 
+  // at a rate of 0 nothing moves: the average must be the (whitened) starting weights themselves
+  const still = await tmpDir();
+  await train({ config: config({ ...extra, lr: 0, warmup_epochs: 0, schedule: 'constant', epochs: 1 }), vit: TINY_CONV, data, out: still, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
+  const p = await params(still);
+  const conv = [...p.keys()].find((k) => /^embedding\..*conv_layers\.0\.weight$/.test(k))!;
+  const [w, avg] = [p.get(conv)!, p.get(`optimizer.ema.${conv}`)!];
+  t.ok(w.every((v, i) => Math.abs(v - avg[i]) <= 1e-6 * Math.max(1, Math.abs(v))), `the average of ${conv} starts from the whitened filters`);
   const elsewhere = await tmpDir();
   const refuse = (over: Partial<TrainConfig>, vit = TINY_CONV) => train({ config: config(over), vit, data, out: elsewhere, resume: false, log: () => {}, progress: quiet(), stop: { requested: false } });
   await t.rejects(refuse({ whiten_init: true }, TINY), /whiten_init: the model has no convolutional tokenizer to start \(tokenizer_layers is 0\)/);
