@@ -25,7 +25,7 @@ import { BATCH, pixelInput } from '../trainer/vit/model.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { readModelConfig } from '../runtime/model-config.js';
 import { argmax } from '../trainer/train/evaluate.js';
-import { type Geometry, blurred, patchOrder, perturbationArea, riseArea } from './faithfulness.js';
+import { type Geometry, blurred, patchOrder, perturbationArea, predictionScores, riseArea } from './faithfulness.js';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -156,18 +156,7 @@ async function probabilitiesOf(imgs: Float32Array): Promise<Float32Array> {
   }
   return out;
 }
-const kept = async (imgs: Float32Array) => {
-  const p = await probabilitiesOf(imgs);
-  let same = 0;
-  for (let i = 0; i < n; i++) if (argmax(p, i * K, K) === predicted[i]) same++;
-  return same / n;
-};
-const meanProbability = async (imgs: Float32Array) => {
-  const p = await probabilitiesOf(imgs);
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += p[i * K + predicted[i]];
-  return sum / n;
-};
+const { kept, meanProbability } = predictionScores(probabilitiesOf, predicted, K);
 const blur = blurred(X, g);
 const only = arg('methods', '').split(',').filter(Boolean);
 for (const [name, m] of Object.entries(methods).filter(([k]) => only.length === 0 || only.includes(k))) {

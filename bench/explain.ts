@@ -25,8 +25,7 @@ import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js
 import { Rng } from '../trainer/nn/random.js';
 import { readModelConfig } from '../runtime/model-config.js';
 import { softmax } from '../server/classification.js';
-import { argmax } from '../trainer/train/evaluate.js';
-import { type Geometry, blurred, patchOrder, perturbationArea, pixelOrder, riseArea } from './faithfulness.js';
+import { type Geometry, blurred, patchOrder, perturbationArea, pixelOrder, predictionScores, riseArea } from './faithfulness.js';
 import { waitReady } from './ready.js';
 
 const arg = (name: string, fallback: string) => {
@@ -101,18 +100,7 @@ for (const name of models) {
     return out;
   }
   const g: Geometry = { n, height: H, width: W, patch: P };
-  const kept = async (imgs: Float32Array) => {
-    const pr = await probabilities(imgs);
-    let same = 0;
-    for (let i = 0; i < n; i++) if (argmax(pr, i * K, K) === predicted[i]) same++;
-    return same / n;
-  };
-  const meanProbability = async (imgs: Float32Array) => {
-    const pr = await probabilities(imgs);
-    let sum = 0;
-    for (let i = 0; i < n; i++) sum += pr[i * K + predicted[i]];
-    return sum / n;
-  };
+  const { kept, meanProbability } = predictionScores(probabilities, predicted, K);
   const blur = blurred(x, g);
 
   const results: Record<string, Record<string, number>> = {};

@@ -3,12 +3,35 @@
 // (Petsiuk et al. 2018). Images are normalized CHW floats, n of them; each bench supplies how its model
 // scores a batch of perturbed images.
 
+import { argmax } from '../trainer/train/evaluate.js';
+
 export interface Geometry {
   n: number;
   height: number;
   width: number;
   /** Patch side: the map is a rows x cols grid of patches. */
   patch: number;
+}
+
+/** What both tests score perturbed images by, from a model's class probabilities ([n, classes]) and
+ *  each image's prediction before: the share still predicted so (the perturbation test), and the mean
+ *  probability of the predicted class (deletion and insertion). */
+export function predictionScores(probabilities: (imgs: Float32Array) => Promise<ArrayLike<number>>, predicted: ArrayLike<number>, classes: number) {
+  const n = predicted.length;
+  return {
+    kept: async (imgs: Float32Array) => {
+      const p = await probabilities(imgs);
+      let same = 0;
+      for (let i = 0; i < n; i++) if (argmax(p, i * classes, classes) === predicted[i]) same++;
+      return same / n;
+    },
+    meanProbability: async (imgs: Float32Array) => {
+      const p = await probabilities(imgs);
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += p[i * classes + predicted[i]];
+      return sum / n;
+    },
+  };
 }
 
 /** Masked shares of the patches for the perturbation test, 10% to 90%. */
