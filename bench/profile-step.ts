@@ -6,36 +6,27 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { grad } from '../trainer/autograd/grad.js';
-import { Tensor } from '../trainer/autograd/graph.js';
-import { crossEntropy, input } from '../trainer/autograd/ops.js';
 import { compileToBytes } from '../trainer/autograd/onnx.js';
-import { GraphContext } from '../trainer/nn/module.js';
 import { Rng } from '../trainer/nn/random.js';
-import { recipeFile } from '../trainer/train/recipes.js';
-import { SEED_CONFIG, parseViTConfig } from '../trainer/vit/config.js';
-import { BATCH, INPUT_NAME, ViT, pixelDims, pixelInput } from '../trainer/vit/model.js';
+import { trainStepOutputs } from '../trainer/train/step.js';
+import { INPUT_NAME, ViT, pixelDims } from '../trainer/vit/model.js';
+import { benchArchitecture } from './steps.js';
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : undefined;
 };
 const recipeName = arg('recipe');
-const recipe = recipeName ? (JSON.parse(readFileSync(recipeFile(recipeName) ?? recipeName, 'utf8')) as { model?: Record<string, unknown>; batch_size?: number }) : null;
-const config = recipe ? parseViTConfig(recipe.model ?? {}, recipeName!) : SEED_CONFIG;
-const batch = Number(arg('batch') ?? recipe?.batch_size ?? 256);
+const arch = benchArchitecture(recipeName);
+const config = arch.config;
+const batch = Number(arg('batch') ?? arch.batch);
 const runs = Number(arg('runs') ?? 6);
 const threads = Number(arg('threads') ?? os.cpus().length);
 
+// the trainer's own step graph (trainer/train/step.ts)
 const model = new ViT(config, 0);
 const params = model.namedParameters().map(([, p]) => p);
-const ctx = new GraphContext(true);
-const targets = input('targets', [BATCH, config.num_classes]);
-const { logits } = model.forward(ctx, pixelInput(config));
-const loss = crossEntropy(logits, targets);
-const nodes = new Map(ctx.parameters);
-const grads = grad(loss, params.map((p) => nodes.get(p) ?? ctx.p(p)));
-const outputs: [string, Tensor][] = [['loss', loss], ...grads.map((g, i): [string, Tensor] => [`grad.${params[i].name}`, g])];
+const { outputs, masks } = trainStepOutputs(model);
 const bytes = compileToBytes({ outputs, graphName: 'profiled_step' });
 
 const prefix = path.join(os.tmpdir(), `vitrine-profile-${process.pid}`);
@@ -46,7 +37,7 @@ feeds[INPUT_NAME] = new ort.Tensor('float32', Float32Array.from({ length: batch 
 const t = new Float32Array(batch * config.num_classes);
 for (let i = 0; i < batch; i++) t[i * config.num_classes + rng.int(config.num_classes)] = 1;
 feeds.targets = new ort.Tensor('float32', t, [batch, config.num_classes]);
-for (const m of ctx.masks) {
+for (const m of masks) {
   const dims = m.shape.map((d) => (typeof d === 'number' ? d : batch));
   feeds[m.name] = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(1), dims);
 }

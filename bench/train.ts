@@ -5,16 +5,13 @@
 //   npm run bench:train [-- --steps 12] [--recipe cct-cifar10 [--augment recipe]] [--no-spin] [--no-anchor]
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeDataset } from '../trainer/data/dataset.js';
 import { Rng } from '../trainer/nn/random.js';
-import { timeSteps } from './steps.js';
+import { benchArchitecture, timeSteps } from './steps.js';
 import { StepRunner } from '../trainer/train/step.js';
-import { SEED_CONFIG, parseViTConfig } from '../trainer/vit/config.js';
-import { recipeFile } from '../trainer/train/recipes.js';
 import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
 import { augmentOptions } from '../trainer/train/loop.js';
 import { ViT } from '../trainer/vit/model.js';
@@ -29,9 +26,7 @@ const steps = arg('steps', 12);
 // same architecture (bench/torch_train.py --config), for the seed and the convolutional tokenizer.
 const recipeIndex = process.argv.indexOf('--recipe');
 const recipeName = recipeIndex > 0 ? process.argv[recipeIndex + 1] : null;
-const recipe = recipeName ? (JSON.parse(readFileSync(recipeFile(recipeName) ?? recipeName, 'utf8')) as { model?: Record<string, unknown>; batch_size?: number }) : null;
-const config = recipe ? parseViTConfig(recipe.model ?? {}, recipeName!) : SEED_CONFIG;
-const batch = recipe?.batch_size ?? 256;
+const { recipe, config, batch } = benchArchitecture(recipeName);
 const cores = os.cpus().length;
 
 // Random images stand in for CIFAR-10: the arithmetic does not depend on the pixels.
@@ -49,7 +44,7 @@ const data = makeDataset(
 const recipeAugment = process.argv.includes('--augment') && process.argv[process.argv.indexOf('--augment') + 1] === 'recipe';
 if (recipeAugment && !recipe) throw new Error('--augment recipe needs --recipe');
 const spin = !process.argv.includes('--no-spin');
-const augment = recipeAugment ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe as Record<string, unknown>, recipeName!)) : { cropPadding: 4, flip: true };
+const augment = recipeAugment ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe!, recipeName!)) : { cropPadding: 4, flip: true };
 const model = new ViT(config, 0);
 const runner = new StepRunner(model, { device: 'cpu', threads: 0, spin });
 const trainS = await timeSteps({ runner, data, batch, warmup: 3, steps, lr: 0.001, weightDecay: 0.01, loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment } });
