@@ -42,7 +42,7 @@ async function params(dir: string): Promise<Map<string, Float32Array>> {
 }
 
 /** A run stopped after `step` steps, as Ctrl-C stops one. */
-async function trainStoppedAt(step: number, c: TrainConfig, data: RunData, out: string) {
+async function trainStoppedAt(step: number, c: TrainConfig, data: RunData, out: string, vit = TINY) {
   const stop = { requested: false };
   let steps = 0;
   const progress = quiet();
@@ -51,7 +51,7 @@ async function trainStoppedAt(step: number, c: TrainConfig, data: RunData, out: 
     if (++steps === step) stop.requested = true;
     update(p);
   };
-  return train({ config: c, vit: TINY, data, out, resume: false, log: () => {}, progress, stop });
+  return train({ config: c, vit, data, out, resume: false, log: () => {}, progress, stop });
 }
 
 /** Every value of every tensor identical, bit for bit. */
@@ -174,15 +174,7 @@ t.test('the budget keys (whitening start, alternating flips, a horizon for the a
   t.ok(lines.includes("the weight average spans 25.0% of the run's 24 steps: decay 0.833333"), 'the decay from the horizon: 1 - 1/6');
   t.ok(s.state.history.every((m) => typeof m.ema_test_accuracy === 'number'), 'the average is evaluated every epoch');
   const again = await tmpDir();
-  const stopped = { requested: false };
-  const progress = quiet();
-  let steps = 0;
-  const update = progress.update.bind(progress);
-  progress.update = (p) => {
-    if (++steps === 9) stopped.requested = true;
-    update(p);
-  };
-  await train({ config: config(extra), vit: TINY_CONV, data, out: again, resume: false, log: () => {}, progress, stop: stopped });
+  t.ok((await trainStoppedAt(9, config(extra), data, again, TINY_CONV)).interrupted, 'the first run was interrupted');
   await train({ config: config(extra), vit: TINY_CONV, data, out: again, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
   t.ok(bitEqual(await params(straight), await params(again)), 'a run stopped at step 9 and resumed ends bit for bit as the straight one');
 
