@@ -140,9 +140,15 @@ for (let s = 0; s < n; s += BATCHN) {
       M('chefer_x_px025')[at + p] = M('chefer')[at + p] * Math.pow(M('pixel_gxi_abs')[at + p], 0.25);
       M('rollout_x_pxabs')[at + p] = M('rollout')[at + p] * M('pixel_gxi_abs')[at + p];
       M('chefer_x_gxi0abs')[at + p] = M('chefer')[at + p] * M('gxi0_abs')[at + p];
+      M('chefer_x_sqrtgxi0abs')[at + p] = M('chefer')[at + p] * Math.sqrt(M('gxi0_abs')[at + p]);
       M('chefer_x_gxi0')[at + p] = M('chefer')[at + p] * Math.max(0, M('gxi0')[at + p]);
       M('chefer_x_pxabs')[at + p] = M('chefer')[at + p] * M('pixel_gxi_abs')[at + p];
+      M('rollout_x_sqrtpx')[at + p] = M('rollout')[at + p] * Math.sqrt(M('pixel_gxi_abs')[at + p]);
     }
+    // Chefer's rule and rollout, each scaled to a maximum of 1, summed, times the square root of pixel_gxi_abs
+    let cmax = 0, rmax = 0;
+    for (let p = 0; p < patches; p++) { cmax = Math.max(cmax, M('chefer')[at + p]); rmax = Math.max(rmax, M('rollout')[at + p]); }
+    for (let p = 0; p < patches; p++) M('chefer_rollout_x_sqrtpx')[at + p] = ((cmax > 0 ? M('chefer')[at + p] / cmax : 0) + (rmax > 0 ? M('rollout')[at + p] / rmax : 0)) * Math.sqrt(M('pixel_gxi_abs')[at + p]);
   }
 }
 

@@ -2,7 +2,7 @@
 // PNG at concurrency 1 and 32 (autocannon), polls /healthz meanwhile, and prints one JSON line per
 // measurement; then the in-process ONNX Runtime ceiling at batch 64 (no HTTP) in the same run.
 // The server runs with its defaults unless flags say otherwise.
-//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --max-batch N
+//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N --worker-nice N --max-batch N
 //                          --max-delay-ms N --results-capacity N --log-level warn
 //                          --image-size N --image-format png|jpeg | --image FILE
 //                          --node-flags "..." --gc --attention rollout|relevance|none --draw
@@ -39,7 +39,7 @@ const root = path.resolve(opt('root', here));
 const drawOnly = argv.includes('--draw-only');
 const draw = argv.includes('--draw') && !drawOnly;
 const drawMethod = draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--') ? argv[argv.indexOf('--draw') + 1] : 'relevance';
-const serverFlags = ['workers', 'threads', 'decoders', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+const serverFlags = ['workers', 'threads', 'decoders', 'drawers', 'worker-nice', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
 const imagePath = opt('image', '');

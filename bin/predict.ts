@@ -149,6 +149,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     device: choice(values.device, 'device', ['auto', 'cpu', 'cuda'] as const, DEFAULTS.device),
     workers: intFlag(values.workers, 'workers', DEFAULTS.workers, 1),
     threads: intFlag(values.threads, 'threads', DEFAULTS.threads, 1),
+    workerNice: DEFAULTS.workerNice,
     maxBatch: intFlag(values['max-batch'], 'max-batch', PREDICT_MAX_BATCH, 1),
   };
   const decoders = intFlag(values.decoders, 'decoders', PREDICT_DECODERS, 1);
@@ -210,7 +211,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   }
   const gate = new Gate(decoders, Number.MAX_SAFE_INTEGER);
   // heatmaps are drawn in worker threads, one a core, as the service draws them
-  const drawers = q ? new Drawers(PREDICT_DECODERS, Number.MAX_SAFE_INTEGER) : null;
+  const drawers = q ? new Drawers(PREDICT_DECODERS, Number.MAX_SAFE_INTEGER, DEFAULTS.workerNice) : null;
   const spec = imageSpec(model.config);
   const appender = new Appender(file);
   const progress = new PredictProgress(todo.length);

@@ -34,6 +34,8 @@ export interface WorkerInit {
   models: WorkerModel[];
   device: Device;
   threads: number;
+  /** The workers' nice value (runtime/thread-priority.ts); 0 leaves them at the event loop's. */
+  nice: number;
 }
 
 export const CRASH = 1;

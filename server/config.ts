@@ -38,6 +38,8 @@ export const ServeConfigSchema = Type.Object({
   decoders: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Images sharp decodes at once (default: half the cores; a plain PNG already at the input size needs no decode slot).', { example: 'N' }),
   // Heatmaps (GET /attention/:id as a PNG) are drawn in worker threads, this many at once (draws.ts).
   drawers: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Heatmaps drawn at once, each in a worker thread (default: half the cores).', { example: 'N' }),
+  // Below the event loop's priority, so that it answers (/healthz included) while they compute.
+  workerNice: int(0, 19, 10, "The inference and heatmap workers' nice value on Linux (per thread; 0: the event loop's own).", { example: 'N' }),
   maxBatch: int(1, 1024, 8, 'The most requests run as one batch.'),
   maxDelayMs: int(0, 10_000, 2, 'How long a request may wait for others to join its batch once a worker is free.'),
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),

@@ -1,9 +1,12 @@
 // A heatmap worker thread: draws one heatmap at a time (resize, colour, blend, PNG encode; heatmap.ts)
 // so that none of it runs on the service's event loop.
 
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
+import { lowerThreadPriority } from '../runtime/thread-priority.js';
 import { drawHeatmap } from './heatmap.js';
 import type { DrawReply, DrawRequest } from './draws.js';
+
+lowerThreadPriority((workerData as { nice?: number } | null)?.nice ?? 0);
 
 parentPort!.on('message', (m: DrawRequest) => {
   let reply: DrawReply;

@@ -34,6 +34,8 @@ export class Drawers {
   constructor(
     readonly size: number,
     maxWaiting: number,
+    /** The workers' nice value (runtime/thread-priority.ts); 0: the event loop's. */
+    private readonly nice = 0,
   ) {
     this.gate = new Gate(size, maxWaiting, 'heatmaps are waiting to be drawn');
     for (let i = 0; i < size; i++) this.idle.push(this.spawn());
@@ -48,7 +50,7 @@ export class Drawers {
   }
 
   private spawn(): Drawer {
-    const d: Drawer = { worker: startWorker(siblingUrl(import.meta.url, 'draw-worker')), pending: null };
+    const d: Drawer = { worker: startWorker(siblingUrl(import.meta.url, 'draw-worker'), { workerData: { nice: this.nice } }), pending: null };
     this.all.add(d);
     d.worker.unref();
     d.worker.on('message', (m: DrawReply) => {

@@ -4,11 +4,14 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Session, createSession, runSession } from '../runtime/ort.js';
+import { lowerThreadPriority } from '../runtime/thread-priority.js';
 import { combinedRelevance, gradInputInto, relevanceInto, rolloutMeanInto } from './attention.js';
 import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
 const control = new Int32Array(init.control);
+// before any session: ONNX Runtime's own threads start at this thread's priority
+lowerThreadPriority(init.nice);
 const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
 const sessions = new Map<string, { session: Session; model: WorkerModel; relevance: Session | null }>();
 
@@ -51,8 +54,8 @@ async function start(): Promise<void> {
 }
 
 /** The explanation graph for each image's asked class: logits and the explanation maps (Chefer's
- *  relevance, gradient x input when the graph gives the input's gradient, and their product, the
- *  default), computed here, off the event loop. */
+ *  relevance, gradient x input when the graph gives the input's gradient, and with the rollout of the
+ *  same attentions their combination, the default), computed here, off the event loop. */
 async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance: Session | null }): Promise<RunReply> {
   const { model } = s;
   if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
@@ -79,8 +82,13 @@ async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance:
     gradInput = new Float32Array(req.n * patches);
     for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
   }
-  const relevance = combinedRelevance(chefer, gradInput);
-  return { type: 'result', id: req.id, logits, rollout: null, relevance: relevance === chefer ? Float32Array.from(chefer) : relevance, explanations: { chefer, gradInput }, attentions: null, heads, tokens, prefix, inferenceMs };
+  let relevance = Float32Array.from(chefer); // Chefer's rule, where the graph gives no input gradient
+  if (gradInput) {
+    const rollout = new Float32Array(req.n * patches);
+    for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, rollout, i * patches, prefix);
+    relevance = combinedRelevance(chefer, rollout, gradInput, patches);
+  }
+  return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: { chefer, gradInput }, attentions: null, heads, tokens, prefix, inferenceMs };
 }
 
 async function run(req: RunRequest): Promise<RunReply> {

@@ -11,6 +11,8 @@ export interface InferenceOptions extends BatcherOptions {
   device: 'auto' | 'cpu' | 'cuda';
   threads: number;
   workers: number;
+  /** The workers' nice value (0: the event loop's). */
+  workerNice: number;
 }
 
 export interface Inference {
@@ -39,6 +41,7 @@ export async function startInference(models: readonly ServedModel[], o: Inferenc
     {
       device: o.device,
       threads: o.threads,
+      nice: o.workerNice,
       models: models.map((m) => ({
         name: m.name,
         file: m.file,

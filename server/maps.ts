@@ -99,7 +99,7 @@ export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Floa
   if (isClassMethod(method)) {
     const labels = model.config.labels;
     const index = q.class === undefined ? top : classIndex(q.class, labels);
-    const rule = model.config.relevance?.input_gradient_output ? 'chefer x grad-input' : 'chefer';
+    const rule = model.config.relevance?.input_gradient_output ? '(chefer + rollout) x sqrt(grad-input)' : 'chefer';
     const made = { class: labels[index], class_index: index, ...(method === 'relevance' ? { rule } : {}) };
     if (cached) return { method, values: cached, made };
     const r = await batcher.submit(model.name, pixels, { relevanceClass: index });

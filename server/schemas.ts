@@ -70,7 +70,7 @@ export const AttentionJson = Type.Object({
   layer: Type.Optional(Type.Integer()),
   class: Type.Optional(Type.String()),
   class_index: Type.Optional(Type.Integer()),
-  /** relevance: how it was made ('chefer x grad-input', or 'chefer' for a graph without the input gradient). */
+  /** relevance: how it was made ('(chefer + rollout) x sqrt(grad-input)', or 'chefer' for a graph without the input gradient). */
   rule: Type.Optional(Type.String()),
   head: Type.Optional(Type.String()),
   discard: Type.Optional(Type.Number()),

@@ -56,7 +56,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   }
   const decoders = new Gate(config.decoders, config.maxQueue);
   metrics.decodeSource = decoders;
-  const draws = new Drawers(config.drawers, config.maxQueue);
+  const draws = new Drawers(config.drawers, config.maxQueue, config.workerNice);
   metrics.drawSource = draws;
   let closing = false;
   const ctx: ServiceContext = {

@@ -1,7 +1,7 @@
 // What a served foreign model must answer for the fixtures' three images (served.* in a folder's
 // reference.safetensors, written by test/fixtures/make-foreign-vits.py): PyTorch's logits, and its
 // rollout and Chefer's relevance maps for the predicted class (method=chefer; the default relevance is
-// it times the square root of gradient x input, checked against the two served maps).
+// it plus rollout, times the square root of gradient x input, checked against the three served maps).
 
 import path from 'node:path';
 import sharp from 'sharp';
@@ -45,8 +45,9 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
       const spread = Math.max(...map) - Math.min(...map);
       t.ok(dm <= 1e-3 && spread > 0.2, `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after scaling (${dm.toExponential(2)}; values spread over ${spread.toFixed(2)})`);
     }
-    const product = scaled(served.chefer.map((v, k) => v * Math.sqrt(served['grad-input'][k])));
-    t.ok(worst(served.relevance, product) <= 1e-3, `${name} image ${i}: relevance is chefer x sqrt(grad-input) (${worst(served.relevance, product).toExponential(2)})`);
+    // the served maps are each scaled to a maximum of 1, as the rule scales chefer and rollout
+    const rule = scaled(served.chefer.map((v, k) => (v + served.rollout[k]) * Math.sqrt(served['grad-input'][k])));
+    t.ok(worst(served.relevance, rule) <= 1e-3, `${name} image ${i}: relevance is (chefer + rollout) x sqrt(grad-input) (${worst(served.relevance, rule).toExponential(2)})`);
     const heat = await app.inject(`/attention/${body.id}?method=relevance`);
     t.equal(heat.headers['content-type'], 'image/png');
   }

@@ -1,0 +1,74 @@
+// The workers run below the event loop's priority: Linux's nice is per thread, so the inference and
+// heatmap workers (and the threads they start) get the configured value and the main thread keeps
+// its own.
+
+import { readFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import t from 'tap';
+import { Worker } from 'node:worker_threads';
+import { lowerThreadPriority, threadId } from '../../runtime/thread-priority.js';
+import { Drawers } from '../../server/draws.js';
+import { multipart, testApp, testImage } from '../helpers/server.js';
+
+/** The nice value of every thread of this process, by thread id (field 19 of /proc/self/task/<tid>/stat). */
+function threadNices(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+    out.set(Number(tid), Number(fields[19 - 3]));
+  }
+  return out;
+}
+
+const linux = process.platform === 'linux';
+const mainNice = () => os.getPriority(process.pid);
+
+t.test('the main thread is never changed', { skip: !linux && 'Linux only' }, async (t) => {
+  const before = mainNice();
+  t.equal(threadId(), process.pid, 'the main thread is the process');
+  t.equal(lowerThreadPriority(12), null);
+  t.equal(mainNice(), before);
+  t.equal(threadNices().get(process.pid), before);
+});
+
+t.test('a worker thread runs at the value asked, and never higher than it already is', { skip: !linux && 'Linux only' }, async (t) => {
+  const before = mainNice();
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(new URL('../../runtime/thread-priority.ts', import.meta.url).href)}); })
+      .then((m) => parentPort.postMessage({ tid: m.threadId(), first: m.lowerThreadPriority(7), again: m.lowerThreadPriority(3), zero: m.lowerThreadPriority(0) }));`;
+  const w = new Worker(code, { eval: true });
+  const r = await new Promise<{ tid: number; first: number; again: number; zero: number | null }>((resolve, reject) => w.once('message', resolve).once('error', reject));
+  t.not(r.tid, process.pid, 'a thread of its own');
+  t.equal(r.first, Math.max(7, before), 'nice 7');
+  t.equal(r.again, Math.max(7, before), 'a lower value leaves it');
+  t.equal(r.zero, null, '0 changes nothing');
+  t.equal(threadNices().get(r.tid), Math.max(7, before), 'as the kernel sees it');
+  t.equal(mainNice(), before, 'the main thread keeps its own');
+  await w.terminate();
+});
+
+t.test('heatmap workers run at the nice value given', { skip: !linux && 'Linux only' }, async (t) => {
+  const before = new Set(threadNices().keys());
+  const drawers = new Drawers(2, 4, 9);
+  t.teardown(() => drawers.close());
+  const grid = [[0, 1], [1, 0]];
+  const view = { data: Buffer.alloc(8 * 8 * 3), width: 8, height: 8 };
+  const options = { size: 16, alpha: 0.5, colormap: 'jet' };
+  await Promise.all([drawers.draw(grid, view, options), drawers.draw(grid, view, options)]);
+  const fresh = [...threadNices()].filter(([tid]) => !before.has(tid)).map(([, n]) => n);
+  t.ok(fresh.filter((n) => n === Math.max(9, mainNice())).length >= 2, `two threads at nice 9 (new threads' values: ${fresh.join(', ')})`);
+  t.equal(threadNices().get(process.pid), mainNice());
+});
+
+t.test('the service starts its inference workers at --worker-nice', { skip: !linux && 'Linux only' }, async (t) => {
+  const before = new Set(threadNices().keys());
+  const app = await testApp(t, { workers: 2, workerNice: 11, drawers: 1 });
+  const r = await app.inject({ method: 'POST', url: '/classify', ...multipart('image', await testImage()) });
+  t.equal(r.statusCode, 200, r.body);
+  const fresh = [...threadNices()].filter(([tid]) => !before.has(tid)).map(([, n]) => n);
+  // two inference workers and one heatmap worker at least; libuv's and V8's helper threads stay as they were
+  t.ok(fresh.filter((n) => n === Math.max(11, mainNice())).length >= 3, `three threads at nice 11 (new threads' values: ${fresh.join(', ')})`);
+  t.equal(threadNices().get(process.pid), mainNice(), 'the event loop keeps its own');
+});
