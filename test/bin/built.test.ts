@@ -23,13 +23,16 @@ t.test('named recipes, eval on the training folder, and export, from the built c
   await writeImageFolder(colourDataset(40, 8, 4), data);
   const model = path.join(dir, 'tiny.json');
   await writeFile(model, JSON.stringify(TINY_MODEL));
+  // a recipe that whitens its tokenizer's first convolution needs a model with a tokenizer
+  const tokenized = path.join(dir, 'tiny-tokenizer.json');
+  await writeFile(tokenized, JSON.stringify({ ...TINY_MODEL, tokenizer_layers: 2, tokenizer_channels: 4 }));
   // every named recipe, as the help and the README list them
   const recipes = (await readdir(path.join(ROOT, 'trainer', 'recipes'))).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
   t.ok(recipes.includes('cct-cifar10') && recipes.includes('cifar10-ra'), `recipes: ${recipes.join(', ')}`);
   for (const recipe of recipes) {
     const expected = JSON.parse(await readFile(path.join(ROOT, 'trainer', 'recipes', `${recipe}.json`), 'utf8'));
     const out = path.join(dir, `run-${recipe}`);
-    const r = await runCli(['train', '--recipe', recipe, '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--device', 'cpu', '--threads', '1', '--out', out], { built: true, cwd: dir });
+    const r = await runCli(['train', '--recipe', recipe, '--data', data, '--model', expected.whiten_init ? tokenized : model, '--epochs', '1', '--batch-size', '8', '--device', 'cpu', '--threads', '1', '--out', out], { built: true, cwd: dir });
     t.equal(r.code, 0, `--recipe ${recipe}: ${r.stderr}`);
     t.match(r.stderr, /training \d+ parameters on 36 images \(4 classes\), 1 epoch of 4 steps at batch 8/);
     const saved = JSON.parse(await readFile(path.join(out, 'train-config.json'), 'utf8'));

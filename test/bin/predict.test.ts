@@ -55,7 +55,9 @@ t.test('a folder: one record per image, errors as records, the same labels and p
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /warning: 1 file in the folders not taken.*notes\.txt/);
   t.match(r.stdout, /14 images in .* s \(.* images\/s\): 14 results in .*predictions\.jsonl/);
-  t.match(r.stdout, /predicted: .*cat \d/);
+  const counts = /predicted: ((?:\w+ \d+(?:, )?)+)/.exec(r.stdout);
+  t.ok(counts, `a count per predicted label: ${r.stdout}`);
+  t.equal(counts![1].split(', ').reduce((n, part) => n + Number(part.split(' ')[1]), 0), 12, 'the counts add up to the 12 images read');
   t.match(r.stdout, /errors: (VIT_BAD_IMAGE 1, VIT_UNSUPPORTED_MEDIA 1|VIT_UNSUPPORTED_MEDIA 1, VIT_BAD_IMAGE 1)/);
   const got = await records(path.join(out, 'predictions.jsonl'));
   t.same(got.map((x) => x.path).sort(), [...images, bad, fake].sort(), 'every image once, notes.txt left out');
