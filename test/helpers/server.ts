@@ -36,7 +36,7 @@ export function testModels(): Promise<string> {
 }
 
 export async function testConfig(over: Partial<ServeConfig> = {}): Promise<ServeConfig> {
-  return { ...defaultServeConfig(), models: await testModels(), defaultModel: 'vit-cifar10', workers: 1, threads: 1, logLevel: 'silent', ...over };
+  return { ...defaultServeConfig(), models: await testModels(), defaultModel: 'vit-cifar10', workers: 1, threads: 1, workerNice: 0, logLevel: 'silent', ...over };
 }
 
 export async function testApp(t: Test, over: Partial<ServeConfig> = {}, opts: { now?: () => number; logger?: object } = {}): Promise<FastifyInstance> {
