@@ -14,7 +14,7 @@
 // max(0, grad x attention), rows normalized), and Chefer's rule times pixel_gxi_abs to the power 1
 // (chefer_x_pxabs), 0.5 (chefer_x_sqrtpx: what relevance serves) or 0.25 (chefer_x_px025), and other
 // products.
-import { relevanceInto, rolloutMeanInto } from '../server/attention.js';
+import { combinedRelevance, relevanceInto, rolloutMeanInto } from '../server/attention.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { grad } from '../trainer/autograd/grad.js';
@@ -145,10 +145,10 @@ for (let s = 0; s < n; s += BATCHN) {
       M('chefer_x_pxabs')[at + p] = M('chefer')[at + p] * M('pixel_gxi_abs')[at + p];
       M('rollout_x_sqrtpx')[at + p] = M('rollout')[at + p] * Math.sqrt(M('pixel_gxi_abs')[at + p]);
     }
-    // Chefer's rule and rollout, each scaled to a maximum of 1, summed, times the square root of pixel_gxi_abs
-    let cmax = 0, rmax = 0;
-    for (let p = 0; p < patches; p++) { cmax = Math.max(cmax, M('chefer')[at + p]); rmax = Math.max(rmax, M('rollout')[at + p]); }
-    for (let p = 0; p < patches; p++) M('chefer_rollout_x_sqrtpx')[at + p] = ((cmax > 0 ? M('chefer')[at + p] / cmax : 0) + (rmax > 0 ? M('rollout')[at + p] / rmax : 0)) * Math.sqrt(M('pixel_gxi_abs')[at + p]);
+    // Chefer's rule and rollout, each scaled to a maximum of 1, summed, times the square root of
+    // pixel_gxi_abs: the served rule itself
+    const part = (name: string) => M(name).subarray(at, at + patches);
+    M('chefer_rollout_x_sqrtpx').set(combinedRelevance(part('chefer'), part('rollout'), part('pixel_gxi_abs'), patches), at);
   }
 }
 

@@ -22,8 +22,9 @@ export function threadId(): number | null {
 
 /**
  * Raises the calling worker thread's nice value to `nice` (0-19; a thread already nicer keeps its
- * own, and the main thread is never changed). Returns the value the thread runs at, or null where
- * nothing was changed (nice 0, the main thread, no per-thread priority, or the kernel refused).
+ * own, and the main thread is never changed). Returns the value the thread runs at afterwards, or
+ * null where it was not asked or cannot be set (nice 0, the main thread, no per-thread priority, or
+ * the kernel refused).
  */
 export function lowerThreadPriority(nice: number): number | null {
   if (!(nice > 0) || isMainThread) return null;

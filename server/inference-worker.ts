@@ -82,13 +82,16 @@ async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance:
     gradInput = new Float32Array(req.n * patches);
     for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
   }
-  let relevance = Float32Array.from(chefer); // Chefer's rule, where the graph gives no input gradient
-  if (gradInput) {
-    const rollout = new Float32Array(req.n * patches);
-    for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, rollout, i * patches, prefix);
-    relevance = combinedRelevance(chefer, rollout, gradInput, patches);
-  }
+  // Chefer's rule alone where the graph gives no input gradient
+  const relevance = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : Float32Array.from(chefer);
   return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: { chefer, gradInput }, attentions: null, heads, tokens, prefix, inferenceMs };
+}
+
+/** The default rollout of each of the n images of a batch, tokens - prefix values each. */
+function rollouts(layers: readonly Float32Array[], n: number, heads: number, tokens: number, prefix: number): Float32Array<ArrayBuffer> {
+  const maps = new Float32Array(n * (tokens - prefix));
+  for (let i = 0; i < n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - prefix), prefix);
+  return maps;
 }
 
 async function run(req: RunRequest): Promise<RunReply> {
@@ -109,9 +112,7 @@ async function run(req: RunRequest): Promise<RunReply> {
   const [, heads, tokens] = first.dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const prefix = model.prefixTokens;
-  const maps = new Float32Array(req.n * (tokens - prefix));
-  for (let i = 0; i < req.n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - prefix), prefix);
-  return { type: 'result', id: req.id, logits, rollout: maps, attentions: req.attentions ? layers.map(own) : null, heads, tokens, prefix, inferenceMs };
+  return { type: 'result', id: req.id, logits, rollout: rollouts(layers, req.n, heads, tokens, prefix), attentions: req.attentions ? layers.map(own) : null, heads, tokens, prefix, inferenceMs };
 }
 
 /** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
