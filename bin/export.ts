@@ -1,4 +1,4 @@
-// vitrine export: weights (or a fresh seeded model) -> a model folder (onnx/model.onnx, onnx/relevance.onnx,
+// vitrine export: weights (or a fresh seeded model) -> a model folder (onnx/model.onnx, onnx/relevance.onnx and relevance-light.onnx,
 // config.json, preprocessor_config.json)
 
 import { existsSync, statSync } from 'node:fs';
@@ -6,7 +6,7 @@ import path from 'node:path';
 import { PREPROCESSOR_FILE, TrainingRecord } from '../runtime/model-config.js';
 import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
 import { trainingRecord } from '../trainer/train/checkpoint.js';
-import { RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
+import { LIGHT_RELEVANCE_FILE, RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
 import { readSafetensors } from '../trainer/io/safetensors.js';
 import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
@@ -19,6 +19,7 @@ import { copyRunFiles } from '../trainer/card.js';
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
   Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
   <dir>/onnx/relevance.onnx (the explanation graph: also target_class in, attention_grads.0… out),
+  <dir>/onnx/relevance-light.onnx (the same with the last layer's attention gradient only: the default map's),
   <dir>/config.json and <dir>/preprocessor_config.json: a vitrine model and a Hugging Face model folder
   (transformers.js runs it as it is).
   Without --checkpoint a freshly initialized model (from --seed, default 0) is exported.
@@ -29,7 +30,7 @@ export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safete
 
 /** The files an export wrote, as the closing line names them. */
 const written = (out: string, modelFile: string, bytes: number, configFile: string) =>
-  `${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(out, RELEVANCE_FILE)} (the explanation graph), ${configFile}, ${path.join(out, PREPROCESSOR_FILE)}`;
+  `${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(out, RELEVANCE_FILE)} and ${path.join(out, LIGHT_RELEVANCE_FILE)} (the explanation graphs), ${configFile}, ${path.join(out, PREPROCESSOR_FILE)}`;
 
 export async function exportCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const flags = parseFlags(

@@ -5,7 +5,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CONFIG_FILE, MODEL_FILE, PREPROCESSOR_FILE, RESAMPLES, Resample, modelFileIn, modelFolderFiles, parseModelConfig } from '../runtime/model-config.js';
 import { decodeModel } from '../trainer/autograd/onnx-proto.js';
-import { RELEVANCE_FILE } from '../trainer/export.js';
+import { LIGHT_RELEVANCE_FILE, RELEVANCE_FILE } from '../trainer/export.js';
 import { ImportSettings, importGraph, weightsFileIn } from '../trainer/import.js';
 import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
@@ -141,6 +141,7 @@ export async function importCommand(argv: string[], log: (line: string) => void)
       [weightsFileIn(out), result.files.weights],
       [path.join(out, MODEL_FILE), result.files.model],
       [path.join(out, RELEVANCE_FILE), result.files.relevance],
+      [path.join(out, LIGHT_RELEVANCE_FILE), result.files.light],
       [path.join(out, PREPROCESSOR_FILE), JSON.stringify(files.preprocessor, null, 2) + '\n'],
       [path.join(out, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n'],
     ]);
@@ -153,7 +154,7 @@ export async function importCommand(argv: string[], log: (line: string) => void)
     `imported ${file} (opset ${result.opset}, ${result.parameters.toLocaleString('en-US')} parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
       `${attentions.length} attentions of ${attentions[0].heads} heads over ${attentions[0].tokens} tokens (${layout.prefixTokens} before a ${layout.grid.join('x')} grid of ${layout.patchSize}-pixel patches)`,
   );
-  log(`wrote ${out}: ${MODEL_FILE} (${mb(result.files.model.length)}), ${RELEVANCE_FILE} (${mb(result.files.relevance.length)}), onnx/model.onnx_data (${mb(result.files.weights.length)}), ${CONFIG_FILE}, ${PREPROCESSOR_FILE}`);
+  log(`wrote ${out}: ${MODEL_FILE} (${mb(result.files.model.length)}), ${RELEVANCE_FILE} (${mb(result.files.relevance.length)}), ${LIGHT_RELEVANCE_FILE} (${mb(result.files.light.length)}), onnx/model.onnx_data (${mb(result.files.weights.length)}), ${CONFIG_FILE}, ${PREPROCESSOR_FILE}`);
   if (assumed.length > 0) log(`assumed ${assumed.join('; ')}: nothing in ${folder} said otherwise`);
 }
 

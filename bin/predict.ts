@@ -35,7 +35,7 @@ const PREDICT_DECODERS = Math.max(1, os.availableParallelism?.() ?? os.cpus().le
 
 export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs …> [--model <dir or name>] [--models ${DEFAULTS.models} (or VITRINE_MODELS)] [--out results]
     [--format jsonl|csv] [--topk 5] [--logits] [--tta none|flip] [--on-bad-image skip|fail] [--resume | --overwrite]
-    [--maps relevance|chefer|grad-input|rollout|cls] [--maps-json] [--class <label or index>] [--layer N] [--head mean|max|min|<n>]
+    [--maps relevance|chefer|grad-input|combined|rollout|cls] [--maps-json] [--class <label or index>] [--layer N] [--head mean|max|min|<n>]
     [--discard R] [--size 256] [--alpha 0.5] [--colormap jet|viridis|inferno|gray]
     [--shard i/n | --shards n] [--device auto|cpu|cuda] [--workers N] [--threads N] [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
        vitrine predict --merge <results folder>
@@ -140,8 +140,8 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const onBad = choice(values['on-bad-image'], 'on-bad-image', ['skip', 'fail'] as const, 'skip');
   if (values.resume && values.overwrite) throw new CliError('give --resume or --overwrite, not both', 2);
   const asked = new Set(MAP_FLAGS.filter((k) => values[k] !== undefined));
-  if (!values.maps && asked.size) throw new CliError(`--${[...asked][0]} applies to the maps: add --maps relevance|chefer|grad-input|rollout|cls`, 2);
-  if (values['maps-json'] && !values.maps) throw new CliError('--maps-json adds the map of --maps to each record: add --maps relevance|chefer|grad-input|rollout|cls', 2);
+  if (!values.maps && asked.size) throw new CliError(`--${[...asked][0]} applies to the maps: add --maps relevance|chefer|grad-input|combined|rollout|cls`, 2);
+  if (values['maps-json'] && !values.maps) throw new CliError('--maps-json adds the map of --maps to each record: add --maps relevance|chefer|grad-input|combined|rollout|cls', 2);
   if (values['maps-json'] && format === 'csv') throw new CliError('--maps-json writes the map into JSON lines: with --format csv the maps are the PNG files', 2);
   const q = values.maps ? mapQuery(values) : null;
   const shard = shardOf(values.shard, values.shards, process.env);
@@ -233,7 +233,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const oneRun = q !== null && CLASS_METHODS.includes(q.method ?? 'rollout') && topClass !== undefined && tta === 'none';
   /** A run of the model, tried once more when a worker failed (not the image's fault). */
   const classify = async (pixels: Float32Array): Promise<JobResult> => {
-    const run = () => (oneRun ? engine.batcher.submit(model.name, pixels, { relevanceClass: topClass }) : runClassification(engine.batcher, model, pixels, { tta, attentions: q !== null && needsAttentions(q) }));
+    const run = () => (oneRun ? engine.batcher.submit(model.name, pixels, { relevanceClass: topClass, full: q!.method !== 'relevance' }) : runClassification(engine.batcher, model, pixels, { tta, attentions: q !== null && needsAttentions(q) }));
     try {
       return await run();
     } catch (err) {

@@ -21,7 +21,7 @@ const RESUMABLE = new Set<keyof TrainConfig>(['epochs', 'threads', 'device', 'ev
 
 export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--out <dir>] [--resume] [--<key> <value> …]
   Trains a ViT and writes to --out: checkpoint.safetensors (+ .json), metrics.jsonl, curves.svg, and at the
-  end weights.safetensors and model/ (onnx/model.onnx, onnx/relevance.onnx, config.json: ready to serve).
+  end weights.safetensors and model/ (onnx/model.onnx, the explanation graphs, config.json: ready to serve).
   Recipes: seed (the seed post's settings), cifar10, cifar10-aa (with AutoAugment), cifar10-ra (the bundled
   vit-cifar10's), cct-cifar10 (the bundled cct-cifar10's: a convolutional tokenizer), finetune (from --init:
   a linear probe first, then everything at a low rate with layer-wise decay; the default with --init),

@@ -36,6 +36,9 @@ export const RelevanceGraphSchema = Type.Object({
   input_gradient_output: Type.Optional(Type.String()),
   /** The class_input value that explains each image's own top prediction, in the run that classifies it. */
   top_class: Type.Optional(Type.Literal(-1)),
+  /** The light graph: the same inputs, the logits, the attentions and only the last of
+   *  gradient_outputs (a backward through the last block alone): what the default map needs. */
+  light_file: Type.Optional(Type.String({ format: 'model-file', expects: 'a file in the model folder' })),
 });
 export type RelevanceGraph = Static<typeof RelevanceGraphSchema>;
 

@@ -27,7 +27,14 @@ export interface WorkerModel {
   grid?: [number, number];
   /** The explanation graph beside the model (config.json `relevance`), when it has one; graphs written
    *  since it was added also give the input's gradient and explain the top prediction for class -1. */
-  relevance?: { file: string; classInput: string; gradientOutputs: string[]; inputGradientOutput?: string; topClass?: number };
+  relevance?: { file: string; classInput: string; gradientOutputs: string[]; inputGradientOutput?: string; topClass?: number; lightFile?: string };
+}
+
+/** The maps of a run of the full explanation graph besides the default, n * (tokens - prefix) each. */
+export interface Explanations {
+  chefer: Float32Array;
+  gradInput: Float32Array | null;
+  combined: Float32Array | null;
 }
 
 export interface WorkerInit {
@@ -51,6 +58,8 @@ export interface RunRequest {
   attentions: boolean;
   /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
   relevance?: Float32Array;
+  /** With relevance: the full explanation graph, not the light one (server/job.ts JobOptions.full). */
+  full?: boolean;
 }
 
 export interface RunReply {
@@ -60,7 +69,7 @@ export interface RunReply {
   rollout: Float32Array | null; // n * (tokens - prefix), heads averaged
   relevance?: Float32Array | null; // n * (tokens - prefix), for the asked classes: the default explanation
   /** The explanation methods a relevance run gives (server/attention.ts), each n * (tokens - prefix). */
-  explanations?: { chefer: Float32Array; gradInput: Float32Array | null } | null;
+  explanations?: Explanations | null;
   attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
   heads: number;
   tokens: number;

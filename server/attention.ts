@@ -193,7 +193,7 @@ export function gradInputInto(pixels: Float32Array, grads: Float32Array, image: 
 }
 
 /**
- * The default explanation, `relevance`, per patch: Chefer's relevance (how the attention routes class
+ * The `combined` explanation (the default before `lastLayerRelevanceInto`), per patch: Chefer's relevance (how the attention routes class
  * c's evidence to the patch) plus the attention rollout (how much of the attention flow reaches it at
  * all, for any class), each scaled to a maximum of 1 in the image, times the square root of gradient x
  * input (what the patch's pixels carry of the class, to first order). Rollout keeps an order among
@@ -202,10 +202,8 @@ export function gradInputInto(pixels: Float32Array, grads: Float32Array, image: 
  * deletion and insertion tests, in-process) on CIFAR-10 test images 5,000-5,299, apart from the 1,000
  * the README reports, among Chefer's rule alone, gradient x input alone (at the pixels and at the
  * embedded tokens), Chefer's rule or rollout times gradient x input to the power 1, 0.5 or 0.25,
- * gradient-weighted rollout and this sum: it was the one ahead of rollout and cls on every test for
- * both bundled models (their retrained compact model included). `chefer`, `rollout` and `gradInput`
- * hold `patches` values per image. (With a graph that gives no input gradient the worker serves
- * Chefer's rule as relevance.)
+ * gradient-weighted rollout and this sum. It needs a backward pass through every block and the
+ * tokenizer (~3x a classification). `chefer`, `rollout` and `gradInput` hold `patches` values per image.
  */
 export function combinedRelevance(chefer: Float32Array, rollout: Float32Array, gradInput: Float32Array, patches: number): Float32Array<ArrayBuffer> {
   const out = new Float32Array(chefer.length);
@@ -219,4 +217,59 @@ export function combinedRelevance(chefer: Float32Array, rollout: Float32Array, g
     for (let p = at; p < at + patches; p++) out[p] = ((cmax > 0 ? chefer[p] / cmax : 0) + (rmax > 0 ? rollout[p] / rmax : 0)) * Math.sqrt(gradInput[p]);
   }
   return out;
+}
+
+/** The share of each token's relevance that stays with it at each block below the last, in
+ *  lastLayerRelevanceInto (rollout's is 0.5). */
+export const ROLL_IDENTITY = 0.7;
+
+/**
+ * The default explanation, `relevance`, for one image of a batch: Chefer's rule at the last block
+ * only, rolled out through the blocks below. r = e_CLS + sum over the prefix rows i of
+ * Abar_L[i, :], with Abar_L = mean over heads of max(0, dy_c/dA_L * A_L) (the gradient of class c's
+ * logit with respect to the last block's attention probabilities); then for each block l below, last
+ * to first, r <- r ((1 - w) mean_h A_l + w I), w = ROLL_IDENTITY; the map is r over the patches.
+ * Only the last block's attention gradient is needed, which a backward through that block alone
+ * gives (the light explanation graph, trainer/export.ts), so a classification with its explanation
+ * costs about one classification. Chosen with bench/explain-select.ts on CIFAR-10 test images
+ * 5,000-5,299 (apart from the 1,000 the README reports) among forward-cost rules (this one with w =
+ * 0.5, 0.6, 0.7, 0.8, 0.9 or 1, w from the norms of the residual stream and of the attention's
+ * output, value-norm-weighted rollout): w = 0.7 was ahead of rollout and cls on every test for both
+ * bundled models, as no other constant was (w from the norms was too, by less on the compact model's
+ * positive curve, and it needs the residual stream, which an imported graph does not name). `layers` hold [n, heads, tokens, tokens] per block,
+ * `lastGrad` the last block's gradient, the same shape.
+ */
+export function lastLayerRelevanceInto(layers: readonly Float32Array[], lastGrad: Float32Array, image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1, identity = ROLL_IDENTITY): void {
+  const T = tokens;
+  const TT = T * T;
+  const L = layers.length;
+  let r = new Float64Array(T);
+  let next = new Float64Array(T);
+  r[0] = 1;
+  const top = layers[L - 1];
+  for (let h = 0; h < heads; h++) {
+    const base = (image * heads + h) * TT;
+    for (let i = 0; i < prefix; i++) {
+      for (let j = 0; j < T; j++) {
+        const v = top[base + i * T + j] * lastGrad[base + i * T + j];
+        if (v > 0) r[j] += v / heads;
+      }
+    }
+  }
+  for (let l = L - 2; l >= 0; l--) {
+    const a = layers[l];
+    next.fill(0);
+    const share = (1 - identity) / heads;
+    for (let i = 0; i < T; i++) {
+      const ri = r[i];
+      if (ri === 0) continue;
+      next[i] += ri * identity;
+      for (let h = 0; h < heads; h++) {
+        const row = (image * heads + h) * TT + i * T;
+        for (let j = 0; j < T; j++) next[j] += ri * share * a[row + j];
+      }
+    }
+    [r, next] = [next, r];
+  }
+  for (let j = prefix; j < T; j++) out[at + j - prefix] = r[j];
 }

@@ -41,7 +41,8 @@ export type BatchRunner = Pick<WorkerPool, 'idle' | 'run' | 'on'>;
 type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
 
 
-/** The metrics label of a queue: the model's name, and "<model> relevance" for its explanation queue. */
+/** The metrics label of a queue: the model's name, "<model> relevance" for its light explanation
+ *  queue and "<model> explanations" for its full one. */
 const queueLabel = (key: string) => key.replace('\u0000', ' ');
 
 export class Batcher {
@@ -70,7 +71,7 @@ export class Batcher {
       return Promise.reject(Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }));
     }
     return new Promise((resolve, reject) => {
-      const key = options.relevanceClass === undefined ? model : `${model}\u0000relevance`;
+      const key = options.relevanceClass === undefined ? model : `${model}\u0000${options.full ? 'explanations' : 'relevance'}`;
       const job: Job = {
         model,
         key,
@@ -142,7 +143,8 @@ export class Batcher {
     if (jobs[0].options.relevanceClass !== undefined) {
       // Relevance jobs: each image with its own class, through the model's explanation graph.
       const classes = Float32Array.from(jobs, (j) => j.options.relevanceClass!);
-      this.runBatch(slot, `${model} relevance`, jobs, { model, pixels, n: jobs.length, attentions: false, relevance: classes }, (r, at) =>
+      const full = jobs[0].options.full === true;
+      this.runBatch(slot, `${model} ${full ? 'explanations' : 'relevance'}`, jobs, { model, pixels, n: jobs.length, attentions: false, relevance: classes, full }, (r, at) =>
         jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, ...explanationsOf(r, i), attentions: null })))),
       );
       return;

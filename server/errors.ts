@@ -45,7 +45,7 @@ export const IMPORT_HINT = 'vitrine import <its model.onnx or folder> --out <dir
 export const Refusals = Object.freeze({
   noMaps: (model: string, why = 'has no attention outputs') => Errors.noAttention(`model ${model} ${why}, so it gives no maps: ${IMPORT_HINT}`),
   noRelevance: (model: string) => Errors.noAttention(`model ${model} has no relevance graph: its config.json declares no 'relevance' (vitrine export and vitrine import write onnx/relevance.onnx)`),
-  noInputGradient: (model: string) => Errors.noAttention(`model ${model}'s relevance graph gives no input gradient (written before it was added): export or import the model again for grad-input; relevance is Chefer's rule for it`),
+  noInputGradient: (model: string, method = 'grad-input') => Errors.noAttention(`model ${model}'s relevance graph gives no input gradient (written before it was added): export or import the model again for ${method}`),
 });
 
 export interface ErrorBody {

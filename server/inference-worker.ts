@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Session, createSession, runSession } from '../runtime/ort.js';
 import { lowerThreadPriority } from '../runtime/thread-priority.js';
-import { combinedRelevance, gradInputInto, relevanceInto, rolloutMeanInto } from './attention.js';
+import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto, rolloutMeanInto } from './attention.js';
 import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
@@ -13,7 +13,8 @@ const control = new Int32Array(init.control);
 // before any session: ONNX Runtime's own threads start at this thread's priority
 lowerThreadPriority(init.nice);
 const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
-const sessions = new Map<string, { session: Session; model: WorkerModel; relevance: Session | null }>();
+type Sessions = { session: Session; model: WorkerModel; relevance: Session | null; light: Session | null };
+const sessions = new Map<string, Sessions>();
 
 /** The inputs and outputs config.json names must be the session's. */
 function requireNames(m: WorkerModel, file: string, session: Session, inputs: string[], outputs: string[]): void {
@@ -32,14 +33,21 @@ async function open(m: WorkerModel): Promise<void> {
     });
     requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
     let relevance: Session | null = null;
+    let light: Session | null = null;
     if (m.relevance) {
       const r = m.relevance;
-      relevance = await createSession(r.file, { device: init.device, threads: init.threads }).catch((err: Error) => {
-        throw new Error(`model ${m.name}: ${r.file} cannot be loaded: ${err.message.split('\n')[0]}`);
-      });
+      const load = (file: string) =>
+        createSession(file, { device: init.device, threads: init.threads }).catch((err: Error) => {
+          throw new Error(`model ${m.name}: ${file} cannot be loaded: ${err.message.split('\n')[0]}`);
+        });
+      relevance = await load(r.file);
       requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])]);
+      if (r.lightFile) {
+        light = await load(r.lightFile);
+        requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
+      }
     }
-    sessions.set(m.name, { session, model: m, relevance });
+    sessions.set(m.name, { session, model: m, relevance, light });
     providers[m.name] = session.provider;
   }
 }
@@ -53,28 +61,35 @@ async function start(): Promise<void> {
   send({ type: 'ready', providers, skipped });
 }
 
-/** The explanation graph for each image's asked class: logits and the explanation maps (Chefer's
- *  relevance, gradient x input when the graph gives the input's gradient, and with the rollout of the
- *  same attentions their combination, the default), computed here, off the event loop. */
-async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance: Session | null }): Promise<RunReply> {
+/** An explanation graph for each image's asked class: logits and the default explanation (the last
+ *  block's gradient-weighted attention rolled out, attention.ts lastLayerRelevanceInto), from the
+ *  light graph when the model has one and the run is not `full`; a full run adds Chefer's relevance,
+ *  gradient x input when the graph gives the input's gradient, and with the rollout of the same
+ *  attentions their combination. Computed here, off the event loop. */
+async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   const { model } = s;
   if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
   const r = model.relevance;
-  const inputGrad = r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
+  const lastGradient = r.gradientOutputs.at(-1)!;
+  const light = !req.full && s.light ? s.light : null;
+  const inputGrad = !light && r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
   const t0 = performance.now();
   const out = await runSession(
-    s.relevance,
+    light ?? s.relevance,
     { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] }, [r.classInput]: { data: req.relevance!, dims: [req.n] } },
-    [model.logitsOutput, ...model.attentionOutputs, ...r.gradientOutputs, ...(inputGrad ? [inputGrad] : [])],
+    [model.logitsOutput, ...model.attentionOutputs, ...(light ? [lastGradient] : r.gradientOutputs), ...(inputGrad ? [inputGrad] : [])],
   );
   const inferenceMs = performance.now() - t0;
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
   const logits = own(out[model.logitsOutput].data);
   const [, heads, tokens] = out[model.attentionOutputs[0]].dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
-  const grads = r.gradientOutputs.map((n) => out[n].data);
   const prefix = model.prefixTokens;
   const patches = tokens - prefix;
+  const relevance = new Float32Array(req.n * patches);
+  for (let i = 0; i < req.n; i++) lastLayerRelevanceInto(layers, out[lastGradient].data, i, heads, tokens, relevance, i * patches, prefix);
+  if (light) return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: null, attentions: null, heads, tokens, prefix, inferenceMs };
+  const grads = r.gradientOutputs.map((n) => out[n].data);
   const chefer = new Float32Array(req.n * patches);
   for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, chefer, i * patches, prefix);
   let gradInput: Float32Array | null = null;
@@ -82,9 +97,8 @@ async function runRelevance(req: RunRequest, s: { model: WorkerModel; relevance:
     gradInput = new Float32Array(req.n * patches);
     for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
   }
-  // Chefer's rule alone where the graph gives no input gradient
-  const relevance = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : Float32Array.from(chefer);
-  return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: { chefer, gradInput }, attentions: null, heads, tokens, prefix, inferenceMs };
+  const combined = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : null;
+  return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: { chefer, gradInput, combined }, attentions: null, heads, tokens, prefix, inferenceMs };
 }
 
 /** The default rollout of each of the n images of a batch, tokens - prefix values each. */
@@ -134,7 +148,7 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
   running++;
   run(req)
     .then(
-      (reply) => send(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.explanations ? [reply.explanations.chefer.buffer, ...(reply.explanations.gradInput ? [reply.explanations.gradInput.buffer] : [])] : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+      (reply) => send(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.explanations ? [reply.explanations.chefer, reply.explanations.gradInput, reply.explanations.combined].flatMap((a) => (a ? [a.buffer] : [])) : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
       (err: Error) => send({ type: 'error', id: req.id, message: err.message }),
     )
     .catch((err: Error) => send({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))

@@ -24,9 +24,10 @@ export interface Inference {
   close(): Promise<void>;
 }
 
-function relevanceOf(file: string, r: NonNullable<ServedModel['config']['relevance']>): NonNullable<WorkerModel['relevance']> {
+function relevanceOf(file: string, lightFile: string | null | undefined, r: NonNullable<ServedModel['config']['relevance']>): NonNullable<WorkerModel['relevance']> {
   return {
     file,
+    ...(lightFile ? { lightFile } : {}),
     classInput: r.class_input,
     gradientOutputs: r.gradient_outputs,
     ...(r.input_gradient_output ? { inputGradientOutput: r.input_gradient_output } : {}),
@@ -52,7 +53,7 @@ export async function startInference(models: readonly ServedModel[], o: Inferenc
         classes: m.config.labels.length,
         prefixTokens: m.config.prefix_tokens ?? 1,
         ...(m.grid ? { grid: m.grid } : {}),
-        ...(m.relevance && m.config.relevance ? { relevance: relevanceOf(m.relevance, m.config.relevance) } : {}),
+        ...(m.relevance && m.config.relevance ? { relevance: relevanceOf(m.relevance, m.relevanceLight, m.config.relevance) } : {}),
       })),
     },
     o.workers,

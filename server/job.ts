@@ -1,7 +1,7 @@
 // What one request to the batcher asks for and what it gets back; and image i's share of a relevance
 // batch's maps.
 
-import type { RunReply } from '../runtime/worker-protocol.js';
+import type { Explanations, RunReply } from '../runtime/worker-protocol.js';
 
 /** What a request wants besides logits and the default rollout. */
 export interface JobOptions {
@@ -10,14 +10,19 @@ export interface JobOptions {
   /** Run the explanation graph for this class instead (-1: the top prediction, where the graph can): the
    *  result's `relevance` is its map (batched with other relevance jobs of the model). */
   relevanceClass?: number;
+  /** With relevanceClass: run the full explanation graph (every block's attention gradient and the
+   *  input's), which the chefer, grad-input and combined maps need; the default map, relevance, needs
+   *  only the last block's, from the light graph when the model has one. */
+  full?: boolean;
 }
 
 export interface JobResult {
   logits: Float32Array;
   rollout: Float32Array | null;
   relevance: Float32Array | null; // tokens - prefix, for a relevance job: the default explanation
-  /** A relevance job's other maps (tokens - prefix each): Chefer's rule, and gradient x input when the graph gives it. */
-  explanations: { chefer: Float32Array; gradInput: Float32Array | null } | null;
+  /** A full relevance job's other maps (tokens - prefix each): Chefer's rule, and gradient x input and
+   *  the combined map when the graph gives the input's gradient. */
+  explanations: Explanations | null;
   attentions: Float32Array[] | null; // per layer, heads * tokens * tokens (when asked for)
   heads: number;
   tokens: number;
@@ -35,6 +40,7 @@ export const slice = (a: Float32Array, i: number, per: number) => a.subarray(i *
 export function explanationsOf(r: RunReply, i: number): Pick<JobResult, 'relevance' | 'explanations'> {
   const per = r.tokens - r.prefix;
   const e = r.explanations;
-  return { relevance: r.relevance ? slice(r.relevance, i, per) : null, explanations: e ? { chefer: slice(e.chefer, i, per), gradInput: e.gradInput ? slice(e.gradInput, i, per) : null } : null };
+  const part = (a: Float32Array | null) => (a ? slice(a, i, per) : null);
+  return { relevance: part(r.relevance ?? null), explanations: e ? { chefer: slice(e.chefer, i, per), gradInput: part(e.gradInput), combined: part(e.combined) } : null };
 }
 

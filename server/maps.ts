@@ -8,10 +8,15 @@ import { HeadFusion, clsAttention, rollout } from './attention.js';
 import { Errors, Refusals } from './errors.js';
 import type { ServedModel } from './models.js';
 
-export type MapMethod = 'rollout' | 'cls' | 'relevance' | 'chefer' | 'grad-input';
-export const MAP_METHODS: readonly MapMethod[] = Object.freeze(['rollout', 'cls', 'relevance', 'chefer', 'grad-input']);
-/** The methods the explanation graph gives, for a class: one run makes all of them. */
-export const CLASS_METHODS: readonly MapMethod[] = Object.freeze(['relevance', 'chefer', 'grad-input']);
+export type MapMethod = 'rollout' | 'cls' | 'relevance' | 'chefer' | 'grad-input' | 'combined';
+export const MAP_METHODS: readonly MapMethod[] = Object.freeze(['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']);
+/** The methods an explanation graph gives, for a class: relevance from the light graph (or the full
+ *  one), the others from one run of the full graph, which makes all four. */
+export const CLASS_METHODS: readonly MapMethod[] = Object.freeze(['relevance', 'chefer', 'grad-input', 'combined']);
+/** How the default map is made (GET /attention's and /classify's `rule`). */
+export const RELEVANCE_RULE = 'last-block chefer, rolled out (identity 0.7)';
+/** How the combined map is made. */
+export const COMBINED_RULE = '(chefer + rollout) x sqrt(grad-input)';
 const isClassMethod = (m: MapMethod) => CLASS_METHODS.includes(m);
 
 /** Where the maps made of a kept result are kept (the results store), by mapKey. */
@@ -47,8 +52,8 @@ export function checkMapQuery(model: ServedModel, q: MapQuery, given: { has(key:
   if (isClassMethod(method)) {
     for (const k of ['layer', 'head', 'discard']) if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=${method}: it weighs every head of every layer`);
     if (!model.relevance) throw Refusals.noRelevance(model.name);
-    if (method === 'grad-input' && !model.config.relevance?.input_gradient_output) throw Refusals.noInputGradient(model.name);
-  } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance, chefer and grad-input only: rollout and cls do not depend on the class');
+    if ((method === 'grad-input' || method === 'combined') && !model.config.relevance?.input_gradient_output) throw Refusals.noInputGradient(model.name, method);
+  } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance, chefer, grad-input and combined only: rollout and cls do not depend on the class');
   if (q.class !== undefined) classIndex(q.class, model.config.labels);
   const layers = model.config.attention_outputs.length;
   if (q.layer !== undefined && q.layer >= layers) throw Errors.badRequest(`layer ${q.layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
@@ -86,6 +91,7 @@ export function classMaps(r: Pick<JobResult, 'relevance' | 'explanations'>, inde
   if (r.relevance) out.push([`relevance:${index}`, r.relevance]);
   if (r.explanations) out.push([`chefer:${index}`, r.explanations.chefer]);
   if (r.explanations?.gradInput) out.push([`grad-input:${index}`, r.explanations.gradInput]);
+  if (r.explanations?.combined) out.push([`combined:${index}`, r.explanations.combined]);
   return out;
 }
 
@@ -99,10 +105,9 @@ export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Floa
   if (isClassMethod(method)) {
     const labels = model.config.labels;
     const index = q.class === undefined ? top : classIndex(q.class, labels);
-    const rule = model.config.relevance?.input_gradient_output ? '(chefer + rollout) x sqrt(grad-input)' : 'chefer';
-    const made = { class: labels[index], class_index: index, ...(method === 'relevance' ? { rule } : {}) };
+    const made = { class: labels[index], class_index: index, ...(method === 'relevance' ? { rule: RELEVANCE_RULE } : method === 'combined' ? { rule: COMBINED_RULE } : {}) };
     if (cached) return { method, values: cached, made };
-    const r = await batcher.submit(model.name, pixels, { relevanceClass: index });
+    const r = await batcher.submit(model.name, pixels, { relevanceClass: index, full: method !== 'relevance' });
     const maps = classMaps(r, index);
     if (cache) await Promise.all(maps.map(([k, v]) => cache.put(k, v)));
     return { method, values: maps.find(([k]) => k === key)![1], made };

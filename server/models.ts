@@ -17,6 +17,9 @@ export interface ServedModel {
   heads: number | null;
   /** The explanation graph's file when the model has one (and attention maps), else null. */
   relevance: string | null;
+  /** The light explanation graph's file (the last block's attention gradient only, for the default
+   *  map) when the model has one; without it the default map comes from the full graph. */
+  relevanceLight?: string | null;
 }
 
 function headsOf(c: ModelConfig): number | null {
@@ -40,8 +43,11 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
   const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
   if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
   const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
+  const lightFile = relevance && config.relevance?.light_file ? path.join(dir, config.relevance.light_file) : null;
+  if (lightFile && !existsSync(lightFile)) warn(`model ${name}: config.json names ${config.relevance!.light_file}, which is not there: its default maps come from ${config.relevance!.file}, at the cost of a backward pass through every block`);
+  const relevanceLight = lightFile && existsSync(lightFile) ? lightFile : null;
   if (!grid) warn(`model ${name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`);
-  return { name, dir, file, config, grid, heads: headsOf(config), relevance };
+  return { name, dir, file, config, grid, heads: headsOf(config), relevance, relevanceLight };
 }
 
 export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {

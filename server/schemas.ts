@@ -20,7 +20,7 @@ export const ClassifyQuery = Type.Object(
   {
     model: Type.Optional(Type.String({ minLength: 1, description: 'model name (default: the default model)' })),
     topk: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'how many predictions' })),
-    attention: Type.Optional(enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the gradient-weighted relevance map of the top prediction' })),
+    attention: Type.Optional(enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the default explanation of the top prediction (the last block\'s gradient-weighted attention, rolled out), from the same run as the classification' })),
     tta: Type.Optional(enumOf(['none', 'flip'] as const, { description: 'flip: the logits averaged over the image and its mirror (two images in the batch); maps are of the image itself' })),
   },
   { additionalProperties: false },
@@ -70,7 +70,7 @@ export const AttentionJson = Type.Object({
   layer: Type.Optional(Type.Integer()),
   class: Type.Optional(Type.String()),
   class_index: Type.Optional(Type.Integer()),
-  /** relevance: how it was made ('(chefer + rollout) x sqrt(grad-input)', or 'chefer' for a graph without the input gradient). */
+  /** relevance and combined: how the map was made (maps.ts RELEVANCE_RULE, COMBINED_RULE). */
   rule: Type.Optional(Type.String()),
   head: Type.Optional(Type.String()),
   discard: Type.Optional(Type.Number()),

@@ -140,6 +140,7 @@ export function renderModelCard(c: CardInput): string {
   out.push('', '## Files', '', '| file | what |', '| --- | --- |');
   out.push(`| \`onnx/model.onnx\` | input \`${c.config.input_name}\` [batch, ${c.config.mean.length}, ${c.config.image_size.join(', ')}]; outputs \`${c.config.logits_output}\`${c.config.attention_outputs.length ? ` and ${c.config.attention_outputs.length} attention maps` : ''} |`);
   if (c.config.relevance) out.push(`| \`${c.config.relevance.file}\` | the explanation graph (relevance maps) |`);
+  if (c.config.relevance?.light_file) out.push(`| \`${c.config.relevance.light_file}\` | the light explanation graph (the last layer's attention gradient: the default map) |`);
   out.push('| `config.json`, `preprocessor_config.json` | transformers\' keys and vitrine\'s (the folder runs in transformers.js as it is) |');
   if (c.train) out.push(`| \`${CARD_SOURCES.train}\` | the recipe as run |`);
   if (c.history.length) out.push(`| \`${CARD_SOURCES.metrics}\` | one line per epoch |`);

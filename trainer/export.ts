@@ -20,6 +20,8 @@ export const LOGITS_OUTPUT = 'logits';
 export const attentionOutput = (layer: number) => `attentions.${layer}`;
 /** The explanation graph beside model.onnx: its class input and gradient outputs. */
 export const RELEVANCE_FILE = 'onnx/relevance.onnx';
+/** The light explanation graph: the last block's attention gradient only (the default map's). */
+export const LIGHT_RELEVANCE_FILE = 'onnx/relevance-light.onnx';
 /** Where earlier exports put it (removed when a folder is exported again). */
 const LEGACY_RELEVANCE_FILE = 'relevance.onnx';
 export const CLASS_INPUT = 'target_class';
@@ -59,7 +61,7 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
     attention_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionOutput(i)),
     patch_size: c.patch_size,
     ...(model.prefixTokens > 1 ? { prefix_tokens: model.prefixTokens } : {}),
-    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS },
+    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS, light_file: LIGHT_RELEVANCE_FILE },
     vit: { ...c },
   };
 }
@@ -88,6 +90,24 @@ export function exportRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array
     initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
     graphName: 'vit_relevance',
     docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to every layer's attention probabilities and to the input pixels`,
+    metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
+  });
+}
+
+/** The light explanation graph: the logits, every layer's attentions and dy_c/dA of the last block
+ *  alone, a backward through that block only (the default map, server/attention.ts
+ *  lastLayerRelevanceInto, needs no more). */
+export function exportLightRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array {
+  const c = model.config;
+  const pixels = pixelInput(c);
+  const target = input(CLASS_INPUT, [BATCH]);
+  const { logits, attentions } = model.forward(new GraphContext(false), pixels);
+  const [last] = grad(classScore(logits, target, c.num_classes), [attentions.at(-1)!]);
+  return compileToBytes({
+    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), [attentionGradOutput(attentions.length - 1), last]],
+    initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
+    graphName: 'vit_relevance_light',
+    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to the last layer's attention probabilities`,
     metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
   });
 }
@@ -133,6 +153,7 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
   const config: ModelConfig = { ...modelConfigFor(model, labels), ...kept, ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   const relevance = exportRelevanceOnnx(model, config);
+  const light = exportLightRelevanceOnnx(model, config);
   const files = modelFolderFiles(config);
   try {
     await fs.mkdir(path.join(dir, path.dirname(MODEL_FILE)), { recursive: true });
@@ -145,6 +166,7 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
     await writeFilesAtomic([
       [modelFile, bytes],
       [path.join(dir, RELEVANCE_FILE), relevance],
+      [path.join(dir, LIGHT_RELEVANCE_FILE), light],
       [path.join(dir, PREPROCESSOR_FILE), JSON.stringify(files.preprocessor, null, 2) + '\n'],
       [configFile, JSON.stringify(files.config, null, 2) + '\n'],
     ], io);

@@ -13,7 +13,7 @@ import { compileModel } from './autograd/onnx.js';
 import { ImportedGraph, importOnnx } from './autograd/onnx-import.js';
 import { DataType, ExternalPlace, INodeProto, ITensorProto, ModelProto, decodeModel, dimsOf, externalTensor, int64Tensor, onnx, serializeModel } from './autograd/onnx-proto.js';
 import { input, reshape } from './autograd/ops.js';
-import { CLASS_INPUT, INPUT_GRAD_OUTPUT, RELEVANCE_FILE, TOP_CLASS, attentionGradOutput, attentionOutput, classScore } from './export.js';
+import { CLASS_INPUT, INPUT_GRAD_OUTPUT, LIGHT_RELEVANCE_FILE, RELEVANCE_FILE, TOP_CLASS, attentionGradOutput, attentionOutput, classScore } from './export.js';
 import { ModelConfig, Resample } from '../runtime/model-config.js';
 
 /** Where both graphs' weights lie, beside them in onnx/. */
@@ -139,6 +139,24 @@ function inferenceModel(g: ImportedGraph, attentions: FoundAttention[], places: 
 /** The explanation graph over the imported one: logits, every attention as [B, h, T, T], the gradient
  *  of each image's target-class logit (-1: its top prediction) with respect to it and to the input
  *  pixels (the same contract as export.ts's). */
+/** The light explanation graph: the logits, the attentions and the last attention's gradient alone
+ *  (a backward through the last block only; what the default map needs). */
+function lightRelevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string): ModelProto {
+  const classes = logits.shape[1] as number;
+  const target = input(CLASS_INPUT, [g.input.shape[0]]);
+  const last = attentions.at(-1)!;
+  const [d] = grad(classScore(logits, target, classes), [last.tensor]);
+  const inline = new Map([...g.params].filter(([name]) => !places.has(name)));
+  return compileModel({
+    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), [attentionGradOutput(attentions.length - 1), perHead(d, last)]],
+    initializers: inline,
+    external: places,
+    inputOrder: [g.inputName, CLASS_INPUT],
+    graphName: 'imported_relevance_light',
+    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to the last attention's probabilities`,
+  });
+}
+
 function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string): ModelProto {
   const classes = logits.shape[1] as number;
   const target = input(CLASS_INPUT, [g.input.shape[0]]);
@@ -173,7 +191,7 @@ export interface ImportSettings {
 
 export interface ImportResult {
   config: ModelConfig;
-  files: { model: Uint8Array; weights: Uint8Array; relevance: Uint8Array };
+  files: { model: Uint8Array; weights: Uint8Array; relevance: Uint8Array; light: Uint8Array };
   attentions: FoundAttention[];
   layout: TokenLayout;
   parameters: number;
@@ -198,6 +216,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const { places, bytes } = layoutWeights(g);
   const inference = inferenceModel(g, attentions, places);
   const relevance = relevanceModel(g, logits, attentions, places, logitsName);
+  const light = lightRelevanceModel(g, logits, attentions, places, logitsName);
   const [, channels, h, w] = g.input.shape as [Dim, number, number, number];
   if (s.mean.length !== channels || s.std.length !== channels) throw new Error(`the mean and std need ${channels} values each (the input has ${channels} channels)`);
   const config: ModelConfig = {
@@ -211,13 +230,13 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
     patch_size: layout.patchSize,
     prefix_tokens: layout.prefixTokens,
     attention_heads: attentions[0].heads,
-    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: attentions.map((_a, l) => attentionGradOutput(l)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS },
+    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: attentions.map((_a, l) => attentionGradOutput(l)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS, light_file: LIGHT_RELEVANCE_FILE },
     fit: s.fit,
     resample: s.resample,
     rescale: s.rescale,
   };
   const parameters = [...g.params.values()].reduce((n, p) => n + p.length, 0);
-  return { config, files: { model: serializeModel(inference), weights: bytes, relevance: serializeModel(relevance) }, attentions, layout, parameters, opset: g.opset };
+  return { config, files: { model: serializeModel(inference), weights: bytes, relevance: serializeModel(relevance), light: serializeModel(light) }, attentions, layout, parameters, opset: g.opset };
 }
 
 export const weightsFileIn = (dir: string) => path.join(dir, 'onnx', WEIGHTS_FILE);

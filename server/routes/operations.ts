@@ -44,7 +44,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       labels: m.config.labels,
       input: { name: m.config.input_name, shape: ['batch', m.config.mean.length, ...m.config.image_size], mean: m.config.mean, std: m.config.std, fit: m.config.fit ?? 'cover', resample: m.config.resample ?? 'area', rescale: m.config.rescale ?? 1 / 255 },
       outputs: { logits: m.config.logits_output, attentions: m.config.attention_outputs },
-      methods: m.grid ? ['rollout', 'cls', ...(m.relevance ? ['relevance', 'chefer', ...(m.config.relevance?.input_gradient_output ? ['grad-input'] : [])] : [])] : [],
+      methods: m.grid ? ['rollout', 'cls', ...(m.relevance ? ['relevance', 'chefer', ...(m.config.relevance?.input_gradient_output ? ['grad-input', 'combined'] : [])] : [])] : [],
       patch_size: m.config.patch_size,
       provider: ctx.pool.providers[m.name] ?? 'unknown',
     })),

@@ -71,7 +71,8 @@ async function classify(blob) {
   const model = $('model').value;
   // the map shown first is the top class's relevance: asked with the classification, it is made in
   // the same run and kept with the result, so drawing it runs the model no more
-  const inline = served[model]?.methods.includes('relevance') && CLASS_METHODS.includes($('method').value) ? '&attention=relevance' : '';
+  // the default map comes with the classification (one run of the light graph); the others are drawn after
+  const inline = served[model]?.methods.includes('relevance') && $('method').value === 'relevance' ? '&attention=relevance' : '';
   let res;
   try {
     res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}${inline}`, { method: 'POST', body: form });
@@ -126,8 +127,8 @@ async function classify(blob) {
 }
 
 // the maps that explain one class (the explanation graph's)
-const CLASS_METHODS = ['relevance', 'chefer', 'grad-input'];
-const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input' };
+const CLASS_METHODS = ['relevance', 'chefer', 'grad-input', 'combined'];
+const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input', combined: 'combined relevance' };
 
 async function drawHeatmap() {
   if (!current) return;

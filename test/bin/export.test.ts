@@ -97,5 +97,5 @@ t.test('a failed export leaves an earlier export untouched', async (t) => {
   assertOneLineError(t, r.stderr, /2 labels given for a model of 10 classes/);
   t.same(await readFile(path.join(out, 'onnx', 'model.onnx')), before, 'model.onnx unchanged');
   t.same((await readdir(out)).sort(), ['config.json', 'onnx', 'preprocessor_config.json'], 'no temp files left');
-  t.same((await readdir(path.join(out, 'onnx'))).sort(), ['model.onnx', 'relevance.onnx'], 'no temp files left in onnx/');
+  t.same((await readdir(path.join(out, 'onnx'))).sort(), ['model.onnx', 'relevance-light.onnx', 'relevance.onnx'], 'no temp files left in onnx/');
 });

@@ -234,7 +234,7 @@ t.test('mistakes: one line and exit 2 (usage) or 1', async (t) => {
   for (const [args, code, pattern, env] of [
     [[], 2, /no inputs/],
     [[dir, '--head', 'max'], 2, /--head applies to the maps/],
-    [[dir, '--maps', 'rollout', '--class', 'cat'], 2, /class applies to method=relevance, chefer and grad-input only/],
+    [[dir, '--maps', 'rollout', '--class', 'cat'], 2, /class applies to method=relevance, chefer, grad-input and combined only/],
     [[dir, '--maps', 'cls', '--layer', '9'], 2, /layer 9 does not exist: the model has 2 layers/],
     [[dir, '--maps', 'heat'], 2, /--maps must be one of rollout, cls, relevance/],
     [[dir, '--size', '8', '--maps', 'rollout'], 2, /--size must be/],

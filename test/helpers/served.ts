@@ -1,7 +1,8 @@
 // What a served foreign model must answer for the fixtures' three images (served.* in a folder's
 // reference.safetensors, written by test/fixtures/make-foreign-vits.py): PyTorch's logits, and its
-// rollout and Chefer's relevance maps for the predicted class (method=chefer; the default relevance is
-// it plus rollout, times the square root of gradient x input, checked against the three served maps).
+// rollout and Chefer's relevance maps for the predicted class (method=chefer; combined is it plus
+// rollout, times the square root of gradient x input, checked against the three served maps; the
+// default, relevance, from the light graph, is checked against the same rule on the full graph's run).
 
 import path from 'node:path';
 import sharp from 'sharp';
@@ -34,7 +35,7 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     t.equal(body.predictions[0].index, want.indexOf(Math.max(...want)));
     t.same(body.attention.grid, [4, 4]);
     const served: Record<string, number[]> = {};
-    for (const [method, key] of [['rollout', 'rollout'], ['chefer', 'relevance'], ['grad-input', null], ['relevance', null]] as const) {
+    for (const [method, key] of [['rollout', 'rollout'], ['chefer', 'relevance'], ['grad-input', null], ['combined', null], ['relevance', null]] as const) {
       const a = await app.inject(`/attention/${body.id}?method=${method}&format=json`);
       t.equal(a.statusCode, 200, a.body);
       served[method] = (a.json().values as number[][]).flat();
@@ -47,7 +48,16 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     }
     // the served maps are each scaled to a maximum of 1, as the rule scales chefer and rollout
     const rule = scaled(served.chefer.map((v, k) => (v + served.rollout[k]) * Math.sqrt(served['grad-input'][k])));
-    t.ok(worst(served.relevance, rule) <= 1e-3, `${name} image ${i}: relevance is (chefer + rollout) x sqrt(grad-input) (${worst(served.relevance, rule).toExponential(2)})`);
+    t.ok(worst(served.combined, rule) <= 1e-3, `${name} image ${i}: combined is (chefer + rollout) x sqrt(grad-input) (${worst(served.combined, rule).toExponential(2)})`);
+    // the default map came from the light graph (the last block's gradient alone); the full graph's
+    // run of the same image gives the same map
+    const model = app.vitrine.models.find((m) => m.name === name)!;
+    t.ok(model.relevanceLight, `${name}: the folder has the light explanation graph`);
+    const kept = (await app.vitrine.results.get(body.id))!;
+    const full = await app.vitrine.batcher.submit(name, kept.pixels, { relevanceClass: body.predictions[0].index, full: true });
+    const fromFull = scaled(full.relevance!);
+    t.ok(worst(served.relevance, fromFull) <= 1e-4, `${name} image ${i}: relevance from the light graph = from the full graph (${worst(served.relevance, fromFull).toExponential(2)})`);
+    t.notOk(worst(served.relevance, served.chefer) <= 1e-3, `${name} image ${i}: relevance is not Chefer's rule over every layer`);
     const heat = await app.inject(`/attention/${body.id}?method=relevance`);
     t.equal(heat.headers['content-type'], 'image/png');
   }

@@ -25,6 +25,6 @@ t.test('exported checkpoints serve PyTorch logits, rollout and relevance maps', 
   t.equal(config.model_type, 'deit');
   const app = await testApp(t, { models: root, defaultModel: 'hf-vit' });
   const listed = (await app.inject('/models')).json().models as { name: string; methods: string[] }[];
-  t.same(listed.map((m) => [m.name, m.methods]), [['hf-deit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input']], ['hf-vit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input']]]);
+  t.same(listed.map((m) => [m.name, m.methods]), [['hf-deit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']], ['hf-vit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']]]);
   for (const name of ['hf-deit', 'hf-vit']) await assertServedAsPyTorch(t, app, name, path.join(FOREIGN, name));
 });

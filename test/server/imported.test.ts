@@ -31,7 +31,7 @@ t.test('imported models are served with PyTorch logits, rollout and relevance ma
   t.same(listed.map((m) => m.name), MODELS, 'the folder with wrong names is skipped, the others served');
   const skipped = lines.map((l) => JSON.parse(l).msg as string).find((m) => m.includes('wrong-names'));
   t.match(skipped, /skipping model wrong-names: .*has no input or output named 'scores' \(config.json names them; the graph's inputs are 'pixel_values' and its outputs 'logits', 'attentions.0', 'attentions.1'\)/);
-  for (const m of listed) t.same(m.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input'], `${m.name}: every method`);
+  for (const m of listed) t.same(m.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined'], `${m.name}: every method`);
 
   for (const name of MODELS) await assertServedAsPyTorch(t, app, name, path.join(FOREIGN, name));
 });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { readModelConfig } from '../../runtime/model-config.js';
-import { combinedRelevance, gradInputInto, relevanceInto, rolloutMeanInto } from '../../server/attention.js';
+import { ROLL_IDENTITY, combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto, rolloutMeanInto } from '../../server/attention.js';
 import { createSession, runSession } from '../../runtime/ort.js';
 import { tmpDir } from '../helpers/data.js';
 import { multipart, testApp, testImage, testModels } from '../helpers/server.js';
@@ -49,10 +49,27 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const byIndex = (await app.inject(`/attention/${c.id}?method=relevance&class=${other}&format=json`)).json();
   t.same(byLabel.values, byIndex.values, 'a class by label or by index');
   t.equal(byLabel.class, config.labels[other]);
-  t.equal(byLabel.rule, '(chefer + rollout) x sqrt(grad-input)');
-  assertClose(t, byLabel.values.flat(), scaled(combinedRelevance(chefer, rollout, gradInput, 64)), 0, 1e-4, 'relevance: Chefer\'s rule plus rollout times the square root of gradient x input, on the graph\'s outputs (64 values)');
+  t.equal(byLabel.rule, 'last-block chefer, rolled out (identity 0.7)');
+  const layers = [0, 1, 2, 3].map((l) => out[`attentions.${l}`].data);
+  const last = new Float32Array(64);
+  lastLayerRelevanceInto(layers, out['attention_grads.3'].data, 0, 4, 65, last, 0);
+  assertClose(t, byLabel.values.flat(), scaled(last), 0, 1e-4, 'relevance: the last block\'s Chefer row rolled out, on the full graph\'s outputs (64 values)');
+  // written out here: r = e_CLS + mean_h max(0, A * dA) of the last block's [CLS] row, then
+  // r <- r (0.3 mean_h A_l + 0.7 I) for the blocks below
+  let row: number[] = Array.from({ length: 65 }, (_, j) => (j === 0 ? 1 : 0));
+  for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) row[j] += Math.max(0, layers[3][h * 65 * 65 + j] * out['attention_grads.3'].data[h * 65 * 65 + j]) / 4;
+  for (let l = 2; l >= 0; l--) {
+    const next = row.map((v) => v * ROLL_IDENTITY);
+    for (let i = 0; i < 65; i++) for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) next[j] += row[i] * ((1 - ROLL_IDENTITY) / 4) * layers[l][h * 65 * 65 + i * 65 + j];
+    row = next;
+  }
+  t.equal(ROLL_IDENTITY, 0.7);
+  assertClose(t, byLabel.values.flat(), scaled(Float32Array.from(row.slice(1))), 0, 1e-4, 'the rule written out here');
+  const combined = (await app.inject(`/attention/${c.id}?method=combined&class=${other}&format=json`)).json();
+  t.equal(combined.rule, '(chefer + rollout) x sqrt(grad-input)');
+  assertClose(t, combined.values.flat(), scaled(combinedRelevance(chefer, rollout, gradInput, 64)), 0, 1e-4, 'combined: Chefer\'s rule plus rollout times the square root of gradient x input, on the graph\'s outputs (64 values)');
   const byHand = Array.from(chefer, (v, p) => (v / Math.max(...chefer) + rollout[p] / Math.max(...rollout)) * Math.sqrt(gradInput[p]));
-  assertClose(t, byLabel.values.flat(), scaled(Float32Array.from(byHand)), 0, 1e-4, 'the rule written out here');
+  assertClose(t, combined.values.flat(), scaled(Float32Array.from(byHand)), 0, 1e-4, 'the combined rule written out here');
   const served = (await app.inject(`/attention/${c.id}?method=rollout&format=json`)).json();
   assertClose(t, served.values.flat(), scaled(rollout), 0, 1e-5, 'the rollout it adds is the one served');
   t.notSame(byLabel.values, body.values, 'another class, another map');
@@ -76,20 +93,22 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const runs: unknown[] = [];
   batcher.submit = (...args: Parameters<typeof submit>) => (runs.push(args[2]), submit(...args));
   const inline = (await classify(app, '?attention=relevance')).json();
-  t.same(runs, [{ relevanceClass: -1 }], 'one run, for the top class');
+  t.same(runs, [{ relevanceClass: -1 }], 'one run (of the light graph), for the top class');
   t.match(inline.attention, { method: 'relevance', class: inline.predictions[0].label, grid: [8, 8] });
   t.same(inline.attention.values, body.values, 'inline map = the kept result\'s map for the same image');
   assertClose(t, inline.logits, c.logits, 0, 1e-5, 'the explanation graph\'s logits are the model\'s');
   t.same(inline.predictions.map((p: { index: number }) => p.index), c.predictions.map((p: { index: number }) => p.index));
-  for (const method of ['relevance', 'chefer', 'grad-input']) t.equal((await app.inject(`/attention/${inline.id}?method=${method}`)).statusCode, 200);
-  t.equal(runs.length, 1, 'the three class maps of the top class came with the classification');
+  t.equal((await app.inject(`/attention/${inline.id}?method=relevance`)).statusCode, 200);
+  t.equal(runs.length, 1, 'the default map of the top class came with the classification');
+  for (const method of ['chefer', 'grad-input', 'combined']) t.equal((await app.inject(`/attention/${inline.id}?method=${method}`)).statusCode, 200);
+  t.same(runs.slice(1), [{ relevanceClass: inline.predictions[0].index, full: true }], 'the other three: one run of the full graph');
   batcher.submit = submit;
 
   const metrics = (await app.inject('/metrics')).body;
   t.match(metrics, /vitrine_attention_maps_total\{model="vit-cifar10",method="relevance"\} [4-9]/);
   t.match(metrics, /vitrine_batch_size_count\{model="vit-cifar10 relevance"\} \d+/);
   const listed = (await app.inject('/models')).json().models.find((m: { name: string }) => m.name === 'vit-cifar10');
-  t.same(listed.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input']);
+  t.same(listed.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']);
 });
 
 t.test('bad relevance requests are 400s that say what is accepted', async (t) => {
@@ -105,7 +124,7 @@ t.test('bad relevance requests are 400s that say what is accepted', async (t) =>
   t.match(r.json().message, /layer does not apply to method=relevance/);
   r = await app.inject(`/attention/${id}?method=rollout&class=cat`);
   t.equal(r.statusCode, 400);
-  t.match(r.json().message, /class applies to method=relevance, chefer and grad-input only/);
+  t.match(r.json().message, /class applies to method=relevance, chefer, grad-input and combined only/);
 });
 
 t.test('concurrent relevance requests are batched', async (t) => {
@@ -140,4 +159,36 @@ t.test('a model without the explanation graph answers 422 saying what it lacks',
   r = await classify(app, '?attention=relevance');
   t.equal(r.statusCode, 422);
   t.equal((await app.inject(`/attention/${c.json().id}?method=rollout&format=json`)).statusCode, 200, 'rollout still works');
+});
+
+t.test('a folder without the light graph serves the same default map from the full one', async (t) => {
+  const src = path.join(await testModels(), 'vit-cifar10');
+  const root = await tmpDir('vitrine-models-');
+  // one folder as exported before the light graph (config.json names none), one naming a file that is not there
+  for (const [name, light] of [['before', undefined], ['missing', 'onnx/gone.onnx']] as const) {
+    const dir = path.join(root, name);
+    await mkdir(path.join(dir, 'onnx'), { recursive: true });
+    for (const f of ['onnx/model.onnx', 'onnx/relevance.onnx', 'preprocessor_config.json']) await cp(path.join(src, f), path.join(dir, f));
+    const config = JSON.parse(await readFile(path.join(src, 'config.json'), 'utf8'));
+    if (light) config.relevance.light_file = light;
+    else delete config.relevance.light_file;
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+  }
+  await cp(src, path.join(root, 'vit-cifar10'), { recursive: true });
+  const lines: string[] = [];
+  const app = await testApp(t, { models: root, defaultModel: 'vit-cifar10', logLevel: 'warn' }, { logger: { level: 'warn', stream: { write: (l: string) => lines.push(l) } } });
+  t.match(lines.map((l) => JSON.parse(l).msg).join('\n'), /model missing: config.json names onnx\/gone.onnx, which is not there: its default maps come from onnx\/relevance.onnx/);
+  t.same(app.vitrine.models.map((m) => [m.name, m.relevanceLight !== null && m.relevanceLight !== undefined]), [['before', false], ['missing', false], ['vit-cifar10', true]]);
+  const maps = [];
+  for (const model of ['before', 'missing', 'vit-cifar10']) {
+    const r = (await classify(app, `?model=${model}&attention=relevance`)).json();
+    maps.push(r.attention.values.flat());
+    const again = (await app.inject(`/attention/${r.id}?method=relevance&class=2&format=json`)).json();
+    maps.push(again.values.flat());
+  }
+  assertClose(t, maps[0], maps[4], 0, 1e-5, 'inline: the full graph\'s map = the light graph\'s');
+  assertClose(t, maps[2], maps[4], 0, 1e-5, 'inline, the missing light file: the same');
+  assertClose(t, maps[1], maps[5], 0, 1e-5, 'another class, from the full graph = from the light one');
+  const metrics = (await app.inject('/metrics')).body;
+  t.match(metrics, /vitrine_batch_size_count\{model="before relevance"\} 2/, 'the default maps ran in the relevance queue');
 });

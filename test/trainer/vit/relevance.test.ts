@@ -67,7 +67,7 @@ t.test('relevance.onnx, exported beside model.onnx, gives the interpreter\'s gra
   const dir = await tmpDir();
   await exportModel(model, ['a', 'b', 'c'], dir);
   const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
-  t.same(config.relevance, { file: 'onnx/relevance.onnx', class_input: 'target_class', gradient_outputs: ['attention_grads.0', 'attention_grads.1'], input_gradient_output: 'pixel_values_grad', top_class: -1 });
+  t.same(config.relevance, { file: 'onnx/relevance.onnx', class_input: 'target_class', gradient_outputs: ['attention_grads.0', 'attention_grads.1'], input_gradient_output: 'pixel_values_grad', top_class: -1, light_file: 'onnx/relevance-light.onnx' });
   const session = await ort.InferenceSession.create(path.join(dir, 'onnx', 'relevance.onnx'));
   t.same(session.inputNames, ['pixel_values', 'target_class']);
   const feeds = feedsFor(model);
@@ -100,6 +100,23 @@ t.test('relevance.onnx, exported beside model.onnx, gives the interpreter\'s gra
   t.same(part(mixed, 0), part(auto, 0), 'image 0 (-1) explains its top class');
   t.same(part(mixed, 1), part(alone, 1), 'image 1 explains the class asked');
   t.notSame(part(mixed, 1), part(auto, 1), 'which is not its top');
+});
+
+t.test('relevance-light.onnx gives the logits, the attentions and the last layer\'s gradient of the full graph, and nothing else', async (t) => {
+  const model = new ViT(TINY, 4);
+  const dir = await tmpDir();
+  await exportModel(model, ['a', 'b', 'c'], dir);
+  const light = await ort.InferenceSession.create(path.join(dir, 'onnx', 'relevance-light.onnx'));
+  const full = await ort.InferenceSession.create(path.join(dir, 'onnx', 'relevance.onnx'));
+  t.same(light.inputNames, ['pixel_values', 'target_class']);
+  t.same(light.outputNames, ['logits', 'attentions.0', 'attentions.1', 'attention_grads.1']);
+  const feeds = feedsFor(model);
+  for (const target of [classes, [-1, -1]]) {
+    const run = (s: ort.InferenceSession) => s.run({ pixel_values: new ort.Tensor('float32', Float32Array.from(feeds.pixel_values.data), [batch, 3, 8, 8]), target_class: new ort.Tensor('float32', Float32Array.from(target), [batch]) });
+    const [a, b] = [await run(light), await run(full)];
+    for (const name of light.outputNames) assertClose(t, a[name].data as Float32Array, b[name].data as Float32Array, 1e-5, 1e-6, `classes ${target.join(',')}: ${name} as the full graph's`);
+    t.ok((a['attention_grads.1'].data as Float32Array).some((v) => Math.abs(v) > 1e-4), 'a gradient that is not zero');
+  }
 });
 
 t.test('dy_c/dx, the input gradient, matches central differences', async (t) => {
