@@ -1,20 +1,27 @@
-// How the default explanation (`relevance`, server/attention.ts's combinedRelevance) was chosen: the
-// candidate maps of one model, from its own autograd graph (attention probabilities, the residual
-// stream entering each block, the input, and the class logit's gradient with respect to each), scored
-// in-process by the perturbation test of bench/explain.ts (patches masked with the mean colour, 10%
-// to 90%: the share of predictions kept; positive lower is better, negative higher) and by RISE's
-// deletion (patches set to the mean colour in map order, 16 steps; the area under the predicted
-// class's probability, lower is better) and insertion (revealed over a Gaussian blur, kernel 11,
-// sigma 5, as RISE's; higher is better), patch level. One JSON line per candidate.
+// How the default explanation (`relevance`, server/attention.ts's lastLayerRelevanceInto) and the
+// `combined` map (combinedRelevance) were chosen: the candidate maps of one model, from its own
+// autograd graph (attention probabilities, the residual stream entering each block, the input, and the
+// class logit's gradient with respect to each), scored in-process by the perturbation test of
+// bench/explain.ts (patches masked with the mean colour, 10% to 90%: the share of predictions kept;
+// positive lower is better, negative higher) and by RISE's deletion (patches set to the mean colour in
+// map order, 16 steps; the area under the predicted class's probability, lower is better) and
+// insertion (revealed over a Gaussian blur, kernel 11, sigma 5, as RISE's; higher is better), patch
+// level. One JSON line per candidate.
 //   npx tsx bench/explain-select.ts --model models/cct-cifar10 --images 300 --offset 5000 [--methods a,b,…]
-// Candidates: chefer (Chefer's rule), chefer_last (its last layer alone), rollout, cls, random,
+// Candidates that need a backward pass through the model: chefer (Chefer's rule), chefer_top<K> (its
+// last K blocks alone) and chefer_top<K>_rollout (then rolled out below), rollout, cls, random,
 // gxi0 / gxi0_abs / gxi_last (gradient x input at the embedded tokens, or the last block's input),
 // attcat (each block's token gradient x input weighted by its [CLS] attention, summed), pixel_gxi /
 // pixel_gxi_abs (gradient x input at the pixels, summed over each patch), grad_rollout (rollout over
-// max(0, grad x attention), rows normalized), and Chefer's rule times pixel_gxi_abs to the power 1
-// (chefer_x_pxabs), 0.5 (chefer_x_sqrtpx: what relevance serves) or 0.25 (chefer_x_px025), and other
-// products.
-import { combinedRelevance, relevanceInto, rolloutMeanInto } from '../server/attention.js';
+// max(0, grad x attention), rows normalized), Chefer's rule times pixel_gxi_abs to the power 1, 0.5 or
+// 0.25, chefer_rollout_x_sqrtpx (what `combined` serves) and other products and sums. At the cost of
+// about a forward pass (the last block's attention gradient of the [CLS] row needs only that token's
+// own MLP and LayerNorm Jacobians, computed here from the weights and checked against the graph's):
+// fwd_last_rollout (the last block's Chefer row rolled out below), fwd_last_id<w x 10> (rolled out with
+// identity weight w; relevance serves w = 0.7, and `relevance` is the served function itself),
+// fwd_last_resid (w from the norms of the residual stream and of the attention's output), vnorm_rollout
+// and fwd_last_vnorm (attention weighted by the norm of what it carries, Kobayashi et al. 2020).
+import { combinedRelevance, lastLayerRelevanceInto, relevanceInto, rolloutMeanInto } from '../server/attention.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { grad } from '../trainer/autograd/grad.js';
@@ -178,7 +185,7 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
     }
     return r;
   };
-  for (const w of [0.6, 0.7, 0.8, 0.9]) { const r = rollWith(v, () => w); for (let p = 0; p < patches; p++) M(`fwd_last_id${w * 10}`)[at + p] = r[(config.prefix_tokens ?? 1) + p]; }
+  for (const w of [0.6, 0.7, 0.8, 0.9]) { const r = rollWith(v, () => w); for (let p = 0; p < patches; p++) M(`fwd_last_id${Math.round(w * 10)}`)[at + p] = r[prefix + p]; }
   // identity weight from the norms: what the residual carries against what the attention adds
   const ratio = Array.from({ length: Lx - 1 }, (_, l) => {
     const o = os[l]; const out = new Float64Array(T);
@@ -191,8 +198,8 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
     }
     return out;
   });
-  { const r = rollWith(v, (l, i) => ratio[l][i]); for (let p = 0; p < patches; p++) M('fwd_last_resid')[at + p] = r[(config.prefix_tokens ?? 1) + p]; }
-  const pre = c.num_attention_heads === heads ? (config.prefix_tokens ?? 1) : 1;
+  { const r = rollWith(v, (l, i) => ratio[l][i]); for (let p = 0; p < patches; p++) M('fwd_last_resid')[at + p] = r[prefix + p]; }
+  const pre = prefix;
   const a1 = rollDown(v, plain, T), a2 = rollDown(v, normed.slice(0, Lx - 1), T);
   const e0 = new Float64Array(T); e0[0] = 1;
   const a3 = rollDown(e0, normed, T);
@@ -220,6 +227,7 @@ for (let s = 0; s < n; s += BATCHN) {
     const at = (s + b) * patches;
     currentClass = cls[b];
     relevanceInto(A, GA, b, heads, T, M('chefer'), at, prefix);
+    lastLayerRelevanceInto(A, GA[L - 1], b, heads, T, M('relevance'), at, prefix);
     rolloutMeanInto(A, b, heads, T, M('rollout'), at, prefix);
     // chefer on the last layer only
     relevanceInto(A.slice(L - 1), GA.slice(L - 1), b, heads, T, M('chefer_last'), at, prefix);

@@ -3,7 +3,7 @@
 // map fetched from GET /attention/:id?format=json (what a user gets), and the perturbed images
 // classified by POST /v2/models/{name}/infer (FP32 binary, 100 images a request).
 //   npm run bench:explain [-- --models cct-cifar10,vit-cifar10] [--images 1000] [--data-dir data]
-// Methods: relevance (the default explanation), chefer, grad-input (for the predicted class c),
+// Methods: relevance (the default explanation), chefer, grad-input, combined (for the predicted class c),
 // rollout, cls (class-agnostic) and a seeded random order (the floor). Two tests:
 //   perturbation (Chefer, Gur & Wolf): patches masked with the mean colour (0 after normalization) in
 //     map order, 10%, 20%, ... 90% of them, most relevant first ("positive": lower is better) and least
@@ -36,7 +36,7 @@ const models = arg('models', 'cct-cifar10,vit-cifar10').split(',');
 const N = Number(arg('images', '1000'));
 const dataDir = arg('data-dir', 'data');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const METHODS = ['relevance', 'chefer', 'grad-input', 'rollout', 'cls', 'random'] as const;
+const METHODS = ['relevance', 'chefer', 'grad-input', 'combined', 'rollout', 'cls', 'random'] as const;
 type Method = (typeof METHODS)[number];
 const BATCH = 100;
 

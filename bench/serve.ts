@@ -125,13 +125,13 @@ const pair = {
   url: base,
   requests: [
     // as the page asks: a class map shown first comes with the classification (one run, kept with the result)
-    { method: 'POST' as const, path: `/classify${['relevance', 'chefer', 'grad-input'].includes(drawMethod) ? '?attention=relevance' : ''}`, headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
+    { method: 'POST' as const, path: `/classify${['relevance', 'chefer', 'grad-input', 'combined'].includes(drawMethod) ? '?attention=relevance' : ''}`, headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
       const c = context as Context;
       const b = JSON.parse(body) as { id: string; predictions: { index: number }[] };
       c.id = b.id;
       c.top = b.predictions[0].index;
     } },
-    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${['relevance', 'chefer', 'grad-input'].includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256` }) },
+    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${['relevance', 'chefer', 'grad-input', 'combined'].includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256` }) },
   ],
 };
 const request = drawOnly ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : draw ? pair : classifyRequest;
