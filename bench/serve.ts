@@ -7,11 +7,11 @@
 //                          --image-size N --image-format png|jpeg | --image FILE
 //                          --node-flags "..." --gc --attention rollout|relevance|none --draw
 //                          --root DIR]
-// --attention relevance: each request also asks for the relevance map of its top class (a second run
-// through relevance.onnx), for the cost of explanations beside plain classification.
+// --attention relevance: each request also asks for the relevance map of its top class (one run of
+// the light explanation graph instead of the model), for the cost of explanations beside plain classification.
 // --draw [method]: the load is what the page does, pairs of POST /classify (with attention=relevance
-// for a class map, as the page asks) and one GET /attention/:id heatmap PNG of that result (method
-// relevance, the page's default; or rollout, cls, chefer, grad-input), for the top class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one
+// when the map is relevance, as the page asks) and one GET /attention/:id heatmap PNG of that result (method
+// relevance, the page's default; or rollout, cls, chefer, grad-input, combined), for the top class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one
 // kept result drawn over and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an earlier commit) with this
 // bench, to compare two versions with the same load.
 
@@ -125,7 +125,7 @@ const pair = {
   url: base,
   requests: [
     // as the page asks: a class map shown first comes with the classification (one run, kept with the result)
-    { method: 'POST' as const, path: `/classify${['relevance', 'chefer', 'grad-input', 'combined'].includes(drawMethod) ? '?attention=relevance' : ''}`, headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
+    { method: 'POST' as const, path: `/classify${drawMethod === 'relevance' ? '?attention=relevance' : ''}`, headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
       const c = context as Context;
       const b = JSON.parse(body) as { id: string; predictions: { index: number }[] };
       c.id = b.id;
