@@ -21,7 +21,8 @@
 // identity weight w; relevance serves w = 0.7, and `relevance` is the served function itself),
 // fwd_last_resid (w from the norms of the residual stream and of the attention's output), vnorm_rollout
 // and fwd_last_vnorm (attention weighted by the norm of what it carries, Kobayashi et al. 2020).
-import { combinedRelevance, lastLayerRelevanceInto, relevanceInto, rolloutMeanInto } from '../server/attention.js';
+import { rolloutMeanInto } from '../server/attention.js';
+import { combinedRelevance, lastLayerRelevanceInto, relevanceInto } from '../server/relevance.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { grad } from '../trainer/autograd/grad.js';

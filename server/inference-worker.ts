@@ -5,7 +5,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Session, createSession, runSession } from '../runtime/ort.js';
 import { lowerThreadPriority } from '../runtime/thread-priority.js';
-import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto, rolloutMeanInto } from './attention.js';
+import { rolloutMeanInto } from './attention.js';
+import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from './relevance.js';
 import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { relevanceInto } from '../../server/attention.js';
+import { relevanceInto } from '../../server/relevance.js';
 import { Rng } from '../../trainer/nn/random.js';
 
 /** The rule as written, with full T x T matrices. */
