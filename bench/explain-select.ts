@@ -1,4 +1,4 @@
-// How the default explanation (`relevance`, server/attention.ts's lastLayerRelevanceInto) and the
+// How the default explanation (`relevance`, server/relevance.ts's lastLayerRelevanceInto) and the
 // `combined` map (combinedRelevance) were chosen: the candidate maps of one model, from its own
 // autograd graph (attention probabilities, the residual stream entering each block, the input, and the
 // class logit's gradient with respect to each), scored in-process by the perturbation test of

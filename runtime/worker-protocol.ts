@@ -68,7 +68,7 @@ export interface RunReply {
   logits: Float32Array; // n * classes
   rollout: Float32Array | null; // n * (tokens - prefix), heads averaged
   relevance?: Float32Array | null; // n * (tokens - prefix), for the asked classes: the default explanation
-  /** The explanation methods a relevance run gives (server/attention.ts), each n * (tokens - prefix). */
+  /** The explanation methods a relevance run gives (server/relevance.ts), each n * (tokens - prefix). */
   explanations?: Explanations | null;
   attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
   heads: number;

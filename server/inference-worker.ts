@@ -63,7 +63,7 @@ async function start(): Promise<void> {
 }
 
 /** An explanation graph for each image's asked class: logits and the default explanation (the last
- *  block's gradient-weighted attention rolled out, attention.ts lastLayerRelevanceInto), from the
+ *  block's gradient-weighted attention rolled out, relevance.ts lastLayerRelevanceInto), from the
  *  light graph when the model has one and the run is not `full`; a full run adds Chefer's relevance,
  *  gradient x input when the graph gives the input's gradient, and with the rollout of the same
  *  attentions their combination. Computed here, off the event loop. */

@@ -95,7 +95,7 @@ export function exportRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array
 }
 
 /** The light explanation graph: the logits, every layer's attentions and dy_c/dA of the last block
- *  alone, a backward through that block only (the default map, server/attention.ts
+ *  alone, a backward through that block only (the default map, server/relevance.ts
  *  lastLayerRelevanceInto, needs no more). */
 export function exportLightRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array {
   const c = model.config;
