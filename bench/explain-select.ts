@@ -187,6 +187,8 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
     return r;
   };
   for (const w of [0.6, 0.7, 0.8, 0.9]) { const r = rollWith(v, () => w); for (let p = 0; p < patches; p++) M(`fwd_last_id${Math.round(w * 10)}`)[at + p] = r[prefix + p]; }
+  // identity weight from the depth: w^(blocks below) = c, so that the [CLS] row keeps the same share on the token itself over the blocks below
+  for (const share of [0.5, 0.6]) { const w = Lx > 1 ? Math.pow(share, 1 / (Lx - 1)) : 1; const r = rollWith(v, () => w); for (let p = 0; p < patches; p++) M(`fwd_last_depth${Math.round(share * 10)}`)[at + p] = r[prefix + p]; }
   // identity weight from the norms: what the residual carries against what the attention adds
   const ratio = Array.from({ length: Lx - 1 }, (_, l) => {
     const o = os[l]; const out = new Float64Array(T);

@@ -2,7 +2,7 @@
 // bundled models, the first N CIFAR-10 test images posted to POST /classify as PNGs, every method's
 // map fetched from GET /attention/:id?format=json (what a user gets), and the perturbed images
 // classified by POST /v2/models/{name}/infer (FP32 binary, 100 images a request).
-//   npm run bench:explain [-- --models cct-cifar10,vit-cifar10] [--images 1000] [--data-dir data]
+//   npm run bench:explain [-- --models cct-cifar10,vit-cifar10] [--images 1000] [--data-dir data] [--methods relevance,rollout,cls]
 // Methods: relevance (the default explanation), chefer, grad-input, combined (for the predicted class c),
 // rollout, cls (class-agnostic) and a seeded random order (the floor). Two tests:
 //   perturbation (Chefer, Gur & Wolf): patches masked with the mean colour (0 after normalization) in
@@ -36,8 +36,13 @@ const models = arg('models', 'cct-cifar10,vit-cifar10').split(',');
 const N = Number(arg('images', '1000'));
 const dataDir = arg('data-dir', 'data');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const METHODS = ['relevance', 'chefer', 'grad-input', 'combined', 'rollout', 'cls', 'random'] as const;
-type Method = (typeof METHODS)[number];
+const ALL_METHODS = ['relevance', 'chefer', 'grad-input', 'combined', 'rollout', 'cls', 'random'] as const;
+type Method = (typeof ALL_METHODS)[number];
+// --methods a,b: only these (the summary line needs relevance, rollout and cls)
+const asked = arg('methods', '').split(',').filter(Boolean);
+const unknown = asked.filter((m) => !(ALL_METHODS as readonly string[]).includes(m));
+if (unknown.length) throw new Error(`unknown method ${unknown.join(', ')}: ${ALL_METHODS.join(', ')}`);
+const METHODS = asked.length ? ALL_METHODS.filter((m) => asked.includes(m)) : ALL_METHODS;
 const BATCH = 100;
 
 const port = 19000 + Math.floor(Math.random() * 1000);
@@ -119,6 +124,7 @@ for (const name of models) {
     };
     console.log(JSON.stringify({ bench: 'explain', model: name, images: n, method, ...results[method] }));
   }
+  if (!results.relevance || !results.rollout || !results.cls) continue;
   const d = results.relevance;
   const beats = (o: Record<string, number>) => d.positive < o.positive && d.negative > o.negative && d.deletion < o.deletion && d.insertion > o.insertion && d.deletion_pixels < o.deletion_pixels && d.insertion_pixels > o.insertion_pixels;
   console.log(JSON.stringify({ bench: 'explain-summary', model: name, images: n, maps_s: +mapsS.toFixed(1), relevance_beats_rollout_and_cls_on_every_test: beats(results.rollout) && beats(results.cls) }));

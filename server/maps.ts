@@ -14,7 +14,7 @@ export const MAP_METHODS: readonly MapMethod[] = Object.freeze(['rollout', 'cls'
  *  one), the others from one run of the full graph, which makes all four. */
 export const CLASS_METHODS: readonly MapMethod[] = Object.freeze(['relevance', 'chefer', 'grad-input', 'combined']);
 /** How the default map is made (GET /attention's and /classify's `rule`). */
-export const RELEVANCE_RULE = 'last-block chefer, rolled out (identity 0.7)';
+export const RELEVANCE_RULE = 'last-block chefer, rolled out (share 0.6 kept in place)';
 /** How the combined map is made. */
 export const COMBINED_RULE = '(chefer + rollout) x sqrt(grad-input)';
 const isClassMethod = (m: MapMethod) => CLASS_METHODS.includes(m);

@@ -92,27 +92,32 @@ export function combinedRelevance(chefer: Float32Array, rollout: Float32Array, g
   return out;
 }
 
-/** The share of each token's relevance that stays with it at each block below the last, in
- *  lastLayerRelevanceInto (rollout's is 0.5). */
-export const ROLL_IDENTITY = 0.7;
+/** The share of the relevance that stays on each token over all the blocks below the last, in
+ *  lastLayerRelevanceInto: each of the L - 1 blocks keeps ROLL_SHARE^(1 / (L - 1)) of it in place. */
+export const ROLL_SHARE = 0.6;
+
+/** The identity weight of each block below the last for a model of `layers` blocks. */
+export const rollIdentity = (layers: number): number => (layers > 1 ? Math.pow(ROLL_SHARE, 1 / (layers - 1)) : 1);
 
 /**
  * The default explanation, `relevance`, for one image of a batch: Chefer's rule at the last block
  * only, rolled out through the blocks below. r = e_CLS + sum over the prefix rows i of
  * Abar_L[i, :], with Abar_L = mean over heads of max(0, dy_c/dA_L * A_L) (the gradient of class c's
  * logit with respect to the last block's attention probabilities); then for each block l below, last
- * to first, r <- r ((1 - w) mean_h A_l + w I), w = ROLL_IDENTITY; the map is r over the patches.
+ * to first, r <- r ((1 - w) mean_h A_l + w I), w = rollIdentity(L) (the tokens keep ROLL_SHARE of
+ * their relevance in place over all the blocks below, whatever the depth: 0.6 for a 2-block model,
+ * 0.84 a block for the 4-block seed ViT); the map is r over the patches.
  * Only the last block's attention gradient is needed, which a backward through that block alone
  * gives (the light explanation graph, trainer/export.ts), so a classification with its explanation
  * costs about one classification. Chosen with bench/explain-select.ts on CIFAR-10 test images
- * 5,000-5,299 (apart from the 1,000 the README reports) among forward-cost rules (this one with w =
- * 0.5, 0.6, 0.7, 0.8, 0.9 or 1, w from the norms of the residual stream and of the attention's
- * output, value-norm-weighted rollout): w = 0.7 was ahead of rollout and cls on every test for both
- * bundled models, as no other constant was (w from the norms was too, by less on the compact model's
- * positive curve, and it needs the residual stream, which an imported graph does not name). `layers` hold [n, heads, tokens, tokens] per block,
- * `lastGrad` the last block's gradient, the same shape.
+ * 5,000-5,999 (apart from the 1,000 the README reports) among forward-cost rules: a constant w (0.5 to
+ * 1), this share (0.5 or 0.6), w from the norms of the residual stream and of the attention's output,
+ * value-norm-weighted rollout. A constant that suits the 2-block model blurs the 4-block one (or the
+ * reverse); the share of 0.6 was ahead of rollout and cls on every test for both bundled models with
+ * the largest margins. `layers` hold [n, heads, tokens, tokens] per block, `lastGrad` the last
+ * block's gradient, the same shape.
  */
-export function lastLayerRelevanceInto(layers: readonly Float32Array[], lastGrad: Float32Array, image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1, identity = ROLL_IDENTITY): void {
+export function lastLayerRelevanceInto(layers: readonly Float32Array[], lastGrad: Float32Array, image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1, identity = rollIdentity(layers.length)): void {
   const T = tokens;
   const TT = T * T;
   const L = layers.length;

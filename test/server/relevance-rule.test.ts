@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ROLL_IDENTITY, lastLayerRelevanceInto, relevanceInto } from '../../server/relevance.js';
+import { ROLL_SHARE, lastLayerRelevanceInto, relevanceInto } from '../../server/relevance.js';
 import { Rng } from '../../trainer/nn/random.js';
 
 /** The rule as written, with full T x T matrices. */
@@ -56,7 +56,7 @@ function directLast(layers: Float32Array[], last: Float32Array, image: number, h
   return v.subarray(prefix);
 }
 
-t.test('the default rule: the last block\'s Chefer rows rolled out below, as written with full matrices', async (t) => {
+t.test('the default rule: the last block\'s Chefer rows rolled out below, as written with full matrices (3 blocks: w = sqrt(0.6))', async (t) => {
   const rng = new Rng(4);
   const [n, heads, T, L] = [3, 2, 7, 3];
   const softmaxRows = () => { const a = Float32Array.from({ length: n * heads * T * T }, () => Math.exp(rng.normal())); for (let r = 0; r < n * heads * T; r++) { let s = 0; for (let j = 0; j < T; j++) s += a[r * T + j]; for (let j = 0; j < T; j++) a[r * T + j] /= s; } return a; };
@@ -67,7 +67,7 @@ t.test('the default rule: the last block\'s Chefer rows rolled out below, as wri
     const out = new Float32Array(n * P);
     for (let i = 0; i < n; i++) {
       lastLayerRelevanceInto(layers, last, i, heads, T, out, i * P, prefix);
-      const want = directLast(layers, last, i, heads, T, prefix, ROLL_IDENTITY);
+      const want = directLast(layers, last, i, heads, T, prefix, Math.sqrt(ROLL_SHARE));
       t.ok(want.every((v, j) => Math.abs(out[i * P + j] - v) <= 1e-6 * Math.max(1, Math.abs(v))), `prefix ${prefix}, image ${i}: as written`);
     }
   }
@@ -85,6 +85,6 @@ t.test('the default rule: the last block\'s Chefer rows rolled out below, as wri
   // nothing positive at the top leaves the [CLS] token's own rollout below
   const neg = new Float32Array(T - 1);
   lastLayerRelevanceInto(layers, last.map((g, k) => -Math.abs(g) * Math.sign(layers[L - 1][k])), 0, heads, T, neg, 0);
-  const e0 = directLast(layers, new Float32Array(last.length), 0, heads, T, 1, ROLL_IDENTITY);
+  const e0 = directLast(layers, new Float32Array(last.length), 0, heads, T, 1, Math.sqrt(ROLL_SHARE));
   t.ok(Array.from(neg).every((v, j) => Math.abs(v - e0[j]) < 1e-6), 'no positive contribution: e_CLS rolled out');
 });

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { readModelConfig } from '../../runtime/model-config.js';
 import { rolloutMeanInto } from '../../server/attention.js';
-import { ROLL_IDENTITY, combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from '../../server/relevance.js';
+import { ROLL_SHARE, combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from '../../server/relevance.js';
 import { createSession, runSession } from '../../runtime/ort.js';
 import { tmpDir } from '../helpers/data.js';
 import { multipart, testApp, testImage, testModels } from '../helpers/server.js';
@@ -50,21 +50,22 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const byIndex = (await app.inject(`/attention/${c.id}?method=relevance&class=${other}&format=json`)).json();
   t.same(byLabel.values, byIndex.values, 'a class by label or by index');
   t.equal(byLabel.class, config.labels[other]);
-  t.equal(byLabel.rule, 'last-block chefer, rolled out (identity 0.7)');
+  t.equal(byLabel.rule, 'last-block chefer, rolled out (share 0.6 kept in place)');
   const layers = [0, 1, 2, 3].map((l) => out[`attentions.${l}`].data);
   const last = new Float32Array(64);
   lastLayerRelevanceInto(layers, out['attention_grads.3'].data, 0, 4, 65, last, 0);
   assertClose(t, byLabel.values.flat(), scaled(last), 0, 1e-4, 'relevance: the last block\'s Chefer row rolled out, on the full graph\'s outputs (64 values)');
   // written out here: r = e_CLS + mean_h max(0, A * dA) of the last block's [CLS] row, then
-  // r <- r (0.3 mean_h A_l + 0.7 I) for the blocks below
+  // r <- r ((1 - w) mean_h A_l + w I) for the three blocks below, w^3 = 0.6
   let row: number[] = Array.from({ length: 65 }, (_, j) => (j === 0 ? 1 : 0));
   for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) row[j] += Math.max(0, layers[3][h * 65 * 65 + j] * out['attention_grads.3'].data[h * 65 * 65 + j]) / 4;
   for (let l = 2; l >= 0; l--) {
-    const next = row.map((v) => v * ROLL_IDENTITY);
-    for (let i = 0; i < 65; i++) for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) next[j] += row[i] * ((1 - ROLL_IDENTITY) / 4) * layers[l][h * 65 * 65 + i * 65 + j];
+    const w = Math.cbrt(0.6);
+    const next = row.map((v) => v * w);
+    for (let i = 0; i < 65; i++) for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) next[j] += row[i] * ((1 - w) / 4) * layers[l][h * 65 * 65 + i * 65 + j];
     row = next;
   }
-  t.equal(ROLL_IDENTITY, 0.7);
+  t.equal(ROLL_SHARE, 0.6);
   assertClose(t, byLabel.values.flat(), scaled(Float32Array.from(row.slice(1))), 0, 1e-4, 'the rule written out here');
   const combined = (await app.inject(`/attention/${c.id}?method=combined&class=${other}&format=json`)).json();
   t.equal(combined.rule, '(chefer + rollout) x sqrt(grad-input)');

@@ -1,5 +1,5 @@
 // Every recipe file in the repository is a valid training config with a valid model: the named ones
-// (trainer/recipes), the ablations' (bench/ablation, bench/ablation/budget) and the retrains' (bench/retrain).
+// (trainer/recipes), and the ablations' (bench/ablation, bench/ablation/budget).
 
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -9,7 +9,7 @@ import { recipesDir } from '../../../trainer/train/recipes.js';
 import { parseViTConfig } from '../../../trainer/vit/config.js';
 import { ViT } from '../../../trainer/vit/model.js';
 
-const dirs = [recipesDir(), path.resolve('bench', 'ablation'), path.resolve('bench', 'ablation', 'budget'), path.resolve('bench', 'retrain')];
+const dirs = [recipesDir(), path.resolve('bench', 'ablation'), path.resolve('bench', 'ablation', 'budget')];
 
 t.test('recipes parse, and their models build', async (t) => {
   for (const dir of dirs) {
