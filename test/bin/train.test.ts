@@ -282,7 +282,7 @@ t.test('what a first run says, through the built command: the device line once, 
   t.match(await readFile(path.join(dir, 'best', 'README.md'), 'utf8'), /^---\nlibrary_name: vitrine[\s\S]*# best\n[\s\S]*## Held-out accuracy/, 'an export from the run gets its card');
 
   const help = await runCli(['train', '--help'], { built: true });
-  t.match(help.stdout, /model\/ \(onnx\/model\.onnx, onnx\/relevance\.onnx, config\.json: ready to serve\)/);
+  t.match(help.stdout, /model\/ \(onnx\/model\.onnx, the explanation graphs, config\.json: ready to serve\)/);
 });
 
 t.test("the folder recipe's batch: a power of two near an eighth of the training images, 8 to 128", async (t) => {

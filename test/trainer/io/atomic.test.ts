@@ -57,11 +57,11 @@ t.test('an export whose writing fails leaves the earlier export as it was', asyn
   const { io, counted } = failing('writeFile', 3, 'ENOSPC');
   const dir = path.join(await mkdtemp(path.join(os.tmpdir(), 'vitrine-atomic-')), 'm');
   await exportModel(new ViT(SEED_CONFIG, 1), defaultLabels(10), dir);
-  const before = await Promise.all(['onnx/model.onnx', 'onnx/relevance.onnx', 'config.json', 'preprocessor_config.json'].map((f) => readFile(path.join(dir, f))));
+  const before = await Promise.all(['onnx/model.onnx', 'onnx/relevance.onnx', 'onnx/relevance-light.onnx', 'config.json', 'preprocessor_config.json'].map((f) => readFile(path.join(dir, f))));
   await t.rejects(exportModel(new ViT(SEED_CONFIG, 2), defaultLabels(10), dir, { io }), /cannot write to .*ENOSPC/);
   t.equal(counted.calls, 3, 'the export went through the failing writes, and stopped at the third');
-  const after = await Promise.all(['onnx/model.onnx', 'onnx/relevance.onnx', 'config.json', 'preprocessor_config.json'].map((f) => readFile(path.join(dir, f))));
-  t.ok(after.every((b, i) => b.equals(before[i])), 'all four files as the first export wrote them');
+  const after = await Promise.all(['onnx/model.onnx', 'onnx/relevance.onnx', 'onnx/relevance-light.onnx', 'config.json', 'preprocessor_config.json'].map((f) => readFile(path.join(dir, f))));
+  t.ok(after.every((b, i) => b.equals(before[i])), 'all five files as the first export wrote them');
   t.same((await readdir(dir)).sort(), ['config.json', 'onnx', 'preprocessor_config.json']);
-  t.same((await readdir(path.join(dir, 'onnx'))).sort(), ['model.onnx', 'relevance.onnx'], 'no temp files left');
+  t.same((await readdir(path.join(dir, 'onnx'))).sort(), ['model.onnx', 'relevance-light.onnx', 'relevance.onnx'], 'no temp files left');
 });
