@@ -14,7 +14,13 @@ import { multipart, testApp, testImage } from '../helpers/server.js';
 function threadNices(): Map<number, number> {
   const out = new Map<number, number>();
   for (const tid of readdirSync('/proc/self/task')) {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // a thread that ended between the listing and the read
+      throw err;
+    }
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
     out.set(Number(tid), Number(fields[19 - 3]));
   }
