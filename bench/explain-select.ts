@@ -22,7 +22,7 @@
 // fwd_last_resid (w from the norms of the residual stream and of the attention's output), vnorm_rollout
 // and fwd_last_vnorm (attention weighted by the norm of what it carries, Kobayashi et al. 2020).
 import { rolloutMeanInto } from '../server/attention.js';
-import { combinedRelevance, lastLayerRelevanceInto, relevanceInto } from '../server/relevance.js';
+import { combinedRelevance, lastLayerRelevanceInto, relevanceInto, rollIdentity } from '../server/relevance.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { grad } from '../trainer/autograd/grad.js';
@@ -176,7 +176,7 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
     }
     return w;
   });
-  // the last block's Chefer row rolled down with identity weight w: rows (1 - w) A + w I
+  // the last block's Chefer row (from the [CLS] gradient computed here) rolled down with an identity weight per block and token: rows (1 - w) A + w I
   const rollWith = (start: Float64Array, weight: (l: number, i: number) => number) => {
     let r = start;
     for (let l = Lx - 2; l >= 0; l--) {
@@ -186,9 +186,9 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
     }
     return r;
   };
-  for (const w of [0.6, 0.7, 0.8, 0.9]) { const r = rollWith(v, () => w); for (let p = 0; p < patches; p++) M(`fwd_last_id${Math.round(w * 10)}`)[at + p] = r[prefix + p]; }
-  // identity weight from the depth: w^(blocks below) = c, so that the [CLS] row keeps the same share on the token itself over the blocks below
-  for (const share of [0.5, 0.6]) { const w = Lx > 1 ? Math.pow(share, 1 / (Lx - 1)) : 1; const r = rollWith(v, () => w); for (let p = 0; p < patches; p++) M(`fwd_last_depth${Math.round(share * 10)}`)[at + p] = r[prefix + p]; }
+  // the served rule (relevance.ts) with other identity weights: a constant w, or w^(blocks below) = share
+  for (const w of [0.6, 0.7, 0.8, 0.9]) lastLayerRelevanceInto(A, GA[Lx - 1], b, heads, T, M(`fwd_last_id${Math.round(w * 10)}`), at, prefix, w);
+  for (const share of [0.5, 0.6]) lastLayerRelevanceInto(A, GA[Lx - 1], b, heads, T, M(`fwd_last_depth${Math.round(share * 10)}`), at, prefix, rollIdentity(Lx, share));
   // identity weight from the norms: what the residual carries against what the attention adds
   const ratio = Array.from({ length: Lx - 1 }, (_, l) => {
     const o = os[l]; const out = new Float64Array(T);

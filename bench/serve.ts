@@ -24,6 +24,7 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession, runSession } from '../runtime/ort.js';
+import { CLASS_METHODS } from '../server/maps.js';
 import { waitReady } from './ready.js';
 
 const argv = process.argv.slice(2);
@@ -131,7 +132,7 @@ const pair = {
       c.id = b.id;
       c.top = b.predictions[0].index;
     } },
-    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${['relevance', 'chefer', 'grad-input', 'combined'].includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256` }) },
+    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${(CLASS_METHODS as readonly string[]).includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256` }) },
   ],
 };
 const request = drawOnly ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : draw ? pair : classifyRequest;

@@ -121,8 +121,8 @@ function reduceView(view: { data: Uint8Array; width: number; height: number }, w
 
 /** The heatmap PNG (synchronous: it runs in a heatmap worker, draws.ts). One pass over the output
  *  pixels: the map's value (bicubic along y over the rows widened along x), the image's pixel (nearest
- *  when enlarging, else from the reduced view), the blend, and the PNG's Sub filter, written straight
- *  into the rows zlib deflates. */
+ *  when enlarging, else from the reduced view), the blend, and the PNG's row filter (Sub for the
+ *  first row, Up after), written straight into the rows zlib deflates. */
 export function drawHeatmap(grid: number[][], view: { data: Uint8Array; width: number; height: number }, o: HeatmapOptions): Buffer {
   const width = o.size;
   const height = Math.max(1, Math.round((o.size * view.height) / view.width));

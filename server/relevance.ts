@@ -96,8 +96,9 @@ export function combinedRelevance(chefer: Float32Array, rollout: Float32Array, g
  *  lastLayerRelevanceInto: each of the L - 1 blocks keeps ROLL_SHARE^(1 / (L - 1)) of it in place. */
 export const ROLL_SHARE = 0.6;
 
-/** The identity weight of each block below the last for a model of `layers` blocks. */
-export const rollIdentity = (layers: number): number => (layers > 1 ? Math.pow(ROLL_SHARE, 1 / (layers - 1)) : 1);
+/** The identity weight of each block below the last for a model of `layers` blocks, keeping `share`
+ *  over them all. */
+export const rollIdentity = (layers: number, share = ROLL_SHARE): number => (layers > 1 ? Math.pow(share, 1 / (layers - 1)) : 1);
 
 /**
  * The default explanation, `relevance`, for one image of a batch: Chefer's rule at the last block

@@ -83,31 +83,19 @@ export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pix
   return { pixels, target, logits, attentions, grads: all.slice(0, -1), inputGrad: all.at(-1)!, score };
 }
 
-export function exportRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array {
+/** An explanation graph, serialized: the full one (every layer's dy_c/dA_l and dy_c/dx), or the light
+ *  one (the logits, every layer's attentions and dy_c/dA of the last block alone: a backward through
+ *  that block only, as the gradients of the others are not emitted; the default map,
+ *  server/relevance.ts lastLayerRelevanceInto, needs no more). */
+export function exportRelevanceOnnx(model: ViT, config: ModelConfig, light = false): Uint8Array {
   const { logits, attentions, grads, inputGrad } = relevanceGraph(model);
+  const last = attentions.length - 1;
+  const gradients = light ? [[attentionGradOutput(last), grads[last]] as const] : [...grads.map((g, i) => [attentionGradOutput(i), g] as const), [INPUT_GRAD_OUTPUT, inputGrad] as const];
   return compileToBytes({
-    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...grads.map((g, i) => [attentionGradOutput(i), g] as const), [INPUT_GRAD_OUTPUT, inputGrad]],
+    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...gradients],
     initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
-    graphName: 'vit_relevance',
-    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to every layer's attention probabilities and to the input pixels`,
-    metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
-  });
-}
-
-/** The light explanation graph: the logits, every layer's attentions and dy_c/dA of the last block
- *  alone, a backward through that block only (the default map, server/relevance.ts
- *  lastLayerRelevanceInto, needs no more). */
-export function exportLightRelevanceOnnx(model: ViT, config: ModelConfig): Uint8Array {
-  const c = model.config;
-  const pixels = pixelInput(c);
-  const target = input(CLASS_INPUT, [BATCH]);
-  const { logits, attentions } = model.forward(new GraphContext(false), pixels);
-  const [last] = grad(classScore(logits, target, c.num_classes), [attentions.at(-1)!]);
-  return compileToBytes({
-    outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), [attentionGradOutput(attentions.length - 1), last]],
-    initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
-    graphName: 'vit_relevance_light',
-    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to the last layer's attention probabilities`,
+    graphName: light ? 'vit_relevance_light' : 'vit_relevance',
+    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to ${light ? "the last layer's attention probabilities" : "every layer's attention probabilities and to the input pixels"}`,
     metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
   });
 }
@@ -153,7 +141,7 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
   const config: ModelConfig = { ...modelConfigFor(model, labels), ...kept, ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   const relevance = exportRelevanceOnnx(model, config);
-  const light = exportLightRelevanceOnnx(model, config);
+  const light = exportRelevanceOnnx(model, config, true);
   const files = modelFolderFiles(config);
   try {
     await fs.mkdir(path.join(dir, path.dirname(MODEL_FILE)), { recursive: true });

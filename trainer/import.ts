@@ -138,39 +138,22 @@ function inferenceModel(g: ImportedGraph, attentions: FoundAttention[], places: 
 
 /** The explanation graph over the imported one: logits, every attention as [B, h, T, T], the gradient
  *  of each image's target-class logit (-1: its top prediction) with respect to it and to the input
- *  pixels (the same contract as export.ts's). */
-/** The light explanation graph: the logits, the attentions and the last attention's gradient alone
- *  (a backward through the last block only; what the default map needs). */
-function lightRelevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string): ModelProto {
-  const classes = logits.shape[1] as number;
-  const target = input(CLASS_INPUT, [g.input.shape[0]]);
-  const last = attentions.at(-1)!;
-  const [d] = grad(classScore(logits, target, classes), [last.tensor]);
-  const inline = new Map([...g.params].filter(([name]) => !places.has(name)));
-  return compileModel({
-    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), [attentionGradOutput(attentions.length - 1), perHead(d, last)]],
-    initializers: inline,
-    external: places,
-    inputOrder: [g.inputName, CLASS_INPUT],
-    graphName: 'imported_relevance_light',
-    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to the last attention's probabilities`,
-  });
-}
-
-function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string): ModelProto {
+ *  pixels (the same contract as export.ts's); or the light one, with the last attention's gradient
+ *  alone (a backward through the last block only; what the default map needs). */
+function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string, light = false): ModelProto {
   const classes = logits.shape[1] as number;
   const target = input(CLASS_INPUT, [g.input.shape[0]]);
   const score = classScore(logits, target, classes);
   const all = grad(score, [...attentions.map((a) => a.tensor), g.input]);
-  const grads = all.slice(0, -1);
+  const grads = all.slice(0, -1).map((d, l) => [attentionGradOutput(l), perHead(d, attentions[l])] as const);
   const inline = new Map([...g.params].filter(([name]) => !places.has(name)));
   return compileModel({
-    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), ...grads.map((d, l) => [attentionGradOutput(l), perHead(d, attentions[l])] as const), [INPUT_GRAD_OUTPUT, all.at(-1)!]],
+    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), ...(light ? grads.slice(-1) : [...grads, [INPUT_GRAD_OUTPUT, all.at(-1)!] as const])],
     initializers: inline,
     external: places,
     inputOrder: [g.inputName, CLASS_INPUT],
-    graphName: 'imported_relevance',
-    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to every attention's probabilities and to the input`,
+    graphName: light ? 'imported_relevance_light' : 'imported_relevance',
+    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to ${light ? "the last attention's probabilities" : "every attention's probabilities and to the input"}`,
   });
 }
 
@@ -216,7 +199,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const { places, bytes } = layoutWeights(g);
   const inference = inferenceModel(g, attentions, places);
   const relevance = relevanceModel(g, logits, attentions, places, logitsName);
-  const light = lightRelevanceModel(g, logits, attentions, places, logitsName);
+  const light = relevanceModel(g, logits, attentions, places, logitsName, true);
   const [, channels, h, w] = g.input.shape as [Dim, number, number, number];
   if (s.mean.length !== channels || s.std.length !== channels) throw new Error(`the mean and std need ${channels} values each (the input has ${channels} channels)`);
   const config: ModelConfig = {
