@@ -5,7 +5,7 @@
 //   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N --worker-nice N --max-batch N
 //                          --max-delay-ms N --results-capacity N --log-level warn
 //                          --image-size N --image-format png|jpeg | --image FILE
-//                          --node-flags "..." --gc --attention rollout|relevance|none --draw
+//                          --node-flags "..." --gc --attention rollout|relevance|none --draw [--draw-format json]
 //                          --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (one run of
 // the light explanation graph instead of the model), for the cost of explanations beside plain classification.
@@ -39,6 +39,8 @@ const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const root = path.resolve(opt('root', here));
 const drawOnly = argv.includes('--draw-only');
 const draw = argv.includes('--draw') && !drawOnly;
+// --draw-format json: the same pairs with the map asked as JSON, nothing drawn: what the pairs reach with a draw that cost nothing
+const drawFormat = opt('draw-format', 'png');
 const drawMethod = draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--') ? argv[argv.indexOf('--draw') + 1] : 'relevance';
 const serverFlags = ['workers', 'threads', 'decoders', 'drawers', 'worker-nice', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
@@ -132,7 +134,7 @@ const pair = {
       c.id = b.id;
       c.top = b.predictions[0].index;
     } },
-    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${(CLASS_METHODS as readonly string[]).includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256` }) },
+    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${(CLASS_METHODS as readonly string[]).includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256${drawFormat === 'png' ? '' : `&format=${drawFormat}`}` }) },
   ],
 };
 const request = drawOnly ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : draw ? pair : classifyRequest;
@@ -159,7 +161,7 @@ async function load(connections: number) {
       seconds,
       cores: os.cpus().length,
       image: imageLabel,
-      load: drawOnly ? 'GET /attention/:id (png, rollout)' : draw ? `POST /classify, then GET /attention/:id (png, ${drawMethod})` : 'POST /classify',
+      load: drawOnly ? 'GET /attention/:id (png, rollout)' : draw ? `POST /classify, then GET /attention/:id (${drawFormat}, ${drawMethod})` : 'POST /classify',
       attention: attention || 'rollout (default)',
       ...(root !== here ? { root } : {}),
       log_level: logLevel,
