@@ -19,6 +19,15 @@ export const RELEVANCE_RULE = 'last-block chefer, rolled out (share 0.6 kept in 
 export const COMBINED_RULE = '(chefer + rollout) x sqrt(grad-input)';
 const isClassMethod = (m: MapMethod) => CLASS_METHODS.includes(m);
 
+/** The methods a served model's maps can be made with (GET /models' list, and what checkMapQuery
+ *  admits): none without attention outputs; rollout and cls from the attentions; the class methods
+ *  with an explanation graph, gradient x input and the combined map only where it has that output. */
+export function methodsOf(model: ServedModel): MapMethod[] {
+  if (!model.grid) return [];
+  if (!model.relevance) return ['rollout', 'cls'];
+  return model.config.relevance?.input_gradient_output ? [...MAP_METHODS] : MAP_METHODS.filter((m) => m !== 'grad-input' && m !== 'combined');
+}
+
 /** Where the maps made of a kept result are kept (the results store), by mapKey. */
 export interface MapCache {
   get(key: string): Promise<Float32Array | undefined>;
@@ -51,8 +60,7 @@ export function checkMapQuery(model: ServedModel, q: MapQuery, given: { has(key:
   if (method === 'cls' && given.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
   if (isClassMethod(method)) {
     for (const k of ['layer', 'head', 'discard']) if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=${method}: it weighs every head of every layer`);
-    if (!model.relevance) throw Refusals.noRelevance(model.name);
-    if ((method === 'grad-input' || method === 'combined') && !model.config.relevance?.input_gradient_output) throw Refusals.noInputGradient(model.name, method);
+    if (!methodsOf(model).includes(method)) throw model.relevance ? Refusals.noInputGradient(model.name, method) : Refusals.noRelevance(model.name);
   } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance, chefer, grad-input and combined only: rollout and cls do not depend on the class');
   if (q.class !== undefined) classIndex(q.class, model.config.labels);
   const layers = model.config.attention_outputs.length;

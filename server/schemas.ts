@@ -95,6 +95,7 @@ export const ModelsResponse = Type.Object({
       }),
       outputs: Type.Object({ logits: Type.String(), attentions: Type.Array(Type.String()) }),
       methods: Type.Array(Type.String(), { description: 'the attention map methods the model serves (relevance needs its relevance graph)' }),
+      class_methods: Type.Array(Type.String(), { description: 'those of methods that explain one class (GET /attention/:id takes class= with them)' }),
       patch_size: Type.Union([Type.Integer(), Type.Null()]),
       provider: Type.String(),
     }),

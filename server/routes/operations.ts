@@ -2,6 +2,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import { CLASS_METHODS, methodsOf } from '../maps.js';
 import { ModelsResponse, errors } from '../schemas.js';
 
 const Readiness = Type.Object({
@@ -44,7 +45,8 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       labels: m.config.labels,
       input: { name: m.config.input_name, shape: ['batch', m.config.mean.length, ...m.config.image_size], mean: m.config.mean, std: m.config.std, fit: m.config.fit ?? 'cover', resample: m.config.resample ?? 'area', rescale: m.config.rescale ?? 1 / 255 },
       outputs: { logits: m.config.logits_output, attentions: m.config.attention_outputs },
-      methods: m.grid ? ['rollout', 'cls', ...(m.relevance ? ['relevance', 'chefer', ...(m.config.relevance?.input_gradient_output ? ['grad-input', 'combined'] : [])] : [])] : [],
+      methods: methodsOf(m),
+      class_methods: methodsOf(m).filter((method) => CLASS_METHODS.includes(method)),
       patch_size: m.config.patch_size,
       provider: ctx.pool.providers[m.name] ?? 'unknown',
     })),

@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 let apiKey = sessionStorage.getItem('vitrine-key') || '';
-let current = null; // { id, model, layers, methods, labels, cls: the class a relevance map explains }
+let current = null; // { id, model, layers, methods, classMethods (those that explain one class), labels, cls: the class they explain }
 let lastImage = null; // the image shown, so that another model can classify it again
 let served = {}; // name -> what GET /models says of it
 
@@ -87,7 +87,7 @@ async function classify(blob) {
     return;
   }
   const body = await res.json();
-  current = { id: body.id, model: body.model, layers: 0, methods: [], labels: [], cls: body.predictions[0] ? body.predictions[0].index : 0 };
+  current = { id: body.id, model: body.model, layers: 0, methods: [], classMethods: [], labels: [], cls: body.predictions[0] ? body.predictions[0].index : 0 };
   // shown as the model sees it: the centre square of the image, or the whole image stretched to the
   // model's shape (Hugging Face processors resize so)
   const stretched = served[body.model] && served[body.model].input.fit === 'fill';
@@ -110,13 +110,11 @@ async function classify(blob) {
     const info = served[body.model];
     current.layers = info ? info.outputs.attentions.length : 0;
     current.methods = info ? info.methods : [];
+    current.classMethods = info ? info.class_methods : [];
     current.labels = info ? info.labels : [];
-    // relevance is the default where the model has it; other models offer rollout and cls
-    for (const m of CLASS_METHODS) {
-      const option = $('method').querySelector(`option[value="${m}"]`);
-      option.hidden = option.disabled = !current.methods.includes(m);
-      if (option.disabled && $('method').value === m) $('method').value = 'rollout';
-    }
+    // relevance is the default where the model has it; the methods GET /models does not list for it are hidden
+    for (const option of $('method').options) option.hidden = option.disabled = !current.methods.includes(option.value);
+    if (!current.methods.includes($('method').value)) $('method').value = 'rollout';
     $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
     await drawHeatmap();
     status('');
@@ -126,14 +124,12 @@ async function classify(blob) {
   }
 }
 
-// the maps that explain one class (the explanation graph's)
-const CLASS_METHODS = ['relevance', 'chefer', 'grad-input', 'combined'];
 const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input', combined: 'combined relevance' };
 
 async function drawHeatmap() {
   if (!current) return;
   const method = $('method').value;
-  const forClass = CLASS_METHODS.includes(method);
+  const forClass = current.classMethods.includes(method);
   $('layer-row').hidden = method !== 'cls';
   $('head-row').hidden = forClass;
   const q = new URLSearchParams({ method, alpha: $('alpha').value, colormap: $('colormap').value, size: '256' });
@@ -176,7 +172,7 @@ function setup() {
     const button = e.target.closest('button.why');
     if (!button || !current || !current.methods.includes('relevance')) return;
     current.cls = Number(button.dataset.index);
-    if (!CLASS_METHODS.includes($('method').value)) $('method').value = 'relevance';
+    if (!current.classMethods.includes($('method').value)) $('method').value = 'relevance';
     drawHeatmap();
   });
   loadModels().catch((err) => status(String(err), true));

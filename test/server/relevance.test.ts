@@ -111,6 +111,7 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   t.match(metrics, /vitrine_batch_size_count\{model="vit-cifar10 relevance"\} \d+/);
   const listed = (await app.inject('/models')).json().models.find((m: { name: string }) => m.name === 'vit-cifar10');
   t.same(listed.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']);
+  t.same(listed.class_methods, ['relevance', 'chefer', 'grad-input', 'combined'], 'those that take class=');
 });
 
 t.test('bad relevance requests are 400s that say what is accepted', async (t) => {
