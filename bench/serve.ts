@@ -41,6 +41,10 @@ const drawOnly = argv.includes('--draw-only');
 const draw = argv.includes('--draw') && !drawOnly;
 // --draw-format json: the same pairs with the map asked as JSON, nothing drawn: what the pairs reach with a draw that cost nothing
 const drawFormat = opt('draw-format', 'png');
+if (drawFormat !== 'png' && drawFormat !== 'json') {
+  console.error(`bench:serve: --draw-format takes png or json, not ${drawFormat}`);
+  process.exit(2);
+}
 const drawMethod = draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--') ? argv[argv.indexOf('--draw') + 1] : 'relevance';
 const serverFlags = ['workers', 'threads', 'decoders', 'drawers', 'worker-nice', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
