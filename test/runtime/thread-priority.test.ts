@@ -43,7 +43,11 @@ t.test('a worker thread runs at the value asked, and never higher than it alread
   const code = `
     const { parentPort } = require('node:worker_threads');
     import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(new URL('../../runtime/thread-priority.ts', import.meta.url).href)}); })
-      .then((m) => parentPort.postMessage({ tid: m.threadId(), first: m.lowerThreadPriority(7), again: m.lowerThreadPriority(3), zero: m.lowerThreadPriority(0) }));`;
+      .then((m) => {
+        // the listener keeps the thread alive until terminate(), so its /proc entry is there to read
+        parentPort.on('message', () => {});
+        parentPort.postMessage({ tid: m.threadId(), first: m.lowerThreadPriority(7), again: m.lowerThreadPriority(3), zero: m.lowerThreadPriority(0) });
+      });`;
   const w = new Worker(code, { eval: true });
   const r = await new Promise<{ tid: number; first: number; again: number; zero: number | null }>((resolve, reject) => w.once('message', resolve).once('error', reject));
   t.not(r.tid, process.pid, 'a thread of its own');
