@@ -134,7 +134,9 @@ export function renderModelCard(c: CardInput): string {
     out.push('', '## Training', '');
     out.push(`- ${last.epoch} epoch${last.epoch === 1 ? '' : 's'} (${last.step.toLocaleString('en-US')} steps) in ${formatDuration(last.elapsed_s)} of wall time, evaluations included; median ${Math.round(median(rates))} training images/s per epoch (${Math.min(...rates)} to ${Math.max(...rates)})`);
     out.push(`- last epoch: train loss ${last.train_loss.toFixed(4)}, train accuracy ${pct(last.train_accuracy)}${last.test_accuracy !== undefined ? `, held-out accuracy ${pct(last.test_accuracy)}` : ''}${last.ema_test_accuracy !== undefined ? ` (the average of the weights: ${pct(last.ema_test_accuracy)})` : ''}`);
-    if (best && last.test_accuracy !== undefined && best.test_accuracy! > last.test_accuracy) out.push(`- the held-out accuracy peaked at epoch ${best.epoch} (${pct(best.test_accuracy!)}); the last epoch is what was exported`);
+    // the run exports the average when it does better at the last epoch (finishRun's rule)
+    const averaged = last.test_accuracy !== undefined && last.ema_test_accuracy !== undefined && last.ema_test_accuracy > last.test_accuracy;
+    if (best && last.test_accuracy !== undefined && best.test_accuracy! > last.test_accuracy) out.push(`- the held-out accuracy peaked at epoch ${best.epoch} (${pct(best.test_accuracy!)}); the last epoch${averaged ? "'s average of the weights" : ''} is what was exported`);
   }
   if (c.hasCurves) out.push('', '## Curves', '', '![train and held-out loss and accuracy per epoch](curves.svg)');
   out.push('', '## Files', '', '| file | what |', '| --- | --- |');

@@ -386,7 +386,7 @@ async function finishRun(run: Run): Promise<string> {
     // optimistic figure (on CIFAR-10 they are the test set). The best is kept for whoever wants it.
     log(
       `note: ${data.evalName === 'val' ? 'validation' : 'test'} accuracy peaked at epoch ${best.epoch} (${(100 * best.test_accuracy!).toFixed(2)}%, last ${(100 * last.test_accuracy!).toFixed(2)}%); ` +
-        `the model exported is the last epoch's; the best epoch's weights are ${path.join(o.out, BEST_WEIGHTS)} (vitrine export --checkpoint ${path.join(o.out, BEST_WEIGHTS)} --out <dir>)`,
+        `the model exported is the last epoch's${adopted ? ' average of the weights' : ''}; the best epoch's weights are ${path.join(o.out, BEST_WEIGHTS)} (vitrine export --checkpoint ${path.join(o.out, BEST_WEIGHTS)} --out <dir>)`,
     );
   }
   return modelDir;
