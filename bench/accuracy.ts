@@ -1,9 +1,11 @@
 // Accuracy through the service: every CIFAR-10 test image, encoded as a PNG, POSTed to /classify over
 // real HTTP; the top prediction against the label. What a user of the API gets, decode and all.
 //   npm run bench:accuracy [-- --models models] [--model NAME ...] [--images 10000] [--url http://host:port]
-//                          [--concurrency 16] [--data-dir data]
+//                          [--concurrency 16] [--data-dir data] [--tta none|flip|none,flip]
 // Without --url the service is started here on the models folder (default options, CPU), on a free
-// port. One JSON line per model: accuracy, per-class accuracy, images, seconds; then a summary line.
+// port. `--tta flip` posts with `tta=flip` (the logits averaged with the mirror image's); a list runs
+// each model once per value. One JSON line per model and tta: accuracy, per-class accuracy, images,
+// seconds; then a summary line.
 
 import path from 'node:path';
 import sharp from 'sharp';
@@ -20,6 +22,13 @@ const all = (name: string) => argv.flatMap((a, i) => (a === `--${name}` ? [argv[
 const N = Number(arg('images', '10000'));
 const concurrency = Number(arg('concurrency', '16'));
 const dataDir = arg('data-dir', 'data');
+const ttas = arg('tta', 'none').split(',');
+for (const t of ttas) {
+  if (t !== 'none' && t !== 'flip') {
+    process.stderr.write(`bench:accuracy: --tta must be none, flip or a list of them (none,flip), got '${t}'\n`);
+    process.exit(2);
+  }
+}
 
 let base = arg('url', '');
 let close = async () => {};
@@ -45,7 +54,8 @@ for (let i = 0; i < n; i++) {
 }
 
 const summary: Record<string, number> = {};
-for (const model of models) {
+for (const model of models) for (const tta of ttas) {
+  const key = tta === 'none' ? model : `${model} tta=flip`;
   const t0 = performance.now();
   const correct = new Int32Array(test.classes.length);
   const seen = new Int32Array(test.classes.length);
@@ -54,7 +64,7 @@ for (const model of models) {
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      const res = await fetch(`${base}/classify?model=${encodeURIComponent(model)}&attention=none&topk=1`, { method: 'POST', body: pngs[i], headers: { 'content-type': 'image/png' } });
+      const res = await fetch(`${base}/classify?model=${encodeURIComponent(model)}&attention=none&topk=1${tta === 'flip' ? '&tta=flip' : ''}`, { method: 'POST', body: pngs[i], headers: { 'content-type': 'image/png' } });
       if (res.status !== 200) {
         failed++;
         await res.arrayBuffer();
@@ -67,11 +77,11 @@ for (const model of models) {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  if (failed > 0) throw new Error(`${model}: ${failed} requests failed`);
+  if (failed > 0) throw new Error(`${key}: ${failed} requests failed`);
   const total = correct.reduce((a, b) => a + b, 0);
   const perClass = Object.fromEntries(test.classes.map((c, k) => [c, Number((correct[k] / seen[k]).toFixed(4))]));
-  summary[model] = total / n;
-  console.log(JSON.stringify({ model, images: n, accuracy: Number((total / n).toFixed(4)), correct: total, per_class: perClass, seconds: Number(((performance.now() - t0) / 1000).toFixed(1)), via: `${base}/classify` }));
+  summary[key] = total / n;
+  console.log(JSON.stringify({ model, tta, images: n, accuracy: Number((total / n).toFixed(4)), correct: total, per_class: perClass, seconds: Number(((performance.now() - t0) / 1000).toFixed(1)), via: `${base}/classify` }));
 }
 console.log(JSON.stringify({ summary: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, `${(100 * v).toFixed(2)}%`])) }));
 await close();
