@@ -10,7 +10,7 @@ import { writeFileAtomic } from './io/atomic.js';
 import type { ModelConfig } from '../runtime/model-config.js';
 import type { TrainConfig } from './train/config.js';
 import type { Evaluation } from './train/evaluate.js';
-import { EpochMetrics, formatDuration } from './train/report.js';
+import { EpochMetrics, averageWins, formatDuration } from './train/report.js';
 import type { ViTConfig } from './vit/config.js';
 
 export const CARD_FILE = 'README.md';
@@ -134,8 +134,7 @@ export function renderModelCard(c: CardInput): string {
     out.push('', '## Training', '');
     out.push(`- ${last.epoch} epoch${last.epoch === 1 ? '' : 's'} (${last.step.toLocaleString('en-US')} steps) in ${formatDuration(last.elapsed_s)} of wall time, evaluations included; median ${Math.round(median(rates))} training images/s per epoch (${Math.min(...rates)} to ${Math.max(...rates)})`);
     out.push(`- last epoch: train loss ${last.train_loss.toFixed(4)}, train accuracy ${pct(last.train_accuracy)}${last.test_accuracy !== undefined ? `, held-out accuracy ${pct(last.test_accuracy)}` : ''}${last.ema_test_accuracy !== undefined ? ` (the average of the weights: ${pct(last.ema_test_accuracy)})` : ''}`);
-    // the run exports the average when it does better at the last epoch (finishRun's rule)
-    const averaged = last.test_accuracy !== undefined && last.ema_test_accuracy !== undefined && last.ema_test_accuracy > last.test_accuracy;
+    const averaged = averageWins(last);
     if (best && last.test_accuracy !== undefined && best.test_accuracy! > last.test_accuracy) out.push(`- the held-out accuracy peaked at epoch ${best.epoch} (${pct(best.test_accuracy!)}); the last epoch${averaged ? "'s average of the weights" : ''} is what was exported`);
   }
   if (c.hasCurves) out.push('', '## Curves', '', '![train and held-out loss and accuracy per epoch](curves.svg)');

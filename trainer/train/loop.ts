@@ -22,7 +22,7 @@ import { RunState, loadCheckpoint, saveCheckpoint, trainingRecord } from './chec
 import { RunData } from './data.js';
 import { type Evaluation, argmax, evaluate } from './evaluate.js';
 import { AdamW, Optimizer, OptimizerParam, SGD, isNoDecayParam } from './optim.js';
-import { EpochMetrics, ProgressBar, formatDuration, renderCurves } from './report.js';
+import { EpochMetrics, ProgressBar, averageWins, formatDuration, renderCurves } from './report.js';
 import { Schedule, learningRate } from './schedule.js';
 import { StepRunner } from './step.js';
 import { WeightAverage } from './ema.js';
@@ -366,7 +366,7 @@ async function finishRun(run: Run): Promise<string> {
   const { config: c, data, log } = o;
   const final = state.history.at(-1);
   let adopted = false;
-  if (ema && final?.ema_test_accuracy !== undefined && final.test_accuracy !== undefined && final.ema_test_accuracy > final.test_accuracy) {
+  if (ema && averageWins(final)) {
     ema.adopt(params);
     adopted = true;
     log(`exporting the average of the weights (decay ${ema.decay.toPrecision(6)}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);

@@ -17,6 +17,12 @@ export interface EpochMetrics {
   elapsed_s: number;
 }
 
+/** The run's rule for what it exports: the weight average when it scored higher than the weights on
+ *  the held-out images at the last epoch (its metrics), the weights otherwise. */
+export function averageWins(last: EpochMetrics | undefined): last is EpochMetrics & { test_accuracy: number; ema_test_accuracy: number } {
+  return last?.ema_test_accuracy !== undefined && last.test_accuracy !== undefined && last.ema_test_accuracy > last.test_accuracy;
+}
+
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s) || s < 0) return '--:--';
   const h = Math.floor(s / 3600);
