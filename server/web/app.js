@@ -8,6 +8,10 @@ let apiKey = sessionStorage.getItem('vitrine-key') || '';
 let current = null; // { id, model, layers, methods, classMethods (those that explain one class), labels, cls: the class they explain }
 let lastImage = null; // the image shown, so that another model can classify it again
 let served = {}; // name -> what GET /models says of it
+// Answers can come back out of order (a model switched while the last image's map is still drawing):
+// each classification and each draw takes a number, and only the latest one writes to the page.
+let classifying = 0;
+let drawing = 0;
 
 function headers() {
   return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
@@ -65,6 +69,8 @@ async function loadModels() {
 
 async function classify(blob) {
   lastImage = blob;
+  const mine = ++classifying;
+  drawing++; // a map still drawing for the previous image is not shown over this one
   status('Classifying…');
   const form = new FormData();
   form.append('image', blob, 'image');
@@ -77,16 +83,20 @@ async function classify(blob) {
   try {
     res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}${inline}`, { method: 'POST', body: form });
   } catch (err) {
+    if (mine !== classifying) return;
     clearOutput();
     status(`the server did not answer: ${err.message}`, true);
     return;
   }
   if (!res.ok) {
+    const text = await errorText(res);
+    if (mine !== classifying) return;
     clearOutput();
-    status(await errorText(res), true);
+    status(text, true);
     return;
   }
   const body = await res.json();
+  if (mine !== classifying) return;
   current = { id: body.id, model: body.model, layers: 0, methods: [], classMethods: [], labels: [], cls: body.predictions[0] ? body.predictions[0].index : 0 };
   // shown as the model sees it: the centre square of the image, or the whole image stretched to the
   // model's shape (Hugging Face processors resize so)
@@ -116,8 +126,7 @@ async function classify(blob) {
     for (const option of $('method').options) option.hidden = option.disabled = !current.methods.includes(option.value);
     if (!current.methods.includes($('method').value)) $('method').value = 'rollout';
     $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
-    await drawHeatmap();
-    status('');
+    if ((await drawHeatmap()) && mine === classifying) status('');
   } else {
     $('heatmap').removeAttribute('src');
     status('This model has no attention outputs, so no maps (vitrine import gives a ViT exported to ONNX its maps).');
@@ -126,8 +135,10 @@ async function classify(blob) {
 
 const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input', combined: 'combined relevance' };
 
+/** Draws the map the controls ask for; false where a newer draw or classification took its place. */
 async function drawHeatmap() {
-  if (!current) return;
+  if (!current) return false;
+  const mine = ++drawing;
   const method = $('method').value;
   const forClass = current.classMethods.includes(method);
   $('layer-row').hidden = method !== 'cls';
@@ -139,12 +150,17 @@ async function drawHeatmap() {
   for (const b of document.querySelectorAll('#predictions .why')) b.classList.toggle('chosen', forClass && Number(b.dataset.index) === current.cls);
   const res = await api(`/attention/${current.id}?${q}`);
   if (!res.ok) {
-    status(await errorText(res), true);
-    return;
+    const text = await errorText(res);
+    if (mine !== drawing) return false;
+    status(text, true);
+    return false;
   }
-  $('heatmap').src = URL.createObjectURL(await res.blob());
+  const png = await res.blob();
+  if (mine !== drawing) return false;
+  $('heatmap').src = URL.createObjectURL(png);
   $('heatmap-caption').textContent =
     method === 'rollout' ? 'Attention rollout' : method === 'cls' ? `[CLS] attention, layer ${Number($('layer').value) + 1}` : `Why "${current.labels[current.cls] ?? current.cls}": ${CAPTIONS[method]}`;
+  return true;
 }
 
 function setup() {

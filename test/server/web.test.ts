@@ -117,6 +117,30 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   t.equal(await page.isHidden('#heatmap-figure'), true, 'and no empty image where it would be');
   t.equal(await page.isHidden('#controls'), true, 'nor its controls');
   t.match(await page.textContent('#status'), /vitrine import/);
+
+  // Answers out of order: the map of a classification still drawing when another model is chosen
+  // comes back last, and the page shows the newer answer, not the stale map over it.
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const held = new Promise<void>((resolve) =>
+    page.route('**/attention/**', async (route) => {
+      resolve();
+      await gate;
+      await route.continue();
+    }),
+  );
+  await page.selectOption('#model', 'vit-cifar10');
+  await held; // the vit-cifar10 classification is answered and its map is on its way
+  await page.selectOption('#model', 'plain');
+  await page.waitForFunction("document.getElementById('status').textContent.includes('no attention outputs')");
+  const stale = page.waitForResponse((r) => r.url().includes('/attention/'));
+  release();
+  await (await stale).finished();
+  await page.evaluate('new Promise((resolve) => setTimeout(resolve, 200))'); // what the page does with it
+  t.match(await page.textContent('#status'), /no attention outputs/, "the stale map's answer does not clear the newer status");
+  t.equal(await page.getAttribute('#heatmap', 'src'), null, 'nor draws its map for a model without attention');
+  t.equal(await page.isHidden('#heatmap-figure'), true);
+  await page.unroute('**/attention/**');
   t.same(errors, [], 'no script errors');
 });
 
