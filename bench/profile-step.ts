@@ -1,12 +1,16 @@
 // Where a training step's time goes: the step graph of a recipe's architecture (or the seed ViT) run
 // by ONNX Runtime with its profiler on, then the time per operator type and the slowest nodes.
-//   npx tsx bench/profile-step.ts [--recipe cct-cifar10] [--batch 128] [--runs 6] [--threads 2]
+//   npx tsx bench/profile-step.ts [--recipe cct-cifar10] [--batch 128] [--runs 6] [--threads 2] [--anchor <images/s>]
+// Beside the profile: the rate of one large matrix product on the same threads (what ONNX Runtime's
+// products reach here at best), and with --anchor (PyTorch's images/s from bench:train) the step time
+// that 2.5x that anchor asks for.
 
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { compileToBytes } from '../trainer/autograd/onnx.js';
 import { Rng } from '../trainer/nn/random.js';
 import { trainStepOutputs } from '../trainer/train/step.js';
+import { input, matmul } from '../trainer/autograd/ops.js';
 import { INPUT_NAME, ViT, pixelDims } from '../trainer/vit/model.js';
 import { profileGraph, printProfile } from './profile.js';
 import { benchArchitecture } from './steps.js';
@@ -40,4 +44,23 @@ for (const m of masks) {
 }
 const p = await profileGraph(bytes, feeds, { threads, runs });
 console.log(`${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ${p.ms.toFixed(1)} ms a step (${Math.round((batch * 1000) / p.ms)} images/s); kernels ${p.kernelMs.toFixed(1)} ms a run`);
+
+// one 1024 x 1024 x 1024 product, as fast as these threads multiply: the best of 20 runs
+const N = 1024;
+const peakBytes = compileToBytes({ outputs: [['c', matmul(input('a', [N, N]), input('b', [N, N]))]], graphName: 'peak_product' });
+const square = () => new ort.Tensor('float32', Float32Array.from({ length: N * N }, () => rng.normal()), [N, N]);
+const peakSession = await ort.InferenceSession.create(peakBytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential' });
+const peakFeeds = { a: square(), b: square() };
+await peakSession.run(peakFeeds);
+let best = Infinity;
+for (let i = 0; i < 20; i++) {
+  const t0 = performance.now();
+  await peakSession.run(peakFeeds);
+  best = Math.min(best, performance.now() - t0);
+}
+await peakSession.release();
+const peakRate = (2 * N * N * N) / 1e6 / best;
+console.log(`one ${N}x${N}x${N} matrix product: ${best.toFixed(2)} ms at best, ${peakRate.toFixed(0)} GFLOP/s; the step's products at that rate: ${(p.products.flop / 1e6 / peakRate).toFixed(1)} ms`);
+const anchor = Number(arg('anchor') ?? 0);
+if (anchor > 0) console.log(`2.5x an anchor of ${anchor} images/s: ${((batch * 1000) / (2.5 * anchor)).toFixed(1)} ms a step`);
 printProfile(p, { top: Number(arg('top') ?? 25) });
