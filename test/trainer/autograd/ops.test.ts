@@ -72,6 +72,7 @@ const gradientGraphs: Case[] = [
   { name: 'conv2d gradient of the weights (2x2, no padding)', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [w])[0] },
   { name: 'conv2d gradient of the weights (5x5, padding 2)', inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5]), spec([B, 3, 6, 5])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 2), r), [w])[0] },
   { name: 'relu gradient', inputs: [spec([B, 4]), spec([B, 4])], build: ([x, r]) => grad(weighted(O.relu(x), r), [x])[0] },
+  { name: 'gelu (tanh) gradient', inputs: [spec([B, 9], [-6, 6]), spec([B, 9])], build: ([x, r]) => grad(weighted(O.gelu(x), r), [x])[0] },
   { name: 'matmul gradient of a weight under a batch of rows (one product)', inputs: [spec([B, 3, 4]), spec([4, 5]), spec([B, 3, 5])], build: ([x, w, r]) => grad(weighted(O.matmul(x, w), r), [w])[0] },
   { name: 'the gradient of slices that tile an axis (one concat)', inputs: [spec([B, 6, 2]), spec([B, 2, 2]), spec([B, 4, 2])], build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 2), r), weighted(O.mul(O.slice(x, 1, 2, 6), O.slice(x, 1, 2, 6)), s)), [x])[0] },
   { name: 'the gradient of slices that overlap (a sum)', inputs: [spec([B, 6, 2]), spec([B, 4, 2]), spec([B, 4, 2])], build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 4), r), weighted(O.slice(x, 1, 2, 6), s)), [x])[0] },
@@ -96,6 +97,25 @@ for (const c of gradientGraphs) {
     await checkForward(t, c.name, c.inputs, c.build);
   });
 }
+
+t.test("the tanh GELU: its gradient reads the input, equals the composite's, and has no second derivative", async (t) => {
+  const { interpret } = await import('../../../trainer/autograd/interpreter.js');
+  const { nd } = await import('../../../trainer/autograd/ndarray.js');
+  const x = O.input('x', [3, 40]);
+  const r = O.input('r', [3, 40]);
+  const [dx] = grad(weighted(O.gelu(x), r), [x]);
+  t.equal(dx.op, 'gelu_tanh_grad');
+  t.equal(dx.inputs[0], x, 'x itself, not values of the forward');
+  // the same function written out of primitives, as the seed's PyTorch code writes it
+  const composite = O.mul(O.mul(0.5, x), O.add(1, O.tanh(O.mul(Math.sqrt(2 / Math.PI), O.add(x, O.mul(0.044715, O.pow(x, 3)))))));
+  const [dc] = grad(weighted(composite, r), [x]);
+  const rng = new Rng(5);
+  const feeds = { x: nd(Array.from({ length: 120 }, () => 12 * rng.next() - 6), [3, 40]), r: nd(Array.from({ length: 120 }, () => rng.normal()), [3, 40]) };
+  const [y, yc, g, gc] = interpret([O.gelu(x), composite, dx, dc], feeds);
+  assertClose(t, y.data, yc.data, 1e-12, 1e-12, 'the values');
+  assertClose(t, g.data, gc.data, 1e-12, 1e-12, 'the gradients');
+  t.throws(() => grad(O.reduceSum(dx, [0, 1], false), [x]), /second derivatives of GELU are not implemented/);
+});
 
 t.test('max_pool_grad adds where windows overlap, and has no second derivative', async (t) => {
   // 1x1x3x3 image whose centre is the maximum of all four 2x2 windows (stride 1): it gets all four.
