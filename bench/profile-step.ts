@@ -1,7 +1,8 @@
 // Where a training step's time goes: the step graph of a recipe's architecture (or the seed ViT) run
 // by ONNX Runtime with its profiler on, then the time per operator type and the slowest nodes.
 //   npx tsx bench/profile-step.ts [--recipe cct-cifar10] [--batch 128] [--runs 6] [--threads 2] [--anchor <images/s>]
-// Beside the profile: the rate of one large matrix product on the same threads (what ONNX Runtime's
+// Beside the profile: the step timed without the profiler (whose cost per node inflates small
+// kernels, so "every other kernel" is an upper bound), the rate of one large matrix product on the same threads (what ONNX Runtime's
 // products reach here at best), and with --anchor (PyTorch's images/s from bench:train) the step time
 // that 2.5x that anchor asks for.
 
@@ -43,7 +44,15 @@ for (const m of masks) {
   feeds[m.name] = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(1), dims);
 }
 const p = await profileGraph(bytes, feeds, { threads, runs });
-console.log(`${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ${p.ms.toFixed(1)} ms a step (${Math.round((batch * 1000) / p.ms)} images/s); kernels ${p.kernelMs.toFixed(1)} ms a run`);
+// the profiler's own cost per node inflates small kernels: the same graph timed without it, beside
+const plainSession = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', executionMode: 'sequential', intraOpNumThreads: threads, interOpNumThreads: 1 });
+const plainFeeds = Object.fromEntries(plainSession.inputNames.map((n) => [n, feeds[n]]));
+await plainSession.run(plainFeeds);
+const p0 = performance.now();
+for (let i = 0; i < runs; i++) await plainSession.run(plainFeeds);
+const plainMs = (performance.now() - p0) / runs;
+await plainSession.release();
+console.log(`${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ${p.ms.toFixed(1)} ms a step profiled (${Math.round((batch * 1000) / p.ms)} images/s), ${plainMs.toFixed(1)} ms without the profiler (${Math.round((batch * 1000) / plainMs)} images/s); kernels ${p.kernelMs.toFixed(1)} ms a run`);
 
 // one 1024 x 1024 x 1024 product, as fast as these threads multiply: the best of 20 runs
 const N = 1024;
