@@ -126,7 +126,7 @@ async function classify(blob) {
     for (const option of $('method').options) option.hidden = option.disabled = !current.methods.includes(option.value);
     if (!current.methods.includes($('method').value)) $('method').value = 'rollout';
     $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
-    if ((await drawHeatmap()) && mine === classifying) status('');
+    if (await drawHeatmap()) status(''); // false where a newer classification took its place
   } else {
     $('heatmap').removeAttribute('src');
     status('This model has no attention outputs, so no maps (vitrine import gives a ViT exported to ONNX its maps).');

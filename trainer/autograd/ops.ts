@@ -122,13 +122,13 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   gelu_tanh: {
     arity: 1,
     shape: ([a]) => a,
-    kernel: ([a]) => K.unary(a, (x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)))),
+    kernel: ([a]) => K.unary(a, (x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + GELU_A * x * x * x)))),
     vjp: (g, out) => [geluTanhGrad(out.inputs[0], g)],
     onnx: (e, [x], out) => {
       const v = (hint: string) => e.fresh(hint);
       const [cube, scaled, sum, inner, t, onePlus, half] = [v('cube'), v('cube_scaled'), v('sum'), v('inner'), v('tanh'), v('one_plus'), v('half_x')];
       e.node('Pow', [x, e.floats([3], [])], [cube]);
-      e.node('Mul', [e.floats([0.044715], []), cube], [scaled]);
+      e.node('Mul', [e.floats([GELU_A], []), cube], [scaled]);
       e.node('Add', [x, scaled], [sum]);
       e.node('Mul', [e.floats([GELU_C], []), sum], [inner]);
       e.node('Tanh', [inner], [t]);
@@ -139,7 +139,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   },
 
   // gelu_tanh's vector-Jacobian product g * f'(x). With s = 0.5 (1 + tanh(k)) = sigmoid(2k), k the
-  // tanh's argument: f'(x) = s + x s (1 - s) 2k'(x), 2k'(x) = 2C (1 + 3 * 0.044715 x^2). Thirteen
+  // tanh's argument: f'(x) = s + x s (1 - s) 2k'(x), 2k'(x) = 2C (1 + 3A x^2), A = 0.044715. Thirteen
   // passes over x, one Sigmoid among them.
   gelu_tanh_grad: {
     arity: 2,
@@ -156,11 +156,11 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const [x2, p, p1, z, sg, q, q1, om, r, r1, r2, d] = ['x2', 'p', 'p1', 'z', 'sigmoid', 'q', 'q1', 'one_minus', 'r', 'r1', 'r2', 'd'].map(v);
       const twoC = 2 * GELU_C;
       e.node('Mul', [x, x], [x2]);
-      e.node('Mul', [x2, e.floats([twoC * 0.044715], [])], [p]);
+      e.node('Mul', [x2, e.floats([twoC * GELU_A], [])], [p]);
       e.node('Add', [p, e.floats([twoC], [])], [p1]);
       e.node('Mul', [p1, x], [z]);
       e.node('Sigmoid', [z], [sg]);
-      e.node('Mul', [x2, e.floats([twoC * 3 * 0.044715], [])], [q]);
+      e.node('Mul', [x2, e.floats([twoC * 3 * GELU_A], [])], [q]);
       e.node('Add', [q, e.floats([twoC], [])], [q1]);
       e.node('Sub', [e.floats([1], []), sg], [om]);
       e.node('Mul', [sg, om], [r]);
@@ -755,16 +755,17 @@ export function conv2dWeightGrad(x: Tensor, g: Tensor, k: number, padding: numbe
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715; // the cube's coefficient
 
 /** GELU, tanh approximation (as the seed's NewGELUActivation): the gelu_tanh primitive, whose
  *  gradient reads only x, so that ONNX Runtime fuses its forward into one kernel in training too. */
 export const gelu = (x: Tensor) => node('gelu_tanh', [x]);
 const geluTanhGrad = (x: Tensor, g: Tensor) => node('gelu_tanh_grad', [x, g]);
 
-/** d/dx of the tanh GELU: s + x s (1 - s) 2C (1 + 3 * 0.044715 x^2), s = sigmoid(2C (x + 0.044715 x^3)). */
+/** d/dx of the tanh GELU: s + x s (1 - s) 2C (1 + 3A x^2), s = sigmoid(2C (x + A x^3)), A = 0.044715. */
 function geluTanhDerivative(x: number): number {
-  const s = 1 / (1 + Math.exp(-2 * GELU_C * (x + 0.044715 * x * x * x)));
-  return s + x * s * (1 - s) * 2 * GELU_C * (1 + 3 * 0.044715 * x * x);
+  const s = 1 / (1 + Math.exp(-2 * GELU_C * (x + GELU_A * x * x * x)));
+  return s + x * s * (1 - s) * 2 * GELU_C * (1 + 3 * GELU_A * x * x);
 }
 
 /** GELU, exact: 0.5 x (1 + erf(x / sqrt 2)) (torch's nn.GELU, transformers' "gelu"). */
