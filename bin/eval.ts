@@ -5,10 +5,10 @@ import { ImageDataset } from '../trainer/data/dataset.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { type Evaluation, type LogitsFn, TTAS, type Tta, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
 import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
-import { Device, type Session, createSession, runSession } from '../runtime/ort.js';
+import { DEVICES, Device, type Session, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
-export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device cpu|cuda|auto] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
+export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device auto|cpu|webgpu|cuda] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
   Prints accuracy, per-class accuracy and the confusion matrix of the model in <dir>. For CIFAR-10 the
   10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/; for the folder the
   model was trained on (recorded in its config.json), the images its seeded split held out; else all of it,
@@ -36,7 +36,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   }
   if (!flags.model) throw new CliError(`--model is required\n${EVAL_USAGE}`, 2);
   const device = (flags.device ?? 'auto') as Device;
-  if (!['cpu', 'cuda', 'auto'].includes(device)) throw new CliError(`--device must be cpu, cuda or auto, got '${device}'`, 2);
+  if (!DEVICES.includes(device)) throw new CliError(`--device must be one of ${DEVICES.join(', ')}, got '${device}'`, 2);
   const tta = (flags.tta ?? 'none') as Tta;
   if (!TTAS.includes(tta)) throw new CliError(`--tta must be one of ${TTAS.join(', ')}, got '${tta}'`, 2);
   const config = await readModelConfig(flags.model);

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
+import { DEVICES } from '../runtime/ort.js';
 import { imageSpec } from '../runtime/pixels.js';
 import { expected } from '../runtime/schema.js';
 import { toGrid } from '../server/attention.js';
@@ -37,7 +38,7 @@ export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs â€
     [--format jsonl|csv] [--topk 5] [--logits] [--tta none|flip] [--on-bad-image skip|fail] [--resume | --overwrite]
     [--maps relevance|chefer|grad-input|combined|rollout|cls] [--maps-json] [--class <label or index>] [--layer N] [--head mean|max|min|<n>]
     [--discard R] [--size 256] [--alpha 0.5] [--colormap jet|viridis|inferno|gray]
-    [--shard i/n | --shards n] [--device auto|cpu|cuda] [--workers N] [--threads N] [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
+    [--shard i/n | --shards n] [--device auto|cpu|webgpu|cuda] [--workers N] [--threads N] [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
        vitrine predict --merge <results folder>
   Folders are walked recursively for ${IMAGE_EXTENSIONS.join(' ')} files; a file named, or matched by a glob, is tried whatever its name.
   --model: a model folder, or a name under --models (default ${DEFAULTS.defaultModel}). Results: <out>/predictions.jsonl (or .csv), one
@@ -146,7 +147,7 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const q = values.maps ? mapQuery(values) : null;
   const shard = shardOf(values.shard, values.shards, process.env);
   const inference = {
-    device: choice(values.device, 'device', ['auto', 'cpu', 'cuda'] as const, DEFAULTS.device),
+    device: choice(values.device, 'device', DEVICES, DEFAULTS.device),
     workers: intFlag(values.workers, 'workers', DEFAULTS.workers, 1),
     threads: intFlag(values.threads, 'threads', DEFAULTS.threads, 1),
     workerNice: DEFAULTS.workerNice,

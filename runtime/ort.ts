@@ -1,17 +1,22 @@
 // The one module that talks to ONNX Runtime: creates sessions with a provider choice, runs them.
 // Both the trainer (compiled training steps) and the server (exported models) go through here.
 
+import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
+import { type GpuAdapter, type GpuProbe, describeAdapter, gpuProbe, whyNoHardwareAdapter } from './gpu.js';
 
-export type Device = 'cpu' | 'cuda' | 'auto';
-export type Provider = 'cpu' | 'cuda';
-export const DEVICES: readonly Device[] = Object.freeze(['cpu', 'cuda', 'auto']);
+export type Device = 'cpu' | 'webgpu' | 'cuda' | 'auto';
+export type Provider = 'cpu' | 'webgpu' | 'cuda';
+export const DEVICES: readonly Device[] = Object.freeze(['cpu', 'webgpu', 'cuda', 'auto']);
 
-/** Which execution providers each device choice tries, in order. */
+/** Which execution providers each device choice tries, in order. `auto` tries WebGPU only where the
+ *  machine has a hardware adapter (runtime/gpu.ts), never a software one. */
 const PROVIDERS: Readonly<Record<Device, readonly Provider[]>> = Object.freeze({
   cpu: Object.freeze(['cpu'] as const),
+  webgpu: Object.freeze(['webgpu'] as const),
   cuda: Object.freeze(['cuda'] as const),
-  auto: Object.freeze(['cuda', 'cpu'] as const),
+  auto: Object.freeze(['cuda', 'webgpu', 'cpu'] as const),
 });
 
 /** The part of onnxruntime-node that sessions are created with; passed in where a test needs one whose
@@ -22,10 +27,12 @@ export interface SessionOptions {
   device?: Device;
   /** Threads for one operator (intra-op); defaults to ONNX Runtime's choice (one per core). */
   threads?: number;
-  /** Told when `auto` falls back to the CPU. */
+  /** Told what `auto` chose and why. */
   log?: (message: string) => void;
   /** onnxruntime-node unless given. */
   runtime?: OnnxRuntime;
+  /** This machine's Vulkan drivers and adapters unless given. */
+  gpu?: GpuProbe;
   /** false: the intra-op threads sleep between operators instead of spinning (ONNX Runtime's
    *  session.intra_op.allow_spinning 0), leaving the cores to other threads of the process. */
   spin?: boolean;
@@ -34,27 +41,67 @@ export interface SessionOptions {
 export interface Session {
   readonly session: ort.InferenceSession;
   readonly provider: Provider;
+  /** The GPU the WebGPU provider runs on, as far as the machine's drivers and devices say; null elsewhere. */
+  readonly adapter: GpuAdapter | null;
+  /** Nodes the provider refuses that run on the CPU instead (WebGPU and MaxPool's indices). */
+  readonly cpuNodes: readonly string[];
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
 }
 
 export const CUDA_HINT =
   'the CUDA execution provider needs CUDA 12 and cuDNN 9 and onnxruntime-node\'s CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js; see the CUDA image in docker/)';
+export const WEBGPU_HINT =
+  'the WebGPU execution provider needs a Vulkan loader (libvulkan1) and a Vulkan 1.1 driver: the GPU vendor\'s, or Mesa 23 or later (on Debian bookworm, mesa-vulkan-drivers from bookworm-backports); see the README\'s GPU section';
+
+/** Nodes a provider takes and then fails on at run time, so they are placed on the CPU from the start. */
+const REFUSED: Readonly<Partial<Record<Provider, (node: onnxProto.onnx.INodeProto) => boolean>>> = Object.freeze({
+  // "MaxPool ... The Indices output is not supported yet" (onnxruntime 1.30's WebGPU pool kernel).
+  webgpu: (n) => n.opType === 'MaxPool' && (n.output?.length ?? 0) > 1 && n.output![1] !== '',
+});
+
+function refusedNodes(model: Uint8Array | string, provider: Provider): string[] {
+  const refused = REFUSED[provider];
+  if (!refused) return [];
+  const bytes = typeof model === 'string' ? readFileSync(model) : model;
+  const graph = onnxProto.onnx.ModelProto.decode(bytes).graph;
+  const nodes = (graph?.node ?? []).filter(refused);
+  const unnamed = nodes.filter((n) => !n.name);
+  if (unnamed.length > 0) throw new Error(`${unnamed.length} ${unnamed[0].opType} node(s) that the ${provider} provider cannot run have no name, so they cannot be placed on the CPU`);
+  return nodes.map((n) => n.name!);
+}
 
 function isCudaInstalled(runtime: OnnxRuntime): boolean {
   return runtime.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled !== false);
 }
 
-async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: Provider, threads: number | undefined, spin: boolean): Promise<ort.InferenceSession> {
+function executionProvider(provider: Provider, cpuNodes: string[]): ort.InferenceSession.ExecutionProviderConfig {
+  if (provider !== 'webgpu') return provider;
+  // An empty forceCpuNodeNames is refused by the binding ("key/value cannot be empty").
+  return cpuNodes.length > 0 ? { name: 'webgpu', forceCpuNodeNames: cpuNodes } : { name: 'webgpu' };
+}
+
+async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: Provider, cpuNodes: string[], threads: number | undefined, spin: boolean): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [provider],
+    executionProviders: [executionProvider(provider, cpuNodes)],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     interOpNumThreads: 1,
+    // The WebGPU provider warns on every session that shape ops stay on the CPU, as designed.
+    ...(provider === 'webgpu' ? { logSeverityLevel: 3 as const } : {}),
     ...(threads ? { intraOpNumThreads: threads } : {}),
     ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
   };
   return typeof model === 'string' ? runtime.InferenceSession.create(model, options) : runtime.InferenceSession.create(model, options);
+}
+
+const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0].replace(/^.*Failed to get a WebGPU adapter: /, 'no WebGPU adapter: ');
+
+/** Why the WebGPU provider failed, with what the machine lacks where the probe can tell. */
+function webgpuFailure(err: unknown, probe: GpuProbe): string {
+  const reason = firstLine(err);
+  const adapters = probe.adapters.length > 0 ? `; the Vulkan adapters here: ${probe.adapters.map(describeAdapter).join(', ')}` : `; ${whyNoHardwareAdapter(probe)}`;
+  return `${reason}${adapters}`;
 }
 
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
@@ -62,21 +109,51 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
   const runtime = opts.runtime ?? ort;
   const tries = PROVIDERS[device];
   if (!tries) throw new Error(`unknown device '${device}' (expected one of ${DEVICES.join(', ')})`);
-  let lastError: unknown;
+  const passed: string[] = []; // auto: why each provider before the one taken was not
+  const probe = () => opts.gpu ?? gpuProbe();
   for (const provider of tries) {
+    let adapter: GpuAdapter | null = null;
     try {
       if (provider === 'cuda' && !isCudaInstalled(runtime)) throw new Error('onnxruntime-node was installed without it');
-      const session = await open(runtime, model, provider, opts.threads, opts.spin ?? true);
-      return { session, provider, inputNames: session.inputNames, outputNames: session.outputNames };
+      if (provider === 'webgpu') {
+        const p = probe();
+        if (p.loaderMissing) throw new Error(`no Vulkan loader (${p.loaderMissing})`);
+        adapter = p.adapters.find((a) => !a.software) ?? null;
+        if (device === 'auto' && !adapter) throw new Error(whyNoHardwareAdapter(p));
+        adapter ??= p.adapters[0] ?? null;
+      }
+      const cpuNodes = refusedNodes(model, provider);
+      const session = await open(runtime, model, provider, cpuNodes, opts.threads, opts.spin ?? true);
+      if (device === 'auto') opts.log?.(`device auto: ${provider === 'cpu' ? 'the CPU' : provider === 'cuda' ? 'CUDA' : `WebGPU on ${describeAdapter(adapter!)}`}${passed.length ? ` (${passed.join('; ')})` : ''}`);
+      return { session, provider, adapter, cpuNodes, inputNames: session.inputNames, outputNames: session.outputNames };
     } catch (err) {
-      lastError = err;
-      if (provider !== 'cuda') throw err;
-      const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      if (device === 'cuda') throw new Error(`device cuda: the CUDA execution provider could not be loaded (${reason}); ${CUDA_HINT}`);
-      opts.log?.(`device auto: CUDA unavailable (${reason}); using the CPU`);
+      if (provider === 'cpu') throw err;
+      if (provider === 'cuda') {
+        if (device === 'cuda') throw new Error(`device cuda: the CUDA execution provider could not be loaded (${firstLine(err)}); ${CUDA_HINT}`);
+        passed.push(`CUDA unavailable: ${firstLine(err)}`);
+      } else {
+        if (device === 'webgpu') throw new Error(`device webgpu: the WebGPU execution provider could not start (${webgpuFailure(err, probe())}); ${WEBGPU_HINT}`);
+        passed.push(`WebGPU: ${adapter ? `${describeAdapter(adapter)} failed (${firstLine(err)})` : firstLine(err)}`);
+      }
     }
   }
-  throw lastError;
+  throw new Error(`device ${device}: no provider could be opened`);
+}
+
+/** Whether sessions opened with this device choice may run on WebGPU: onnxruntime-node keeps one WebGPU
+ *  context per process, and two threads that create or run sessions on it at once crash the process
+ *  (tried: a double free, a segfault, "compute_pipeline.has_value() was false"). So whoever starts
+ *  several threads of sessions asks this first and keeps to one. */
+export function mayUseWebGpu(device: Device, opts: Pick<SessionOptions, 'runtime' | 'gpu'> = {}): boolean {
+  if (device === 'webgpu') return true;
+  if (device !== 'auto' || isCudaInstalled(opts.runtime ?? ort)) return false;
+  const p = opts.gpu ?? gpuProbe();
+  return !p.loaderMissing && p.adapters.some((a) => !a.software);
+}
+
+/** What a session runs on, in a few words: `cpu`, `cuda`, `webgpu (NVIDIA H100 80GB HBM3)`. */
+export function describeSession(s: Pick<Session, 'provider' | 'adapter'>): string {
+  return s.adapter ? `${s.provider} (${describeAdapter(s.adapter)})` : s.provider;
 }
 
 export interface HostTensor {

@@ -8,6 +8,7 @@
 // instead and the worker leaves between runs. control[0] = CRASH makes it exit (code 1) before it
 // answers the run in progress, as a crash would; the 'stop' and 'crash' messages end an idle worker.
 
+import type { GpuAdapter } from './gpu.js';
 import type { Device } from './ort.js';
 
 // ---- inference workers ----
@@ -81,7 +82,7 @@ export interface RunReply {
 /** What an inference worker sends: its start, its log lines, and an answer (or failure) per run. */
 export type InferenceMessage =
   | RunReply
-  | { type: 'ready'; providers: Record<string, string>; skipped: Record<string, string> }
+  | { type: 'ready'; providers: Record<string, string>; adapters: Record<string, GpuAdapter | null>; skipped: Record<string, string> }
   | { type: 'fatal'; message: string }
   | { type: 'log'; message: string }
   | { type: 'error'; id: number; message: string };

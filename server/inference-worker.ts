@@ -4,6 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Session, createSession, runSession } from '../runtime/ort.js';
+import type { GpuAdapter } from '../runtime/gpu.js';
 import { lowerThreadPriority } from '../runtime/thread-priority.js';
 import { rolloutMeanInto } from './attention.js';
 import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from './relevance.js';
@@ -28,38 +29,39 @@ function requireNames(m: WorkerModel, file: string, session: Session, inputs: st
 
 /** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
 async function open(m: WorkerModel): Promise<void> {
-  {
-    const session = await createSession(m.file, { device: init.device, threads: init.threads, log: (l) => send({ type: 'log', message: l }) }).catch((err: Error) => {
-      throw new Error(`model ${m.name}: ${m.file} cannot be loaded: ${err.message.split('\n')[0]}`);
+  const load = async (file: string, log?: (l: string) => void) => {
+    const s = await createSession(file, { device: init.device, threads: init.threads, log }).catch((err: Error) => {
+      throw new Error(`model ${m.name}: ${file} cannot be loaded: ${err.message.split('\n')[0]}`);
     });
-    requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
-    let relevance: Session | null = null;
-    let light: Session | null = null;
-    if (m.relevance) {
-      const r = m.relevance;
-      const load = (file: string) =>
-        createSession(file, { device: init.device, threads: init.threads }).catch((err: Error) => {
-          throw new Error(`model ${m.name}: ${file} cannot be loaded: ${err.message.split('\n')[0]}`);
-        });
-      relevance = await load(r.file);
-      requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])]);
-      if (r.lightFile) {
-        light = await load(r.lightFile);
-        requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
-      }
+    if (s.cpuNodes.length > 0) send({ type: 'log', message: `model ${m.name}: ${file} has ${s.cpuNodes.length} node(s) that the ${s.provider} provider cannot run; they run on the CPU (${s.cpuNodes.join(', ')})` });
+    return s;
+  };
+  const session = await load(m.file, (l) => send({ type: 'log', message: l }));
+  requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
+  let relevance: Session | null = null;
+  let light: Session | null = null;
+  if (m.relevance) {
+    const r = m.relevance;
+    relevance = await load(r.file);
+    requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])]);
+    if (r.lightFile) {
+      light = await load(r.lightFile);
+      requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
     }
-    sessions.set(m.name, { session, model: m, relevance, light });
-    providers[m.name] = session.provider;
   }
+  sessions.set(m.name, { session, model: m, relevance, light });
+  providers[m.name] = session.provider;
+  adapters[m.name] = session.adapter;
 }
 
 const providers: Record<string, string> = {};
+const adapters: Record<string, GpuAdapter | null> = {};
 
 async function start(): Promise<void> {
   const skipped: Record<string, string> = {};
   for (const m of init.models) await open(m).catch((err: Error) => (skipped[m.name] = err.message));
   if (sessions.size === 0) throw new Error(Object.values(skipped).join('; '));
-  send({ type: 'ready', providers, skipped });
+  send({ type: 'ready', providers, adapters, skipped });
 }
 
 /** An explanation graph for each image's asked class: logits and the default explanation (the last

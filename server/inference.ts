@@ -5,10 +5,11 @@
 import { type BatchObserver, Batcher, type BatcherOptions } from './batcher.js';
 import type { ServedModel } from './models.js';
 import { WorkerPool } from './pool.js';
+import { type Device, mayUseWebGpu } from '../runtime/ort.js';
 import type { WorkerModel } from '../runtime/worker-protocol.js';
 
 export interface InferenceOptions extends BatcherOptions {
-  device: 'auto' | 'cpu' | 'cuda';
+  device: Device;
   threads: number;
   workers: number;
   /** The workers' nice value (0: the event loop's). */
@@ -38,6 +39,11 @@ function relevanceOf(file: string, lightFile: string | null | undefined, r: NonN
 const NO_OBSERVER: BatchObserver = { batch: () => {}, depth: () => {} };
 
 export async function startInference(models: readonly ServedModel[], o: InferenceOptions, log: { info(m: string): void; error(m: string): void }, observer: BatchObserver = NO_OBSERVER): Promise<Inference> {
+  let workers = o.workers;
+  if (workers > 1 && mayUseWebGpu(o.device)) {
+    log.info(`device ${o.device}: one inference worker instead of ${workers}: ONNX Runtime's WebGPU context is one per process and cannot be used by two threads at once (a GPU runs one batch at a time anyway; --max-batch sets how large)`);
+    workers = 1;
+  }
   const pool = new WorkerPool(
     {
       device: o.device,
@@ -56,7 +62,7 @@ export async function startInference(models: readonly ServedModel[], o: Inferenc
         ...(m.relevance && m.config.relevance ? { relevance: relevanceOf(m.relevance, m.relevanceLight, m.config.relevance) } : {}),
       })),
     },
-    o.workers,
+    workers,
     log,
   );
   try {

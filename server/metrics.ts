@@ -29,7 +29,7 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [this.registry],
   });
-  readonly provider = new Gauge({ name: 'vitrine_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider'] as const, registers: [this.registry] });
+  readonly provider = new Gauge({ name: 'vitrine_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider', 'adapter', 'software'] as const, registers: [this.registry] });
   readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
   readonly maps = new Counter({ name: 'vitrine_attention_maps_total', help: 'Attention maps served (GET /attention and inline in /classify) by model and method', labelNames: ['model', 'method'] as const, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'vitrine_worker_restarts_total', help: 'Inference workers replaced after dying', registers: [this.registry] });

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { siblingUrl, startWorker } from '../runtime/worker.js';
+import type { GpuAdapter } from '../runtime/gpu.js';
 import { Errors } from './errors.js';
 import { CRASH, type InferenceMessage, Pending, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit } from '../runtime/worker-protocol.js';
 
@@ -24,6 +25,8 @@ export class WorkerPool extends EventEmitter {
   /** Messages the workers logged: each said once, not once per worker. */
   private readonly logged = new Set<string>();
   providers: Record<string, string> = {};
+  /** The GPU each model's sessions run on (WebGPU), null on the CPU and CUDA. */
+  adapters: Record<string, GpuAdapter | null> = {};
   /** Models the workers could not open, with the reason (the others are served). */
   skipped: Record<string, string> = {};
   restarts = 0;
@@ -51,6 +54,7 @@ export class WorkerPool extends EventEmitter {
         if (m.type === 'ready') {
           slot.ready = true;
           this.providers = m.providers;
+          this.adapters = m.adapters;
           this.skipped = m.skipped;
           resolve();
           this.emit('free');

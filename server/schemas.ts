@@ -78,6 +78,12 @@ export const AttentionJson = Type.Object({
   values: Grid,
 });
 
+export const GpuAdapterSchema = Type.Object({
+  vendor: Type.String(),
+  name: Type.String(),
+  software: Type.Boolean({ description: 'a Vulkan device that runs on the CPU (Mesa lavapipe, SwiftShader): right for tests, slow' }),
+});
+
 export const ModelsResponse = Type.Object({
   default: Type.String(),
   models: Type.Array(
@@ -97,7 +103,8 @@ export const ModelsResponse = Type.Object({
       methods: Type.Array(Type.String(), { description: 'the attention map methods the model serves (relevance needs its relevance graph)' }),
       class_methods: Type.Array(Type.String(), { description: 'those of methods that explain one class (GET /attention/:id takes class= with them)' }),
       patch_size: Type.Union([Type.Integer(), Type.Null()]),
-      provider: Type.String(),
+      provider: Type.String({ description: 'the ONNX Runtime execution provider the model runs on: cpu, webgpu or cuda' }),
+      adapter: Type.Union([GpuAdapterSchema, Type.Null()], { description: 'with webgpu: the GPU, as far as the Vulkan drivers and devices tell' }),
     }),
   ),
 });

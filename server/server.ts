@@ -3,6 +3,8 @@
 
 import { buildApp } from './app.js';
 import { ServeConfig } from './config.js';
+import type { GpuAdapter } from '../runtime/gpu.js';
+import { type Provider, describeSession } from '../runtime/ort.js';
 
 /** The most a shutdown waits for in-flight work before exiting anyway. */
 export const DRAIN_TIMEOUT_MS = 30_000;
@@ -39,5 +41,16 @@ export async function serve(config: ServeConfig): Promise<void> {
     const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : (err as Error).message;
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${why}`);
   }
-  app.log.info(`vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${config.workers} workers, providers: ${JSON.stringify(app.vitrine.pool.providers)})`);
+  app.log.info(`vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${app.vitrine.pool.size} workers; ${runsOn(app.vitrine.pool)})`);
+}
+
+/** Which provider (and GPU) each model runs on, models that share one named together: `cpu: a, b`. */
+function runsOn(pool: { providers: Record<string, string>; adapters: Record<string, GpuAdapter | null> }): string {
+  const groups = new Map<string, string[]>();
+  for (const [name, provider] of Object.entries(pool.providers)) {
+    const adapter = pool.adapters[name];
+    const key = adapter ? describeSession({ provider: provider as Provider, adapter }) : provider;
+    groups.set(key, [...(groups.get(key) ?? []), name]);
+  }
+  return [...groups].map(([key, names]) => `${key}: ${names.join(', ')}`).join('; ');
 }

@@ -46,7 +46,10 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
     defaultModel = models[0].name;
   }
-  for (const m of models) metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown' }, 1);
+  for (const m of models) {
+    const adapter = pool.adapters[m.name];
+    metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown', adapter: adapter?.name ?? '', software: adapter ? String(adapter.software) : '' }, 1);
+  }
   const clock = now ?? Date.now;
   let results: Results;
   if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);

@@ -3,13 +3,14 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { CLASS_METHODS, methodsOf } from '../maps.js';
-import { ModelsResponse, errors } from '../schemas.js';
+import { GpuAdapterSchema, ModelsResponse, errors } from '../schemas.js';
 
 const Readiness = Type.Object({
   status: Type.String(),
   workers: Type.Integer(),
   ready_workers: Type.Integer(),
   models: Type.Array(Type.String()),
+  devices: Type.Record(Type.String(), Type.Object({ provider: Type.String(), adapter: Type.Union([GpuAdapterSchema, Type.Null()]) }), { description: 'what each model runs on' }),
   results_store: Type.Object({ kind: Type.String(), url: Type.Optional(Type.String()), state: Type.String({ description: 'memory: ready; redis: connecting, ready or down' }), error: Type.Optional(Type.String()) }),
 });
 
@@ -29,7 +30,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       // A shared store that is down does not make the replica unready: classification goes on.
       const ready = ctx.pool.ready && !ctx.closing();
       const store = ctx.results.status();
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name), results_store: store });
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, { provider: ctx.pool.providers[m.name] ?? 'unknown', adapter: ctx.pool.adapters[m.name] ?? null }])), results_store: store });
     },
   );
 
@@ -49,6 +50,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       class_methods: methodsOf(m).filter((method) => CLASS_METHODS.includes(method)),
       patch_size: m.config.patch_size,
       provider: ctx.pool.providers[m.name] ?? 'unknown',
+      adapter: ctx.pool.adapters[m.name] ?? null,
     })),
   }));
 }
