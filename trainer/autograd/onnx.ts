@@ -20,6 +20,9 @@ export interface CompileOptions {
   metadata?: Readonly<Record<string, string>>;
   graphName?: string;
   docString?: string;
+  /** false: no MaxPool with its Indices output (the max-pool gradient emitted without it), for
+   *  providers that refuse it (WebGPU). Default true: the indices' emission is faster on the CPU. */
+  maxPoolIndices?: boolean;
 }
 
 function valueInfo(name: string, shape: Shape): IValueInfoProto {
@@ -70,6 +73,7 @@ export function compileModel(opts: CompileOptions): ModelProto {
       return name;
     },
     fresh,
+    maxPoolIndices: opts.maxPoolIndices ?? true,
   };
 
   const outputTensors = opts.outputs.map(([, t]) => t);

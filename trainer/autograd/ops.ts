@@ -20,6 +20,8 @@ export interface OnnxEmitter {
   int64s(values: readonly number[]): string; // a 1-D int64 initializer; returns its name
   floats(values: ArrayLike<number>, shape: readonly number[]): string; // a float32 initializer
   fresh(hint: string): string; // a fresh value name
+  /** Whether MaxPool's Indices output may be emitted (false for the WebGPU provider, which refuses it). */
+  readonly maxPoolIndices: boolean;
 }
 
 export interface OpDef {
@@ -73,6 +75,47 @@ function poolShape(x: Shape, attrs: Attrs): Shape {
   const [h, w] = [x[2], x[3]] as number[];
   if (h + 2 * p < k || w + 2 * p < k) throw new Error(`max_pool: a ${k}x${k} window does not fit ${shapeToString(x)} with padding ${p}`);
   return [x[0], x[1], Math.floor((h + 2 * p - k) / s) + 1, Math.floor((w + 2 * p - k) / s) + 1];
+}
+
+/**
+ * max_pool_grad without MaxPool's Indices output, for providers that refuse it (WebGPU): each of the
+ * k x k window offsets, in the order MaxPool scans a window, is a strided view of the padded input;
+ * a view equal to the pooled maximum and to no earlier offset's takes the window's gradient (ties go
+ * to the first maximum, as with the indices), which is spread back to the view's pixels (every s-th
+ * row and column, shifted by the offset) and summed. Equal to the indices' emission (tested).
+ */
+function maxPoolGradWithoutIndices(e: OnnxEmitter, x: string, g: string, out: string, node: Tensor): void {
+  const { kernel: k, stride: s, pad: p } = node.attrs as { kernel: number; stride: number; pad: number };
+  const [, , h, w] = node.inputs[0].shape as [unknown, unknown, number, number];
+  const [, , ho, wo] = node.inputs[1].shape as [unknown, unknown, number, number];
+  const value = (op: string, ins: string[], attrs?: Record<string, AttrValue>) => {
+    const v = e.fresh(op.toLowerCase());
+    e.node(op, ins, [v], attrs);
+    return v;
+  };
+  const padded = value('Pad', [x, e.int64s([0, 0, p, p, 0, 0, p, p]), e.floats([-Infinity], [])]); // (B, C, h + 2p, w + 2p); padding never wins
+  const pooled = value('MaxPool', [x], { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] }); // (B, C, ho, wo)
+  // The canvas the spread gradients land on: the padded input, and room for the last view's stride.
+  const [ch, cw] = [Math.max(h + 2 * p, ho * s + k), Math.max(w + 2 * p, wo * s + k)];
+  let taken: string | null = null;
+  let sum: string | null = null;
+  for (let di = 0; di < k; di++) {
+    for (let dj = 0; dj < k; dj++) {
+      const view = value('Slice', [padded, e.int64s([di, dj]), e.int64s([di + s * (ho - 1) + 1, dj + s * (wo - 1) + 1]), e.int64s([2, 3]), e.int64s([s, s])]); // (B, C, ho, wo)
+      const equal = value('Cast', [value('Equal', [view, pooled])], { to: 1 });
+      const first: string = taken ? value('Mul', [equal, value('Sub', [e.floats([1], []), taken])]) : equal;
+      taken = taken ? value('Add', [taken, first]) : first;
+      let spread = value('Mul', [g, first]); // (B, C, ho, wo)
+      if (s > 1) {
+        const cells = value('Reshape', [spread, e.int64s([0, 0, ho, 1, wo, 1])]); // (B, C, ho, 1, wo, 1)
+        const strided = value('Pad', [cells, e.int64s([0, 0, 0, 0, 0, 0, 0, 0, 0, s - 1, 0, s - 1])]); // (B, C, ho, s, wo, s)
+        spread = value('Reshape', [strided, e.int64s([0, 0, ho * s, wo * s])]); // (B, C, ho s, wo s)
+      }
+      const placed = value('Pad', [spread, e.int64s([0, 0, di, dj, 0, 0, ch - ho * s - di, cw - wo * s - dj])]); // (B, C, ch, cw)
+      sum = sum ? value('Add', [sum, placed]) : placed;
+    }
+  }
+  e.node('Slice', [sum!, e.int64s([p, p]), e.int64s([p + h, p + w]), e.int64s([2, 3])], [out]); // (B, C, h, w)
 }
 
 /** The runtime shape of a value as an ONNX int64 tensor (symbolic dims resolved when the graph runs). */
@@ -545,6 +588,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       throw new Error('max_pool_grad: second derivatives of max-pooling are not implemented');
     },
     onnx: (e, [x, g], out, node) => {
+      if (!e.maxPoolIndices) return maxPoolGradWithoutIndices(e, x, g, out, node);
       const { kernel: k, stride: s, pad: p } = node.attrs as { kernel: number; stride: number; pad: number };
       const pooled = e.fresh('pooled');
       const indices = e.fresh('indices');

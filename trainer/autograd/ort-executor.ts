@@ -1,7 +1,7 @@
 // Runs a graph on ONNX Runtime: compiles it once to ONNX, opens a session, feeds float32 arrays.
 
 import { CompileOptions, compileToBytes } from './onnx.js';
-import { Device, HostTensor, Session, createSession, runSession } from '../../runtime/ort.js';
+import { Device, HostTensor, Session, createSession, mayUseWebGpu, runSession } from '../../runtime/ort.js';
 
 export interface OrtGraphOptions extends CompileOptions {
   device?: Device;
@@ -18,7 +18,9 @@ export class OrtGraph {
   ) {}
 
   static async create(opts: OrtGraphOptions): Promise<OrtGraph> {
-    const bytes = compileToBytes(opts);
+    // A graph that may open on WebGPU is emitted as that provider runs it whole (runtime/ort.ts would
+    // otherwise put the nodes it refuses on the CPU, with a copy each way).
+    const bytes = compileToBytes({ ...opts, maxPoolIndices: opts.maxPoolIndices ?? !mayUseWebGpu(opts.device ?? 'cpu') });
     const session = await createSession(bytes, { device: opts.device, threads: opts.threads, spin: opts.spin, log: opts.log });
     return new OrtGraph(session, opts.outputs.map(([name]) => name), bytes);
   }

@@ -2,6 +2,7 @@ import t from 'tap';
 import { Tensor, staticSize } from '../../../trainer/autograd/graph.js';
 import * as O from '../../../trainer/autograd/ops.js';
 import { grad } from '../../../trainer/autograd/grad.js';
+import { decodeModel } from '../../../trainer/autograd/onnx.js';
 import { assertClose, checkForward, checkGrad, spec, InputSpec } from '../../helpers/opcheck.js';
 import { Rng } from '../../../trainer/nn/random.js';
 
@@ -134,18 +135,24 @@ t.test('max_pool_grad on ONNX Runtime: ties go to the first maximum of each wind
   const { nd } = await import('../../../trainer/autograd/ndarray.js');
   const { OrtGraph } = await import('../../../trainer/autograd/ort-executor.js');
   const rng = new Rng(3);
-  for (const [k, s, p] of [[3, 2, 1], [2, 2, 0], [3, 1, 1]]) {
+  for (const [k, s, p] of [[3, 2, 1], [2, 2, 0], [3, 1, 1], [3, 3, 0], [2, 1, 1]]) {
     const x = O.input('x', [B, 2, 7, 6]);
     const y = O.maxPool(x, k, s, p);
     const r = O.input('r', y.shape);
     const [dx] = grad(O.reduceSum(O.mul(y, r), [0, 1, 2, 3], false), [x]);
-    const ort = await OrtGraph.create({ outputs: [['dx', dx]] });
-    // values from {0, 1, 2}: many equal maxima in a window; then all equal
-    for (const values of [Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.int(3)), new Array(2 * 2 * 7 * 6).fill(1)]) {
-      const rs = Array.from({ length: 2 * staticSize(y.shape.slice(1))! }, () => rng.next());
-      const want = interpret([dx], { x: nd(values, [2, 2, 7, 6]), r: nd(rs, [2, ...(y.shape.slice(1) as number[])]) })[0].data;
-      const got = (await ort.run({ x: { data: Float32Array.from(values), dims: [2, 2, 7, 6] }, r: { data: Float32Array.from(rs), dims: [2, ...(y.shape.slice(1) as number[])] } })).dx.data;
-      assertClose(t, got, want, 1e-6, 1e-6, `${k}x${k}, stride ${s}, padding ${p}: the same inputs get the gradient`);
+    // with MaxPool's indices (the CPU's emission) and without them (the WebGPU provider's)
+    for (const maxPoolIndices of [true, false]) {
+      const ort = await OrtGraph.create({ outputs: [['dx', dx]], device: 'cpu', maxPoolIndices });
+      const pools = decodeModel(ort.bytes).graph!.node!.filter((n) => n.opType === 'MaxPool');
+      t.equal(pools.some((n) => (n.output?.length ?? 0) > 1), maxPoolIndices, `maxPoolIndices ${maxPoolIndices}: MaxPool's Indices output ${maxPoolIndices ? 'used' : 'not emitted'}`);
+      const how = maxPoolIndices ? 'with indices' : 'without indices';
+      // values from {0, 1, 2}: many equal maxima in a window; then all equal
+      for (const values of [Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.int(3)), new Array(2 * 2 * 7 * 6).fill(1), Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.normal())]) {
+        const rs = Array.from({ length: 2 * staticSize(y.shape.slice(1))! }, () => rng.next());
+        const want = interpret([dx], { x: nd(values, [2, 2, 7, 6]), r: nd(rs, [2, ...(y.shape.slice(1) as number[])]) })[0].data;
+        const got = (await ort.run({ x: { data: Float32Array.from(values), dims: [2, 2, 7, 6] }, r: { data: Float32Array.from(rs), dims: [2, ...(y.shape.slice(1) as number[])] } })).dx.data;
+        assertClose(t, got, want, 1e-6, 1e-6, `${k}x${k}, stride ${s}, padding ${p}, ${how}: the same inputs get the gradient`);
+      }
     }
   }
 });
