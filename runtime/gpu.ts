@@ -200,7 +200,7 @@ export const describeAdapter = (a: GpuAdapter) => `${a.name}${a.software ? ', a 
 
 /** Why the WebGPU provider has no hardware adapter here, in a few words (for `auto`'s line and errors). */
 export function whyNoHardwareAdapter(p: GpuProbe): string {
-  if (p.loaderMissing) return `no Vulkan loader (${p.loaderMissing})`;
+  if (p.loaderMissing) return `no Vulkan loader: ${p.loaderMissing}`;
   const software = p.adapters.filter((a) => a.software);
   const hardwareDrivers = p.drivers.filter((d) => !d.software);
   if (p.drivers.length === 0) return `no Vulkan driver (no ICD manifest in ${p.searched.filter(existsSync).join(', ') || p.searched.join(', ')})`;

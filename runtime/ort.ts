@@ -100,6 +100,7 @@ const firstLine = (err: unknown) => (err instanceof Error ? err.message : String
 /** Why the WebGPU provider failed, with what the machine lacks where the probe can tell. */
 function webgpuFailure(err: unknown, probe: GpuProbe): string {
   const reason = firstLine(err);
+  if (probe.loaderMissing) return reason;
   const adapters = probe.adapters.length > 0 ? `; the Vulkan adapters here: ${probe.adapters.map(describeAdapter).join(', ')}` : `; ${whyNoHardwareAdapter(probe)}`;
   return `${reason}${adapters}`;
 }
@@ -117,7 +118,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
       if (provider === 'cuda' && !isCudaInstalled(runtime)) throw new Error('onnxruntime-node was installed without it');
       if (provider === 'webgpu') {
         const p = probe();
-        if (p.loaderMissing) throw new Error(`no Vulkan loader (${p.loaderMissing})`);
+        if (p.loaderMissing) throw new Error(`no Vulkan loader: ${p.loaderMissing}`);
         adapter = p.adapters.find((a) => !a.software) ?? null;
         if (device === 'auto' && !adapter) throw new Error(whyNoHardwareAdapter(p));
         adapter ??= p.adapters[0] ?? null;
@@ -138,6 +139,14 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     }
   }
   throw new Error(`device ${device}: no provider could be opened`);
+}
+
+/** Throws the one line createSession would give every session where the device cannot work at all on
+ *  this machine (WebGPU without a Vulkan loader), so that a caller opening many says it once. */
+export function checkDevice(device: Device, opts: Pick<SessionOptions, 'gpu'> = {}): void {
+  if (!DEVICES.includes(device)) throw new Error(`unknown device '${device}' (expected one of ${DEVICES.join(', ')})`);
+  const p = device === 'webgpu' ? (opts.gpu ?? gpuProbe()) : null;
+  if (p?.loaderMissing) throw new Error(`device webgpu: the WebGPU execution provider could not start (no Vulkan loader: ${p.loaderMissing}); ${WEBGPU_HINT}`);
 }
 
 /** Whether sessions opened with this device choice may run on WebGPU: onnxruntime-node keeps one WebGPU

@@ -5,7 +5,7 @@
 import { type BatchObserver, Batcher, type BatcherOptions } from './batcher.js';
 import type { ServedModel } from './models.js';
 import { WorkerPool } from './pool.js';
-import { type Device, mayUseWebGpu } from '../runtime/ort.js';
+import { type Device, checkDevice, mayUseWebGpu } from '../runtime/ort.js';
 import type { WorkerModel } from '../runtime/worker-protocol.js';
 
 export interface InferenceOptions extends BatcherOptions {
@@ -39,6 +39,7 @@ function relevanceOf(file: string, lightFile: string | null | undefined, r: NonN
 const NO_OBSERVER: BatchObserver = { batch: () => {}, depth: () => {} };
 
 export async function startInference(models: readonly ServedModel[], o: InferenceOptions, log: { info(m: string): void; error(m: string): void }, observer: BatchObserver = NO_OBSERVER): Promise<Inference> {
+  checkDevice(o.device);
   let workers = o.workers;
   if (workers > 1 && mayUseWebGpu(o.device)) {
     log.info(`device ${o.device}: one inference worker instead of ${workers}: ONNX Runtime's WebGPU context is one per process and cannot be used by two threads at once (a GPU runs one batch at a time anyway; --max-batch sets how large)`);

@@ -247,7 +247,7 @@ t.test('what a first run says, through the built command: the device line once, 
   const r = await runCli(['train', '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--out', out], { built: true });
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /a folder of 22 training images and no --recipe: the folder recipe \(a compact transformer with a convolutional tokenizer; 1 epochs? of AdamW at lr 0\.002, warmup and cosine, flips, crops, RandAugment\) at batch 8, 2 steps an epoch; --recipe or flags change it/);
-  t.equal(r.stderr.match(/device auto: CUDA unavailable/g)?.length, 1, 'the device fallback is said once, though the run makes two sessions');
+  t.equal(r.stderr.match(/device auto: the CPU \(CUDA unavailable/g)?.length, 1, 'the device choice is said once, though the run makes two sessions');
   t.match(r.stderr, /warning: class 'lonely' has one image: none of it can be held out for validation, and a class needs several images to be learnt/);
   t.notMatch(r.stderr, /decoding training images/, 'a folder decoded whole before its split is not called the training images');
   t.match(r.stderr, /decoding images/);

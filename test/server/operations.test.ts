@@ -28,7 +28,7 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   t.match(text, /vitrine_batch_size_count\{model="vit-cifar10"\} 1/);
   t.match(text, /vitrine_queue_depth\{model="vit-cifar10"\} 0/);
   t.match(text, /vitrine_inference_duration_seconds_count\{model="vit-cifar10"\} 1/);
-  t.match(text, /vitrine_provider_info\{model="vit-cifar10",provider="cpu"\} 1/);
+  t.match(text, /vitrine_provider_info\{model="vit-cifar10",provider="cpu",adapter="",software=""\} 1/);
   t.match(text, /vitrine_workers_ready 1/);
   t.match(text, /vitrine_decodes\{state="running"\} 0/);
   t.match(text, /vitrine_decodes\{state="waiting"\} 0/);

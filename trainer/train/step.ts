@@ -9,7 +9,7 @@ import { OrtGraph } from '../autograd/ort-executor.js';
 import { DropoutMask, GraphContext, Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
 import { BATCH, INPUT_NAME, ViT, pixelDims, pixelInput } from '../vit/model.js';
-import { Device, HostTensor } from '../../runtime/ort.js';
+import { Device, HostTensor, describeSession } from '../../runtime/ort.js';
 
 export interface StepResult {
   loss: number;
@@ -74,6 +74,7 @@ export class StepRunner {
       const { outputs, masks } = trainStepOutputs(this.model);
       const graph = await OrtGraph.create({ outputs, device: this.o.device, threads: this.o.threads || undefined, spin: this.o.spin, graphName: 'vit_train_step', log: this.log });
       this.train = { graph, masks };
+      if (this.o.device !== 'cpu') this.log(`the training step runs on ${describeSession(graph.session)}`);
     }
     return this.train;
   }
