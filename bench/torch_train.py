@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The seed's PyTorch ViT trained at batch 256 on random data (AdamW), and its forward pass, on the
-CPU with one thread per core (PyTorch's own default here is one per physical core). Prints JSON lines like bench/train.ts. Run by npm run bench:train."""
+CPU with one thread per core (PyTorch's own default here is one per physical core), or with --device
+cuda on the GPU (bench/gpu-check). Prints JSON lines like bench/train.ts. Run by npm run bench:train."""
 import argparse
 import importlib.util
 import json
@@ -21,6 +22,7 @@ p.add_argument("--steps", type=int, default=12)
 p.add_argument("--batch", type=int, default=256)
 p.add_argument("--per-head", action="store_true", help="the seed's per-head attention modules instead of its fused one")
 p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core, as ONNX Runtime uses)")
+p.add_argument("--device", default="cpu", help="cpu, or cuda (the GPU check's anchor)")
 p.add_argument("--config", default="{}", help="ViT config keys over the seed's (JSON), e.g. a recipe's model: with tokenizer_layers > 0 the patch embedding is the convolutional tokenizer")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -48,11 +50,15 @@ config = {**seed.CONFIG, **json.loads(a.config), "use_faster_attention": not a.p
 model = seed.ViTForClassfication(config)
 if config.get("tokenizer_layers", 0) > 0:
     model.embedding.patch_embeddings = ConvTokenizer(config)
+device = torch.device(a.device)
+model.to(device)
 opt = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=0.01)
 loss_fn = torch.nn.CrossEntropyLoss()
-x = torch.randn(a.batch, 3, 32, 32)
-y = torch.randint(0, 10, (a.batch,))
+x = torch.randn(a.batch, config["num_channels"], config["image_size"], config["image_size"], device=device)
+y = torch.randint(0, config["num_classes"], (a.batch,), device=device)
 model.train()
+# CUDA runs asynchronously: a timed step ends when the GPU is done with it.
+sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 def step():
@@ -60,6 +66,7 @@ def step():
     logits, _ = model(x)
     loss_fn(logits, y).backward()
     opt.step()
+    sync()
 
 
 train_s = anchor.time_steps(step, 3, a.steps)
@@ -67,9 +74,12 @@ blas = anchor.blas_libraries()
 common = {"model": "cct" if config.get("tokenizer_layers", 0) > 0 else "seed", "parameters": sum(p.numel() for p in model.parameters()), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "attention": "per-head" if a.per_head else "fused",
           "blas": blas, "openblas": any("openblas" in b for b in blas),
           "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS") if k in os.environ}}
-print(json.dumps({"bench": "train", "runner": "torch-cpu", "batch": a.batch, "images_per_s": round(a.steps * a.batch / train_s), "ms_per_step": round(1000 * train_s / a.steps, 1), "steps": a.steps, **common}))
+runner = f"torch-{device.type}"
+if device.type == "cuda":
+    common["gpu"] = torch.cuda.get_device_name(device)
+print(json.dumps({"bench": "train", "runner": runner, "batch": a.batch, "images_per_s": round(a.steps * a.batch / train_s), "ms_per_step": round(1000 * train_s / a.steps, 1), "steps": a.steps, **common}))
 model.eval()
 n = max(4, a.steps)
 with torch.no_grad():
-    fwd_s = anchor.time_steps(lambda: model(x), 2, n)
-print(json.dumps({"bench": "forward", "runner": "torch-cpu", "batch": a.batch, "images_per_s": round(n * a.batch / fwd_s), **common}), flush=True)
+    fwd_s = anchor.time_steps(lambda: (model(x), sync()), 2, n)
+print(json.dumps({"bench": "forward", "runner": runner, "batch": a.batch, "images_per_s": round(n * a.batch / fwd_s), **common}), flush=True)

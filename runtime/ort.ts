@@ -60,7 +60,8 @@ const REFUSED: Readonly<Partial<Record<Provider, (node: onnxProto.onnx.INodeProt
   webgpu: (n) => n.opType === 'MaxPool' && (n.output?.length ?? 0) > 1 && n.output![1] !== '',
 });
 
-function refusedNodes(model: Uint8Array | string, provider: Provider): string[] {
+/** The names of the nodes of a model that `provider` takes and then fails on (run on the CPU instead). */
+export function refusedNodes(model: Uint8Array | string, provider: Provider): string[] {
   const refused = REFUSED[provider];
   if (!refused) return [];
   const bytes = typeof model === 'string' ? readFileSync(model) : model;

@@ -56,7 +56,7 @@ function configOf(env: { name: string; value?: string }[]) {
 
 t.test('kubernetes: every document parses and validates against the API schemas', async (t) => {
   const docs = await documents();
-  t.same([...docs.keys()].sort(), ['Deployment/redis', 'Deployment/vitrine', 'HorizontalPodAutoscaler/vitrine', 'InferenceService/vitrine', 'Job/vitrine-predict', 'PersistentVolumeClaim/vitrine-predict-data', 'PodDisruptionBudget/vitrine', 'Service/redis', 'Service/vitrine']);
+  t.same([...docs.keys()].sort(), ['Deployment/redis', 'Deployment/vitrine', 'Deployment/vitrine-gpu', 'HorizontalPodAutoscaler/vitrine', 'InferenceService/vitrine', 'Job/vitrine-predict', 'PersistentVolumeClaim/vitrine-predict-data', 'PodDisruptionBudget/vitrine', 'Service/redis', 'Service/vitrine', 'Service/vitrine-gpu']);
   for (const [key, doc] of docs) {
     const Model = MODELS[`${doc.apiVersion}/${doc.kind}`];
     if (!Model) continue; // the InferenceService is a custom resource: checked below
@@ -100,6 +100,27 @@ t.test('kubernetes: ports, probes, variables and the drain agree with the server
   t.equal(url.hostname, redis.metadata.name, 'the store URL names the Redis Service');
   t.equal(Number(url.port), redis.spec.ports[0].port);
   t.same(redis.spec.selector, docs.get('Deployment/redis')!.spec.selector.matchLabels);
+});
+
+t.test('kubernetes, GPU variant: one GPU a pod, the driver\'s Vulkan part asked for, the server\'s own settings', async (t) => {
+  const docs = await documents();
+  const deployment = docs.get('Deployment/vitrine-gpu')!;
+  const pod = deployment.spec.template.spec;
+  const [c] = pod.containers;
+  const config = configOf(c.env.filter((e: { name: string }) => e.name !== 'NVIDIA_DRIVER_CAPABILITIES'));
+  t.equal(config.device, 'auto', 'CUDA, else WebGPU on the GPU, else the CPU');
+  t.equal(config.workers, 1, 'one worker: the WebGPU context is one per process');
+  t.equal(c.resources.limits['nvidia.com/gpu'], '1');
+  t.equal(c.resources.requests['nvidia.com/gpu'], '1');
+  const caps = c.env.find((e: { name: string }) => e.name === 'NVIDIA_DRIVER_CAPABILITIES').value.split(',');
+  t.ok(caps.includes('graphics') && caps.includes('compute'), `NVIDIA_DRIVER_CAPABILITIES ${caps.join(',')}: graphics mounts the Vulkan driver`);
+  t.ok(pod.tolerations.some((x: { key: string }) => x.key === 'nvidia.com/gpu'), 'tolerates the GPU taint');
+  t.equal(c.image, 'vitrine:gpu');
+  t.same(docs.get('Service/vitrine-gpu')!.spec.selector, deployment.spec.selector.matchLabels);
+  t.notSame(deployment.spec.selector.matchLabels, docs.get('Deployment/vitrine')!.spec.selector.matchLabels, 'the CPU Service does not select GPU pods');
+  const dockerfile = await readFile(path.join(ROOT, 'docker', 'Dockerfile.gpu'), 'utf8');
+  t.match(dockerfile, /apt-get install [^\n]*libvulkan1/, 'the GPU image has the Vulkan loader');
+  t.match(dockerfile, /NVIDIA_DRIVER_CAPABILITIES=[a-z,]*graphics/, 'and asks for the driver\'s graphics part');
 });
 
 t.test('kserve: a custom predictor speaking protocol v2 on the port the server listens on', async (t) => {

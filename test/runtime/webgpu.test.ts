@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import t from 'tap';
-import { type GpuProbe, probeGpu } from '../../runtime/gpu.js';
+import { probeGpu } from '../../runtime/gpu.js';
 import { type OnnxRuntime, createSession, mayUseWebGpu, runSession } from '../../runtime/ort.js';
 import { compileToBytes } from '../../trainer/autograd/onnx.js';
 import { input, relu } from '../../trainer/autograd/ops.js';
