@@ -20,7 +20,7 @@ t.test('flags and environment make one validated config; flags win', async (t) =
 
 t.test('bad values and unknown flags are one-line errors naming the source', async (t) => {
   t.throws(() => loadServeConfig(['--workers', '0'], {}), /--workers must be an integer in \[1, 64\], got '0'/);
-  t.throws(() => loadServeConfig([], { VITRINE_DEVICE: 'tpu' }), /VITRINE_DEVICE must be one of cpu, cuda, auto, got 'tpu'/);
+  t.throws(() => loadServeConfig([], { VITRINE_DEVICE: 'tpu' }), /VITRINE_DEVICE must be one of cpu, webgpu, cuda, auto, got 'tpu'/);
   t.throws(() => loadServeConfig([], { PORT: 'eighty' }), /PORT must be an integer/);
   t.throws(() => loadServeConfig(['--turbo', '1'], {}), /^unknown flag --turbo$/);
 });

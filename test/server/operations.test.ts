@@ -6,7 +6,7 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   t.same((await app.inject('/healthz')).json(), { status: 'ok' });
   const ready = await app.inject('/readyz');
   t.equal(ready.statusCode, 200);
-  t.same(ready.json(), { status: 'ready', workers: 1, ready_workers: 1, models: ['plain', 'vit-cifar10'], results_store: { kind: 'memory', state: 'ready' } });
+  t.same(ready.json(), { status: 'ready', workers: 1, ready_workers: 1, models: ['plain', 'vit-cifar10'], devices: { plain: { provider: 'cpu', adapter: null }, 'vit-cifar10': { provider: 'cpu', adapter: null } }, results_store: { kind: 'memory', state: 'ready' } });
 
   const models = (await app.inject('/models')).json();
   t.equal(models.default, 'vit-cifar10');
@@ -14,6 +14,7 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   t.same(vit.input, { name: 'pixel_values', shape: ['batch', 3, 32, 32], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], fit: 'cover', resample: 'area', rescale: 1 / 255 });
   t.same(vit.outputs.attentions, ['attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
   t.equal(vit.provider, 'cpu');
+  t.equal(vit.adapter, null, 'no GPU adapter on the CPU');
   t.equal(vit.labels.length, 10);
 
   await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } });
