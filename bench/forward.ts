@@ -1,6 +1,6 @@
 // Forward throughput of the seed ViT: the exported model on ONNX Runtime (CPU) at batch 1 and 64, and
 // the reference interpreter at batch 1. One JSON line per measurement.
-//   npm run bench:forward [-- --seconds 3] [--sweep]
+//   npm run bench:forward [-- --seconds 3] [--sweep] [--device cpu|webgpu|cuda|auto]
 // --sweep: instead, one intra-op thread (as each server worker runs) at batch 1, 4, 8, 16 and 64, with
 // logits only and with logits + every layer's attention (what the server fetches).
 
@@ -12,9 +12,11 @@ import { exportOnnx, modelConfigFor, defaultLabels } from '../trainer/export.js'
 import { GraphContext } from '../trainer/nn/module.js';
 import { SEED_CONFIG } from '../trainer/vit/config.js';
 import { BATCH, ViT } from '../trainer/vit/model.js';
-import { createSession, runSession } from '../runtime/ort.js';
+import { DEVICES, type Device, createSession, runSession } from '../runtime/ort.js';
 
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 3;
+const device = (process.argv.includes('--device') ? process.argv[process.argv.indexOf('--device') + 1] : 'cpu') as Device;
+if (!DEVICES.includes(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}`);
 
 async function timeIt(fn: () => Promise<unknown> | unknown, budgetS: number): Promise<{ runs: number; s: number }> {
   for (let i = 0; i < 3; i++) await fn(); // warm up
@@ -31,17 +33,17 @@ async function timeIt(fn: () => Promise<unknown> | unknown, budgetS: number): Pr
 
 const model = new ViT(SEED_CONFIG, 0);
 const bytes = exportOnnx(model, modelConfigFor(model, defaultLabels(10)));
-const session = await createSession(bytes, { device: 'cpu' });
+const session = await createSession(bytes, { device, log: (l) => console.error(l) });
 const common = { model: 'seed', parameters: model.parameterCount(), cores: os.cpus().length };
 
 if (process.argv.includes('--sweep')) {
-  const one = await createSession(bytes, { device: 'cpu', threads: 1 });
+  const one = await createSession(bytes, { device, threads: 1 });
   const attentions = one.outputNames.filter((n) => n.startsWith('attentions.'));
   for (const outputs of [['logits'], ['logits', ...attentions]]) {
     for (const batch of [1, 4, 8, 16, 64]) {
       const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
       const { runs, s } = await timeIt(() => runSession(one, { pixel_values: { data, dims: [batch, 3, 32, 32] } }, outputs), seconds);
-      console.log(JSON.stringify({ bench: 'forward-sweep', runner: 'onnxruntime-cpu', threads: 1, batch, outputs: outputs.length > 1 ? 'logits+attentions' : 'logits', images_per_s: Math.round((runs * batch) / s), ...common }));
+      console.log(JSON.stringify({ bench: 'forward-sweep', runner: `onnxruntime-${session.provider}`, threads: 1, batch, outputs: outputs.length > 1 ? 'logits+attentions' : 'logits', images_per_s: Math.round((runs * batch) / s), ...common }));
     }
   }
   process.exit(0);
@@ -50,7 +52,7 @@ if (process.argv.includes('--sweep')) {
 for (const batch of [1, 64]) {
   const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
   const { runs, s } = await timeIt(() => runSession(session, { pixel_values: { data, dims: [batch, 3, 32, 32] } }), seconds);
-  console.log(JSON.stringify({ bench: 'forward', runner: 'onnxruntime-cpu', batch, images_per_s: Math.round((runs * batch) / s), ms_per_batch: +((s / runs) * 1000).toFixed(3), ...common }));
+  console.log(JSON.stringify({ bench: 'forward', runner: `onnxruntime-${session.provider}`, batch, images_per_s: Math.round((runs * batch) / s), ms_per_batch: +((s / runs) * 1000).toFixed(3), ...common }));
 }
 
 const ctx = new GraphContext(false);

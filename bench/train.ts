@@ -2,7 +2,7 @@
 // runs them (batch prepared in the worker, forward + loss + gradients, AdamW), the forward alone in
 // the same run, and, where python3 with torch is installed, the seed's PyTorch model trained the same
 // way (bench/torch_train.py). One JSON line per measurement.
-//   npm run bench:train [-- --steps 12] [--recipe cct-cifar10 [--augment recipe]] [--no-spin] [--no-anchor]
+//   npm run bench:train [-- --steps 12] [--recipe cct-cifar10 [--augment recipe]] [--no-spin] [--no-anchor] [--device cpu|webgpu|cuda|auto]
 
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -15,6 +15,7 @@ import { StepRunner } from '../trainer/train/step.js';
 import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
 import { augmentOptions } from '../trainer/train/loop.js';
 import { ViT } from '../trainer/vit/model.js';
+import { DEVICES, type Device } from '../runtime/ort.js';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -46,9 +47,12 @@ if (recipeAugment && !recipe) throw new Error('--augment recipe needs --recipe')
 const spin = !process.argv.includes('--no-spin');
 const augment = recipeAugment ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe!, recipeName!)) : { cropPadding: 4, flip: true };
 const model = new ViT(config, 0);
-const runner = new StepRunner(model, { device: 'cpu', threads: 0, spin });
+const deviceIndex = process.argv.indexOf('--device');
+const device = (deviceIndex > 0 ? process.argv[deviceIndex + 1] : 'cpu') as Device;
+if (!DEVICES.includes(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}`);
+const runner = new StepRunner(model, { device, threads: 0, spin, log: (l) => console.error(l) });
 const trainS = await timeSteps({ runner, data, batch, warmup: 3, steps, lr: 0.001, weightDecay: 0.01, loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment } });
-console.log(JSON.stringify({ bench: 'train', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores, augment: recipeAugment ? 'recipe' : 'crop+flip', spin }));
+console.log(JSON.stringify({ bench: 'train', runner: `onnxruntime-${runner.provider}`, model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores, augment: recipeAugment ? 'recipe' : 'crop+flip', spin }));
 
 const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());
 for (let i = 0; i < 2; i++) await runner.logits(pixels, batch);
@@ -56,7 +60,7 @@ const f0 = performance.now();
 const fwd = Math.max(4, steps);
 for (let i = 0; i < fwd; i++) await runner.logits(pixels, batch);
 const fwdS = (performance.now() - f0) / 1000;
-console.log(JSON.stringify({ bench: 'forward', runner: 'onnxruntime-cpu', model: recipeName ?? 'seed', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
+console.log(JSON.stringify({ bench: 'forward', runner: `onnxruntime-${runner.provider}`, model: recipeName ?? 'seed', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
 
 // PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project. As an
 // anchor it must run at its best: with OpenBLAS (Debian's libopenblas0-pthread; without it PyTorch

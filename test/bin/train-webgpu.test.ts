@@ -1,11 +1,12 @@
 // `vitrine train --device webgpu` (lavapipe here) trains as the CPU does: the same losses through the
-// first epoch for the seed ViT and for the folder recipe's convolutional tokenizer, and it says what
-// the step runs on.
+// first epoch for the seed ViT, the folder recipe's convolutional tokenizer, and a Hugging Face DeiT
+// fine-tuned with its encoder frozen (the finetune recipe's first epochs), and it says what the step
+// runs on.
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { runCli } from '../helpers/cli.js';
+import { ROOT, runCli } from '../helpers/cli.js';
 import { colourDataset, tmpDir, writeImageFolder } from '../helpers/data.js';
 import { haveWebGpu } from '../helpers/webgpu.js';
 
@@ -19,6 +20,7 @@ t.test('train on webgpu: the CPU provider losses, for the seed ViT and the convo
   const runs: [string, string[]][] = [
     ['the seed ViT', ['--recipe', 'seed', '--batch-size', '8']],
     ['the folder recipe (convolutional tokenizer)', []],
+    ['a frozen DeiT fine-tuned', ['--init', path.join(ROOT, 'test', 'fixtures', 'foreign', 'hf-deit'), '--recipe', 'finetune', '--batch-size', '9']],
   ];
   for (const [name, flags] of runs) {
     const got: Record<string, { train_loss: number; test_loss: number }[]> = {};
@@ -29,6 +31,7 @@ t.test('train on webgpu: the CPU provider losses, for the seed ViT and the convo
       if (device === 'webgpu') t.match(r.stderr, /the training step runs on webgpu \(llvmpipe \(Mesa lavapipe\), a software adapter\)/, `${name}: says where the step runs`);
       got[device] = await losses(out);
     }
+    if (name.includes('frozen')) t.match(await readFile(path.join(dir, `${name.split(' ')[1]}-webgpu`, 'train-config.json'), 'utf8'), /"freeze": "encoder"/, 'the encoder frozen');
     const [cpu, gpu] = [got.cpu[0], got.webgpu[0]];
     const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(a);
     t.ok(rel(cpu.train_loss, gpu.train_loss) < 1e-3, `${name}: first epoch's training loss ${gpu.train_loss} against the CPU's ${cpu.train_loss}`);
