@@ -22,7 +22,8 @@ export interface GpuAdapter {
 export interface VulkanDriver {
   manifest: string;
   library: string;
-  software: boolean;
+  /** The adapter a software driver is, by name; null for a hardware driver. */
+  software: string | null;
   /** The PCI vendor id the driver serves, where its library name says it. */
   vendorId: number | null;
 }
@@ -103,7 +104,7 @@ function readDriver(manifest: string): VulkanDriver | null {
   }
   if (typeof library !== 'string' || library === '') return null;
   const named = DRIVER_NAMES.find(([pattern]) => pattern.test(basename(library)) || pattern.test(basename(manifest)));
-  return { manifest, library, software: named?.[1] === 'software', vendorId: typeof named?.[1] === 'number' ? named[1] : null };
+  return { manifest, library, software: named?.[1] === 'software' ? (named[2] ?? basename(library)) : null, vendorId: typeof named?.[1] === 'number' ? named[1] : null };
 }
 
 interface PciDisplay {
@@ -177,14 +178,7 @@ export function probeGpu(sources: ProbeSources = defaultSources()): GpuProbe {
       hardware.push({ vendor, name, software: false });
     }
   }
-  const software: GpuAdapter[] = loaderMissing
-    ? []
-    : drivers
-        .filter((d) => d.software)
-        .map((d) => {
-          const name = DRIVER_NAMES.find(([p]) => p.test(basename(d.library)) || p.test(basename(d.manifest)))?.[2] ?? basename(d.library);
-          return { vendor: SOFTWARE_VENDOR[name] ?? 'software', name, software: true };
-        });
+  const software: GpuAdapter[] = loaderMissing ? [] : drivers.flatMap((d) => (d.software ? [{ vendor: SOFTWARE_VENDOR[d.software] ?? 'software', name: d.software, software: true }] : []));
   return { loaderMissing, drivers, searched, adapters: [...hardware, ...software] };
 }
 
