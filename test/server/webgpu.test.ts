@@ -64,3 +64,13 @@ t.test('an imported ViT and a Hugging Face checkpoint on webgpu: PyTorch logits 
   t.same(Object.values(app.vitrine.pool.providers), ['webgpu', 'webgpu']);
   for (const name of ['hf-deit', 'tv-o17']) await assertServedAsPyTorch(t, app, name, path.join(FOREIGN, name));
 });
+
+t.test('--device auto where the only Vulkan adapter is a software one: served on the CPU, and the log says why', async (t) => {
+  if (!haveWebGpu(t)) return;
+  const lines: string[] = [];
+  const app = await testApp(t, { models: MODELS, defaultModel: 'vit-cifar10', device: 'auto', workers: 2, logLevel: 'info' }, { logger: { level: 'info', stream: { write: (l: string) => lines.push(JSON.parse(l).msg) } } });
+  t.same(Object.values(app.vitrine.pool.providers), ['cpu', 'cpu']);
+  t.equal(app.vitrine.pool.size, 2, 'the CPU keeps its workers');
+  t.match(lines.join('\n'), /device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; WebGPU: .*the only Vulkan adapter is llvmpipe \(Mesa lavapipe\), a software one\)/);
+  t.equal((await app.inject('/models')).json().models[0].adapter, null);
+});
