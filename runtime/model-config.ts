@@ -17,9 +17,15 @@ import { FormatRegistry, type Static, type TSchema, Type } from '@sinclair/typeb
 import { firstProblem, oneOf } from './schema.js';
 
 const posInt = Type.Integer({ minimum: 1 });
+// Sane bounds, so that a config.json cannot make the server allocate without limit for a graph that
+// leaves its sizes symbolic (the worker checks sizes the graph fixes against the config).
+const MAX_SIDE = 4096;
+const MAX_CHANNELS = 4;
+const MAX_LABELS = 100_000;
+const side = Type.Integer({ minimum: 1, maximum: MAX_SIDE });
 const name = Type.String({ minLength: 1 });
-const means = Type.Array(Type.Number(), { minItems: 1, expects: 'an array of numbers, one per channel' });
-const stds = Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, expects: 'an array of positive numbers, one per channel' });
+const means = Type.Array(Type.Number(), { minItems: 1, maxItems: MAX_CHANNELS, expects: `an array of numbers, one per channel (at most ${MAX_CHANNELS})` });
+const stds = Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: MAX_CHANNELS, expects: `an array of positive numbers, one per channel (at most ${MAX_CHANNELS})` });
 
 /** A path inside the model folder: relative, without '..'. */
 FormatRegistry.Set('model-file', (s) => s !== '' && !s.includes('..') && !path.isAbsolute(s));
@@ -59,9 +65,9 @@ export const RESAMPLE_TO_PIL: Record<Resample, number> = { nearest: 0, lanczos3:
 
 export const ModelConfigSchema = Type.Object({
   /** Class names, index = logit position. */
-  labels: Type.Array(Type.String(), { minItems: 1, expects: `a non-empty array of strings (or 'id2label' an object from "0", "1", … to names)` }),
+  labels: Type.Array(Type.String(), { minItems: 1, maxItems: MAX_LABELS, expects: `a non-empty array of at most ${MAX_LABELS.toLocaleString('en-US')} strings (or 'id2label' an object from "0", "1", … to names)` }),
   /** [height, width] the model takes. */
-  image_size: Type.Tuple([posInt, posInt], { expects: '[height, width] in pixels' }),
+  image_size: Type.Tuple([side, side], { expects: `[height, width] in pixels (at most ${MAX_SIDE} each)` }),
   /** Per-channel mean and std applied to pixels scaled to [0, 1]. */
   mean: means,
   std: stds,
@@ -97,13 +103,13 @@ export type ModelConfig = Static<typeof ModelConfigSchema>;
 /** The keys config.json may hold: ModelConfig's, some written more loosely, and transformers' that are read. */
 const ConfigFileSchema = Type.Object({
   ...ModelConfigSchema.properties,
-  image_size: Type.Union([posInt, ModelConfigSchema.properties.image_size], { expects: '[height, width] in pixels (or one number for a square)' }),
+  image_size: Type.Union([side, ModelConfigSchema.properties.image_size], { expects: `[height, width] in pixels, at most ${MAX_SIDE} each (or one number for a square)` }),
   num_channels: posInt,
 });
 
 /** The keys of preprocessor_config.json (ViTImageProcessor's) that are read. */
 const PreprocessorSchema = Type.Object({
-  size: Type.Union([posInt, Type.Object({ height: posInt, width: posInt })], { expects: '{ height, width } in pixels (or one number for a square)' }),
+  size: Type.Union([side, Type.Object({ height: side, width: side })], { expects: `{ height, width } in pixels, at most ${MAX_SIDE} each (or one number for a square)` }),
   do_resize: Type.Boolean(),
   resample: Type.Union([0, 1, 2, 3, 4, 5].map((c) => Type.Literal(c)), { expects: "one of PIL's codes 0-5" }),
   do_rescale: Type.Boolean(),

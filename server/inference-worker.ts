@@ -27,6 +27,29 @@ function requireNames(m: WorkerModel, file: string, session: Session, inputs: st
   }
 }
 
+/** The sizes config.json gives (channels, height and width of the input; classes of the logits) must
+ *  be the graph's where the graph fixes them: a config that contradicts its graph is refused at load,
+ *  not found out by the first request (a 50,000 px image_size on a 32 px graph once took the process
+ *  down). A size the graph leaves symbolic is bounded by the config's schema instead. */
+function requireShapes(m: WorkerModel, file: string, session: Session): void {
+  const dims = (names: readonly { name: string }[] | undefined, name: string) => {
+    const meta = names?.find((v) => v.name === name) as { shape?: readonly (number | string)[] } | undefined;
+    return meta?.shape ?? [];
+  };
+  const input = dims(session.session.inputMetadata, m.inputName);
+  const want = [m.inputDims[0], m.inputDims[1], m.inputDims[2]];
+  const named = ['channels', 'height', 'width'];
+  if (input.length > 0 && input.length !== 4) throw new Error(`model ${m.name}: ${file} takes '${m.inputName}' of rank ${input.length}; an image input is [batch, channels, height, width]`);
+  input.slice(1).forEach((d, i) => {
+    if (typeof d === 'number' && d > 0 && d !== want[i]) {
+      throw new Error(`model ${m.name}: config.json gives ${named[i]} ${want[i]} (${i === 0 ? 'one mean and std per channel' : 'image_size'}), but ${file} takes '${m.inputName}' of ${named[i]} ${d} ([${input.join(', ')}])`);
+    }
+  });
+  const logits = dims(session.session.outputMetadata, m.logitsOutput);
+  const classes = logits.at(-1);
+  if (typeof classes === 'number' && classes > 0 && classes !== m.classes) throw new Error(`model ${m.name}: config.json names ${m.classes} labels, but ${file} gives ${classes} logits ('${m.logitsOutput}' [${logits.join(', ')}])`);
+}
+
 /** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
 async function open(m: WorkerModel): Promise<void> {
   const load = async (file: string, log?: (l: string) => void) => {
@@ -38,12 +61,14 @@ async function open(m: WorkerModel): Promise<void> {
   };
   const session = await load(m.file, (l) => send({ type: 'log', message: l }));
   requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
+  requireShapes(m, m.file, session);
   let relevance: Session | null = null;
   let light: Session | null = null;
   if (m.relevance) {
     const r = m.relevance;
     relevance = await load(r.file);
     requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])]);
+    requireShapes(m, r.file, relevance);
     if (r.lightFile) {
       light = await load(r.lightFile);
       requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
