@@ -90,7 +90,8 @@ export function mapKey(model: ServedModel, top: number, q: MapQuery): string {
   const method = q.method ?? 'rollout';
   if (isClassMethod(method)) return `${method}:${q.class === undefined ? top : classIndex(q.class, model.config.labels)}`;
   const layer = method === 'cls' ? (q.layer ?? model.config.attention_outputs.length - 1) : '';
-  return `${method}:${layer}:${q.head ?? 'mean'}:${method === 'rollout' ? (q.discard ?? 0) : ''}`;
+  // the head as parsed ('001' is head 1), so that spellings of one map share its key
+  return `${method}:${layer}:${headOf(q.head ?? 'mean')}:${method === 'rollout' ? (q.discard ?? 0) : ''}`;
 }
 
 /** The class-specific maps of one relevance run, under their keys, for a cache. */

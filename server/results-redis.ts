@@ -8,7 +8,7 @@
 
 import { Redis } from 'ioredis';
 import { Errors } from './errors.js';
-import type { KeptResult, Results, StoreStatus } from './results.js';
+import { type KeptResult, MAX_MAPS_PER_RESULT, type Results, type StoreStatus } from './results.js';
 
 export type StoreState = 'connecting' | 'ready' | 'down';
 
@@ -146,10 +146,12 @@ export class RedisResults implements Results {
     }
   }
 
-  // The maps of a result live in a hash beside it, expiring with it.
+  // The maps of a result live in a hash beside it, expiring with it; a hash holding its share of maps
+  // (MAX_MAPS_PER_RESULT) takes no more, the maps beyond being made again when asked.
   async putMap(id: string, key: string, values: Float32Array): Promise<void> {
     const hash = `${this.prefix}maps:${id}`;
     try {
+      if ((await this.client.hlen(hash)) >= MAX_MAPS_PER_RESULT) return;
       await this.client.multi().hset(hash, key, Buffer.from(values.buffer, values.byteOffset, values.byteLength)).pexpire(hash, this.ttlMs).exec();
     } catch (err) {
       throw this.unavailable(err);

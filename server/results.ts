@@ -41,6 +41,10 @@ export interface Results {
   close(): Promise<void>;
 }
 
+/** The most maps kept of one result: a map is keyed on its parameters, and a client asking for ever new
+ *  ones (discard=1e-9, 2e-9, …) grew the process by hundreds of MB a minute before this bound. */
+export const MAX_MAPS_PER_RESULT = 16;
+
 /** The store as the map cache of one result (maps.ts): a store that fails only costs the map being made again. */
 export function mapCache(results: Results, id: string, putFailed: () => void): { get(key: string): Promise<Float32Array | undefined>; put(key: string, values: Float32Array): Promise<void> } {
   return {
@@ -103,7 +107,12 @@ export class MemoryResults implements Results {
 
   async putMap(id: string, key: string, values: Float32Array): Promise<void> {
     const e = this.entry(id);
-    if (e?.kept) (e.maps ??= new Map()).set(key, values);
+    if (!e?.kept) return;
+    const maps = (e.maps ??= new Map());
+    maps.delete(key);
+    // the least recently made goes first
+    while (maps.size >= MAX_MAPS_PER_RESULT) maps.delete(maps.keys().next().value!);
+    maps.set(key, values);
   }
 
   async getMap(id: string, key: string): Promise<Float32Array | undefined> {
