@@ -45,6 +45,10 @@ export const ServeConfigSchema = Type.Object({
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),
   timeoutMs: int(1, Number.MAX_SAFE_INTEGER, 10_000, 'A request not answered within this gets 504.'),
   bodyLimit: int(1024, Number.MAX_SAFE_INTEGER, 10 * 1024 * 1024, 'Largest request body in bytes.'),
+  // Without it a client that declares a large body and stops sending holds its connection and its
+  // buffers forever (100 such uploads held ~1 GB for minutes).
+  requestTimeoutMs: int(0, Number.MAX_SAFE_INTEGER, 30_000, 'How long a client may take to send a whole request, headers and body, before it is answered 408 and closed (0: no limit).'),
+  keepAliveTimeoutMs: int(1, Number.MAX_SAFE_INTEGER, 5_000, 'How long an idle keep-alive connection stays open.'),
   maxPixels: int(1, Number.MAX_SAFE_INTEGER, 40_000_000, 'Largest decoded image in pixels (width x height): a guard against decompression bombs.'),
   resultsCapacity: int(0, Number.MAX_SAFE_INTEGER, 256, 'Classification results kept for GET /attention/:id.'),
   resultsTtlS: int(1, Number.MAX_SAFE_INTEGER, 600, 'How long a kept result lives, in seconds.'),
