@@ -30,8 +30,12 @@ async function api(url, options = {}) {
   return res;
 }
 
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** An element with properties and children (nodes or text): what the server sends (model names,
+ *  labels) only ever becomes text, never markup. */
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
 }
 
 function status(text, isError = false) {
@@ -44,7 +48,7 @@ function status(text, isError = false) {
 function clearOutput() {
   current = null;
   $('output').hidden = true;
-  $('predictions').innerHTML = '';
+  $('predictions').replaceChildren();
   $('timings').textContent = '';
   $('heatmap').removeAttribute('src');
   $('original').removeAttribute('src');
@@ -64,7 +68,7 @@ async function loadModels() {
   if (!res.ok) return;
   const { default: def, models } = await res.json();
   served = Object.fromEntries(models.map((m) => [m.name, m]));
-  $('model').innerHTML = models.map((m) => `<option value="${m.name}" ${m.name === def ? 'selected' : ''}>${m.name} (${m.provider})</option>`).join('');
+  $('model').replaceChildren(...models.map((m) => el('option', { value: m.name, selected: m.name === def }, `${m.name} (${m.provider})`)));
 }
 
 async function classify(blob) {
@@ -106,12 +110,15 @@ async function classify(blob) {
   $('original').src = URL.createObjectURL(blob);
   $('output').hidden = false;
   // each prediction is a button: "why this class?" shows its relevance map
-  $('predictions').innerHTML = body.predictions
-    .map(
-      (p, i) =>
-        `<li><button type="button" class="why${i === 0 ? ' chosen' : ''}" data-index="${p.index}" title="why ${escapeHtml(p.label)}?"><span class="label">${escapeHtml(p.label)}</span><span class="bar" style="width:${Math.max(1, Math.round(p.probability * 200))}px"></span>${(100 * p.probability).toFixed(1)}%</button></li>`,
-    )
-    .join('');
+  $('predictions').replaceChildren(
+    ...body.predictions.map((p, i) => {
+      const bar = el('span', { className: 'bar' });
+      bar.style.width = `${Math.max(1, Math.round(p.probability * 200))}px`;
+      const why = el('button', { type: 'button', className: `why${i === 0 ? ' chosen' : ''}`, title: `why ${p.label}?` }, el('span', { className: 'label' }, p.label), bar, `${(100 * p.probability).toFixed(1)}%`);
+      why.dataset.index = String(p.index);
+      return el('li', {}, why);
+    }),
+  );
   const t = body.timings;
   $('timings').textContent = `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
   $('heatmap-figure').hidden = !body.attention;
@@ -125,7 +132,7 @@ async function classify(blob) {
     // relevance is the default where the model has it; the methods GET /models does not list for it are hidden
     for (const option of $('method').options) option.hidden = option.disabled = !current.methods.includes(option.value);
     if (!current.methods.includes($('method').value)) $('method').value = 'rollout';
-    $('layer').innerHTML = Array.from({ length: current.layers }, (_, i) => `<option value="${i}" ${i === current.layers - 1 ? 'selected' : ''}>${i + 1}</option>`).join('');
+    $('layer').replaceChildren(...Array.from({ length: current.layers }, (_, i) => el('option', { value: String(i), selected: i === current.layers - 1 }, String(i + 1))));
     if (await drawHeatmap()) status(''); // false where a newer classification took its place
   } else {
     $('heatmap').removeAttribute('src');
@@ -176,7 +183,13 @@ function setup() {
     drop.classList.remove('over');
     if (e.dataTransfer.files[0]) classify(e.dataTransfer.files[0]);
   });
-  $('examples').innerHTML = EXAMPLES.map((n) => `<button type="button" data-name="${n}" title="${n}"><img src="examples/${n}.png" alt="${n}"></button>`).join('');
+  $('examples').replaceChildren(
+    ...EXAMPLES.map((n) => {
+      const b = el('button', { type: 'button', title: n }, el('img', { src: `examples/${n}.png`, alt: n }));
+      b.dataset.name = n;
+      return b;
+    }),
+  );
   $('examples').addEventListener('click', async (e) => {
     const button = e.target.closest('button');
     if (button) classify(await (await fetch(`examples/${button.dataset.name}.png`)).blob());

@@ -167,3 +167,29 @@ t.test('the page on a model vitrine imported: a stretched input, rollout and rel
   t.equal(await page.textContent('#heatmap-caption'), 'Attention rollout');
   t.same(errors, [], 'no script errors');
 });
+
+t.test('a hostile model name or label stays text on the page', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (.ci/run installs Debian's chromium)` }, async (t) => {
+  const { cp, readFile: read } = await import('node:fs/promises');
+  const { testModels } = await import('../helpers/server.js');
+  const root = await tmpDir('vitrine-hostile-');
+  // a folder name may hold quotes and angle brackets; the page once put it into innerHTML
+  const name = `x"><img src=x onerror="window.__pwned='name'">`;
+  await cp(path.join(await testModels(), 'vit-cifar10'), path.join(root, name), { recursive: true });
+  const config = path.join(root, name, 'config.json');
+  const labels = Array.from({ length: 10 }, (_, i) => `<img src=y onerror="window.__pwned='label ${i}'">`);
+  await writeFile(config, JSON.stringify({ ...JSON.parse(await read(config, 'utf8')), labels }));
+  const app = await testApp(t, { models: root, defaultModel: name });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { page, errors } = await openPage(t);
+  await page.goto(base);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  t.equal(await page.textContent('#model option'), `${name} (cpu)`, 'the name shown as it is');
+  t.equal(await page.evaluate('document.querySelectorAll("#model img, #predictions img").length'), 0, 'no element made of it');
+  await page.click('#examples button[data-name="cat"]');
+  await page.waitForSelector('#predictions li');
+  t.equal((await page.textContent('#predictions li .label'))!.startsWith('<img src=y'), true, 'a label shown as text');
+  t.equal(await page.evaluate('document.querySelectorAll("#predictions img").length'), 0);
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
+  t.equal(await page.evaluate('window.__pwned'), undefined, 'nothing of it ran');
+  t.same(errors, []);
+});
