@@ -48,7 +48,18 @@ export function csvHeader(o: { topk: number; labels: readonly string[]; logits: 
   return cols;
 }
 
-const csvField = (v: string) => (/[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+// A cell a spreadsheet would run as a formula (=, +, -, @, tab or CR first, not a number) gets a
+// leading apostrophe, as OWASP's CSV injection advice has it: a file named =HYPERLINK(…).png is
+// text there. Cells that already start with apostrophes before such a character get one more, so
+// that reading the file back (formulaSafe's inverse) gives every value as it was.
+const FORMULA = /^'*[=+\-@\t\r]/;
+const formulaSafe = (v: string) => (FORMULA.test(v) && !(v.trim() !== '' && Number.isFinite(Number(v))) ? `'${v}` : v);
+/** A cell as written, back to its value. */
+export const fromCsvCell = (v: string) => (v.startsWith("'") && FORMULA.test(v.slice(1)) && !Number.isFinite(Number(v.slice(1))) ? v.slice(1) : v);
+const csvField = (raw: string) => {
+  const v = formulaSafe(raw);
+  return /[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+};
 /** One CSV row, quoted where a field needs it. */
 export const csvLine = (fields: readonly string[]) => fields.map(csvField).join(',') + '\n';
 
@@ -124,7 +135,7 @@ export function readRecords(text: string, format: Format, file: string, header: 
   const [p, s, m, l, e] = ['path', 'size', 'mtime_ms', 'label_1', 'error'].map(col);
   if (p < 0 || s < 0 || m < 0) throw new CliError(`${file} has no path, size and mtime_ms columns: not a results file of vitrine predict`);
   for (const row of rows.slice(1)) {
-    const f = row.fields;
+    const f = row.fields.map(fromCsvCell);
     const error = e >= 0 && f[e] ? f[e].split(':')[0] : null;
     records.push({ key: inputKey({ path: f[p], size: Number(f[s]), mtimeMs: Number(f[m]) }), path: f[p], label: l >= 0 && f[l] ? f[l] : null, error, text: row.text });
   }
