@@ -76,8 +76,10 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
   await app.register(swagger, {
     openapi: {
       info: { title: 'vitrine', description: 'Vision Transformer inference with attention maps', version: '0.1.0' },
-      ...(config.apiKey ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } : {}),
+      ...(config.apiKey ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } } : {}),
     },
+    // With a key, the routes that need it say so, and only those.
+    transform: ({ schema, url, route }) => ({ schema: config.apiKey && (route.config as { auth?: boolean } | undefined)?.auth ? { ...schema, security: [{ bearer: [] }] } : schema, url }),
     // POST /classify reads its body itself (multipart or raw bytes), so no body schema validates it;
     // the document still says what to send, so that "Try it out" can upload a file.
     transformObject: (doc) => {

@@ -3,14 +3,15 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { CLASS_METHODS, methodsOf } from '../maps.js';
+import { keyMatches } from '../http.js';
 import { GpuAdapterSchema, ModelsResponse, errors } from '../schemas.js';
 
 const Readiness = Type.Object({
   status: Type.String(),
   workers: Type.Integer(),
   ready_workers: Type.Integer(),
-  models: Type.Array(Type.String()),
-  devices: Type.Record(Type.String(), Type.Object({ provider: Type.String(), adapter: Type.Union([GpuAdapterSchema, Type.Null()]) }), { description: 'what each model runs on' }),
+  models: Type.Optional(Type.Array(Type.String(), { description: 'with --api-key: only when the key is sent' })),
+  devices: Type.Optional(Type.Record(Type.String(), Type.Object({ provider: Type.String(), adapter: Type.Union([GpuAdapterSchema, Type.Null()]) }), { description: 'what each model runs on (with --api-key: only when the key is sent)' })),
   results_store: Type.Object({ kind: Type.String(), url: Type.Optional(Type.String()), state: Type.String({ description: 'memory: ready; redis: connecting, ready or down' }), error: Type.Optional(Type.String()) }),
 });
 
@@ -26,15 +27,19 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
         response: { 200: Readiness, 503: Readiness },
       },
     },
-    async (_req, reply) => {
+    async (request, reply) => {
       // A shared store that is down does not make the replica unready: classification goes on.
       const ready = ctx.pool.ready && !ctx.closing();
       const store = ctx.results.status();
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, { provider: ctx.pool.providers[m.name] ?? 'unknown', adapter: ctx.pool.adapters[m.name] ?? null }])), results_store: store });
+      // Probes send no key: with one set, the answer names no model unless the key comes with it.
+      const named = !ctx.config.apiKey || keyMatches(request.headers.authorization, ctx.config.apiKey);
+      const models = named ? { models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, { provider: ctx.pool.providers[m.name] ?? 'unknown', adapter: ctx.pool.adapters[m.name] ?? null }])) } : {};
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, ...models, results_store: store });
     },
   );
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
+  // The metrics name the models: with --api-key they need it (Prometheus: authorization credentials).
+  app.get('/metrics', { config: { auth: true }, schema: { summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
     ctx.metrics.workers.set(ctx.pool.readyCount);
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });

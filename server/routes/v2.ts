@@ -78,7 +78,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   };
   for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
     app.get<{ Params: ModelParams }>(prefix, { config: { auth: true }, schema: { summary: 'Open Inference Protocol: model metadata', tags: ['v2'], params: Params, response: { 404: ErrorBody } } }, metadata);
-    app.get<{ Params: ModelParams }>(`${prefix}/ready`, { schema: { summary: 'Open Inference Protocol: model readiness', tags: ['v2'], params: Params } }, modelReady);
+    app.get<{ Params: ModelParams }>(`${prefix}/ready`, { config: { auth: true }, schema: { summary: 'Open Inference Protocol: model readiness', tags: ['v2'], params: Params } }, modelReady);
     app.post<{ Params: ModelParams }>(`${prefix}/infer`, { config: { auth: true }, schema: { summary: 'Open Inference Protocol: inference (JSON or binary tensors; BYTES images)', tags: ['v2'], params: Params } }, (request, reply) => infer(request, reply));
   }
 

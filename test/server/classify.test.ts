@@ -192,3 +192,24 @@ t.test('classify: tta=flip averages the logits with the mirror image\'s, in one 
   t.ok(Math.abs(b.predictions[0].probability - 1 / z) < 1e-9, 'the probabilities are the averaged logits\' softmax');
   t.equal((await app.inject({ method: 'POST', url: '/classify?tta=rotate', ...raw(img) })).statusCode, 400);
 });
+
+t.test('with a key set, nothing names a model without it, and the OpenAPI document says which routes need it', async (t) => {
+  const app = await testApp(t, { apiKey: 's3cret' });
+  const key = { authorization: 'Bearer s3cret' };
+  const open = (await app.inject('/readyz')).json();
+  t.equal(open.status, 'ready', 'a probe without the key still learns readiness');
+  t.equal(open.models, undefined, 'but no model names');
+  t.equal(open.devices, undefined);
+  t.notMatch(JSON.stringify(open), /vit-cifar10|plain/);
+  t.same((await app.inject({ url: '/readyz', headers: key })).json().models, ['plain', 'vit-cifar10'], 'with the key, the models');
+  t.equal((await app.inject('/metrics')).statusCode, 401, '/metrics (model labels) needs the key');
+  t.match((await app.inject({ url: '/metrics', headers: key })).body, /vitrine_provider_info\{model="vit-cifar10"/);
+  for (const name of ['vit-cifar10', 'no-such-model']) t.equal((await app.inject(`/v2/models/${name}/ready`)).statusCode, 401, `/v2/models/${name}/ready: 401 whether or not the model exists`);
+  t.equal((await app.inject({ url: '/v2/models/vit-cifar10/ready', headers: key })).statusCode, 200);
+  const doc = (await app.inject('/docs/json')).json();
+  t.same(doc.security, undefined, 'no blanket requirement');
+  t.same(doc.paths['/classify'].post.security, [{ bearer: [] }], '/classify needs the key');
+  t.same(doc.paths['/models'].get.security, [{ bearer: [] }]);
+  t.equal(doc.paths['/healthz'].get.security, undefined, '/healthz does not');
+  t.equal(doc.paths['/readyz'].get.security, undefined);
+});
