@@ -1,6 +1,7 @@
 // Runs the service: listens (0.0.0.0:8080 by default), and on SIGTERM or SIGINT stops accepting,
 // answers what is in flight, and exits 0.
 
+import { existsSync } from 'node:fs';
 import { buildApp } from './app.js';
 import { ServeConfig } from './config.js';
 import type { GpuAdapter } from '../runtime/gpu.js';
@@ -41,6 +42,8 @@ export async function serve(config: ServeConfig): Promise<void> {
     const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : (err as Error).message;
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${why}`);
   }
+  const exposed = exposureWarning(config);
+  if (exposed) app.log.warn(exposed);
   app.log.info(`vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${app.vitrine.pool.size} workers; ${runsOn(app.vitrine.pool)})`);
 }
 
@@ -53,4 +56,20 @@ function runsOn(pool: { providers: Record<string, string>; adapters: Record<stri
     groups.set(key, [...(groups.get(key) ?? []), name]);
   }
   return [...groups].map(([key, names]) => `${key}: ${names.join(', ')}`).join('; ');
+}
+
+/** Where a process runs in a container (Docker's and podman's marker files, Kubernetes' variables). */
+export function inContainer(env: NodeJS.ProcessEnv = process.env, exists: (file: string) => boolean = existsSync): boolean {
+  return exists('/.dockerenv') || exists('/run/.containerenv') || env.KUBERNETES_SERVICE_HOST !== undefined || env.container !== undefined;
+}
+
+/**
+ * The line said at start where the service listens on every interface without an API key outside a
+ * container. The default stays 0.0.0.0, which a container needs (and the quick start's page uses),
+ * but on a laptop that is an open API on its network, and the user should hear it once.
+ */
+export function exposureWarning(config: Pick<ServeConfig, 'host' | 'apiKey'>, container = inContainer()): string | null {
+  const everywhere = config.host === '0.0.0.0' || config.host === '::' || config.host === '';
+  if (!everywhere || config.apiKey || container) return null;
+  return `listening on every interface (${config.host}) without an API key: anyone who can reach this machine can use the API; --host 127.0.0.1 keeps it to this machine, --api-key requires a key`;
 }

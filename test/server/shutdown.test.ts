@@ -38,3 +38,14 @@ t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
   t.match(serving.log(), /SIGTERM: draining and shutting down/);
   await t.rejects(fetch(`${base}/healthz`), 'no longer listening');
 });
+
+t.test('listening on every interface without a key outside a container is said at start', async (t) => {
+  const { exposureWarning, inContainer } = await import('../../server/server.js');
+  t.match(exposureWarning({ host: '0.0.0.0', apiKey: null }, false), /^listening on every interface \(0\.0\.0\.0\) without an API key: .*--host 127\.0\.0\.1 keeps it to this machine, --api-key requires a key$/);
+  t.equal(exposureWarning({ host: '0.0.0.0', apiKey: 'k' }, false), null, 'a key: nothing to say');
+  t.equal(exposureWarning({ host: '127.0.0.1', apiKey: null }, false), null, 'loopback: nothing to say');
+  t.equal(exposureWarning({ host: '0.0.0.0', apiKey: null }, true), null, 'in a container 0.0.0.0 is what it needs');
+  t.ok(inContainer({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }, () => false));
+  t.ok(inContainer({}, (f) => f === '/run/.containerenv'), "podman's marker");
+  t.notOk(inContainer({}, () => false));
+});
