@@ -2,7 +2,7 @@
 // (the onnx-proto package), their type names, and tensors and attributes in both directions.
 
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -89,6 +89,45 @@ export function externalTensor(name: string, dims: readonly number[], place: Ext
 
 export const dimsOf = (t: ITensorProto): number[] => (t.dims ?? []).map(Number);
 
+/**
+ * The bytes of an external data file at [offset, offset + length): only from a regular file inside
+ * the model's folder, never through a link (one pointing at /etc/passwd once carried its text into an
+ * import), a device (/dev/zero) or a FIFO (which blocked the import), and only as many bytes as the
+ * file holds (a short file once passed, padded with whatever lay in memory after it).
+ */
+function readExternal(tensor: string, dir: string, location: string, offset: number, length: number | undefined): Uint8Array {
+  const file = path.join(dir, location);
+  const fail = (why: string) => new Error(`tensor '${tensor}': its external data ${file} ${why}`);
+  if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) throw fail(`has a bad offset or length (${offset}, ${length})`);
+  let fd: number;
+  try {
+    // no link followed at the last step; O_NONBLOCK: a FIFO opens at once instead of waiting for a writer
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw fail(code === 'ELOOP' ? 'is a link: external data is read only from files in the folder itself' : `cannot be read: ${code ?? (err as Error).message}`);
+  }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw fail('is not a regular file (a device, a FIFO or a folder)');
+    // a link in a folder on the way (location 'sub/x' with sub a link elsewhere) leaves the folder too
+    const inside = path.relative(realpathSync(dir), realpathSync(file));
+    if (inside.startsWith('..') || path.isAbsolute(inside)) throw fail('lies outside the model folder (through a linked folder)');
+    const size = length ?? stat.size - offset;
+    if (offset + size > stat.size) throw fail(`holds ${stat.size} bytes; the tensor needs ${size} from offset ${offset}`);
+    const bytes = new Uint8Array(size);
+    let read = 0;
+    while (read < size) {
+      const n = readSync(fd, bytes, read, size - read, offset + read);
+      if (n === 0) throw fail(`ended after ${offset + read} bytes; the tensor needs ${size} from offset ${offset}`);
+      read += n;
+    }
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A tensor's values: float types as a Float32Array, integer and bool types as numbers. `dir` is the
  *  model file's folder, where external data is looked for. */
 export function readTensor(t: ITensorProto, dir: string): { kind: 'float'; data: Float32Array } | { kind: 'int'; data: number[] } {
@@ -96,17 +135,8 @@ export function readTensor(t: ITensorProto, dir: string): { kind: 'float'; data:
   let raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const info = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
-    const file = path.join(dir, info.location ?? '');
     if (!info.location || info.location.includes('..') || path.isAbsolute(info.location)) throw new Error(`tensor '${t.name}': external data location '${info.location}' is not a file beside the model`);
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(file);
-    } catch (err) {
-      throw new Error(`tensor '${t.name}': cannot read its external data ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    const offset = Number(info.offset ?? 0);
-    const length = info.length !== undefined ? Number(info.length) : bytes.length - offset;
-    raw = new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
+    raw = readExternal(t.name ?? '', dir, info.location, Number(info.offset ?? 0), info.length !== undefined ? Number(info.length) : undefined);
   }
   const copy = (bytesPer: number) => {
     if (!raw || raw.length !== count * bytesPer) throw new Error(`tensor '${t.name}': ${raw?.length ?? 0} bytes for ${count} values`);
