@@ -27,6 +27,7 @@ export const Errors = Object.freeze({
   notFound: define('VIT_NOT_FOUND', 404),
   unknownModel: define('VIT_UNKNOWN_MODEL', 404),
   unknownResult: define('VIT_UNKNOWN_RESULT', 404),
+  unreadableResult: define('VIT_RESULT_UNREADABLE', 410),
   tooLarge: define('VIT_PAYLOAD_TOO_LARGE', 413),
   unsupportedMedia: define('VIT_UNSUPPORTED_MEDIA', 415),
   noAttention: define('VIT_NO_ATTENTION', 422),

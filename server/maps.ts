@@ -110,7 +110,9 @@ export function classMaps(r: Pick<JobResult, 'relevance' | 'explanations'>, inde
 export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery, ran?: JobResult, cache?: MapCache): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
   const method = q.method ?? 'rollout';
   const key = mapKey(model, top, q);
-  const cached = await cache?.get(key);
+  // a map from a shared store is used only if it is one value per patch
+  const found = await cache?.get(key);
+  const cached = found && model.grid && found.length === model.grid[0] * model.grid[1] ? found : undefined;
   if (isClassMethod(method)) {
     const labels = model.config.labels;
     const index = q.class === undefined ? top : classIndex(q.class, labels);

@@ -27,10 +27,24 @@ export function encodeKept(r: KeptResult): Buffer {
   return Buffer.concat([len, header, r.view.data, pixels]);
 }
 
+/** A stored value that is not a kept result as encodeKept writes it. */
+export class UnreadableResult extends Error {}
+
 export function decodeKept(id: string, b: Buffer): KeptResult {
+  const bad = (why: string) => new UnreadableResult(`kept result ${id} ${why}`);
+  if (b.length < 4) throw bad('is too short to be one');
   const n = b.readUInt32LE(0);
-  const h = JSON.parse(b.subarray(4, 4 + n).toString()) as { v: number; model: string; createdAt: number; top: number; view: { width: number; height: number; bytes: number }; pixels: number };
-  if (h.v !== FORMAT) throw new Error(`kept result ${id} has format ${h.v}; this version reads ${FORMAT}`);
+  if (n > b.length - 4) throw bad(`claims a ${n}-byte header in ${b.length} bytes`);
+  let h: { v: number; model: string; createdAt: number; top: number; view: { width: number; height: number; bytes: number }; pixels: number };
+  try {
+    h = JSON.parse(b.subarray(4, 4 + n).toString());
+  } catch {
+    throw bad('has a header that is not JSON');
+  }
+  if (h?.v !== FORMAT) throw bad(`has format ${h?.v}; this version reads ${FORMAT}`);
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (typeof h.model !== 'string' || !count(h.top) || !count(h.view?.width) || !count(h.view?.height) || !count(h.view?.bytes) || !count(h.pixels)) throw bad('has a malformed header');
+  if (b.length !== 4 + n + h.view.bytes + 4 * h.pixels) throw bad(`holds ${b.length} bytes where its header says ${4 + n + h.view.bytes + 4 * h.pixels}`);
   let o = 4 + n;
   const view = { data: Buffer.from(b.subarray(o, o + h.view.bytes)), width: h.view.width, height: h.view.height };
   o += h.view.bytes;
@@ -109,6 +123,8 @@ export class RedisResults implements Results {
   }
 
   private unavailable(err: unknown): Error {
+    // a key holding another type (a hash where a result belongs) is the value's fault, not the store's
+    if (/^WRONGTYPE/.test((err as Error).message)) return Errors.unreadableResult(`a value in the results store (${this.where}) is not a kept result: ${(err as Error).message}`);
     return Errors.storeUnavailable(`the results store (${this.where}) is unavailable: ${(err as Error).message}`);
   }
 
@@ -127,7 +143,12 @@ export class RedisResults implements Results {
     } catch (err) {
       throw this.unavailable(err);
     }
-    return b ? decodeKept(id, b) : undefined;
+    try {
+      return b ? decodeKept(id, b) : undefined;
+    } catch (err) {
+      if (err instanceof UnreadableResult) throw Errors.unreadableResult(`${err.message}: it cannot be drawn`);
+      throw err;
+    }
   }
 
   async noteUnkept(id: string, model: string): Promise<void> {

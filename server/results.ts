@@ -41,6 +41,23 @@ export interface Results {
   close(): Promise<void>;
 }
 
+/** Why a kept result cannot be drawn for its model, or null: its sizes against the model's (a result
+ *  read from a shared store may have been written by another version, or by anyone who can write
+ *  there; one that claimed a 100,000 px view once kept a draw worker busy for 17 minutes). */
+export function unusableKept(r: KeptResult, model: { config: { mean: readonly number[]; image_size: readonly number[]; labels: readonly string[] } }): string | null {
+  const [h, w] = model.config.image_size;
+  const want = model.config.mean.length * h * w;
+  if (r.pixels.length !== want) return `its input holds ${r.pixels.length} values where the model takes ${want}`;
+  const { width, height, data } = r.view;
+  if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || width < 1 || height < 1 || width > MAX_VIEW_SIDE || height > MAX_VIEW_SIDE) return `its view is ${width} x ${height} px (1 to ${MAX_VIEW_SIDE} a side)`;
+  if (data.length !== width * height * 3) return `its view holds ${data.length} bytes where ${width} x ${height} RGB takes ${width * height * 3}`;
+  if (!Number.isSafeInteger(r.top) || r.top < 0 || r.top >= model.config.labels.length) return `its top class ${r.top} is not one of the model's ${model.config.labels.length}`;
+  return null;
+}
+
+/** The largest side a view is drawn from: the model's own input size at most (runtime/model-config.ts bounds it). */
+const MAX_VIEW_SIDE = 4096;
+
 /** The most maps kept of one result: a map is keyed on its parameters, and a client asking for ever new
  *  ones (discard=1e-9, 2e-9, …) grew the process by hundreds of MB a minute before this bound. */
 export const MAX_MAPS_PER_RESULT = 16;

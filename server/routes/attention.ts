@@ -6,7 +6,7 @@ import type { Static } from '@sinclair/typebox';
 import { toGrid } from '../attention.js';
 import { Errors, Refusals } from '../errors.js';
 import { checkMapQuery, makeMap, mapKey } from '../maps.js';
-import { mapCache } from '../results.js';
+import { mapCache, unusableKept } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../context.js';
 
@@ -37,6 +37,8 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
       const model = ctx.models.find((m) => m.name === stored.model);
       if (!model?.grid) throw Refusals.noMaps(stored.model, 'is not served here with attention outputs');
+      const unusable = unusableKept(stored, model);
+      if (unusable) throw Errors.unreadableResult(`result '${stored.id}' cannot be drawn: ${unusable}`);
       const q = request.query;
       // what was asked, before the schema's defaults filled in the rest
       checkMapQuery(model, q, new URLSearchParams(request.url.split('?')[1] ?? ''));
