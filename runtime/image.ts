@@ -18,7 +18,7 @@ export type ImageFormat = (typeof SNIFFED)[number];
 /** Why an image was refused: not an image we decode, unreadable, or over the pixel limit. */
 export class ImageError extends Error {
   constructor(
-    readonly kind: 'unsupported' | 'unreadable' | 'too-large',
+    readonly kind: 'unsupported' | 'unreadable' | 'too-large' | 'timeout',
     message: string,
   ) {
     super(message);
@@ -61,6 +61,9 @@ export interface DecodeOptions {
   maxPixels: number;
   /** Runs the decode proper (e.g. through a gate that bounds decodes at once); default: at once. */
   schedule?: <T>(decode: () => Promise<T>) => Promise<T>;
+  /** Seconds the decode proper may take once started (sharp stops it past them), asked when it
+   *  starts; 0 or absent: no limit. */
+  timeoutS?: () => number;
 }
 
 const VIEW_MAX = 256;
@@ -108,20 +111,24 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, s: Geo
   const area = (s.resample ?? 'area') === 'area';
   const k = !area ? 1 : Math.max(1, Math.min(Math.floor(VIEW_MAX / Math.max(s.width, s.height)), Math.floor(Math.min(original.width / s.width, original.height / s.height))));
   const view = { width: s.width * k, height: s.height * k };
-  let rgb: Buffer;
-  try {
-    const pipeline = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 })
-      .rotate()
-      .flatten({ background: '#ffffff' })
-      .toColourspace('srgb')
-      .resize(view.width, view.height, { fit: s.fit ?? 'cover', position: 'centre', ...(area ? {} : { kernel: s.resample as Exclude<typeof s.resample, 'area'> }) })
-      .removeAlpha()
-      .raw();
-    // The decode proper may wait for a slot (the header read above is cheap and runs freely).
-    rgb = o.schedule ? await o.schedule(() => pipeline.toBuffer()) : await pipeline.toBuffer();
-  } catch (err) {
-    throw new ImageError('unreadable', `the ${format} image cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
-  }
+  const pipeline = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 })
+    .rotate()
+    .flatten({ background: '#ffffff' })
+    .toColourspace('srgb')
+    .resize(view.width, view.height, { fit: s.fit ?? 'cover', position: 'centre', ...(area ? {} : { kernel: s.resample as Exclude<typeof s.resample, 'area'> }) })
+    .removeAlpha()
+    .raw();
+  const decode = () =>
+    pipeline
+      .timeout({ seconds: o.timeoutS?.() ?? 0 })
+      .toBuffer()
+      .catch((err: Error) => {
+        const message = err.message.split('\n')[0];
+        throw /^timeout: \d+% complete/.test(message) ? new ImageError('timeout', `the ${format} image was still being decoded when its time ran out (${message})`) : new ImageError('unreadable', `the ${format} image cannot be decoded: ${message}`);
+      });
+  // The decode proper may wait for a slot (the header read above is cheap and runs freely); what the
+  // schedule itself refuses (a full queue, a deadline) passes through as it is.
+  const rgb = o.schedule ? await o.schedule(decode) : await decode();
   if (rgb.length !== view.width * view.height * 3) throw new ImageError('unreadable', `the ${format} image decoded to an unexpected size`);
   return { format, original, input: k === 1 ? rgb : boxDownsample(rgb, view.width, view.height, k), view: { data: rgb, ...view } };
 }

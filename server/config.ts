@@ -43,7 +43,7 @@ export const ServeConfigSchema = Type.Object({
   maxBatch: int(1, 1024, 8, 'The most requests run as one batch.'),
   maxDelayMs: int(0, 10_000, 2, 'How long a request may wait for others to join its batch once a worker is free.'),
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),
-  timeoutMs: int(1, Number.MAX_SAFE_INTEGER, 10_000, 'A request not answered within this gets 504.'),
+  timeoutMs: int(1, Number.MAX_SAFE_INTEGER, 10_000, 'A request not answered within this gets 504: its decodes, its inference and its heatmap draw each stop waiting (or are stopped) at that deadline.'),
   bodyLimit: int(1024, Number.MAX_SAFE_INTEGER, 10 * 1024 * 1024, 'Largest request body in bytes.'),
   // Without it a client that declares a large body and stops sending holds its connection and its
   // buffers forever (100 such uploads held ~1 GB for minutes).

@@ -74,17 +74,32 @@ export class Drawers {
     return d;
   }
 
-  /** The heatmap PNG of `grid` over `view`, drawn by a worker. */
-  draw(grid: number[][], view: { data: Buffer; width: number; height: number }, options: HeatmapOptions): Promise<Buffer> {
+  /** The heatmap PNG of `grid` over `view`, drawn by a worker. Past `deadline` (performance.now()
+   *  time) a draw still waiting is answered 504, and one still drawing too: its worker is ended and
+   *  replaced, so the slot is free again. */
+  draw(grid: number[][], view: { data: Buffer; width: number; height: number }, options: HeatmapOptions, deadline = Infinity): Promise<Buffer> {
     return this.gate.run(
       () =>
         new Promise<Buffer>((resolve, reject) => {
           // the gate admits at most `size` draws and there are `size` drawers, so one is idle (a lost one is replaced at once)
           const d = this.idle.pop() ?? this.spawn();
           const id = this.nextId++;
-          d.pending = { id, resolve, reject };
+          const timer = Number.isFinite(deadline)
+            ? setTimeout(() => {
+                if (d.pending?.id !== id) return;
+                d.pending = null;
+                reject(Errors.timeout('no answer in time: the heatmap was still being drawn'));
+                void d.worker.terminate(); // its exit replaces it
+              }, Math.max(0, deadline - performance.now()))
+            : undefined;
+          const settle = <A>(f: (a: A) => void) => (a: A) => {
+            clearTimeout(timer);
+            f(a);
+          };
+          d.pending = { id, resolve: settle(resolve), reject: settle(reject) };
           d.worker.postMessage({ id, grid, view, options } satisfies DrawRequest);
         }),
+      deadline,
     );
   }
 

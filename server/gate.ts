@@ -26,10 +26,25 @@ export class Gate {
     return this.waiting.length;
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  /** Runs `task` when a slot is free; one that has not got a slot by `deadline` (performance.now()
+   *  time) is answered 504 and leaves the queue. */
+  async run<T>(task: () => Promise<T>, deadline = Infinity): Promise<T> {
     if (this.active >= this.limit) {
       if (this.waiting.length >= this.maxWaiting) throw Errors.overloaded(`${this.waiting.length} ${this.waits}; retry shortly`, { 'retry-after': '1' });
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        const admit = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = Number.isFinite(deadline)
+          ? setTimeout(() => {
+              const i = this.waiting.indexOf(admit);
+              if (i >= 0) this.waiting.splice(i, 1);
+              reject(Errors.timeout(`no answer in time: still waiting with ${this.waiting.length} others while ${this.waits}`));
+            }, Math.max(0, deadline - performance.now()))
+          : undefined;
+        this.waiting.push(admit);
+      });
     } else this.active++;
     try {
       return await task();

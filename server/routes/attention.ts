@@ -31,6 +31,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
+      const deadline = performance.now() + ctx.config.timeoutMs;
       const stored = await ctx.results.get(request.params.id).catch(storeFailed(ctx));
       const without = stored ? undefined : await ctx.results.unkeptModel(request.params.id).catch(storeFailed(ctx));
       if (without) throw Refusals.noMaps(without);
@@ -58,7 +59,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       if ((q.format ?? 'png') === 'json') {
         return reply.type('application/json').send({ id, model: model.name, method, ...made, grid: [rows, cols], values: grid });
       }
-      const png = await ctx.draws.draw(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' });
+      const png = await ctx.draws.draw(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' }, deadline);
       return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
     },
   );

@@ -76,7 +76,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
 
       const bytes = await readImage(request, config.bodyLimit);
-      const image = await prepareImage(bytes, imageSpec(model.config), config.maxPixels, ctx.decoders);
+      const image = await prepareImage(bytes, imageSpec(model.config), config.maxPixels, ctx.decoders, started + config.timeoutMs);
       const decoded = performance.now();
 
       const id = randomUUID();

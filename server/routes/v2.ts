@@ -83,7 +83,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   }
 
   /** The images of the one input as normalized CHW tensors. */
-  async function images(m: ServedModel, t: InputTensor): Promise<Float32Array[]> {
+  async function images(m: ServedModel, t: InputTensor, deadline: number): Promise<Float32Array[]> {
     const c = m.config;
     const [h, w] = c.image_size;
     const chw = [c.mean.length, h, w];
@@ -101,7 +101,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       return Promise.all(
         t.bytes!.map(async (bytes, i) => {
           try {
-            return (await prepareImage(bytes, imageSpec(c), config.maxPixels, ctx.decoders)).pixels;
+            return (await prepareImage(bytes, imageSpec(c), config.maxPixels, ctx.decoders, deadline)).pixels;
           } catch (err) {
             if (err instanceof ServiceError && err.statusCode < 500) throw new ServiceError(err.code, `input '${t.name}' element ${i}: ${err.message}`, err.statusCode === 415 ? 400 : err.statusCode, err.headers);
             throw err;
@@ -113,6 +113,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   }
 
   async function infer(request: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) {
+    const started = performance.now();
     const m = model(request.params);
     if (!ready()) throw Errors.notReady(ctx.closing() ? 'the server is shutting down' : 'the inference workers are starting');
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
@@ -124,7 +125,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     const stray = req.inputs.find((t) => t.name !== inputName);
     if (stray) throw Errors.badRequest(`model '${m.name}' has no input '${stray.name}' (inputs: ${inputName})`);
     if (!input) throw Errors.badRequest(`input '${inputName}' is missing`);
-    const pixels = await images(m, input);
+    const pixels = await images(m, input, started + config.timeoutMs);
 
     const available = outputShapes(m).map((o) => o.name);
     const requested = req.outputs ?? available.map((name) => ({ name, parameters: {} }));

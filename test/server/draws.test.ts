@@ -43,3 +43,23 @@ t.test('a worker that dies fails its draw with a 500 and is replaced', async (t)
   t.ok(err instanceof ServiceError && err.statusCode === 500, `the draw in flight fails: ${(err as Error).message}`);
   t.ok((await drawers.draw(grid, view, options)).length > 0, 'the next draw is drawn by a new worker');
 });
+
+t.test('past its deadline a draw answers 504, waiting or drawing, and its slot is free again', async (t) => {
+  const drawers = new Drawers(1, 8);
+  t.teardown(() => drawers.close());
+  const big = { ...options, size: 1024 };
+  // a draw whose deadline has come while it draws: its worker is ended and replaced
+  const drawing = await drawers.draw(grid, view, big, performance.now()).catch((e: unknown) => e);
+  t.ok(drawing instanceof ServiceError && drawing.statusCode === 504, 'a draw past its deadline: 504');
+  t.match((drawing as Error).message, /no answer in time: the heatmap was still being drawn/);
+  // one waiting behind another past its deadline leaves the queue
+  const first = drawers.draw(grid, view, big);
+  const waiting = drawers.draw(grid, view, options, performance.now() + 1).catch((e: unknown) => e);
+  t.equal(drawers.queued, 1);
+  const late = await waiting;
+  t.ok(late instanceof ServiceError && late.statusCode === 504, 'a draw still waiting at its deadline: 504');
+  t.equal(drawers.queued, 0, 'and out of the queue');
+  t.ok((await first).equals(drawHeatmap(grid, view, big)), 'the draw ahead of it is unharmed');
+  t.ok((await drawers.draw(grid, view, options)).equals(drawHeatmap(grid, view, options)), 'the next draw gets the slot, on the new worker');
+  t.equal(drawers.running, 0);
+});
