@@ -5,7 +5,7 @@
 //   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N --worker-nice N --max-batch N
 //                          --max-delay-ms N --results-capacity N --log-level warn
 //                          --image-size N --image-format png|jpeg | --image FILE
-//                          --node-flags "..." --gc --attention rollout|relevance|none --draw [--draw-format json]
+//                          --node-flags "..." --gc --attention rollout|relevance|full|none --draw [--draw-format json] --concurrency 1,32
 //                          --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (one run of
 // the light explanation graph instead of the model), for the cost of explanations beside plain classification.
@@ -157,6 +157,7 @@ async function load(connections: number) {
       ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
       p50_ms: result.latency.p50,
       p99_ms: result.latency.p99,
+      healthz_p50_ms: +percentile(health, 50).toFixed(2),
       healthz_p99_ms: +percentile(health, 99).toFixed(2),
       healthz_samples: health.length,
       ...(countGc ? { full_collections: fullCollections - collectionsBefore } : {}),
@@ -173,8 +174,8 @@ async function load(connections: number) {
   );
 }
 
-await load(1);
-await load(32);
+// --concurrency 1,32 (the default) or other levels, e.g. 64 with --attention full (the heavy answers)
+for (const c of opt('concurrency', '1,32').split(',').map(Number)) await load(c);
 const metrics = await (await fetch(`${base}/metrics`)).text();
 const sum = Number(/vitrine_batch_size_sum\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
 const count = Number(/vitrine_batch_size_count\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);

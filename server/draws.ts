@@ -10,18 +10,18 @@ import { Errors } from './errors.js';
 import { Gate } from './gate.js';
 import type { HeatmapOptions } from './heatmap.js';
 
-export interface DrawRequest {
-  id: number;
-  grid: number[][];
-  view: { data: Uint8Array; width: number; height: number };
-  options: HeatmapOptions;
-}
+/** A heatmap to draw, or every layer's attention probabilities to write as JSON text (attention=full:
+ *  ~600 KB for the seed ViT, ~80 ms of CPU that on the event loop delayed /healthz by seconds at 64
+ *  such requests at once). */
+export type DrawRequest =
+  | { id: number; kind?: 'heatmap'; grid: number[][]; view: { data: Uint8Array; width: number; height: number }; options: HeatmapOptions }
+  | { id: number; kind: 'attention-json'; layers: Float32Array[]; heads: number; tokens: number };
 
-export type DrawReply = { id: number; png: Uint8Array } | { id: number; error: string };
+export type DrawReply = { id: number; png: Uint8Array } | { id: number; json: string } | { id: number; error: string };
 
 interface Drawer {
   worker: Worker;
-  pending: { id: number; resolve: (png: Buffer) => void; reject: (err: Error) => void } | null;
+  pending: { id: number; resolve: (reply: DrawReply) => void; reject: (err: Error) => void } | null;
 }
 
 export class Drawers {
@@ -58,8 +58,8 @@ export class Drawers {
       if (!p || p.id !== m.id) return;
       d.pending = null;
       this.idle.push(d);
-      if ('png' in m) p.resolve(Buffer.from(m.png.buffer, m.png.byteOffset, m.png.byteLength));
-      else p.reject(Errors.internal(`the heatmap could not be drawn: ${m.error}`));
+      if ('error' in m) p.reject(Errors.internal(`the heatmap could not be drawn: ${m.error}`));
+      else p.resolve(m);
     });
     const lost = (why: string) => {
       if (!this.all.delete(d)) return;
@@ -77,10 +77,24 @@ export class Drawers {
   /** The heatmap PNG of `grid` over `view`, drawn by a worker. Past `deadline` (performance.now()
    *  time) a draw still waiting is answered 504, and one still drawing too: its worker is ended and
    *  replaced, so the slot is free again. */
-  draw(grid: number[][], view: { data: Buffer; width: number; height: number }, options: HeatmapOptions, deadline = Infinity): Promise<Buffer> {
+  async draw(grid: number[][], view: { data: Buffer; width: number; height: number }, options: HeatmapOptions, deadline = Infinity): Promise<Buffer> {
+    const reply = await this.job({ id: 0, grid, view, options }, deadline);
+    if (!('png' in reply)) throw Errors.internal('the heatmap worker answered without a PNG');
+    return Buffer.from(reply.png.buffer, reply.png.byteOffset, reply.png.byteLength);
+  }
+
+  /** Every layer's attention probabilities ([layer] of heads x tokens x tokens) as the JSON text of
+   *  [layer][head][token][token], six decimals, written by a worker. */
+  async attentionJson(layers: Float32Array[], heads: number, tokens: number, deadline = Infinity): Promise<string> {
+    const reply = await this.job({ id: 0, kind: 'attention-json', layers, heads, tokens }, deadline);
+    if (!('json' in reply)) throw Errors.internal('the heatmap worker answered without the attention text');
+    return reply.json;
+  }
+
+  private job(request: DrawRequest, deadline: number): Promise<DrawReply> {
     return this.gate.run(
       () =>
-        new Promise<Buffer>((resolve, reject) => {
+        new Promise<DrawReply>((resolve, reject) => {
           // the gate admits at most `size` draws and there are `size` drawers, so one is idle (a lost one is replaced at once)
           const d = this.idle.pop() ?? this.spawn();
           const id = this.nextId++;
@@ -97,7 +111,7 @@ export class Drawers {
             f(a);
           };
           d.pending = { id, resolve: settle(resolve), reject: settle(reject) };
-          d.worker.postMessage({ id, grid, view, options } satisfies DrawRequest);
+          d.worker.postMessage({ ...request, id } satisfies DrawRequest);
         }),
       deadline,
     );

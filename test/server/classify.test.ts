@@ -65,6 +65,14 @@ t.test('classify: attention=none|rollout|cls|full', async (t) => {
   t.equal(full.attention.layers[0][0].length, 65, '65 tokens');
   const rowSum = full.attention.layers[2][1][7].reduce((a: number, b: number) => a + b, 0);
   t.ok(Math.abs(rowSum - 1) < 1e-4, `attention rows are distributions (${rowSum})`);
+  // written by a drawing worker as text: every probability of the image's own run, to six decimals
+  const kept = (await app.vitrine.results.get(full.id))!;
+  const run = await app.vitrine.batcher.submit('vit-cifar10', kept.pixels, { attentions: true });
+  const want = run.attentions!.map((l) => Array.from({ length: 4 }, (_, h) => Array.from({ length: 65 }, (_, i) => Array.from(l.subarray((h * 65 + i) * 65, (h * 65 + i + 1) * 65), (v) => +v.toFixed(6)))));
+  t.same(full.attention.layers, want, 'the layers are the run attentions, every value');
+  t.same(Object.keys(full).sort(), ['attention', 'id', 'image', 'logits', 'model', 'predictions', 'timings'], 'the rest of the answer as with the other methods');
+  t.same(full.attention.grid, [8, 8]);
+  t.equal(full.attention.method, 'full');
 });
 
 t.test('classify: bad input is a 4xx with one JSON shape, and the service keeps working', async (t) => {
