@@ -35,6 +35,9 @@ function webRoot(): string {
   return candidates.find((p) => existsSync(path.join(p, 'index.html'))) ?? candidates[0];
 }
 
+/** Requests a connection may have pending (pipelined, their answers not yet flushed) before it is closed. */
+export const MAX_PIPELINED = 64;
+
 async function service(app: FastifyInstance, { config, now }: VitrineOptions): Promise<void> {
   const { ctx, markClosing, close } = await createServiceContext(config, { now, log: app.log });
   const { metrics } = ctx;
@@ -48,6 +51,24 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
   });
 
   errorHandling(app, config.bodyLimit);
+
+  // A client that pipelines requests and never reads the answers would have them all made and held
+  // (Node.js queues each answer until the one before it is flushed; 8 such connections held ~600 MB,
+  // kept after they closed): a connection with more answers pending than this is closed instead.
+  const pending = new WeakMap<object, number>();
+  app.addHook('onRequest', async (request) => {
+    const socket = request.raw.socket;
+    const n = (pending.get(socket) ?? 0) + 1;
+    pending.set(socket, n);
+    if (n > MAX_PIPELINED) {
+      request.log.warn(`closing a connection with ${n} requests pending: its client sends without reading the answers`);
+      socket.destroy();
+    }
+  });
+  app.addHook('onResponse', async (request) => {
+    const socket = request.raw.socket;
+    pending.set(socket, Math.max(0, (pending.get(socket) ?? 1) - 1));
+  });
 
   // Request metrics and one log line per request.
   app.addHook('onRequest', async () => {
