@@ -56,13 +56,15 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
   // (Node.js queues each answer until the one before it is flushed; 8 such connections held ~600 MB,
   // kept after they closed): a connection with more answers pending than this is closed instead.
   const pending = new WeakMap<object, number>();
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     const socket = request.raw.socket;
     const n = (pending.get(socket) ?? 0) + 1;
     pending.set(socket, n);
     if (n > MAX_PIPELINED) {
-      request.log.warn(`closing a connection with ${n} requests pending: its client sends without reading the answers`);
+      if (!socket.destroyed) request.log.warn(`closing a connection with ${n} requests pending: its client sends without reading the answers`);
       socket.destroy();
+      // the requests already parsed from what it sent are not handled either
+      reply.hijack();
     }
   });
   app.addHook('onResponse', async (request) => {
