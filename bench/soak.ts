@@ -15,13 +15,35 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { waitReady } from './ready.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, models: { type: 'string', default: 'models' }, port: { type: 'string', default: '18480' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '60' },
+    models: { type: 'string', default: 'models' },
+    port: { type: 'string', default: '18480' },
+  },
+});
 const seconds = Number(values.seconds);
 const port = Number(values.port);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const base = `http://127.0.0.1:${port}`;
 
-const server = spawn(process.execPath, ['--initial-old-space-size=128', path.join(root, 'dist', 'bin', 'vitrine.js'), 'serve', '--models', values.models!, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error'], { stdio: ['ignore', 'ignore', 'inherit'] });
+const server = spawn(
+  process.execPath,
+  [
+    '--initial-old-space-size=128',
+    path.join(root, 'dist', 'bin', 'vitrine.js'),
+    'serve',
+    '--models',
+    values.models!,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--log-level',
+    'error',
+  ],
+  { stdio: ['ignore', 'ignore', 'inherit'] },
+);
 process.on('exit', () => server.kill('SIGKILL'));
 await waitReady(base, 120);
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]) / 1024;
@@ -42,7 +64,18 @@ async function phase(name: string, count: number, client: (until: number) => Pro
   clearInterval(watch);
   const end = rssMb();
   await sleep(5000);
-  console.log(JSON.stringify({ bench: 'soak', phase: name, clients: count, seconds, rss_start_mb: Math.round(start), rss_max_mb: Math.round(max), rss_end_mb: Math.round(end), rss_idle_mb: Math.round(rssMb()) }));
+  console.log(
+    JSON.stringify({
+      bench: 'soak',
+      phase: name,
+      clients: count,
+      seconds,
+      rss_start_mb: Math.round(start),
+      rss_max_mb: Math.round(max),
+      rss_end_mb: Math.round(end),
+      rss_idle_mb: Math.round(rssMb()),
+    }),
+  );
 }
 
 let variant = 0;

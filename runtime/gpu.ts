@@ -47,7 +47,14 @@ export interface ProbeSources {
   nvidiaGpus: string;
 }
 
-const VENDORS: Readonly<Record<number, string>> = Object.freeze({ 0x10de: 'NVIDIA', 0x1002: 'AMD', 0x8086: 'Intel', 0x1af4: 'virtio', 0x13b5: 'ARM', 0x5143: 'Qualcomm' });
+const VENDORS: Readonly<Record<number, string>> = Object.freeze({
+  0x10de: 'NVIDIA',
+  0x1002: 'AMD',
+  0x8086: 'Intel',
+  0x1af4: 'virtio',
+  0x13b5: 'ARM',
+  0x5143: 'Qualcomm',
+});
 
 /** Drivers by the name of their library: the vendor whose devices they drive, or software. */
 const DRIVER_NAMES: ReadonlyArray<readonly [RegExp, number | 'software', string?]> = Object.freeze([
@@ -73,7 +80,12 @@ function loadVulkanLoader(): void {
   }
 }
 
-const defaultSources = (): ProbeSources => ({ env: process.env, loadLoader: loadVulkanLoader, pciDevices: '/sys/bus/pci/devices', nvidiaGpus: '/proc/driver/nvidia/gpus' });
+const defaultSources = (): ProbeSources => ({
+  env: process.env,
+  loadLoader: loadVulkanLoader,
+  pciDevices: '/sys/bus/pci/devices',
+  nvidiaGpus: '/proc/driver/nvidia/gpus',
+});
 
 /** The folders and files the Vulkan loader reads driver manifests from, in its order. */
 export function driverSearchPath(env: NodeJS.ProcessEnv): string[] {
@@ -81,14 +93,29 @@ export function driverSearchPath(env: NodeJS.ProcessEnv): string[] {
   const only = split(env.VK_DRIVER_FILES).length > 0 ? split(env.VK_DRIVER_FILES) : split(env.VK_ICD_FILENAMES);
   if (only.length > 0) return [...only, ...split(env.VK_ADD_DRIVER_FILES)];
   const home = env.HOME ?? homedir();
-  const configDirs = [env.XDG_CONFIG_HOME ?? join(home, '.config'), ...(split(env.XDG_CONFIG_DIRS).length ? split(env.XDG_CONFIG_DIRS) : ['/etc/xdg'])];
-  const dataDirs = [env.XDG_DATA_HOME ?? join(home, '.local/share'), ...(split(env.XDG_DATA_DIRS).length ? split(env.XDG_DATA_DIRS) : ['/usr/local/share', '/usr/share'])];
-  return [...split(env.VK_ADD_DRIVER_FILES), ...configDirs.map((d) => join(d, 'vulkan/icd.d')), '/etc/vulkan/icd.d', ...dataDirs.map((d) => join(d, 'vulkan/icd.d'))];
+  const configDirs = [
+    env.XDG_CONFIG_HOME ?? join(home, '.config'),
+    ...(split(env.XDG_CONFIG_DIRS).length ? split(env.XDG_CONFIG_DIRS) : ['/etc/xdg']),
+  ];
+  const dataDirs = [
+    env.XDG_DATA_HOME ?? join(home, '.local/share'),
+    ...(split(env.XDG_DATA_DIRS).length ? split(env.XDG_DATA_DIRS) : ['/usr/local/share', '/usr/share']),
+  ];
+  return [
+    ...split(env.VK_ADD_DRIVER_FILES),
+    ...configDirs.map((d) => join(d, 'vulkan/icd.d')),
+    '/etc/vulkan/icd.d',
+    ...dataDirs.map((d) => join(d, 'vulkan/icd.d')),
+  ];
 }
 
 function manifests(place: string): string[] {
   try {
-    if (statSync(place).isDirectory()) return readdirSync(place).filter((f) => f.endsWith('.json')).sort().map((f) => join(place, f));
+    if (statSync(place).isDirectory())
+      return readdirSync(place)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+        .map((f) => join(place, f));
     return [place];
   } catch {
     return [];
@@ -104,7 +131,12 @@ function readDriver(manifest: string): VulkanDriver | null {
   }
   if (typeof library !== 'string' || library === '') return null;
   const named = DRIVER_NAMES.find(([pattern]) => pattern.test(basename(library)) || pattern.test(basename(manifest)));
-  return { manifest, library, software: named?.[1] === 'software' ? (named[2] ?? basename(library)) : null, vendorId: typeof named?.[1] === 'number' ? named[1] : null };
+  return {
+    manifest,
+    library,
+    software: named?.[1] === 'software' ? (named[2] ?? basename(library)) : null,
+    vendorId: typeof named?.[1] === 'number' ? named[1] : null,
+  };
 }
 
 interface PciDisplay {
@@ -174,11 +206,15 @@ export function probeGpu(sources: ProbeSources = defaultSources()): GpuProbe {
     for (const dev of pciDisplays(sources.pciDevices)) {
       if (!served.has(dev.vendorId)) continue;
       const vendor = VENDORS[dev.vendorId] ?? `PCI vendor ${hex4(dev.vendorId)}`;
-      const name = (dev.vendorId === 0x10de ? nvidiaModel(sources.nvidiaGpus, dev.slot) : null) ?? `${vendor} device ${hex4(dev.vendorId)}:${hex4(dev.deviceId)}`;
+      const name =
+        (dev.vendorId === 0x10de ? nvidiaModel(sources.nvidiaGpus, dev.slot) : null) ??
+        `${vendor} device ${hex4(dev.vendorId)}:${hex4(dev.deviceId)}`;
       hardware.push({ vendor, name, software: false });
     }
   }
-  const software: GpuAdapter[] = loaderMissing ? [] : drivers.flatMap((d) => (d.software ? [{ vendor: SOFTWARE_VENDOR[d.software] ?? 'software', name: d.software, software: true }] : []));
+  const software: GpuAdapter[] = loaderMissing
+    ? []
+    : drivers.flatMap((d) => (d.software ? [{ vendor: SOFTWARE_VENDOR[d.software] ?? 'software', name: d.software, software: true }] : []));
   return { loaderMissing, drivers, searched, adapters: [...hardware, ...software] };
 }
 
@@ -197,7 +233,9 @@ export function whyNoHardwareAdapter(p: GpuProbe): string {
   if (p.loaderMissing) return `no Vulkan loader: ${p.loaderMissing}`;
   const software = p.adapters.filter((a) => a.software);
   const hardwareDrivers = p.drivers.filter((d) => !d.software);
-  if (p.drivers.length === 0) return `no Vulkan driver (no ICD manifest in ${p.searched.filter(existsSync).join(', ') || p.searched.join(', ')})`;
-  const devices = hardwareDrivers.length === 0 ? 'no hardware Vulkan driver' : 'no GPU on the PCI bus for the hardware Vulkan drivers installed';
+  if (p.drivers.length === 0)
+    return `no Vulkan driver (no ICD manifest in ${p.searched.filter(existsSync).join(', ') || p.searched.join(', ')})`;
+  const devices =
+    hardwareDrivers.length === 0 ? 'no hardware Vulkan driver' : 'no GPU on the PCI bus for the hardware Vulkan drivers installed';
   return software.length > 0 ? `${devices}; the only Vulkan adapter is ${software.map((a) => a.name).join(', ')}, a software one` : devices;
 }

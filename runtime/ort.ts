@@ -50,9 +50,9 @@ export interface Session {
 }
 
 export const CUDA_HINT =
-  'the CUDA execution provider needs CUDA 12 and cuDNN 9 and onnxruntime-node\'s CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js; see the CUDA image in docker/)';
+  "the CUDA execution provider needs CUDA 12 and cuDNN 9 and onnxruntime-node's CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js; see the CUDA image in docker/)";
 export const WEBGPU_HINT =
-  'the WebGPU execution provider needs a Vulkan loader (libvulkan1) and a Vulkan 1.1 driver: the GPU vendor\'s, or Mesa 23 or later (on Debian bookworm, mesa-vulkan-drivers from bookworm-backports); see the README\'s GPU section';
+  "the WebGPU execution provider needs a Vulkan loader (libvulkan1) and a Vulkan 1.1 driver: the GPU vendor's, or Mesa 23 or later (on Debian bookworm, mesa-vulkan-drivers from bookworm-backports); see the README's GPU section";
 
 /** Nodes a provider takes and then fails on at run time, so they are placed on the CPU from the start. */
 const REFUSED: Readonly<Partial<Record<Provider, (node: onnxProto.onnx.INodeProto) => boolean>>> = Object.freeze({
@@ -68,7 +68,10 @@ export function refusedNodes(model: Uint8Array | string, provider: Provider): st
   const graph = onnxProto.onnx.ModelProto.decode(bytes).graph;
   const nodes = (graph?.node ?? []).filter(refused);
   const unnamed = nodes.filter((n) => !n.name);
-  if (unnamed.length > 0) throw new Error(`${unnamed.length} ${unnamed[0].opType} node(s) that the ${provider} provider cannot run have no name, so they cannot be placed on the CPU`);
+  if (unnamed.length > 0)
+    throw new Error(
+      `${unnamed.length} ${unnamed[0].opType} node(s) that the ${provider} provider cannot run have no name, so they cannot be placed on the CPU`,
+    );
   return nodes.map((n) => n.name!);
 }
 
@@ -82,7 +85,14 @@ function executionProvider(provider: Provider, cpuNodes: string[]): ort.Inferenc
   return cpuNodes.length > 0 ? { name: 'webgpu', forceCpuNodeNames: cpuNodes } : { name: 'webgpu' };
 }
 
-async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: Provider, cpuNodes: string[], threads: number | undefined, spin: boolean): Promise<ort.InferenceSession> {
+async function open(
+  runtime: OnnxRuntime,
+  model: Uint8Array | string,
+  provider: Provider,
+  cpuNodes: string[],
+  threads: number | undefined,
+  spin: boolean,
+): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [executionProvider(provider, cpuNodes)],
     graphOptimizationLevel: 'all',
@@ -96,13 +106,17 @@ async function open(runtime: OnnxRuntime, model: Uint8Array | string, provider: 
   return typeof model === 'string' ? runtime.InferenceSession.create(model, options) : runtime.InferenceSession.create(model, options);
 }
 
-const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0].replace(/^.*Failed to get a WebGPU adapter: /, 'no WebGPU adapter: ');
+const firstLine = (err: unknown) =>
+  (err instanceof Error ? err.message : String(err)).split('\n')[0].replace(/^.*Failed to get a WebGPU adapter: /, 'no WebGPU adapter: ');
 
 /** Why the WebGPU provider failed, with what the machine lacks where the probe can tell. */
 function webgpuFailure(err: unknown, probe: GpuProbe): string {
   const reason = firstLine(err);
   if (probe.loaderMissing) return reason;
-  const adapters = probe.adapters.length > 0 ? `; the Vulkan adapters here: ${probe.adapters.map(describeAdapter).join(', ')}` : `; ${whyNoHardwareAdapter(probe)}`;
+  const adapters =
+    probe.adapters.length > 0
+      ? `; the Vulkan adapters here: ${probe.adapters.map(describeAdapter).join(', ')}`
+      : `; ${whyNoHardwareAdapter(probe)}`;
   return `${reason}${adapters}`;
 }
 
@@ -126,15 +140,20 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
       }
       const cpuNodes = refusedNodes(model, provider);
       const session = await open(runtime, model, provider, cpuNodes, opts.threads, opts.spin ?? true);
-      if (device === 'auto') opts.log?.(`device auto: ${provider === 'cpu' ? 'the CPU' : provider === 'cuda' ? 'CUDA' : `WebGPU on ${describeAdapter(adapter!)}`}${passed.length ? ` (${passed.join('; ')})` : ''}`);
+      if (device === 'auto')
+        opts.log?.(
+          `device auto: ${provider === 'cpu' ? 'the CPU' : provider === 'cuda' ? 'CUDA' : `WebGPU on ${describeAdapter(adapter!)}`}${passed.length ? ` (${passed.join('; ')})` : ''}`,
+        );
       return { session, provider, adapter, cpuNodes, inputNames: session.inputNames, outputNames: session.outputNames };
     } catch (err) {
       if (provider === 'cpu') throw err;
       if (provider === 'cuda') {
-        if (device === 'cuda') throw new Error(`device cuda: the CUDA execution provider could not be loaded (${firstLine(err)}); ${CUDA_HINT}`);
+        if (device === 'cuda')
+          throw new Error(`device cuda: the CUDA execution provider could not be loaded (${firstLine(err)}); ${CUDA_HINT}`);
         passed.push(`CUDA unavailable: ${firstLine(err)}`);
       } else {
-        if (device === 'webgpu') throw new Error(`device webgpu: the WebGPU execution provider could not start (${webgpuFailure(err, probe())}); ${WEBGPU_HINT}`);
+        if (device === 'webgpu')
+          throw new Error(`device webgpu: the WebGPU execution provider could not start (${webgpuFailure(err, probe())}); ${WEBGPU_HINT}`);
         passed.push(`WebGPU: ${adapter ? `${describeAdapter(adapter)} failed (${firstLine(err)})` : firstLine(err)}`);
       }
     }
@@ -147,7 +166,8 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
 export function checkDevice(device: Device, opts: Pick<SessionOptions, 'gpu'> = {}): void {
   if (!DEVICES.includes(device)) throw new Error(`unknown device '${device}' (expected one of ${DEVICES.join(', ')})`);
   const p = device === 'webgpu' ? (opts.gpu ?? gpuProbe()) : null;
-  if (p?.loaderMissing) throw new Error(`device webgpu: the WebGPU execution provider could not start (no Vulkan loader: ${p.loaderMissing}); ${WEBGPU_HINT}`);
+  if (p?.loaderMissing)
+    throw new Error(`device webgpu: the WebGPU execution provider could not start (no Vulkan loader: ${p.loaderMissing}); ${WEBGPU_HINT}`);
 }
 
 /** Whether sessions opened with this device choice may run on WebGPU: onnxruntime-node keeps one WebGPU
@@ -171,7 +191,11 @@ export interface HostTensor {
   dims: readonly number[];
 }
 
-export async function runSession(s: Session, feeds: Readonly<Record<string, HostTensor>>, outputs?: readonly string[]): Promise<Record<string, HostTensor>> {
+export async function runSession(
+  s: Session,
+  feeds: Readonly<Record<string, HostTensor>>,
+  outputs?: readonly string[],
+): Promise<Record<string, HostTensor>> {
   const ortFeeds: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor('float32', t.data, t.dims);
   const result = outputs ? await s.session.run(ortFeeds, outputs as string[]) : await s.session.run(ortFeeds);

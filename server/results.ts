@@ -44,14 +44,27 @@ export interface Results {
 /** Why a kept result cannot be drawn for its model, or null: its sizes against the model's (a result
  *  read from a shared store may have been written by another version, or by anyone who can write
  *  there; one that claimed a 100,000 px view once kept a draw worker busy for 17 minutes). */
-export function unusableKept(r: KeptResult, model: { config: { mean: readonly number[]; image_size: readonly number[]; labels: readonly string[] } }): string | null {
+export function unusableKept(
+  r: KeptResult,
+  model: { config: { mean: readonly number[]; image_size: readonly number[]; labels: readonly string[] } },
+): string | null {
   const [h, w] = model.config.image_size;
   const want = model.config.mean.length * h * w;
   if (r.pixels.length !== want) return `its input holds ${r.pixels.length} values where the model takes ${want}`;
   const { width, height, data } = r.view;
-  if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || width < 1 || height < 1 || width > MAX_VIEW_SIDE || height > MAX_VIEW_SIDE) return `its view is ${width} x ${height} px (1 to ${MAX_VIEW_SIDE} a side)`;
-  if (data.length !== width * height * 3) return `its view holds ${data.length} bytes where ${width} x ${height} RGB takes ${width * height * 3}`;
-  if (!Number.isSafeInteger(r.top) || r.top < 0 || r.top >= model.config.labels.length) return `its top class ${r.top} is not one of the model's ${model.config.labels.length}`;
+  if (
+    !Number.isSafeInteger(width) ||
+    !Number.isSafeInteger(height) ||
+    width < 1 ||
+    height < 1 ||
+    width > MAX_VIEW_SIDE ||
+    height > MAX_VIEW_SIDE
+  )
+    return `its view is ${width} x ${height} px (1 to ${MAX_VIEW_SIDE} a side)`;
+  if (data.length !== width * height * 3)
+    return `its view holds ${data.length} bytes where ${width} x ${height} RGB takes ${width * height * 3}`;
+  if (!Number.isSafeInteger(r.top) || r.top < 0 || r.top >= model.config.labels.length)
+    return `its top class ${r.top} is not one of the model's ${model.config.labels.length}`;
   return null;
 }
 
@@ -63,7 +76,11 @@ const MAX_VIEW_SIDE = 4096;
 export const MAX_MAPS_PER_RESULT = 16;
 
 /** The store as the map cache of one result (maps.ts): a store that fails only costs the map being made again. */
-export function mapCache(results: Results, id: string, putFailed: () => void): { get(key: string): Promise<Float32Array | undefined>; put(key: string, values: Float32Array): Promise<void> } {
+export function mapCache(
+  results: Results,
+  id: string,
+  putFailed: () => void,
+): { get(key: string): Promise<Float32Array | undefined>; put(key: string, values: Float32Array): Promise<void> } {
   return {
     get: (key) => results.getMap(id, key).catch(() => undefined),
     put: (key, values) => results.putMap(id, key, values).catch(putFailed),

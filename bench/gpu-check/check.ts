@@ -13,7 +13,15 @@ import * as ort from 'onnxruntime-node';
 // erased when Node.js strips the types: the check needs nothing of graphs.ts at run time
 import type { GraphEntry as Entry } from './graphs.js';
 
-const { values } = parseArgs({ options: { graphs: { type: 'string', default: 'graphs' }, quick: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' }, seconds: { type: 'string', default: '6' } } });
+const { values } = parseArgs({
+  options: {
+    graphs: { type: 'string', default: 'graphs' },
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    seconds: { type: 'string', default: '6' },
+  },
+});
 const manifest = JSON.parse(readFileSync(path.join(values.graphs!, 'manifest.json'), 'utf8')) as Entry[];
 const only = values.only ? new Set(values.only.split(',')) : null;
 // --quick: batch 2 and one timed run, for a software Vulkan device (correctness only).
@@ -59,7 +67,8 @@ function feedsOf(e: Entry, batch: number): Record<string, ort.Tensor> {
     const n = size(dims);
     let data: Float32Array;
     if (spec.fill === 'normal') data = Float32Array.from({ length: n }, () => r.normal());
-    else if (spec.fill === 'class') data = Float32Array.from({ length: n }, (_, i) => (i % 2 === 0 ? -1 : i % 10)); // -1: the predicted class
+    else if (spec.fill === 'class')
+      data = Float32Array.from({ length: n }, (_, i) => (i % 2 === 0 ? -1 : i % 10)); // -1: the predicted class
     else {
       const classes = dims[1];
       data = new Float32Array(n);
@@ -70,9 +79,20 @@ function feedsOf(e: Entry, batch: number): Record<string, ort.Tensor> {
   return feeds;
 }
 
-function options(provider: 'cpu' | 'webgpu', e: Entry, preferredOutputLocation?: Record<string, ort.Tensor.DataLocation>): ort.InferenceSession.SessionOptions {
-  const ep: ort.InferenceSession.ExecutionProviderConfig = provider === 'cpu' ? 'cpu' : e.cpuNodes.length > 0 ? { name: 'webgpu', forceCpuNodeNames: e.cpuNodes } : { name: 'webgpu' };
-  return { executionProviders: [ep], graphOptimizationLevel: 'all', intraOpNumThreads: cores, logSeverityLevel: 3, ...(preferredOutputLocation ? { preferredOutputLocation } : {}) };
+function options(
+  provider: 'cpu' | 'webgpu',
+  e: Entry,
+  preferredOutputLocation?: Record<string, ort.Tensor.DataLocation>,
+): ort.InferenceSession.SessionOptions {
+  const ep: ort.InferenceSession.ExecutionProviderConfig =
+    provider === 'cpu' ? 'cpu' : e.cpuNodes.length > 0 ? { name: 'webgpu', forceCpuNodeNames: e.cpuNodes } : { name: 'webgpu' };
+  return {
+    executionProviders: [ep],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: cores,
+    logSeverityLevel: 3,
+    ...(preferredOutputLocation ? { preferredOutputLocation } : {}),
+  };
 }
 
 /** Seconds per run: a warm-up, then runs until the budget or the count is spent. */
@@ -140,13 +160,24 @@ for (const e of manifest) {
   const cpuS = await timeRuns(async () => void (await cpu.run(feeds)));
   const gpuS = await timeRuns(async () => void (await gpu.run(feeds)));
   const record: Record<string, unknown> = {
-    graph: e.name, kind: e.kind, batch, agree, worst_output: worstName, worst_over_tolerance: +worst.toPrecision(3),
-    cpu_images_per_s: Math.round(batch / cpuS), webgpu_images_per_s: Math.round(batch / gpuS), cpu_ms: +(cpuS * 1000).toFixed(2), webgpu_ms: +(gpuS * 1000).toFixed(2), cores,
+    graph: e.name,
+    kind: e.kind,
+    batch,
+    agree,
+    worst_output: worstName,
+    worst_over_tolerance: +worst.toPrecision(3),
+    cpu_images_per_s: Math.round(batch / cpuS),
+    webgpu_images_per_s: Math.round(batch / gpuS),
+    cpu_ms: +(cpuS * 1000).toFixed(2),
+    webgpu_ms: +(gpuS * 1000).toFixed(2),
+    cores,
   };
   if (e.kind === 'step') {
     // The trainer reads every gradient back each step and updates in JavaScript: the same step with
     // the gradients left on the GPU, and one AdamW pass, say what those cost.
-    const kept = Object.fromEntries(gpu.outputNames.map((o): [string, ort.Tensor.DataLocation] => [o, o.startsWith('grad.') ? 'gpu-buffer' : 'cpu']));
+    const kept = Object.fromEntries(
+      gpu.outputNames.map((o): [string, ort.Tensor.DataLocation] => [o, o.startsWith('grad.') ? 'gpu-buffer' : 'cpu']),
+    );
     const resident = await ort.InferenceSession.create(file, options('webgpu', e, kept));
     const keptS = await timeRuns(async () => {
       const out = await resident.run(feeds);

@@ -20,7 +20,15 @@ const out = values.out!;
 
 /** DeiT-tiny's dimensions with the seed's blocks (tanh GELU, no final norm), so that the PyTorch anchor
  *  (bench/torch_train.py, the seed's code) is the same model. */
-export const DEIT_TINY = { image_size: 224, patch_size: 16, hidden_size: 192, num_hidden_layers: 12, num_attention_heads: 3, intermediate_size: 768, num_classes: 1000 };
+export const DEIT_TINY = {
+  image_size: 224,
+  patch_size: 16,
+  hidden_size: 192,
+  num_hidden_layers: 12,
+  num_attention_heads: 3,
+  intermediate_size: 768,
+  num_classes: 1000,
+};
 
 export interface GraphEntry {
   name: string;
@@ -57,7 +65,10 @@ for (const [name, config, batch, torchConfig] of steps) {
     kind: 'step',
     file: `${name}.onnx`,
     batch,
-    inputs: { [INPUT_NAME]: { dims: pixelDims(config, batch), fill: 'normal' }, targets: { dims: [batch, config.num_classes], fill: 'one-hot' } },
+    inputs: {
+      [INPUT_NAME]: { dims: pixelDims(config, batch), fill: 'normal' },
+      targets: { dims: [batch, config.num_classes], fill: 'one-hot' },
+    },
     params: Object.fromEntries(model.namedParameters().map(([n, p]) => [n, [...p.shape]])),
     cpuNodes: [],
     ...(torchConfig ? { torchConfig } : {}),
@@ -66,9 +77,21 @@ for (const [name, config, batch, torchConfig] of steps) {
 }
 for (const m of ['cct-cifar10', 'vit-cifar10']) {
   const targetClass: GraphEntry['inputs'] = { target_class: { dims: [64], fill: 'class' } };
-  for (const [graph, extra] of [['model', {}], ['relevance', targetClass], ['relevance-light', targetClass]] as const) {
+  for (const [graph, extra] of [
+    ['model', {}],
+    ['relevance', targetClass],
+    ['relevance-light', targetClass],
+  ] as const) {
     const file = path.join('models', m, 'onnx', `${graph}.onnx`);
-    manifest.push({ name: `${m}-${graph}`, kind: 'inference', file: path.relative(out, file), batch: 64, inputs: { pixel_values: { dims: [64, 3, 32, 32], fill: 'normal' }, ...extra }, params: {}, cpuNodes: refusedNodes(file, 'webgpu') });
+    manifest.push({
+      name: `${m}-${graph}`,
+      kind: 'inference',
+      file: path.relative(out, file),
+      batch: 64,
+      inputs: { pixel_values: { dims: [64, 3, 32, 32], fill: 'normal' }, ...extra },
+      params: {},
+      cpuNodes: refusedNodes(file, 'webgpu'),
+    });
   }
 }
 await writeFile(path.join(out, 'manifest.json'), JSON.stringify(manifest, null, 1));

@@ -28,11 +28,34 @@ t.test('the GPU check: graphs written, and the check agrees on lavapipe', async 
   t.equal(g.code, 0, g.stderr);
   const manifest = JSON.parse(await readFile(path.join(graphs, 'manifest.json'), 'utf8')) as { name: string; cpuNodes: string[] }[];
   t.same(manifest.map((e) => e.name).slice(0, 3), ['seed-step', 'cct-cifar10-step', 'deit-tiny-224-step']);
-  t.equal(manifest.find((e) => e.name === 'cct-cifar10-relevance')?.cpuNodes.length, 2, "cct-cifar10's explanation graph: two MaxPool nodes for the CPU");
+  t.equal(
+    manifest.find((e) => e.name === 'cct-cifar10-relevance')?.cpuNodes.length,
+    2,
+    "cct-cifar10's explanation graph: two MaxPool nodes for the CPU",
+  );
   const out = path.join(dir, 'results.jsonl');
-  const c = await run(['bench/gpu-check/check.ts', '--graphs', graphs, '--quick', '--only', 'cct-cifar10-step,cct-cifar10-relevance', '--out', out]);
+  const c = await run([
+    'bench/gpu-check/check.ts',
+    '--graphs',
+    graphs,
+    '--quick',
+    '--only',
+    'cct-cifar10-step,cct-cifar10-relevance',
+    '--out',
+    out,
+  ]);
   t.equal(c.code, 0, c.stderr);
-  const records = (await readFile(out, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  t.same(records.map((r) => [r.graph ?? 'summary', r.agree ?? r.failures]), [['cct-cifar10-step', true], ['cct-cifar10-relevance', true], ['summary', 0]]);
+  const records = (await readFile(out, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  t.same(
+    records.map((r) => [r.graph ?? 'summary', r.agree ?? r.failures]),
+    [
+      ['cct-cifar10-step', true],
+      ['cct-cifar10-relevance', true],
+      ['summary', 0],
+    ],
+  );
   t.ok(records[0].webgpu_images_per_s > 0 && records[0].adamw_js_ms > 0, 'a step says its images/s and what AdamW costs');
 });

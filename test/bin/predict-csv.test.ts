@@ -17,12 +17,31 @@ t.test('a file named like a formula is text in the CSV, and a resumed run knows 
   for (const n of names) await cp(CAT, path.join(dir, n));
   const out = path.join(path.dirname(dir), 'out');
   // the files given by their names, from their folder: the paths written are those names
-  const args = ['predict', ...names, '--out', out, '--format', 'csv', '--topk', '1', '--workers', '1', '--model', path.join(ROOT, 'models', 'cct-cifar10')];
+  const args = [
+    'predict',
+    ...names,
+    '--out',
+    out,
+    '--format',
+    'csv',
+    '--topk',
+    '1',
+    '--workers',
+    '1',
+    '--model',
+    path.join(ROOT, 'models', 'cct-cifar10'),
+  ];
   const r = await runCli(args, { cwd: dir, built: true });
   t.equal(r.code, 0, r.stderr);
   const text = await readFile(path.join(out, 'predictions.csv'), 'utf8');
-  const cells = parseCsv(text).rows.slice(1).map((row) => row.fields[0]);
-  t.same(cells.slice().sort(), [`'${names[0]}`, "'+cmd.png", "''=already quoted.png", "'@SUM(1+1)x.png", 'plain.png'].sort(), 'formula-like names prefixed');
+  const cells = parseCsv(text)
+    .rows.slice(1)
+    .map((row) => row.fields[0]);
+  t.same(
+    cells.slice().sort(),
+    [`'${names[0]}`, "'+cmd.png", "''=already quoted.png", "'@SUM(1+1)x.png", 'plain.png'].sort(),
+    'formula-like names prefixed',
+  );
   t.same(cells.map(fromCsvCell).sort(), names.slice().sort(), 'read back, every path as it was');
   const again = await runCli([...args, '--resume'], { cwd: dir, built: true });
   t.equal(again.code, 0, again.stderr);

@@ -20,7 +20,10 @@ t.test('a FIFO, /dev/zero and a socket-like special file behind .png names are e
   const out = path.join(path.dirname(dir), 'out');
   const r = await runCli(['predict', dir, '--out', out, '--workers', '1'], { built: true, timeoutMs: 60_000 });
   t.equal(r.code, 0, r.stderr);
-  const records = (await readFile(path.join(out, 'predictions.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records = (await readFile(path.join(out, 'predictions.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const by = (name: string) => records.find((x) => x.path === path.join(dir, name));
   for (const name of ['pipe.png', 'zero.png']) {
     t.equal(by(name)?.error?.code, 'VIT_NOT_A_FILE', `${name}: an error record`);

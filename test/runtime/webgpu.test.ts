@@ -18,11 +18,20 @@ import { haveWebGpu } from '../helpers/webgpu.js';
 const model = compileToBytes({ outputs: [['y', relu(input('x', ['batch', 3]))]] });
 
 /** A machine as folders: ICD manifests (name -> library) and PCI devices (slot -> [class, vendor, device]). */
-async function machine(o: { drivers: Record<string, string>; pci?: Record<string, [number, number, number]>; nvidia?: Record<string, string>; loader?: boolean }) {
+async function machine(o: {
+  drivers: Record<string, string>;
+  pci?: Record<string, [number, number, number]>;
+  nvidia?: Record<string, string>;
+  loader?: boolean;
+}) {
   const root = await tmpDir('vitrine-gpu-probe-');
   const icd = path.join(root, 'share', 'vulkan', 'icd.d');
   await mkdir(icd, { recursive: true });
-  for (const [name, library] of Object.entries(o.drivers)) await writeFile(path.join(icd, `${name}.json`), JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: library, api_version: '1.3.0' } }));
+  for (const [name, library] of Object.entries(o.drivers))
+    await writeFile(
+      path.join(icd, `${name}.json`),
+      JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: library, api_version: '1.3.0' } }),
+    );
   const pci = path.join(root, 'pci');
   for (const [slot, [cls, vendor, device]] of Object.entries(o.pci ?? {})) {
     await mkdir(path.join(pci, slot), { recursive: true });
@@ -47,9 +56,20 @@ const LAVAPIPE = { lvp_icd: 'libvulkan_lvp.so' };
 const MESA = { ...LAVAPIPE, radeon_icd: 'libvulkan_radeon.so', intel_icd: 'libvulkan_intel.so' };
 
 t.test('the probe: hardware adapters where a driver has a device of its vendor, software ones always', async (t) => {
-  const lavapipeOnly = await machine({ drivers: MESA, pci: { '0000:00:00.0': [0x060000, 0x8086, 0x1237], '0000:00:02.0': [0x018000, 0x1af4, 0x1001] } });
-  t.same(lavapipeOnly.adapters, [{ vendor: 'Mesa', name: 'llvmpipe (Mesa lavapipe)', software: true }], "Mesa's AMD and Intel drivers and an Intel bridge (not a display) make no adapter");
-  const h100 = await machine({ drivers: { ...LAVAPIPE, nvidia_icd: 'libGLX_nvidia.so.0' }, pci: { '0000:1b:00.0': [0x030200, 0x10de, 0x2330] }, nvidia: { '0000:1b:00.0': 'Model: \t\t NVIDIA H100 80GB HBM3\nIRQ: 42\n' } });
+  const lavapipeOnly = await machine({
+    drivers: MESA,
+    pci: { '0000:00:00.0': [0x060000, 0x8086, 0x1237], '0000:00:02.0': [0x018000, 0x1af4, 0x1001] },
+  });
+  t.same(
+    lavapipeOnly.adapters,
+    [{ vendor: 'Mesa', name: 'llvmpipe (Mesa lavapipe)', software: true }],
+    "Mesa's AMD and Intel drivers and an Intel bridge (not a display) make no adapter",
+  );
+  const h100 = await machine({
+    drivers: { ...LAVAPIPE, nvidia_icd: 'libGLX_nvidia.so.0' },
+    pci: { '0000:1b:00.0': [0x030200, 0x10de, 0x2330] },
+    nvidia: { '0000:1b:00.0': 'Model: \t\t NVIDIA H100 80GB HBM3\nIRQ: 42\n' },
+  });
   t.same(h100.adapters[0], { vendor: 'NVIDIA', name: 'NVIDIA H100 80GB HBM3', software: false }, "NVIDIA's model name, hardware first");
   t.equal(h100.adapters[1].software, true);
   const radeon = await machine({ drivers: MESA, pci: { '0000:03:00.0': [0x030000, 0x1002, 0x73bf] } });
@@ -80,14 +100,20 @@ function runtime(webgpu: 'fails' | 'works') {
 
 t.test('auto: WebGPU on a hardware adapter, never on a software one, and one line that says why', async (t) => {
   const software = await machine({ drivers: MESA });
-  const hardware = await machine({ drivers: { ...LAVAPIPE, nvidia_icd: 'libGLX_nvidia.so.0' }, pci: { '0000:1b:00.0': [0x030200, 0x10de, 0x2330] }, nvidia: { '0000:1b:00.0': 'Model: NVIDIA L4\n' } });
+  const hardware = await machine({
+    drivers: { ...LAVAPIPE, nvidia_icd: 'libGLX_nvidia.so.0' },
+    pci: { '0000:1b:00.0': [0x030200, 0x10de, 0x2330] },
+    nvidia: { '0000:1b:00.0': 'Model: NVIDIA L4\n' },
+  });
 
   let said: string[] = [];
   const soft = runtime('works');
   const s = await createSession(model, { device: 'auto', runtime: soft.runtime, gpu: software, log: (l) => said.push(l) });
   t.equal(s.provider, 'cpu');
   t.same(soft.tried, ['cpu'], 'the software adapter is not tried');
-  t.same(said, ['device auto: the CPU (CUDA unavailable: onnxruntime-node was installed without it; WebGPU: no GPU on the PCI bus for the hardware Vulkan drivers installed; the only Vulkan adapter is llvmpipe (Mesa lavapipe), a software one)']);
+  t.same(said, [
+    'device auto: the CPU (CUDA unavailable: onnxruntime-node was installed without it; WebGPU: no GPU on the PCI bus for the hardware Vulkan drivers installed; the only Vulkan adapter is llvmpipe (Mesa lavapipe), a software one)',
+  ]);
   t.notOk(mayUseWebGpu('auto', { runtime: soft.runtime, gpu: software }), 'so the service keeps its workers');
 
   said = [];
@@ -101,10 +127,18 @@ t.test('auto: WebGPU on a hardware adapter, never on a software one, and one lin
 
   said = [];
   const broken = runtime('fails');
-  t.equal((await createSession(model, { device: 'auto', runtime: broken.runtime, gpu: hardware, log: (l) => said.push(l) })).provider, 'cpu');
+  t.equal(
+    (await createSession(model, { device: 'auto', runtime: broken.runtime, gpu: hardware, log: (l) => said.push(l) })).provider,
+    'cpu',
+  );
   t.same(broken.tried, ['webgpu', 'cpu']);
-  t.same(said, ['device auto: the CPU (CUDA unavailable: onnxruntime-node was installed without it; WebGPU: NVIDIA L4 failed (no WebGPU adapter: No supported adapters))']);
-  await t.rejects(createSession(model, { device: 'webgpu', runtime: broken.runtime, gpu: hardware }), /^device webgpu: the WebGPU execution provider could not start \(no WebGPU adapter: No supported adapters; the Vulkan adapters here: NVIDIA L4, llvmpipe \(Mesa lavapipe\), a software adapter\); the WebGPU execution provider needs a Vulkan loader/);
+  t.same(said, [
+    'device auto: the CPU (CUDA unavailable: onnxruntime-node was installed without it; WebGPU: NVIDIA L4 failed (no WebGPU adapter: No supported adapters))',
+  ]);
+  await t.rejects(
+    createSession(model, { device: 'webgpu', runtime: broken.runtime, gpu: hardware }),
+    /^device webgpu: the WebGPU execution provider could not start \(no WebGPU adapter: No supported adapters; the Vulkan adapters here: NVIDIA L4, llvmpipe \(Mesa lavapipe\), a software adapter\); the WebGPU execution provider needs a Vulkan loader/,
+  );
 });
 
 t.test('--device webgpu on a software adapter runs, and says which adapter', async (t) => {
@@ -125,9 +159,16 @@ t.test('a machine without the Vulkan loader: auto uses the CPU and says so; --de
   const env = { LD_LIBRARY_PATH: dir };
   const gpu = await runCli(['eval', '--model', 'models/cct-cifar10', '--data', data, '--device', 'webgpu'], { env });
   t.equal(gpu.code, 1);
-  assertOneLineError(t, gpu.stderr, /^vitrine eval: device webgpu: the WebGPU execution provider could not start \(no Vulkan loader: .*libvulkan\.so\.1: file too short\); the WebGPU execution provider needs a Vulkan loader \(libvulkan1\)/);
+  assertOneLineError(
+    t,
+    gpu.stderr,
+    /^vitrine eval: device webgpu: the WebGPU execution provider could not start \(no Vulkan loader: .*libvulkan\.so\.1: file too short\); the WebGPU execution provider needs a Vulkan loader \(libvulkan1\)/,
+  );
   const auto = await runCli(['eval', '--model', 'models/cct-cifar10', '--data', data, '--device', 'auto'], { env });
   t.equal(auto.code, 0, auto.stderr);
-  t.match(auto.stderr, /^device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; WebGPU: no Vulkan loader: .*libvulkan\.so\.1: file too short\)$/m);
+  t.match(
+    auto.stderr,
+    /^device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; WebGPU: no Vulkan loader: .*libvulkan\.so\.1: file too short\)$/m,
+  );
   t.match(auto.stdout, /\(6 images, cpu\)/);
 });

@@ -26,10 +26,18 @@ t.test('gate: a task still waiting at its deadline is refused 504 and leaves the
 
 t.test('big images queued for one decoder past the timeout are answered 504, not 200 late', async (t) => {
   const app = await testApp(t, { decoders: 1, timeoutMs: 300 });
-  const big = await sharp({ create: { width: 6000, height: 6000, channels: 3, background: { r: 10, g: 200, b: 30 } } }).png({ compressionLevel: 1 }).toBuffer();
-  const answers = await Promise.all(Array.from({ length: 12 }, () => app.inject({ method: 'POST', url: '/classify', ...multipart('image', big) })));
+  const big = await sharp({ create: { width: 6000, height: 6000, channels: 3, background: { r: 10, g: 200, b: 30 } } })
+    .png({ compressionLevel: 1 })
+    .toBuffer();
+  const answers = await Promise.all(
+    Array.from({ length: 12 }, () => app.inject({ method: 'POST', url: '/classify', ...multipart('image', big) })),
+  );
   const codes = answers.map((r) => r.statusCode);
-  t.same([...new Set(codes)].filter((c) => c !== 200 && c !== 504), [], `200 or 504 only (${codes.join(', ')})`);
+  t.same(
+    [...new Set(codes)].filter((c) => c !== 200 && c !== 504),
+    [],
+    `200 or 504 only (${codes.join(', ')})`,
+  );
   const late = answers.filter((r) => r.statusCode === 504);
   t.ok(late.length > 0, `${late.length} of 12 answered 504`);
   for (const r of late) t.equal(r.json().code, 'VIT_TIMEOUT');

@@ -11,12 +11,23 @@ import { multipart, testApp, testImage } from '../helpers/server.js';
 
 t.test('the memory store keeps the most recently made maps of a result, up to the bound', async (t) => {
   const store = new MemoryResults(4, 60_000);
-  await store.put({ id: 'r', model: 'm', createdAt: Date.now(), view: { data: Buffer.alloc(3), width: 1, height: 1 }, pixels: new Float32Array(3), top: 0 });
+  await store.put({
+    id: 'r',
+    model: 'm',
+    createdAt: Date.now(),
+    view: { data: Buffer.alloc(3), width: 1, height: 1 },
+    pixels: new Float32Array(3),
+    top: 0,
+  });
   for (let i = 0; i < 100; i++) await store.putMap('r', `rollout::mean:${i}e-9`, Float32Array.of(i));
   const kept = [];
   for (let i = 0; i < 100; i++) if (await store.getMap('r', `rollout::mean:${i}e-9`)) kept.push(i);
   t.equal(kept.length, MAX_MAPS_PER_RESULT, `${MAX_MAPS_PER_RESULT} maps kept of 100 made`);
-  t.same(kept, Array.from({ length: MAX_MAPS_PER_RESULT }, (_, k) => 100 - MAX_MAPS_PER_RESULT + k), 'the most recent ones');
+  t.same(
+    kept,
+    Array.from({ length: MAX_MAPS_PER_RESULT }, (_, k) => 100 - MAX_MAPS_PER_RESULT + k),
+    'the most recent ones',
+  );
 });
 
 async function variants(t: Test, app: Awaited<ReturnType<typeof testApp>>, count: number): Promise<string> {
@@ -41,13 +52,17 @@ t.test('GET /attention: new variants past the bound are made, not kept; spelling
   t.ok(await store.getMap(id, 'rollout::1:0'), 'one key for both spellings');
 });
 
-t.test('in Redis too, a result keeps at most its share of maps', { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' }, async (t) => {
-  const redis = await startRedis(t);
-  const app = await testApp(t, { resultsStore: redis.url });
-  await (app.vitrine.results as RedisResults).waitReady(10_000);
-  const id = await variants(t, app, 2 * MAX_MAPS_PER_RESULT);
-  const { Redis } = await import('ioredis');
-  const client = new Redis(redis.url);
-  t.teardown(() => client.quit());
-  t.equal(await client.hlen(`vitrine:maps:${id}`), MAX_MAPS_PER_RESULT);
-});
+t.test(
+  'in Redis too, a result keeps at most its share of maps',
+  { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' },
+  async (t) => {
+    const redis = await startRedis(t);
+    const app = await testApp(t, { resultsStore: redis.url });
+    await (app.vitrine.results as RedisResults).waitReady(10_000);
+    const id = await variants(t, app, 2 * MAX_MAPS_PER_RESULT);
+    const { Redis } = await import('ioredis');
+    const client = new Redis(redis.url);
+    t.teardown(() => client.quit());
+    t.equal(await client.hlen(`vitrine:maps:${id}`), MAX_MAPS_PER_RESULT);
+  },
+);

@@ -26,17 +26,31 @@ t.test('configs that contradict their graph or ask for absurd sizes are refused;
   await variant(root, 'more-labels', { labels: Array.from({ length: 11 }, (_, i) => `c${i}`) });
   await variant(root, 'many-labels', { labels: Array.from({ length: 1_000_000 }, (_, i) => `c${i}`) });
   const lines: string[] = [];
-  const app = await testApp(t, { models: root, defaultModel: 'good', logLevel: 'warn' }, { logger: { level: 'warn', stream: { write: (l: string) => lines.push(JSON.parse(l).msg) } } });
+  const app = await testApp(
+    t,
+    { models: root, defaultModel: 'good', logLevel: 'warn' },
+    { logger: { level: 'warn', stream: { write: (l: string) => lines.push(JSON.parse(l).msg) } } },
+  );
   const served = ((await app.inject('/models')).json().models as { name: string }[]).map((m) => m.name);
   t.same(served, ['good'], 'only the folder whose config fits its graph');
   const said = lines.join('\n');
   t.match(said, /skipping model huge-size: .*image_size.*at most 4096/);
-  t.match(said, /skipping model wrong-size: model wrong-size: config\.json gives height 64 \(image_size\), but .*model\.onnx takes 'pixel_values' of height 32 \(\[batch, 3, 32, 32\]\)/);
+  t.match(
+    said,
+    /skipping model wrong-size: model wrong-size: config\.json gives height 64 \(image_size\), but .*model\.onnx takes 'pixel_values' of height 32 \(\[batch, 3, 32, 32\]\)/,
+  );
   t.match(said, /skipping model long-mean: .*mean.*at most 4/);
   t.match(said, /skipping model grey: model grey: config\.json gives channels 1 \(one mean and std per channel\), but .* of channels 3/);
-  t.match(said, /skipping model more-labels: model more-labels: config\.json names 11 labels, but .*model\.onnx gives 10 logits \('logits' \[batch, 10\]\)/);
+  t.match(
+    said,
+    /skipping model more-labels: model more-labels: config\.json names 11 labels, but .*model\.onnx gives 10 logits \('logits' \[batch, 10\]\)/,
+  );
   t.match(said, /skipping model many-labels: .*labels.*at most 100,000/);
   const r = await app.inject({ method: 'POST', url: '/classify', ...multipart('image', await testImage()) });
   t.equal(r.statusCode, 200, 'the good model answers');
-  t.equal((await app.inject({ method: 'POST', url: '/classify?model=huge-size', ...multipart('image', await testImage()) })).statusCode, 404, 'a refused model is not served');
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/classify?model=huge-size', ...multipart('image', await testImage()) })).statusCode,
+    404,
+    'a refused model is not served',
+  );
 });

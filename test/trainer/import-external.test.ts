@@ -33,14 +33,22 @@ t.test('the data as written imports again', async (t) => {
 });
 
 const cases: [string, (data: string) => Promise<void>, RegExp][] = [
-  ['a link to /etc/passwd', (data) => symlink('/etc/passwd', data), /its external data .*model\.onnx_data is a link: external data is read only from files in the folder itself/],
+  [
+    'a link to /etc/passwd',
+    (data) => symlink('/etc/passwd', data),
+    /its external data .*model\.onnx_data is a link: external data is read only from files in the folder itself/,
+  ],
   ['a link to /dev/zero', (data) => symlink('/dev/zero', data), /is a link/],
   ['a FIFO', async (data) => void execFileSync('mkfifo', [data]), /is not a regular file \(a device, a FIFO or a folder\)/],
   ['a short file (4 bytes)', (data) => writeFile(data, Buffer.alloc(4)), /holds 4 bytes; the tensor needs \d+ from offset 0/],
-  ['a file cut short', async (data) => {
-    await cp(path.join(imported, 'onnx', 'model.onnx_data'), data);
-    await truncate(data, 1000);
-  }, /holds 1000 bytes; the tensor needs \d+ from offset \d+/],
+  [
+    'a file cut short',
+    async (data) => {
+      await cp(path.join(imported, 'onnx', 'model.onnx_data'), data);
+      await truncate(data, 1000);
+    },
+    /holds 1000 bytes; the tensor needs \d+ from offset \d+/,
+  ],
 ];
 
 for (const [name, make, error] of cases) {

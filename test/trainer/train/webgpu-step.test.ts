@@ -16,8 +16,14 @@ const CASES: [string, ViTConfig][] = [
   ['the seed ViT', TINY],
   ['the convolutional tokenizer', TINY_CONV],
   ['shifted patches and locality self-attention', TINY_SPT_LSA],
-  ['dropout and drop path (masks fed)', parseViTConfig({ ...TINY, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1, drop_path_rate: 0.2 })],
-  ['exact GELU, final norm, distillation token', parseViTConfig({ ...TINY, hidden_act: 'gelu', final_layernorm: true, distillation_token: true, distillation_classifier: true })],
+  [
+    'dropout and drop path (masks fed)',
+    parseViTConfig({ ...TINY, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1, drop_path_rate: 0.2 }),
+  ],
+  [
+    'exact GELU, final norm, distillation token',
+    parseViTConfig({ ...TINY, hidden_act: 'gelu', final_layernorm: true, distillation_token: true, distillation_classifier: true }),
+  ],
 ];
 
 t.test('the training step on webgpu gives the CPU provider loss and gradients', async (t) => {
@@ -27,13 +33,21 @@ t.test('the training step on webgpu gives the CPU provider loss and gradients', 
     const { outputs, masks } = trainStepOutputs(model);
     const batch = 4;
     const rng = new Rng(5);
-    const feeds: Record<string, HostTensor> = Object.fromEntries(model.namedParameters().map(([n, p]) => [n, { data: p.data, dims: p.shape }]));
+    const feeds: Record<string, HostTensor> = Object.fromEntries(
+      model.namedParameters().map(([n, p]) => [n, { data: p.data, dims: p.shape }]),
+    );
     const pixels = pixelDims(config, batch);
     feeds[INPUT_NAME] = { data: Float32Array.from({ length: pixels.reduce((a, b) => a * b) }, () => rng.normal()), dims: pixels };
-    feeds.targets = { data: Float32Array.from({ length: batch * config.num_classes }, (_, i) => (i % config.num_classes === i % 3 ? 1 : 0)), dims: [batch, config.num_classes] };
+    feeds.targets = {
+      data: Float32Array.from({ length: batch * config.num_classes }, (_, i) => (i % config.num_classes === i % 3 ? 1 : 0)),
+      dims: [batch, config.num_classes],
+    };
     for (const m of masks) {
       const dims = m.shape.map((d) => (typeof d === 'number' ? d : batch));
-      feeds[m.name] = { data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (rng.next() < 1 - m.p ? 1 / (1 - m.p) : 0)), dims };
+      feeds[m.name] = {
+        data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (rng.next() < 1 - m.p ? 1 / (1 - m.p) : 0)),
+        dims,
+      };
     }
     const cpu = await OrtGraph.create({ outputs, device: 'cpu', graphName: 'step' });
     const gpu = await OrtGraph.create({ outputs, device: 'webgpu', graphName: 'step' });
@@ -49,7 +63,9 @@ t.test('the training step on webgpu gives the CPU provider loss and gradients', 
     const grads = outputs.map(([o]) => o).filter((o) => o.startsWith('grad.') && !noise.includes(o));
     // a gradient far below the largest is compared against a thousandth of it
     const floor = 1e-3 * Math.max(...grads.map((o) => Math.max(...a[o].data.map(Math.abs))));
-    const [worst, which] = grads.map((o): [number, string] => [relativeDiff(a[o].data, b[o].data, floor), o]).sort((x, y) => y[0] - x[0])[0];
+    const [worst, which] = grads
+      .map((o): [number, string] => [relativeDiff(a[o].data, b[o].data, floor), o])
+      .sort((x, y) => y[0] - x[0])[0];
     t.ok(worst < 1e-4, `${name}: ${grads.length} gradients within 1e-4 relative (worst ${worst.toExponential(2)}, ${which})`);
   }
 });
