@@ -1,11 +1,11 @@
 // The service under hostile traffic, its memory watched: `vitrine serve` on the bundled models, then
-// for --seconds each, one after the other, (1) map variants: 16 clients asking one kept result for
-// ever new maps (discard=<i>e-9, head=00<n>); (2) stalled uploads: 40 connections that declare 10 MB,
-// send 5 MB and stop (a new one for each the server closes); (3) pipelining: 8 connections sending
-// GET /docs/json without reading (a new one for each the server closes). The server's RSS is read
-// from /proc every 250 ms; one JSON line per phase (RSS at its start, its largest, at its end, and
-// after 5 s idle), then /healthz meanwhile. Linux only.
-//   npx tsx bench/soak.ts [--seconds 60] [--models models]
+// for --seconds each, one after the other: (1) map variants, 16 clients asking one kept result for
+// ever new maps (discard=<i>e-9, head=<n> written with 8,000 leading zeros); (2) stalled uploads, 40
+// connections that declare 10 MB, send 5 MB and stop (a new one for each the server closes); (3)
+// pipelining, 8 connections sending 20,000 GET /docs/json without reading (a new one for each the
+// server closes). The server's RSS is read from /proc every 250 ms; one JSON line per phase: RSS at
+// its start, its largest, at its end, and after 5 s idle. Linux only.
+//   npx tsx bench/soak.ts [--seconds 60] [--models models] [--root DIR: serve that checkout's build, to compare]
 
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -20,11 +20,13 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     models: { type: 'string', default: 'models' },
     port: { type: 'string', default: '18480' },
+    root: { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
 const port = Number(values.port);
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(values.root ?? here);
 const base = `http://127.0.0.1:${port}`;
 
 const server = spawn(
@@ -49,7 +51,7 @@ await waitReady(base, 120);
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]) / 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const image = readFileSync(path.join(root, 'server', 'web', 'examples', 'cat.png'));
+const image = readFileSync(path.join(here, 'server', 'web', 'examples', 'cat.png'));
 const form = new FormData();
 form.append('image', new Blob([image], { type: 'image/png' }), 'cat.png');
 const { id } = (await (await fetch(`${base}/classify?model=vit-cifar10`, { method: 'POST', body: form })).json()) as { id: string };
@@ -82,7 +84,7 @@ let variant = 0;
 await phase('map variants', 16, async (until) => {
   while (Date.now() < until) {
     const i = ++variant;
-    await fetch(`${base}/attention/${id}?format=json&discard=${i}e-9&head=${String(i % 4).padStart(3, '0')}`).then((r) => r.arrayBuffer());
+    await fetch(`${base}/attention/${id}?format=json&discard=${i}e-9&head=${String(i % 4).padStart(8000, '0')}`).then((r) => r.arrayBuffer());
   }
 });
 
