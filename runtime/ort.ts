@@ -109,6 +109,8 @@ async function open(
 const firstLine = (err: unknown) =>
   (err instanceof Error ? err.message : String(err)).split('\n')[0].replace(/^.*Failed to get a WebGPU adapter: /, 'no WebGPU adapter: ');
 
+const webgpuError = (why: string) => new Error(`device webgpu: the WebGPU execution provider could not start (${why}); ${WEBGPU_HINT}`);
+
 /** Why the WebGPU provider failed, with what the machine lacks where the probe can tell. */
 function webgpuFailure(err: unknown, probe: GpuProbe): string {
   const reason = firstLine(err);
@@ -152,8 +154,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
           throw new Error(`device cuda: the CUDA execution provider could not be loaded (${firstLine(err)}); ${CUDA_HINT}`);
         passed.push(`CUDA unavailable: ${firstLine(err)}`);
       } else {
-        if (device === 'webgpu')
-          throw new Error(`device webgpu: the WebGPU execution provider could not start (${webgpuFailure(err, probe())}); ${WEBGPU_HINT}`);
+        if (device === 'webgpu') throw webgpuError(webgpuFailure(err, probe()));
         passed.push(`WebGPU: ${adapter ? `${describeAdapter(adapter)} failed (${firstLine(err)})` : firstLine(err)}`);
       }
     }
@@ -166,8 +167,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
 export function checkDevice(device: Device, opts: Pick<SessionOptions, 'gpu'> = {}): void {
   if (!DEVICES.includes(device)) throw new Error(`unknown device '${device}' (expected one of ${DEVICES.join(', ')})`);
   const p = device === 'webgpu' ? (opts.gpu ?? gpuProbe()) : null;
-  if (p?.loaderMissing)
-    throw new Error(`device webgpu: the WebGPU execution provider could not start (no Vulkan loader: ${p.loaderMissing}); ${WEBGPU_HINT}`);
+  if (p?.loaderMissing) throw webgpuError(`no Vulkan loader: ${p.loaderMissing}`);
 }
 
 /** Whether sessions opened with this device choice may run on WebGPU: onnxruntime-node keeps one WebGPU
