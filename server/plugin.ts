@@ -52,6 +52,23 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
 
   errorHandling(app, config.bodyLimit);
 
+  // A budget for the bodies being received at once: a request whose body would take the total past it
+  // is answered 503 before its body is read (it declares its length; without one it counts as the
+  // body limit), and its share comes back when its answer is sent or its connection closes.
+  let bodiesInFlight = 0;
+  app.addHook('onRequest', async (request, reply) => {
+    const declared = Number(request.headers['content-length']);
+    const hasBody = request.headers['transfer-encoding'] !== undefined || declared > 0;
+    if (!hasBody) return;
+    const share = Math.min(Number.isFinite(declared) && declared > 0 ? declared : config.bodyLimit, config.bodyLimit);
+    if (bodiesInFlight + share > config.maxBodyBytesInFlight) {
+      throw Errors.overloaded(`the request bodies in flight would exceed ${config.maxBodyBytesInFlight} bytes (--max-body-bytes-in-flight); retry shortly`, { 'retry-after': '1' });
+    }
+    bodiesInFlight += share;
+    // the answer's close: sent, or its connection gone (a timeout included)
+    reply.raw.once('close', () => (bodiesInFlight -= share));
+  });
+
   // A client that pipelines requests and never reads the answers would have them all made and held
   // (Node.js queues each answer until the one before it is flushed; 8 such connections held ~600 MB,
   // kept after they closed): a connection with more answers pending than this is closed instead.
