@@ -57,3 +57,16 @@ export async function startRedis(t: Test): Promise<RedisServer> {
   t.teardown(() => server.stop());
   return server;
 }
+
+/** A service whose kept results live in a redis-server of its own (started, and ready), and a client
+ *  of that Redis for the test to read or write it directly; all stopped when the test ends. */
+export async function appOnRedis(t: Test, over: Partial<import('../../server/config.js').ServeConfig> = {}) {
+  const { testApp } = await import('./server.js');
+  const redis = await startRedis(t);
+  const app = await testApp(t, { resultsStore: redis.url, ...over });
+  await (app.vitrine.results as import('../../server/results-redis.js').RedisResults).waitReady(10_000);
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redis.url);
+  t.teardown(() => client.quit());
+  return { app, client, redis };
+}

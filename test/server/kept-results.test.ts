@@ -4,20 +4,15 @@
 // wrong length is made again instead of being served as an empty grid.
 
 import t from 'tap';
-import { encodeKept, type RedisResults } from '../../server/results-redis.js';
-import { redisInstalled, startRedis } from '../helpers/redis.js';
-import { multipart, testApp, testImage } from '../helpers/server.js';
+import { encodeKept } from '../../server/results-redis.js';
+import { appOnRedis, redisInstalled } from '../helpers/redis.js';
+import { multipart, testImage } from '../helpers/server.js';
 
 t.test(
   'malformed kept results answer 410; a wrong cached map is remade',
   { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' },
   async (t) => {
-    const redis = await startRedis(t);
-    const app = await testApp(t, { resultsStore: redis.url });
-    await (app.vitrine.results as RedisResults).waitReady(10_000);
-    const { Redis } = await import('ioredis');
-    const client = new Redis(redis.url);
-    t.teardown(() => client.quit());
+    const { app, client } = await appOnRedis(t);
     const { id } = (await app.inject({ method: 'POST', url: '/classify', ...multipart('image', await testImage()) })).json();
     const good = (await app.vitrine.results.get(id))!;
 

@@ -5,8 +5,7 @@
 
 import t, { type Test } from 'tap';
 import { MAX_MAPS_PER_RESULT, MemoryResults } from '../../server/results.js';
-import type { RedisResults } from '../../server/results-redis.js';
-import { redisInstalled, startRedis } from '../helpers/redis.js';
+import { appOnRedis, redisInstalled } from '../helpers/redis.js';
 import { multipart, testApp, testImage } from '../helpers/server.js';
 
 t.test('the memory store keeps the most recently made maps of a result, up to the bound', async (t) => {
@@ -56,13 +55,8 @@ t.test(
   'in Redis too, a result keeps at most its share of maps',
   { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' },
   async (t) => {
-    const redis = await startRedis(t);
-    const app = await testApp(t, { resultsStore: redis.url });
-    await (app.vitrine.results as RedisResults).waitReady(10_000);
+    const { app, client } = await appOnRedis(t);
     const id = await variants(t, app, 2 * MAX_MAPS_PER_RESULT);
-    const { Redis } = await import('ioredis');
-    const client = new Redis(redis.url);
-    t.teardown(() => client.quit());
     t.equal(await client.hlen(`vitrine:maps:${id}`), MAX_MAPS_PER_RESULT);
   },
 );
