@@ -7,7 +7,7 @@
 import type { Worker } from 'node:worker_threads';
 import { siblingUrl, startWorker } from '../runtime/worker.js';
 import { Errors } from './errors.js';
-import { Gate } from './gate.js';
+import { Gate, atDeadline } from './gate.js';
 import type { HeatmapOptions } from './heatmap.js';
 
 /** A heatmap to draw, or every layer's attention probabilities to write as JSON text (attention=full:
@@ -98,14 +98,12 @@ export class Drawers {
           // the gate admits at most `size` draws and there are `size` drawers, so one is idle (a lost one is replaced at once)
           const d = this.idle.pop() ?? this.spawn();
           const id = this.nextId++;
-          const timer = Number.isFinite(deadline)
-            ? setTimeout(() => {
-                if (d.pending?.id !== id) return;
-                d.pending = null;
-                reject(Errors.timeout('no answer in time: the heatmap was still being drawn'));
-                void d.worker.terminate(); // its exit replaces it
-              }, Math.max(0, deadline - performance.now()))
-            : undefined;
+          const timer = atDeadline(deadline, () => {
+            if (d.pending?.id !== id) return;
+            d.pending = null;
+            reject(Errors.timeout('no answer in time: the heatmap was still being drawn'));
+            void d.worker.terminate(); // its exit replaces it
+          });
           const settle = <A>(f: (a: A) => void) => (a: A) => {
             clearTimeout(timer);
             f(a);

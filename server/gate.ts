@@ -7,6 +7,12 @@
 
 import { Errors } from './errors.js';
 
+/** Calls `expire` at `deadline` (performance.now() time); no timer for an infinite one. The caller
+ *  clears it (clearTimeout) when the work ends first. */
+export function atDeadline(deadline: number, expire: () => void): ReturnType<typeof setTimeout> | undefined {
+  return Number.isFinite(deadline) ? setTimeout(expire, Math.max(0, deadline - performance.now())) : undefined;
+}
+
 export class Gate {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
@@ -36,13 +42,11 @@ export class Gate {
           clearTimeout(timer);
           resolve();
         };
-        const timer = Number.isFinite(deadline)
-          ? setTimeout(() => {
-              const i = this.waiting.indexOf(admit);
-              if (i >= 0) this.waiting.splice(i, 1);
-              reject(Errors.timeout(`no answer in time: still waiting with ${this.waiting.length} others while ${this.waits}`));
-            }, Math.max(0, deadline - performance.now()))
-          : undefined;
+        const timer = atDeadline(deadline, () => {
+          const i = this.waiting.indexOf(admit);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(Errors.timeout(`no answer in time: still waiting with ${this.waiting.length} others while ${this.waits}`));
+        });
         this.waiting.push(admit);
       });
     } else this.active++;

@@ -27,6 +27,11 @@ export class WorkerPool extends EventEmitter {
   providers: Record<string, string> = {};
   /** The GPU each model's sessions run on (WebGPU), null on the CPU and CUDA. */
   adapters: Record<string, GpuAdapter | null> = {};
+
+  /** What a model runs on, as /models, /readyz and the metrics say it. */
+  deviceOf(model: string): { provider: string; adapter: GpuAdapter | null } {
+    return { provider: this.providers[model] ?? 'unknown', adapter: this.adapters[model] ?? null };
+  }
   /** Models the workers could not open, with the reason (the others are served). */
   skipped: Record<string, string> = {};
   restarts = 0;

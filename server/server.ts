@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { buildApp } from './app.js';
 import { ServeConfig } from './config.js';
-import type { GpuAdapter } from '../runtime/gpu.js';
+import type { WorkerPool } from './pool.js';
 import { type Provider, describeSession } from '../runtime/ort.js';
 
 /** The most a shutdown waits for in-flight work before exiting anyway. */
@@ -48,10 +48,10 @@ export async function serve(config: ServeConfig): Promise<void> {
 }
 
 /** Which provider (and GPU) each model runs on, models that share one named together: `cpu: a, b`. */
-function runsOn(pool: { providers: Record<string, string>; adapters: Record<string, GpuAdapter | null> }): string {
+function runsOn(pool: Pick<WorkerPool, 'providers' | 'deviceOf'>): string {
   const groups = new Map<string, string[]>();
-  for (const [name, provider] of Object.entries(pool.providers)) {
-    const adapter = pool.adapters[name];
+  for (const name of Object.keys(pool.providers)) {
+    const { provider, adapter } = pool.deviceOf(name);
     const key = adapter ? describeSession({ provider: provider as Provider, adapter }) : provider;
     groups.set(key, [...(groups.get(key) ?? []), name]);
   }

@@ -47,8 +47,8 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     defaultModel = models[0].name;
   }
   for (const m of models) {
-    const adapter = pool.adapters[m.name];
-    metrics.provider.set({ model: m.name, provider: pool.providers[m.name] ?? 'unknown', adapter: adapter?.name ?? '', software: adapter ? String(adapter.software) : '' }, 1);
+    const { provider, adapter } = pool.deviceOf(m.name);
+    metrics.provider.set({ model: m.name, provider, adapter: adapter?.name ?? '', software: adapter ? String(adapter.software) : '' }, 1);
   }
   const clock = now ?? Date.now;
   let results: Results;

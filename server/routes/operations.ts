@@ -33,7 +33,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       const store = ctx.results.status();
       // Probes send no key: with one set, the answer names no model unless the key comes with it.
       const named = !ctx.config.apiKey || keyMatches(request.headers.authorization, ctx.config.apiKey);
-      const models = named ? { models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, { provider: ctx.pool.providers[m.name] ?? 'unknown', adapter: ctx.pool.adapters[m.name] ?? null }])) } : {};
+      const models = named ? { models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, ctx.pool.deviceOf(m.name)])) } : {};
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting', workers: ctx.pool.size, ready_workers: ctx.pool.readyCount, ...models, results_store: store });
     },
   );
@@ -54,8 +54,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       methods: methodsOf(m),
       class_methods: methodsOf(m).filter((method) => CLASS_METHODS.includes(method)),
       patch_size: m.config.patch_size,
-      provider: ctx.pool.providers[m.name] ?? 'unknown',
-      adapter: ctx.pool.adapters[m.name] ?? null,
+      ...ctx.pool.deviceOf(m.name),
     })),
   }));
 }

@@ -69,7 +69,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       platform: PLATFORM,
       inputs: [{ name: m.config.input_name, datatype: 'FP32', shape: [-1, m.config.mean.length, h, w] }],
       outputs: outputShapes(m).map((o) => ({ ...o, datatype: 'FP32' })),
-      parameters: { labels: m.config.labels, image_input: `the input '${m.config.input_name}' also takes BYTES of shape [-1] (or [-1, 1]): encoded images, preprocessed as POST /classify does`, provider: ctx.pool.providers[m.name] ?? 'unknown' },
+      parameters: { labels: m.config.labels, image_input: `the input '${m.config.input_name}' also takes BYTES of shape [-1] (or [-1, 1]): encoded images, preprocessed as POST /classify does`, provider: ctx.pool.deviceOf(m.name).provider },
     };
   };
   const modelReady = async (request: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
