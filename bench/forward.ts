@@ -43,7 +43,17 @@ if (process.argv.includes('--sweep')) {
     for (const batch of [1, 4, 8, 16, 64]) {
       const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
       const { runs, s } = await timeIt(() => runSession(one, { pixel_values: { data, dims: [batch, 3, 32, 32] } }, outputs), seconds);
-      console.log(JSON.stringify({ bench: 'forward-sweep', runner: `onnxruntime-${session.provider}`, threads: 1, batch, outputs: outputs.length > 1 ? 'logits+attentions' : 'logits', images_per_s: Math.round((runs * batch) / s), ...common }));
+      console.log(
+        JSON.stringify({
+          bench: 'forward-sweep',
+          runner: `onnxruntime-${session.provider}`,
+          threads: 1,
+          batch,
+          outputs: outputs.length > 1 ? 'logits+attentions' : 'logits',
+          images_per_s: Math.round((runs * batch) / s),
+          ...common,
+        }),
+      );
     }
   }
   process.exit(0);
@@ -52,12 +62,35 @@ if (process.argv.includes('--sweep')) {
 for (const batch of [1, 64]) {
   const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
   const { runs, s } = await timeIt(() => runSession(session, { pixel_values: { data, dims: [batch, 3, 32, 32] } }), seconds);
-  console.log(JSON.stringify({ bench: 'forward', runner: `onnxruntime-${session.provider}`, batch, images_per_s: Math.round((runs * batch) / s), ms_per_batch: +((s / runs) * 1000).toFixed(3), ...common }));
+  console.log(
+    JSON.stringify({
+      bench: 'forward',
+      runner: `onnxruntime-${session.provider}`,
+      batch,
+      images_per_s: Math.round((runs * batch) / s),
+      ms_per_batch: +((s / runs) * 1000).toFixed(3),
+      ...common,
+    }),
+  );
 }
 
 const ctx = new GraphContext(false);
 const out = model.forward(ctx, input('pixel_values', [BATCH, 3, 32, 32]));
-const feeds: Record<string, ReturnType<typeof nd>> = { pixel_values: nd(Float64Array.from({ length: 3 * 32 * 32 }, () => Math.random() * 2 - 1), [1, 3, 32, 32]) };
+const feeds: Record<string, ReturnType<typeof nd>> = {
+  pixel_values: nd(
+    Float64Array.from({ length: 3 * 32 * 32 }, () => Math.random() * 2 - 1),
+    [1, 3, 32, 32],
+  ),
+};
 for (const [name, p] of model.namedParameters()) feeds[name] = nd(p.data, p.shape);
 const { runs, s } = await timeIt(() => interpret([out.logits, ...out.attentions], feeds), seconds);
-console.log(JSON.stringify({ bench: 'forward', runner: 'interpreter', batch: 1, images_per_s: +(runs / s).toFixed(1), ms_per_batch: +((s / runs) * 1000).toFixed(3), ...common }));
+console.log(
+  JSON.stringify({
+    bench: 'forward',
+    runner: 'interpreter',
+    batch: 1,
+    images_per_s: +(runs / s).toFixed(1),
+    ms_per_batch: +((s / runs) * 1000).toFixed(3),
+    ...common,
+  }),
+);

@@ -45,14 +45,39 @@ const data = makeDataset(
 const recipeAugment = process.argv.includes('--augment') && process.argv[process.argv.indexOf('--augment') + 1] === 'recipe';
 if (recipeAugment && !recipe) throw new Error('--augment recipe needs --recipe');
 const spin = !process.argv.includes('--no-spin');
-const augment = recipeAugment ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe!, recipeName!)) : { cropPadding: 4, flip: true };
+const augment = recipeAugment
+  ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe!, recipeName!))
+  : { cropPadding: 4, flip: true };
 const model = new ViT(config, 0);
 const deviceIndex = process.argv.indexOf('--device');
 const device = (deviceIndex > 0 ? process.argv[deviceIndex + 1] : 'cpu') as Device;
 if (!DEVICES.includes(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}`);
 const runner = new StepRunner(model, { device, threads: 0, spin, log: (l) => console.error(l) });
-const trainS = await timeSteps({ runner, data, batch, warmup: 3, steps, lr: 0.001, weightDecay: 0.01, loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment } });
-console.log(JSON.stringify({ bench: 'train', runner: `onnxruntime-${runner.provider}`, model: recipeName ?? 'seed', parameters: model.parameterCount(), batch, images_per_s: Math.round((steps * batch) / trainS), ms_per_step: +((trainS / steps) * 1000).toFixed(1), steps, cores, augment: recipeAugment ? 'recipe' : 'crop+flip', spin }));
+const trainS = await timeSteps({
+  runner,
+  data,
+  batch,
+  warmup: 3,
+  steps,
+  lr: 0.001,
+  weightDecay: 0.01,
+  loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment },
+});
+console.log(
+  JSON.stringify({
+    bench: 'train',
+    runner: `onnxruntime-${runner.provider}`,
+    model: recipeName ?? 'seed',
+    parameters: model.parameterCount(),
+    batch,
+    images_per_s: Math.round((steps * batch) / trainS),
+    ms_per_step: +((trainS / steps) * 1000).toFixed(1),
+    steps,
+    cores,
+    augment: recipeAugment ? 'recipe' : 'crop+flip',
+    spin,
+  }),
+);
 
 const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());
 for (let i = 0; i < 2; i++) await runner.logits(pixels, batch);
@@ -60,7 +85,16 @@ const f0 = performance.now();
 const fwd = Math.max(4, steps);
 for (let i = 0; i < fwd; i++) await runner.logits(pixels, batch);
 const fwdS = (performance.now() - f0) / 1000;
-console.log(JSON.stringify({ bench: 'forward', runner: `onnxruntime-${runner.provider}`, model: recipeName ?? 'seed', batch, images_per_s: Math.round((fwd * batch) / fwdS), cores }));
+console.log(
+  JSON.stringify({
+    bench: 'forward',
+    runner: `onnxruntime-${runner.provider}`,
+    model: recipeName ?? 'seed',
+    batch,
+    images_per_s: Math.round((fwd * batch) / fwdS),
+    cores,
+  }),
+);
 
 // PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project. As an
 // anchor it must run at its best: with OpenBLAS (Debian's libopenblas0-pthread; without it PyTorch
@@ -71,16 +105,26 @@ const torchEnv = { ...process.env };
 delete torchEnv.OPENBLAS_CORETYPE;
 delete torchEnv.OPENBLAS_L2_SIZE;
 // The anchor has the seed's blocks and the convolutional tokenizer; other options have no PyTorch twin here.
-const twin = !config.shifted_patch_tokenization && !config.locality_self_attention && config.hidden_act === 'gelu_new' && !config.final_layernorm && !config.distillation_token;
+const twin =
+  !config.shifted_patch_tokenization &&
+  !config.locality_self_attention &&
+  config.hidden_act === 'gelu_new' &&
+  !config.final_layernorm &&
+  !config.distillation_token;
 if (!twin) console.error('no PyTorch anchor for this architecture (bench/torch_train.py has the seed ViT and the convolutional tokenizer)');
 // --no-anchor: ONNX Runtime only (an experiment on our side; no figure against PyTorch).
 const anchor = twin && !process.argv.includes('--no-anchor');
 for (const python of anchor ? ['/usr/bin/python3', 'python3'] : []) {
   const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
   if (probe.status !== 0) continue;
-  const r = spawnSync(python, [script, '--steps', String(steps), '--batch', String(batch), '--config', JSON.stringify(recipe?.model ?? {})], { encoding: 'utf8', env: torchEnv });
+  const r = spawnSync(
+    python,
+    [script, '--steps', String(steps), '--batch', String(batch), '--config', JSON.stringify(recipe?.model ?? {})],
+    { encoding: 'utf8', env: torchEnv },
+  );
   process.stdout.write(r.stdout);
   if (r.status !== 0) console.error(r.stderr);
-  if (r.stdout.includes('"openblas":false')) console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
+  if (r.stdout.includes('"openblas":false'))
+    console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
   break;
 }

@@ -37,7 +37,11 @@ export function sniffImage(b: Uint8Array): ImageFormat | null {
     if (brand === 'avif' || brand === 'avis') return 'avif';
     if (['heic', 'heix', 'hevc', 'mif1', 'msf1'].includes(brand)) return 'heif';
   }
-  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))) return 'tiff';
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))
+  )
+    return 'tiff';
   return null;
 }
 
@@ -102,20 +106,33 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, s: Geo
   }
   const w0 = meta.width ?? 0;
   const h0 = meta.height ?? 0;
-  if (w0 * h0 > o.maxPixels) throw new ImageError('too-large', `the image has ${w0}x${h0} = ${w0 * h0} pixels, over the limit of ${o.maxPixels}`);
+  if (w0 * h0 > o.maxPixels)
+    throw new ImageError('too-large', `the image has ${w0}x${h0} = ${w0 * h0} pixels, over the limit of ${o.maxPixels}`);
   const rotated = (meta.orientation ?? 1) >= 5;
   const original = { width: rotated ? h0 : w0, height: rotated ? w0 : h0 };
 
   // The view keeps more detail than the model input when the image has it (area resampling: the
   // input is then the view's block means; with a kernel, the view is the input).
   const area = (s.resample ?? 'area') === 'area';
-  const k = !area ? 1 : Math.max(1, Math.min(Math.floor(VIEW_MAX / Math.max(s.width, s.height)), Math.floor(Math.min(original.width / s.width, original.height / s.height))));
+  const k = !area
+    ? 1
+    : Math.max(
+        1,
+        Math.min(
+          Math.floor(VIEW_MAX / Math.max(s.width, s.height)),
+          Math.floor(Math.min(original.width / s.width, original.height / s.height)),
+        ),
+      );
   const view = { width: s.width * k, height: s.height * k };
   const pipeline = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 })
     .rotate()
     .flatten({ background: '#ffffff' })
     .toColourspace('srgb')
-    .resize(view.width, view.height, { fit: s.fit ?? 'cover', position: 'centre', ...(area ? {} : { kernel: s.resample as Exclude<typeof s.resample, 'area'> }) })
+    .resize(view.width, view.height, {
+      fit: s.fit ?? 'cover',
+      position: 'centre',
+      ...(area ? {} : { kernel: s.resample as Exclude<typeof s.resample, 'area'> }),
+    })
     .removeAlpha()
     .raw();
   const decode = () =>
@@ -124,7 +141,9 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, s: Geo
       .toBuffer()
       .catch((err: Error) => {
         const message = err.message.split('\n')[0];
-        throw /^timeout: \d+% complete/.test(message) ? new ImageError('timeout', `the ${format} image was still being decoded when its time ran out (${message})`) : new ImageError('unreadable', `the ${format} image cannot be decoded: ${message}`);
+        throw /^timeout: \d+% complete/.test(message)
+          ? new ImageError('timeout', `the ${format} image was still being decoded when its time ran out (${message})`)
+          : new ImageError('unreadable', `the ${format} image cannot be decoded: ${message}`);
       });
   // The decode proper may wait for a slot (the header read above is cheap and runs freely); what the
   // schedule itself refuses (a full queue, a deadline) passes through as it is.
@@ -148,5 +167,7 @@ export async function readPixels(bytes: Buffer): Promise<Raster> {
 
 /** Raw RGB pixels as a PNG file. */
 export function encodePng(rgb: Buffer, width: number, height: number): Promise<Buffer> {
-  return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(rgb, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }

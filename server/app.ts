@@ -20,7 +20,11 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     keepAliveTimeout: config.keepAliveTimeoutMs,
     // Node.js checks those deadlines every connectionsCheckingInterval (30 s by default); the headers
     // get at most 10 s of the request's time.
-    http: { connectionsCheckingInterval: 1000, headersTimeout: Math.min(10_000, config.requestTimeoutMs || 10_000), requestTimeout: config.requestTimeoutMs },
+    http: {
+      connectionsCheckingInterval: 1000,
+      headersTimeout: Math.min(10_000, config.requestTimeoutMs || 10_000),
+      requestTimeout: config.requestTimeoutMs,
+    },
     // One line per request comes from the service's onResponse hook (plugin.ts) instead of two from Fastify.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,

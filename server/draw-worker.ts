@@ -10,7 +10,10 @@ lowerThreadPriority((workerData as { nice?: number } | null)?.nice ?? 0);
 
 /** [layer][head][token][token] as JSON, each value to six decimals (as /classify has always sent them). */
 function attentionJson(layers: Float32Array[], heads: number, T: number): string {
-  const layer = (l: Float32Array) => Array.from({ length: heads }, (_, h) => Array.from({ length: T }, (_, i) => Array.from(l.subarray((h * T + i) * T, (h * T + i + 1) * T), (v) => +v.toFixed(6))));
+  const layer = (l: Float32Array) =>
+    Array.from({ length: heads }, (_, h) =>
+      Array.from({ length: T }, (_, i) => Array.from(l.subarray((h * T + i) * T, (h * T + i + 1) * T), (v) => +v.toFixed(6))),
+    );
   return JSON.stringify(layers.map(layer));
 }
 

@@ -50,7 +50,10 @@ export class Drawers {
   }
 
   private spawn(): Drawer {
-    const d: Drawer = { worker: startWorker(siblingUrl(import.meta.url, 'draw-worker'), { workerData: { nice: this.nice } }), pending: null };
+    const d: Drawer = {
+      worker: startWorker(siblingUrl(import.meta.url, 'draw-worker'), { workerData: { nice: this.nice } }),
+      pending: null,
+    };
     this.all.add(d);
     d.worker.unref();
     d.worker.on('message', (m: DrawReply) => {
@@ -77,7 +80,12 @@ export class Drawers {
   /** The heatmap PNG of `grid` over `view`, drawn by a worker. Past `deadline` (performance.now()
    *  time) a draw still waiting is answered 504, and one still drawing too: its worker is ended and
    *  replaced, so the slot is free again. */
-  async draw(grid: number[][], view: { data: Buffer; width: number; height: number }, options: HeatmapOptions, deadline = Infinity): Promise<Buffer> {
+  async draw(
+    grid: number[][],
+    view: { data: Buffer; width: number; height: number },
+    options: HeatmapOptions,
+    deadline = Infinity,
+  ): Promise<Buffer> {
     const reply = await this.job({ id: 0, grid, view, options }, deadline);
     if (!('png' in reply)) throw Errors.internal('the heatmap worker answered without a PNG');
     return Buffer.from(reply.png.buffer, reply.png.byteOffset, reply.png.byteLength);
@@ -104,10 +112,12 @@ export class Drawers {
             reject(Errors.timeout('no answer in time: the heatmap was still being drawn'));
             void d.worker.terminate(); // its exit replaces it
           });
-          const settle = <A>(f: (a: A) => void) => (a: A) => {
-            clearTimeout(timer);
-            f(a);
-          };
+          const settle =
+            <A>(f: (a: A) => void) =>
+            (a: A) => {
+              clearTimeout(timer);
+              f(a);
+            };
           d.pending = { id, resolve: settle(resolve), reject: settle(reject) };
           d.worker.postMessage({ ...request, id } satisfies DrawRequest);
         }),

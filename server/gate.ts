@@ -36,7 +36,8 @@ export class Gate {
    *  time) is answered 504 and leaves the queue. */
   async run<T>(task: () => Promise<T>, deadline = Infinity): Promise<T> {
     if (this.active >= this.limit) {
-      if (this.waiting.length >= this.maxWaiting) throw Errors.overloaded(`${this.waiting.length} ${this.waits}; retry shortly`, { 'retry-after': '1' });
+      if (this.waiting.length >= this.maxWaiting)
+        throw Errors.overloaded(`${this.waiting.length} ${this.waits}; retry shortly`, { 'retry-after': '1' });
       await new Promise<void>((resolve, reject) => {
         const admit = () => {
           clearTimeout(timer);
@@ -54,7 +55,8 @@ export class Gate {
       return await task();
     } finally {
       const next = this.waiting.shift();
-      if (next) next(); // the slot passes on
+      if (next)
+        next(); // the slot passes on
       else this.active--;
     }
   }

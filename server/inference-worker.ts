@@ -8,7 +8,15 @@ import type { GpuAdapter } from '../runtime/gpu.js';
 import { lowerThreadPriority } from '../runtime/thread-priority.js';
 import { rolloutMeanInto } from './attention.js';
 import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from './relevance.js';
-import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit, type WorkerModel } from '../runtime/worker-protocol.js';
+import {
+  CRASH,
+  type InferenceMessage,
+  type RunReply,
+  type RunRequest,
+  type WorkerCommand,
+  type WorkerInit,
+  type WorkerModel,
+} from '../runtime/worker-protocol.js';
 
 const init = workerData as WorkerInit & { control: SharedArrayBuffer };
 const control = new Int32Array(init.control);
@@ -23,7 +31,9 @@ function requireNames(m: WorkerModel, file: string, session: Session, inputs: st
   const missing = inputs.filter((n) => !session.inputNames.includes(n)).concat(outputs.filter((n) => !session.outputNames.includes(n)));
   if (missing.length > 0) {
     const list = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
-    throw new Error(`model ${m.name}: ${file} has no input or output named ${list(missing)} (config.json names them; the graph's inputs are ${list(session.inputNames)} and its outputs ${list(session.outputNames)})`);
+    throw new Error(
+      `model ${m.name}: ${file} has no input or output named ${list(missing)} (config.json names them; the graph's inputs are ${list(session.inputNames)} and its outputs ${list(session.outputNames)})`,
+    );
   }
 }
 
@@ -39,15 +49,23 @@ function requireShapes(m: WorkerModel, file: string, session: Session): void {
   const input = dims(session.session.inputMetadata, m.inputName);
   const want = [m.inputDims[0], m.inputDims[1], m.inputDims[2]];
   const named = ['channels', 'height', 'width'];
-  if (input.length > 0 && input.length !== 4) throw new Error(`model ${m.name}: ${file} takes '${m.inputName}' of rank ${input.length}; an image input is [batch, channels, height, width]`);
+  if (input.length > 0 && input.length !== 4)
+    throw new Error(
+      `model ${m.name}: ${file} takes '${m.inputName}' of rank ${input.length}; an image input is [batch, channels, height, width]`,
+    );
   input.slice(1).forEach((d, i) => {
     if (typeof d === 'number' && d > 0 && d !== want[i]) {
-      throw new Error(`model ${m.name}: config.json gives ${named[i]} ${want[i]} (${i === 0 ? 'one mean and std per channel' : 'image_size'}), but ${file} takes '${m.inputName}' of ${named[i]} ${d} ([${input.join(', ')}])`);
+      throw new Error(
+        `model ${m.name}: config.json gives ${named[i]} ${want[i]} (${i === 0 ? 'one mean and std per channel' : 'image_size'}), but ${file} takes '${m.inputName}' of ${named[i]} ${d} ([${input.join(', ')}])`,
+      );
     }
   });
   const logits = dims(session.session.outputMetadata, m.logitsOutput);
   const classes = logits.at(-1);
-  if (typeof classes === 'number' && classes > 0 && classes !== m.classes) throw new Error(`model ${m.name}: config.json names ${m.classes} labels, but ${file} gives ${classes} logits ('${m.logitsOutput}' [${logits.join(', ')}])`);
+  if (typeof classes === 'number' && classes > 0 && classes !== m.classes)
+    throw new Error(
+      `model ${m.name}: config.json names ${m.classes} labels, but ${file} gives ${classes} logits ('${m.logitsOutput}' [${logits.join(', ')}])`,
+    );
 }
 
 /** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
@@ -56,7 +74,11 @@ async function open(m: WorkerModel): Promise<void> {
     const s = await createSession(file, { device: init.device, threads: init.threads, log }).catch((err: Error) => {
       throw new Error(`model ${m.name}: ${file} cannot be loaded: ${err.message.split('\n')[0]}`);
     });
-    if (s.cpuNodes.length > 0) send({ type: 'log', message: `model ${m.name}: ${file} has ${s.cpuNodes.length} node(s) that the ${s.provider} provider cannot run; they run on the CPU (${s.cpuNodes.join(', ')})` });
+    if (s.cpuNodes.length > 0)
+      send({
+        type: 'log',
+        message: `model ${m.name}: ${file} has ${s.cpuNodes.length} node(s) that the ${s.provider} provider cannot run; they run on the CPU (${s.cpuNodes.join(', ')})`,
+      });
     return s;
   };
   const session = await load(m.file, (l) => send({ type: 'log', message: l }));
@@ -67,7 +89,13 @@ async function open(m: WorkerModel): Promise<void> {
   if (m.relevance) {
     const r = m.relevance;
     relevance = await load(r.file);
-    requireNames(m, r.file, relevance, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])]);
+    requireNames(
+      m,
+      r.file,
+      relevance,
+      [m.inputName, r.classInput],
+      [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])],
+    );
     requireShapes(m, r.file, relevance);
     if (r.lightFile) {
       light = await load(r.lightFile);
@@ -116,7 +144,20 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   const patches = tokens - prefix;
   const relevance = new Float32Array(req.n * patches);
   for (let i = 0; i < req.n; i++) lastLayerRelevanceInto(layers, out[lastGradient].data, i, heads, tokens, relevance, i * patches, prefix);
-  if (light) return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: null, attentions: null, heads, tokens, prefix, inferenceMs };
+  if (light)
+    return {
+      type: 'result',
+      id: req.id,
+      logits,
+      rollout: null,
+      relevance,
+      explanations: null,
+      attentions: null,
+      heads,
+      tokens,
+      prefix,
+      inferenceMs,
+    };
   const grads = r.gradientOutputs.map((n) => out[n].data);
   const chefer = new Float32Array(req.n * patches);
   for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, chefer, i * patches, prefix);
@@ -126,7 +167,19 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
     for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
   }
   const combined = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : null;
-  return { type: 'result', id: req.id, logits, rollout: null, relevance, explanations: { chefer, gradInput, combined }, attentions: null, heads, tokens, prefix, inferenceMs };
+  return {
+    type: 'result',
+    id: req.id,
+    logits,
+    rollout: null,
+    relevance,
+    explanations: { chefer, gradInput, combined },
+    attentions: null,
+    heads,
+    tokens,
+    prefix,
+    inferenceMs,
+  };
 }
 
 /** The default rollout of each of the n images of a batch, tokens - prefix values each. */
@@ -148,13 +201,27 @@ async function run(req: RunRequest): Promise<RunReply> {
   const inferenceMs = performance.now() - t0;
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
   const logits = own(out[model.logitsOutput].data);
-  if (logits.length !== req.n * model.classes) throw new Error(`model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`);
-  if (!wantRollout) return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, prefix: 0, inferenceMs };
+  if (logits.length !== req.n * model.classes)
+    throw new Error(
+      `model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`,
+    );
+  if (!wantRollout)
+    return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, prefix: 0, inferenceMs };
   const first = out[model.attentionOutputs[0]];
   const [, heads, tokens] = first.dims as number[];
   const layers = model.attentionOutputs.map((n) => out[n].data);
   const prefix = model.prefixTokens;
-  return { type: 'result', id: req.id, logits, rollout: rollouts(layers, req.n, heads, tokens, prefix), attentions: req.attentions ? layers.map(own) : null, heads, tokens, prefix, inferenceMs };
+  return {
+    type: 'result',
+    id: req.id,
+    logits,
+    rollout: rollouts(layers, req.n, heads, tokens, prefix),
+    attentions: req.attentions ? layers.map(own) : null,
+    heads,
+    tokens,
+    prefix,
+    inferenceMs,
+  };
 }
 
 /** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
@@ -176,7 +243,16 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
   running++;
   run(req)
     .then(
-      (reply) => send(reply, [reply.logits.buffer, ...(reply.rollout ? [reply.rollout.buffer] : []), ...(reply.relevance ? [reply.relevance.buffer] : []), ...(reply.explanations ? [reply.explanations.chefer, reply.explanations.gradInput, reply.explanations.combined].flatMap((a) => (a ? [a.buffer] : [])) : []), ...(reply.attentions ?? []).map((a) => a.buffer)] as ArrayBuffer[]),
+      (reply) =>
+        send(reply, [
+          reply.logits.buffer,
+          ...(reply.rollout ? [reply.rollout.buffer] : []),
+          ...(reply.relevance ? [reply.relevance.buffer] : []),
+          ...(reply.explanations
+            ? [reply.explanations.chefer, reply.explanations.gradInput, reply.explanations.combined].flatMap((a) => (a ? [a.buffer] : []))
+            : []),
+          ...(reply.attentions ?? []).map((a) => a.buffer),
+        ] as ArrayBuffer[]),
       (err: Error) => send({ type: 'error', id: req.id, message: err.message }),
     )
     .catch((err: Error) => send({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))

@@ -25,7 +25,11 @@ export interface Inference {
   close(): Promise<void>;
 }
 
-function relevanceOf(file: string, lightFile: string | null | undefined, r: NonNullable<ServedModel['config']['relevance']>): NonNullable<WorkerModel['relevance']> {
+function relevanceOf(
+  file: string,
+  lightFile: string | null | undefined,
+  r: NonNullable<ServedModel['config']['relevance']>,
+): NonNullable<WorkerModel['relevance']> {
   return {
     file,
     ...(lightFile ? { lightFile } : {}),
@@ -38,11 +42,18 @@ function relevanceOf(file: string, lightFile: string | null | undefined, r: NonN
 
 const NO_OBSERVER: BatchObserver = { batch: () => {}, depth: () => {} };
 
-export async function startInference(models: readonly ServedModel[], o: InferenceOptions, log: { info(m: string): void; error(m: string): void }, observer: BatchObserver = NO_OBSERVER): Promise<Inference> {
+export async function startInference(
+  models: readonly ServedModel[],
+  o: InferenceOptions,
+  log: { info(m: string): void; error(m: string): void },
+  observer: BatchObserver = NO_OBSERVER,
+): Promise<Inference> {
   checkDevice(o.device);
   let workers = o.workers;
   if (workers > 1 && mayUseWebGpu(o.device)) {
-    log.info(`device ${o.device}: one inference worker instead of ${workers}: ONNX Runtime's WebGPU context is one per process and cannot be used by two threads at once (a GPU runs one batch at a time anyway; --max-batch sets how large)`);
+    log.info(
+      `device ${o.device}: one inference worker instead of ${workers}: ONNX Runtime's WebGPU context is one per process and cannot be used by two threads at once (a GPU runs one batch at a time anyway; --max-batch sets how large)`,
+    );
     workers = 1;
   }
   const pool = new WorkerPool(

@@ -62,7 +62,10 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
     if (!hasBody) return;
     const share = Math.min(Number.isFinite(declared) && declared > 0 ? declared : config.bodyLimit, config.bodyLimit);
     if (bodiesInFlight + share > config.maxBodyBytesInFlight) {
-      throw Errors.overloaded(`the request bodies in flight would exceed ${config.maxBodyBytesInFlight} bytes (--max-body-bytes-in-flight); retry shortly`, { 'retry-after': '1' });
+      throw Errors.overloaded(
+        `the request bodies in flight would exceed ${config.maxBodyBytesInFlight} bytes (--max-body-bytes-in-flight); retry shortly`,
+        { 'retry-after': '1' },
+      );
     }
     bodiesInFlight += share;
     // the answer's close: sent, or its connection gone (a timeout included)
@@ -78,7 +81,8 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
     const n = (pending.get(socket) ?? 0) + 1;
     pending.set(socket, n);
     if (n > MAX_PIPELINED) {
-      if (!socket.destroyed) request.log.warn(`closing a connection with ${n} requests pending: its client sends without reading the answers`);
+      if (!socket.destroyed)
+        request.log.warn(`closing a connection with ${n} requests pending: its client sends without reading the answers`);
       socket.destroy();
       // the requests already parsed from what it sent are not handled either
       reply.hijack();
@@ -103,14 +107,17 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
   if (config.apiKey) {
     const key = config.apiKey;
     app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.auth && !keyMatches(request.headers.authorization, key)) throw Errors.unauthorized('missing or wrong API key: send Authorization: Bearer <key>');
+      if (request.routeOptions.config.auth && !keyMatches(request.headers.authorization, key))
+        throw Errors.unauthorized('missing or wrong API key: send Authorization: Bearer <key>');
     });
   }
 
   // Bodies: multipart, or raw image bytes.
   await app.register(multipart, { limits: { fileSize: config.bodyLimit, files: 1, fields: 10, parts: 12 } });
   app.addContentTypeParser(/^image\/.+/, { parseAs: 'buffer', bodyLimit: config.bodyLimit }, (_req, body, done) => done(null, body));
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.bodyLimit }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.bodyLimit }, (_req, body, done) =>
+    done(null, body),
+  );
   if (config.corsOrigin.length > 0) await app.register(cors, { origin: config.corsOrigin.includes('*') ? '*' : config.corsOrigin });
 
   await app.register(swagger, {
@@ -119,7 +126,10 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
       ...(config.apiKey ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } } : {}),
     },
     // With a key, the routes that need it say so, and only those.
-    transform: ({ schema, url, route }) => ({ schema: config.apiKey && (route.config as { auth?: boolean } | undefined)?.auth ? { ...schema, security: [{ bearer: [] }] } : schema, url }),
+    transform: ({ schema, url, route }) => ({
+      schema: config.apiKey && (route.config as { auth?: boolean } | undefined)?.auth ? { ...schema, security: [{ bearer: [] }] } : schema,
+      url,
+    }),
     // POST /classify reads its body itself (multipart or raw bytes), so no body schema validates it;
     // the document still says what to send, so that "Try it out" can upload a file.
     transformObject: (doc) => {

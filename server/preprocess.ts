@@ -7,11 +7,22 @@ import type { ImageSpec } from '../runtime/pixels.js';
 import { Errors } from './errors.js';
 import type { Gate } from './gate.js';
 
-const AS_HTTP = { unsupported: Errors.unsupportedMedia, unreadable: Errors.badImage, 'too-large': Errors.tooLarge, timeout: Errors.timeout } as const;
+const AS_HTTP = {
+  unsupported: Errors.unsupportedMedia,
+  unreadable: Errors.badImage,
+  'too-large': Errors.tooLarge,
+  timeout: Errors.timeout,
+} as const;
 
 /** `deadline` (performance.now() time): past it a decode still waiting for its slot, or still
  *  running in sharp, is answered 504 (sharp stops it, which frees the slot). */
-export async function prepareImage(bytes: Buffer, spec: ImageSpec, maxPixels: number, gate?: Gate, deadline = Infinity): Promise<PreparedImage> {
+export async function prepareImage(
+  bytes: Buffer,
+  spec: ImageSpec,
+  maxPixels: number,
+  gate?: Gate,
+  deadline = Infinity,
+): Promise<PreparedImage> {
   try {
     // sharp's timeout is whole seconds, counted from when the decode starts
     const timeoutS = () => (Number.isFinite(deadline) ? Math.max(1, Math.ceil((deadline - performance.now()) / 1000)) : 0);

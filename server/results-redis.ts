@@ -19,7 +19,16 @@ export const reconnectDelay = (times: number): number => Math.min(100 * times, 2
 
 /** [4-byte header length][header JSON][view bytes][pixels, float32 little-endian]. */
 export function encodeKept(r: KeptResult): Buffer {
-  const header = Buffer.from(JSON.stringify({ v: FORMAT, model: r.model, createdAt: r.createdAt, top: r.top, view: { width: r.view.width, height: r.view.height, bytes: r.view.data.length }, pixels: r.pixels.length }));
+  const header = Buffer.from(
+    JSON.stringify({
+      v: FORMAT,
+      model: r.model,
+      createdAt: r.createdAt,
+      top: r.top,
+      view: { width: r.view.width, height: r.view.height, bytes: r.view.data.length },
+      pixels: r.pixels.length,
+    }),
+  );
   const len = Buffer.alloc(4);
   len.writeUInt32LE(header.length);
   const pixels = Buffer.alloc(r.pixels.length * 4);
@@ -35,7 +44,14 @@ export function decodeKept(id: string, b: Buffer): KeptResult {
   if (b.length < 4) throw bad('is too short to be one');
   const n = b.readUInt32LE(0);
   if (n > b.length - 4) throw bad(`claims a ${n}-byte header in ${b.length} bytes`);
-  let h: { v: number; model: string; createdAt: number; top: number; view: { width: number; height: number; bytes: number }; pixels: number };
+  let h: {
+    v: number;
+    model: string;
+    createdAt: number;
+    top: number;
+    view: { width: number; height: number; bytes: number };
+    pixels: number;
+  };
   try {
     h = JSON.parse(b.subarray(4, 4 + n).toString());
   } catch {
@@ -43,8 +59,17 @@ export function decodeKept(id: string, b: Buffer): KeptResult {
   }
   if (h?.v !== FORMAT) throw bad(`has format ${h?.v}; this version reads ${FORMAT}`);
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-  if (typeof h.model !== 'string' || !count(h.top) || !count(h.view?.width) || !count(h.view?.height) || !count(h.view?.bytes) || !count(h.pixels)) throw bad('has a malformed header');
-  if (b.length !== 4 + n + h.view.bytes + 4 * h.pixels) throw bad(`holds ${b.length} bytes where its header says ${4 + n + h.view.bytes + 4 * h.pixels}`);
+  if (
+    typeof h.model !== 'string' ||
+    !count(h.top) ||
+    !count(h.view?.width) ||
+    !count(h.view?.height) ||
+    !count(h.view?.bytes) ||
+    !count(h.pixels)
+  )
+    throw bad('has a malformed header');
+  if (b.length !== 4 + n + h.view.bytes + 4 * h.pixels)
+    throw bad(`holds ${b.length} bytes where its header says ${4 + n + h.view.bytes + 4 * h.pixels}`);
   let o = 4 + n;
   const view = { data: Buffer.from(b.subarray(o, o + h.view.bytes)), width: h.view.width, height: h.view.height };
   o += h.view.bytes;
@@ -107,14 +132,23 @@ export class RedisResults implements Results {
   }
 
   status(): StoreStatus {
-    return { kind: 'redis', url: this.where, state: this.stateNow, ...(this.stateNow !== 'ready' && this.lastError ? { error: this.lastError } : {}) };
+    return {
+      kind: 'redis',
+      url: this.where,
+      state: this.stateNow,
+      ...(this.stateNow !== 'ready' && this.lastError ? { error: this.lastError } : {}),
+    };
   }
 
   /** Resolves once connected (or rejects after `ms`). */
   async waitReady(ms: number): Promise<void> {
     if (this.stateNow === 'ready') return;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`results store ${this.where}: not connected within ${ms} ms${this.lastError ? ` (${this.lastError})` : ''}`)), ms);
+      const timer = setTimeout(
+        () =>
+          reject(new Error(`results store ${this.where}: not connected within ${ms} ms${this.lastError ? ` (${this.lastError})` : ''}`)),
+        ms,
+      );
       this.client.once('ready', () => {
         clearTimeout(timer);
         resolve();
@@ -124,7 +158,8 @@ export class RedisResults implements Results {
 
   private unavailable(err: unknown): Error {
     // a key holding another type (a hash where a result belongs) is the value's fault, not the store's
-    if (/^WRONGTYPE/.test((err as Error).message)) return Errors.unreadableResult(`a value in the results store (${this.where}) is not a kept result: ${(err as Error).message}`);
+    if (/^WRONGTYPE/.test((err as Error).message))
+      return Errors.unreadableResult(`a value in the results store (${this.where}) is not a kept result: ${(err as Error).message}`);
     return Errors.storeUnavailable(`the results store (${this.where}) is unavailable: ${(err as Error).message}`);
   }
 
@@ -173,7 +208,11 @@ export class RedisResults implements Results {
     const hash = `${this.prefix}maps:${id}`;
     try {
       if ((await this.client.hlen(hash)) >= MAX_MAPS_PER_RESULT) return;
-      await this.client.multi().hset(hash, key, Buffer.from(values.buffer, values.byteOffset, values.byteLength)).pexpire(hash, this.ttlMs).exec();
+      await this.client
+        .multi()
+        .hset(hash, key, Buffer.from(values.buffer, values.byteOffset, values.byteLength))
+        .pexpire(hash, this.ttlMs)
+        .exec();
     } catch (err) {
       throw this.unavailable(err);
     }

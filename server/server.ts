@@ -39,12 +39,21 @@ export async function serve(config: ServeConfig): Promise<void> {
     // Not listening means not serving: stop the workers so that the process exits with the error.
     await app.close().catch(() => {});
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : (err as Error).message;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the address is already in use'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EADDRNOTAVAIL'
+            ? 'no such address on this machine'
+            : (err as Error).message;
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${why}`);
   }
   const exposed = exposureWarning(config);
   if (exposed) app.log.warn(exposed);
-  app.log.info(`vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${app.vitrine.pool.size} workers; ${runsOn(app.vitrine.pool)})`);
+  app.log.info(
+    `vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${app.vitrine.pool.size} workers; ${runsOn(app.vitrine.pool)})`,
+  );
 }
 
 /** Which provider (and GPU) each model runs on, models that share one named together: `cpu: a, b`. */

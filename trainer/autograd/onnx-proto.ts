@@ -26,7 +26,8 @@ export const float = (v: number): { float: number } => ({ float: v });
 export function encodeAttribute(name: string, v: AttrValue): IAttributeProto {
   if (typeof v === 'string') return { name, type: AttrType.STRING, s: new TextEncoder().encode(v) };
   if (typeof v === 'number') {
-    if (!Number.isInteger(v)) throw new Error(`onnx: attribute '${name}' = ${v} is not an integer; write float(${v}) for a FLOAT attribute`);
+    if (!Number.isInteger(v))
+      throw new Error(`onnx: attribute '${name}' = ${v} is not an integer; write float(${v}) for a FLOAT attribute`);
     return { name, type: AttrType.INT, i: v };
   }
   if ('float' in v) return { name, type: AttrType.FLOAT, f: v.float };
@@ -57,7 +58,12 @@ export function decodeAttribute(a: IAttributeProto): DecodedAttr {
 
 export function floatTensor(name: string, values: ArrayLike<number>, dims: readonly number[]): ITensorProto {
   const f32 = values instanceof Float32Array ? values : Float32Array.from(values);
-  return { name, dims: [...dims], dataType: DataType.FLOAT, rawData: new Uint8Array(f32.buffer.slice(f32.byteOffset, f32.byteOffset + f32.byteLength)) };
+  return {
+    name,
+    dims: [...dims],
+    dataType: DataType.FLOAT,
+    rawData: new Uint8Array(f32.buffer.slice(f32.byteOffset, f32.byteOffset + f32.byteLength)),
+  };
 }
 
 export function int64Tensor(name: string, values: readonly number[]): ITensorProto {
@@ -98,14 +104,19 @@ export const dimsOf = (t: ITensorProto): number[] => (t.dims ?? []).map(Number);
 function readExternal(tensor: string, dir: string, location: string, offset: number, length: number | undefined): Uint8Array {
   const file = path.join(dir, location);
   const fail = (why: string) => new Error(`tensor '${tensor}': its external data ${file} ${why}`);
-  if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) throw fail(`has a bad offset or length (${offset}, ${length})`);
+  if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0)))
+    throw fail(`has a bad offset or length (${offset}, ${length})`);
   let fd: number;
   try {
     // no link followed at the last step; O_NONBLOCK: a FIFO opens at once instead of waiting for a writer
     fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw fail(code === 'ELOOP' ? 'is a link: external data is read only from files in the folder itself' : `cannot be read: ${code ?? (err as Error).message}`);
+    throw fail(
+      code === 'ELOOP'
+        ? 'is a link: external data is read only from files in the folder itself'
+        : `cannot be read: ${code ?? (err as Error).message}`,
+    );
   }
   try {
     const stat = fstatSync(fd);
@@ -135,8 +146,15 @@ export function readTensor(t: ITensorProto, dir: string): { kind: 'float'; data:
   let raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const info = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
-    if (!info.location || info.location.includes('..') || path.isAbsolute(info.location)) throw new Error(`tensor '${t.name}': external data location '${info.location}' is not a file beside the model`);
-    raw = readExternal(t.name ?? '', dir, info.location, Number(info.offset ?? 0), info.length !== undefined ? Number(info.length) : undefined);
+    if (!info.location || info.location.includes('..') || path.isAbsolute(info.location))
+      throw new Error(`tensor '${t.name}': external data location '${info.location}' is not a file beside the model`);
+    raw = readExternal(
+      t.name ?? '',
+      dir,
+      info.location,
+      Number(info.offset ?? 0),
+      info.length !== undefined ? Number(info.length) : undefined,
+    );
   }
   const copy = (bytesPer: number) => {
     if (!raw || raw.length !== count * bytesPer) throw new Error(`tensor '${t.name}': ${raw?.length ?? 0} bytes for ${count} values`);
@@ -157,7 +175,8 @@ export function readTensor(t: ITensorProto, dir: string): { kind: 'float'; data:
     case DataType.BOOL:
       if (raw) {
         const b = copy(t.dataType === DataType.INT32 ? 4 : 1);
-        const view = t.dataType === DataType.INT32 ? new Int32Array(b) : t.dataType === DataType.INT8 ? new Int8Array(b) : new Uint8Array(b);
+        const view =
+          t.dataType === DataType.INT32 ? new Int32Array(b) : t.dataType === DataType.INT8 ? new Int8Array(b) : new Uint8Array(b);
         return { kind: 'int', data: Array.from(view) };
       }
       return { kind: 'int', data: [...(t.int32Data ?? [])] };
@@ -174,7 +193,14 @@ export function halfToFloat(h: Uint16Array): Float32Array {
     const sign = v & 0x8000 ? -1 : 1;
     const exp = (v >> 10) & 0x1f;
     const frac = v & 0x3ff;
-    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+    out[i] =
+      exp === 0
+        ? sign * 2 ** -14 * (frac / 1024)
+        : exp === 31
+          ? frac
+            ? NaN
+            : sign * Infinity
+          : sign * 2 ** (exp - 15) * (1 + frac / 1024);
   }
   return out;
 }
