@@ -2,10 +2,10 @@
 // PNG at concurrency 1 and 32 (autocannon), polls /healthz meanwhile, and prints one JSON line per
 // measurement; then the in-process ONNX Runtime ceiling at batch 64 (no HTTP) in the same run.
 // The server runs with its defaults unless flags say otherwise.
-//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N --worker-nice N --max-batch N
+//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N --worker-nice N --max-batch N --max-queue N
 //                          --max-delay-ms N --results-capacity N --log-level warn
 //                          --image-size N --image-format png|jpeg | --image FILE
-//                          --node-flags "..." --gc --attention rollout|relevance|full|none --draw [--draw-format json] --concurrency 1,32
+//                          --node-flags "..." --gc --attention rollout|relevance|full|none --draw [--draw-format json] --tta flip --concurrency 1,32
 //                          --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (one run of
 // the light explanation graph instead of the model), for the cost of explanations beside plain classification.
@@ -38,6 +38,9 @@ const model = opt('model', 'vit-cifar10');
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const root = path.resolve(opt('root', here));
 const drawOnly = argv.includes('--draw-only');
+// --tta flip: each classification also runs the mirrored image (with --attention relevance, the
+// heaviest answer: three images' runs per request)
+const tta = opt('tta', '');
 const draw = argv.includes('--draw') && !drawOnly;
 // --draw-format json: the same pairs with the map asked as JSON, nothing drawn: what the pairs reach with a draw that cost nothing
 const drawFormat = opt('draw-format', 'png');
@@ -46,7 +49,7 @@ if (drawFormat !== 'png' && drawFormat !== 'json') {
   process.exit(2);
 }
 const drawMethod = draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--') ? argv[argv.indexOf('--draw') + 1] : 'relevance';
-const serverFlags = ['workers', 'threads', 'decoders', 'drawers', 'worker-nice', 'max-batch', 'max-delay-ms', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+const serverFlags = ['workers', 'threads', 'decoders', 'drawers', 'worker-nice', 'max-batch', 'max-delay-ms', 'max-queue', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
 const imagePath = opt('image', '');
@@ -119,7 +122,7 @@ function pollHealth(ms: number): Promise<number[]> {
 }
 
 const classifyRequest = {
-  url: `${base}/classify${attention ? `?attention=${attention}` : ''}`,
+  url: `${base}/classify?${new URLSearchParams({ ...(attention ? { attention } : {}), ...(tta ? { tta } : {}) })}`,
   method: 'POST' as const,
   headers: { 'content-type': imagePath ? 'application/octet-stream' : 'image/png' },
   body: image,
@@ -168,6 +171,7 @@ async function load(connections: number) {
       image: imageLabel,
       load: drawOnly ? 'GET /attention/:id (png, rollout)' : draw ? `POST /classify, then GET /attention/:id (${drawFormat}, ${drawMethod})` : 'POST /classify',
       attention: attention || 'rollout (default)',
+      ...(tta ? { tta } : {}),
       ...(root !== here ? { root } : {}),
       log_level: logLevel,
     }),
