@@ -142,8 +142,17 @@ async function classify(blob) {
 
 const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input', combined: 'combined relevance' };
 
-/** Draws the map the controls ask for; false where a newer draw or classification took its place. */
+/** Draws the map the controls ask for; false where a newer draw or classification took its place.
+ *  Each draw, drawn or dropped, counts in the page's data-draws-settled (what a test waits on). */
 async function drawHeatmap() {
+  try {
+    return await drawHeatmapNow();
+  } finally {
+    document.documentElement.dataset.drawsSettled = String(Number(document.documentElement.dataset.drawsSettled ?? 0) + 1);
+  }
+}
+
+async function drawHeatmapNow() {
   if (!current) return false;
   const mine = ++drawing;
   const method = $('method').value;

@@ -1,13 +1,12 @@
 // The built command (`node dist/bin/vitrine.js`), as users, `npx vitrine` and the images run it: what
 // the tests from source cannot see (files tsc does not copy, how the process ends).
 
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { BUILT_CLI, ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
+import { BUILT_CLI, ROOT, assertOneLineError, runCli, serveOnFreePort } from '../helpers/cli.js';
 import { colourDataset, tmpDir, writeImageFolder } from '../helpers/data.js';
 import { until } from '../helpers/wait.js';
 
@@ -75,7 +74,7 @@ t.test('--help of the command and of each subcommand: usage on stdout, exit 0', 
   }
 });
 
-function freePort(): Promise<net.Server> {
+function boundPort(): Promise<net.Server> {
   return new Promise((resolve) => {
     const s = net.createServer();
     s.listen(0, '127.0.0.1', () => resolve(s));
@@ -83,20 +82,16 @@ function freePort(): Promise<net.Server> {
 }
 
 t.test('serve from the built command: answers, exits 0 on SIGTERM; a busy port exits 1 at once', async (t) => {
-  const busy = await freePort();
+  const busy = await boundPort();
   const port = (busy.address() as net.AddressInfo).port;
   const r = await runCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], { built: true, timeoutMs: 60_000 });
   busy.close();
   t.equal(r.code, 1, `exit status (stderr: ${r.stderr})`);
   assertOneLineError(t, r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use`));
 
-  const probe = await freePort();
-  const free = (probe.address() as net.AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  const child = spawn(process.execPath, [BUILT_CLI, 'serve', '--port', String(free), '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], { cwd: ROOT, stdio: 'ignore' });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await until('the built server answers /healthz', () => fetch(`http://127.0.0.1:${free}/healthz`).then((res) => res.ok, () => false), 30_000);
-  const page = await fetch(`http://127.0.0.1:${free}/`);
+  const { child, base, exited } = await serveOnFreePort(['--workers', '1']);
+  await until('the built server answers /healthz', () => fetch(`${base}/healthz`).then((res) => res.ok, () => false), 30_000);
+  const page = await fetch(`${base}/`);
   t.equal(page.status, 200, 'the web page is served from the build');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM: exit 0');

@@ -3,19 +3,18 @@
 // at the local ports). Classifies through the balancer, fetches the heatmap until every replica has
 // answered, kills a replica, fetches again. .ci/run installs redis-server and nginx.
 
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
+import { serveOnFreePort } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/data.js';
-import { freePort, redisInstalled, startRedis } from '../helpers/redis.js';
+import { freePort, startRedis } from '../helpers/redis.js';
+import { testWith } from '../helpers/services.js';
 import { until } from '../helpers/wait.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'bin', 'vitrine.js');
-const nginxInstalled = () => spawnSync('nginx', ['-v']).status === 0;
-const missing = !redisInstalled() ? 'redis-server is not installed' : !nginxInstalled() ? 'nginx is not installed' : false;
 
 /** docker/nginx.conf, its upstream pointed at local ports (Docker's resolver and `resolve` dropped). */
 async function nginxConfig(dir: string, listen: number, upstreams: number[]): Promise<string> {
@@ -42,26 +41,34 @@ function stopOnTeardown(t: Test, child: ChildProcess, signal: NodeJS.Signals = '
   });
 }
 
-t.test('scaled: replicas behind round-robin nginx share results through Redis', { skip: missing }, async (t) => {
+testWith(t, 'scaled: replicas behind round-robin nginx share results through Redis', ['redis-server', 'nginx'], async (t) => {
   const redis = await startRedis(t);
-  const ports = [await freePort(), await freePort(), await freePort()];
-  const replicas = ports.map((port) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--decoders', '1', '--log-level', 'warn', '--results-store', redis.url], { cwd: ROOT, stdio: 'ignore' });
-    stopOnTeardown(t, child);
-    return child;
-  });
+  const replicas = await Promise.all([0, 1, 2].map(() => serveOnFreePort(['--workers', '1', '--decoders', '1', '--results-store', redis.url])));
+  for (const r of replicas) stopOnTeardown(t, r.child);
+  const ports = replicas.map((r) => r.port);
   for (const port of ports) await until(`replica :${port} is ready`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200, 120_000);
 
+  // nginx binds the port it is given: where another process took it between, another is tried
   const dir = await tmpDir('vitrine-nginx-');
-  const lbPort = await freePort();
-  const nginx = spawn('nginx', ['-p', dir, '-c', await nginxConfig(dir, lbPort, ports)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let nginxErr = '';
-  nginx.stderr!.on('data', (d: Buffer) => (nginxErr += d.toString()));
-  stopOnTeardown(t, nginx, 'SIGTERM');
-  const lb = `http://127.0.0.1:${lbPort}`;
-  await until('nginx answers', async () => (await fetch(`${lb}/healthz`).catch(() => null))?.status === 200, 20_000).catch((e) => {
-    throw new Error(`${(e as Error).message}: ${nginxErr}`);
-  });
+  let lb = '';
+  for (let tries = 1; !lb; tries++) {
+    const lbPort = await freePort();
+    const nginx = spawn('nginx', ['-p', dir, '-c', await nginxConfig(dir, lbPort, ports)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let nginxErr = '';
+    nginx.stderr!.on('data', (d: Buffer) => (nginxErr += d.toString()));
+    stopOnTeardown(t, nginx, 'SIGTERM');
+    const up = await until('nginx answers', async () => {
+      if (nginx.exitCode !== null) throw new Error(`nginx exited: ${nginxErr}`);
+      return (await fetch(`http://127.0.0.1:${lbPort}/healthz`).catch(() => null))?.status === 200;
+    }, 20_000).then(
+      () => true,
+      (e: Error) => {
+        if (tries < 5 && /already in use/.test(nginxErr)) return false;
+        throw new Error(`${e.message}: ${nginxErr}`);
+      },
+    );
+    if (up) lb = `http://127.0.0.1:${lbPort}`;
+  }
 
   const cat = await readFile(path.join(ROOT, 'server', 'web', 'examples', 'cat.png'));
   const classified = await fetch(`${lb}/classify`, { method: 'POST', body: cat, headers: { 'content-type': 'image/png' } });
@@ -78,8 +85,8 @@ t.test('scaled: replicas behind round-robin nginx share results through Redis', 
   }
   t.same([...answered].sort(), ports.map((p) => `127.0.0.1:${p}`).sort(), 'every replica answered for the one result');
 
-  replicas[0].kill('SIGKILL');
-  await until('the killed replica is gone', () => replicas[0].exitCode !== null || replicas[0].signalCode !== null);
+  replicas[0].child.kill('SIGKILL');
+  await until('the killed replica is gone', () => replicas[0].child.exitCode !== null || replicas[0].child.signalCode !== null);
   for (let i = 0; i < 6; i++) {
     const res = await fetch(`${lb}/attention/${id}?format=json`);
     t.equal(res.status, 200, `after the kill, fetch ${i}`);

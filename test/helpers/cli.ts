@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import type { Test } from 'tap';
+import { servingUrl } from './wait.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -42,4 +43,30 @@ export function assertOneLineError(t: Test, stderr: string, pattern: RegExp): vo
   t.equal(errors.length, 1, `one error line: ${stderr.trim()}`);
   t.equal(errors[0], lines.at(-1), 'the error is the last line');
   t.match(errors[0], pattern);
+}
+
+export interface Served {
+  child: ChildProcess;
+  port: number;
+  base: string;
+  exited: Promise<number | null>;
+}
+
+/** `vitrine serve` (built) on a port the system gives it (--port 0): the port read from its start
+ *  line, never one found free beforehand and released for it (another process may take it between). */
+export async function serveOnFreePort(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Served> {
+  const child = spawn(process.execPath, [BUILT_CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const { url, log } = servingUrl(child, 'vitrine serve', opts.timeoutMs ?? 120_000);
+  const base = await Promise.race([
+    url,
+    exited.then((code): never => {
+      throw new Error(`vitrine serve exited with ${code} before listening: ${log()}`);
+    }),
+  ]);
+  return { child, port: Number(new URL(base).port), base, exited };
 }

@@ -1,12 +1,11 @@
 // A real redis-server (Debian's package; .ci/run installs it) on a free local port, with an
 // append-only file in a temporary folder so that a restart keeps its data, stopped when the test ends.
 
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import type { Test } from 'tap';
 import { tmpDir } from './data.js';
 
-export const redisInstalled = () => spawnSync('redis-server', ['--version']).status === 0;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -26,11 +25,13 @@ export interface RedisServer {
 }
 
 export async function startRedis(t: Test): Promise<RedisServer> {
-  const port = await freePort();
+  let port = await freePort();
   const dir = await tmpDir('vitrine-redis-');
   let child: ChildProcess | null = null;
   const server: RedisServer = {
-    url: `redis://127.0.0.1:${port}/0`,
+    get url() {
+      return `redis://127.0.0.1:${port}/0`;
+    },
     async start() {
       const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdio: ['ignore', 'pipe', 'pipe'] });
       child = proc;
@@ -53,7 +54,16 @@ export async function startRedis(t: Test): Promise<RedisServer> {
       });
     },
   };
-  await server.start();
+  // the port is the one the server binds: where another process took it between, another is tried
+  for (let tries = 1; ; tries++) {
+    try {
+      await server.start();
+      break;
+    } catch (err) {
+      if (tries === 5 || !/already in use/i.test((err as Error).message)) throw err;
+      port = await freePort();
+    }
+  }
   t.teardown(() => server.stop());
   return server;
 }

@@ -5,12 +5,11 @@
 
 import t from 'tap';
 import { encodeKept } from '../../server/results-redis.js';
-import { appOnRedis, redisInstalled } from '../helpers/redis.js';
+import { appOnRedis } from '../helpers/redis.js';
+import { testWith } from '../helpers/services.js';
 import { multipart, testImage } from '../helpers/server.js';
 
-t.test(
-  'malformed kept results answer 410; a wrong cached map is remade',
-  { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' },
+testWith(t, 'malformed kept results answer 410; a wrong cached map is remade', ['redis-server'],
   async (t) => {
     const { app, client } = await appOnRedis(t);
     const { id } = (await app.inject({ method: 'POST', url: '/classify', ...multipart('image', await testImage()) })).json();

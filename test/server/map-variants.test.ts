@@ -5,7 +5,8 @@
 
 import t, { type Test } from 'tap';
 import { MAX_MAPS_PER_RESULT, MemoryResults } from '../../server/results.js';
-import { appOnRedis, redisInstalled } from '../helpers/redis.js';
+import { appOnRedis } from '../helpers/redis.js';
+import { testWith } from '../helpers/services.js';
 import { multipart, testApp, testImage } from '../helpers/server.js';
 
 t.test('the memory store keeps the most recently made maps of a result, up to the bound', async (t) => {
@@ -51,9 +52,7 @@ t.test('GET /attention: new variants past the bound are made, not kept; spelling
   t.ok(await store.getMap(id, 'rollout::1:0'), 'one key for both spellings');
 });
 
-t.test(
-  'in Redis too, a result keeps at most its share of maps',
-  { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' },
+testWith(t, 'in Redis too, a result keeps at most its share of maps', ['redis-server'],
   async (t) => {
     const { app, client } = await appOnRedis(t);
     const id = await variants(t, app, 2 * MAX_MAPS_PER_RESULT);

@@ -5,7 +5,8 @@
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import type { RedisResults } from '../../server/results-redis.js';
-import { redisInstalled, startRedis } from '../helpers/redis.js';
+import { startRedis } from '../helpers/redis.js';
+import { testWith } from '../helpers/services.js';
 import { until } from '../helpers/wait.js';
 import { testApp, testImage } from '../helpers/server.js';
 import { assertClose } from '../helpers/opcheck.js';
@@ -17,7 +18,7 @@ const classify = async (app: FastifyInstance, model = 'vit-cifar10') => {
 };
 const mapOf = (app: FastifyInstance, id: string) => app.inject(`/attention/${id}?format=json`);
 
-t.test('redis results store: replicas answer for each other, and outages heal', { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' }, async (t) => {
+testWith(t, 'redis results store: replicas answer for each other, and outages heal', ['redis-server'], async (t) => {
   const redis = await startRedis(t);
   const a = await testApp(t, { resultsStore: redis.url });
   const b = await testApp(t, { resultsStore: redis.url });
@@ -82,7 +83,7 @@ t.test('--results-store takes memory or a redis URL', async (t) => {
   t.throws(() => loadServeConfig(['--results-store', 'redis://h/db']), /must be 'memory' or redis/);
 });
 
-t.test('kept results expire with the TTL, in Redis itself; reconnects back off to 2 s', { skip: redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server; .ci/run does)' }, async (t) => {
+testWith(t, 'kept results expire with the TTL, in Redis itself; reconnects back off to 2 s', ['redis-server'], async (t) => {
   const { reconnectDelay } = await import('../../server/results-redis.js');
   t.same([1, 2, 5, 19, 20, 21, 1000].map(reconnectDelay), [100, 200, 500, 1900, 2000, 2000, 2000], 'the reconnect interval: 100 ms more per try, capped at 2 s');
   const redis = await startRedis(t);

@@ -1,15 +1,14 @@
 // The web page in headless Chromium (Debian's chromium, driven by playwright-core): pick an example,
 // see a label and a heatmap; upload a file, see them again.
 
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { tmpDir } from '../helpers/data.js';
 import { ROOT } from '../helpers/cli.js';
 import { testApp, testImage } from '../helpers/server.js';
+import { CHROMIUM, testWith } from '../helpers/services.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /** Headless Chromium (flags as the machine's notes give them), closed in teardown; page errors collected. */
 async function openPage(t: Test) {
@@ -29,7 +28,7 @@ async function openPage(t: Test) {
   return { page, errors };
 }
 
-t.test('the web page classifies an image and draws its heatmap', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (.ci/run installs Debian's chromium)` }, async (t) => {
+testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium'], async (t) => {
   const app = await testApp(t);
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
   const { page, errors } = await openPage(t);
@@ -133,10 +132,10 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   await held; // the vit-cifar10 classification is answered and its map is on its way
   await page.selectOption('#model', 'plain');
   await page.waitForFunction("document.getElementById('status').textContent.includes('no attention outputs')");
-  const stale = page.waitForResponse((r) => r.url().includes('/attention/'));
+  const settled = Number(await page.evaluate('document.documentElement.dataset.drawsSettled ?? 0'));
   release();
-  await (await stale).finished();
-  await page.evaluate('new Promise((resolve) => setTimeout(resolve, 200))'); // what the page does with it
+  // the page has done what it does with the stale answer (dropped it, or wrongly drawn it)
+  await page.waitForFunction(`Number(document.documentElement.dataset.drawsSettled ?? 0) > ${settled}`);
   t.match(await page.textContent('#status'), /no attention outputs/, "the stale map's answer does not clear the newer status");
   t.equal(await page.getAttribute('#heatmap', 'src'), null, 'nor draws its map for a model without attention');
   t.equal(await page.isHidden('#heatmap-figure'), true);
@@ -144,7 +143,7 @@ t.test('the web page classifies an image and draws its heatmap', { skip: existsS
   t.same(errors, [], 'no script errors');
 });
 
-t.test('the page on a model vitrine imported: a stretched input, rollout and relevance maps', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM}` }, async (t) => {
+testWith(t, 'the page on a model vitrine imported: a stretched input, rollout and relevance maps', ['chromium'], async (t) => {
   const { importCommand } = await import('../../bin/import.js');
   const root = await tmpDir('vitrine-imported-page-');
   await importCommand([path.join(ROOT, 'test', 'fixtures', 'foreign', 'hf-deit'), '--out', path.join(root, 'deit')], () => {});
@@ -168,7 +167,7 @@ t.test('the page on a model vitrine imported: a stretched input, rollout and rel
   t.same(errors, [], 'no script errors');
 });
 
-t.test('a hostile model name or label stays text on the page', { skip: existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (.ci/run installs Debian's chromium)` }, async (t) => {
+testWith(t, 'a hostile model name or label stays text on the page', ['chromium'], async (t) => {
   const { cp, readFile: read } = await import('node:fs/promises');
   const { testModels } = await import('../helpers/server.js');
   const root = await tmpDir('vitrine-hostile-');
