@@ -26,7 +26,10 @@ function randomArray(rng: Rng, shape: number[], [lo, hi]: [number, number] = [-2
   return nd(Float64Array.from({ length: sizeOf(shape) }, () => lo + (hi - lo) * rng.next()), shape);
 }
 
+/** Largest |a - b|; the lengths must agree and not be zero (an empty or short answer is not "close"). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} and ${b.length}`);
+  if (a.length === 0) throw new Error('nothing to compare');
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;

@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import { readSafetensors } from '../../trainer/io/safetensors.js';
+import { maxAbsDiff } from './opcheck.js';
 import { multipart } from './server.js';
 
 /** Values scaled to a maximum of 1, as the service's grids are. */
@@ -16,7 +17,7 @@ const scaled = (v: ArrayLike<number>) => {
   const max = Math.max(...Array.from(v));
   return Array.from(v, (x) => x / max);
 };
-const worst = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+const worst = (a: number[], b: number[]) => maxAbsDiff(a, b);
 
 /** POSTs the three images to /classify?model=<name> and compares with the reference in `fixture`. */
 export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name: string, fixture: string): Promise<void> {

@@ -11,6 +11,7 @@ import { buildApp } from '../../server/app.js';
 import { defaultServeConfig } from '../../server/config.js';
 import { ROOT } from '../helpers/cli.js';
 import { multipart, testModels } from '../helpers/server.js';
+import { maxAbsDiff } from '../helpers/opcheck.js';
 
 env.allowRemoteModels = false;
 env.useBrowserCache = false;
@@ -37,7 +38,7 @@ async function compare(t: Test, models: string, name: string) {
     t.equal(r.statusCode, 200, r.statusCode === 200 ? 'answered' : r.body);
     const ours = r.json().predictions as { label: string; probability: number }[];
     t.same(hf.map((p) => p.label), ours.map((p) => p.label), `${name}, ${file}: the same top-5 labels`);
-    const worst = Math.max(...hf.map((p, k) => Math.abs(p.score - ours[k].probability)));
+    const worst = maxAbsDiff(hf.map((p) => p.score), ours.map((o) => o.probability));
     t.ok(worst < 1e-4, `${name}, ${file}: probabilities within 1e-4 (worst ${worst.toExponential(2)})`);
     worstOfAll = Math.max(worstOfAll, worst);
   }

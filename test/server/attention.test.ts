@@ -5,6 +5,7 @@ import { drawHeatmap } from '../../server/heatmap.js';
 import { MemoryResults } from '../../server/results.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testApp, testImage } from '../helpers/server.js';
+import { maxAbsDiff } from '../helpers/opcheck.js';
 
 /** Softmax rows: a random attention stack. */
 function randomStack(layers: number, heads: number, tokens: number, seed = 1) {
@@ -125,7 +126,7 @@ t.test('GET /attention/:id: each kept result gives back the maps /classify retur
   for (const a of kept) {
     const json = (await app.inject({ method: 'GET', url: `/attention/${a.id}?format=json&method=cls` })).json();
     t.equal(json.values.length, a.attention.values.length);
-    const worst = Math.max(...json.values.flat().map((v: number, i: number) => Math.abs(v - a.attention.values.flat()[i])));
+    const worst = maxAbsDiff(json.values.flat(), a.attention.values.flat());
     t.ok(worst < 1e-6, `result ${a.id.slice(0, 8)}: the map drawn later is the one classified (largest difference ${worst})`);
   }
   t.notSame(kept[0].attention.values, kept[1].attention.values, 'different images, different maps');

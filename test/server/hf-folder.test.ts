@@ -9,6 +9,7 @@ import t from 'tap';
 import { ROOT } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/data.js';
 import { multipart, testApp } from '../helpers/server.js';
+import { maxAbsDiff } from '../helpers/opcheck.js';
 
 const fixture = path.join(ROOT, 'test', 'fixtures', 'hf-vit');
 const expected = JSON.parse(await readFile(path.join(ROOT, 'test', 'fixtures', 'hf-vit-expected.json'), 'utf8')) as { size: number; images: number[][]; logits: number[][] };
@@ -29,7 +30,7 @@ t.test("an optimum-layout folder answers /classify with PyTorch's logits, labels
     t.equal(r.statusCode, 200, r.statusCode === 200 ? 'answered' : r.body);
     const body = r.json();
     t.equal(body.logits.length, 5);
-    const worst = Math.max(...body.logits.map((v: number, k: number) => Math.abs(v - expected.logits[i][k])));
+    const worst = maxAbsDiff(body.logits, expected.logits[i]);
     t.ok(worst < 1e-4, `image ${i}: logits within 1e-4 of PyTorch's (worst ${worst.toExponential(2)})`);
     const top = expected.logits[i].indexOf(Math.max(...expected.logits[i]));
     t.equal(body.predictions[0].label, ['apple', 'boat', 'cloud', 'door', 'eagle'][top]);

@@ -13,6 +13,7 @@ import { tmpDir } from '../helpers/data.js';
 import { multipart, testApp } from '../helpers/server.js';
 import { assertServedAsPyTorch } from '../helpers/served.js';
 import { haveWebGpu, relativeDiff } from '../helpers/webgpu.js';
+import { maxAbsDiff } from '../helpers/opcheck.js';
 
 const MODELS = path.join(ROOT, 'models');
 const EXAMPLES = path.join(ROOT, 'server', 'web', 'examples');
@@ -58,7 +59,7 @@ t.test('the bundled models on webgpu: the CPU provider logits and every map', as
         [cpu, gpu].map((app) => app.inject({ method: 'POST', url: `/classify?model=${m.name}`, ...multipart('image', bytes) })),
       );
       t.equal(b.statusCode, 200, b.body);
-      const d = Math.max(...a.json().logits.map((v: number, i: number) => Math.abs(v - b.json().logits[i])));
+      const d = maxAbsDiff(a.json().logits, b.json().logits);
       t.ok(d <= 1e-4, `${m.name} ${image}: logits within 1e-4 of the CPU's (${d.toExponential(1)})`);
       for (const method of m.methods) {
         const [ma, mb] = await Promise.all(

@@ -67,6 +67,8 @@ for (const c of CASES) {
     const feed = { pixel_values: { data: pixels.data, dims: pixels.shape } };
     const original = await runSession(await createSession(path.join(src, 'model.onnx')), feed);
     const imported = await runSession(await createSession(path.join(out, 'onnx', 'model.onnx')), feed);
+    t.same([...imported.logits.dims], [3, 5], 'logits are [batch, labels]');
+    t.same([...original.logits.dims], [3, 5]);
     const dLogits = maxAbsDiff(imported.logits.data, original.logits.data);
     t.ok(dLogits <= 1e-6, `model.onnx's logits equal the original graph's (worst difference ${dLogits.toExponential(2)})`);
     const dTorch = maxAbsDiff(imported.logits.data, ref.get('logits')!.data);
@@ -84,6 +86,8 @@ for (const c of CASES) {
     // The explanation graph: the autograd's gradient over the imported graph.
     const target = ref.get('target_class')!;
     const rel = await runSession(await createSession(path.join(out, config.relevance!.file)), { ...feed, target_class: { data: target.data, dims: [3] } });
+    t.same([...rel.logits.dims], [3, 5]);
+    for (let l = 0; l < 2; l++) t.same([...rel[`attention_grads.${l}`].dims], [3, c.heads, 16 + c.prefix, 16 + c.prefix], `attention_grads.${l} is [batch, heads, tokens, tokens]`);
     const dRelLogits = maxAbsDiff(rel.logits.data, original.logits.data);
     t.ok(dRelLogits <= 1e-5, `the imported autograd graph's logits equal the original's within 1e-5 (${dRelLogits.toExponential(2)})`);
     const layers = [0, 1].map((l) => rel[`attentions.${l}`].data);
