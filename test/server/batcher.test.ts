@@ -45,9 +45,13 @@ class FakePool extends EventEmitter {
         answer: () => {
           const logits = new Float32Array(request.n * CLASSES);
           for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.pixels[i * PER] + k;
+          // every map of image i carries its marker (its first pixel), so a map handed to the wrong job shows
+          const marked = (per: number, add: number) => Float32Array.from({ length: request.n * per }, (_, j) => request.pixels[Math.floor(j / per) * PER] + add);
           const relevance = request.relevance ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)]) : null;
+          const explanations = request.full ? { chefer: marked(4, 0.25), gradInput: marked(4, 0.5), combined: marked(4, 0.75) } : null;
+          const attentions = request.attentions ? [marked(25, 0.1), marked(25, 0.2)] : null;
           free();
-          resolve({ type: 'result', id: 0, logits, rollout: new Float32Array(request.n * 4), relevance, attentions: null, heads: 1, tokens: 5, prefix: 1, inferenceMs: 1 });
+          resolve({ type: 'result', id: 0, logits, rollout: request.relevance ? null : marked(4, 0), relevance, explanations, attentions, heads: 1, tokens: 5, prefix: 1, inferenceMs: 1 });
         },
         fail: (err) => {
           free();
@@ -112,6 +116,25 @@ t.test('while every worker is busy, requests gather and leave as one batch', asy
   pool.runs[1].answer();
   t.same((await Promise.all(rest)).map((r) => r.logits[0]), [2, 3, 4]);
   t.same(batches, [1, 3]);
+});
+
+t.test("each job of a batch gets its own image's maps: rollout, attentions, relevance and the explanations", async (t) => {
+  const { pool, batcher } = setup(1);
+  const plain = [10, 20, 30, 40].map((m) => batcher.submit('m', image(m), { attentions: true }));
+  pool.runs[0].answer();
+  for (const [k, r] of (await Promise.all(plain)).entries()) {
+    const m = (k + 1) * 10;
+    t.same(Array.from(r.rollout!), [m, m, m, m], `image ${k}: its rollout`);
+    t.same(r.attentions!.map((a) => [a.length, a[0], a[24]]), [[25, m + 0.1, m + 0.1], [25, m + 0.2, m + 0.2]].map((x) => x.map(Math.fround)), `image ${k}: its attentions, per layer`);
+  }
+  const explained = [10, 20, 30, 40].map((m, k) => batcher.submit('m', image(m), { relevanceClass: k + 3, full: true }));
+  pool.runs[1].answer();
+  t.same(Array.from(pool.runs[1].request.relevance!), [3, 4, 5, 6], 'each image with its class');
+  for (const [k, r] of (await Promise.all(explained)).entries()) {
+    const m = (k + 1) * 10;
+    t.same(Array.from(r.relevance!), [k + 3, k + 3, k + 3, k + 3], `image ${k}: the relevance of its class`);
+    t.same([r.explanations!.chefer, r.explanations!.gradInput!, r.explanations!.combined!].map((a) => Array.from(a)), [0.25, 0.5, 0.75].map((d) => new Array(4).fill(m + d)), `image ${k}: its explanations`);
+  }
 });
 
 t.test('relevance jobs batch apart from plain ones, with their classes', async (t) => {
