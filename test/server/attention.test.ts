@@ -1,3 +1,4 @@
+import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { clsAttention, fuseHeads, rollout, rolloutMeanInto } from '../../server/attention.js';
@@ -6,6 +7,7 @@ import { MemoryResults } from '../../server/results.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testApp, testImage } from '../helpers/server.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
+import { ROOT } from '../helpers/cli.js';
 
 /** Softmax rows: a random attention stack. */
 function randomStack(layers: number, heads: number, tokens: number, seed = 1) {
@@ -131,6 +133,23 @@ t.test('GET /attention/:id: each kept result gives back the maps /classify retur
   }
   t.notSame(kept[0].attention.values, kept[1].attention.values, 'different images, different maps');
   t.equal((await app.inject({ method: 'GET', url: `/attention/${answers[0].id}` })).statusCode, 404, 'the oldest left the store (capacity 3)');
+});
+
+t.test("each heatmap PNG is drawHeatmap of the map's own grid, byte for byte (a trained model: maps that are not flat)", async (t) => {
+  const app = await testApp(t, { models: path.join(ROOT, 'models'), defaultModel: 'vit-cifar10' });
+  const image = await sharp(path.join(ROOT, 'server', 'web', 'examples', 'cat.png')).resize(96, 64).png().toBuffer();
+  const { id } = (await app.inject({ method: 'POST', url: '/classify', payload: image, headers: { 'content-type': 'image/png' } })).json();
+  const { view } = (await app.vitrine.results.get(id))!;
+  for (const q of ['method=rollout', 'method=relevance&class=3&size=200&alpha=0.8&colormap=viridis', 'method=chefer&colormap=gray&alpha=1', 'method=cls&layer=0&head=1&size=64&colormap=inferno', 'method=combined&size=40']) {
+    const json = (await app.inject(`/attention/${id}?${q}&format=json`)).json();
+    const values = json.values.flat() as number[];
+    t.ok(Math.max(...values) - Math.min(...values) > 0.5, `${q}: the map spans ${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`);
+    const res = await app.inject(`/attention/${id}?${q}`);
+    t.equal(res.statusCode, 200);
+    const p = new URLSearchParams(q);
+    const expected = drawHeatmap(json.values, view, { size: Number(p.get('size') ?? 256), alpha: Number(p.get('alpha') ?? 0.5), colormap: (p.get('colormap') ?? 'jet') as 'jet' });
+    t.ok(res.rawPayload.equals(expected), `${q}: the PNG is the map's drawing, byte for byte (${res.rawPayload.length} bytes)`);
+  }
 });
 
 t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
