@@ -123,7 +123,7 @@ export async function importCommand(argv: string[], log: (line: string) => void)
 
   let result;
   try {
-    result = importGraph(model, dataDirOf(file), settings.labels.length > 0 ? settings : { ...settings, labels: classLabels(model) });
+    result = importGraph(model, dataDirOf(file), settings);
   } catch (err) {
     throw new CliError(`${file}: ${(err as Error).message.replace(/^onnx import: /, '')}`);
   }
@@ -164,9 +164,3 @@ function parseSize(value: string): [number, number] {
   return [Number(m[1]), Number(m[2] ?? m[1])];
 }
 
-/** class_0, class_1, … for the graph's logits. */
-function classLabels(model: ReturnType<typeof decodeModel>): string[] {
-  const dims = model.graph?.output?.[0]?.type?.tensorType?.shape?.dim ?? [];
-  const n = Number(dims[1]?.dimValue ?? 0);
-  return Array.from({ length: n > 0 ? n : 0 }, (_, i) => `class_${i}`);
-}

@@ -91,7 +91,7 @@ export function tokenLayout(g: ImportedGraph, tokens: number, override: { patchS
   const grid: [number, number] = [h / patch, w / patch];
   const prefixTokens = override.prefixTokens ?? tokens - grid[0] * grid[1];
   if (prefixTokens < 1 || prefixTokens + grid[0] * grid[1] !== tokens) {
-    throw new Error(`the attention has ${tokens} tokens, the ${grid[0]}x${grid[1]} patch grid ${grid[0] * grid[1]}: ${prefixTokens < 1 ? 'maps need a [CLS] token first' : 'give --prefix-tokens and --patch-size'}`);
+    throw new Error(`the attention has ${tokens} tokens, the ${grid[0]}x${grid[1]} patch grid ${grid[0] * grid[1]}: ${prefixTokens === 0 ? 'maps need a [CLS] token first' : 'give --prefix-tokens and --patch-size'}`);
   }
   return { patchSize: patch, grid, prefixTokens };
 }
@@ -158,6 +158,7 @@ function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAtten
 }
 
 export interface ImportSettings {
+  /** One per class; none: class_0, class_1, … as many as the logits have. */
   labels: string[];
   mean: number[];
   std: number[];
@@ -190,7 +191,8 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const logits = logitsEntry[1];
   if (logits.shape.length !== 2 || typeof logits.shape[1] !== 'number') throw new Error(`output '${logitsName}' is ${shapeToString(logits.shape)}, not [batch, classes]`);
   const classes = logits.shape[1];
-  if (s.labels.length !== classes) throw new Error(`${s.labels.length} labels for a model of ${classes} classes`);
+  const labels = s.labels.length > 0 ? s.labels : Array.from({ length: classes }, (_, i) => `class_${i}`);
+  if (labels.length !== classes) throw new Error(`${labels.length} labels for a model of ${classes} classes`);
   const attentions = findAttentions(g, s.heads);
   if (attentions.length === 0) throw new Error('no attention was found (a Softmax over the last axis whose output is multiplied into the values); is this a transformer?');
   const tokens = attentions[0].tokens;
@@ -203,7 +205,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const [, channels, h, w] = g.input.shape as [Dim, number, number, number];
   if (s.mean.length !== channels || s.std.length !== channels) throw new Error(`the mean and std need ${channels} values each (the input has ${channels} channels)`);
   const config: ModelConfig = {
-    labels: s.labels,
+    labels,
     image_size: [h, w],
     mean: s.mean,
     std: s.std,
