@@ -121,10 +121,10 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     const header = request.headers['inference-header-content-length'];
     const req: InferRequest = parseInferRequest(body, Array.isArray(header) ? header[0] : header);
     const inputName = m.config.input_name;
-    const input = req.inputs.find((t) => t.name === inputName);
+    // the parser refuses an empty 'inputs' and a name given twice: with no stray name, the one input is the model's
     const stray = req.inputs.find((t) => t.name !== inputName);
     if (stray) throw Errors.badRequest(`model '${m.name}' has no input '${stray.name}' (inputs: ${inputName})`);
-    if (!input) throw Errors.badRequest(`input '${inputName}' is missing`);
+    const input = req.inputs[0];
     const pixels = await images(m, input, started + config.timeoutMs);
 
     const available = outputShapes(m).map((o) => o.name);
@@ -138,7 +138,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     const plan = requested.map((o) => ({ name: o.name, binary: wantsBinary(o, req), k: classificationCount(o) }));
     const attentions = plan.some((o) => o.name !== m.config.logits_output);
 
-    const results = await Promise.all(pixels.map((p) => batcher.submit(m.name, p, { attentions })));
+    const results = await batcher.submitAll(m.name, pixels, { attentions });
     const n = results.length;
     const outputs = plan.map(({ name, binary, k }): OutputTensor => {
       let values: Float32Array;

@@ -184,6 +184,55 @@ t.test('v2: the classification extension', async (t) => {
   t.same(tooMany.json().outputs[0].shape, [1, 10], 'k beyond the classes gives every class');
 });
 
+t.test('v2: the classification extension on an attention output ranks its values, without labels', async (t) => {
+  const app = await testApp(t);
+  const good = { name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 32, 32], data: Array.from({ length: 3072 }, (_, i) => Math.sin(i)) };
+  const full = (await infer(app, { inputs: [good], outputs: [{ name: 'attentions.0' }] })).json().outputs[0];
+  const res = await infer(app, { inputs: [good], outputs: [{ name: 'attentions.0', parameters: { classification: 4 } }] });
+  t.equal(res.statusCode, 200, res.body.slice(0, 300));
+  const out = res.json().outputs[0];
+  t.same([out.datatype, out.shape], ['BYTES', [1, 4]]);
+  const order = (full.data as number[]).map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 4);
+  out.data.forEach((s: string, r: number) => {
+    const [score, index, ...rest] = s.split(':');
+    t.equal(Number(index), order[r][1], `rank ${r}: the flat index of the ${r + 1}th largest value`);
+    t.ok(Math.abs(Number(score) - order[r][0]) < 1e-4, `rank ${r}: its value`);
+    t.same(rest, [], 'no label');
+  });
+});
+
+t.test('v2: a request of more images than the queue holds is refused whole, leaving nothing queued', async (t) => {
+  // batches wait 2 s for company, so what is queued stays queued while the test looks
+  const app = await testApp(t, { maxQueue: 4, maxBatch: 8, maxDelayMs: 2000 });
+  const images = (n: number) => ({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [n, 3, 32, 32], data: Array(n * 3072).fill(0.1) }], outputs: [{ name: 'logits' }] });
+  const over = await infer(app, images(5));
+  t.equal(over.statusCode, 400);
+  t.match(over.json().error, /5 images in one request; at most 4 \(--max-queue\)/);
+  const first = infer(app, images(3));
+  await until('three images are queued', () => app.vitrine.batcher.depth() === 3);
+  const second = await infer(app, images(2));
+  t.equal(second.statusCode, 503, second.body);
+  t.match(second.json().error, /the inference queue has room for 1 of this request's 2 images/);
+  t.equal(app.vitrine.batcher.depth(), 3, "none of the refused request's images was queued");
+  t.equal((await first).statusCode, 200, 'the first request is answered');
+});
+
+t.test('v2: a request whose body arrives after shutdown began answers 503', async (t) => {
+  const app = await testApp(t);
+  const { PassThrough } = await import('node:stream');
+  const body = new PassThrough();
+  const good = JSON.stringify({ inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 32, 32], data: Array(3072).fill(0) }] });
+  body.write(good.slice(0, 100));
+  const answer = app.inject({ method: 'POST', url: URL, payload: body, headers: { 'content-type': 'application/json' } });
+  await new Promise((r) => setTimeout(r, 50));
+  const closed = app.close();
+  body.end(good.slice(100));
+  const res = await answer;
+  t.equal(res.statusCode, 503, res.body);
+  t.match(res.json().error, /the server is shutting down/);
+  await closed;
+});
+
 t.test('v2: a batch of no images answers with the declared shapes', async (t) => {
   const app = await testApp(t);
   const meta = (await app.inject('/v2/models/vit-cifar10')).json();
@@ -214,6 +263,8 @@ t.test('v2: bad requests are 400s with {"error"}, naming the problem', async (t)
     ['a string among numbers', { inputs: [{ ...good, data: ['x', ...Array(3071).fill(0)] }] }, /element 0 is "x", not a finite number/],
     ['an unknown input', { inputs: [good, { ...good, name: 'extra' }] }, /has no input 'extra' \(inputs: pixel_values\)/],
     ['an unknown output', { inputs: [good], outputs: [{ name: 'probs' }] }, /has no output 'probs' \(outputs: logits, attentions\.0/],
+    ['an input given twice', { inputs: [good, good] }, /input 'pixel_values' given twice/],
+    ['an output asked twice', { inputs: [good], outputs: [{ name: 'logits' }, { name: 'logits' }] }, /output 'logits' asked twice/],
     ['a bad classification count', { inputs: [good], outputs: [{ name: 'logits', parameters: { classification: 0 } }] }, /classification must be a positive integer/],
     ['BYTES that are not an image', { inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1], data: [Buffer.from('hello').toString('base64')] }] }, /element 0: the bytes are not an image/],
     ['BYTES of a wrong shape', { inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1, 2], data: [img.toString('base64'), img.toString('base64')] }] }, /BYTES images take shape \[-1\] or \[-1, 1\]/],
@@ -224,6 +275,9 @@ t.test('v2: bad requests are 400s with {"error"}, naming the problem', async (t)
     t.same(Object.keys(res.json()), ['error'], `${what}: the protocol's error shape`);
     t.match(res.json().error, message, what);
   }
+  const empty = await app.inject({ method: 'POST', url: URL, headers: { 'content-type': 'application/octet-stream' } });
+  t.equal(empty.statusCode, 400);
+  t.match(empty.json().error, /no body: send a JSON inference request/);
   const notJson = await app.inject({ method: 'POST', url: URL, payload: '{"inputs": [', headers: { 'content-type': 'application/json' } });
   t.equal(notJson.statusCode, 400);
   t.match(notJson.json().error, /does not parse/);
