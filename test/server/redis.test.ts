@@ -96,6 +96,18 @@ testWith(t, 'kept results expire with the TTL, in Redis itself; reconnects back 
   const pttl = await client.pttl(`vitrine:result:${id}`);
   t.ok(pttl > 0 && pttl <= 1000, `Redis holds the result with a TTL of ${pttl} ms (results-ttl-s 1)`);
   t.equal((await mapOf(app, id)).statusCode, 200, 'drawn while it lives');
+  // the map is kept in a hash beside the result, expiring with it, and read from there when asked again
+  const hash = `vitrine:maps:${id}`;
+  const keys = await client.hkeys(hash);
+  t.equal(keys.length, 1, `the drawn map is kept (${keys.join(', ')})`);
+  const mapTtl = await client.pttl(hash);
+  t.ok(mapTtl > 0 && mapTtl <= 1000, `with the result's TTL (${mapTtl} ms)`);
+  const marker = Float32Array.from({ length: 64 }, (_, i) => (i === 5 ? 2 : 1));
+  await client.hset(hash, keys[0], Buffer.from(marker.buffer));
+  const again = (await mapOf(app, id)).json().values.flat() as number[];
+  t.same(again, Array.from(marker, (v) => v / 2), 'asked again, the kept map is the one served (scaled to a maximum of 1)');
   await until('Redis forgets the result', async () => (await client.exists(`vitrine:result:${id}`)) === 0, 10_000);
+  // (its TTL set when the map was made, a little after the result's)
+  await until('and its maps', async () => (await client.exists(hash)) === 0, 2000);
   t.equal((await mapOf(app, id)).statusCode, 404, 'gone once the TTL has passed');
 });
