@@ -11,6 +11,8 @@
 import sharp from 'sharp';
 import { type Geometry, type ImageSpec, boxDownsample, normalize } from './pixels.js';
 import { decodePlainPng } from './png.js';
+import { coverGeometry, cropRgb, resizeLikePillow } from './resample.js';
+import type { Resample } from './model-config.js';
 
 export const SNIFFED = Object.freeze(['jpeg', 'png', 'gif', 'webp', 'avif', 'heif', 'tiff'] as const);
 export type ImageFormat = (typeof SNIFFED)[number];
@@ -124,22 +126,25 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, s: Geo
         ),
       );
   const view = { width: s.width * k, height: s.height * k };
-  const pipeline = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 })
-    .rotate()
-    .flatten({ background: '#ffffff' })
-    .toColourspace('srgb')
-    .resize(view.width, view.height, {
-      fit: s.fit ?? 'cover',
-      position: 'centre',
-      ...(area ? {} : { kernel: s.resample as Exclude<typeof s.resample, 'area'> }),
-    })
-    .removeAlpha()
-    .raw();
+  // An enlargement is resized here as Pillow resizes (resample.ts); anything else by libvips.
+  const fit = s.fit ?? 'cover';
+  const resized = fit === 'fill' ? { ...view, left: 0, top: 0 } : coverGeometry(original.width, original.height, view.width, view.height);
+  const enlarged = resized.width > original.width || resized.height > original.height;
+  const kernel: Exclude<Resample, 'area'> = area ? 'lanczos3' : (s.resample as Exclude<Resample, 'area'>);
+  const decoded = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 }).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
+  const pipeline = (enlarged ? decoded : decoded.resize(view.width, view.height, { fit, position: 'centre', ...(area ? {} : { kernel }) })).removeAlpha().raw();
   const decode = () =>
     pipeline
       .timeout({ seconds: o.timeoutS?.() ?? 0 })
       .toBuffer()
+      .then((rgb) => {
+        if (!enlarged) return rgb;
+        if (rgb.length !== original.width * original.height * 3) throw new ImageError('unreadable', `the ${format} image decoded to an unexpected size`);
+        const big = resizeLikePillow(rgb, original.width, original.height, resized.width, resized.height, kernel);
+        return Buffer.from(fit === 'fill' ? big : cropRgb(big, resized.width, resized.left, resized.top, view.width, view.height));
+      })
       .catch((err: Error) => {
+        if (err instanceof ImageError) throw err;
         const message = err.message.split('\n')[0];
         throw /^timeout: \d+% complete/.test(message)
           ? new ImageError('timeout', `the ${format} image was still being decoded when its time ran out (${message})`)
