@@ -91,14 +91,14 @@ export class Batcher {
     });
   }
 
-  /** The images of one request: all queued, or none (503) when the queue has no room for them all, so
-   *  that a refused request leaves no work behind it. */
-  submitAll(model: string, images: readonly Float32Array[], options: JobOptions = {}): Promise<JobResult[]> {
+  /** The images of one request (with one options for all, or one each): all queued, or none (503)
+   *  when the queue has no room for them all, so that a refused request leaves no work behind it. */
+  submitAll(model: string, images: readonly Float32Array[], options: JobOptions | readonly JobOptions[] = {}): Promise<JobResult[]> {
     if (images.length > 0 && this.queued + images.length > this.o.maxQueue) {
       const room = Math.max(0, this.o.maxQueue - this.queued);
       return Promise.reject(Errors.overloaded(`the inference queue has room for ${room} of this request's ${images.length} images (${this.o.maxQueue} requests waiting at most); retry shortly`, { 'retry-after': '1' }));
     }
-    return Promise.all(images.map((p) => this.submit(model, p, options)));
+    return Promise.all(images.map((p, i) => this.submit(model, p, Array.isArray(options) ? options[i] : (options as JobOptions))));
   }
 
   private settle(job: Job, fn: () => void): void {

@@ -26,7 +26,8 @@ function mirrorOf(pixels: Float32Array, c: { mean: readonly number[]; image_size
  *  (the maps stay the image's own). */
 export async function runClassification(batcher: Batcher, model: ServedModel, pixels: Float32Array, o: { tta?: 'none' | 'flip'; attentions?: boolean } = {}): Promise<JobResult> {
   const options: JobOptions = { attentions: o.attentions ?? false };
-  const [r, mirrored] = await Promise.all([batcher.submit(model.name, pixels, options), o.tta === 'flip' ? batcher.submit(model.name, mirrorOf(pixels, model.config), { attentions: false }) : null]);
+  // the image and its mirror are queued together or not at all
+  const [r, mirrored] = o.tta === 'flip' ? await batcher.submitAll(model.name, [pixels, mirrorOf(pixels, model.config)], [options, { attentions: false }]) : [await batcher.submit(model.name, pixels, options), null];
   if (mirrored) r.logits = Float32Array.from(r.logits, (v, i) => (v + mirrored.logits[i]) / 2);
   return r;
 }

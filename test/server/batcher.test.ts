@@ -137,6 +137,21 @@ t.test("each job of a batch gets its own image's maps: rollout, attentions, rele
   }
 });
 
+t.test("a request's images are queued all or none", async (t) => {
+  const { pool, batcher } = setup(1, { maxQueue: 3 });
+  const waiting = [batcher.submit('m', image(1)), batcher.submit('m', image(2))];
+  t.equal(batcher.depth(), 2, 'two wait for company');
+  await t.rejects(batcher.submitAll('m', [image(3), image(4)]), { statusCode: 503, message: /room for 1 of this request's 2 images/ });
+  t.equal(batcher.depth(), 2, 'neither of the refused images was queued');
+  const both = batcher.submitAll('m', [image(5)], [{ attentions: true }]);
+  t.equal(batcher.depth(), 3, 'one that fits is queued');
+  batcher.flush();
+  await until(() => pool.runs.length === 1);
+  pool.runs[0].answer();
+  t.same((await Promise.all([...waiting, both.then((r) => r[0])])).map((r) => r.logits[0]), [1, 2, 5]);
+  t.ok((await both)[0].attentions, 'with its own options');
+});
+
 t.test('relevance jobs batch apart from plain ones, with their classes', async (t) => {
   const { pool, batcher } = setup(2, { maxDelayMs: 0 });
   const plain = batcher.submit('m', image(1));
