@@ -29,7 +29,8 @@ const recipes = readdirSync(recipesDir)
   .filter((f) => f.endsWith('.json'))
   .sort()
   .map((f) => ({ name: f.slice(0, -5), file: path.join(recipesDir, f) }));
-if (only && !recipes.some((r) => r.name === only)) throw new Error(`--only ${only}: no such recipe in bench/ablation (${recipes.map((r) => r.name).join(', ')})`);
+if (only && !recipes.some((r) => r.name === only))
+  throw new Error(`--only ${only}: no such recipe in bench/ablation (${recipes.map((r) => r.name).join(', ')})`);
 
 if (!argv.includes('--table')) {
   for (const r of recipes) {
@@ -49,7 +50,8 @@ const median = (xs: number[]) => {
   return s.length ? s[Math.floor(s.length / 2)] : NaN;
 };
 const pct = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(2)}%`);
-const clock = (s: number) => `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(Math.round(s % 60)).padStart(2, '0')}`;
+const clock = (s: number) =>
+  `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(Math.round(s % 60)).padStart(2, '0')}`;
 
 console.log('| recipe | what it adds | parameters | epochs | test accuracy | weight average | training images/s (median) | wall time |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -57,10 +59,18 @@ for (const r of recipes) {
   const recipe = JSON.parse(readFileSync(r.file, 'utf8'));
   const params = new ViT(parseViTConfig(recipe.model ?? {})).parameterCount();
   const metrics = path.join(runsDir, r.name, 'metrics.jsonl');
-  const lines = existsSync(metrics) ? readFileSync(metrics, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  const lines = existsSync(metrics)
+    ? readFileSync(metrics, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
   const last = lines.at(-1);
   const done = last && last.epoch === recipe.epochs;
   const status = !last ? 'not run' : done ? `${last.epoch}` : `${last.epoch} of ${recipe.epochs}`;
   const desc = String(recipe['//'] ?? '').split(/ One row of the (budget )?ablation/)[0];
-  console.log(`| ${r.name} | ${desc} | ${params.toLocaleString('en')} | ${status} | ${pct(last?.test_accuracy)} | ${pct(last?.ema_test_accuracy)} | ${last ? median(lines.map((l) => l.images_per_s)) : '–'} | ${last ? clock(last.elapsed_s) : '–'} |`);
+  console.log(
+    `| ${r.name} | ${desc} | ${params.toLocaleString('en')} | ${status} | ${pct(last?.test_accuracy)} | ${pct(last?.ema_test_accuracy)} | ${last ? median(lines.map((l) => l.images_per_s)) : '–'} | ${last ? clock(last.elapsed_s) : '–'} |`,
+  );
 }

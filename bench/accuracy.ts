@@ -33,7 +33,10 @@ for (const t of ttas) {
 let base = arg('url', '');
 let close = async () => {};
 if (!base) {
-  const app = await buildApp({ ...defaultServeConfig(), models: arg('models', 'models'), device: 'cpu', logLevel: 'silent' }, { logger: false });
+  const app = await buildApp(
+    { ...defaultServeConfig(), models: arg('models', 'models'), device: 'cpu', logLevel: 'silent' },
+    { logger: false },
+  );
   base = await app.listen({ port: 0, host: '127.0.0.1' });
   close = () => app.close();
 }
@@ -50,38 +53,57 @@ const pngs: Buffer[] = [];
 for (let i = 0; i < n; i++) {
   const hwc = Buffer.alloc(3 * plane);
   for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) hwc[p * 3 + c] = test.images[i * 3 * plane + c * plane + p];
-  pngs.push(await sharp(hwc, { raw: { width: side, height: side, channels: 3 } }).png().toBuffer());
+  pngs.push(
+    await sharp(hwc, { raw: { width: side, height: side, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
 }
 
 const summary: Record<string, number> = {};
-for (const model of models) for (const tta of ttas) {
-  const key = tta === 'none' ? model : `${model} tta=flip`;
-  const t0 = performance.now();
-  const correct = new Int32Array(test.classes.length);
-  const seen = new Int32Array(test.classes.length);
-  let next = 0;
-  let failed = 0;
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      const res = await fetch(`${base}/classify?model=${encodeURIComponent(model)}&attention=none&topk=1${tta === 'flip' ? '&tta=flip' : ''}`, { method: 'POST', body: pngs[i], headers: { 'content-type': 'image/png' } });
-      if (res.status !== 200) {
-        failed++;
-        await res.arrayBuffer();
-        continue;
+for (const model of models)
+  for (const tta of ttas) {
+    const key = tta === 'none' ? model : `${model} tta=flip`;
+    const t0 = performance.now();
+    const correct = new Int32Array(test.classes.length);
+    const seen = new Int32Array(test.classes.length);
+    let next = 0;
+    let failed = 0;
+    const worker = async () => {
+      while (next < n) {
+        const i = next++;
+        const res = await fetch(
+          `${base}/classify?model=${encodeURIComponent(model)}&attention=none&topk=1${tta === 'flip' ? '&tta=flip' : ''}`,
+          { method: 'POST', body: pngs[i], headers: { 'content-type': 'image/png' } },
+        );
+        if (res.status !== 200) {
+          failed++;
+          await res.arrayBuffer();
+          continue;
+        }
+        const body = (await res.json()) as { predictions: { index: number }[] };
+        const label = test.labels[i];
+        seen[label]++;
+        if (body.predictions[0].index === label) correct[label]++;
       }
-      const body = (await res.json()) as { predictions: { index: number }[] };
-      const label = test.labels[i];
-      seen[label]++;
-      if (body.predictions[0].index === label) correct[label]++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  if (failed > 0) throw new Error(`${key}: ${failed} requests failed`);
-  const total = correct.reduce((a, b) => a + b, 0);
-  const perClass = Object.fromEntries(test.classes.map((c, k) => [c, Number((correct[k] / seen[k]).toFixed(4))]));
-  summary[key] = total / n;
-  console.log(JSON.stringify({ model, tta, images: n, accuracy: Number((total / n).toFixed(4)), correct: total, per_class: perClass, seconds: Number(((performance.now() - t0) / 1000).toFixed(1)), via: `${base}/classify` }));
-}
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    if (failed > 0) throw new Error(`${key}: ${failed} requests failed`);
+    const total = correct.reduce((a, b) => a + b, 0);
+    const perClass = Object.fromEntries(test.classes.map((c, k) => [c, Number((correct[k] / seen[k]).toFixed(4))]));
+    summary[key] = total / n;
+    console.log(
+      JSON.stringify({
+        model,
+        tta,
+        images: n,
+        accuracy: Number((total / n).toFixed(4)),
+        correct: total,
+        per_class: perClass,
+        seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+        via: `${base}/classify`,
+      }),
+    );
+  }
 console.log(JSON.stringify({ summary: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, `${(100 * v).toFixed(2)}%`])) }));
 await close();

@@ -34,8 +34,15 @@ interface Line {
 }
 const seen: Record<'a' | 'b', Line[]> = { a: [], b: [] };
 for (let i = 0; i < runs; i++) {
-  for (const [key, root] of [['a', a], ['b', b]] as const) {
-    const res = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'bench', 'serve.ts'), '--root', root, ...passed], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  for (const [key, root] of [
+    ['a', a],
+    ['b', b],
+  ] as const) {
+    const res = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'bench', 'serve.ts'), '--root', root, ...passed], {
+      cwd: here,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     if (res.status !== 0) throw new Error(`bench:serve on ${root} exited with ${res.status}`);
     for (const line of res.stdout.trim().split('\n')) {
       console.log(JSON.stringify({ run: i + 1, version: key, ...JSON.parse(line) }));

@@ -26,7 +26,15 @@ async function measure(name: string, fn: () => Promise<unknown>) {
   }
   const cpu = process.cpuUsage(cpu0);
   const wall = performance.now() - t0;
-  console.log(JSON.stringify({ bench: 'decode', path: name, cpu_us_per_image: Math.round((cpu.user + cpu.system) / n), wall_us_per_image: Math.round((wall * 1000) / n), images: n }));
+  console.log(
+    JSON.stringify({
+      bench: 'decode',
+      path: name,
+      cpu_us_per_image: Math.round((cpu.user + cpu.system) / n),
+      wall_us_per_image: Math.round((wall * 1000) / n),
+      images: n,
+    }),
+  );
 }
 
 await measure('png 32x32, fast path', () => prepareImage(png, m, { maxPixels: 1e8 }));

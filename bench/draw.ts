@@ -17,10 +17,16 @@ const arg = (name: string, fallback: number) => {
 const seconds = arg('seconds', 3);
 const size = arg('size', 256);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { data, info } = await sharp(path.join(root, 'server', 'web', 'examples', 'cat.png')).resize(32, 32).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+const { data, info } = await sharp(path.join(root, 'server', 'web', 'examples', 'cat.png'))
+  .resize(32, 32)
+  .removeAlpha()
+  .raw()
+  .toBuffer({ resolveWithObject: true });
 const view = { data, width: info.width, height: info.height };
 const bump = (r: number, c: number, r0: number, c0: number, s: number) => Math.exp(-((r - r0) ** 2 + (c - c0) ** 2) / (2 * s * s));
-const grid = Array.from({ length: 8 }, (_, r) => Array.from({ length: 8 }, (_, c) => Math.min(1, bump(r, c, 3, 4, 1.5) + 0.6 * bump(r, c, 6, 1, 1))));
+const grid = Array.from({ length: 8 }, (_, r) =>
+  Array.from({ length: 8 }, (_, c) => Math.min(1, bump(r, c, 3, 4, 1.5) + 0.6 * bump(r, c, 6, 1, 1))),
+);
 const options = { size, alpha: 0.5, colormap: 'jet' };
 
 function measure(what: string, fn: () => Buffer, extra: object = {}) {
@@ -34,7 +40,17 @@ function measure(what: string, fn: () => Buffer, extra: object = {}) {
     n++;
   }
   const cpu = process.cpuUsage(cpu0);
-  console.log(JSON.stringify({ bench: 'draw', what, size, cpu_ms: +((cpu.user + cpu.system) / 1000 / n).toFixed(3), bytes: out.length, runs: n, ...extra }));
+  console.log(
+    JSON.stringify({
+      bench: 'draw',
+      what,
+      size,
+      cpu_ms: +((cpu.user + cpu.system) / 1000 / n).toFixed(3),
+      bytes: out.length,
+      runs: n,
+      ...extra,
+    }),
+  );
 }
 
 const png = drawHeatmap(grid, view, options);
@@ -48,6 +64,6 @@ while (at < png.length) {
   at += 12 + len;
 }
 const rows = inflateSync(Buffer.concat(idat));
-measure('deflate of its rows, level 1 (the draw\'s)', () => deflateSync(rows, { level: 1 }), { raw_bytes: rows.length });
+measure("deflate of its rows, level 1 (the draw's)", () => deflateSync(rows, { level: 1 }), { raw_bytes: rows.length });
 measure('deflate of its rows, level 1, Huffman only', () => deflateSync(rows, { level: 1, strategy: constants.Z_HUFFMAN_ONLY }));
 measure('deflate of its rows, stored (level 0)', () => deflateSync(rows, { level: 0 }));

@@ -53,13 +53,28 @@ const out = model.forward(ctx, pixels);
 const score = reduceSum(mul(out.logits, oneHot(target, c.num_classes)), [0, 1], false);
 const L = out.attentions.length;
 const gs = grad(score, [...out.attentions, ...out.hidden, pixels]);
-const outputs: [string, any][] = [['logits', out.logits], ...out.attentions.map((a, i) => [`a${i}`, a] as [string, any]), ...out.hidden.map((h, i) => [`h${i}`, h] as [string, any]), ...gs.map((g, i) => [`g${i}`, g] as [string, any])];
-const graph = await OrtGraph.create({ outputs, initializers: new Map(model.namedParameters().map(([n, p]) => [n, p.data])), graphName: 'proto' });
-const fwd = await OrtGraph.create({ outputs: [['logits', out.logits]], initializers: new Map(model.namedParameters().map(([n, p]) => [n, p.data])), graphName: 'fwd' });
+const outputs: [string, any][] = [
+  ['logits', out.logits],
+  ...out.attentions.map((a, i) => [`a${i}`, a] as [string, any]),
+  ...out.hidden.map((h, i) => [`h${i}`, h] as [string, any]),
+  ...gs.map((g, i) => [`g${i}`, g] as [string, any]),
+];
+const graph = await OrtGraph.create({
+  outputs,
+  initializers: new Map(model.namedParameters().map(([n, p]) => [n, p.data])),
+  graphName: 'proto',
+});
+const fwd = await OrtGraph.create({
+  outputs: [['logits', out.logits]],
+  initializers: new Map(model.namedParameters().map(([n, p]) => [n, p.data])),
+  graphName: 'fwd',
+});
 
 const [H, W] = config.image_size;
 const P = config.patch_size!;
-const rows = H / P, cols = W / P, patches = rows * cols;
+const rows = H / P,
+  cols = W / P,
+  patches = rows * cols;
 const prefix = config.prefix_tokens ?? 1;
 const test = await readCifarBinaryFolder(await ensureCifar10('data/cifar10'), 'test');
 const n = Math.min(N, test.count);
@@ -74,7 +89,13 @@ const K = config.labels.length;
 async function probs(x: Float32Array, count: number): Promise<Float32Array> {
   const o = (await fwd.run({ pixel_values: { data: x, dims: [count, 3, H, W] } }))['logits'].data;
   const p = new Float32Array(o.length);
-  for (let b = 0; b < count; b++) { let m = -Infinity; for (let k = 0; k < K; k++) m = Math.max(m, o[b * K + k]); let s = 0; for (let k = 0; k < K; k++) s += (p[b * K + k] = Math.exp(o[b * K + k] - m)); for (let k = 0; k < K; k++) p[b * K + k] /= s; }
+  for (let b = 0; b < count; b++) {
+    let m = -Infinity;
+    for (let k = 0; k < K; k++) m = Math.max(m, o[b * K + k]);
+    let s = 0;
+    for (let k = 0; k < K; k++) s += p[b * K + k] = Math.exp(o[b * K + k] - m);
+    for (let k = 0; k < K; k++) p[b * K + k] /= s;
+  }
   return p;
 }
 const methods: Record<string, Float32Array> = {};
@@ -84,21 +105,50 @@ const methods: Record<string, Float32Array> = {};
 // local Jacobian (its MLP and LayerNorm), then rolled out through the earlier layers; and rollout
 // with each attention weighted by the norm of what it carries (Kobayashi et al. 2020).
 const P_ = new Map(model.namedParameters().map(([name, p]) => [name, p.data as Float32Array]));
-const param = (name: string) => { const v = P_.get(name); if (!v) throw new Error(`no parameter ${name}`); return v; };
+const param = (name: string) => {
+  const v = P_.get(name);
+  if (!v) throw new Error(`no parameter ${name}`);
+  return v;
+};
 const HSZ = c.hidden_size / c.num_attention_heads;
 const geluPrime = (z: number) => {
   if (c.hidden_act === 'gelu') return 0.5 * (1 + erfApprox(z / Math.SQRT2)) + (z * Math.exp(-0.5 * z * z)) / Math.sqrt(2 * Math.PI);
-  const k = Math.sqrt(2 / Math.PI), u = k * (z + 0.044715 * z * z * z), t = Math.tanh(u);
+  const k = Math.sqrt(2 / Math.PI),
+    u = k * (z + 0.044715 * z * z * z),
+    t = Math.tanh(u);
   return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z);
 };
-function erfApprox(x: number): number { const t = 1 / (1 + 0.3275911 * Math.abs(x)); const y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x); return x >= 0 ? y : -y; }
-function layerNormRows(x: Float32Array, off: number, T: number, D: number, w: Float32Array, bias: Float32Array, eps: number): { y: Float64Array; xhat: Float64Array; rstd: Float64Array } {
-  const y = new Float64Array(T * D), xhat = new Float64Array(T * D), rstd = new Float64Array(T);
+function erfApprox(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return x >= 0 ? y : -y;
+}
+function layerNormRows(
+  x: Float32Array,
+  off: number,
+  T: number,
+  D: number,
+  w: Float32Array,
+  bias: Float32Array,
+  eps: number,
+): { y: Float64Array; xhat: Float64Array; rstd: Float64Array } {
+  const y = new Float64Array(T * D),
+    xhat = new Float64Array(T * D),
+    rstd = new Float64Array(T);
   for (let t = 0; t < T; t++) {
-    let m = 0; for (let d = 0; d < D; d++) m += x[off + t * D + d]; m /= D;
-    let v = 0; for (let d = 0; d < D; d++) v += (x[off + t * D + d] - m) ** 2; v /= D;
-    const r = 1 / Math.sqrt(v + eps); rstd[t] = r;
-    for (let d = 0; d < D; d++) { const h = (x[off + t * D + d] - m) * r; xhat[t * D + d] = h; y[t * D + d] = h * w[d] + bias[d]; }
+    let m = 0;
+    for (let d = 0; d < D; d++) m += x[off + t * D + d];
+    m /= D;
+    let v = 0;
+    for (let d = 0; d < D; d++) v += (x[off + t * D + d] - m) ** 2;
+    v /= D;
+    const r = 1 / Math.sqrt(v + eps);
+    rstd[t] = r;
+    for (let d = 0; d < D; d++) {
+      const h = (x[off + t * D + d] - m) * r;
+      xhat[t * D + d] = h;
+      y[t * D + d] = h * w[d] + bias[d];
+    }
   }
   return { y, xhat, rstd };
 }
@@ -111,10 +161,19 @@ function headOutputs(l: number, hs: Float32Array, b: number, T: number, heads: n
   const o = new Float64Array(heads * T * D);
   const v = new Float64Array(HSZ);
   for (let h = 0; h < heads; h++) {
-    const wv = param(`${pre}attention.heads.${h}.value.weight`), bv = c.qkv_bias ? param(`${pre}attention.heads.${h}.value.bias`) : null;
+    const wv = param(`${pre}attention.heads.${h}.value.weight`),
+      bv = c.qkv_bias ? param(`${pre}attention.heads.${h}.value.bias`) : null;
     for (let j = 0; j < T; j++) {
-      for (let k = 0; k < HSZ; k++) { let s = bv ? bv[k] : 0; for (let d = 0; d < D; d++) s += wv[k * D + d] * y[j * D + d]; v[k] = s; }
-      for (let d = 0; d < D; d++) { let s = 0; for (let k = 0; k < HSZ; k++) s += wo[d * D + h * HSZ + k] * v[k]; o[(h * T + j) * D + d] = s; }
+      for (let k = 0; k < HSZ; k++) {
+        let s = bv ? bv[k] : 0;
+        for (let d = 0; d < D; d++) s += wv[k * D + d] * y[j * D + d];
+        v[k] = s;
+      }
+      for (let d = 0; d < D; d++) {
+        let s = 0;
+        for (let k = 0; k < HSZ; k++) s += wo[d * D + h * HSZ + k] * v[k];
+        o[(h * T + j) * D + d] = s;
+      }
     }
   }
   return o;
@@ -127,7 +186,8 @@ function rollDown(v: Float64Array, ws: Float64Array[], T: number): Float64Array 
     const next = new Float64Array(T);
     for (let i = 0; i < T; i++) {
       if (v[i] === 0) continue;
-      let sum = 0; for (let j = 0; j < T; j++) sum += ws[l][i * T + j];
+      let sum = 0;
+      for (let j = 0; j < T; j++) sum += ws[l][i * T + j];
       const scale = v[i] / (0.5 * sum + 0.5);
       for (let j = 0; j < T; j++) next[j] += scale * 0.5 * ws[l][i * T + j];
       next[i] += scale * 0.5;
@@ -136,7 +196,15 @@ function rollDown(v: Float64Array, ws: Float64Array[], T: number): Float64Array 
   }
   return v;
 }
-function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA: Float32Array[], heads: number, T: number, at: number): void {
+function forwardCandidates(
+  b: number,
+  A: Float32Array[],
+  Hs: Float32Array[],
+  GA: Float32Array[],
+  heads: number,
+  T: number,
+  at: number,
+): void {
   const D = c.hidden_size;
   const Lx = A.length;
   const os = Array.from({ length: Lx }, (_, l) => headOutputs(l, Hs[l], b, T, heads));
@@ -144,36 +212,77 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
   const top = `encoder.blocks.${Lx - 1}.`;
   const last = os[Lx - 1];
   const attnOut = Float64Array.from(param(top + 'attention.output_projection.bias'));
-  for (let h = 0; h < heads; h++) for (let j = 0; j < T; j++) { const a = A[Lx - 1][((b * heads + h) * T + 0) * T + j]; for (let d = 0; d < D; d++) attnOut[d] += a * last[(h * T + j) * D + d]; }
-  const h0 = new Float32Array(D); for (let d = 0; d < D; d++) h0[d] = Hs[Lx - 1][b * T * D + d] + attnOut[d];
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < T; j++) {
+      const a = A[Lx - 1][((b * heads + h) * T + 0) * T + j];
+      for (let d = 0; d < D; d++) attnOut[d] += a * last[(h * T + j) * D + d];
+    }
+  const h0 = new Float32Array(D);
+  for (let d = 0; d < D; d++) h0[d] = Hs[Lx - 1][b * T * D + d] + attnOut[d];
   const ln2 = layerNormRows(h0, 0, 1, D, param(top + 'layernorm_2.weight'), param(top + 'layernorm_2.bias'), c.layer_norm_eps);
-  const w1 = param(top + 'mlp.dense_1.weight'), b1 = param(top + 'mlp.dense_1.bias'), w2 = param(top + 'mlp.dense_2.weight');
+  const w1 = param(top + 'mlp.dense_1.weight'),
+    b1 = param(top + 'mlp.dense_1.bias'),
+    w2 = param(top + 'mlp.dense_2.weight');
   const I = c.intermediate_size;
   const wc = param('classifier.weight');
   const k = currentClass;
   const u = Float64Array.from({ length: D }, (_, d) => wc[k * D + d]);
   const gz = new Float64Array(I);
-  for (let i = 0; i < I; i++) { let z = b1[i]; for (let d = 0; d < D; d++) z += w1[i * D + d] * ln2.y[d]; let ga = 0; for (let d = 0; d < D; d++) ga += w2[d * I + i] * u[d]; gz[i] = ga * geluPrime(z); }
-  const gy = new Float64Array(D); for (let d = 0; d < D; d++) { let s = 0; for (let i = 0; i < I; i++) s += w1[i * D + d] * gz[i]; gy[d] = s * param(top + 'layernorm_2.weight')[d]; }
-  let mg = 0, mgx = 0; for (let d = 0; d < D; d++) { mg += gy[d]; mgx += gy[d] * ln2.xhat[d]; } mg /= D; mgx /= D;
+  for (let i = 0; i < I; i++) {
+    let z = b1[i];
+    for (let d = 0; d < D; d++) z += w1[i * D + d] * ln2.y[d];
+    let ga = 0;
+    for (let d = 0; d < D; d++) ga += w2[d * I + i] * u[d];
+    gz[i] = ga * geluPrime(z);
+  }
+  const gy = new Float64Array(D);
+  for (let d = 0; d < D; d++) {
+    let s = 0;
+    for (let i = 0; i < I; i++) s += w1[i * D + d] * gz[i];
+    gy[d] = s * param(top + 'layernorm_2.weight')[d];
+  }
+  let mg = 0,
+    mgx = 0;
+  for (let d = 0; d < D; d++) {
+    mg += gy[d];
+    mgx += gy[d] * ln2.xhat[d];
+  }
+  mg /= D;
+  mgx /= D;
   const uu = Float64Array.from({ length: D }, (_, d) => u[d] + ln2.rstd[0] * (gy[d] - mg - ln2.xhat[d] * mgx));
   // the [CLS] row's gradient per head, and Chefer's positive part of gradient x attention
-  const v = new Float64Array(T); v[0] = 1;
-  for (let h = 0; h < heads; h++) for (let j = 0; j < T; j++) {
-    let g = 0; for (let d = 0; d < D; d++) g += last[(h * T + j) * D + d] * uu[d];
-    const q = ((b * heads + h) * T + 0) * T + j;
-    gradCheck = Math.max(gradCheck, Math.abs(g - GA[Lx - 1][q])); gradScale = Math.max(gradScale, Math.abs(GA[Lx - 1][q]));
-    const w = A[Lx - 1][q] * g;
-    if (w > 0) v[j] += w / heads;
-  }
-  const plain = Array.from({ length: Lx - 1 }, (_, l) => { const w = new Float64Array(T * T); for (let h = 0; h < heads; h++) for (let q = 0; q < T * T; q++) w[q] += A[l][(b * heads + h) * T * T + q] / heads; return w; });
-  const normed = Array.from({ length: Lx }, (_, l) => {
-    const w = new Float64Array(T * T); const o = os[l]; const sum = new Float64Array(D);
-    for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
-      sum.fill(0);
-      for (let h = 0; h < heads; h++) { const a = A[l][((b * heads + h) * T + i) * T + j]; for (let d = 0; d < D; d++) sum[d] += a * o[(h * T + j) * D + d]; }
-      let n2 = 0; for (let d = 0; d < D; d++) n2 += sum[d] * sum[d]; w[i * T + j] = Math.sqrt(n2);
+  const v = new Float64Array(T);
+  v[0] = 1;
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < T; j++) {
+      let g = 0;
+      for (let d = 0; d < D; d++) g += last[(h * T + j) * D + d] * uu[d];
+      const q = ((b * heads + h) * T + 0) * T + j;
+      gradCheck = Math.max(gradCheck, Math.abs(g - GA[Lx - 1][q]));
+      gradScale = Math.max(gradScale, Math.abs(GA[Lx - 1][q]));
+      const w = A[Lx - 1][q] * g;
+      if (w > 0) v[j] += w / heads;
     }
+  const plain = Array.from({ length: Lx - 1 }, (_, l) => {
+    const w = new Float64Array(T * T);
+    for (let h = 0; h < heads; h++) for (let q = 0; q < T * T; q++) w[q] += A[l][(b * heads + h) * T * T + q] / heads;
+    return w;
+  });
+  const normed = Array.from({ length: Lx }, (_, l) => {
+    const w = new Float64Array(T * T);
+    const o = os[l];
+    const sum = new Float64Array(D);
+    for (let i = 0; i < T; i++)
+      for (let j = 0; j < T; j++) {
+        sum.fill(0);
+        for (let h = 0; h < heads; h++) {
+          const a = A[l][((b * heads + h) * T + i) * T + j];
+          for (let d = 0; d < D; d++) sum[d] += a * o[(h * T + j) * D + d];
+        }
+        let n2 = 0;
+        for (let d = 0; d < D; d++) n2 += sum[d] * sum[d];
+        w[i * T + j] = Math.sqrt(n2);
+      }
     return w;
   });
   // the last block's Chefer row (from the [CLS] gradient computed here) rolled down with an identity weight per block and token: rows (1 - w) A + w I
@@ -181,32 +290,58 @@ function forwardCandidates(b: number, A: Float32Array[], Hs: Float32Array[], GA:
     let r = start;
     for (let l = Lx - 2; l >= 0; l--) {
       const next = new Float64Array(T);
-      for (let i = 0; i < T; i++) { if (r[i] === 0) continue; const w = weight(l, i); for (let j = 0; j < T; j++) next[j] += r[i] * (1 - w) * plain[l][i * T + j]; next[i] += r[i] * w; }
+      for (let i = 0; i < T; i++) {
+        if (r[i] === 0) continue;
+        const w = weight(l, i);
+        for (let j = 0; j < T; j++) next[j] += r[i] * (1 - w) * plain[l][i * T + j];
+        next[i] += r[i] * w;
+      }
       r = next;
     }
     return r;
   };
   // the served rule (relevance.ts) with other identity weights: a constant w, or w^(blocks below) = share
-  for (const w of [0.6, 0.7, 0.8, 0.9]) lastLayerRelevanceInto(A, GA[Lx - 1], b, heads, T, M(`fwd_last_id${Math.round(w * 10)}`), at, prefix, w);
-  for (const share of [0.5, 0.6]) lastLayerRelevanceInto(A, GA[Lx - 1], b, heads, T, M(`fwd_last_depth${Math.round(share * 10)}`), at, prefix, rollIdentity(Lx, share));
+  for (const w of [0.6, 0.7, 0.8, 0.9])
+    lastLayerRelevanceInto(A, GA[Lx - 1], b, heads, T, M(`fwd_last_id${Math.round(w * 10)}`), at, prefix, w);
+  for (const share of [0.5, 0.6])
+    lastLayerRelevanceInto(A, GA[Lx - 1], b, heads, T, M(`fwd_last_depth${Math.round(share * 10)}`), at, prefix, rollIdentity(Lx, share));
   // identity weight from the norms: what the residual carries against what the attention adds
   const ratio = Array.from({ length: Lx - 1 }, (_, l) => {
-    const o = os[l]; const out = new Float64Array(T);
+    const o = os[l];
+    const out = new Float64Array(T);
     const bo = param(`encoder.blocks.${l}.attention.output_projection.bias`);
     for (let i = 0; i < T; i++) {
       const sum = Float64Array.from(bo);
-      for (let h = 0; h < heads; h++) for (let j = 0; j < T; j++) { const a = A[l][((b * heads + h) * T + i) * T + j]; for (let d = 0; d < D; d++) sum[d] += a * o[(h * T + j) * D + d]; }
-      let na = 0, nx = 0; for (let d = 0; d < D; d++) { na += sum[d] * sum[d]; nx += Hs[l][(b * T + i) * D + d] ** 2; }
+      for (let h = 0; h < heads; h++)
+        for (let j = 0; j < T; j++) {
+          const a = A[l][((b * heads + h) * T + i) * T + j];
+          for (let d = 0; d < D; d++) sum[d] += a * o[(h * T + j) * D + d];
+        }
+      let na = 0,
+        nx = 0;
+      for (let d = 0; d < D; d++) {
+        na += sum[d] * sum[d];
+        nx += Hs[l][(b * T + i) * D + d] ** 2;
+      }
       out[i] = Math.sqrt(nx) / (Math.sqrt(nx) + Math.sqrt(na));
     }
     return out;
   });
-  { const r = rollWith(v, (l, i) => ratio[l][i]); for (let p = 0; p < patches; p++) M('fwd_last_resid')[at + p] = r[prefix + p]; }
+  {
+    const r = rollWith(v, (l, i) => ratio[l][i]);
+    for (let p = 0; p < patches; p++) M('fwd_last_resid')[at + p] = r[prefix + p];
+  }
   const pre = prefix;
-  const a1 = rollDown(v, plain, T), a2 = rollDown(v, normed.slice(0, Lx - 1), T);
-  const e0 = new Float64Array(T); e0[0] = 1;
+  const a1 = rollDown(v, plain, T),
+    a2 = rollDown(v, normed.slice(0, Lx - 1), T);
+  const e0 = new Float64Array(T);
+  e0[0] = 1;
   const a3 = rollDown(e0, normed, T);
-  for (let p = 0; p < patches; p++) { M('fwd_last_rollout')[at + p] = a1[pre + p]; M('fwd_last_vnorm')[at + p] = a2[pre + p]; M('vnorm_rollout')[at + p] = a3[pre + p]; }
+  for (let p = 0; p < patches; p++) {
+    M('fwd_last_rollout')[at + p] = a1[pre + p];
+    M('fwd_last_vnorm')[at + p] = a2[pre + p];
+    M('vnorm_rollout')[at + p] = a3[pre + p];
+  }
 }
 let currentClass = 0;
 const M = (name: string) => (methods[name] ??= new Float32Array(n * patches));
@@ -240,7 +375,11 @@ for (let s = 0; s < n; s += BATCHN) {
       for (let h = 0; h < heads; h++) v += A[L - 1][((b * heads + h) * T + 0) * T + t];
       M('cls')[at + p] = v / heads;
       M('random')[at + p] = rng.next();
-      const gxi = (l: number) => { let g = 0; for (let d = 0; d < D; d++) g += Hs[l][(b * T + t) * D + d] * GH[l][(b * T + t) * D + d]; return g; };
+      const gxi = (l: number) => {
+        let g = 0;
+        for (let d = 0; d < D; d++) g += Hs[l][(b * T + t) * D + d] * GH[l][(b * T + t) * D + d];
+        return g;
+      };
       const g0 = gxi(0);
       M('gxi0')[at + p] = g0;
       M('gxi0_abs')[at + p] = Math.abs(g0);
@@ -254,22 +393,42 @@ for (let s = 0; s < n; s += BATCHN) {
       }
       M('attcat')[at + p] = att;
       // pixel grad x input over the patch
-      const r0 = Math.floor(p / cols) * P, c0 = (p % cols) * P;
-      let px = 0, pxAbs = 0;
-      for (let ch = 0; ch < 3; ch++) for (let y = r0; y < r0 + P; y++) for (let xx = c0; xx < c0 + P; xx++) { const i = (b * 3 + ch) * H * W + y * W + xx; px += x[i] * GX[i]; pxAbs += Math.abs(x[i] * GX[i]); }
+      const r0 = Math.floor(p / cols) * P,
+        c0 = (p % cols) * P;
+      let px = 0,
+        pxAbs = 0;
+      for (let ch = 0; ch < 3; ch++)
+        for (let y = r0; y < r0 + P; y++)
+          for (let xx = c0; xx < c0 + P; xx++) {
+            const i = (b * 3 + ch) * H * W + y * W + xx;
+            px += x[i] * GX[i];
+            pxAbs += Math.abs(x[i] * GX[i]);
+          }
       M('pixel_gxi')[at + p] = px;
       M('pixel_gxi_abs')[at + p] = pxAbs;
     }
     // gradient-weighted rollout: per layer Abar = mean_h relu(grad*A), rows normalized, 0.5 residual
     {
-      const gr = new Float64Array(T); gr[0] = 1;
+      const gr = new Float64Array(T);
+      gr[0] = 1;
       for (let l = L - 1; l >= 0; l--) {
         const next = new Float64Array(T);
         for (let i = 0; i < T; i++) {
           if (gr[i] === 0) continue;
-          const row = new Float64Array(T); let sum = 0;
-          for (let j = 0; j < T; j++) { let v = 0; for (let h = 0; h < heads; h++) { const q = ((b * heads + h) * T + i) * T + j; const w = A[l][q] * GA[l][q]; if (w > 0) v += w / heads; } row[j] = v; sum += v; }
-          if (sum > 0) for (let j = 0; j < T; j++) next[j] += gr[i] * 0.5 * row[j] / sum; else next[i] += gr[i] * 0.5;
+          const row = new Float64Array(T);
+          let sum = 0;
+          for (let j = 0; j < T; j++) {
+            let v = 0;
+            for (let h = 0; h < heads; h++) {
+              const q = ((b * heads + h) * T + i) * T + j;
+              const w = A[l][q] * GA[l][q];
+              if (w > 0) v += w / heads;
+            }
+            row[j] = v;
+            sum += v;
+          }
+          if (sum > 0) for (let j = 0; j < T; j++) next[j] += (gr[i] * 0.5 * row[j]) / sum;
+          else next[i] += gr[i] * 0.5;
           next[i] += gr[i] * 0.5;
         }
         gr.set(next);
@@ -278,7 +437,7 @@ for (let s = 0; s < n; s += BATCHN) {
     }
     for (let p = 0; p < patches; p++) {
       M('chefer_x_sqrtpx')[at + p] = M('chefer')[at + p] * Math.sqrt(M('pixel_gxi_abs')[at + p]);
-      M('chefer_x_px025')[at + p] = M('chefer')[at + p] * Math.pow(M('pixel_gxi_abs')[at + p], 0.25);
+      M('chefer_x_px025')[at + p] = M('chefer')[at + p] * M('pixel_gxi_abs')[at + p] ** 0.25;
       M('rollout_x_pxabs')[at + p] = M('rollout')[at + p] * M('pixel_gxi_abs')[at + p];
       M('chefer_x_gxi0abs')[at + p] = M('chefer')[at + p] * M('gxi0_abs')[at + p];
       M('chefer_x_sqrtgxi0abs')[at + p] = M('chefer')[at + p] * Math.sqrt(M('gxi0_abs')[at + p]);
@@ -289,15 +448,34 @@ for (let s = 0; s < n; s += BATCHN) {
     forwardCandidates(b, A, Hs, GA, heads, T, at);
     // Chefer's rule over the last K blocks only (a backward through K blocks), rolled out below
     for (let K = 1; K < L; K++) {
-      let r = new Float64Array(T); r[0] = 1;
+      let r = new Float64Array(T);
+      r[0] = 1;
       for (let l = L - 1; l >= L - K; l--) {
         const next = Float64Array.from(r);
-        for (let i = 0; i < T; i++) { if (r[i] === 0) continue; for (let j = 0; j < T; j++) { let v = 0; for (let h = 0; h < heads; h++) { const q = ((b * heads + h) * T + i) * T + j; const w = A[l][q] * GA[l][q]; if (w > 0) v += w / heads; } next[j] += r[i] * v; } }
+        for (let i = 0; i < T; i++) {
+          if (r[i] === 0) continue;
+          for (let j = 0; j < T; j++) {
+            let v = 0;
+            for (let h = 0; h < heads; h++) {
+              const q = ((b * heads + h) * T + i) * T + j;
+              const w = A[l][q] * GA[l][q];
+              if (w > 0) v += w / heads;
+            }
+            next[j] += r[i] * v;
+          }
+        }
         r = next;
       }
-      const plainBelow = Array.from({ length: L - K }, (_, l) => { const w = new Float64Array(T * T); for (let h = 0; h < heads; h++) for (let q = 0; q < T * T; q++) w[q] += A[l][(b * heads + h) * T * T + q] / heads; return w; });
+      const plainBelow = Array.from({ length: L - K }, (_, l) => {
+        const w = new Float64Array(T * T);
+        for (let h = 0; h < heads; h++) for (let q = 0; q < T * T; q++) w[q] += A[l][(b * heads + h) * T * T + q] / heads;
+        return w;
+      });
       const rolled = rollDown(r, plainBelow, T);
-      for (let p = 0; p < patches; p++) { M(`chefer_top${K}`)[at + p] = r[prefix + p]; M(`chefer_top${K}_rollout`)[at + p] = rolled[prefix + p]; }
+      for (let p = 0; p < patches; p++) {
+        M(`chefer_top${K}`)[at + p] = r[prefix + p];
+        M(`chefer_top${K}_rollout`)[at + p] = rolled[prefix + p];
+      }
     }
     {
       const part = (name: string) => M(name).subarray(at, at + patches);
@@ -306,7 +484,10 @@ for (let s = 0; s < n; s += BATCHN) {
       M('fwd_last_plus_rollout').set(combinedRelevance(part('fwd_last_rollout'), part('rollout'), ones, patches), at);
       M('fwd_last_plus_vnorm').set(combinedRelevance(part('fwd_last_vnorm'), part('vnorm_rollout'), ones, patches), at);
       M('top1_plus_top1r').set(combinedRelevance(part('chefer_top1'), part('chefer_top1_rollout'), ones, patches), at);
-      for (let p = 0; p < patches; p++) { M('top1_x_top1r')[at + p] = M('chefer_top1')[at + p] * M('chefer_top1_rollout')[at + p]; M('top1_x_sqrt_top1r')[at + p] = M('chefer_top1')[at + p] * Math.sqrt(M('chefer_top1_rollout')[at + p]); }
+      for (let p = 0; p < patches; p++) {
+        M('top1_x_top1r')[at + p] = M('chefer_top1')[at + p] * M('chefer_top1_rollout')[at + p];
+        M('top1_x_sqrt_top1r')[at + p] = M('chefer_top1')[at + p] * Math.sqrt(M('chefer_top1_rollout')[at + p]);
+      }
       M('chefer_plus_rollout').set(combinedRelevance(part('chefer'), part('rollout'), ones, patches), at);
     }
     // Chefer's rule and rollout, each scaled to a maximum of 1, summed, times the square root of
@@ -332,7 +513,14 @@ const only = arg('methods', '').split(',').filter(Boolean);
 for (const [name, m] of Object.entries(methods).filter(([k]) => only.length === 0 || only.includes(k))) {
   const most = Array.from({ length: n }, (_, i) => patchOrder(m, i, g, true));
   const least = Array.from({ length: n }, (_, i) => patchOrder(m, i, g, false));
-  const res = { pos: await perturbationArea(X, most, g, kept), neg: await perturbationArea(X, least, g, kept), del: await riseArea(X, null, most, 'patch', g, meanProbability), ins: await riseArea(X, blur, most, 'patch', g, meanProbability) };
+  const res = {
+    pos: await perturbationArea(X, most, g, kept),
+    neg: await perturbationArea(X, least, g, kept),
+    del: await riseArea(X, null, most, 'patch', g, meanProbability),
+    ins: await riseArea(X, blur, most, 'patch', g, meanProbability),
+  };
   console.log(JSON.stringify({ model: dir, method: name, ...res }));
 }
-console.error(`forward-only [CLS] gradient of the last block: largest disagreement with the graph's ${gradCheck.toExponential(2)} (its largest value ${gradScale.toExponential(2)})`);
+console.error(
+  `forward-only [CLS] gradient of the last block: largest disagreement with the graph's ${gradCheck.toExponential(2)} (its largest value ${gradScale.toExponential(2)})`,
+);

@@ -47,7 +47,26 @@ const BATCH = 100;
 
 const port = 19000 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
-const server = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', path.join(root, 'models'), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--results-capacity', String(N + 16)], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+const server = spawn(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    path.join(root, 'bin', 'vitrine.ts'),
+    'serve',
+    '--models',
+    path.join(root, 'models'),
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--log-level',
+    'warn',
+    '--results-capacity',
+    String(N + 16),
+  ],
+  { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
+);
 process.on('exit', () => server.kill('SIGTERM'));
 await waitReady(base, 60);
 const test = await readCifarBinaryFolder(await ensureCifar10(path.join(dataDir, 'cifar10')), 'test');
@@ -76,8 +95,14 @@ for (const name of models) {
   for (let i = 0; i < n; i++) {
     const hwc = Buffer.alloc(H * W * 3);
     for (let p = 0; p < H * W; p++) for (let c = 0; c < 3; c++) hwc[p * 3 + c] = test.images[i * per + c * H * W + p];
-    const png = await sharp(hwc, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
-    const r = await fetch(`${base}/classify?model=${name}&attention=none`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png });
+    const png = await sharp(hwc, { raw: { width: W, height: H, channels: 3 } })
+      .png()
+      .toBuffer();
+    const r = await fetch(`${base}/classify?model=${name}&attention=none`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: png,
+    });
     const body = (await r.json()) as { id: string; predictions: { index: number }[] };
     predicted[i] = body.predictions[0].index;
     for (const m of METHODS) {
@@ -97,8 +122,19 @@ for (const name of models) {
     for (let s = 0; s < n; s += BATCH) {
       const count = Math.min(BATCH, n - s);
       const data = imgs.subarray(s * per, (s + count) * per);
-      const header = Buffer.from(JSON.stringify({ inputs: [{ name: config.input_name, datatype: 'FP32', shape: [count, 3, H, W], parameters: { binary_data_size: data.byteLength } }], outputs: [{ name: config.logits_output }] }));
-      const r = await fetch(`${base}/v2/models/${name}/infer`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) }, body: Buffer.concat([header, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]) });
+      const header = Buffer.from(
+        JSON.stringify({
+          inputs: [
+            { name: config.input_name, datatype: 'FP32', shape: [count, 3, H, W], parameters: { binary_data_size: data.byteLength } },
+          ],
+          outputs: [{ name: config.logits_output }],
+        }),
+      );
+      const r = await fetch(`${base}/v2/models/${name}/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+        body: Buffer.concat([header, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]),
+      });
       const logits = ((await r.json()) as { outputs: { data: number[] }[] }).outputs[0].data;
       for (let b = 0; b < count; b++) out.set(softmax(Float32Array.from(logits.slice(b * K, (b + 1) * K))), (s + b) * K);
     }
@@ -126,7 +162,21 @@ for (const name of models) {
   }
   if (!results.relevance || !results.rollout || !results.cls) continue;
   const d = results.relevance;
-  const beats = (o: Record<string, number>) => d.positive < o.positive && d.negative > o.negative && d.deletion < o.deletion && d.insertion > o.insertion && d.deletion_pixels < o.deletion_pixels && d.insertion_pixels > o.insertion_pixels;
-  console.log(JSON.stringify({ bench: 'explain-summary', model: name, images: n, maps_s: +mapsS.toFixed(1), relevance_beats_rollout_and_cls_on_every_test: beats(results.rollout) && beats(results.cls) }));
+  const beats = (o: Record<string, number>) =>
+    d.positive < o.positive &&
+    d.negative > o.negative &&
+    d.deletion < o.deletion &&
+    d.insertion > o.insertion &&
+    d.deletion_pixels < o.deletion_pixels &&
+    d.insertion_pixels > o.insertion_pixels;
+  console.log(
+    JSON.stringify({
+      bench: 'explain-summary',
+      model: name,
+      images: n,
+      maps_s: +mapsS.toFixed(1),
+      relevance_beats_rollout_and_cls_on_every_test: beats(results.rollout) && beats(results.cls),
+    }),
+  );
 }
 server.kill('SIGTERM');

@@ -16,7 +16,11 @@ export interface Geometry {
 /** What both tests score perturbed images by, from a model's class probabilities ([n, classes]) and
  *  each image's prediction before: the share still predicted so (the perturbation test), and the mean
  *  probability of the predicted class (deletion and insertion). */
-export function predictionScores(probabilities: (imgs: Float32Array) => Promise<ArrayLike<number>>, predicted: ArrayLike<number>, classes: number) {
+export function predictionScores(
+  probabilities: (imgs: Float32Array) => Promise<ArrayLike<number>>,
+  predicted: ArrayLike<number>,
+  classes: number,
+) {
   const n = predicted.length;
   return {
     kept: async (imgs: Float32Array) => {
@@ -64,7 +68,8 @@ export function pixelOrder(map: Float32Array, i: number, g: Geometry): number[] 
       const c0 = Math.floor(fx);
       const dy = fy - r0;
       const dx = fx - c0;
-      score[y * W + x] = (1 - dy) * ((1 - dx) * at(r0, c0) + dx * at(r0, c0 + 1)) + dy * ((1 - dx) * at(r0 + 1, c0) + dx * at(r0 + 1, c0 + 1));
+      score[y * W + x] =
+        (1 - dy) * ((1 - dx) * at(r0, c0) + dx * at(r0, c0 + 1)) + dy * ((1 - dx) * at(r0 + 1, c0) + dx * at(r0 + 1, c0 + 1));
     }
   return Array.from({ length: H * W }, (_, p) => p).sort((a, b) => score[b] - score[a] || a - b);
 }
@@ -130,7 +135,12 @@ export function blurred(x: Float32Array, g: Geometry): Float32Array {
  * them; `kept` gives the share of images still predicted as before. The area under that curve over
  * 10-90%, in percent of the span (trapezoids).
  */
-export async function perturbationArea(x: Float32Array, orders: number[][], g: Geometry, kept: (imgs: Float32Array) => Promise<number>): Promise<number> {
+export async function perturbationArea(
+  x: Float32Array,
+  orders: number[][],
+  g: Geometry,
+  kept: (imgs: Float32Array) => Promise<number>,
+): Promise<number> {
   const patches = (g.height / g.patch) * (g.width / g.patch);
   const ys: number[] = [];
   for (const f of FRACTIONS) {
@@ -149,7 +159,14 @@ export async function perturbationArea(x: Float32Array, orders: number[][], g: G
  * revealed from `x`), in `orders`, most relevant first, STEPS equal steps; `meanProbability` gives the
  * mean probability of each image's predicted class. The area under that curve, in percent.
  */
-export async function riseArea(x: Float32Array, blur: Float32Array | null, orders: number[][], level: 'patch' | 'pixel', g: Geometry, meanProbability: (imgs: Float32Array) => Promise<number>): Promise<number> {
+export async function riseArea(
+  x: Float32Array,
+  blur: Float32Array | null,
+  orders: number[][],
+  level: 'patch' | 'pixel',
+  g: Geometry,
+  meanProbability: (imgs: Float32Array) => Promise<number>,
+): Promise<number> {
   const total = level === 'patch' ? (g.height / g.patch) * (g.width / g.patch) : g.height * g.width;
   const copy = level === 'patch' ? copyPatch : copyPixel;
   const ys: number[] = [];

@@ -70,16 +70,54 @@ async function transfer(): Promise<void> {
   const epochs = String(arg('epochs', 40));
   const common = ['--data', target, '--recipe', 'finetune', '--epochs', epochs];
   const pre = await trainRun('pretrain', ['--recipe', 'cifar10-ra', '--data', pretrain, '--epochs', String(arg('pretrain-epochs', 30))]);
-  console.log(JSON.stringify({ bench: 'finetune-pretrain', classes: 'airplane automobile bird cat deer', train_images: 25000, epochs: pre.epoch, test_accuracy: pre.test_accuracy, test_images: 5000, wall_s: pre.elapsed_s }));
+  console.log(
+    JSON.stringify({
+      bench: 'finetune-pretrain',
+      classes: 'airplane automobile bird cat deer',
+      train_images: 25000,
+      epochs: pre.epoch,
+      test_accuracy: pre.test_accuracy,
+      test_images: 5000,
+      wall_s: pre.elapsed_s,
+    }),
+  );
   const tuned = await trainRun('finetuned', [...common, '--init', path.join(OUT, 'pretrain', 'model')]);
   const lr = 0.0005; // the finetune recipe's
   const scratch = [
     { name: 'scratch', lr, m: await trainRun('scratch', [...common, '--freeze', 'none', '--layer-decay', '1']) },
-    { name: 'scratch-lr4x', lr: 4 * lr, m: await trainRun('scratch-lr4x', [...common, '--freeze', 'none', '--layer-decay', '1', '--lr', String(4 * lr)]) },
+    {
+      name: 'scratch-lr4x',
+      lr: 4 * lr,
+      m: await trainRun('scratch-lr4x', [...common, '--freeze', 'none', '--layer-decay', '1', '--lr', String(4 * lr)]),
+    },
   ];
-  for (const s of scratch) console.log(JSON.stringify({ bench: 'finetune-scratch', run: s.name, lr: s.lr, train_images: 500, epochs: s.m.epoch, test_accuracy: s.m.test_accuracy, test_images: 5000, wall_s: s.m.elapsed_s }));
+  for (const s of scratch)
+    console.log(
+      JSON.stringify({
+        bench: 'finetune-scratch',
+        run: s.name,
+        lr: s.lr,
+        train_images: 500,
+        epochs: s.m.epoch,
+        test_accuracy: s.m.test_accuracy,
+        test_images: 5000,
+        wall_s: s.m.elapsed_s,
+      }),
+    );
   const best = scratch.reduce((a, b) => (b.m.test_accuracy > a.m.test_accuracy ? b : a));
-  console.log(JSON.stringify({ bench: 'finetune-transfer', classes: 'dog frog horse ship truck', train_images: 500, epochs: tuned.epoch, finetuned_accuracy: tuned.test_accuracy, scratch_accuracy: best.m.test_accuracy, scratch_run: best.name, test_images: 5000, finetune_wall_s: tuned.elapsed_s }));
+  console.log(
+    JSON.stringify({
+      bench: 'finetune-transfer',
+      classes: 'dog frog horse ship truck',
+      train_images: 500,
+      epochs: tuned.epoch,
+      finetuned_accuracy: tuned.test_accuracy,
+      scratch_accuracy: best.m.test_accuracy,
+      scratch_run: best.name,
+      test_images: 5000,
+      finetune_wall_s: tuned.elapsed_s,
+    }),
+  );
 }
 
 async function speed(): Promise<void> {
@@ -87,15 +125,54 @@ async function speed(): Promise<void> {
   const steps = arg('steps', 5);
   const cores = os.cpus().length;
   // facebook/deit-tiny-patch16-224's architecture, as its config.json gives it (a ViTForImageClassification)
-  const config = parseViTConfig({ image_size: 224, patch_size: 16, hidden_size: 192, num_hidden_layers: 12, num_attention_heads: 3, intermediate_size: 768, hidden_act: 'gelu', layer_norm_eps: 1e-12, final_layernorm: true, num_classes: 1000, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  const config = parseViTConfig({
+    image_size: 224,
+    patch_size: 16,
+    hidden_size: 192,
+    num_hidden_layers: 12,
+    num_attention_heads: 3,
+    intermediate_size: 768,
+    hidden_act: 'gelu',
+    layer_norm_eps: 1e-12,
+    final_layernorm: true,
+    num_classes: 1000,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+  });
   const rng = new Rng(1);
   const count = batch * 2;
   const pixels = 3 * 224 * 224;
-  const data = makeDataset(Uint8Array.from({ length: count * pixels }, () => rng.int(256)), Uint16Array.from({ length: count }, () => rng.int(1000)), { channels: 3, height: 224, width: 224 }, Array.from({ length: 1000 }, (_, i) => String(i)));
+  const data = makeDataset(
+    Uint8Array.from({ length: count * pixels }, () => rng.int(256)),
+    Uint16Array.from({ length: count }, () => rng.int(1000)),
+    { channels: 3, height: 224, width: 224 },
+    Array.from({ length: 1000 }, (_, i) => String(i)),
+  );
   const model = new ViT(config, 0);
   const runner = new StepRunner(model, { device: 'cpu', threads: 0 });
-  const s = await timeSteps({ runner, data, batch, warmup: 2, steps, lr: 5e-4, weightDecay: 0.05, loader: { mean: config.mean, std: config.std, numClasses: 1000, labelSmoothing: 0.1, augment: { cropPadding: 0, flip: true } } });
-  console.log(JSON.stringify({ bench: 'finetune-step', runner: 'onnxruntime-cpu', model: 'deit-tiny-224', parameters: model.parameterCount(), batch, images_per_s: +((steps * batch) / s).toFixed(2), ms_per_step: +((s / steps) * 1000).toFixed(1), steps, cores }));
+  const s = await timeSteps({
+    runner,
+    data,
+    batch,
+    warmup: 2,
+    steps,
+    lr: 5e-4,
+    weightDecay: 0.05,
+    loader: { mean: config.mean, std: config.std, numClasses: 1000, labelSmoothing: 0.1, augment: { cropPadding: 0, flip: true } },
+  });
+  console.log(
+    JSON.stringify({
+      bench: 'finetune-step',
+      runner: 'onnxruntime-cpu',
+      model: 'deit-tiny-224',
+      parameters: model.parameterCount(),
+      batch,
+      images_per_s: +((steps * batch) / s).toFixed(2),
+      ms_per_step: +((s / steps) * 1000).toFixed(1),
+      steps,
+      cores,
+    }),
+  );
 
   // PyTorch at its best, as bench:train runs it (OpenBLAS, the machine's OpenBLAS overrides removed).
   const env = { ...process.env };
@@ -103,10 +180,14 @@ async function speed(): Promise<void> {
   delete env.OPENBLAS_L2_SIZE;
   for (const python of ['/usr/bin/python3', 'python3']) {
     if (spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) continue;
-    const r = spawnSync(python, [path.join(here, 'finetune', 'torch-step.py'), '--steps', String(steps), '--batch', String(batch)], { encoding: 'utf8', env });
+    const r = spawnSync(python, [path.join(here, 'finetune', 'torch-step.py'), '--steps', String(steps), '--batch', String(batch)], {
+      encoding: 'utf8',
+      env,
+    });
     process.stdout.write(r.stdout);
     if (r.status !== 0) console.error(r.stderr);
-    if (r.stdout.includes('"openblas": false')) console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
+    if (r.stdout.includes('"openblas": false'))
+      console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
     return;
   }
   console.error('no python3 with torch: the PyTorch anchor was not run');

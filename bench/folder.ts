@@ -41,11 +41,29 @@ await writeFolder('train', 72, photos);
 await writeFolder('test', 300, others);
 const run = path.join(OUT, `run-seed${seed}`);
 await fs.rm(run, { recursive: true, force: true });
-const t = spawnSync(process.execPath, [CLI, 'train', '--data', photos, '--out', run, ...(seed !== '0' ? ['--seed', seed] : [])], { encoding: 'utf8' });
+const t = spawnSync(process.execPath, [CLI, 'train', '--data', photos, '--out', run, ...(seed !== '0' ? ['--seed', seed] : [])], {
+  encoding: 'utf8',
+});
 await fs.writeFile(path.join(OUT, `run-seed${seed}.log`), t.stdout + t.stderr);
 if (t.status !== 0) throw new Error(`vitrine train exited ${t.status}: ${t.stderr.split('\n').slice(-3).join(' ')}`);
 const chose = /a folder of .*/.exec(t.stderr)?.[0];
 const last = JSON.parse((await fs.readFile(path.join(run, 'metrics.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
-const e = spawnSync(process.execPath, [CLI, 'eval', '--model', path.join(run, 'model'), '--data', others, '--json', '--device', 'cpu'], { encoding: 'utf8' });
+const e = spawnSync(process.execPath, [CLI, 'eval', '--model', path.join(run, 'model'), '--data', others, '--json', '--device', 'cpu'], {
+  encoding: 'utf8',
+});
 const other = JSON.parse(e.stdout.trim().split('\n').at(-1)!);
-console.log(JSON.stringify({ bench: 'folder', command: `vitrine train --data <folder> --out <run>${seed !== '0' ? ` --seed ${seed}` : ''}`, images: 216, classes: 3, chose, epochs: last.epoch, held_out_accuracy: last.test_accuracy, held_out_images: 21, other_images_accuracy: other.accuracy, other_images: other.images, wall_s: last.elapsed_s }));
+console.log(
+  JSON.stringify({
+    bench: 'folder',
+    command: `vitrine train --data <folder> --out <run>${seed !== '0' ? ` --seed ${seed}` : ''}`,
+    images: 216,
+    classes: 3,
+    chose,
+    epochs: last.epoch,
+    held_out_accuracy: last.test_accuracy,
+    held_out_images: 21,
+    other_images_accuracy: other.accuracy,
+    other_images: other.images,
+    wall_s: last.elapsed_s,
+  }),
+);

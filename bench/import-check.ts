@@ -18,7 +18,12 @@ const opt = (name: string, fallback: string) => {
   return i >= 0 ? argv[i + 1] : fallback;
 };
 const models = opt('models', 'data/bench/torch-served');
-const ref = JSON.parse(await readFile(opt('reference', 'data/bench/torch-vit-reference.json'), 'utf8')) as { images: number[][]; logits: number[][]; rollout: number[][]; relevance: number[][] };
+const ref = JSON.parse(await readFile(opt('reference', 'data/bench/torch-vit-reference.json'), 'utf8')) as {
+  images: number[][];
+  logits: number[][];
+  rollout: number[][];
+  relevance: number[][];
+};
 const app = await buildApp({ ...defaultServeConfig(), models, logLevel: 'warn' }, { logger: false });
 const names = app.vitrine.models.map((m) => m.name);
 const scaled = (v: number[]) => {
@@ -31,7 +36,9 @@ for (const name of names) {
   const w = { logits: 0, rollout: 0, relevance: 0 };
   let agree = 0;
   for (let i = 0; i < ref.images.length; i++) {
-    const png = await sharp(Buffer.from(ref.images[i]), { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+    const png = await sharp(Buffer.from(ref.images[i]), { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toBuffer();
     const r = await app.inject({ method: 'POST', url: `/classify?model=${name}`, payload: png, headers: { 'content-type': 'image/png' } });
     if (r.statusCode !== 200) throw new Error(`${name}: ${r.statusCode} ${r.body}`);
     const body = r.json();
@@ -43,6 +50,17 @@ for (const name of names) {
       w[method] = Math.max(w[method], worst((a.json().values as number[][]).flat(), scaled(ref[method][i])));
     }
   }
-  console.log(JSON.stringify({ bench: 'import-check', model: name, images: ref.images.length, top1_agrees_with_pytorch: agree, worst_logit_diff: +w.logits.toExponential(2), worst_rollout_diff: +w.rollout.toExponential(2), worst_relevance_diff: +w.relevance.toExponential(2), within_goals: w.logits <= 1e-4 && w.rollout <= 1e-3 && w.relevance <= 1e-3 }));
+  console.log(
+    JSON.stringify({
+      bench: 'import-check',
+      model: name,
+      images: ref.images.length,
+      top1_agrees_with_pytorch: agree,
+      worst_logit_diff: +w.logits.toExponential(2),
+      worst_rollout_diff: +w.rollout.toExponential(2),
+      worst_relevance_diff: +w.relevance.toExponential(2),
+      within_goals: w.logits <= 1e-4 && w.rollout <= 1e-3 && w.relevance <= 1e-3,
+    }),
+  );
 }
 await app.close();

@@ -44,12 +44,25 @@ if (!existsSync(path.join(source, 'model.onnx'))) {
 // ---- import, in a process of its own (its peak RSS is its own) ----
 if (!argv.includes('--skip-import')) {
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', 'maxrss_kb %M', process.execPath, '--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), 'import', source, '--out', out], { encoding: 'utf8' });
+  const r = spawnSync(
+    '/usr/bin/time',
+    ['-f', 'maxrss_kb %M', process.execPath, '--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), 'import', source, '--out', out],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`vitrine import failed: ${r.stderr}`);
   const wall = (performance.now() - t0) / 1000;
   const rss = Number(/maxrss_kb (\d+)/.exec(r.stderr)?.[1]) * 1024;
   const size = (f: string) => +(statSync(path.join(out, f)).size / 1e6).toFixed(1);
-  print({ what: 'import', wall_s: +wall.toFixed(1), peak_rss_mb: Math.round(rss / 1e6), source_mb: +(statSync(path.join(source, 'model.onnx')).size / 1e6).toFixed(1), model_onnx_mb: size('onnx/model.onnx'), relevance_onnx_mb: size('onnx/relevance.onnx'), weights_mb: size('onnx/model.onnx_data'), said: r.stdout.trim().split('\n')[0] });
+  print({
+    what: 'import',
+    wall_s: +wall.toFixed(1),
+    peak_rss_mb: Math.round(rss / 1e6),
+    source_mb: +(statSync(path.join(source, 'model.onnx')).size / 1e6).toFixed(1),
+    model_onnx_mb: size('onnx/model.onnx'),
+    relevance_onnx_mb: size('onnx/relevance.onnx'),
+    weights_mb: size('onnx/model.onnx_data'),
+    said: r.stdout.trim().split('\n')[0],
+  });
 }
 
 // ---- the anchor: the original graph on a bare session ----
@@ -67,7 +80,10 @@ async function bare(batch: number): Promise<{ images_per_s: number; p50_ms: numb
     times.push(performance.now() - t);
   }
   await s.session.release();
-  return { images_per_s: +((times.length * batch) / ((performance.now() - t0) / 1000)).toFixed(2), p50_ms: Math.round(percentile(times, 50)) };
+  return {
+    images_per_s: +((times.length * batch) / ((performance.now() - t0) / 1000)).toFixed(2),
+    p50_ms: Math.round(percentile(times, 50)),
+  };
 }
 const anchors: Record<number, { images_per_s: number; p50_ms: number }> = {};
 for (const batch of [1, 4]) {
@@ -76,13 +92,38 @@ for (const batch of [1, 4]) {
 }
 
 // ---- the service: its defaults (one single-threaded worker per core), then one worker with every core ----
-const image = await sharp(path.join(here, 'server', 'web', 'examples', 'cat.png')).resize(224, 224).jpeg({ quality: 90 }).toBuffer();
+const image = await sharp(path.join(here, 'server', 'web', 'examples', 'cat.png'))
+  .resize(224, 224)
+  .jpeg({ quality: 90 })
+  .toBuffer();
 const percentileOf = percentile;
 for (const setting of [[], ['--workers', '1', '--threads', String(cores)]]) {
   const label = setting.length ? setting.join(' ') : 'serve defaults';
   const port = 19000 + Math.floor(Math.random() * 1000);
   const base = `http://127.0.0.1:${port}`;
-  const server = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), 'serve', '--models', served, '--default-model', path.basename(out), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--timeout-ms', '60000', ...setting], { cwd: here, stdio: ['ignore', 'ignore', 'inherit'] });
+  const server = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(here, 'bin', 'vitrine.ts'),
+      'serve',
+      '--models',
+      served,
+      '--default-model',
+      path.basename(out),
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'warn',
+      '--timeout-ms',
+      '60000',
+      ...setting,
+    ],
+    { cwd: here, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   const stop = () => server.kill('SIGTERM');
   process.on('exit', stop);
   await waitReady(base, 120);
@@ -93,7 +134,18 @@ for (const setting of [[], ['--workers', '1', '--threads', String(cores)]]) {
   for (const connections of [1, 4]) {
     const r = await autocannon({ ...classify, connections, duration: seconds });
     const anchor = anchors[connections === 1 ? 1 : 4];
-    print({ what: 'serve', server: label, load: 'POST /classify (224x224 JPEG, rollout)', concurrency: connections, images_per_s: +r.requests.average.toFixed(2), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, vs_bare: +(r.requests.average / anchor.images_per_s).toFixed(3), bare_batch: connections === 1 ? 1 : 4 });
+    print({
+      what: 'serve',
+      server: label,
+      load: 'POST /classify (224x224 JPEG, rollout)',
+      concurrency: connections,
+      images_per_s: +r.requests.average.toFixed(2),
+      p50_ms: r.latency.p50,
+      p99_ms: r.latency.p99,
+      errors: r.errors + r.timeouts + r.non2xx,
+      vs_bare: +(r.requests.average / anchor.images_per_s).toFixed(3),
+      bare_batch: connections === 1 ? 1 : 4,
+    });
   }
   // maps of one kept result, one request at a time
   const kept = ((await (await fetch(classify.url, classify)).json()) as { id: string }).id;

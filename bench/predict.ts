@@ -52,11 +52,18 @@ async function imageSets(): Promise<Record<string, string>> {
       await fs.mkdir(path.join(jpeg, c), { recursive: true });
     }
     if (needPng) {
-      for (let i = 0; i < test.count; i++) await hwc(i).png().toFile(path.join(png, `${name(i)}.png`));
+      for (let i = 0; i < test.count; i++)
+        await hwc(i)
+          .png()
+          .toFile(path.join(png, `${name(i)}.png`));
       await fs.writeFile(path.join(png, 'done'), '');
     }
     if (needJpeg) {
-      for (let i = 0; i < jpegs; i++) await hwc(i).resize(jpegW, jpegH, { fit: 'fill', kernel: 'lanczos3' }).jpeg({ quality: 90 }).toFile(path.join(jpeg, `${name(i)}.jpg`));
+      for (let i = 0; i < jpegs; i++)
+        await hwc(i)
+          .resize(jpegW, jpegH, { fit: 'fill', kernel: 'lanczos3' })
+          .jpeg({ quality: 90 })
+          .toFile(path.join(jpeg, `${name(i)}.jpg`));
       await fs.writeFile(path.join(jpeg, 'done'), '');
     }
   }
@@ -65,7 +72,8 @@ async function imageSets(): Promise<Record<string, string>> {
 
 async function filesOf(dir: string): Promise<string[]> {
   const out: string[] = [];
-  for (const e of await fs.readdir(dir, { recursive: true, withFileTypes: true })) if (e.isFile() && /\.(png|jpg)$/.test(e.name)) out.push(path.join(e.parentPath, e.name));
+  for (const e of await fs.readdir(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile() && /\.(png|jpg)$/.test(e.name)) out.push(path.join(e.parentPath, e.name));
   return out.sort();
 }
 
@@ -73,14 +81,39 @@ async function filesOf(dir: string): Promise<string[]> {
 async function classifyLoad(files: string[]): Promise<{ requests_per_s: number; errors: number; p99_ms: number }> {
   const port = 18000 + Math.floor(Math.random() * 1000);
   const base = `http://127.0.0.1:${port}`;
-  const server = spawn(process.execPath, ['--initial-old-space-size=128', ...entry, 'serve', '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  const server = spawn(
+    process.execPath,
+    [
+      '--initial-old-space-size=128',
+      ...entry,
+      'serve',
+      '--default-model',
+      model,
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'warn',
+    ],
+    { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   try {
     await waitReady(base, 60);
     const bodies = await Promise.all(files.slice(0, 256).map((f) => fs.readFile(f)));
     const type = files[0].endsWith('.png') ? 'image/png' : 'image/jpeg';
-    const requests = bodies.map((body) => ({ method: 'POST' as const, path: `/classify${maps ? `?attention=${maps}` : ''}`, headers: { 'content-type': type }, body }));
+    const requests = bodies.map((body) => ({
+      method: 'POST' as const,
+      path: `/classify${maps ? `?attention=${maps}` : ''}`,
+      headers: { 'content-type': type },
+      body,
+    }));
     const result = await autocannon({ url: base, requests, connections: 32, duration: seconds });
-    return { requests_per_s: Math.round(result.requests.average), errors: result.errors + result.timeouts + result.non2xx, p99_ms: result.latency.p99 };
+    return {
+      requests_per_s: Math.round(result.requests.average),
+      errors: result.errors + result.timeouts + result.non2xx,
+      p99_ms: result.latency.p99,
+    };
   } finally {
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
@@ -88,14 +121,20 @@ async function classifyLoad(files: string[]): Promise<{ requests_per_s: number; 
 }
 
 function rssOf(pid: number): Promise<number> {
-  return fs.readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? NaN) / 1024, () => NaN);
+  return fs.readFile(`/proc/${pid}/status`, 'utf8').then(
+    (s) => Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? NaN) / 1024,
+    () => NaN,
+  );
 }
 
 /** `vitrine predict` over the folder: its own images/s, the wall time, and its RSS over the run. */
 async function predictRun(dir: string, count: number): Promise<Record<string, unknown>> {
   const out = await fs.mkdtemp(path.join(os.tmpdir(), 'vitrine-bench-predict-'));
   const started = performance.now();
-  const child = spawn(process.execPath, [...entry, 'predict', dir, '--model', model, '--out', out, ...(maps ? ['--maps', maps] : [])], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...entry, 'predict', dir, '--model', model, '--out', out, ...(maps ? ['--maps', maps] : [])], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -119,7 +158,13 @@ async function predictRun(dir: string, count: number): Promise<Record<string, un
     images_per_s: Number(m?.[3].replace(/,/g, '')),
     wall_s: +wall.toFixed(2),
     images_per_s_with_startup: Math.round(count / wall),
-    rss_mb: { '25%': mb(at(0.25)), '50%': mb(at(0.5)), '75%': mb(at(0.75)), end: mb(samples.at(-1)?.rss), peak: mb(Math.max(...samples.map((s) => s.rss))) },
+    rss_mb: {
+      '25%': mb(at(0.25)),
+      '50%': mb(at(0.5)),
+      '75%': mb(at(0.75)),
+      end: mb(samples.at(-1)?.rss),
+      peak: mb(Math.max(...samples.map((s) => s.rss))),
+    },
   };
 }
 
@@ -131,7 +176,10 @@ for (const set of sets) {
   console.log(
     JSON.stringify({
       bench: 'predict',
-      set: set === 'png' ? `${files.length} CIFAR-10 test PNGs (32x32)` : `${files.length} JPEGs (${jpegW}x${jpegH}, from CIFAR-10 test images)`,
+      set:
+        set === 'png'
+          ? `${files.length} CIFAR-10 test PNGs (32x32)`
+          : `${files.length} JPEGs (${jpegW}x${jpegH}, from CIFAR-10 test images)`,
       model,
       maps: maps || 'none',
       classify_c32: classify,

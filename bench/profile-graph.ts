@@ -28,7 +28,11 @@ const rng = new Rng(1);
 const [h, w] = config.image_size;
 const channels = config.mean.length;
 const feeds: Record<string, ort.Tensor> = {
-  [config.input_name]: new ort.Tensor('float32', Float32Array.from({ length: batch * channels * h * w }, () => rng.normal()), [batch, channels, h, w]),
+  [config.input_name]: new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: batch * channels * h * w }, () => rng.normal()),
+    [batch, channels, h, w],
+  ),
 };
 const graphs: [string, string][] = [['model', modelFile]];
 if (config.relevance) {
@@ -40,7 +44,21 @@ const times: Record<string, number> = {};
 for (const [name, file] of graphs) {
   const p = await profileGraph(file, feeds, { threads, runs });
   times[name] = p.ms;
-  console.log(`${dir} ${name} (${path.relative(dir, file)}): batch ${batch}, ${threads} thread${threads > 1 ? 's' : ''}, ${p.ms.toFixed(2)} ms a run (${((p.ms * 1000) / batch).toFixed(0)} µs an image); kernels ${p.kernelMs.toFixed(2)} ms`);
+  console.log(
+    `${dir} ${name} (${path.relative(dir, file)}): batch ${batch}, ${threads} thread${threads > 1 ? 's' : ''}, ${p.ms.toFixed(2)} ms a run (${((p.ms * 1000) / batch).toFixed(0)} µs an image); kernels ${p.kernelMs.toFixed(2)} ms`,
+  );
   printProfile(p, { ops: 14, top });
 }
-if (times.relevance) console.log(JSON.stringify({ bench: 'profile-graph', model: dir, batch, threads, model_ms: +times.model.toFixed(3), relevance_ms: +times.relevance.toFixed(3), ratio: +(times.relevance / times.model).toFixed(2), ...(times.light ? { light_ms: +times.light.toFixed(3), light_ratio: +(times.light / times.model).toFixed(2) } : {}) }));
+if (times.relevance)
+  console.log(
+    JSON.stringify({
+      bench: 'profile-graph',
+      model: dir,
+      batch,
+      threads,
+      model_ms: +times.model.toFixed(3),
+      relevance_ms: +times.relevance.toFixed(3),
+      ratio: +(times.relevance / times.model).toFixed(2),
+      ...(times.light ? { light_ms: +times.light.toFixed(3), light_ratio: +(times.light / times.model).toFixed(2) } : {}),
+    }),
+  );

@@ -36,7 +36,11 @@ const bytes = compileToBytes({ outputs, graphName: 'profiled_step' });
 
 const rng = new Rng(1);
 const feeds: Record<string, ort.Tensor> = Object.fromEntries(params.map((p) => [p.name, new ort.Tensor('float32', p.data, p.shape)]));
-feeds[INPUT_NAME] = new ort.Tensor('float32', Float32Array.from({ length: batch * 3072 }, () => rng.normal()), pixelDims(config, batch));
+feeds[INPUT_NAME] = new ort.Tensor(
+  'float32',
+  Float32Array.from({ length: batch * 3072 }, () => rng.normal()),
+  pixelDims(config, batch),
+);
 const t = new Float32Array(batch * config.num_classes);
 for (let i = 0; i < batch; i++) t[i * config.num_classes + rng.int(config.num_classes)] = 1;
 feeds.targets = new ort.Tensor('float32', t, [batch, config.num_classes]);
@@ -64,15 +68,24 @@ async function timeRuns(model: Uint8Array, graphFeeds: Record<string, ort.Tensor
 // the profiler's own cost per node inflates small kernels: the same graph timed without it, beside
 const plain = await timeRuns(bytes, feeds, runs);
 const plainMs = plain.reduce((a, b) => a + b, 0) / runs;
-console.log(`${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ${p.ms.toFixed(1)} ms a step profiled (${Math.round((batch * 1000) / p.ms)} images/s), ${plainMs.toFixed(1)} ms without the profiler (${Math.round((batch * 1000) / plainMs)} images/s); kernels ${p.kernelMs.toFixed(1)} ms a run`);
+console.log(
+  `${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ${p.ms.toFixed(1)} ms a step profiled (${Math.round((batch * 1000) / p.ms)} images/s), ${plainMs.toFixed(1)} ms without the profiler (${Math.round((batch * 1000) / plainMs)} images/s); kernels ${p.kernelMs.toFixed(1)} ms a run`,
+);
 
 // one 1024 x 1024 x 1024 product, as fast as these threads multiply: the best of 20 runs
 const N = 1024;
 const peakBytes = compileToBytes({ outputs: [['c', matmul(input('a', [N, N]), input('b', [N, N]))]], graphName: 'peak_product' });
-const square = () => new ort.Tensor('float32', Float32Array.from({ length: N * N }, () => rng.normal()), [N, N]);
+const square = () =>
+  new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: N * N }, () => rng.normal()),
+    [N, N],
+  );
 const best = Math.min(...(await timeRuns(peakBytes, { a: square(), b: square() }, 20)));
 const peakRate = (2 * N * N * N) / 1e6 / best;
-console.log(`one ${N}x${N}x${N} matrix product: ${best.toFixed(2)} ms at best, ${peakRate.toFixed(0)} GFLOP/s; the step's products at that rate: ${(p.products.flop / 1e6 / peakRate).toFixed(1)} ms`);
+console.log(
+  `one ${N}x${N}x${N} matrix product: ${best.toFixed(2)} ms at best, ${peakRate.toFixed(0)} GFLOP/s; the step's products at that rate: ${(p.products.flop / 1e6 / peakRate).toFixed(1)} ms`,
+);
 const anchor = Number(arg('anchor') ?? 0);
 if (anchor > 0) console.log(`2.5x an anchor of ${anchor} images/s: ${((batch * 1000) / (2.5 * anchor)).toFixed(1)} ms a step`);
 printProfile(p, { top: Number(arg('top') ?? 25) });

@@ -44,10 +44,22 @@ export function productFlop(op: string, inputs: Shapes, outputs: Shapes): number
   return 2 * count(out) * inner;
 }
 
-export async function profileGraph(model: Uint8Array | string, feeds: Record<string, ort.Tensor>, { threads, runs }: { threads: number; runs: number }): Promise<Profile> {
+export async function profileGraph(
+  model: Uint8Array | string,
+  feeds: Record<string, ort.Tensor>,
+  { threads, runs }: { threads: number; runs: number },
+): Promise<Profile> {
   const prefix = path.join(os.tmpdir(), `vitrine-profile-${process.pid}-${Date.now()}`);
-  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential', intraOpNumThreads: threads, interOpNumThreads: 1, enableProfiling: true, profileFilePrefix: prefix };
-  const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+  const options: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    enableProfiling: true,
+    profileFilePrefix: prefix,
+  };
+  const session =
+    typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
   const used = Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
   await session.run(used);
   const t0 = performance.now();
@@ -55,8 +67,15 @@ export async function profileGraph(model: Uint8Array | string, feeds: Record<str
   const ms = (performance.now() - t0) / runs;
   session.endProfiling(); // writes <prefix>_<date>.json and returns nothing
   await session.release();
-  const file = readdirSync(os.tmpdir()).map((f) => path.join(os.tmpdir(), f)).find((f) => f.startsWith(`${prefix}_`) && f.endsWith('.json'))!;
-  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string; input_type_shape?: Shapes; output_type_shape?: Shapes } }[];
+  const file = readdirSync(os.tmpdir())
+    .map((f) => path.join(os.tmpdir(), f))
+    .find((f) => f.startsWith(`${prefix}_`) && f.endsWith('.json'))!;
+  const events = JSON.parse(readFileSync(file, 'utf8')) as {
+    cat: string;
+    name: string;
+    dur: number;
+    args?: { op_name?: string; input_type_shape?: Shapes; output_type_shape?: Shapes };
+  }[];
   rmSync(file);
   const perRun = runs + 1; // the warm run is profiled too
   const byOp = new Map<string, number>();
@@ -69,7 +88,11 @@ export async function profileGraph(model: Uint8Array | string, feeds: Record<str
       products.flop += productFlop(op, e.args?.input_type_shape, e.args?.output_type_shape);
     }
     byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
-    const n = byNode.get(e.name) ?? { op, us: 0, shape: (e.args?.output_type_shape ?? []).map((o) => JSON.stringify(Object.values(o)[0])).join(' ') };
+    const n = byNode.get(e.name) ?? {
+      op,
+      us: 0,
+      shape: (e.args?.output_type_shape ?? []).map((o) => JSON.stringify(Object.values(o)[0])).join(' '),
+    };
     n.us += e.dur;
     byNode.set(e.name, n);
   }
@@ -78,7 +101,9 @@ export async function profileGraph(model: Uint8Array | string, feeds: Record<str
     ms,
     kernelMs: total / perRun / 1000,
     byOp: [...byOp].sort((a, b) => b[1] - a[1]).map(([op, us]) => [op, us / perRun / 1000]),
-    nodes: [...byNode].sort((a, b) => b[1].us - a[1].us).map(([name, n]) => ({ name: name.replace(/_kernel_time$/, ''), op: n.op, ms: n.us / perRun / 1000, shape: n.shape })),
+    nodes: [...byNode]
+      .sort((a, b) => b[1].us - a[1].us)
+      .map(([name, n]) => ({ name: name.replace(/_kernel_time$/, ''), op: n.op, ms: n.us / perRun / 1000, shape: n.shape })),
     products: { ms: products.us / perRun / 1000, flop: products.flop / perRun },
   };
 }
@@ -86,8 +111,11 @@ export async function profileGraph(model: Uint8Array | string, feeds: Record<str
 /** The profile as lines: operator types (at most `ops`) with their share, then the `top` slowest nodes. */
 export function printProfile(p: Profile, { ops = 20, top = 25 }: { ops?: number; top?: number } = {}): void {
   const { ms, flop } = p.products;
-  console.log(`  matrix products (${[...PRODUCTS].join(', ')}): ${ms.toFixed(1)} ms for ${(flop / 1e9).toFixed(2)} GFLOP (${(flop / 1e6 / ms).toFixed(0)} GFLOP/s); every other kernel ${(p.kernelMs - ms).toFixed(1)} ms`);
-  for (const [op, ms] of p.byOp.slice(0, ops)) console.log(`  ${op.padEnd(22)} ${ms.toFixed(2).padStart(7)} ms  ${((100 * ms) / p.kernelMs).toFixed(1).padStart(5)}%`);
+  console.log(
+    `  matrix products (${[...PRODUCTS].join(', ')}): ${ms.toFixed(1)} ms for ${(flop / 1e9).toFixed(2)} GFLOP (${(flop / 1e6 / ms).toFixed(0)} GFLOP/s); every other kernel ${(p.kernelMs - ms).toFixed(1)} ms`,
+  );
+  for (const [op, ms] of p.byOp.slice(0, ops))
+    console.log(`  ${op.padEnd(22)} ${ms.toFixed(2).padStart(7)} ms  ${((100 * ms) / p.kernelMs).toFixed(1).padStart(5)}%`);
   if (top <= 0) return;
   console.log('slowest nodes:');
   for (const n of p.nodes.slice(0, top)) console.log(`  ${n.op.padEnd(22)} ${n.ms.toFixed(2).padStart(7)} ms  ${n.name} ${n.shape}`);

@@ -19,10 +19,27 @@ for (const kernel of ['linear', 'cubic', 'lanczos3'] as const) {
   const ours = (performance.now() - t0) / runs;
   t0 = performance.now();
   let vips: Buffer = Buffer.alloc(0);
-  for (let i = 0; i < runs; i++) vips = await sharp(rgb, { raw: { width: 32, height: 32, channels: 3 } }).resize(224, 224, { fit: 'fill', kernel }).raw().toBuffer();
+  for (let i = 0; i < runs; i++)
+    vips = await sharp(rgb, { raw: { width: 32, height: 32, channels: 3 } })
+      .resize(224, 224, { fit: 'fill', kernel })
+      .raw()
+      .toBuffer();
   const theirs = (performance.now() - t0) / runs;
   const mine = resizeLikePillow(rgb, 32, 32, 224, 224, kernel);
   let diff = 0;
   for (let i = 0; i < mine.length; i++) diff += Math.abs(mine[i] - vips[i]);
-  console.log(JSON.stringify({ bench: 'resample', kernel, from: '32x32', to: '224x224', vitrine_ms: +ours.toFixed(3), sharp_ms: +theirs.toFixed(3), sharp_mean_difference: +(diff / mine.length).toFixed(2), runs, cpu: os.cpus()[0].model, cores: os.cpus().length }));
+  console.log(
+    JSON.stringify({
+      bench: 'resample',
+      kernel,
+      from: '32x32',
+      to: '224x224',
+      vitrine_ms: +ours.toFixed(3),
+      sharp_ms: +theirs.toFixed(3),
+      sharp_mean_difference: +(diff / mine.length).toFixed(2),
+      runs,
+      cpu: os.cpus()[0].model,
+      cores: os.cpus().length,
+    }),
+  );
 }

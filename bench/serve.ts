@@ -48,8 +48,21 @@ if (drawFormat !== 'png' && drawFormat !== 'json') {
   console.error(`bench:serve: --draw-format takes png or json, not ${drawFormat}`);
   process.exit(2);
 }
-const drawMethod = draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--') ? argv[argv.indexOf('--draw') + 1] : 'relevance';
-const serverFlags = ['workers', 'threads', 'decoders', 'drawers', 'worker-nice', 'max-batch', 'max-delay-ms', 'max-queue', 'results-capacity'].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+const drawMethod =
+  draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--')
+    ? argv[argv.indexOf('--draw') + 1]
+    : 'relevance';
+const serverFlags = [
+  'workers',
+  'threads',
+  'decoders',
+  'drawers',
+  'worker-nice',
+  'max-batch',
+  'max-delay-ms',
+  'max-queue',
+  'results-capacity',
+].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
 const imagePath = opt('image', '');
@@ -60,12 +73,36 @@ const base = `http://127.0.0.1:${port}`;
 const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
 // --node-flags "..." replaces them (e.g. --node-flags "" to compare without); --gc also counts the
 // event loop's full collections (V8's --trace-gc lines) during each load.
-const nodeFlags = argv.includes('--node-flags') ? opt('node-flags', '').split(/\s+/).filter(Boolean) : pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
+const nodeFlags = argv.includes('--node-flags')
+  ? opt('node-flags', '').split(/\s+/).filter(Boolean)
+  : pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
 const countGc = argv.includes('--gc');
-const server = spawn(process.execPath, [...nodeFlags, ...(countGc ? ['--trace-gc'] : []), '--import', 'tsx', path.join(root, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--default-model', model, '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, ...serverFlags], {
-  cwd: root,
-  stdio: ['ignore', countGc ? 'pipe' : 'ignore', 'inherit'], // its JSON logs would mix with these lines
-});
+const server = spawn(
+  process.execPath,
+  [
+    ...nodeFlags,
+    ...(countGc ? ['--trace-gc'] : []),
+    '--import',
+    'tsx',
+    path.join(root, 'bin', 'vitrine.ts'),
+    'serve',
+    '--models',
+    models,
+    '--default-model',
+    model,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--log-level',
+    logLevel,
+    ...serverFlags,
+  ],
+  {
+    cwd: root,
+    stdio: ['ignore', countGc ? 'pipe' : 'ignore', 'inherit'], // its JSON logs would mix with these lines
+  },
+);
 // The main isolate is the first to collect (while loading modules); workers' isolates have other ids.
 let mainIsolate: string | null = null;
 let fullCollections = 0;
@@ -93,7 +130,9 @@ await waitReady(base, 60);
 const imageSize = Number(opt('image-size', '32'));
 const imageFormat = opt('image-format', 'png') as 'png' | 'jpeg';
 const example = sharp(path.join(here, 'server', 'web', 'examples', 'cat.png'));
-const image = imagePath ? await readFile(imagePath) : await (imageSize === 32 ? example : example.resize(imageSize, imageSize)).toFormat(imageFormat).toBuffer();
+const image = imagePath
+  ? await readFile(imagePath)
+  : await (imageSize === 32 ? example : example.resize(imageSize, imageSize)).toFormat(imageFormat).toBuffer();
 const imageLabel = imagePath || `examples/cat.png as ${imageSize}x${imageSize} ${imageFormat.toUpperCase()}`;
 
 function percentile(sorted: number[], p: number): number {
@@ -115,10 +154,16 @@ while (Date.now() < end) {
 process.stdout.write(JSON.stringify(out));`;
 
 function pollHealth(ms: number): Promise<number[]> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', POLLER, `${base}/healthz`, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', POLLER, `${base}/healthz`, String(ms)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let text = '';
   child.stdout.on('data', (d) => (text += d));
-  return new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(text) as number[]) : reject(new Error(`the /healthz poller exited with ${code}`)))));
+  return new Promise((resolve, reject) =>
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(text) as number[]) : reject(new Error(`the /healthz poller exited with ${code}`)),
+    ),
+  );
 }
 
 const classifyRequest = {
@@ -135,13 +180,25 @@ const pair = {
   url: base,
   requests: [
     // as the page asks: a class map shown first comes with the classification (one run, kept with the result)
-    { method: 'POST' as const, path: `/classify${drawMethod === 'relevance' ? '?attention=relevance' : ''}`, headers: classifyRequest.headers, body: classifyRequest.body, onResponse: (_s: number, body: string, context: object) => {
-      const c = context as Context;
-      const b = JSON.parse(body) as { id: string; predictions: { index: number }[] };
-      c.id = b.id;
-      c.top = b.predictions[0].index;
-    } },
-    { method: 'GET' as const, setupRequest: (req: autocannon.Request, context: object) => ({ ...req, path: `/attention/${(context as Context).id}?method=${drawMethod}${(CLASS_METHODS as readonly string[]).includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256${drawFormat === 'png' ? '' : `&format=${drawFormat}`}` }) },
+    {
+      method: 'POST' as const,
+      path: `/classify${drawMethod === 'relevance' ? '?attention=relevance' : ''}`,
+      headers: classifyRequest.headers,
+      body: classifyRequest.body,
+      onResponse: (_s: number, body: string, context: object) => {
+        const c = context as Context;
+        const b = JSON.parse(body) as { id: string; predictions: { index: number }[] };
+        c.id = b.id;
+        c.top = b.predictions[0].index;
+      },
+    },
+    {
+      method: 'GET' as const,
+      setupRequest: (req: autocannon.Request, context: object) => ({
+        ...req,
+        path: `/attention/${(context as Context).id}?method=${drawMethod}${(CLASS_METHODS as readonly string[]).includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256${drawFormat === 'png' ? '' : `&format=${drawFormat}`}`,
+      }),
+    },
   ],
 };
 const request = drawOnly ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : draw ? pair : classifyRequest;
@@ -169,7 +226,11 @@ async function load(connections: number) {
       seconds,
       cores: os.cpus().length,
       image: imageLabel,
-      load: drawOnly ? 'GET /attention/:id (png, rollout)' : draw ? `POST /classify, then GET /attention/:id (${drawFormat}, ${drawMethod})` : 'POST /classify',
+      load: drawOnly
+        ? 'GET /attention/:id (png, rollout)'
+        : draw
+          ? `POST /classify, then GET /attention/:id (${drawFormat}, ${drawMethod})`
+          : 'POST /classify',
       attention: attention || 'rollout (default)',
       ...(tta ? { tta } : {}),
       ...(root !== here ? { root } : {}),
@@ -200,4 +261,12 @@ while (performance.now() - t0 < 3000) {
   await runSession(session, { [config.input_name]: { data: pixels, dims: [64, 3, h, w] } }, outputs);
   runs++;
 }
-console.log(JSON.stringify({ bench: 'serve-ceiling', runner: 'onnxruntime-cpu', batch: 64, images_per_s: Math.round((runs * 64) / ((performance.now() - t0) / 1000)), outputs: 'logits+attentions' }));
+console.log(
+  JSON.stringify({
+    bench: 'serve-ceiling',
+    runner: 'onnxruntime-cpu',
+    batch: 64,
+    images_per_s: Math.round((runs * 64) / ((performance.now() - t0) / 1000)),
+    outputs: 'logits+attentions',
+  }),
+);

@@ -84,7 +84,9 @@ let variant = 0;
 await phase('map variants', 16, async (until) => {
   while (Date.now() < until) {
     const i = ++variant;
-    await fetch(`${base}/attention/${id}?format=json&discard=${i}e-9&head=${String(i % 4).padStart(8000, '0')}`).then((r) => r.arrayBuffer());
+    await fetch(`${base}/attention/${id}?format=json&discard=${i}e-9&head=${String(i % 4).padStart(8000, '0')}`).then((r) =>
+      r.arrayBuffer(),
+    );
   }
 });
 

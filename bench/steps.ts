@@ -4,16 +4,22 @@
 
 import { readFileSync } from 'node:fs';
 import { BatchLoader } from '../trainer/data/loader.js';
-import { ImageDataset } from '../trainer/data/dataset.js';
+import type { ImageDataset } from '../trainer/data/dataset.js';
 import { Rng } from '../trainer/nn/random.js';
 import { AdamW } from '../trainer/train/optim.js';
-import { StepRunner } from '../trainer/train/step.js';
+import type { StepRunner } from '../trainer/train/step.js';
 import { recipeFile } from '../trainer/train/recipes.js';
-import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { SEED_CONFIG, type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 
 /** A bench's architecture: a recipe's (by name or file) model and batch size, or the seed ViT at 256. */
-export function benchArchitecture(recipeName: string | null | undefined): { recipe: Record<string, unknown> | null; config: ViTConfig; batch: number } {
-  const recipe = recipeName ? (JSON.parse(readFileSync(recipeFile(recipeName) ?? recipeName, 'utf8')) as { model?: Record<string, unknown>; batch_size?: number }) : null;
+export function benchArchitecture(recipeName: string | null | undefined): {
+  recipe: Record<string, unknown> | null;
+  config: ViTConfig;
+  batch: number;
+} {
+  const recipe = recipeName
+    ? (JSON.parse(readFileSync(recipeFile(recipeName) ?? recipeName, 'utf8')) as { model?: Record<string, unknown>; batch_size?: number })
+    : null;
   return { recipe, config: recipe ? parseViTConfig(recipe.model ?? {}, recipeName!) : SEED_CONFIG, batch: recipe?.batch_size ?? 256 };
 }
 

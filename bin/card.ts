@@ -18,7 +18,10 @@ export const CARD_USAGE = `usage: vitrine card --model <dir> [--name <name>] [--
   The accuracy is measured on the images the run held out (config.json's training record), or --data.`;
 
 /** Writes <dir>/README.md; returns its path. */
-export async function writeFolderCard(dir: string, o: { name?: string; data?: string; dataDir?: string; log?: (l: string) => void } = {}): Promise<string> {
+export async function writeFolderCard(
+  dir: string,
+  o: { name?: string; data?: string; dataDir?: string; log?: (l: string) => void } = {},
+): Promise<string> {
   const config = await readModelConfig(dir);
   const file = modelFileIn(dir);
   if (!file) throw new CliError(`${dir} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
@@ -26,7 +29,12 @@ export async function writeFolderCard(dir: string, o: { name?: string; data?: st
   let evaluation = null;
   if (data) {
     const session = await createSession(file, { device: 'cpu' });
-    const { result, which } = await evaluateModel(dir, config, { data, dataDir: o.dataDir ?? 'data', limit: 0, batchSize: 500 }, sessionLogits(session, config));
+    const { result, which } = await evaluateModel(
+      dir,
+      config,
+      { data, dataDir: o.dataDir ?? 'data', limit: 0, batchSize: 500 },
+      sessionLogits(session, config),
+    );
     evaluation = { result, which };
   } else o.log?.(`${dir}: no training record and no --data: the card has no accuracy`);
   const parameters = config.vit ? new ViT(parseViTConfig(config.vit, `${dir} (vit)`)).parameterCount() : 0;
@@ -34,12 +42,27 @@ export async function writeFolderCard(dir: string, o: { name?: string; data?: st
 }
 
 export async function cardCommand(argv: string[], log: (line: string) => void): Promise<void> {
-  const flags = parseFlags(argv, { model: { type: 'string' }, name: { type: 'string' }, data: { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, CARD_USAGE);
+  const flags = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      name: { type: 'string' },
+      data: { type: 'string' },
+      'data-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    CARD_USAGE,
+  );
   if (flags.help) {
     log(CARD_USAGE);
     return;
   }
   if (!flags.model) throw new CliError(`--model is required\n${CARD_USAGE}`, 2);
-  const out = await writeFolderCard(flags.model, { name: flags.name, data: flags.data, dataDir: flags['data-dir'], log: (l) => process.stderr.write(`warning: ${l}\n`) });
+  const out = await writeFolderCard(flags.model, {
+    name: flags.name,
+    data: flags.data,
+    dataDir: flags['data-dir'],
+    log: (l) => process.stderr.write(`warning: ${l}\n`),
+  });
   log(`wrote ${out}`);
 }

@@ -1,9 +1,9 @@
 // What every command shares: flag parsing that rejects unknown flags, and one-line errors.
 
 import { promises as fs } from 'node:fs';
-import { ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { parseStrict, parseStrictWithInputs } from '../runtime/args.js';
-import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 
 /** An error whose message is the whole story: printed as one line, exit status 1 (2 for usage). */
 export class CliError extends Error {
@@ -69,7 +69,8 @@ export async function readViTConfig(file: string): Promise<ViTConfig> {
 export async function parseLabels(value: string): Promise<string[]> {
   if (value.endsWith('.json')) {
     const raw = await readJsonFile(value);
-    if (!Array.isArray(raw) || !raw.every((l) => typeof l === 'string')) throw new CliError(`${value}: expected a JSON array of label strings`);
+    if (!Array.isArray(raw) || !raw.every((l) => typeof l === 'string'))
+      throw new CliError(`${value}: expected a JSON array of label strings`);
     return raw;
   }
   return value.split(',').map((l) => l.trim());

@@ -1,11 +1,11 @@
 // vitrine eval: an exported model folder on CIFAR-10's test set or a folder of class folders.
 
 import path from 'node:path';
-import { ImageDataset } from '../trainer/data/dataset.js';
+import type { ImageDataset } from '../trainer/data/dataset.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { type Evaluation, type LogitsFn, TTAS, type Tta, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
 import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
-import { DEVICES, Device, type Session, createSession, runSession } from '../runtime/ort.js';
+import { DEVICES, type Device, type Session, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
 export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device auto|cpu|webgpu|cuda] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
@@ -46,11 +46,33 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   const { result, which, source, count } = await evaluateModel(
     flags.model,
     config,
-    { data: flags.data ?? 'cifar10', dataDir: flags['data-dir'] ?? 'data', limit: intFlag(flags.limit, 'limit', 0), batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1), tta },
+    {
+      data: flags.data ?? 'cifar10',
+      dataDir: flags['data-dir'] ?? 'data',
+      limit: intFlag(flags.limit, 'limit', 0),
+      batchSize: intFlag(flags['batch-size'], 'batch-size', 500, 1),
+      tta,
+    },
     sessionLogits(session, config),
   );
-  if (flags.json) log(JSON.stringify({ model: flags.model, data: source, evaluated: which, tta, images: result.count, accuracy: result.accuracy, loss: result.loss, per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.confusion[k].some((n) => n > 0) ? result.perClass[k] : null])), confusion: result.confusion }));
-  else log(`${flags.model} on ${which} (${count} images, ${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}):\n${formatEvaluation(result, config.labels)}`);
+  if (flags.json)
+    log(
+      JSON.stringify({
+        model: flags.model,
+        data: source,
+        evaluated: which,
+        tta,
+        images: result.count,
+        accuracy: result.accuracy,
+        loss: result.loss,
+        per_class: Object.fromEntries(config.labels.map((l, k) => [l, result.confusion[k].some((n) => n > 0) ? result.perClass[k] : null])),
+        confusion: result.confusion,
+      }),
+    );
+  else
+    log(
+      `${flags.model} on ${which} (${count} images, ${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}):\n${formatEvaluation(result, config.labels)}`,
+    );
 }
 
 /** The logits of a model folder's session for a normalized batch, their shape checked. */
@@ -58,9 +80,12 @@ export function sessionLogits(session: Session, config: ModelConfig): LogitsFn {
   const [height, width] = config.image_size;
   const K = config.labels.length;
   return async (pixels, n) => {
-    const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [config.logits_output]);
+    const out = await runSession(session, { [config.input_name]: { data: pixels, dims: [n, config.mean.length, height, width] } }, [
+      config.logits_output,
+    ]);
     const logits = out[config.logits_output];
-    if (logits.dims.length !== 2 || logits.dims[1] !== K) throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
+    if (logits.dims.length !== 2 || logits.dims[1] !== K)
+      throw new CliError(`${config.logits_output} has shape [${logits.dims}], expected [${n}, ${K}]`);
     return logits.data;
   };
 }
@@ -80,7 +105,12 @@ export interface EvalData {
  * with the model's fit, resampling, rescale, mean and std, so that `logits` is given exactly the
  * tensors POST /classify would give the model for the same files.
  */
-export async function evaluateModel(dir: string, config: ModelConfig, o: EvalData, logits: LogitsFn): Promise<{ result: Evaluation; which: string; source: string; count: number }> {
+export async function evaluateModel(
+  dir: string,
+  config: ModelConfig,
+  o: EvalData,
+  logits: LogitsFn,
+): Promise<{ result: Evaluation; which: string; source: string; count: number }> {
   const [height, width] = config.image_size;
   if (height !== width) throw new CliError(`${dir}: only square models are evaluated (image_size ${height}x${width})`);
   // The folder this model was trained on: hold out exactly what its run held out.
@@ -115,6 +145,12 @@ export async function evaluateModel(dir: string, config: ModelConfig, o: EvalDat
   const stray = set.classes.find((_, i) => remap[i] < 0);
   if (stray !== undefined) throw new CliError(`class '${stray}' of the data is not among the model's labels (${config.labels.join(', ')})`);
   set = { ...set, labels: set.labels.map((l) => remap[l]), classes: config.labels };
-  const result = await evaluate(logits, set, { mean: config.mean, std: config.std, rescale: config.rescale, batchSize: o.batchSize, tta: o.tta });
+  const result = await evaluate(logits, set, {
+    mean: config.mean,
+    std: config.std,
+    rescale: config.rescale,
+    batchSize: o.batchSize,
+    tta: o.tta,
+  });
   return { result, which, source: data.source, count: set.count };
 }

@@ -3,12 +3,12 @@
 
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { PREPROCESSOR_FILE, TrainingRecord } from '../runtime/model-config.js';
+import { PREPROCESSOR_FILE, type TrainingRecord } from '../runtime/model-config.js';
 import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
 import { trainingRecord } from '../trainer/train/checkpoint.js';
 import { LIGHT_RELEVANCE_FILE, RELEVANCE_FILE, exportModel, defaultLabels } from '../trainer/export.js';
 import { readSafetensors } from '../trainer/io/safetensors.js';
-import { SEED_CONFIG, ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { SEED_CONFIG, type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
 import { loadWeights } from '../trainer/vit/weights.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
@@ -56,12 +56,17 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     if (flags.config) throw new CliError('--config cannot be given with a checkpoint folder: the folder brings its architecture', 2);
     const src = await readInit(flags.checkpoint);
     const labels = flags.labels ? await parseLabels(flags.labels) : src.labels;
-    if (labels.length === 0) throw new CliError(`${flags.checkpoint}: a ${src.architecture ?? 'model'} without a classifier: give --labels to export it with a fresh one`);
+    if (labels.length === 0)
+      throw new CliError(
+        `${flags.checkpoint}: a ${src.architecture ?? 'model'} without a classifier: give --labels to export it with a fresh one`,
+      );
     const { model, said } = initModel(src, initConfig(src, labels.length), labels, seed);
     for (const line of said) log(line);
     const preprocessing = src.preprocessing ?? undefined;
     const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { preprocessing });
-    log(`exported ${model.parameterCount()} parameters from ${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ${written(flags.out, modelFile, bytes, configFile)}`);
+    log(
+      `exported ${model.parameterCount()} parameters from ${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ${written(flags.out, modelFile, bytes, configFile)}`,
+    );
     return;
   }
   const checkpoint = flags.checkpoint ? await readSafetensors(flags.checkpoint) : null;
@@ -74,15 +79,32 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
   const model = new ViT(config, seed);
   if (checkpoint) loadWeights(model, checkpoint.tensors, flags.checkpoint!);
 
-  const labels = flags.labels ? await parseLabels(flags.labels) : meta.labels ? (JSON.parse(meta.labels) as string[]) : defaultLabels(config.num_classes);
-  if (labels.length !== config.num_classes) throw new CliError(`${labels.length} labels given for a model of ${config.num_classes} classes`);
+  const labels = flags.labels
+    ? await parseLabels(flags.labels)
+    : meta.labels
+      ? (JSON.parse(meta.labels) as string[])
+      : defaultLabels(config.num_classes);
+  if (labels.length !== config.num_classes)
+    throw new CliError(`${labels.length} labels given for a model of ${config.num_classes} classes`);
   // a run's weights (weights, best or checkpoint) carry the run's data and split: eval then holds out
   // what the run held out
-  const training = meta.training ? (JSON.parse(meta.training) as TrainingRecord) : meta.vitrine_run ? trainingRecord(mergeTrainConfig(DEFAULT_TRAIN, (JSON.parse(meta.vitrine_run) as { config?: Record<string, unknown> }).config ?? {}, `${flags.checkpoint} (vitrine_run)`)) : undefined;
+  const training = meta.training
+    ? (JSON.parse(meta.training) as TrainingRecord)
+    : meta.vitrine_run
+      ? trainingRecord(
+          mergeTrainConfig(
+            DEFAULT_TRAIN,
+            (JSON.parse(meta.vitrine_run) as { config?: Record<string, unknown> }).config ?? {},
+            `${flags.checkpoint} (vitrine_run)`,
+          ),
+        )
+      : undefined;
   const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { training });
   // exported from a run: its recipe, epochs and curves come along, and the folder gets its card
   if (checkpoint && training && (await copyRunFiles(path.dirname(flags.checkpoint!), flags.out))) {
     log(`model card: ${await writeFolderCard(flags.out, { name: path.basename(path.resolve(flags.out)) })}`);
   }
-  log(`exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${written(flags.out, modelFile, bytes, configFile)}`);
+  log(
+    `exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${written(flags.out, modelFile, bytes, configFile)}`,
+  );
 }

@@ -3,10 +3,19 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, MODEL_FILE, PREPROCESSOR_FILE, RESAMPLES, Resample, modelFileIn, modelFolderFiles, parseModelConfig } from '../runtime/model-config.js';
+import {
+  CONFIG_FILE,
+  MODEL_FILE,
+  PREPROCESSOR_FILE,
+  RESAMPLES,
+  type Resample,
+  modelFileIn,
+  modelFolderFiles,
+  parseModelConfig,
+} from '../runtime/model-config.js';
 import { decodeModel } from '../trainer/autograd/onnx-proto.js';
 import { LIGHT_RELEVANCE_FILE, RELEVANCE_FILE } from '../trainer/export.js';
-import { ImportSettings, importGraph, weightsFileIn } from '../trainer/import.js';
+import { type ImportSettings, importGraph, weightsFileIn } from '../trainer/import.js';
 import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
 import { CliError, intFlag, parseFlags, parseLabels, readJsonFile } from './cli-util.js';
@@ -26,7 +35,8 @@ const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
 function numberList(value: string, name: string): number[] {
   const v = value.split(',').map((x) => Number(x.trim()));
-  if (v.length === 0 || v.some((x) => !Number.isFinite(x))) throw new CliError(`--${name} must be numbers separated by commas, got '${value}'`, 2);
+  if (v.length === 0 || v.some((x) => !Number.isFinite(x)))
+    throw new CliError(`--${name} must be numbers separated by commas, got '${value}'`, 2);
   return v;
 }
 
@@ -74,8 +84,10 @@ export async function importCommand(argv: string[], log: (line: string) => void)
   }
   if (!source) throw new CliError(`name the model to import first: vitrine import <model.onnx | folder> --out <dir>\n${IMPORT_USAGE}`, 2);
   if (!flags.out) throw new CliError(`--out is required\n${IMPORT_USAGE}`, 2);
-  if (flags.fit !== undefined && flags.fit !== 'cover' && flags.fit !== 'fill') throw new CliError(`--fit must be cover or fill, got '${flags.fit}'`, 2);
-  if (flags.resample !== undefined && !RESAMPLES.includes(flags.resample as Resample)) throw new CliError(`--resample must be one of ${RESAMPLES.join(', ')}, got '${flags.resample}'`, 2);
+  if (flags.fit !== undefined && flags.fit !== 'cover' && flags.fit !== 'fill')
+    throw new CliError(`--fit must be cover or fill, got '${flags.fit}'`, 2);
+  if (flags.resample !== undefined && !RESAMPLES.includes(flags.resample as Resample))
+    throw new CliError(`--resample must be one of ${RESAMPLES.join(', ')}, got '${flags.resample}'`, 2);
   const heads = flags.heads === undefined ? undefined : intFlag(flags.heads, 'heads', 0, 1);
   const patchSize = flags['patch-size'] === undefined ? undefined : intFlag(flags['patch-size'], 'patch-size', 0, 1);
   const size = flags.size === undefined ? undefined : parseSize(flags.size);
@@ -101,8 +113,14 @@ export async function importCommand(argv: string[], log: (line: string) => void)
   const processorFile = path.join(folder, PREPROCESSOR_FILE);
   const rawConfig = existsSync(configFile) ? ((await readJsonFile(configFile)) as Record<string, unknown>) : undefined;
   const rawProcessor = existsSync(processorFile) ? await readJsonFile(processorFile) : undefined;
-  const said = rawConfig && rawProcessor ? parseModelConfig({ ...rawConfig, input_name: undefined, labels: undefined }, configFile, rawProcessor, processorFile) : undefined;
-  const fromFolder = rawConfig?.id2label !== undefined ? parseModelConfig({ id2label: rawConfig.id2label }, configFile, rawProcessor ?? { size: 1 }).labels : undefined;
+  const said =
+    rawConfig && rawProcessor
+      ? parseModelConfig({ ...rawConfig, input_name: undefined, labels: undefined }, configFile, rawProcessor, processorFile)
+      : undefined;
+  const fromFolder =
+    rawConfig?.id2label !== undefined
+      ? parseModelConfig({ id2label: rawConfig.id2label }, configFile, rawProcessor ?? { size: 1 }).labels
+      : undefined;
   const labels = flags.labels ? await parseLabels(flags.labels) : fromFolder;
   const assumed: string[] = [];
   const settings: ImportSettings = {
@@ -129,12 +147,18 @@ export async function importCommand(argv: string[], log: (line: string) => void)
   }
   if (!labels) assumed.push(`labels class_0…class_${result.config.labels.length - 1} (--labels)`);
   if (said && (said.image_size[0] !== result.config.image_size[0] || said.image_size[1] !== result.config.image_size[1])) {
-    throw new CliError(`${processorFile} resizes to ${said.image_size.join('x')}, but the graph takes ${result.config.image_size.join('x')}`);
+    throw new CliError(
+      `${processorFile} resizes to ${said.image_size.join('x')}, but the graph takes ${result.config.image_size.join('x')}`,
+    );
   }
 
   const out = flags.out;
   const files = modelFolderFiles(result.config);
-  const config = { ...(rawConfig ?? {}), ...files.config, ...(rawConfig?.model_type ? { model_type: rawConfig.model_type, architectures: rawConfig.architectures } : {}) };
+  const config = {
+    ...(rawConfig ?? {}),
+    ...files.config,
+    ...(rawConfig?.model_type ? { model_type: rawConfig.model_type, architectures: rawConfig.architectures } : {}),
+  };
   try {
     await fs.mkdir(path.join(out, 'onnx'), { recursive: true });
     await writeFilesAtomic([
@@ -154,13 +178,15 @@ export async function importCommand(argv: string[], log: (line: string) => void)
     `imported ${file} (opset ${result.opset}, ${result.parameters.toLocaleString('en-US')} parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
       `${attentions.length} attentions of ${attentions[0].heads} heads over ${attentions[0].tokens} tokens (${layout.prefixTokens} before a ${layout.grid.join('x')} grid of ${layout.patchSize}-pixel patches)`,
   );
-  log(`wrote ${out}: ${MODEL_FILE} (${mb(result.files.model.length)}), ${RELEVANCE_FILE} (${mb(result.files.relevance.length)}), ${LIGHT_RELEVANCE_FILE} (${mb(result.files.light.length)}), onnx/model.onnx_data (${mb(result.files.weights.length)}), ${CONFIG_FILE}, ${PREPROCESSOR_FILE}`);
+  log(
+    `wrote ${out}: ${MODEL_FILE} (${mb(result.files.model.length)}), ${RELEVANCE_FILE} (${mb(result.files.relevance.length)}), ${LIGHT_RELEVANCE_FILE} (${mb(result.files.light.length)}), onnx/model.onnx_data (${mb(result.files.weights.length)}), ${CONFIG_FILE}, ${PREPROCESSOR_FILE}`,
+  );
   if (assumed.length > 0) log(`assumed ${assumed.join('; ')}: nothing in ${folder} said otherwise`);
 }
 
 function parseSize(value: string): [number, number] {
   const m = /^(\d+)(?:x(\d+))?$/.exec(value);
-  if (!m || Number(m[1]) < 1 || (m[2] !== undefined && Number(m[2]) < 1)) throw new CliError(`--size must be <height>[x<width>] in pixels, got '${value}'`, 2);
+  if (!m || Number(m[1]) < 1 || (m[2] !== undefined && Number(m[2]) < 1))
+    throw new CliError(`--size must be <height>[x<width>] in pixels, got '${value}'`, 2);
   return [Number(m[1]), Number(m[2] ?? m[1])];
 }
-

@@ -25,7 +25,18 @@ import { AttentionQuery } from '../server/schemas.js';
 import { CliError, intFlag, parseFlagsAndInputs } from './cli-util.js';
 import { IMAGE_EXTENSIONS, type Input, inputKey, listInputs, mapFile, shardOf } from './predict/inputs.js';
 import { PredictProgress } from './predict/progress.js';
-import { Appender, type PredictRecord, type WrittenRecord, csvHeader, csvLine, formatRecord, mergeShards, readRecords, replaceFile, resultsFile } from './predict/results.js';
+import {
+  Appender,
+  type PredictRecord,
+  type WrittenRecord,
+  csvHeader,
+  csvLine,
+  formatRecord,
+  mergeShards,
+  readRecords,
+  replaceFile,
+  resultsFile,
+} from './predict/results.js';
 
 const DEFAULTS = defaultServeConfig();
 // Throughput is all that counts here, not a request's latency: larger batches and a decode per core.
@@ -94,7 +105,11 @@ function mapQuery(values: Record<string, string | boolean | undefined>): MapQuer
     const schema = AttentionQuery.properties[key] as TSchema & { enum?: string[] };
     // the route's enums are plain JSON Schema (for Fastify's validator), which TypeBox's Value does not check
     const value = schema.enum ? raw : Value.Convert(schema, raw);
-    if (schema.enum ? !schema.enum.includes(String(raw)) : !Value.Check(schema, value)) throw new CliError(`--${key === 'method' ? 'maps' : key} must be ${schema.enum ? `one of ${schema.enum.join(', ')}` : expected(schema)}, got '${raw}'`, 2);
+    if (schema.enum ? !schema.enum.includes(String(raw)) : !Value.Check(schema, value))
+      throw new CliError(
+        `--${key === 'method' ? 'maps' : key} must be ${schema.enum ? `one of ${schema.enum.join(', ')}` : expected(schema)}, got '${raw}'`,
+        2,
+      );
     q[key] = value;
   }
   return { size: 256, alpha: 0.5, colormap: 'jet', ...q } as MapQuery & { size: number; alpha: number; colormap: string };
@@ -103,8 +118,12 @@ function mapQuery(values: Record<string, string | boolean | undefined>): MapQuer
 async function findModel(arg: string, modelsDir: string, warn: (m: string) => void): Promise<ServedModel> {
   const dir = existsSync(path.join(arg, 'config.json')) ? arg : path.join(modelsDir, arg);
   if (!existsSync(path.join(dir, 'config.json'))) {
-    const names = (await fs.readdir(modelsDir).catch(() => [] as string[])).filter((n) => existsSync(path.join(modelsDir, n, 'config.json')));
-    throw new CliError(`no model '${arg}': not a model folder, nor a folder under ${modelsDir}${names.length ? ` (${names.join(', ')})` : ''}`);
+    const names = (await fs.readdir(modelsDir).catch(() => [] as string[])).filter((n) =>
+      existsSync(path.join(modelsDir, n, 'config.json')),
+    );
+    throw new CliError(
+      `no model '${arg}': not a model folder, nor a folder under ${modelsDir}${names.length ? ` (${names.join(', ')})` : ''}`,
+    );
   }
   try {
     return await loadModelFolder(dir, path.basename(path.resolve(dir)), warn);
@@ -121,7 +140,8 @@ async function readImageFile(file: string): Promise<Buffer> {
   const handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) throw Object.assign(new Error('not a regular file (a FIFO, a device or a socket): skipped'), { code: 'VIT_NOT_A_FILE' });
+    if (!stat.isFile())
+      throw Object.assign(new Error('not a regular file (a FIFO, a device or a socket): skipped'), { code: 'VIT_NOT_A_FILE' });
     return await handle.readFile();
   } finally {
     await handle.close();
@@ -156,9 +176,12 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const onBad = choice(values['on-bad-image'], 'on-bad-image', ['skip', 'fail'] as const, 'skip');
   if (values.resume && values.overwrite) throw new CliError('give --resume or --overwrite, not both', 2);
   const asked = new Set(MAP_FLAGS.filter((k) => values[k] !== undefined));
-  if (!values.maps && asked.size) throw new CliError(`--${[...asked][0]} applies to the maps: add --maps relevance|chefer|grad-input|combined|rollout|cls`, 2);
-  if (values['maps-json'] && !values.maps) throw new CliError('--maps-json adds the map of --maps to each record: add --maps relevance|chefer|grad-input|combined|rollout|cls', 2);
-  if (values['maps-json'] && format === 'csv') throw new CliError('--maps-json writes the map into JSON lines: with --format csv the maps are the PNG files', 2);
+  if (!values.maps && asked.size)
+    throw new CliError(`--${[...asked][0]} applies to the maps: add --maps relevance|chefer|grad-input|combined|rollout|cls`, 2);
+  if (values['maps-json'] && !values.maps)
+    throw new CliError('--maps-json adds the map of --maps to each record: add --maps relevance|chefer|grad-input|combined|rollout|cls', 2);
+  if (values['maps-json'] && format === 'csv')
+    throw new CliError('--maps-json writes the map into JSON lines: with --format csv the maps are the PNG files', 2);
   const q = values.maps ? mapQuery(values) : null;
   const shard = shardOf(values.shard, values.shards, process.env);
   const inference = {
@@ -171,7 +194,11 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const decoders = intFlag(values.decoders, 'decoders', PREDICT_DECODERS, 1);
   const maxPixels = intFlag(values['max-pixels'], 'max-pixels', DEFAULTS.maxPixels, 1);
 
-  const model = await findModel(values.model ?? DEFAULTS.defaultModel, values.models ?? (process.env.VITRINE_MODELS || DEFAULTS.models), warn);
+  const model = await findModel(
+    values.model ?? DEFAULTS.defaultModel,
+    values.models ?? (process.env.VITRINE_MODELS || DEFAULTS.models),
+    warn,
+  );
   const labels = model.config.labels;
   const topk = Math.min(intFlag(values.topk, 'topk', 5, 1), labels.length);
   if (q) {
@@ -184,7 +211,10 @@ export async function predictCommand(argv: string[], log: (line: string) => void
 
   // The inputs, and what a results file of an earlier run holds of them.
   const { inputs, skipped } = await listInputs(positionals, shard);
-  if (skipped.length) warn(`${count(skipped.length, 'file')} in the folders not taken, their names not an image's: ${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}`);
+  if (skipped.length)
+    warn(
+      `${count(skipped.length, 'file')} in the folders not taken, their names not an image's: ${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}`,
+    );
   const out = values.out ?? 'results';
   await fs.mkdir(out, { recursive: true });
   const file = resultsFile(out, format, shard);
@@ -194,7 +224,8 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`);
   });
   let kept: WrittenRecord[] = [];
-  if (existing !== '' && !values.resume && !values.overwrite) throw new CliError(`${file} exists: --resume continues that run (the inputs it holds are skipped), --overwrite starts again`, 2);
+  if (existing !== '' && !values.resume && !values.overwrite)
+    throw new CliError(`${file} exists: --resume continues that run (the inputs it holds are skipped), --overwrite starts again`, 2);
   if (values.resume && existing !== '') {
     const read = readRecords(existing, format, file, format === 'csv' ? header : null);
     const current = new Map(inputs.map((i) => [i.path, inputKey(i)]));
@@ -204,7 +235,10 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     const dropped = read.records.length - kept.length;
     if (read.cut || dropped > 0 || (format === 'csv' && !read.header)) {
       await replaceFile(file, (format === 'csv' ? csvLine(header) : '') + kept.map((r) => r.text).join(''));
-      if (dropped) warn(`${count(dropped, 'result')} in ${file} dropped: their files have changed since (size or modification time), so they are done again`);
+      if (dropped)
+        warn(
+          `${count(dropped, 'result')} in ${file} dropped: their files have changed since (size or modification time), so they are done again`,
+        );
     }
   } else await replaceFile(file, format === 'csv' ? csvLine(header) : '');
   const done = new Set(kept.map((r) => r.key));
@@ -218,9 +252,15 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   for (const r of kept) tally(r.label, r.error);
   for (const r of kept) r.text = ''; // the texts were needed for the rewrite only
   const before = kept.length;
-  process.stderr.write(`${count(inputs.length, 'input')}${shard && shard.count > 1 ? ` in shard ${shard.index}/${shard.count}` : ''}${before ? `, ${before.toLocaleString('en-US')} already in ${file}` : ''}; model ${model.name} (${labels.length} classes)\n`);
+  process.stderr.write(
+    `${count(inputs.length, 'input')}${shard && shard.count > 1 ? ` in shard ${shard.index}/${shard.count}` : ''}${before ? `, ${before.toLocaleString('en-US')} already in ${file}` : ''}; model ${model.name} (${labels.length} classes)\n`,
+  );
 
-  const engine = await startInference([model], { ...inference, maxDelayMs: DEFAULTS.maxDelayMs, maxQueue: Number.MAX_SAFE_INTEGER, timeoutMs: 600_000 }, { info: (m) => process.stderr.write(`${m}\n`), error: (m) => process.stderr.write(`${m}\n`) });
+  const engine = await startInference(
+    [model],
+    { ...inference, maxDelayMs: DEFAULTS.maxDelayMs, maxQueue: Number.MAX_SAFE_INTEGER, timeoutMs: 600_000 },
+    { info: (m) => process.stderr.write(`${m}\n`), error: (m) => process.stderr.write(`${m}\n`) },
+  );
   if (engine.models.length === 0) {
     await engine.close();
     throw new CliError(`cannot load the model in ${model.dir}: ${engine.pool.skipped[model.name]}`);
@@ -249,7 +289,10 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const oneRun = q !== null && CLASS_METHODS.includes(q.method ?? 'rollout') && topClass !== undefined && tta === 'none';
   /** A run of the model, tried once more when a worker failed (not the image's fault). */
   const classify = async (pixels: Float32Array): Promise<JobResult> => {
-    const run = () => (oneRun ? engine.batcher.submit(model.name, pixels, { relevanceClass: topClass, full: q!.method !== 'relevance' }) : runClassification(engine.batcher, model, pixels, { tta, attentions: q !== null && needsAttentions(q) }));
+    const run = () =>
+      oneRun
+        ? engine.batcher.submit(model.name, pixels, { relevanceClass: topClass, full: q!.method !== 'relevance' })
+        : runClassification(engine.batcher, model, pixels, { tta, attentions: q !== null && needsAttentions(q) });
     try {
       return await run();
     } catch (err) {
@@ -285,7 +328,15 @@ export async function predictCommand(argv: string[], log: (line: string) => void
       record.image = { format: image.format, width: image.original.width, height: image.original.height };
       const t4 = performance.now();
       const ms = (a: number, b: number) => +(b - a).toFixed(3);
-      record.timings = { read_ms: ms(t0, t1), decode_ms: ms(t1, t2), queue_ms: +r.queueMs.toFixed(3), inference_ms: +r.inferenceMs.toFixed(3), ...(q ? { map_ms: ms(t3, t4) } : {}), total_ms: ms(t0, t4), batch_size: r.batchSize };
+      record.timings = {
+        read_ms: ms(t0, t1),
+        decode_ms: ms(t1, t2),
+        queue_ms: +r.queueMs.toFixed(3),
+        inference_ms: +r.inferenceMs.toFixed(3),
+        ...(q ? { map_ms: ms(t3, t4) } : {}),
+        total_ms: ms(t0, t4),
+        batch_size: r.batchSize,
+      };
     } catch (err) {
       record.error = failure(err);
     }
@@ -300,7 +351,9 @@ export async function predictCommand(argv: string[], log: (line: string) => void
       const input = todo[next++];
       const record = await predictOne(input);
       if (record.error && onBad === 'fail') {
-        failed ??= new CliError(`${input.path}: ${record.error.message} (--on-bad-image fail; what was done is in ${file}, --resume continues)`);
+        failed ??= new CliError(
+          `${input.path}: ${record.error.message} (--on-bad-image fail; what was done is in ${file}, --resume continues)`,
+        );
         return;
       }
       appender.write(formatRecord(record, format, header));
@@ -327,10 +380,13 @@ export async function predictCommand(argv: string[], log: (line: string) => void
 
   const rate = progress.rate(finished);
   const total = [...labelCounts.values()].reduce((a, b) => a + b, 0) + [...errorCounts.values()].reduce((a, b) => a + b, 0);
-  log(`${count(finished, 'image')} in ${progress.elapsedS().toFixed(1)} s (${Math.round(rate).toLocaleString('en-US')} images/s)${before ? `, ${before.toLocaleString('en-US')} done before` : ''}: ${count(total, 'result')} in ${file}`);
+  log(
+    `${count(finished, 'image')} in ${progress.elapsedS().toFixed(1)} s (${Math.round(rate).toLocaleString('en-US')} images/s)${before ? `, ${before.toLocaleString('en-US')} done before` : ''}: ${count(total, 'result')} in ${file}`,
+  );
   const byLabel = [...labelCounts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   if (byLabel.length) log(`predicted: ${byLabel.map(([l, n]) => `${l} ${n.toLocaleString('en-US')}`).join(', ')}`);
-  if (errorCounts.size) log(`errors: ${[...errorCounts.entries()].map(([c, n]) => `${c} ${n.toLocaleString('en-US')}`).join(', ')} (their records say why)`);
+  if (errorCounts.size)
+    log(`errors: ${[...errorCounts.entries()].map(([c, n]) => `${c} ${n.toLocaleString('en-US')}`).join(', ')} (their records say why)`);
   if (stopping) {
     log(`stopped by ${stopping}: ${count(todo.length - finished, 'input')} left; run the same command with --resume to continue`);
     return stopping === 'SIGTERM' ? 143 : 130;

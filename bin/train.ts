@@ -3,13 +3,13 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../trainer/train/checkpoint.js';
-import { DEFAULT_TRAIN, TRAIN_KEYS, TrainConfig, TrainConfigSchema, flagValue, mergeTrainConfig } from '../trainer/train/config.js';
+import { DEFAULT_TRAIN, TRAIN_KEYS, type TrainConfig, TrainConfigSchema, flagValue, mergeTrainConfig } from '../trainer/train/config.js';
 import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { recipeFile, recipeNames } from '../trainer/train/recipes.js';
 import { train } from '../trainer/train/loop.js';
 import { ProgressBar } from '../trainer/train/report.js';
-import { ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
-import { InitSource, initConfig, readInit } from '../trainer/vit/init.js';
+import { type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
+import { type InitSource, initConfig, readInit } from '../trainer/vit/init.js';
 import { flagOf, packLines, shownValue } from '../runtime/schema.js';
 import { CliError, parseFlags, progressPrinter, readJsonFile } from './cli-util.js';
 
@@ -30,7 +30,13 @@ export const TRAIN_USAGE = `usage: vitrine train [--recipe <name|file.json>] [--
   --init <Hugging Face ViT/DeiT folder | model folder | weights.safetensors> starts from its weights and
   architecture; the classifier is made anew when the data's labels differ from the checkpoint's.
   Keys (flags use dashes):
-    ${packLines(KEYS.map((k) => (isBool(k) ? `--${flagName(k)} / --no-${flagName(k)}` : `--${flagName(k)} ${shownValue(TrainConfigSchema.properties[k])}`)), 104, '  ').join('\n    ')}
+    ${packLines(
+      KEYS.map((k) =>
+        isBool(k) ? `--${flagName(k)} / --no-${flagName(k)}` : `--${flagName(k)} ${shownValue(TrainConfigSchema.properties[k])}`,
+      ),
+      104,
+      '  ',
+    ).join('\n    ')}
   --resume continues the run in --out exactly where its checkpoint left it. Ctrl-C saves a checkpoint and
   exits 130. Exit status: 0 done, 1 failed, 2 a wrong flag or value, 130 interrupted.`;
 
@@ -61,7 +67,8 @@ async function resolveVit(model: TrainConfig['model'], numClasses: number): Prom
   const source = typeof model === 'string' ? model : 'model config';
   const given = raw as Record<string, unknown>;
   const vit = parseViTConfig({ ...given, num_classes: given.num_classes ?? numClasses }, source);
-  if (vit.num_classes !== numClasses) throw new CliError(`${source}: num_classes is ${vit.num_classes} but the data has ${numClasses} classes`);
+  if (vit.num_classes !== numClasses)
+    throw new CliError(`${source}: num_classes is ${vit.num_classes} but the data has ${numClasses} classes`);
   return vit;
 }
 
@@ -103,16 +110,24 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
       if (key === 'model') {
         // the architecture is compared, not how it was named: an edited file is a different model
         const asked = await resolveVit(v as TrainConfig['model'], ck.vit.num_classes);
-        const differ = Object.keys({ ...asked, ...ck.vit }).filter((x) => JSON.stringify(asked[x as keyof ViTConfig]) !== JSON.stringify(ck.vit[x as keyof ViTConfig]));
+        const differ = Object.keys({ ...asked, ...ck.vit }).filter(
+          (x) => JSON.stringify(asked[x as keyof ViTConfig]) !== JSON.stringify(ck.vit[x as keyof ViTConfig]),
+        );
         if (differ.length > 0) {
-          const show = differ.map((x) => `${x} ${JSON.stringify(asked[x as keyof ViTConfig])} vs ${JSON.stringify(ck.vit[x as keyof ViTConfig])}`).join(', ');
-          throw new CliError(`--model ${typeof v === 'string' ? v : JSON.stringify(v)} is not the checkpoint's model (${show}); a resumed run keeps its settings`);
+          const show = differ
+            .map((x) => `${x} ${JSON.stringify(asked[x as keyof ViTConfig])} vs ${JSON.stringify(ck.vit[x as keyof ViTConfig])}`)
+            .join(', ');
+          throw new CliError(
+            `--model ${typeof v === 'string' ? v : JSON.stringify(v)} is not the checkpoint's model (${show}); a resumed run keeps its settings`,
+          );
         }
         delete given[k];
         continue;
       }
       if (!RESUMABLE.has(key) && JSON.stringify(v) !== JSON.stringify(ck.train[key])) {
-        throw new CliError(`--${flagName(k)} ${JSON.stringify(v)} does not match the checkpoint's ${JSON.stringify(ck.train[key])}; a resumed run keeps its settings`);
+        throw new CliError(
+          `--${flagName(k)} ${JSON.stringify(v)} does not match the checkpoint's ${JSON.stringify(ck.train[key])}; a resumed run keeps its settings`,
+        );
       }
     }
     config = mergeTrainConfig(ck.train, given, 'flags');
@@ -127,8 +142,14 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     const recipe = flags.recipe ? await readRecipe(flags.recipe as string) : implied ? await readRecipe(implied) : {};
     const fromRecipe = usage(() => mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, recipe, `recipe ${flags.recipe}`));
     config = usage(() => mergeTrainConfig(fromRecipe, given, 'flags'));
-    out = (flags.out as string | undefined) ?? path.join('runs', `${flags.recipe ? path.basename(flags.recipe as string, '.json') : 'train'}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`);
-    if (existsSync(path.join(out, CHECKPOINT_FILE))) throw new CliError(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
+    out =
+      (flags.out as string | undefined) ??
+      path.join(
+        'runs',
+        `${flags.recipe ? path.basename(flags.recipe as string, '.json') : 'train'}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`,
+      );
+    if (existsSync(path.join(out, CHECKPOINT_FILE)))
+      throw new CliError(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
   }
 
   // Starting weights (a fresh run only: a resumed one has its checkpoint's): their architecture, with
@@ -150,7 +171,9 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
   const data = await loadRunData({
     data: config.data,
     dataDir: config.data_dir,
-    imageSize: resumedVit?.image_size ?? (init ? ((overrides.image_size as number | undefined) ?? init.vit.image_size) : await modelImageSize(config.model)),
+    imageSize:
+      resumedVit?.image_size ??
+      (init ? ((overrides.image_size as number | undefined) ?? init.vit.image_size) : await modelImageSize(config.model)),
     valRatio: config.val_ratio,
     seed: config.seed,
     onBadImage: config.on_bad_image,
@@ -162,11 +185,20 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     const chosen = given.batch_size === undefined;
     if (chosen) config = { ...config, batch_size: folderBatch(data.train.count) };
     const batch = Math.min(config.batch_size, data.train.count);
-    progress.line(`a folder of ${data.train.count} training images and no --recipe: the folder recipe (a compact transformer with a convolutional tokenizer; ${config.epochs} epochs of AdamW at lr ${config.lr}, warmup and cosine, flips, crops, RandAugment) at batch ${batch}${chosen ? ", chosen for the folder's size" : ''}, ${Math.floor(data.train.count / batch)} steps an epoch; --recipe or flags change it`);
-  } else if (implied) progress.line(`no --recipe: the ${implied} recipe (a linear probe first, then everything with layer-wise decay); --recipe or flags change it`);
-  if (data.classes.length < 2) throw new CliError(`${config.data}: a classifier needs at least two classes, found ${data.classes.length} (${data.classes.join(', ')})`);
+    progress.line(
+      `a folder of ${data.train.count} training images and no --recipe: the folder recipe (a compact transformer with a convolutional tokenizer; ${config.epochs} epochs of AdamW at lr ${config.lr}, warmup and cosine, flips, crops, RandAugment) at batch ${batch}${chosen ? ", chosen for the folder's size" : ''}, ${Math.floor(data.train.count / batch)} steps an epoch; --recipe or flags change it`,
+    );
+  } else if (implied)
+    progress.line(
+      `no --recipe: the ${implied} recipe (a linear probe first, then everything with layer-wise decay); --recipe or flags change it`,
+    );
+  if (data.classes.length < 2)
+    throw new CliError(
+      `${config.data}: a classifier needs at least two classes, found ${data.classes.length} (${data.classes.join(', ')})`,
+    );
   const vit = resumedVit ?? (init ? initConfig(init, data.classes.length, overrides) : await resolveVit(config.model, data.classes.length));
-  if (vit.num_classes !== data.classes.length) throw new CliError(`the checkpoint's model has ${vit.num_classes} classes but the data has ${data.classes.length}`);
+  if (vit.num_classes !== data.classes.length)
+    throw new CliError(`the checkpoint's model has ${vit.num_classes} classes but the data has ${data.classes.length}`);
 
   const stop = { requested: false };
   const onSigint = interruptHandler(stop, (l) => progress.line(l));
@@ -189,7 +221,11 @@ export function folderBatch(images: number): number {
 
 /** Ctrl-C: the first asks the run to stop after its step and save; the second quits at once, without
  *  saving (exit 130). */
-export function interruptHandler(stop: { requested: boolean }, say: (line: string) => void, quit: (code: number) => void = (code) => process.exit(code)): () => void {
+export function interruptHandler(
+  stop: { requested: boolean },
+  say: (line: string) => void,
+  quit: (code: number) => void = (code) => process.exit(code),
+): () => void {
   return () => {
     if (stop.requested) return quit(130);
     stop.requested = true;

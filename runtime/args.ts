@@ -3,7 +3,7 @@
 // takes it (`--epochs -1` is then refused by the flag's own check, saying what is accepted); one
 // followed by another flag or nothing is "missing its value".
 
-import { parseArgs, ParseArgsConfig } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -46,8 +46,10 @@ export function parseStrictWithInputs<T extends Options>(argv: readonly string[]
     const e = err as Error & { code?: string };
     const quoted = /'([^']+)'/.exec(e.message)?.[1];
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) throw new Error(`unknown flag ${quoted}`);
-    if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && quoted) throw new Error(`unexpected argument '${quoted}' (every value follows its --flag)`);
-    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new Error(e.message.split('\n')[0].replace(/^Option '([^']+)'.*does not take an argument.*$/, '$1 takes no value'));
+    if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && quoted)
+      throw new Error(`unexpected argument '${quoted}' (every value follows its --flag)`);
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE')
+      throw new Error(e.message.split('\n')[0].replace(/^Option '([^']+)'.*does not take an argument.*$/, '$1 takes no value'));
     throw new Error(e.message.split('\n')[0]);
   }
 }

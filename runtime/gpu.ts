@@ -48,12 +48,12 @@ export interface ProbeSources {
 }
 
 const VENDORS: Readonly<Record<number, string>> = Object.freeze({
-  0x10de: 'NVIDIA',
-  0x1002: 'AMD',
-  0x8086: 'Intel',
-  0x1af4: 'virtio',
-  0x13b5: 'ARM',
-  0x5143: 'Qualcomm',
+  4318: 'NVIDIA',
+  4098: 'AMD',
+  32902: 'Intel',
+  6900: 'virtio',
+  5045: 'ARM',
+  20803: 'Qualcomm',
 });
 
 /** Drivers by the name of their library: the vendor whose devices they drive, or software. */

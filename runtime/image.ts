@@ -131,15 +131,21 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, s: Geo
   const resized = fit === 'fill' ? { ...view, left: 0, top: 0 } : coverGeometry(original.width, original.height, view.width, view.height);
   const enlarged = resized.width > original.width || resized.height > original.height;
   const kernel: Exclude<Resample, 'area'> = area ? 'lanczos3' : (s.resample as Exclude<Resample, 'area'>);
-  const decoded = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 }).rotate().flatten({ background: '#ffffff' }).toColourspace('srgb');
-  const pipeline = (enlarged ? decoded : decoded.resize(view.width, view.height, { fit, position: 'centre', ...(area ? {} : { kernel }) })).removeAlpha().raw();
+  const decoded = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'truncated', pages: 1 })
+    .rotate()
+    .flatten({ background: '#ffffff' })
+    .toColourspace('srgb');
+  const pipeline = (enlarged ? decoded : decoded.resize(view.width, view.height, { fit, position: 'centre', ...(area ? {} : { kernel }) }))
+    .removeAlpha()
+    .raw();
   const decode = () =>
     pipeline
       .timeout({ seconds: o.timeoutS?.() ?? 0 })
       .toBuffer()
       .then((rgb) => {
         if (!enlarged) return rgb;
-        if (rgb.length !== original.width * original.height * 3) throw new ImageError('unreadable', `the ${format} image decoded to an unexpected size`);
+        if (rgb.length !== original.width * original.height * 3)
+          throw new ImageError('unreadable', `the ${format} image decoded to an unexpected size`);
         const big = resizeLikePillow(rgb, original.width, original.height, resized.width, resized.height, kernel);
         return Buffer.from(fit === 'fill' ? big : cropRgb(big, resized.width, resized.left, resized.top, view.width, view.height));
       })

@@ -24,8 +24,16 @@ const MAX_CHANNELS = 4;
 const MAX_LABELS = 100_000;
 const side = Type.Integer({ minimum: 1, maximum: MAX_SIDE });
 const name = Type.String({ minLength: 1 });
-const means = Type.Array(Type.Number(), { minItems: 1, maxItems: MAX_CHANNELS, expects: `an array of numbers, one per channel (at most ${MAX_CHANNELS})` });
-const stds = Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: MAX_CHANNELS, expects: `an array of positive numbers, one per channel (at most ${MAX_CHANNELS})` });
+const means = Type.Array(Type.Number(), {
+  minItems: 1,
+  maxItems: MAX_CHANNELS,
+  expects: `an array of numbers, one per channel (at most ${MAX_CHANNELS})`,
+});
+const stds = Type.Array(Type.Number({ exclusiveMinimum: 0 }), {
+  minItems: 1,
+  maxItems: MAX_CHANNELS,
+  expects: `an array of positive numbers, one per channel (at most ${MAX_CHANNELS})`,
+});
 
 /** A path inside the model folder: relative, without '..'. */
 FormatRegistry.Set('model-file', (s) => s !== '' && !s.includes('..') && !path.isAbsolute(s));
@@ -65,7 +73,11 @@ export const RESAMPLE_TO_PIL: Record<Resample, number> = { nearest: 0, lanczos3:
 
 export const ModelConfigSchema = Type.Object({
   /** Class names, index = logit position. */
-  labels: Type.Array(Type.String(), { minItems: 1, maxItems: MAX_LABELS, expects: `a non-empty array of at most ${MAX_LABELS.toLocaleString('en-US')} strings (or 'id2label' an object from "0", "1", … to names)` }),
+  labels: Type.Array(Type.String(), {
+    minItems: 1,
+    maxItems: MAX_LABELS,
+    expects: `a non-empty array of at most ${MAX_LABELS.toLocaleString('en-US')} strings (or 'id2label' an object from "0", "1", … to names)`,
+  }),
   /** [height, width] the model takes. */
   image_size: Type.Tuple([side, side], { expects: `[height, width] in pixels (at most ${MAX_SIDE} each)` }),
   /** Per-channel mean and std applied to pixels scaled to [0, 1]. */
@@ -103,15 +115,22 @@ export type ModelConfig = Static<typeof ModelConfigSchema>;
 /** The keys config.json may hold: ModelConfig's, some written more loosely, and transformers' that are read. */
 const ConfigFileSchema = Type.Object({
   ...ModelConfigSchema.properties,
-  image_size: Type.Union([side, ModelConfigSchema.properties.image_size], { expects: `[height, width] in pixels, at most ${MAX_SIDE} each (or one number for a square)` }),
+  image_size: Type.Union([side, ModelConfigSchema.properties.image_size], {
+    expects: `[height, width] in pixels, at most ${MAX_SIDE} each (or one number for a square)`,
+  }),
   num_channels: posInt,
 });
 
 /** The keys of preprocessor_config.json (ViTImageProcessor's) that are read. */
 const PreprocessorSchema = Type.Object({
-  size: Type.Union([side, Type.Object({ height: side, width: side })], { expects: `{ height, width } in pixels, at most ${MAX_SIDE} each (or one number for a square)` }),
+  size: Type.Union([side, Type.Object({ height: side, width: side })], {
+    expects: `{ height, width } in pixels, at most ${MAX_SIDE} each (or one number for a square)`,
+  }),
   do_resize: Type.Boolean(),
-  resample: Type.Union([0, 1, 2, 3, 4, 5].map((c) => Type.Literal(c)), { expects: "one of PIL's codes 0-5" }),
+  resample: Type.Union(
+    [0, 1, 2, 3, 4, 5].map((c) => Type.Literal(c)),
+    { expects: "one of PIL's codes 0-5" },
+  ),
   do_rescale: Type.Boolean(),
   rescale_factor: Type.Number({ exclusiveMinimum: 0 }),
   do_normalize: Type.Boolean(),
@@ -150,21 +169,28 @@ interface Files {
 
 type Candidate = Record<string, unknown>; // checked against ModelConfigSchema after
 
-const square = (s: number | [number, number] | { height: number; width: number }): [number, number] => (typeof s === 'number' ? [s, s] : Array.isArray(s) ? s : [s.height, s.width]);
+const square = (s: number | [number, number] | { height: number; width: number }): [number, number] =>
+  typeof s === 'number' ? [s, s] : Array.isArray(s) ? s : [s.height, s.width];
 
 /** What every layout reads alike: labels (ours, or id2label), mean and std (config.json's own keys win,
  *  so earlier exports read as they always did), and the processor's rescale and resampling. */
-function common(f: Files, size: number | [number, number] | { height: number; width: number } | undefined, fallbackResample: Resample): Candidate {
+function common(
+  f: Files,
+  size: number | [number, number] | { height: number; width: number } | undefined,
+  fallbackResample: Resample,
+): Candidate {
   const { cfg, pre, raw: c } = f;
   const labels = cfg<string[]>('labels') ?? (c.id2label !== undefined ? labelsFromId2label(c.id2label, f.fail) : undefined);
   const channels = cfg<number>('num_channels') ?? 3;
   const normalizeOff = pre<boolean>('do_normalize') === false;
   const mean = cfg<number[]>('mean') ?? (normalizeOff ? new Array<number>(channels).fill(0) : pre<number[]>('image_mean'));
   const std = cfg<number[]>('std') ?? (normalizeOff ? new Array<number>(channels).fill(1) : pre<number[]>('image_std'));
-  if (mean && std && mean.length !== std.length) f.fail('the mean and std must have one value per channel each', c.mean !== undefined ? undefined : f.processorSource);
+  if (mean && std && mean.length !== std.length)
+    f.fail('the mean and std must have one value per channel each', c.mean !== undefined ? undefined : f.processorSource);
   const rescale = cfg<number>('rescale') ?? (pre<boolean>('do_rescale') === false ? 1 : (pre<number>('rescale_factor') ?? 1 / 255));
   const code = pre<number>('resample');
-  const resample: Resample = cfg<Resample>('resample') ?? (code !== undefined && pre<boolean>('do_resize') !== false ? PIL_RESAMPLE[code] : fallbackResample);
+  const resample: Resample =
+    cfg<Resample>('resample') ?? (code !== undefined && pre<boolean>('do_resize') !== false ? PIL_RESAMPLE[code] : fallbackResample);
   return {
     labels,
     image_size: size === undefined ? undefined : square(size),
@@ -178,10 +204,19 @@ function common(f: Files, size: number | [number, number] | { height: number; wi
 /** A plain Hugging Face export, as optimum writes one (id2label, no output names): pixel_values ->
  *  logits, no maps, resized as its image processor says (stretched, bilinear unless it says). */
 function huggingFaceLayout(f: Files): Candidate {
-  if (!f.hasProcessor) f.fail(`a Hugging Face config (id2label, no input_name) needs ${PREPROCESSOR_FILE} beside it for the input size, mean and std`);
+  if (!f.hasProcessor)
+    f.fail(`a Hugging Face config (id2label, no input_name) needs ${PREPROCESSOR_FILE} beside it for the input size, mean and std`);
   const size = f.pre<number | { height: number; width: number }>('size') ?? f.cfg<number | [number, number]>('image_size');
   const rescale = f.cfg<number>('rescale') ?? (f.pre<boolean>('do_rescale') === false ? 1 : (f.pre<number>('rescale_factor') ?? 1 / 255));
-  return { ...common(f, size, 'linear'), rescale, input_name: 'pixel_values', logits_output: 'logits', attention_outputs: [], patch_size: null, fit: 'fill' };
+  return {
+    ...common(f, size, 'linear'),
+    rescale,
+    input_name: 'pixel_values',
+    logits_output: 'logits',
+    attention_outputs: [],
+    patch_size: null,
+    fit: 'fill',
+  };
 }
 
 /** vitrine's layout (and earlier exports'): output names, attention outputs, the relevance graph, the
@@ -193,7 +228,8 @@ function vitrineLayout(f: Files): Candidate {
   const size = cfg<number | [number, number]>('image_size') ?? f.pre<number | { height: number; width: number }>('size');
   const attentions = cfg<string[]>('attention_outputs') ?? [];
   const relevance = cfg<RelevanceGraph>('relevance');
-  if (relevance && relevance.gradient_outputs.length !== attentions.length) f.fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
+  if (relevance && relevance.gradient_outputs.length !== attentions.length)
+    f.fail(`'relevance.gradient_outputs' must name one gradient per attention output (${attentions.length})`);
   const fit = cfg<'cover' | 'fill'>('fit') ?? (f.hasProcessor && f.raw.vit === undefined ? 'fill' : 'cover');
   const optional = (key: string) => (cfg(key) !== undefined ? { [key]: cfg(key) } : {});
   return {
@@ -216,7 +252,12 @@ function vitrineLayout(f: Files): Candidate {
  * line naming the first problem. Two layouts meet in one ModelConfig: a plain Hugging Face export
  * (id2label and no output names) and vitrine's.
  */
-export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRaw?: unknown, processorSource = PREPROCESSOR_FILE): ModelConfig {
+export function parseModelConfig(
+  raw: unknown,
+  source = CONFIG_FILE,
+  processorRaw?: unknown,
+  processorSource = PREPROCESSOR_FILE,
+): ModelConfig {
   const fail = (why: string, where = source): never => {
     throw new Error(`${where}: ${why}`);
   };
@@ -224,12 +265,14 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRa
   if (!isObject(raw)) fail('expected a JSON object');
   if (processorRaw !== undefined && !isObject(processorRaw)) fail('expected a JSON object', processorSource);
   /** A key of a file, checked against its schema when present. */
-  const reader = (obj: Record<string, unknown>, props: Record<string, TSchema>, where: string) => <T>(key: string): T | undefined => {
-    const v = obj[key];
-    const problem = v === undefined ? null : firstProblem(props[key], v, key);
-    if (problem) fail(`'${problem.path}' must be ${problem.expects}, got ${shown(problem.got)}`, where);
-    return v as T | undefined;
-  };
+  const reader =
+    (obj: Record<string, unknown>, props: Record<string, TSchema>, where: string) =>
+    <T>(key: string): T | undefined => {
+      const v = obj[key];
+      const problem = v === undefined ? null : firstProblem(props[key], v, key);
+      if (problem) fail(`'${problem.path}' must be ${problem.expects}, got ${shown(problem.got)}`, where);
+      return v as T | undefined;
+    };
   const c = raw as Record<string, unknown>;
   const files: Files = {
     cfg: reader(c, ConfigFileSchema.properties, source),
@@ -248,13 +291,13 @@ export function parseModelConfig(raw: unknown, source = CONFIG_FILE, processorRa
 }
 
 function labelsFromId2label(v: unknown, fail: (why: string) => never): string[] {
-
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail("'id2label' must be an object from \"0\", \"1\", … to class names");
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('\'id2label\' must be an object from "0", "1", … to class names');
   const entries = Object.entries(v as Record<string, unknown>);
   const labels: string[] = new Array(entries.length);
   for (const [k, name] of entries) {
     const i = Number(k);
-    if (!Number.isInteger(i) || i < 0 || i >= entries.length || String(i) !== k) fail(`'id2label' keys must be 0 to ${entries.length - 1}, got "${k}"`);
+    if (!Number.isInteger(i) || i < 0 || i >= entries.length || String(i) !== k)
+      fail(`'id2label' keys must be 0 to ${entries.length - 1}, got "${k}"`);
     if (typeof name !== 'string') fail(`'id2label' must map "${k}" to a class name`);
     labels[i] = name as string;
   }
@@ -290,7 +333,11 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
     } catch {
       throw new Error(`model folder ${dir} does not exist`);
     }
-    throw new Error(isDir ? `${dir} is not a model folder: it has no ${CONFIG_FILE} (a vitrine export has ${CONFIG_FILE} and ${MODEL_FILE})` : `${dir} is not a folder (a model is a folder with ${CONFIG_FILE} and ${MODEL_FILE})`);
+    throw new Error(
+      isDir
+        ? `${dir} is not a model folder: it has no ${CONFIG_FILE} (a vitrine export has ${CONFIG_FILE} and ${MODEL_FILE})`
+        : `${dir} is not a folder (a model is a folder with ${CONFIG_FILE} and ${MODEL_FILE})`,
+    );
   }
   const processorFile = path.join(dir, PREPROCESSOR_FILE);
   return parseModelConfig(raw, file, await readJson(processorFile, true), processorFile);
@@ -310,7 +357,13 @@ export function modelFolderFiles(config: ModelConfig): { config: Record<string, 
   const deit = vit.distillation_token === true;
   const hf = {
     model_type: deit ? 'deit' : 'vit',
-    architectures: [deit ? (vit.distillation_classifier ? 'DeiTForImageClassificationWithTeacher' : 'DeiTForImageClassification') : 'ViTForImageClassification'],
+    architectures: [
+      deit
+        ? vit.distillation_classifier
+          ? 'DeiTForImageClassificationWithTeacher'
+          : 'DeiTForImageClassification'
+        : 'ViTForImageClassification',
+    ],
     id2label: Object.fromEntries(config.labels.map((l, i) => [String(i), l])),
     label2id: Object.fromEntries(config.labels.map((l, i) => [l, i])),
     image_size: h === w ? h : [h, w],

@@ -190,7 +190,8 @@ export function encodeRgbPng(rgb: Uint8Array, width: number, height: number, lev
 /** An 8-bit RGB PNG from its rows already filtered (each row: a filter byte, then width x 3 bytes),
  *  deflated at `level`: for a caller that filters while it makes the pixels (server/heatmap.ts). */
 export function encodeFilteredRgbPng(filtered: Buffer, width: number, height: number, level = 3): Buffer {
-  if (filtered.length !== (width * 3 + 1) * height) throw new Error(`encodeFilteredRgbPng: ${filtered.length} bytes for ${width}x${height} filtered RGB rows`);
+  if (filtered.length !== (width * 3 + 1) * height)
+    throw new Error(`encodeFilteredRgbPng: ${filtered.length} bytes for ${width}x${height} filtered RGB rows`);
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);

@@ -42,10 +42,12 @@ function coefficients(inSize: number, outSize: number, filter: Filter): { first:
     const hi = Math.min(inSize, Math.trunc(centre + support + 0.5));
     const w = Array.from({ length: hi - lo }, (_, k) => filter.at((k + lo - centre + 0.5) / filterScale));
     const total = w.reduce((a, b) => a + b, 0);
-    weights.push(Int32Array.from(w, (v) => {
-      const n = total !== 0 ? v / total : v;
-      return Math.trunc(n < 0 ? -0.5 + n * (1 << PRECISION_BITS) : 0.5 + n * (1 << PRECISION_BITS));
-    }));
+    weights.push(
+      Int32Array.from(w, (v) => {
+        const n = total !== 0 ? v / total : v;
+        return Math.trunc(n < 0 ? -0.5 + n * (1 << PRECISION_BITS) : 0.5 + n * (1 << PRECISION_BITS));
+      }),
+    );
     first[o] = lo;
     count[o] = hi - lo;
   }
@@ -60,7 +62,14 @@ const clip8 = (v: number) => {
 };
 
 /** RGB bytes (width x height) resized to outWidth x outHeight with Pillow's filter for `resample`. */
-export function resizeLikePillow(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number, resample: Exclude<Resample, 'area'>): Uint8Array {
+export function resizeLikePillow(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  outWidth: number,
+  outHeight: number,
+  resample: Exclude<Resample, 'area'>,
+): Uint8Array {
   if (resample === 'nearest') {
     // Pillow's ImagingScaleAffine: the position starts at half a step and grows by the step, added up
     // (so that the rounding of the sum picks the same pixels at exact halfway points)
@@ -125,7 +134,12 @@ export function resizeLikePillow(rgb: Uint8Array, width: number, height: number,
 
 /** The size an image is resized to before the centre is cut for `fit: 'cover'` (aspect kept, the
  *  input covered), and where the cut starts; an odd margin leaves its extra pixel before the cut. */
-export function coverGeometry(width: number, height: number, outWidth: number, outHeight: number): { width: number; height: number; left: number; top: number } {
+export function coverGeometry(
+  width: number,
+  height: number,
+  outWidth: number,
+  outHeight: number,
+): { width: number; height: number; left: number; top: number } {
   const scale = Math.max(outWidth / width, outHeight / height);
   const rw = Math.max(outWidth, Math.round(width * scale));
   const rh = Math.max(outHeight, Math.round(height * scale));
@@ -135,6 +149,7 @@ export function coverGeometry(width: number, height: number, outWidth: number, o
 /** Cuts a width x height window at (left, top) out of RGB bytes of `fullWidth` columns. */
 export function cropRgb(rgb: Uint8Array, fullWidth: number, left: number, top: number, width: number, height: number): Uint8Array {
   const out = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) out.set(rgb.subarray(((top + y) * fullWidth + left) * 3, ((top + y) * fullWidth + left + width) * 3), y * width * 3);
+  for (let y = 0; y < height; y++)
+    out.set(rgb.subarray(((top + y) * fullWidth + left) * 3, ((top + y) * fullWidth + left + width) * 3), y * width * 3);
   return out;
 }

@@ -107,7 +107,8 @@ export function firstProblem(schema: TSchema, value: unknown, path = ''): Proble
     }
     if (s.additionalProperties === false) {
       const extra = Object.keys(obj).find((k) => !(k in s.properties));
-      if (extra !== undefined) return { path: at(extra), expects: `not set (known keys: ${Object.keys(s.properties).join(', ')})`, got: obj[extra] };
+      if (extra !== undefined)
+        return { path: at(extra), expects: `not set (known keys: ${Object.keys(s.properties).join(', ')})`, got: obj[extra] };
     }
   }
   return { path, expects: expected(schema), got: value };
@@ -115,7 +116,10 @@ export function firstProblem(schema: TSchema, value: unknown, path = ''): Proble
 
 /** A config's defaults, each a fresh copy. */
 export function defaultsOf<T extends TObject>(schema: T): Record<keyof T['properties'], unknown> {
-  return Object.fromEntries(Object.entries(schema.properties).map(([k, s]) => [k, structuredClone((s as TSchema).default)])) as Record<keyof T['properties'], unknown>;
+  return Object.fromEntries(Object.entries(schema.properties).map(([k, s]) => [k, structuredClone((s as TSchema).default)])) as Record<
+    keyof T['properties'],
+    unknown
+  >;
 }
 
 /** A key's command-line flag: snake_case and camelCase both become --kebab-case. */
@@ -137,4 +141,8 @@ export function packLines(entries: string[], width = 100, gap = ' '): string[] {
 }
 
 /** A union of string literals: one of `values`. */
-export const oneOf = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) => Type.Union(values.map((v) => Type.Literal(v)), options);
+export const oneOf = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
+  Type.Union(
+    values.map((v) => Type.Literal(v)),
+    options,
+  );

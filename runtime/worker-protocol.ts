@@ -28,7 +28,14 @@ export interface WorkerModel {
   grid?: [number, number];
   /** The explanation graph beside the model (config.json `relevance`), when it has one; graphs written
    *  since it was added also give the input's gradient and explain the top prediction for class -1. */
-  relevance?: { file: string; classInput: string; gradientOutputs: string[]; inputGradientOutput?: string; topClass?: number; lightFile?: string };
+  relevance?: {
+    file: string;
+    classInput: string;
+    gradientOutputs: string[];
+    inputGradientOutput?: string;
+    topClass?: number;
+    lightFile?: string;
+  };
 }
 
 /** The maps of a run of the full explanation graph besides the default, n * (tokens - prefix) each. */

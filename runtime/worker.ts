@@ -2,7 +2,7 @@
 // run through tsx in tests and benchmarks, run the .ts file with tsx registered inside the worker
 // (workers do not inherit the parent's loader hooks).
 
-import { Worker, WorkerOptions } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 
 /** `siblingUrl(import.meta.url, 'batch-worker')` -> the worker file beside the caller, same extension. */
 export function siblingUrl(callerUrl: string, name: string): URL {

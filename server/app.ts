@@ -2,7 +2,7 @@
 // registers the service (plugin.ts) in it; it listens on no port (server.ts does), so tests drive it
 // with inject().
 
-import Fastify, { FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { ServeConfig } from './config.js';
 import { vitrine } from './plugin.js';
 

@@ -83,7 +83,15 @@ let scratch = { v: new Float64Array(0), next: new Float64Array(0), row: new Floa
  * arithmetic as the general path above, in the same order (so the same numbers), without building
  * the fused matrices: the server runs it for every image it classifies.
  */
-export function rolloutMeanInto(layers: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1): void {
+export function rolloutMeanInto(
+  layers: readonly Float32Array[],
+  image: number,
+  heads: number,
+  tokens: number,
+  out: Float32Array,
+  at: number,
+  prefix = 1,
+): void {
   const T = tokens;
   const TT = T * T;
   if (scratch.v.length !== T) scratch = { v: new Float64Array(T), next: new Float64Array(T), row: new Float64Array(T) };
@@ -127,5 +135,7 @@ export function toGrid(values: Float32Array, rows: number, cols: number): number
   let max = 0;
   for (const v of values) max = Math.max(max, v);
   const scale = max > 0 ? 1 / max : 0;
-  return Array.from({ length: rows }, (_, r) => Array.from(values.subarray(r * cols, (r + 1) * cols), (v) => Math.round(v * scale * 1e5) / 1e5));
+  return Array.from({ length: rows }, (_, r) =>
+    Array.from(values.subarray(r * cols, (r + 1) * cols), (v) => Math.round(v * scale * 1e5) / 1e5),
+  );
 }

@@ -5,41 +5,15 @@
 
 import { Errors, ServiceError } from './errors.js';
 import type { RunReply, RunRequest } from '../runtime/worker-protocol.js';
-import { type JobOptions, type JobResult, explanationsOf, slice } from './job.js';
-import { WorkerPool } from './pool.js';
+import { type BatchObserver, type BatcherOptions, type Job, type JobOptions, type JobResult, explanationsOf, slice } from './job.js';
+import type { WorkerPool } from './pool.js';
 
-export interface BatcherOptions {
-  maxBatch: number;
-  maxDelayMs: number;
-  maxQueue: number;
-  timeoutMs: number;
-}
-
-export type { JobOptions, JobResult } from './job.js';
-
-interface Job {
-  model: string;
-  /** The queue: the model's, or its relevance queue (relevance jobs run another graph, so they batch apart). */
-  key: string;
-  pixels: Float32Array;
-  options: JobOptions;
-  enqueuedAt: number;
-  settled: boolean;
-  timer: NodeJS.Timeout;
-  resolve: (r: JobResult) => void;
-  reject: (e: Error) => void;
-}
-
-export interface BatchObserver {
-  batch(model: string, size: number, inferenceMs: number): void;
-  depth(model: string, depth: number): void;
-}
+export type { BatchObserver, BatcherOptions, JobOptions, JobResult } from './job.js';
 
 /** What the batcher needs of the worker pool (a fake one in the batcher's own tests). */
 export type BatchRunner = Pick<WorkerPool, 'idle' | 'run' | 'on'>;
 
 type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
-
 
 /** The metrics label of a queue: the model's name, "<model> relevance" for its light explanation
  *  queue and "<model> explanations" for its full one. */
@@ -68,7 +42,9 @@ export class Batcher {
 
   submit(model: string, pixels: Float32Array, options: JobOptions = {}): Promise<JobResult> {
     if (this.queued >= this.o.maxQueue) {
-      return Promise.reject(Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }));
+      return Promise.reject(
+        Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }),
+      );
     }
     return new Promise((resolve, reject) => {
       const key = options.relevanceClass === undefined ? model : `${model}\u0000${options.full ? 'explanations' : 'relevance'}`;
@@ -96,7 +72,12 @@ export class Batcher {
   submitAll(model: string, images: readonly Float32Array[], options: JobOptions | readonly JobOptions[] = {}): Promise<JobResult[]> {
     if (images.length > 0 && this.queued + images.length > this.o.maxQueue) {
       const room = Math.max(0, this.o.maxQueue - this.queued);
-      return Promise.reject(Errors.overloaded(`the inference queue has room for ${room} of this request's ${images.length} images (${this.o.maxQueue} requests waiting at most); retry shortly`, { 'retry-after': '1' }));
+      return Promise.reject(
+        Errors.overloaded(
+          `the inference queue has room for ${room} of this request's ${images.length} images (${this.o.maxQueue} requests waiting at most); retry shortly`,
+          { 'retry-after': '1' },
+        ),
+      );
     }
     return Promise.all(images.map((p, i) => this.submit(model, p, Array.isArray(options) ? options[i] : (options as JobOptions))));
   }
@@ -125,17 +106,21 @@ export class Batcher {
       const slot = this.pool.idle();
       if (!slot) return;
       let key: string | null = null;
-      for (const [k, q] of this.queues) if (q.length > 0 && (key === null || q[0].enqueuedAt < this.queues.get(key)![0].enqueuedAt)) key = k;
+      for (const [k, q] of this.queues)
+        if (q.length > 0 && (key === null || q[0].enqueuedAt < this.queues.get(key)![0].enqueuedAt)) key = k;
       if (key === null) return;
       const q = this.queues.get(key)!;
       const model = q[0].model;
       const waited = performance.now() - q[0].enqueuedAt;
       if (!this.flushing && q.length < this.o.maxBatch && waited < this.o.maxDelayMs) {
         if (!this.wake) {
-          this.wake = setTimeout(() => {
-            this.wake = null;
-            this.pump();
-          }, Math.ceil(this.o.maxDelayMs - waited));
+          this.wake = setTimeout(
+            () => {
+              this.wake = null;
+              this.pump();
+            },
+            Math.ceil(this.o.maxDelayMs - waited),
+          );
         }
         return;
       }
@@ -154,8 +139,13 @@ export class Batcher {
       // Relevance jobs: each image with its own class, through the model's explanation graph.
       const classes = Float32Array.from(jobs, (j) => j.options.relevanceClass!);
       const full = jobs[0].options.full === true;
-      this.runBatch(slot, `${model} ${full ? 'explanations' : 'relevance'}`, jobs, { model, pixels, n: jobs.length, attentions: false, relevance: classes, full }, (r, at) =>
-        jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, ...explanationsOf(r, i), attentions: null })))),
+      this.runBatch(
+        slot,
+        `${model} ${full ? 'explanations' : 'relevance'}`,
+        jobs,
+        { model, pixels, n: jobs.length, attentions: false, relevance: classes, full },
+        (r, at) =>
+          jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, ...explanationsOf(r, i), attentions: null })))),
       );
       return;
     }
@@ -164,7 +154,16 @@ export class Batcher {
       jobs.forEach((j, i) => {
         // Views into the batch's arrays, not copies.
         const attentions = j.options.attentions && r.attentions ? r.attentions.map((a) => slice(a, i, perLayer)) : null;
-        this.settle(j, () => j.resolve(at(i, { rollout: r.rollout ? slice(r.rollout, i, r.tokens - r.prefix) : null, relevance: null, explanations: null, attentions })));
+        this.settle(j, () =>
+          j.resolve(
+            at(i, {
+              rollout: r.rollout ? slice(r.rollout, i, r.tokens - r.prefix) : null,
+              relevance: null,
+              explanations: null,
+              attentions,
+            }),
+          ),
+        );
       });
     });
   }
@@ -179,7 +178,10 @@ export class Batcher {
     label: string,
     jobs: Job[],
     request: Omit<RunRequest, 'type' | 'id'>,
-    deliver: (r: RunReply, at: (i: number, rest: Pick<JobResult, 'rollout' | 'relevance' | 'explanations' | 'attentions'>) => JobResult) => void,
+    deliver: (
+      r: RunReply,
+      at: (i: number, rest: Pick<JobResult, 'rollout' | 'relevance' | 'explanations' | 'attentions'>) => JobResult,
+    ) => void,
   ): void {
     const started = performance.now();
     this.running++;
@@ -231,7 +233,8 @@ export class Batcher {
 
   close(): void {
     if (this.wake) clearTimeout(this.wake);
-    for (const q of this.queues.values()) for (const j of q.splice(0)) this.settle(j, () => j.reject(Errors.notReady('the server is shutting down')));
+    for (const q of this.queues.values())
+      for (const j of q.splice(0)) this.settle(j, () => j.reject(Errors.notReady('the server is shutting down')));
     this.queued = 0;
   }
 }

@@ -24,10 +24,18 @@ function mirrorOf(pixels: Float32Array, c: { mean: readonly number[]; image_size
 
 /** The model's result for one input; with tta 'flip' the logits are the mean over it and its mirror
  *  (the maps stay the image's own). */
-export async function runClassification(batcher: Batcher, model: ServedModel, pixels: Float32Array, o: { tta?: 'none' | 'flip'; attentions?: boolean } = {}): Promise<JobResult> {
+export async function runClassification(
+  batcher: Batcher,
+  model: ServedModel,
+  pixels: Float32Array,
+  o: { tta?: 'none' | 'flip'; attentions?: boolean } = {},
+): Promise<JobResult> {
   const options: JobOptions = { attentions: o.attentions ?? false };
   // the image and its mirror are queued together or not at all
-  const [r, mirrored] = o.tta === 'flip' ? await batcher.submitAll(model.name, [pixels, mirrorOf(pixels, model.config)], [options, { attentions: false }]) : [await batcher.submit(model.name, pixels, options), null];
+  const [r, mirrored] =
+    o.tta === 'flip'
+      ? await batcher.submitAll(model.name, [pixels, mirrorOf(pixels, model.config)], [options, { attentions: false }])
+      : [await batcher.submit(model.name, pixels, options), null];
   if (mirrored) r.logits = Float32Array.from(r.logits, (v, i) => (v + mirrored.logits[i]) / 2);
   return r;
 }
@@ -41,6 +49,8 @@ export interface Prediction {
 /** The k most probable classes, most probable first. */
 export function topPredictions(logits: Float32Array, labels: readonly string[], k: number): Prediction[] {
   const probs = softmax(logits);
-  const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, Math.min(k, labels.length));
+  const order = Array.from(probs.keys())
+    .sort((a, b) => probs[b] - probs[a])
+    .slice(0, Math.min(k, labels.length));
   return order.map((i) => ({ label: labels[i], index: i, probability: probs[i] }));
 }

@@ -11,7 +11,8 @@ import { defaultsOf, expected, flagOf, literalsOf, oneOf, packLines, shownValue 
 
 const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const int = (minimum: number, maximum: number, def: number, description: string, more: { example?: string } = {}) => Type.Integer({ minimum, maximum, default: def, description, ...more });
+const int = (minimum: number, maximum: number, def: number, description: string, more: { example?: string } = {}) =>
+  Type.Integer({ minimum, maximum, default: def, description, ...more });
 
 /**
  * The schema of `vitrine serve`'s configuration: the type, the defaults, the flags (--kebab-case of
@@ -32,39 +33,92 @@ export const ServeConfigSchema = Type.Object({
   // grows past small batches (`npm run bench:forward -- --sweep`, 1 thread: 2,254 img/s at batch 8,
   // 1,604 at 64), and an intra-op thread pool spins. A GPU wants fewer workers and larger batches
   // (see docker/).
-  workers: int(1, 64, Math.max(1, Math.min(8, cores)), 'Inference worker threads, each with its own ONNX Runtime session per model (default: one per core, up to 8).', { example: 'N' }),
+  workers: int(
+    1,
+    64,
+    Math.max(1, Math.min(8, cores)),
+    'Inference worker threads, each with its own ONNX Runtime session per model (default: one per core, up to 8).',
+    { example: 'N' },
+  ),
   threads: int(1, 256, 1, 'ONNX Runtime intra-op threads per worker.'),
   // Half the cores decode (see gate.ts for what this trades).
-  decoders: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Images sharp decodes at once (default: half the cores; a plain PNG already at the input size needs no decode slot).', { example: 'N' }),
+  decoders: int(
+    1,
+    64,
+    Math.max(1, Math.floor(cores / 2)),
+    'Images sharp decodes at once (default: half the cores; a plain PNG already at the input size needs no decode slot).',
+    { example: 'N' },
+  ),
   // Heatmaps (GET /attention/:id as a PNG) are drawn in worker threads, this many at once (draws.ts).
-  drawers: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Heatmaps drawn at once, each in a worker thread (default: half the cores).', { example: 'N' }),
+  drawers: int(1, 64, Math.max(1, Math.floor(cores / 2)), 'Heatmaps drawn at once, each in a worker thread (default: half the cores).', {
+    example: 'N',
+  }),
   // Below the event loop's priority, so that it answers (/healthz included) while they compute.
-  workerNice: int(0, 19, 10, "The inference and heatmap workers' nice value on Linux (per thread; 0: the event loop's own).", { example: 'N' }),
+  workerNice: int(0, 19, 10, "The inference and heatmap workers' nice value on Linux (per thread; 0: the event loop's own).", {
+    example: 'N',
+  }),
   maxBatch: int(1, 1024, 8, 'The most requests run as one batch.'),
   maxDelayMs: int(0, 10_000, 2, 'How long a request may wait for others to join its batch once a worker is free.'),
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),
-  timeoutMs: int(1, Number.MAX_SAFE_INTEGER, 10_000, 'A request not answered within this gets 504: its decodes, its inference and its heatmap draw each stop waiting (or are stopped) at that deadline.'),
+  timeoutMs: int(
+    1,
+    Number.MAX_SAFE_INTEGER,
+    10_000,
+    'A request not answered within this gets 504: its decodes, its inference and its heatmap draw each stop waiting (or are stopped) at that deadline.',
+  ),
   bodyLimit: int(1024, Number.MAX_SAFE_INTEGER, 10 * 1024 * 1024, 'Largest request body in bytes.'),
   // The bodies of the uploads in flight at once, each up to bodyLimit: without a budget, 100 slow
   // clients could hold 100 x 10 MB (~1 GB was seen).
-  maxBodyBytesInFlight: int(1024, Number.MAX_SAFE_INTEGER, 256 * 1024 * 1024, 'The request bodies all connections may be sending at once, in bytes (by their Content-Length, or the body limit without one); a request beyond it gets 503 before its body is read.'),
+  maxBodyBytesInFlight: int(
+    1024,
+    Number.MAX_SAFE_INTEGER,
+    256 * 1024 * 1024,
+    'The request bodies all connections may be sending at once, in bytes (by their Content-Length, or the body limit without one); a request beyond it gets 503 before its body is read.',
+  ),
   // Without it a client that declares a large body and stops sending holds its connection and its
   // buffers forever (100 such uploads held ~1 GB for minutes).
-  requestTimeoutMs: int(0, Number.MAX_SAFE_INTEGER, 30_000, 'How long a client may take to send a whole request, headers and body, before it is answered 408 and closed (0: no limit).'),
+  requestTimeoutMs: int(
+    0,
+    Number.MAX_SAFE_INTEGER,
+    30_000,
+    'How long a client may take to send a whole request, headers and body, before it is answered 408 and closed (0: no limit).',
+  ),
   keepAliveTimeoutMs: int(1, Number.MAX_SAFE_INTEGER, 5_000, 'How long an idle keep-alive connection stays open.'),
-  maxPixels: int(1, Number.MAX_SAFE_INTEGER, 40_000_000, 'Largest decoded image in pixels (width x height): a guard against decompression bombs.'),
+  maxPixels: int(
+    1,
+    Number.MAX_SAFE_INTEGER,
+    40_000_000,
+    'Largest decoded image in pixels (width x height): a guard against decompression bombs.',
+  ),
   resultsCapacity: int(0, Number.MAX_SAFE_INTEGER, 256, 'Classification results kept for GET /attention/:id.'),
   resultsTtlS: int(1, Number.MAX_SAFE_INTEGER, 600, 'How long a kept result lives, in seconds.'),
-  resultsStore: Type.String({ default: 'memory', format: 'results-store', example: 'memory|redis://host:6379/0', expects: "'memory' or redis://host:port/db", description: "Where kept results live: 'memory' (this process) or a Redis URL shared by replicas (rediss:// for TLS)." }),
-  apiKey: Type.Union([Type.String(), Type.Null()], { default: null, example: 'KEY', description: 'Required as `Authorization: Bearer <key>` on the API when set.' }),
-  corsOrigin: Type.Array(Type.String(), { default: [], example: "'*'|origin,…", description: "Allowed CORS origins ('*' for any), comma-separated; empty disables CORS." }),
+  resultsStore: Type.String({
+    default: 'memory',
+    format: 'results-store',
+    example: 'memory|redis://host:6379/0',
+    expects: "'memory' or redis://host:port/db",
+    description: "Where kept results live: 'memory' (this process) or a Redis URL shared by replicas (rediss:// for TLS).",
+  }),
+  apiKey: Type.Union([Type.String(), Type.Null()], {
+    default: null,
+    example: 'KEY',
+    description: 'Required as `Authorization: Bearer <key>` on the API when set.',
+  }),
+  corsOrigin: Type.Array(Type.String(), {
+    default: [],
+    example: "'*'|origin,…",
+    description: "Allowed CORS origins ('*' for any), comma-separated; empty disables CORS.",
+  }),
   logLevel: oneOf(LOG_LEVELS, { default: 'info', description: 'Log level.' }),
 });
 
 export type ServeConfig = Static<typeof ServeConfigSchema>;
 type Key = keyof ServeConfig;
 const KEYS = Object.keys(ServeConfigSchema.properties) as Key[];
-const envOf = (key: Key): string[] => [...((ServeConfigSchema.properties[key] as TSchema & { env?: string[] }).env ?? []), `VITRINE_${flagOf(key).replace(/-/g, '_').toUpperCase()}`];
+const envOf = (key: Key): string[] => [
+  ...((ServeConfigSchema.properties[key] as TSchema & { env?: string[] }).env ?? []),
+  `VITRINE_${flagOf(key).replace(/-/g, '_').toUpperCase()}`,
+];
 
 /** Every environment variable `vitrine serve` reads. */
 export const SERVE_ENV: readonly string[] = KEYS.flatMap(envOf);
@@ -78,7 +132,11 @@ function parseValue(key: Key, raw: string, name: string): unknown {
   const s = ServeConfigSchema.properties[key] as TSchema;
   let value: unknown = raw;
   if (s.type === 'integer') value = raw.trim() === '' ? NaN : Number(raw);
-  else if (s.type === 'array') value = raw.split(',').map((x) => x.trim()).filter(Boolean);
+  else if (s.type === 'array')
+    value = raw
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   else if (s.anyOf && !literalsOf(s)) value = raw || null; // a string or null: empty means unset
   if (!Value.Check(s, value)) throw new Error(`${name} must be ${expected(s)}, got '${raw}'`);
   return value;
@@ -109,7 +167,10 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv = process
     const name = envOf(k).find((e) => env[e] !== undefined && env[e] !== '');
     if (name) config[k] = parseValue(k, env[name]!, name);
   }
-  const values = parseStrict(argv, Object.fromEntries(KEYS.map((k) => [flagOf(k), { type: 'string' as const }]))) as Record<string, string | undefined>;
+  const values = parseStrict(argv, Object.fromEntries(KEYS.map((k) => [flagOf(k), { type: 'string' as const }]))) as Record<
+    string,
+    string | undefined
+  >;
   for (const k of KEYS) {
     const raw = values[flagOf(k)];
     if (raw !== undefined) config[k] = parseValue(k, raw, `--${flagOf(k)}`);

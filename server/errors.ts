@@ -40,13 +40,21 @@ export const Errors = Object.freeze({
 });
 
 /** What turns a model served without maps into one with them: said in the 422s and the start-up log. */
-export const IMPORT_HINT = 'vitrine import <its model.onnx or folder> --out <dir> writes a folder with attention outputs and a relevance graph';
+export const IMPORT_HINT =
+  'vitrine import <its model.onnx or folder> --out <dir> writes a folder with attention outputs and a relevance graph';
 
 /** The refusals of a map a model cannot give, worded once for every route. */
 export const Refusals = Object.freeze({
-  noMaps: (model: string, why = 'has no attention outputs') => Errors.noAttention(`model ${model} ${why}, so it gives no maps: ${IMPORT_HINT}`),
-  noRelevance: (model: string) => Errors.noAttention(`model ${model} has no relevance graph: its config.json declares no 'relevance' (vitrine export and vitrine import write onnx/relevance.onnx)`),
-  noInputGradient: (model: string, method = 'grad-input') => Errors.noAttention(`model ${model}'s relevance graph gives no input gradient (written before it was added): export or import the model again for ${method}`),
+  noMaps: (model: string, why = 'has no attention outputs') =>
+    Errors.noAttention(`model ${model} ${why}, so it gives no maps: ${IMPORT_HINT}`),
+  noRelevance: (model: string) =>
+    Errors.noAttention(
+      `model ${model} has no relevance graph: its config.json declares no 'relevance' (vitrine export and vitrine import write onnx/relevance.onnx)`,
+    ),
+  noInputGradient: (model: string, method = 'grad-input') =>
+    Errors.noAttention(
+      `model ${model}'s relevance graph gives no input gradient (written before it was added): export or import the model again for ${method}`,
+    ),
 });
 
 export interface ErrorBody {

@@ -94,7 +94,11 @@ function widen(grid: number[][], width: number): Float64Array {
     const cells = grid[r].map((v) => Math.max(0, Math.min(1, v)));
     for (let x = 0; x < width; x++) {
       const t = x * 4;
-      wide[r * width + x] = tx.weight[t] * cells[tx.index[t]] + tx.weight[t + 1] * cells[tx.index[t + 1]] + tx.weight[t + 2] * cells[tx.index[t + 2]] + tx.weight[t + 3] * cells[tx.index[t + 3]];
+      wide[r * width + x] =
+        tx.weight[t] * cells[tx.index[t]] +
+        tx.weight[t + 1] * cells[tx.index[t + 1]] +
+        tx.weight[t + 2] * cells[tx.index[t + 2]] +
+        tx.weight[t + 3] * cells[tx.index[t + 3]];
     }
   }
   return wide;
@@ -132,7 +136,9 @@ export function drawHeatmap(grid: number[][], view: { data: Uint8Array; width: n
   const enlarge = view.width <= width;
   const src = enlarge ? view.data : reduceView(view, width, height);
   const srcWidth = enlarge ? view.width : width;
-  const column = enlarge ? Int32Array.from({ length: width }, (_, x) => Math.min(view.width - 1, Math.floor(((x + 0.5) * view.width) / width)) * 3) : Int32Array.from({ length: width }, (_, x) => x * 3);
+  const column = enlarge
+    ? Int32Array.from({ length: width }, (_, x) => Math.min(view.width - 1, Math.floor(((x + 0.5) * view.width) / width)) * 3)
+    : Int32Array.from({ length: width }, (_, x) => x * 3);
   // (1 - alpha) * image + alpha * colour, from two tables
   const image = Float64Array.from({ length: 256 }, (_, b) => (1 - o.alpha) * b + 0.5);
   const colour = Float64Array.from(LUTS.get(o.colormap)!, (c) => o.alpha * c);

@@ -3,7 +3,7 @@
 // rollout and, when asked, every layer's attention probabilities.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { Session, createSession, runSession } from '../runtime/ort.js';
+import { type Session, createSession, runSession } from '../runtime/ort.js';
 import type { GpuAdapter } from '../runtime/gpu.js';
 import { requireNames, requireShapes } from './model-checks.js';
 import { lowerThreadPriority } from '../runtime/thread-priority.js';

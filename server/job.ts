@@ -41,6 +41,34 @@ export function explanationsOf(r: RunReply, i: number): Pick<JobResult, 'relevan
   const per = r.tokens - r.prefix;
   const e = r.explanations;
   const part = (a: Float32Array | null) => (a ? slice(a, i, per) : null);
-  return { relevance: part(r.relevance ?? null), explanations: e ? { chefer: slice(e.chefer, i, per), gradInput: part(e.gradInput), combined: part(e.combined) } : null };
+  return {
+    relevance: part(r.relevance ?? null),
+    explanations: e ? { chefer: slice(e.chefer, i, per), gradInput: part(e.gradInput), combined: part(e.combined) } : null,
+  };
 }
 
+export interface BatcherOptions {
+  maxBatch: number;
+  maxDelayMs: number;
+  maxQueue: number;
+  timeoutMs: number;
+}
+
+/** A request's image waiting in (or leaving) a batcher queue. */
+export interface Job {
+  model: string;
+  /** The queue: the model's, or its relevance queue (relevance jobs run another graph, so they batch apart). */
+  key: string;
+  pixels: Float32Array;
+  options: JobOptions;
+  enqueuedAt: number;
+  settled: boolean;
+  timer: NodeJS.Timeout;
+  resolve: (r: JobResult) => void;
+  reject: (e: Error) => void;
+}
+
+export interface BatchObserver {
+  batch(model: string, size: number, inferenceMs: number): void;
+  depth(model: string, depth: number): void;
+}

@@ -4,7 +4,7 @@
 // gives all three of those; a cache, when given, keeps every map made so none is made twice).
 
 import type { Batcher, JobResult } from './batcher.js';
-import { HeadFusion, clsAttention, rollout } from './attention.js';
+import { type HeadFusion, clsAttention, rollout } from './attention.js';
 import { Errors, Refusals } from './errors.js';
 import type { ServedModel } from './models.js';
 
@@ -25,7 +25,9 @@ const isClassMethod = (m: MapMethod) => CLASS_METHODS.includes(m);
 export function methodsOf(model: ServedModel): MapMethod[] {
   if (!model.grid) return [];
   if (!model.relevance) return ['rollout', 'cls'];
-  return model.config.relevance?.input_gradient_output ? [...MAP_METHODS] : MAP_METHODS.filter((m) => m !== 'grad-input' && m !== 'combined');
+  return model.config.relevance?.input_gradient_output
+    ? [...MAP_METHODS]
+    : MAP_METHODS.filter((m) => m !== 'grad-input' && m !== 'combined');
 }
 
 /** Where the maps made of a kept result are kept (the results store), by mapKey. */
@@ -48,7 +50,9 @@ export function classIndex(text: string, labels: readonly string[]): number {
   const byLabel = labels.indexOf(text);
   if (byLabel >= 0) return byLabel;
   if (/^[0-9]+$/.test(text) && Number(text) < labels.length) return Number(text);
-  throw Errors.badRequest(`unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`);
+  throw Errors.badRequest(
+    `unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`,
+  );
 }
 
 /** Refuses parameters that do not apply to the method (`given`: the ones named explicitly), and a
@@ -59,12 +63,18 @@ export function checkMapQuery(model: ServedModel, q: MapQuery, given: { has(key:
   if (method === 'rollout' && given.has('layer')) throw Errors.badRequest('layer applies to method=cls only: rollout combines every layer');
   if (method === 'cls' && given.has('discard')) throw Errors.badRequest('discard applies to method=rollout only');
   if (isClassMethod(method)) {
-    for (const k of ['layer', 'head', 'discard']) if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=${method}: it weighs every head of every layer`);
-    if (!methodsOf(model).includes(method)) throw model.relevance ? Refusals.noInputGradient(model.name, method) : Refusals.noRelevance(model.name);
-  } else if (given.has('class')) throw Errors.badRequest('class applies to method=relevance, chefer, grad-input and combined only: rollout and cls do not depend on the class');
+    for (const k of ['layer', 'head', 'discard'])
+      if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=${method}: it weighs every head of every layer`);
+    if (!methodsOf(model).includes(method))
+      throw model.relevance ? Refusals.noInputGradient(model.name, method) : Refusals.noRelevance(model.name);
+  } else if (given.has('class'))
+    throw Errors.badRequest(
+      'class applies to method=relevance, chefer, grad-input and combined only: rollout and cls do not depend on the class',
+    );
   if (q.class !== undefined) classIndex(q.class, model.config.labels);
   const layers = model.config.attention_outputs.length;
-  if (q.layer !== undefined && q.layer >= layers) throw Errors.badRequest(`layer ${q.layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
+  if (q.layer !== undefined && q.layer >= layers)
+    throw Errors.badRequest(`layer ${q.layer} does not exist: the model has ${layers} layers (0-${layers - 1})`);
   // our models' configs carry the head count, so a bad head is refused before the model runs
   if (model.heads !== null) checkHead(q.head, model.heads);
 }
@@ -75,7 +85,8 @@ function headOf(text: string): HeadFusion {
 
 function checkHead(text: string | undefined, heads: number): void {
   const head = headOf(text ?? 'mean');
-  if (typeof head === 'number' && head >= heads) throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
+  if (typeof head === 'number' && head >= heads)
+    throw Errors.badRequest(`head ${head} does not exist: the model has ${heads} heads (0-${heads - 1})`);
 }
 
 /** Whether a run of the model must return every layer's attentions for this map (rollout with heads
@@ -107,7 +118,15 @@ export function classMaps(r: Pick<JobResult, 'relevance' | 'explanations'>, inde
 /** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. The
  *  model runs again on the input unless `ran`, a run of it already made, has what the map needs, or
  *  `cache` holds the map. */
-export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Float32Array, top: number, q: MapQuery, ran?: JobResult, cache?: MapCache): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
+export async function makeMap(
+  batcher: Batcher,
+  model: ServedModel,
+  pixels: Float32Array,
+  top: number,
+  q: MapQuery,
+  ran?: JobResult,
+  cache?: MapCache,
+): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
   const method = q.method ?? 'rollout';
   const key = mapKey(model, top, q);
   // a map from a shared store is used only if it is one value per patch
@@ -116,7 +135,11 @@ export async function makeMap(batcher: Batcher, model: ServedModel, pixels: Floa
   if (isClassMethod(method)) {
     const labels = model.config.labels;
     const index = q.class === undefined ? top : classIndex(q.class, labels);
-    const made = { class: labels[index], class_index: index, ...(method === 'relevance' ? { rule: RELEVANCE_RULE } : method === 'combined' ? { rule: COMBINED_RULE } : {}) };
+    const made = {
+      class: labels[index],
+      class_index: index,
+      ...(method === 'relevance' ? { rule: RELEVANCE_RULE } : method === 'combined' ? { rule: COMBINED_RULE } : {}),
+    };
     if (cached) return { method, values: cached, made };
     const r = await batcher.submit(model.name, pixels, { relevanceClass: index, full: method !== 'relevance' });
     const maps = classMaps(r, index);

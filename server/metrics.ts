@@ -11,7 +11,12 @@ interface Queued {
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'vitrine_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'] as const, registers: [this.registry] });
+  readonly requests = new Counter({
+    name: 'vitrine_http_requests_total',
+    help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
   readonly latency = new Histogram({
     name: 'vitrine_http_request_duration_seconds',
     help: 'HTTP request latency by route',
@@ -19,9 +24,24 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  readonly inFlight = new Gauge({ name: 'vitrine_http_requests_in_flight', help: 'HTTP requests received and not yet answered', registers: [this.registry] });
-  readonly batchSize = new Histogram({ name: 'vitrine_batch_size', help: 'Requests per inference batch', labelNames: ['model'] as const, buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
-  readonly queueDepth = new Gauge({ name: 'vitrine_queue_depth', help: 'Requests waiting for an inference worker', labelNames: ['model'] as const, registers: [this.registry] });
+  readonly inFlight = new Gauge({
+    name: 'vitrine_http_requests_in_flight',
+    help: 'HTTP requests received and not yet answered',
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({
+    name: 'vitrine_batch_size',
+    help: 'Requests per inference batch',
+    labelNames: ['model'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'vitrine_queue_depth',
+    help: 'Requests waiting for an inference worker',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
   readonly inference = new Histogram({
     name: 'vitrine_inference_duration_seconds',
     help: 'ONNX Runtime time per batch',
@@ -29,18 +49,49 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [this.registry],
   });
-  readonly provider = new Gauge({ name: 'vitrine_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider', 'adapter', 'software'] as const, registers: [this.registry] });
+  readonly provider = new Gauge({
+    name: 'vitrine_provider_info',
+    help: 'Execution provider in use per model (value 1)',
+    labelNames: ['model', 'provider', 'adapter', 'software'] as const,
+    registers: [this.registry],
+  });
   readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
-  readonly maps = new Counter({ name: 'vitrine_attention_maps_total', help: 'Attention maps served (GET /attention and inline in /classify) by model and method', labelNames: ['model', 'method'] as const, registers: [this.registry] });
-  readonly workerRestarts = new Counter({ name: 'vitrine_worker_restarts_total', help: 'Inference workers replaced after dying', registers: [this.registry] });
-  readonly storeUp = new Gauge({ name: 'vitrine_results_store_up', help: 'Whether the shared results store (Redis) is connected (1) or not (0); absent with the memory store', registers: [this.registry] });
-  readonly storeErrors = new Counter({ name: 'vitrine_results_store_errors_total', help: 'Results store operations that failed, by operation', labelNames: ['op'] as const, registers: [this.registry] });
+  readonly maps = new Counter({
+    name: 'vitrine_attention_maps_total',
+    help: 'Attention maps served (GET /attention and inline in /classify) by model and method',
+    labelNames: ['model', 'method'] as const,
+    registers: [this.registry],
+  });
+  readonly workerRestarts = new Counter({
+    name: 'vitrine_worker_restarts_total',
+    help: 'Inference workers replaced after dying',
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({
+    name: 'vitrine_results_store_up',
+    help: 'Whether the shared results store (Redis) is connected (1) or not (0); absent with the memory store',
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: 'vitrine_results_store_errors_total',
+    help: 'Results store operations that failed, by operation',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
   /** Where the decodes gauge reads from when scraped (the app's decode gate). */
   decodeSource: Queued | null = null;
-  readonly decodes = this.queuedGauge('vitrine_decodes', 'Images sharp is decoding (state=running) or that wait for a decode slot (state=waiting)', () => this.decodeSource);
+  readonly decodes = this.queuedGauge(
+    'vitrine_decodes',
+    'Images sharp is decoding (state=running) or that wait for a decode slot (state=waiting)',
+    () => this.decodeSource,
+  );
   /** Where the draws gauge reads from (the heatmap workers). */
   drawSource: Queued | null = null;
-  readonly draws = this.queuedGauge('vitrine_heatmap_draws', 'Heatmaps being drawn in the heatmap workers (state=running) or waiting for one (state=waiting)', () => this.drawSource);
+  readonly draws = this.queuedGauge(
+    'vitrine_heatmap_draws',
+    'Heatmaps being drawn in the heatmap workers (state=running) or waiting for one (state=waiting)',
+    () => this.drawSource,
+  );
 
   /** A gauge of what runs and what waits, read from `source` when scraped. */
   private queuedGauge(name: string, help: string, source: () => Queued | null): Gauge<'state'> {

@@ -3,7 +3,7 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, MODEL_FILE, ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
+import { CONFIG_FILE, MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { IMPORT_HINT } from './errors.js';
 
 export interface ServedModel {
@@ -41,12 +41,19 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
   const config = await readModelConfig(dir);
   const grid = gridOf(config);
   const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
-  if (relevanceFile && !existsSync(relevanceFile)) warn(`model ${name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
+  if (relevanceFile && !existsSync(relevanceFile))
+    warn(`model ${name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
   const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
   const lightFile = relevance && config.relevance?.light_file ? path.join(dir, config.relevance.light_file) : null;
-  if (lightFile && !existsSync(lightFile)) warn(`model ${name}: config.json names ${config.relevance!.light_file}, which is not there: its default maps come from ${config.relevance!.file}, at the cost of a backward pass through every block`);
+  if (lightFile && !existsSync(lightFile))
+    warn(
+      `model ${name}: config.json names ${config.relevance!.light_file}, which is not there: its default maps come from ${config.relevance!.file}, at the cost of a backward pass through every block`,
+    );
   const relevanceLight = lightFile && existsSync(lightFile) ? lightFile : null;
-  if (!grid) warn(`model ${name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`);
+  if (!grid)
+    warn(
+      `model ${name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`,
+    );
   return { name, dir, file, config, grid, heads: headsOf(config), relevance, relevanceLight };
 }
 
@@ -67,6 +74,7 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
       warn(`skipping model ${e.name}: ${(err as Error).message}`);
     }
   }
-  if (models.length === 0) throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
+  if (models.length === 0)
+    throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
   return models;
 }

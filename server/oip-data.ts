@@ -3,10 +3,37 @@
 
 import { Errors } from './errors.js';
 
-export const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
+export const DATATYPES = [
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'FP32',
+  'FP64',
+  'BYTES',
+] as const;
 export type Datatype = (typeof DATATYPES)[number];
 
-export const ELEMENT_SIZE: Partial<Record<Datatype, number>> = { BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, FP16: 2, UINT32: 4, INT32: 4, FP32: 4, UINT64: 8, INT64: 8, FP64: 8 };
+export const ELEMENT_SIZE: Partial<Record<Datatype, number>> = {
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  FP16: 2,
+  UINT32: 4,
+  INT32: 4,
+  FP32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP64: 8,
+};
 
 /** Nested JSON arrays in row-major order, flattened (the protocol allows both forms), without
  *  recursion: a client's nesting is walked with a stack of its own, and may be no deeper than the
@@ -23,7 +50,8 @@ export function flatten(data: unknown, maxDepth: number, name: string): unknown[
     }
     const v = top[0][top[1]++];
     if (!Array.isArray(v)) out.push(v);
-    else if (stack.length >= maxDepth) throw Errors.badRequest(`input '${name}': data is nested deeper than its shape's ${maxDepth} dimension${maxDepth === 1 ? '' : 's'}`);
+    else if (stack.length >= maxDepth)
+      throw Errors.badRequest(`input '${name}': data is nested deeper than its shape's ${maxDepth} dimension${maxDepth === 1 ? '' : 's'}`);
     else stack.push([v, 0]);
   }
   return out;
@@ -34,7 +62,8 @@ export function readNumbers(values: unknown[], datatype: Datatype, name: string)
   for (let i = 0; i < values.length; i++) {
     let v = values[i];
     if (datatype === 'BOOL' && typeof v === 'boolean') v = v ? 1 : 0;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw Errors.badRequest(`input '${name}': element ${i} is ${JSON.stringify(v)}, not a finite number as ${datatype} takes`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw Errors.badRequest(`input '${name}': element ${i} is ${JSON.stringify(v)}, not a finite number as ${datatype} takes`);
     out[i] = v;
   }
   return out;
@@ -42,7 +71,8 @@ export function readNumbers(values: unknown[], datatype: Datatype, name: string)
 
 export function readBinaryNumbers(raw: Buffer, datatype: Datatype, name: string): Float64Array | Float32Array {
   const size = ELEMENT_SIZE[datatype]!;
-  if (raw.length % size !== 0) throw Errors.badRequest(`input '${name}': ${raw.length} bytes of binary data is not a whole number of ${datatype} elements`);
+  if (raw.length % size !== 0)
+    throw Errors.badRequest(`input '${name}': ${raw.length} bytes of binary data is not a whole number of ${datatype} elements`);
   const n = raw.length / size;
   const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
   if (datatype === 'FP32') {
@@ -55,16 +85,36 @@ export function readBinaryNumbers(raw: Buffer, datatype: Datatype, name: string)
     const o = i * size;
     switch (datatype) {
       case 'BOOL':
-      case 'UINT8': out[i] = view.getUint8(o); break;
-      case 'INT8': out[i] = view.getInt8(o); break;
-      case 'UINT16': out[i] = view.getUint16(o, true); break;
-      case 'INT16': out[i] = view.getInt16(o, true); break;
-      case 'UINT32': out[i] = view.getUint32(o, true); break;
-      case 'INT32': out[i] = view.getInt32(o, true); break;
-      case 'UINT64': out[i] = Number(view.getBigUint64(o, true)); break;
-      case 'INT64': out[i] = Number(view.getBigInt64(o, true)); break;
-      case 'FP64': out[i] = view.getFloat64(o, true); break;
-      case 'FP16': out[i] = view.getUint16(o, true); break; // not decoded: no model here takes FP16
+      case 'UINT8':
+        out[i] = view.getUint8(o);
+        break;
+      case 'INT8':
+        out[i] = view.getInt8(o);
+        break;
+      case 'UINT16':
+        out[i] = view.getUint16(o, true);
+        break;
+      case 'INT16':
+        out[i] = view.getInt16(o, true);
+        break;
+      case 'UINT32':
+        out[i] = view.getUint32(o, true);
+        break;
+      case 'INT32':
+        out[i] = view.getInt32(o, true);
+        break;
+      case 'UINT64':
+        out[i] = Number(view.getBigUint64(o, true));
+        break;
+      case 'INT64':
+        out[i] = Number(view.getBigInt64(o, true));
+        break;
+      case 'FP64':
+        out[i] = view.getFloat64(o, true);
+        break;
+      case 'FP16':
+        out[i] = view.getUint16(o, true);
+        break; // not decoded: no model here takes FP16
     }
   }
   return out;
@@ -75,9 +125,11 @@ export function readBinaryBytes(raw: Buffer, name: string): Buffer[] {
   const out: Buffer[] = [];
   let o = 0;
   while (o < raw.length) {
-    if (o + 4 > raw.length) throw Errors.badRequest(`input '${name}': BYTES element ${out.length} is cut short (its 4-byte length is incomplete)`);
+    if (o + 4 > raw.length)
+      throw Errors.badRequest(`input '${name}': BYTES element ${out.length} is cut short (its 4-byte length is incomplete)`);
     const len = raw.readUInt32LE(o);
-    if (o + 4 + len > raw.length) throw Errors.badRequest(`input '${name}': BYTES element ${out.length} declares ${len} bytes, ${raw.length - o - 4} are left`);
+    if (o + 4 + len > raw.length)
+      throw Errors.badRequest(`input '${name}': BYTES element ${out.length} declares ${len} bytes, ${raw.length - o - 4} are left`);
     out.push(raw.subarray(o + 4, o + 4 + len));
     o += 4 + len;
   }
@@ -100,10 +152,12 @@ export function binaryOf(t: { datatype: 'FP32' | 'BYTES'; data: Float32Array | s
     for (let i = 0; i < f.length; i++) b.writeFloatLE(f[i], i * 4);
     return b;
   }
-  return Buffer.concat((t.data as string[]).flatMap((s) => {
-    const bytes = Buffer.from(s, 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(bytes.length);
-    return [len, bytes];
-  }));
+  return Buffer.concat(
+    (t.data as string[]).flatMap((s) => {
+      const bytes = Buffer.from(s, 'utf8');
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(bytes.length);
+      return [len, bytes];
+    }),
+  );
 }

@@ -62,14 +62,19 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
   let jsonEnd = body.length;
   if (headerLength !== undefined) {
     const n = Number(headerLength);
-    if (!/^\d+$/.test(headerLength.trim()) || n > body.length) throw Errors.badRequest(`Inference-Header-Content-Length ${JSON.stringify(headerLength)} must be a byte count within the body's ${body.length} bytes`);
+    if (!/^\d+$/.test(headerLength.trim()) || n > body.length)
+      throw Errors.badRequest(
+        `Inference-Header-Content-Length ${JSON.stringify(headerLength)} must be a byte count within the body's ${body.length} bytes`,
+      );
     jsonEnd = n;
   }
   let raw: unknown;
   try {
     raw = JSON.parse(body.subarray(0, jsonEnd).toString('utf8'));
   } catch (err) {
-    throw Errors.badRequest(`the request's JSON does not parse: ${(err as Error).message}${headerLength === undefined ? ' (binary tensor data needs the Inference-Header-Content-Length header)' : ''}`);
+    throw Errors.badRequest(
+      `the request's JSON does not parse: ${(err as Error).message}${headerLength === undefined ? ' (binary tensor data needs the Inference-Header-Content-Length header)' : ''}`,
+    );
   }
   if (!isObject(raw)) throw Errors.badRequest('the request must be a JSON object with "inputs"');
   if (raw.id !== undefined && typeof raw.id !== 'string') throw Errors.badRequest("'id' must be a string");
@@ -79,19 +84,24 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
     if (!isObject(t)) throw Errors.badRequest(`inputs[${k}] must be an object with name, shape, datatype and data`);
     const name = t.name;
     if (typeof name !== 'string' || name === '') throw Errors.badRequest(`inputs[${k}] has no name`);
-    if (typeof t.datatype !== 'string' || !(DATATYPES as readonly string[]).includes(t.datatype)) throw Errors.badRequest(`input '${name}': datatype ${JSON.stringify(t.datatype)} is not one of ${DATATYPES.join(', ')}`);
+    if (typeof t.datatype !== 'string' || !(DATATYPES as readonly string[]).includes(t.datatype))
+      throw Errors.badRequest(`input '${name}': datatype ${JSON.stringify(t.datatype)} is not one of ${DATATYPES.join(', ')}`);
     const datatype = t.datatype as Datatype;
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) throw Errors.badRequest(`input '${name}': shape must be an array of non-negative integers`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0))
+      throw Errors.badRequest(`input '${name}': shape must be an array of non-negative integers`);
     const shape = t.shape as number[];
     const params = parameters(t.parameters, `input '${name}'`);
     const binarySize = params.binary_data_size;
     const tensor: InputTensor = { name, datatype, shape, parameters: params };
     if (binarySize !== undefined) {
       if (t.data !== undefined) throw Errors.badRequest(`input '${name}': both 'data' and binary_data_size; send one`);
-      if (headerLength === undefined) throw Errors.badRequest(`input '${name}': binary_data_size without the Inference-Header-Content-Length header`);
-      if (!Number.isInteger(binarySize) || (binarySize as number) < 0) throw Errors.badRequest(`input '${name}': binary_data_size must be a byte count`);
+      if (headerLength === undefined)
+        throw Errors.badRequest(`input '${name}': binary_data_size without the Inference-Header-Content-Length header`);
+      if (!Number.isInteger(binarySize) || (binarySize as number) < 0)
+        throw Errors.badRequest(`input '${name}': binary_data_size must be a byte count`);
       const size = binarySize as number;
-      if (offset + size > body.length) throw Errors.badRequest(`input '${name}': binary_data_size ${size} runs past the body (${body.length - offset} bytes left)`);
+      if (offset + size > body.length)
+        throw Errors.badRequest(`input '${name}': binary_data_size ${size} runs past the body (${body.length - offset} bytes left)`);
       const bytes = body.subarray(offset, offset + size);
       offset += size;
       if (datatype === 'BYTES') tensor.bytes = readBinaryBytes(bytes, name);
@@ -103,10 +113,12 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
       else tensor.numbers = readNumbers(values, datatype, name);
     }
     const count = tensor.bytes?.length ?? tensor.numbers!.length;
-    if (count !== elements(shape)) throw Errors.badRequest(`input '${name}': shape [${shape.join(', ')}] holds ${elements(shape)} elements, the data ${count}`);
+    if (count !== elements(shape))
+      throw Errors.badRequest(`input '${name}': shape [${shape.join(', ')}] holds ${elements(shape)} elements, the data ${count}`);
     return tensor;
   });
-  if (offset !== body.length) throw Errors.badRequest(`${body.length - offset} bytes after the last tensor's binary data: binary_data_size and the body disagree`);
+  if (offset !== body.length)
+    throw Errors.badRequest(`${body.length - offset} bytes after the last tensor's binary data: binary_data_size and the body disagree`);
   const names = new Set<string>();
   for (const t of inputs) {
     if (names.has(t.name)) throw Errors.badRequest(`input '${t.name}' given twice`);
@@ -120,7 +132,12 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
       return { name: o.name, parameters: parameters(o.parameters, `output '${o.name}'`) };
     });
   }
-  return { ...(typeof raw.id === 'string' ? { id: raw.id } : {}), parameters: parameters(raw.parameters, 'the request'), inputs, ...(outputs ? { outputs } : {}) };
+  return {
+    ...(typeof raw.id === 'string' ? { id: raw.id } : {}),
+    parameters: parameters(raw.parameters, 'the request'),
+    inputs,
+    ...(outputs ? { outputs } : {}),
+  };
 }
 
 /** Whether an output goes in the binary part: its own binary_data, else the request's binary_data_output. */
@@ -139,7 +156,8 @@ export function wantsBinary(output: RequestedOutput | undefined, request: InferR
 export function classificationCount(output: RequestedOutput | undefined): number {
   const k = output?.parameters.classification;
   if (k === undefined) return 0;
-  if (!Number.isInteger(k) || (k as number) < 1) throw Errors.badRequest(`output '${output!.name}': classification must be a positive integer`);
+  if (!Number.isInteger(k) || (k as number) < 1)
+    throw Errors.badRequest(`output '${output!.name}': classification must be a positive integer`);
   return k as number;
 }
 
@@ -149,14 +167,19 @@ export function classify(values: Float32Array, rows: number, k: number, labels: 
   const out: string[] = [];
   for (let r = 0; r < rows; r++) {
     const row = values.subarray(r * cols, (r + 1) * cols);
-    const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, Math.min(k, cols));
+    const order = Array.from(row.keys())
+      .sort((a, b) => row[b] - row[a] || a - b)
+      .slice(0, Math.min(k, cols));
     for (const i of order) out.push(`${row[i]}:${i}${labels[i] !== undefined ? `:${labels[i]}` : ''}`);
   }
   return out;
 }
 
 /** The response body: a JSON object, or (when an output is binary) the JSON header and the raw data. */
-export function encodeInferResponse(head: { model_name: string; model_version?: string; id?: string; parameters?: Parameters }, outputs: readonly OutputTensor[]): { json: object } | { body: Buffer; headerLength: number } {
+export function encodeInferResponse(
+  head: { model_name: string; model_version?: string; id?: string; parameters?: Parameters },
+  outputs: readonly OutputTensor[],
+): { json: object } | { body: Buffer; headerLength: number } {
   const parts: Buffer[] = [];
   const described = outputs.map((t) => {
     const base = { name: t.name, datatype: t.datatype, shape: t.shape };

@@ -6,7 +6,15 @@ import type { Worker } from 'node:worker_threads';
 import { siblingUrl, startWorker } from '../runtime/worker.js';
 import type { GpuAdapter } from '../runtime/gpu.js';
 import { Errors } from './errors.js';
-import { CRASH, type InferenceMessage, Pending, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit } from '../runtime/worker-protocol.js';
+import {
+  CRASH,
+  type InferenceMessage,
+  Pending,
+  type RunReply,
+  type RunRequest,
+  type WorkerCommand,
+  type WorkerInit,
+} from '../runtime/worker-protocol.js';
 
 interface Slot {
   index: number;
@@ -52,7 +60,9 @@ export class WorkerPool extends EventEmitter {
   private spawn(index: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const control = new Int32Array(new SharedArrayBuffer(4));
-      const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), { workerData: { ...this.init, control: control.buffer } });
+      const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), {
+        workerData: { ...this.init, control: control.buffer },
+      });
       const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Pending<RunReply>(), killed: false };
       this.slots[index] = slot;
       worker.on('message', (m: InferenceMessage) => {
@@ -86,9 +96,13 @@ export class WorkerPool extends EventEmitter {
         this.restarts++;
         this.log.error(`inference worker ${index} exited (${code}); starting a new one`);
         this.emit('lost', index);
-        setTimeout(() => {
-          if (!this.closing) this.spawn(index).catch((err: Error) => this.log.error(`inference worker ${index} could not restart: ${err.message}`));
-        }, wasReady ? 0 : 1000).unref();
+        setTimeout(
+          () => {
+            if (!this.closing)
+              this.spawn(index).catch((err: Error) => this.log.error(`inference worker ${index} could not restart: ${err.message}`));
+          },
+          wasReady ? 0 : 1000,
+        ).unref();
       });
     });
   }
@@ -114,7 +128,9 @@ export class WorkerPool extends EventEmitter {
   }
 
   private failInflight(slot: Slot): void {
-    slot.inflight.rejectAll(Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'));
+    slot.inflight.rejectAll(
+      Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'),
+    );
   }
 
   /**

@@ -12,10 +12,20 @@ let relevanceScratch = { r: new Float64Array(0), next: new Float64Array(0), abar
  * needed, so it is carried as a row vector from the last block down: T^2 work a block, not T^3.
  * `layers` and `grads` hold [n, heads, tokens, tokens] per block.
  */
-export function relevanceInto(layers: readonly Float32Array[], grads: readonly Float32Array[], image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1): void {
+export function relevanceInto(
+  layers: readonly Float32Array[],
+  grads: readonly Float32Array[],
+  image: number,
+  heads: number,
+  tokens: number,
+  out: Float32Array,
+  at: number,
+  prefix = 1,
+): void {
   const T = tokens;
   const TT = T * T;
-  if (relevanceScratch.abar.length !== TT) relevanceScratch = { r: new Float64Array(T), next: new Float64Array(T), abar: new Float64Array(TT) };
+  if (relevanceScratch.abar.length !== TT)
+    relevanceScratch = { r: new Float64Array(T), next: new Float64Array(T), abar: new Float64Array(TT) };
   let { r, next } = relevanceScratch;
   const { abar } = relevanceScratch;
   r.fill(0);
@@ -50,7 +60,15 @@ export function relevanceInto(layers: readonly Float32Array[], grads: readonly F
  * convolutional tokenizer mixes neighbouring pixels into each token). `pixels` and `grads` hold
  * [n, channels, height, width]; the grid [rows, cols] tiles the image.
  */
-export function gradInputInto(pixels: Float32Array, grads: Float32Array, image: number, dims: readonly [number, number, number], grid: readonly [number, number], out: Float32Array, at: number): void {
+export function gradInputInto(
+  pixels: Float32Array,
+  grads: Float32Array,
+  image: number,
+  dims: readonly [number, number, number],
+  grid: readonly [number, number],
+  out: Float32Array,
+  at: number,
+): void {
   const [channels, height, width] = dims;
   const [rows, cols] = grid;
   const ph = height / rows;
@@ -78,7 +96,12 @@ export function gradInputInto(pixels: Float32Array, grads: Float32Array, image: 
  * gradient-weighted rollout and this sum. It needs a backward pass through every block and the
  * tokenizer (~3x a classification). `chefer`, `rollout` and `gradInput` hold `patches` values per image.
  */
-export function combinedRelevance(chefer: Float32Array, rollout: Float32Array, gradInput: Float32Array, patches: number): Float32Array<ArrayBuffer> {
+export function combinedRelevance(
+  chefer: Float32Array,
+  rollout: Float32Array,
+  gradInput: Float32Array,
+  patches: number,
+): Float32Array<ArrayBuffer> {
   const out = new Float32Array(chefer.length);
   for (let at = 0; at < chefer.length; at += patches) {
     let cmax = 0;
@@ -87,7 +110,8 @@ export function combinedRelevance(chefer: Float32Array, rollout: Float32Array, g
       cmax = Math.max(cmax, chefer[p]);
       rmax = Math.max(rmax, rollout[p]);
     }
-    for (let p = at; p < at + patches; p++) out[p] = ((cmax > 0 ? chefer[p] / cmax : 0) + (rmax > 0 ? rollout[p] / rmax : 0)) * Math.sqrt(gradInput[p]);
+    for (let p = at; p < at + patches; p++)
+      out[p] = ((cmax > 0 ? chefer[p] / cmax : 0) + (rmax > 0 ? rollout[p] / rmax : 0)) * Math.sqrt(gradInput[p]);
   }
   return out;
 }
@@ -98,7 +122,7 @@ export const ROLL_SHARE = 0.6;
 
 /** The identity weight of each block below the last for a model of `layers` blocks, keeping `share`
  *  over them all. */
-export const rollIdentity = (layers: number, share = ROLL_SHARE): number => (layers > 1 ? Math.pow(share, 1 / (layers - 1)) : 1);
+export const rollIdentity = (layers: number, share = ROLL_SHARE): number => (layers > 1 ? share ** (1 / (layers - 1)) : 1);
 
 /**
  * The default explanation, `relevance`, for one image of a batch: Chefer's rule at the last block
@@ -118,7 +142,17 @@ export const rollIdentity = (layers: number, share = ROLL_SHARE): number => (lay
  * the largest margins. `layers` hold [n, heads, tokens, tokens] per block, `lastGrad` the last
  * block's gradient, the same shape.
  */
-export function lastLayerRelevanceInto(layers: readonly Float32Array[], lastGrad: Float32Array, image: number, heads: number, tokens: number, out: Float32Array, at: number, prefix = 1, identity = rollIdentity(layers.length)): void {
+export function lastLayerRelevanceInto(
+  layers: readonly Float32Array[],
+  lastGrad: Float32Array,
+  image: number,
+  heads: number,
+  tokens: number,
+  out: Float32Array,
+  at: number,
+  prefix = 1,
+  identity = rollIdentity(layers.length),
+): void {
   const T = tokens;
   const TT = T * T;
   const L = layers.length;

@@ -142,7 +142,8 @@ export class MemoryResults implements Results {
   async putMap(id: string, key: string, values: Float32Array): Promise<void> {
     const e = this.entry(id);
     if (!e?.kept) return;
-    const maps = (e.maps ??= new Map());
+    e.maps ??= new Map();
+    const maps = e.maps;
     maps.delete(key);
     // the least recently made goes first
     while (maps.size >= MAX_MAPS_PER_RESULT) maps.delete(maps.keys().next().value!);

@@ -1,7 +1,7 @@
 // JSON schemas of the routes (TypeBox): queries, params and every response, so bad queries are 400s
 // and responses serialize fast without leaking fields.
 
-import { Type, Static, TUnsafe } from '@sinclair/typebox';
+import { Type, type Static, type TUnsafe } from '@sinclair/typebox';
 
 /** A string from a fixed list as one `enum` keyword, so that a bad query value's error lists what is
  *  allowed (runtime/schema.ts's oneOf is a union of literals, which the configs' own words read). */
@@ -20,8 +20,17 @@ export const ClassifyQuery = Type.Object(
   {
     model: Type.Optional(Type.String({ minLength: 1, description: 'model name (default: the default model)' })),
     topk: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'how many predictions' })),
-    attention: Type.Optional(enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, { description: 'attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the default explanation of the top prediction (the last block\'s gradient-weighted attention, rolled out), from the same run as the classification' })),
-    tta: Type.Optional(enumOf(['none', 'flip'] as const, { description: 'flip: the logits averaged over the image and its mirror (two images in the batch); maps are of the image itself' })),
+    attention: Type.Optional(
+      enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, {
+        description:
+          "attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the default explanation of the top prediction (the last block's gradient-weighted attention, rolled out), from the same run as the classification",
+      }),
+    ),
+    tta: Type.Optional(
+      enumOf(['none', 'flip'] as const, {
+        description: 'flip: the logits averaged over the image and its mirror (two images in the batch); maps are of the image itself',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -39,11 +48,19 @@ export const ClassifyResponse = Type.Object({
       class: Type.Optional(Type.String({ description: 'relevance: the class explained' })),
       grid: Type.Array(Type.Integer(), { description: '[rows, cols] of patches' }),
       values: Type.Optional(Grid),
-      layers: Type.Optional(Type.Array(Type.Array(Type.Array(Type.Array(Type.Number()))), { description: 'full: [layer][head][token][token]' })),
+      layers: Type.Optional(
+        Type.Array(Type.Array(Type.Array(Type.Array(Type.Number()))), { description: 'full: [layer][head][token][token]' }),
+      ),
     }),
   ),
   image: Type.Object({ format: Type.String(), width: Type.Integer(), height: Type.Integer() }),
-  timings: Type.Object({ decode_ms: Type.Number(), queue_ms: Type.Number(), inference_ms: Type.Number(), total_ms: Type.Number(), batch_size: Type.Integer() }),
+  timings: Type.Object({
+    decode_ms: Type.Number(),
+    queue_ms: Type.Number(),
+    inference_ms: Type.Number(),
+    total_ms: Type.Number(),
+    batch_size: Type.Integer(),
+  }),
 });
 
 export const AttentionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -51,10 +68,20 @@ export const AttentionParams = Type.Object({ id: Type.String({ minLength: 1, max
 export const AttentionQuery = Type.Object(
   {
     method: Type.Optional(enumOf(MAP_METHODS, { default: 'rollout' })),
-    class: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'for relevance: the class to explain, a label or an index (default: the top prediction)' })),
+    class: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'for relevance: the class to explain, a label or an index (default: the top prediction)',
+      }),
+    ),
     layer: Type.Optional(Type.Integer({ minimum: 0, description: 'for cls: the layer (default: the last)' })),
-    head: Type.Optional(Type.String({ pattern: '^(mean|max|min|[0-9]+)$', default: 'mean', description: 'head fusion: mean, max, min or a head index' })),
-    discard: Type.Optional(Type.Number({ minimum: 0, maximum: 0.99, default: 0, description: 'rollout: share of the lowest weights dropped per layer' })),
+    head: Type.Optional(
+      Type.String({ pattern: '^(mean|max|min|[0-9]+)$', default: 'mean', description: 'head fusion: mean, max, min or a head index' }),
+    ),
+    discard: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 0.99, default: 0, description: 'rollout: share of the lowest weights dropped per layer' }),
+    ),
     alpha: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0.5 })),
     size: Type.Optional(Type.Integer({ minimum: 16, maximum: 1024, default: 256 })),
     colormap: Type.Optional(enumOf(COLORMAP_NAMES, { default: 'jet' })),
@@ -95,16 +122,24 @@ export const ModelsResponse = Type.Object({
         shape: Type.Array(Type.Union([Type.Integer(), Type.String()])),
         mean: Type.Array(Type.Number()),
         std: Type.Array(Type.Number()),
-        fit: Type.Union([Type.Literal('cover'), Type.Literal('fill')], { description: "cover: the aspect ratio kept, edges cut; fill: stretched (Hugging Face processors)" }),
+        fit: Type.Union([Type.Literal('cover'), Type.Literal('fill')], {
+          description: 'cover: the aspect ratio kept, edges cut; fill: stretched (Hugging Face processors)',
+        }),
         resample: Type.String({ description: 'area (means over the covered pixels) or a kernel: nearest, linear, cubic, lanczos3' }),
         rescale: Type.Number({ description: 'what pixel values are multiplied by before the mean' }),
       }),
       outputs: Type.Object({ logits: Type.String(), attentions: Type.Array(Type.String()) }),
-      methods: Type.Array(Type.String(), { description: 'the attention map methods the model serves (relevance needs its relevance graph)' }),
-      class_methods: Type.Array(Type.String(), { description: 'those of methods that explain one class (GET /attention/:id takes class= with them)' }),
+      methods: Type.Array(Type.String(), {
+        description: 'the attention map methods the model serves (relevance needs its relevance graph)',
+      }),
+      class_methods: Type.Array(Type.String(), {
+        description: 'those of methods that explain one class (GET /attention/:id takes class= with them)',
+      }),
       patch_size: Type.Union([Type.Integer(), Type.Null()]),
       provider: Type.String({ description: 'the ONNX Runtime execution provider the model runs on: cpu, webgpu or cuda' }),
-      adapter: Type.Union([GpuAdapterSchema, Type.Null()], { description: 'with webgpu: the GPU, as far as the Vulkan drivers and devices tell' }),
+      adapter: Type.Union([GpuAdapterSchema, Type.Null()], {
+        description: 'with webgpu: the GPU, as far as the Vulkan drivers and devices tell',
+      }),
     }),
   ),
 });

@@ -3,7 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { buildApp } from './app.js';
-import { ServeConfig } from './config.js';
+import type { ServeConfig } from './config.js';
 import type { WorkerPool } from './pool.js';
 import { type Provider, describeSession } from '../runtime/ort.js';
 

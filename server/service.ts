@@ -31,19 +31,26 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   // Models and workers.
   const models = await discoverModels(config.models, (m) => log.warn(m));
   const metrics = new Metrics();
-  const inference = await startInference(models, config, { info: (m) => log.info(m), error: (m) => log.error(m) }, {
-    batch: (model, size, ms) => {
-      metrics.batchSize.observe({ model }, size);
-      metrics.inference.observe({ model }, ms / 1000);
+  const inference = await startInference(
+    models,
+    config,
+    { info: (m) => log.info(m), error: (m) => log.error(m) },
+    {
+      batch: (model, size, ms) => {
+        metrics.batchSize.observe({ model }, size);
+        metrics.inference.observe({ model }, ms / 1000);
+      },
+      depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
     },
-    depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
-  });
+  );
   const { pool, batcher } = inference;
   pool.on('lost', () => metrics.workerRestarts.inc());
   models.splice(0, models.length, ...inference.models);
   let defaultModel = config.defaultModel;
   if (!models.some((m) => m.name === defaultModel)) {
-    log.warn(`default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`);
+    log.warn(
+      `default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`,
+    );
     defaultModel = models[0].name;
   }
   for (const m of models) {
@@ -55,7 +62,12 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);
   else {
     metrics.storeUp.set(0);
-    results = new RedisResults(config.resultsStore, config.resultsTtlS * 1000, { warn: (m) => log.warn(m), info: (m) => log.info(m) }, (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0));
+    results = new RedisResults(
+      config.resultsStore,
+      config.resultsTtlS * 1000,
+      { warn: (m) => log.warn(m), info: (m) => log.info(m) },
+      (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0),
+    );
   }
   const decoders = new Gate(config.decoders, config.maxQueue);
   metrics.decodeSource = decoders;

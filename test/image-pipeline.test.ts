@@ -48,13 +48,19 @@ async function classifyInputs(t: Test, models: string, model: string, files: Buf
     return submit(m, pixels, o);
   };
   for (const bytes of files) {
-    const res = await app.inject({ method: 'POST', url: `/classify?model=${model}&attention=none`, payload: bytes, headers: { 'content-type': 'application/octet-stream' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: `/classify?model=${model}&attention=none`,
+      payload: bytes,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     t.equal(res.statusCode, 200, res.body);
   }
   return seen;
 }
 
-const same = (a: Float32Array, b: Float32Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const same = (a: Float32Array, b: Float32Array) =>
+  a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 t.test('the seed model: eval on a folder and /classify give the model identical tensors', async (t) => {
   const models = await testModels();
@@ -68,7 +74,13 @@ t.test('the seed model: eval on a folder and /classify give the model identical 
       ['c.jpg', await sharp(big).resize(120, 90, { fit: 'fill' }).jpeg().withMetadata({ orientation: 6 }).toBuffer()], // EXIF rotation
     ],
     dog: [
-      ['d.png', await sharp(await testImage('png', 64)).ensureAlpha(0.3).png().toBuffer()], // alpha onto white, a 2x view
+      [
+        'd.png',
+        await sharp(await testImage('png', 64))
+          .ensureAlpha(0.3)
+          .png()
+          .toBuffer(),
+      ], // alpha onto white, a 2x view
       ['e.webp', await testImage('webp', 32)],
     ],
   });
@@ -91,7 +103,15 @@ t.test('a Hugging Face model: its fit, kernel and rescale hold in eval as in /cl
   t.same([config.fit, config.resample, config.rescale], ['fill', 'linear', 1], 'the processor: stretch, bilinear, no rescale');
   const folder = path.join(await tmpDir(), 'images');
   const files = await writeFolder(folder, {
-    apple: [['a.jpg', await sharp(await testImage('png', 300)).resize(300, 120, { fit: 'fill' }).jpeg().toBuffer()]],
+    apple: [
+      [
+        'a.jpg',
+        await sharp(await testImage('png', 300))
+          .resize(300, 120, { fit: 'fill' })
+          .jpeg()
+          .toBuffer(),
+      ],
+    ],
     boat: [['b.png', await testImage('png', 24)]],
   });
   const viaEval = await evalInputs(dir, config, folder);

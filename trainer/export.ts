@@ -5,15 +5,23 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Tensor } from './autograd/graph.js';
+import type { Tensor } from './autograd/graph.js';
 import { grad } from './autograd/grad.js';
 import { add, argmax, input, mul, neg, oneHot, reduceSum, step, sub } from './autograd/ops.js';
 import { compileToBytes } from './autograd/onnx.js';
-import { FileOps, writeFilesAtomic } from './io/atomic.js';
+import { type FileOps, writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
-import { BATCH, INPUT_NAME, ViT, pixelInput } from './vit/model.js';
+import { BATCH, INPUT_NAME, type ViT, pixelInput } from './vit/model.js';
 import { CIFAR10_CLASSES } from './data/cifar10.js';
-import { CONFIG_FILE, LEGACY_MODEL_FILE, MODEL_FILE, ModelConfig, PREPROCESSOR_FILE, TrainingRecord, modelFolderFiles } from '../runtime/model-config.js';
+import {
+  CONFIG_FILE,
+  LEGACY_MODEL_FILE,
+  MODEL_FILE,
+  type ModelConfig,
+  PREPROCESSOR_FILE,
+  type TrainingRecord,
+  modelFolderFiles,
+} from '../runtime/model-config.js';
 
 export { INPUT_NAME } from './vit/model.js';
 export const LOGITS_OUTPUT = 'logits';
@@ -61,7 +69,14 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
     attention_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionOutput(i)),
     patch_size: c.patch_size,
     ...(model.prefixTokens > 1 ? { prefix_tokens: model.prefixTokens } : {}),
-    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS, light_file: LIGHT_RELEVANCE_FILE },
+    relevance: {
+      file: RELEVANCE_FILE,
+      class_input: CLASS_INPUT,
+      gradient_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionGradOutput(i)),
+      input_gradient_output: INPUT_GRAD_OUTPUT,
+      top_class: TOP_CLASS,
+      light_file: LIGHT_RELEVANCE_FILE,
+    },
     vit: { ...c },
   };
 }
@@ -73,7 +88,10 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
  * with respect to the input pixels. The graph is the autograd's own gradient graph, compiled to ONNX
  * like the training step.
  */
-export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pixels: Tensor; target: Tensor; logits: Tensor; attentions: Tensor[]; grads: Tensor[]; inputGrad: Tensor; score: Tensor } {
+export function relevanceGraph(
+  model: ViT,
+  ctx = new GraphContext(false),
+): { pixels: Tensor; target: Tensor; logits: Tensor; attentions: Tensor[]; grads: Tensor[]; inputGrad: Tensor; score: Tensor } {
   const c = model.config;
   const pixels = pixelInput(c);
   const target = input(CLASS_INPUT, [BATCH]);
@@ -90,7 +108,9 @@ export function relevanceGraph(model: ViT, ctx = new GraphContext(false)): { pix
 export function exportRelevanceOnnx(model: ViT, config: ModelConfig, light = false): Uint8Array {
   const { logits, attentions, grads, inputGrad } = relevanceGraph(model);
   const last = attentions.length - 1;
-  const gradients = light ? [[attentionGradOutput(last), grads[last]] as const] : [...grads.map((g, i) => [attentionGradOutput(i), g] as const), [INPUT_GRAD_OUTPUT, inputGrad] as const];
+  const gradients = light
+    ? [[attentionGradOutput(last), grads[last]] as const]
+    : [...grads.map((g, i) => [attentionGradOutput(i), g] as const), [INPUT_GRAD_OUTPUT, inputGrad] as const];
   return compileToBytes({
     outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...gradients],
     initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
@@ -136,8 +156,15 @@ export interface ExportOptions {
   preprocessing?: Pick<ModelConfig, 'fit' | 'resample' | 'rescale'>;
 }
 
-export async function exportModel(model: ViT, labels: readonly string[], dir: string, { training, io, preprocessing }: ExportOptions = {}): Promise<{ modelFile: string; configFile: string; bytes: number }> {
-  const kept = Object.fromEntries(Object.entries(preprocessing ?? {}).filter(([k, v]) => ['fit', 'resample', 'rescale'].includes(k) && v !== undefined));
+export async function exportModel(
+  model: ViT,
+  labels: readonly string[],
+  dir: string,
+  { training, io, preprocessing }: ExportOptions = {},
+): Promise<{ modelFile: string; configFile: string; bytes: number }> {
+  const kept = Object.fromEntries(
+    Object.entries(preprocessing ?? {}).filter(([k, v]) => ['fit', 'resample', 'rescale'].includes(k) && v !== undefined),
+  );
   const config: ModelConfig = { ...modelConfigFor(model, labels), ...kept, ...(training ? { training } : {}) };
   const bytes = exportOnnx(model, config);
   const relevance = exportRelevanceOnnx(model, config);
@@ -151,13 +178,16 @@ export async function exportModel(model: ViT, labels: readonly string[], dir: st
   const modelFile = path.join(dir, MODEL_FILE);
   const configFile = path.join(dir, CONFIG_FILE);
   try {
-    await writeFilesAtomic([
-      [modelFile, bytes],
-      [path.join(dir, RELEVANCE_FILE), relevance],
-      [path.join(dir, LIGHT_RELEVANCE_FILE), light],
-      [path.join(dir, PREPROCESSOR_FILE), JSON.stringify(files.preprocessor, null, 2) + '\n'],
-      [configFile, JSON.stringify(files.config, null, 2) + '\n'],
-    ], io);
+    await writeFilesAtomic(
+      [
+        [modelFile, bytes],
+        [path.join(dir, RELEVANCE_FILE), relevance],
+        [path.join(dir, LIGHT_RELEVANCE_FILE), light],
+        [path.join(dir, PREPROCESSOR_FILE), JSON.stringify(files.preprocessor, null, 2) + '\n'],
+        [configFile, JSON.stringify(files.config, null, 2) + '\n'],
+      ],
+      io,
+    );
     for (const old of [LEGACY_MODEL_FILE, LEGACY_RELEVANCE_FILE]) await fs.rm(path.join(dir, old), { force: true });
   } catch (err) {
     throw new Error(`cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);

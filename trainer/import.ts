@@ -7,14 +7,35 @@
 // weights from one external data file, onnx/model.onnx_data.
 
 import path from 'node:path';
-import { Dim, Tensor, factorDim, shapeToString } from './autograd/graph.js';
+import { type Dim, type Tensor, factorDim, shapeToString } from './autograd/graph.js';
 import { grad } from './autograd/grad.js';
 import { compileModel } from './autograd/onnx.js';
-import { ImportedGraph, importOnnx } from './autograd/onnx-import.js';
-import { DataType, ExternalPlace, INodeProto, ITensorProto, ModelProto, decodeModel, dimsOf, externalTensor, int64Tensor, onnx, serializeModel } from './autograd/onnx-proto.js';
+import { type ImportedGraph, importOnnx } from './autograd/onnx-import.js';
+import {
+  DataType,
+  type ExternalPlace,
+  type INodeProto,
+  type ITensorProto,
+  type ModelProto,
+  decodeModel,
+  dimsOf,
+  externalTensor,
+  int64Tensor,
+  onnx,
+  serializeModel,
+} from './autograd/onnx-proto.js';
 import { input, reshape } from './autograd/ops.js';
-import { CLASS_INPUT, INPUT_GRAD_OUTPUT, LIGHT_RELEVANCE_FILE, RELEVANCE_FILE, TOP_CLASS, attentionGradOutput, attentionOutput, classScore } from './export.js';
-import { ModelConfig, Resample } from '../runtime/model-config.js';
+import {
+  CLASS_INPUT,
+  INPUT_GRAD_OUTPUT,
+  LIGHT_RELEVANCE_FILE,
+  RELEVANCE_FILE,
+  TOP_CLASS,
+  attentionGradOutput,
+  attentionOutput,
+  classScore,
+} from './export.js';
+import type { ModelConfig, Resample } from '../runtime/model-config.js';
 
 /** Where both graphs' weights lie, beside them in onnx/. */
 export const WEIGHTS_FILE = 'model.onnx_data';
@@ -37,7 +58,11 @@ export function findAttentions(g: ImportedGraph, headsHint?: number): FoundAtten
   const consumers = new Map<string, INodeProto[]>();
   for (const n of nodes) for (const i of n.input ?? []) consumers.set(i, [...(consumers.get(i) ?? []), n]);
   const feedsValues = (value: string, depth = 0): boolean =>
-    (consumers.get(value) ?? []).some((n) => (n.opType === 'MatMul' && n.input?.[0] === value) || (depth < 4 && PASS_THROUGH.has(n.opType ?? '') && feedsValues(n.output![0], depth + 1)));
+    (consumers.get(value) ?? []).some(
+      (n) =>
+        (n.opType === 'MatMul' && n.input?.[0] === value) ||
+        (depth < 4 && PASS_THROUGH.has(n.opType ?? '') && feedsValues(n.output![0], depth + 1)),
+    );
   const found: FoundAttention[] = [];
   for (const n of nodes) {
     if (n.opType !== 'Softmax') continue;
@@ -47,7 +72,13 @@ export function findAttentions(g: ImportedGraph, headsHint?: number): FoundAtten
     const s = t.shape;
     const axis = Number((n.attribute ?? []).find((a) => a.name === 'axis')?.i ?? -1);
     if (axis !== -1 && axis !== s.length - 1) continue;
-    if ((s.length !== 3 && s.length !== 4) || typeof s[s.length - 1] !== 'number' || s[s.length - 1] !== s[s.length - 2] || !feedsValues(out)) continue;
+    if (
+      (s.length !== 3 && s.length !== 4) ||
+      typeof s[s.length - 1] !== 'number' ||
+      s[s.length - 1] !== s[s.length - 2] ||
+      !feedsValues(out)
+    )
+      continue;
     const tokens = s[s.length - 1] as number;
     let heads: number | undefined;
     if (s.length === 4) heads = typeof s[1] === 'number' ? s[1] : undefined;
@@ -56,7 +87,10 @@ export function findAttentions(g: ImportedGraph, headsHint?: number): FoundAtten
       const f = factorDim(s[0]);
       heads = f.symbols.length === 1 && f.symbols[0] === g.input.shape[0] ? f.coef : headsHint;
     }
-    if (!heads) throw new Error(`the attention at node '${n.name}' is ${shapeToString(s)}: its head count cannot be read from the graph; give --heads`);
+    if (!heads)
+      throw new Error(
+        `the attention at node '${n.name}' is ${shapeToString(s)}: its head count cannot be read from the graph; give --heads`,
+      );
     found.push({ softmaxOutput: out, node: n.name ?? out, tensor: t, heads, tokens });
   }
   return found;
@@ -84,14 +118,17 @@ export function tokenLayout(g: ImportedGraph, tokens: number, override: { patchS
       const s = attr('strides');
       return k && s && k[0] === k[1] && s[0] === k[0] && s[1] === k[1];
     });
-    if (!conv) throw new Error('no patch embedding (a Conv whose stride is its kernel) was found to read the patch grid from; give --patch-size');
+    if (!conv)
+      throw new Error('no patch embedding (a Conv whose stride is its kernel) was found to read the patch grid from; give --patch-size');
     patch = Number(conv.attribute!.find((a) => a.name === 'kernel_shape')!.ints![0]);
   }
   if (h % patch !== 0 || w % patch !== 0) throw new Error(`patches of ${patch} pixels do not tile the ${h}x${w} input`);
   const grid: [number, number] = [h / patch, w / patch];
   const prefixTokens = override.prefixTokens ?? tokens - grid[0] * grid[1];
   if (prefixTokens < 1 || prefixTokens + grid[0] * grid[1] !== tokens) {
-    throw new Error(`the attention has ${tokens} tokens, the ${grid[0]}x${grid[1]} patch grid ${grid[0] * grid[1]}: ${prefixTokens === 0 ? 'maps need a [CLS] token first' : 'give --prefix-tokens and --patch-size'}`);
+    throw new Error(
+      `the attention has ${tokens} tokens, the ${grid[0]}x${grid[1]} patch grid ${grid[0] * grid[1]}: ${prefixTokens === 0 ? 'maps need a [CLS] token first' : 'give --prefix-tokens and --patch-size'}`,
+    );
   }
   return { patchSize: patch, grid, prefixTokens };
 }
@@ -107,7 +144,8 @@ function layoutWeights(g: ImportedGraph): { places: Map<string, ExternalPlace>; 
     offset += Math.ceil(data.byteLength / 64) * 64;
   }
   const bytes = new Uint8Array(offset);
-  for (const [name, place] of places) bytes.set(new Uint8Array(g.params.get(name)!.buffer, g.params.get(name)!.byteOffset, place.length), place.offset);
+  for (const [name, place] of places)
+    bytes.set(new Uint8Array(g.params.get(name)!.buffer, g.params.get(name)!.byteOffset, place.length), place.offset);
   return { places, bytes };
 }
 
@@ -123,11 +161,14 @@ function inferenceModel(g: ImportedGraph, attentions: FoundAttention[], places: 
   });
   attentions.forEach((a, l) => {
     const name = attentionOutput(l);
-    if (a.tensor.shape.length === 4) nodes.push(onnx.NodeProto.create({ opType: 'Identity', name: `vitrine_${name}`, input: [a.softmaxOutput], output: [name] }));
+    if (a.tensor.shape.length === 4)
+      nodes.push(onnx.NodeProto.create({ opType: 'Identity', name: `vitrine_${name}`, input: [a.softmaxOutput], output: [name] }));
     else {
       const shapeName = `vitrine_${name}_shape`;
       initializers.push(int64Tensor(shapeName, [-1, a.heads, a.tokens, a.tokens]));
-      nodes.push(onnx.NodeProto.create({ opType: 'Reshape', name: `vitrine_${name}`, input: [a.softmaxOutput, shapeName], output: [name] }));
+      nodes.push(
+        onnx.NodeProto.create({ opType: 'Reshape', name: `vitrine_${name}`, input: [a.softmaxOutput, shapeName], output: [name] }),
+      );
     }
     const dims = [batch, a.heads, a.tokens, a.tokens].map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d }));
     outputs.push(onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: dims } } } }));
@@ -140,7 +181,14 @@ function inferenceModel(g: ImportedGraph, attentions: FoundAttention[], places: 
  *  of each image's target-class logit (-1: its top prediction) with respect to it and to the input
  *  pixels (the same contract as export.ts's); or the light one, with the last attention's gradient
  *  alone (a backward through the last block only; what the default map needs). */
-function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>, logitsName: string, light = false): ModelProto {
+function relevanceModel(
+  g: ImportedGraph,
+  logits: Tensor,
+  attentions: FoundAttention[],
+  places: ReadonlyMap<string, ExternalPlace>,
+  logitsName: string,
+  light = false,
+): ModelProto {
   const classes = logits.shape[1] as number;
   const target = input(CLASS_INPUT, [g.input.shape[0]]);
   const score = classScore(logits, target, classes);
@@ -148,7 +196,11 @@ function relevanceModel(g: ImportedGraph, logits: Tensor, attentions: FoundAtten
   const grads = all.slice(0, -1).map((d, l) => [attentionGradOutput(l), perHead(d, attentions[l])] as const);
   const inline = new Map([...g.params].filter(([name]) => !places.has(name)));
   return compileModel({
-    outputs: [[logitsName, logits], ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const), ...(light ? grads.slice(-1) : [...grads, [INPUT_GRAD_OUTPUT, all.at(-1)!] as const])],
+    outputs: [
+      [logitsName, logits],
+      ...attentions.map((a, l) => [attentionOutput(l), perHead(a.tensor, a)] as const),
+      ...(light ? grads.slice(-1) : [...grads, [INPUT_GRAD_OUTPUT, all.at(-1)!] as const]),
+    ],
     initializers: inline,
     external: places,
     inputOrder: [g.inputName, CLASS_INPUT],
@@ -189,21 +241,29 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const logitsEntry = g.outputs.find(([n]) => n === logitsName);
   if (!logitsEntry) throw new Error(`the graph has no output '${logitsName}'; its outputs are ${g.outputs.map(([n]) => n).join(', ')}`);
   const logits = logitsEntry[1];
-  if (logits.shape.length !== 2 || typeof logits.shape[1] !== 'number') throw new Error(`output '${logitsName}' is ${shapeToString(logits.shape)}, not [batch, classes]`);
+  if (logits.shape.length !== 2 || typeof logits.shape[1] !== 'number')
+    throw new Error(`output '${logitsName}' is ${shapeToString(logits.shape)}, not [batch, classes]`);
   const classes = logits.shape[1];
   const labels = s.labels.length > 0 ? s.labels : Array.from({ length: classes }, (_, i) => `class_${i}`);
   if (labels.length !== classes) throw new Error(`${labels.length} labels for a model of ${classes} classes`);
   const attentions = findAttentions(g, s.heads);
-  if (attentions.length === 0) throw new Error('no attention was found (a Softmax over the last axis whose output is multiplied into the values); is this a transformer?');
+  if (attentions.length === 0)
+    throw new Error(
+      'no attention was found (a Softmax over the last axis whose output is multiplied into the values); is this a transformer?',
+    );
   const tokens = attentions[0].tokens;
-  if (attentions.some((a) => a.tokens !== tokens || a.heads !== attentions[0].heads)) throw new Error(`the attentions differ in tokens or heads (${attentions.map((a) => `${a.heads}x${a.tokens}`).join(', ')}); vitrine maps need one layout`);
+  if (attentions.some((a) => a.tokens !== tokens || a.heads !== attentions[0].heads))
+    throw new Error(
+      `the attentions differ in tokens or heads (${attentions.map((a) => `${a.heads}x${a.tokens}`).join(', ')}); vitrine maps need one layout`,
+    );
   const layout = tokenLayout(g, tokens, { patchSize: s.patchSize, prefixTokens: s.prefixTokens });
   const { places, bytes } = layoutWeights(g);
   const inference = inferenceModel(g, attentions, places);
   const relevance = relevanceModel(g, logits, attentions, places, logitsName);
   const light = relevanceModel(g, logits, attentions, places, logitsName, true);
   const [, channels, h, w] = g.input.shape as [Dim, number, number, number];
-  if (s.mean.length !== channels || s.std.length !== channels) throw new Error(`the mean and std need ${channels} values each (the input has ${channels} channels)`);
+  if (s.mean.length !== channels || s.std.length !== channels)
+    throw new Error(`the mean and std need ${channels} values each (the input has ${channels} channels)`);
   const config: ModelConfig = {
     labels,
     image_size: [h, w],
@@ -215,13 +275,27 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
     patch_size: layout.patchSize,
     prefix_tokens: layout.prefixTokens,
     attention_heads: attentions[0].heads,
-    relevance: { file: RELEVANCE_FILE, class_input: CLASS_INPUT, gradient_outputs: attentions.map((_a, l) => attentionGradOutput(l)), input_gradient_output: INPUT_GRAD_OUTPUT, top_class: TOP_CLASS, light_file: LIGHT_RELEVANCE_FILE },
+    relevance: {
+      file: RELEVANCE_FILE,
+      class_input: CLASS_INPUT,
+      gradient_outputs: attentions.map((_a, l) => attentionGradOutput(l)),
+      input_gradient_output: INPUT_GRAD_OUTPUT,
+      top_class: TOP_CLASS,
+      light_file: LIGHT_RELEVANCE_FILE,
+    },
     fit: s.fit,
     resample: s.resample,
     rescale: s.rescale,
   };
   const parameters = [...g.params.values()].reduce((n, p) => n + p.length, 0);
-  return { config, files: { model: serializeModel(inference), weights: bytes, relevance: serializeModel(relevance), light: serializeModel(light) }, attentions, layout, parameters, opset: g.opset };
+  return {
+    config,
+    files: { model: serializeModel(inference), weights: bytes, relevance: serializeModel(relevance), light: serializeModel(light) },
+    attentions,
+    layout,
+    parameters,
+    opset: g.opset,
+  };
 }
 
 export const weightsFileIn = (dir: string) => path.join(dir, 'onnx', WEIGHTS_FILE);

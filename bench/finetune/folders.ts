@@ -26,7 +26,12 @@ function subset(d: ImageDataset, classes: readonly number[], perClass: number): 
     images.set(d.images.subarray(i * per, (i + 1) * per), j * per);
     labels[j] = classes.indexOf(d.labels[i]);
   });
-  return makeDataset(images, labels, { channels: 3, height: 32, width: 32 }, classes.map((c) => CIFAR10_CLASSES[c]));
+  return makeDataset(
+    images,
+    labels,
+    { channels: 3, height: 32, width: 32 },
+    classes.map((c) => CIFAR10_CLASSES[c]),
+  );
 }
 
 async function write(dir: string, train: ImageDataset, test: ImageDataset): Promise<void> {

@@ -29,21 +29,31 @@ export function parseShard(text: string): Shard {
   const m = /^([0-9]+)\/([0-9]+)$/.exec(text);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index < 1 || index > count) throw new CliError(`--shard must be i/n with 1 <= i <= n (e.g. 2/8), got '${text}'`, 2);
+  if (!m || count < 1 || index < 1 || index > count)
+    throw new CliError(`--shard must be i/n with 1 <= i <= n (e.g. 2/8), got '${text}'`, 2);
   return { index, count };
 }
 
 /** The shard from --shard, or from --shards n and the index Kubernetes gives each pod of an Indexed Job. */
 export function shardOf(shard: string | undefined, shards: string | undefined, env: NodeJS.ProcessEnv): Shard | null {
-  if (shard !== undefined && shards !== undefined) throw new CliError('give --shard i/n or --shards n (the index from JOB_COMPLETION_INDEX), not both', 2);
+  if (shard !== undefined && shards !== undefined)
+    throw new CliError('give --shard i/n or --shards n (the index from JOB_COMPLETION_INDEX), not both', 2);
   if (shard !== undefined) return parseShard(shard);
   if (shards === undefined) return null;
   const count = Number(shards);
   if (!Number.isInteger(count) || count < 1) throw new CliError(`--shards must be an integer >= 1, got '${shards}'`, 2);
   const raw = env.JOB_COMPLETION_INDEX;
-  if (raw === undefined || raw === '') throw new CliError('--shards needs JOB_COMPLETION_INDEX (set by Kubernetes in the pods of an Indexed Job); elsewhere give --shard i/n', 2);
+  if (raw === undefined || raw === '')
+    throw new CliError(
+      '--shards needs JOB_COMPLETION_INDEX (set by Kubernetes in the pods of an Indexed Job); elsewhere give --shard i/n',
+      2,
+    );
   const index = Number(raw);
-  if (!Number.isInteger(index) || index < 0 || index >= count) throw new CliError(`JOB_COMPLETION_INDEX is '${raw}': with --shards ${count} it must be 0-${count - 1} (the Job's completions must equal --shards)`, 2);
+  if (!Number.isInteger(index) || index < 0 || index >= count)
+    throw new CliError(
+      `JOB_COMPLETION_INDEX is '${raw}': with --shards ${count} it must be 0-${count - 1} (the Job's completions must equal --shards)`,
+      2,
+    );
   return { index: index + 1, count };
 }
 

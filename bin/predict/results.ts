@@ -55,7 +55,8 @@ export function csvHeader(o: { topk: number; labels: readonly string[]; logits: 
 const FORMULA = /^'*[=+\-@\t\r]/;
 const formulaSafe = (v: string) => (FORMULA.test(v) && !(v.trim() !== '' && Number.isFinite(Number(v))) ? `'${v}` : v);
 /** A cell as written, back to its value. */
-export const fromCsvCell = (v: string) => (v.startsWith("'") && FORMULA.test(v.slice(1)) && !Number.isFinite(Number(v.slice(1))) ? v.slice(1) : v);
+export const fromCsvCell = (v: string) =>
+  v.startsWith("'") && FORMULA.test(v.slice(1)) && !Number.isFinite(Number(v.slice(1))) ? v.slice(1) : v;
 const csvField = (raw: string) => {
   const v = formulaSafe(raw);
   return /[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
@@ -66,7 +67,12 @@ export const csvLine = (fields: readonly string[]) => fields.map(csvField).join(
 /** One record as it is written: a JSON line, or a CSV row of `header`'s columns. */
 export function formatRecord(r: PredictRecord, format: Format, header: readonly string[]): string {
   if (format === 'jsonl') return JSON.stringify(r) + '\n';
-  const row: Record<string, string> = { path: r.path, size: String(r.size), mtime_ms: String(r.mtime_ms), error: r.error ? `${r.error.code}: ${r.error.message}` : '' };
+  const row: Record<string, string> = {
+    path: r.path,
+    size: String(r.size),
+    mtime_ms: String(r.mtime_ms),
+    error: r.error ? `${r.error.code}: ${r.error.message}` : '',
+  };
   r.predictions?.forEach((p, k) => {
     row[`label_${k + 1}`] = p.label;
     row[`probability_${k + 1}`] = String(p.probability);
@@ -109,7 +115,12 @@ export function parseCsv(text: string): { rows: { fields: string[]; text: string
 }
 
 /** The records of a results file; a record cut short at the end is left out (`cut` says so). */
-export function readRecords(text: string, format: Format, file: string, header: readonly string[] | null): { records: WrittenRecord[]; cut: boolean; header: string[] | null } {
+export function readRecords(
+  text: string,
+  format: Format,
+  file: string,
+  header: readonly string[] | null,
+): { records: WrittenRecord[]; cut: boolean; header: string[] | null } {
   const records: WrittenRecord[] = [];
   if (format === 'jsonl') {
     const lines = text.split('\n');
@@ -122,22 +133,38 @@ export function readRecords(text: string, format: Format, file: string, header: 
       } catch {
         throw new CliError(`${file}:${i + 1} is not a JSON line vitrine predict wrote; move the file away or use --overwrite`);
       }
-      if (typeof r?.path !== 'string' || typeof r.size !== 'number' || typeof r.mtime_ms !== 'number') throw new CliError(`${file}:${i + 1} has no path, size and mtime_ms: not a results file of vitrine predict`);
-      records.push({ key: inputKey({ path: r.path, size: r.size, mtimeMs: r.mtime_ms }), path: r.path, label: r.predictions?.[0]?.label ?? null, error: r.error?.code ?? null, text: line + '\n' });
+      if (typeof r?.path !== 'string' || typeof r.size !== 'number' || typeof r.mtime_ms !== 'number')
+        throw new CliError(`${file}:${i + 1} has no path, size and mtime_ms: not a results file of vitrine predict`);
+      records.push({
+        key: inputKey({ path: r.path, size: r.size, mtimeMs: r.mtime_ms }),
+        path: r.path,
+        label: r.predictions?.[0]?.label ?? null,
+        error: r.error?.code ?? null,
+        text: line + '\n',
+      });
     });
     return { records, cut: tail !== '', header: null };
   }
   const { rows, complete } = parseCsv(text);
   if (rows.length === 0) return { records, cut: !complete, header: null };
   const found = rows[0].fields;
-  if (header && found.join(',') !== header.join(',')) throw new CliError(`${file} has the columns ${found.join(',')}, this run writes ${header.join(',')}: run with the flags that wrote it (--topk, --logits, --maps), or --overwrite`);
+  if (header && found.join(',') !== header.join(','))
+    throw new CliError(
+      `${file} has the columns ${found.join(',')}, this run writes ${header.join(',')}: run with the flags that wrote it (--topk, --logits, --maps), or --overwrite`,
+    );
   const col = (name: string) => found.indexOf(name);
   const [p, s, m, l, e] = ['path', 'size', 'mtime_ms', 'label_1', 'error'].map(col);
   if (p < 0 || s < 0 || m < 0) throw new CliError(`${file} has no path, size and mtime_ms columns: not a results file of vitrine predict`);
   for (const row of rows.slice(1)) {
     const f = row.fields.map(fromCsvCell);
     const error = e >= 0 && f[e] ? f[e].split(':')[0] : null;
-    records.push({ key: inputKey({ path: f[p], size: Number(f[s]), mtimeMs: Number(f[m]) }), path: f[p], label: l >= 0 && f[l] ? f[l] : null, error, text: row.text });
+    records.push({
+      key: inputKey({ path: f[p], size: Number(f[s]), mtimeMs: Number(f[m]) }),
+      path: f[p],
+      label: l >= 0 && f[l] ? f[l] : null,
+      error,
+      text: row.text,
+    });
   }
   return { records, cut: !complete, header: found };
 }
@@ -183,15 +210,20 @@ export async function mergeShards(dir: string): Promise<{ file: string; shards: 
     throw new CliError(`cannot read ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const shards = names.map((n) => SHARD_FILE.exec(n)).filter((m): m is RegExpExecArray => m !== null);
-  if (shards.length === 0) throw new CliError(`${dir} holds no shard files (predictions-<i>-of-<n>.jsonl or .csv, written with --shard or --shards)`);
+  if (shards.length === 0)
+    throw new CliError(`${dir} holds no shard files (predictions-<i>-of-<n>.jsonl or .csv, written with --shard or --shards)`);
   const counts = new Set(shards.map((m) => m[2]));
   const formats = new Set(shards.map((m) => m[3]));
-  if (counts.size > 1 || formats.size > 1) throw new CliError(`${dir} mixes shard files of several runs (${shards.map((m) => m[0]).join(', ')}): keep one run's`);
+  if (counts.size > 1 || formats.size > 1)
+    throw new CliError(`${dir} mixes shard files of several runs (${shards.map((m) => m[0]).join(', ')}): keep one run's`);
   const count = Number(shards[0][2]);
   const format = shards[0][3] as Format;
   const have = new Set(shards.map((m) => Number(m[1])));
   const missing = Array.from({ length: count }, (_, i) => i + 1).filter((i) => !have.has(i));
-  if (missing.length) throw new CliError(`shard${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${count} missing in ${dir}: run them (--shard i/${count}) before merging`);
+  if (missing.length)
+    throw new CliError(
+      `shard${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${count} missing in ${dir}: run them (--shard i/${count}) before merging`,
+    );
   const all: WrittenRecord[] = [];
   let header: string[] | null = null;
   for (let i = 1; i <= count; i++) {

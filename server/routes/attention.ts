@@ -10,10 +10,12 @@ import { mapCache, unusableKept } from '../results.js';
 import { AttentionJson, AttentionParams, AttentionQuery, errors } from '../schemas.js';
 import type { ServiceContext } from '../context.js';
 
-const storeFailed = (ctx: ServiceContext) => (err: Error): never => {
-  ctx.metrics.storeErrors.inc({ op: 'get' });
-  throw err;
-};
+const storeFailed =
+  (ctx: ServiceContext) =>
+  (err: Error): never => {
+    ctx.metrics.storeErrors.inc({ op: 'get' });
+    throw err;
+  };
 
 export async function attentionRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
@@ -27,7 +29,12 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped), cls (one layer's [CLS] attention), or for \`class\` (default the top prediction; models with a relevance graph only): relevance (the default explanation: the last layer's attention weighted by the gradient of the class's logit, rolled out through the layers below; about the cost of a classification), chefer (Chefer, Gur & Wolf: every layer's attention weighted by the gradient of the class's logit), grad-input (gradient x input, per patch) or combined ((chefer + rollout) x sqrt(grad-input)); the last three need a backward pass through the whole model. Each map is made once while its result is kept. Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
         params: AttentionParams,
         querystring: AttentionQuery,
-        response: { 200: { content: { 'image/png': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: AttentionJson } } }, ...errors(400, 401, 404, 422) },
+        response: {
+          200: {
+            content: { 'image/png': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: AttentionJson } },
+          },
+          ...errors(400, 401, 404, 422),
+        },
       },
     },
     async (request, reply) => {
@@ -35,7 +42,10 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       const stored = await ctx.results.get(request.params.id).catch(storeFailed(ctx));
       const without = stored ? undefined : await ctx.results.unkeptModel(request.params.id).catch(storeFailed(ctx));
       if (without) throw Refusals.noMaps(without);
-      if (!stored) throw Errors.unknownResult(`no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`);
+      if (!stored)
+        throw Errors.unknownResult(
+          `no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`,
+        );
       const model = ctx.models.find((m) => m.name === stored.model);
       if (!model?.grid) throw Refusals.noMaps(stored.model, 'is not served here with attention outputs');
       const unusable = unusableKept(stored, model);
@@ -49,7 +59,15 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       const key = `${id}\u0000${mapKey(model, stored.top, q)}`;
       let making = inflight.get(key);
       if (!making) {
-        making = makeMap(ctx.batcher, model, stored.pixels, stored.top, q, undefined, mapCache(ctx.results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' }))).finally(() => inflight.delete(key));
+        making = makeMap(
+          ctx.batcher,
+          model,
+          stored.pixels,
+          stored.top,
+          q,
+          undefined,
+          mapCache(ctx.results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' })),
+        ).finally(() => inflight.delete(key));
         inflight.set(key, making);
       }
       const { method, values, made } = await making;

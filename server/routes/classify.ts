@@ -26,16 +26,20 @@ async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Bu
     try {
       return await part.toBuffer();
     } catch (err) {
-      if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw Errors.tooLarge(`the image is larger than ${bodyLimit} bytes`);
+      if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE')
+        throw Errors.tooLarge(`the image is larger than ${bodyLimit} bytes`);
       throw Errors.badRequest(`the upload broke off: ${(err as Error).message}`);
     }
   }
   const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type && !type.startsWith('image/') && type !== 'application/octet-stream') {
-    throw Errors.unsupportedMedia(`unsupported content type '${type}': send multipart/form-data (field image) or the raw image with an image/* type`);
+    throw Errors.unsupportedMedia(
+      `unsupported content type '${type}': send multipart/form-data (field image) or the raw image with an image/* type`,
+    );
   }
   const body = request.body;
-  if (!Buffer.isBuffer(body) || body.length === 0) throw Errors.badRequest('no image: send multipart/form-data with a field named image, or the raw bytes with an image/* content type');
+  if (!Buffer.isBuffer(body) || body.length === 0)
+    throw Errors.badRequest('no image: send multipart/form-data with a field named image, or the raw bytes with an image/* content type');
   return body;
 }
 
@@ -46,7 +50,9 @@ export const MAX_FULL_VALUES = 1_000_000;
 export function refuseLargeFull(layers: number, heads: number, tokens: number): void {
   const n = layers * heads * tokens * tokens;
   if (n > MAX_FULL_VALUES) {
-    throw Errors.badRequest(`attention=full would carry ${layers} layers x ${heads} heads x ${tokens} x ${tokens} tokens = ${n.toLocaleString('en-US')} values (about ${Math.round((n * 9) / 1e6)} MB of JSON), more than the ${MAX_FULL_VALUES.toLocaleString('en-US')} a response carries: ask for attention=rollout, cls or relevance, or GET /attention/:id?method=cls&layer=<l>&head=<h> for one layer and head`);
+    throw Errors.badRequest(
+      `attention=full would carry ${layers} layers x ${heads} heads x ${tokens} x ${tokens} tokens = ${n.toLocaleString('en-US')} values (about ${Math.round((n * 9) / 1e6)} MB of JSON), more than the ${MAX_FULL_VALUES.toLocaleString('en-US')} a response carries: ask for attention=rollout, cls or relevance, or GET /attention/:id?method=cls&layer=<l>&head=<h> for one layer and head`,
+    );
   }
 }
 
@@ -59,7 +65,8 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       config: { auth: true },
       schema: {
         summary: 'Classify an image',
-        description: 'multipart/form-data with the image in field `image`, or the raw bytes with an image/* content type. The format is sniffed from the bytes.',
+        description:
+          'multipart/form-data with the image in field `image`, or the raw bytes with an image/* content type. The format is sniffed from the bytes.',
         querystring: ClassifyQuery,
         response: { 200: ClassifyResponse, ...errors(400, 401, 404, 413, 415, 422, 500, 503, 504) },
       },
@@ -86,11 +93,16 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const oneRun = attention === 'relevance' && topClass !== undefined && request.query.tta !== 'flip';
       const r = oneRun
         ? await batcher.submit(model.name, image.pixels, { relevanceClass: topClass })
-        : await runClassification(batcher, model, image.pixels, { tta: request.query.tta, attentions: model.grid !== null && (attention === 'cls' || attention === 'full') });
+        : await runClassification(batcher, model, image.pixels, {
+            tta: request.query.tta,
+            attentions: model.grid !== null && (attention === 'cls' || attention === 'full'),
+          });
       const predictions = topPredictions(r.logits, model.config.labels, topk);
       const order = predictions.map((p) => p.index);
       // Kept for GET /attention/:id; when a shared store is down the classification still answers.
-      const kept = model.grid ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top: order[0] }) : results.noteUnkept(id, model.name);
+      const kept = model.grid
+        ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top: order[0] })
+        : results.noteUnkept(id, model.name);
       await kept.catch((err: Error) => {
         ctx.metrics.storeErrors.inc({ op: 'put' });
         request.log.warn(`result ${id} not kept: ${err.message}`);
@@ -109,7 +121,12 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
           // the run's maps kept with the result, so that GET /attention/:id does not make them again
           const cache = mapCache(results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' }));
           await Promise.all(classMaps(rel, order[0]).map(([k, v]) => cache.put(k, v)));
-          attentionBody = { method: 'relevance', class: model.config.labels[order[0]], grid: [rows, cols], values: toGrid(rel.relevance!, rows, cols) };
+          attentionBody = {
+            method: 'relevance',
+            class: model.config.labels[order[0]],
+            grid: [rows, cols],
+            values: toGrid(rel.relevance!, rows, cols),
+          };
         } else {
           refuseLargeFull(r.attentions!.length, r.heads, r.tokens);
           // written as JSON text by a drawing worker: ~80 ms of CPU for the seed ViT, which on the
@@ -127,7 +144,13 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
         logits: Array.from(r.logits),
         ...(attentionBody ? { attention: attentionBody } : {}),
         image: { format: image.format, width: image.original.width, height: image.original.height },
-        timings: { decode_ms: +(decoded - started).toFixed(3), queue_ms: +r.queueMs.toFixed(3), inference_ms: +r.inferenceMs.toFixed(3), total_ms: +total.toFixed(3), batch_size: r.batchSize },
+        timings: {
+          decode_ms: +(decoded - started).toFixed(3),
+          queue_ms: +r.queueMs.toFixed(3),
+          inference_ms: +r.inferenceMs.toFixed(3),
+          total_ms: +total.toFixed(3),
+          batch_size: r.batchSize,
+        },
       };
       if (fullLayers === null) return body;
       // the layers' text goes in as the worker wrote it, in the place held for it (the schema's

@@ -49,15 +49,13 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       const models = named
         ? { models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, ctx.pool.deviceOf(m.name)])) }
         : {};
-      return reply
-        .code(ready ? 200 : 503)
-        .send({
-          status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting',
-          workers: ctx.pool.size,
-          ready_workers: ctx.pool.readyCount,
-          ...models,
-          results_store: store,
-        });
+      return reply.code(ready ? 200 : 503).send({
+        status: ready ? 'ready' : ctx.closing() ? 'shutting down' : 'starting',
+        workers: ctx.pool.size,
+        ready_workers: ctx.pool.readyCount,
+        ...models,
+        results_store: store,
+      });
     },
   );
 

@@ -1,6 +1,5 @@
 // The web page: upload or pick an image, POST it to /classify, show the predictions and draw the
 // attention heatmap from GET /attention/:id. Plain script, no build step.
-'use strict';
 
 const $ = (id) => document.getElementById(id);
 const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
@@ -85,7 +84,10 @@ async function classify(blob) {
   const inline = served[model]?.methods.includes('relevance') && $('method').value === 'relevance' ? '&attention=relevance' : '';
   let res;
   try {
-    res = await api(`/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}${inline}`, { method: 'POST', body: form });
+    res = await api(
+      `/classify?topk=5${model ? `&model=${encodeURIComponent(model)}` : ''}${$('tta').checked ? '&tta=flip' : ''}${inline}`,
+      { method: 'POST', body: form },
+    );
   } catch (err) {
     if (mine !== classifying) return;
     clearOutput();
@@ -101,12 +103,22 @@ async function classify(blob) {
   }
   const body = await res.json();
   if (mine !== classifying) return;
-  current = { id: body.id, model: body.model, layers: 0, methods: [], classMethods: [], labels: [], cls: body.predictions[0] ? body.predictions[0].index : 0 };
+  current = {
+    id: body.id,
+    model: body.model,
+    layers: 0,
+    methods: [],
+    classMethods: [],
+    labels: [],
+    cls: body.predictions[0] ? body.predictions[0].index : 0,
+  };
   // shown as the model sees it: the centre square of the image, or the whole image stretched to the
   // model's shape (Hugging Face processors resize so)
   const stretched = served[body.model] && served[body.model].input.fit === 'fill';
   $('original').style.objectFit = stretched ? 'fill' : 'cover';
-  $('original-caption').textContent = stretched ? "Image: stretched to the model's input, as the model sees it" : 'Image: the centre square the model sees';
+  $('original-caption').textContent = stretched
+    ? "Image: stretched to the model's input, as the model sees it"
+    : 'Image: the centre square the model sees';
   $('original').src = URL.createObjectURL(blob);
   $('output').hidden = false;
   // each prediction is a button: "why this class?" shows its relevance map
@@ -114,13 +126,20 @@ async function classify(blob) {
     ...body.predictions.map((p, i) => {
       const bar = el('span', { className: 'bar' });
       bar.style.width = `${Math.max(1, Math.round(p.probability * 200))}px`;
-      const why = el('button', { type: 'button', className: `why${i === 0 ? ' chosen' : ''}`, title: `why ${p.label}?` }, el('span', { className: 'label' }, p.label), bar, `${(100 * p.probability).toFixed(1)}%`);
+      const why = el(
+        'button',
+        { type: 'button', className: `why${i === 0 ? ' chosen' : ''}`, title: `why ${p.label}?` },
+        el('span', { className: 'label' }, p.label),
+        bar,
+        `${(100 * p.probability).toFixed(1)}%`,
+      );
       why.dataset.index = String(p.index);
       return el('li', {}, why);
     }),
   );
   const t = body.timings;
-  $('timings').textContent = `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
+  $('timings').textContent =
+    `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
   $('heatmap-figure').hidden = !body.attention;
   $('controls').hidden = !body.attention;
   if (body.attention) {
@@ -132,7 +151,11 @@ async function classify(blob) {
     // relevance is the default where the model has it; the methods GET /models does not list for it are hidden
     for (const option of $('method').options) option.hidden = option.disabled = !current.methods.includes(option.value);
     if (!current.methods.includes($('method').value)) $('method').value = 'rollout';
-    $('layer').replaceChildren(...Array.from({ length: current.layers }, (_, i) => el('option', { value: String(i), selected: i === current.layers - 1 }, String(i + 1))));
+    $('layer').replaceChildren(
+      ...Array.from({ length: current.layers }, (_, i) =>
+        el('option', { value: String(i), selected: i === current.layers - 1 }, String(i + 1)),
+      ),
+    );
     if (await drawHeatmap()) status(''); // false where a newer classification took its place
   } else {
     $('heatmap').removeAttribute('src');
@@ -140,7 +163,12 @@ async function classify(blob) {
   }
 }
 
-const CAPTIONS = { relevance: 'relevance', chefer: 'attention relevance', 'grad-input': 'gradient × input', combined: 'combined relevance' };
+const CAPTIONS = {
+  relevance: 'relevance',
+  chefer: 'attention relevance',
+  'grad-input': 'gradient × input',
+  combined: 'combined relevance',
+};
 
 /** Draws the map the controls ask for; false where a newer draw or classification took its place.
  *  Each draw, drawn or dropped, counts in the page's data-draws-settled (what a test waits on). */
@@ -163,7 +191,8 @@ async function drawHeatmapNow() {
   if (method === 'cls') q.set('layer', $('layer').value);
   if (!forClass) q.set('head', $('head').value);
   else q.set('class', String(current.cls));
-  for (const b of document.querySelectorAll('#predictions .why')) b.classList.toggle('chosen', forClass && Number(b.dataset.index) === current.cls);
+  for (const b of document.querySelectorAll('#predictions .why'))
+    b.classList.toggle('chosen', forClass && Number(b.dataset.index) === current.cls);
   const res = await api(`/attention/${current.id}?${q}`);
   if (!res.ok) {
     const text = await errorText(res);
@@ -175,7 +204,11 @@ async function drawHeatmapNow() {
   if (mine !== drawing) return false;
   $('heatmap').src = URL.createObjectURL(png);
   $('heatmap-caption').textContent =
-    method === 'rollout' ? 'Attention rollout' : method === 'cls' ? `[CLS] attention, layer ${Number($('layer').value) + 1}` : `Why "${current.labels[current.cls] ?? current.cls}": ${CAPTIONS[method]}`;
+    method === 'rollout'
+      ? 'Attention rollout'
+      : method === 'cls'
+        ? `[CLS] attention, layer ${Number($('layer').value) + 1}`
+        : `Why "${current.labels[current.cls] ?? current.cls}": ${CAPTIONS[method]}`;
   return true;
 }
 
@@ -187,6 +220,12 @@ function setup() {
     drop.classList.add('over');
   });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  // the drop zone takes the keyboard focus: Enter or Space opens the file picker
+  drop.addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter' && e.key !== ' ') return;
+    e.preventDefault();
+    $('file').click();
+  });
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');

@@ -31,7 +31,28 @@ t.test('named recipes, eval on the training folder, and export, from the built c
   for (const recipe of recipes) {
     const expected = JSON.parse(await readFile(path.join(ROOT, 'trainer', 'recipes', `${recipe}.json`), 'utf8'));
     const out = path.join(dir, `run-${recipe}`);
-    const r = await runCli(['train', '--recipe', recipe, '--data', data, '--model', expected.whiten_init ? tokenized : model, '--epochs', '1', '--batch-size', '8', '--device', 'cpu', '--threads', '1', '--out', out], { built: true, cwd: dir });
+    const r = await runCli(
+      [
+        'train',
+        '--recipe',
+        recipe,
+        '--data',
+        data,
+        '--model',
+        expected.whiten_init ? tokenized : model,
+        '--epochs',
+        '1',
+        '--batch-size',
+        '8',
+        '--device',
+        'cpu',
+        '--threads',
+        '1',
+        '--out',
+        out,
+      ],
+      { built: true, cwd: dir },
+    );
     t.equal(r.code, 0, `--recipe ${recipe}: ${r.stderr}`);
     t.match(r.stderr, /training \d+ parameters on 36 images \(4 classes\), 1 epoch of 4 steps at batch 8/);
     const saved = JSON.parse(await readFile(path.join(out, 'train-config.json'), 'utf8'));
@@ -52,11 +73,16 @@ t.test('named recipes, eval on the training folder, and export, from the built c
   await writeImageFolder(colourDataset(8, 8, 2, 5), other);
   const o = await runCli(['eval', '--model', path.join(run, 'model'), '--data', other, '--device', 'cpu'], { built: true });
   t.equal(o.code, 0, o.stderr);
-  t.match(o.stderr, /warning: .*other has no val\/ or test\/ folder and is not the folder this model's config\.json says it was trained on; evaluating all 8 images/);
+  t.match(
+    o.stderr,
+    /warning: .*other has no val\/ or test\/ folder and is not the folder this model's config\.json says it was trained on; evaluating all 8 images/,
+  );
   t.match(o.stdout, /no images of: class2, class3/);
   t.notMatch(o.stdout, /^\s+class2\s/m, 'classes without images get no rows');
 
-  const x = await runCli(['export', '--checkpoint', path.join(run, 'weights.safetensors'), '--out', path.join(dir, 'exported')], { built: true });
+  const x = await runCli(['export', '--checkpoint', path.join(run, 'weights.safetensors'), '--out', path.join(dir, 'exported')], {
+    built: true,
+  });
   t.equal(x.code, 0, x.stderr);
   t.ok(existsSync(path.join(dir, 'exported', 'onnx', 'model.onnx')));
 
@@ -66,7 +92,15 @@ t.test('named recipes, eval on the training folder, and export, from the built c
 });
 
 t.test('--help of the command and of each subcommand: usage on stdout, exit 0', async (t) => {
-  for (const args of [['--help'], ['train', '--help'], ['export', '--help'], ['eval', '--help'], ['serve', '--help'], ['import', '--help'], ['train', '-h']]) {
+  for (const args of [
+    ['--help'],
+    ['train', '--help'],
+    ['export', '--help'],
+    ['eval', '--help'],
+    ['serve', '--help'],
+    ['import', '--help'],
+    ['train', '-h'],
+  ]) {
     const r = await runCli(args, { built: true });
     t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     t.match(r.stdout, /^usage: vitrine/, `${args.join(' ')} prints its usage`);
@@ -84,13 +118,24 @@ function boundPort(): Promise<net.Server> {
 t.test('serve from the built command: answers, exits 0 on SIGTERM; a busy port exits 1 at once', async (t) => {
   const busy = await boundPort();
   const port = (busy.address() as net.AddressInfo).port;
-  const r = await runCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], { built: true, timeoutMs: 60_000 });
+  const r = await runCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], {
+    built: true,
+    timeoutMs: 60_000,
+  });
   busy.close();
   t.equal(r.code, 1, `exit status (stderr: ${r.stderr})`);
   assertOneLineError(t, r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the address is already in use`));
 
   const { child, base, exited } = await serveOnFreePort(['--workers', '1']);
-  await until('the built server answers /healthz', () => fetch(`${base}/healthz`).then((res) => res.ok, () => false), 30_000);
+  await until(
+    'the built server answers /healthz',
+    () =>
+      fetch(`${base}/healthz`).then(
+        (res) => res.ok,
+        () => false,
+      ),
+    30_000,
+  );
   const page = await fetch(`${base}/`);
   t.equal(page.status, 200, 'the web page is served from the build');
   child.kill('SIGTERM');

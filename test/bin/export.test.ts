@@ -11,7 +11,6 @@ import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 const tmp = () => mkdtemp(path.join(os.tmpdir(), 'vitrine-export-'));
 const seedWeights = path.join(ROOT, 'test', 'fixtures', 'seed-weights.safetensors');
 
-
 t.test('exports a fresh model that ONNX Runtime runs at any batch size', async (t) => {
   const out = path.join(await tmp(), 'm');
   const r = await runCli(['export', '--out', out, '--seed', '5']);
@@ -19,7 +18,13 @@ t.test('exports a fresh model that ONNX Runtime runs at any batch size', async (
   t.match(r.stdout, /exported 119098 parameters \(fresh, seed 5\)/);
   const config = await readModelConfig(out);
   t.same(config.image_size, [32, 32]);
-  t.same([config.mean, config.std], [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
+  t.same(
+    [config.mean, config.std],
+    [
+      [0.5, 0.5, 0.5],
+      [0.5, 0.5, 0.5],
+    ],
+  );
   t.same(config.attention_outputs, ['attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
   t.equal(config.labels[3], 'cat');
   t.equal(config.input_name, 'pixel_values');
@@ -97,5 +102,9 @@ t.test('a failed export leaves an earlier export untouched', async (t) => {
   assertOneLineError(t, r.stderr, /2 labels given for a model of 10 classes/);
   t.same(await readFile(path.join(out, 'onnx', 'model.onnx')), before, 'model.onnx unchanged');
   t.same((await readdir(out)).sort(), ['config.json', 'onnx', 'preprocessor_config.json'], 'no temp files left');
-  t.same((await readdir(path.join(out, 'onnx'))).sort(), ['model.onnx', 'relevance-light.onnx', 'relevance.onnx'], 'no temp files left in onnx/');
+  t.same(
+    (await readdir(path.join(out, 'onnx'))).sort(),
+    ['model.onnx', 'relevance-light.onnx', 'relevance.onnx'],
+    'no temp files left in onnx/',
+  );
 });

@@ -30,13 +30,29 @@ interface Variant {
 function transformer(v: Variant = {}) {
   const { batch = 'batch', size = 8, patchConv = true, cls = true, attention = 'one', features = false } = v;
   const nodes: INodeProto[] = [];
-  const inits = [weights('wq', [D, D]), weights('wk', [D, D]), weights('wv', [D, D]), weights('wc', [CLASSES, D]), weights('bc', [CLASSES]), weights('cls', [1, 1, D])];
+  const inits = [
+    weights('wq', [D, D]),
+    weights('wk', [D, D]),
+    weights('wv', [D, D]),
+    weights('wc', [CLASSES, D]),
+    weights('bc', [CLASSES]),
+    weights('cls', [1, 1, D]),
+  ];
   if (patchConv) {
     inits.push(weights('pe', [D, 3, 4, 4]), weights('pb', [D]), ints('flat', [0, D, -1]));
-    nodes.push(node('Conv', ['x', 'pe', 'pb'], ['grid'], { kernel_shape: [4, 4], strides: [4, 4] }), node('Reshape', ['grid', 'flat'], ['cp']), node('Transpose', ['cp'], ['patches'], { perm: [0, 2, 1] }));
+    nodes.push(
+      node('Conv', ['x', 'pe', 'pb'], ['grid'], { kernel_shape: [4, 4], strides: [4, 4] }),
+      node('Reshape', ['grid', 'flat'], ['cp']),
+      node('Transpose', ['cp'], ['patches'], { perm: [0, 2, 1] }),
+    );
   } else {
     inits.push(weights('pw', [48, D]), ints('cut', [0, 3, 2, 4, 2, 4]), ints('rows', [0, 4, 48]));
-    nodes.push(node('Reshape', ['x', 'cut'], ['c6']), node('Transpose', ['c6'], ['c6t'], { perm: [0, 2, 4, 1, 3, 5] }), node('Reshape', ['c6t', 'rows'], ['pr']), node('MatMul', ['pr', 'pw'], ['patches']));
+    nodes.push(
+      node('Reshape', ['x', 'cut'], ['c6']),
+      node('Transpose', ['c6'], ['c6t'], { perm: [0, 2, 4, 1, 3, 5] }),
+      node('Reshape', ['c6t', 'rows'], ['pr']),
+      node('MatMul', ['pr', 'pw'], ['patches']),
+    );
   }
   if (cls) {
     inits.push(ints('zero', [0], []), ints('tail', [1, D]), ints('axis0', [0]));
@@ -112,7 +128,10 @@ t.test('what the graph says is read: heads, patches and the [CLS] token', async 
 });
 
 t.test('--heads: a fixed batch hides the head count in [batch * heads, T, T]', async (t) => {
-  t.match((await run(t, { batch: 2 })).refused, /the attention at node 'Softmax_a1' is \[2, 5, 5\]: its head count cannot be read from the graph; give --heads/);
+  t.match(
+    (await run(t, { batch: 2 })).refused,
+    /the attention at node 'Softmax_a1' is \[2, 5, 5\]: its head count cannot be read from the graph; give --heads/,
+  );
   const r = await run(t, { batch: 2 }, ['--heads', '2']);
   t.equal(r.refused, null);
   t.match(r.said, /of 2 heads over 5 tokens/, 'the head count given');
@@ -120,17 +139,26 @@ t.test('--heads: a fixed batch hides the head count in [batch * heads, T, T]', a
 });
 
 t.test('--patch-size: patches cut without a Conv', async (t) => {
-  t.match((await run(t, { patchConv: false })).refused, /no patch embedding \(a Conv whose stride is its kernel\) was found to read the patch grid from; give --patch-size/);
+  t.match(
+    (await run(t, { patchConv: false })).refused,
+    /no patch embedding \(a Conv whose stride is its kernel\) was found to read the patch grid from; give --patch-size/,
+  );
   const r = await run(t, { patchConv: false }, ['--patch-size', '4']);
   t.equal(r.refused, null);
   t.equal((await readModelConfig(r.out)).patch_size, 4);
   await sameLogits(t, r.file, r.out);
   t.match((await run(t, {}, ['--patch-size', '3'])).refused, /patches of 3 pixels do not tile the 8x8 input/);
-  t.match((await run(t, {}, ['--patch-size', '2'])).refused, /the attention has 5 tokens, the 4x4 patch grid 16: give --prefix-tokens and --patch-size/);
+  t.match(
+    (await run(t, {}, ['--patch-size', '2'])).refused,
+    /the attention has 5 tokens, the 4x4 patch grid 16: give --prefix-tokens and --patch-size/,
+  );
 });
 
 t.test('--prefix-tokens: the tokens before the patches', async (t) => {
-  t.match((await run(t, {}, ['--prefix-tokens', '2'])).refused, /the attention has 5 tokens, the 2x2 patch grid 4: give --prefix-tokens and --patch-size/);
+  t.match(
+    (await run(t, {}, ['--prefix-tokens', '2'])).refused,
+    /the attention has 5 tokens, the 2x2 patch grid 4: give --prefix-tokens and --patch-size/,
+  );
   const r = await run(t, {}, ['--prefix-tokens', '1']);
   t.equal(r.refused, null);
   t.equal((await readModelConfig(r.out)).prefix_tokens, 1);
@@ -139,7 +167,10 @@ t.test('--prefix-tokens: the tokens before the patches', async (t) => {
 });
 
 t.test('--size: an image size the graph leaves open', async (t) => {
-  t.match((await run(t, { size: 'side' })).refused, /input 'x' must be \[batch, channels, height, width\] with known channels and size, got \[batch, 3, side, side\]/);
+  t.match(
+    (await run(t, { size: 'side' })).refused,
+    /input 'x' must be \[batch, channels, height, width\] with known channels and size, got \[batch, 3, side, side\]/,
+  );
   const r = await run(t, { size: 'side' }, ['--size', '8']);
   t.equal(r.refused, null);
   t.same((await readModelConfig(r.out)).image_size, [8, 8]);
@@ -152,16 +183,31 @@ t.test('--logits: which output is the logits', async (t) => {
   const r = await run(t, { features: true }, ['--logits', 'logits']);
   t.equal(r.refused, null);
   t.equal((await readModelConfig(r.out)).logits_output, 'logits');
-  t.match((await run(t, { features: true }, ['--logits', 'scores'])).refused, /the graph has no output 'scores'; its outputs are features, logits/);
-  t.match((await run(t, { features: true }, ['--logits', 'features'])).refused, /output 'features' is \[batch, 5, 4\], not \[batch, classes\]/);
+  t.match(
+    (await run(t, { features: true }, ['--logits', 'scores'])).refused,
+    /the graph has no output 'scores'; its outputs are features, logits/,
+  );
+  t.match(
+    (await run(t, { features: true }, ['--logits', 'features'])).refused,
+    /output 'features' is \[batch, 5, 4\], not \[batch, classes\]/,
+  );
 });
 
 t.test('refused: no attention, attentions of two layouts, labels and normalization that do not fit', async (t) => {
-  t.match((await run(t, { attention: 'none' })).refused, /no attention was found \(a Softmax over the last axis whose output is multiplied into the values\); is this a transformer\?/);
+  t.match(
+    (await run(t, { attention: 'none' })).refused,
+    /no attention was found \(a Softmax over the last axis whose output is multiplied into the values\); is this a transformer\?/,
+  );
   const two = await run(t, { attention: 'two' });
   t.equal(two.refused, null, 'two layers of one layout import');
   t.match(two.said, /2 attentions of 1 heads over 5 tokens/);
-  t.match((await run(t, { attention: 'mixed' })).refused, /the attentions differ in tokens or heads \(1x5, 1x4\); vitrine maps need one layout/);
+  t.match(
+    (await run(t, { attention: 'mixed' })).refused,
+    /the attentions differ in tokens or heads \(1x5, 1x4\); vitrine maps need one layout/,
+  );
   t.match((await run(t, {}, ['--labels', 'a,b'])).refused, /2 labels for a model of 3 classes/);
-  t.match((await run(t, {}, ['--mean', '0.5,0.5', '--std', '0.2,0.2,0.2'])).refused, /the mean and std need 3 values each \(the input has 3 channels\)/);
+  t.match(
+    (await run(t, {}, ['--mean', '0.5,0.5', '--std', '0.2,0.2,0.2'])).refused,
+    /the mean and std need 3 values each \(the input has 3 channels\)/,
+  );
 });

@@ -11,7 +11,10 @@ import { servingUrl } from '../helpers/wait.js';
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`${signal} to npm start drains and stops the server`, async (t) => {
     const models = await testModels();
-    const npm = spawn('npm', ['start', '--silent', '--', '--models', models, '--port', '0', '--host', '127.0.0.1', '--workers', '1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const npm = spawn('npm', ['start', '--silent', '--', '--models', models, '--port', '0', '--host', '127.0.0.1', '--workers', '1'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<[number | null, string | null]>((r) => npm.on('exit', (code, sig) => r([code, sig])));
     const serving = servingUrl(npm, 'npm start');
     const base = await serving.url;

@@ -27,7 +27,10 @@ async function csvRows(file: string): Promise<string[]> {
   const { rows } = parseCsv(await readFile(file, 'utf8'));
   const header = rows[0].fields;
   const keep = header.map((h, i) => (h.startsWith('timings') || h.endsWith('_ms') ? -1 : i)).filter((i) => i >= 0);
-  return rows.slice(1).map((r) => keep.map((i) => r.fields[i]).join(',')).sort();
+  return rows
+    .slice(1)
+    .map((r) => keep.map((i) => r.fields[i]).join(','))
+    .sort();
 }
 
 t.test('CSV: a run cut short and resumed is the uninterrupted run; --overwrite starts again', async (t) => {
@@ -56,13 +59,20 @@ t.test('--tta flip: the logits of POST /classify?tta=flip', async (t) => {
   const dir = await examples();
   const out = path.join(path.dirname(dir), 'tta');
   t.equal(await run([dir, '--out', out, '--tta', 'flip', '--logits']), 0);
-  const records = (await readFile(path.join(out, 'predictions.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const records = (await readFile(path.join(out, 'predictions.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.equal(records.length, 10);
   const app = await testApp(t, { models: path.join(ROOT, 'models') });
   for (const r of records) {
     const png = await readFile(r.path);
-    const flip = (await app.inject({ method: 'POST', url: '/classify?model=vit-cifar10&attention=none&tta=flip', ...multipart('image', png) })).json();
-    const plain = (await app.inject({ method: 'POST', url: '/classify?model=vit-cifar10&attention=none', ...multipart('image', png) })).json();
+    const flip = (
+      await app.inject({ method: 'POST', url: '/classify?model=vit-cifar10&attention=none&tta=flip', ...multipart('image', png) })
+    ).json();
+    const plain = (
+      await app.inject({ method: 'POST', url: '/classify?model=vit-cifar10&attention=none', ...multipart('image', png) })
+    ).json();
     t.ok(maxAbsDiff(r.logits, flip.logits) < 1e-5, `${path.basename(r.path)}: the flipped mean's logits`);
     t.ok(maxAbsDiff(r.logits, plain.logits) > 1e-3, `${path.basename(r.path)}: not the plain logits`);
   }
@@ -72,12 +82,32 @@ t.test('--merge refuses shard files it cannot join, naming why', async (t) => {
   const rec = (p: string) => JSON.stringify({ path: p, size: 1, mtime_ms: 1, predictions: [] }) + '\n';
   const cases: [string, Record<string, string>, RegExp][] = [
     ['nothing', { 'notes.txt': 'x' }, /holds no shard files/],
-    ['two runs', { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': rec('/b'), 'predictions-1-of-3.jsonl': rec('/c') }, /mixes shard files of several runs/],
-    ['two formats', { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.csv': 'path,size,mtime_ms\n/b,1,1\n' }, /mixes shard files of several runs/],
+    [
+      'two runs',
+      { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': rec('/b'), 'predictions-1-of-3.jsonl': rec('/c') },
+      /mixes shard files of several runs/,
+    ],
+    [
+      'two formats',
+      { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.csv': 'path,size,mtime_ms\n/b,1,1\n' },
+      /mixes shard files of several runs/,
+    ],
     ['a missing shard', { 'predictions-1-of-3.jsonl': rec('/a'), 'predictions-3-of-3.jsonl': rec('/c') }, /shard 2 of 3 missing/],
-    ['a shard cut short', { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': rec('/b') + '{"path":"/c' }, /predictions-2-of-2\.jsonl ends with a record cut short: .*--resume/],
-    ['an input in two shards', { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': rec('/a') }, /\/a is in more than one shard/],
-    ['a file predict did not write', { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': '{"score": 1}\n' }, /has no path, size and mtime_ms/],
+    [
+      'a shard cut short',
+      { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': rec('/b') + '{"path":"/c' },
+      /predictions-2-of-2\.jsonl ends with a record cut short: .*--resume/,
+    ],
+    [
+      'an input in two shards',
+      { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': rec('/a') },
+      /\/a is in more than one shard/,
+    ],
+    [
+      'a file predict did not write',
+      { 'predictions-1-of-2.jsonl': rec('/a'), 'predictions-2-of-2.jsonl': '{"score": 1}\n' },
+      /has no path, size and mtime_ms/,
+    ],
   ];
   for (const [what, files, reason] of cases) {
     const dir = await tmpDir('vitrine-merge-');

@@ -18,8 +18,21 @@ const MODELS = path.join(ROOT, 'models');
 const EXAMPLES = path.join(ROOT, 'server', 'web', 'examples');
 const predict = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(['predict', ...args], { built: true, env, timeoutMs: 120_000 });
 
-type Rec = { path: string; size: number; mtime_ms: number; predictions?: { label: string; index: number; probability: number }[]; logits?: number[]; map?: Record<string, unknown>; error?: { code: string; message: string }; timings?: unknown };
-const records = async (file: string): Promise<Rec[]> => (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+type Rec = {
+  path: string;
+  size: number;
+  mtime_ms: number;
+  predictions?: { label: string; index: number; probability: number }[];
+  logits?: number[];
+  map?: Record<string, unknown>;
+  error?: { code: string; message: string };
+  timings?: unknown;
+};
+const records = async (file: string): Promise<Rec[]> =>
+  (await readFile(file, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 /** A record without its timings (which differ from run to run) and its error's wording (libvips words
  *  one bad file differently from run to run: 'vipspng: libpng read error', 'Unknown error'), for comparing runs. */
 const stable = (r: Rec) => JSON.stringify({ ...r, timings: undefined, error: r.error?.code });
@@ -57,7 +70,11 @@ t.test('a folder: one record per image, errors as records, the same labels and p
   t.match(r.stdout, /14 images in .* s \(.* images\/s\): 14 results in .*predictions\.jsonl/);
   const counts = /predicted: ((?:\w+ \d+(?:, )?)+)/.exec(r.stdout);
   t.ok(counts, `a count per predicted label: ${r.stdout}`);
-  t.equal(counts![1].split(', ').reduce((n, part) => n + Number(part.split(' ')[1]), 0), 12, 'the counts add up to the 12 images read');
+  t.equal(
+    counts![1].split(', ').reduce((n, part) => n + Number(part.split(' ')[1]), 0),
+    12,
+    'the counts add up to the 12 images read',
+  );
   t.match(r.stdout, /errors: (VIT_BAD_IMAGE 1, VIT_UNSUPPORTED_MEDIA 1|VIT_UNSUPPORTED_MEDIA 1, VIT_BAD_IMAGE 1)/);
   const got = await records(path.join(out, 'predictions.jsonl'));
   t.same(got.map((x) => x.path).sort(), [...images, bad, fake].sort(), 'every image once, notes.txt left out');
@@ -72,7 +89,11 @@ t.test('a folder: one record per image, errors as records, the same labels and p
     t.equal(rec.mtime_ms, s.mtimeMs);
     const res = await app.inject({ method: 'POST', url: '/classify?attention=none', ...multipart('image', await readFile(file)) });
     const body = res.json();
-    t.same(rec.predictions!.map((p) => p.label), body.predictions.map((p: { label: string }) => p.label), `${path.basename(file)}: the top-5 labels`);
+    t.same(
+      rec.predictions!.map((p) => p.label),
+      body.predictions.map((p: { label: string }) => p.label),
+      `${path.basename(file)}: the top-5 labels`,
+    );
     for (let k = 0; k < 5; k++) worst = Math.max(worst, Math.abs(rec.predictions![k].probability - body.predictions[k].probability));
     for (let i = 0; i < 10; i++) worst = Math.max(worst, Math.abs(rec.logits![i] - body.logits[i]) / 10);
   }
@@ -84,14 +105,28 @@ t.test('a folder: one record per image, errors as records, the same labels and p
   t.equal(c.code, 0, c.stderr);
   const { rows, complete } = parseCsv(await readFile(path.join(csvOut, 'predictions.csv'), 'utf8'));
   t.ok(complete);
-  t.same(rows[0].fields, ['path', 'size', 'mtime_ms', 'label_1', 'probability_1', 'label_2', 'probability_2', 'label_3', 'probability_3', 'error']);
+  t.same(rows[0].fields, [
+    'path',
+    'size',
+    'mtime_ms',
+    'label_1',
+    'probability_1',
+    'label_2',
+    'probability_2',
+    'label_3',
+    'probability_3',
+    'error',
+  ]);
   t.equal(rows.length, 15, 'a header and 14 rows');
   for (const row of rows.slice(1)) {
     const rec = got.find((x) => x.path === row.fields[0])!;
     t.ok(rec, `${row.fields[0]} is a path of the JSON lines`);
     if (rec.error) t.match(row.fields[9], new RegExp(`^${rec.error.code}: `));
     else {
-      t.same([row.fields[3], row.fields[5], row.fields[7]], rec.predictions!.slice(0, 3).map((p) => p.label));
+      t.same(
+        [row.fields[3], row.fields[5], row.fields[7]],
+        rec.predictions!.slice(0, 3).map((p) => p.label),
+      );
       t.ok(Math.abs(Number(row.fields[4]) - rec.predictions![0].probability) < 1e-5);
     }
   }
@@ -118,7 +153,10 @@ t.test('heatmaps: the same PNG as GET /attention for the same image and paramete
       const json = await app.inject(`/attention/${res.json().id}?${query.replace(/&(size|alpha|colormap)=[^&]*/g, '')}&format=json`);
       t.equal(png.statusCode, 200);
       const mine = await readFile(path.join(out, rec.map!.file as string));
-      t.ok(mine.equals(png.rawPayload), `${maps} ${extra.join(' ')}: ${path.basename(file)}'s heatmap is GET /attention's PNG, byte for byte`);
+      t.ok(
+        mine.equals(png.rawPayload),
+        `${maps} ${extra.join(' ')}: ${path.basename(file)}'s heatmap is GET /attention's PNG, byte for byte`,
+      );
       const expected = json.json();
       t.same(rec.map!.values, expected.values, 'and --maps-json holds its map');
       t.equal(rec.map!.method, maps);
@@ -135,7 +173,9 @@ t.test('killed with SIGKILL midway and resumed: exactly the uninterrupted run, n
   for (let i = 0; i < n; i++) {
     const noise = Buffer.alloc(32 * 32 * 3);
     for (let k = 0; k < noise.length; k++) noise[k] = (i * 7919 + k * 104729) % 251;
-    await sharp(noise, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(dir, `${String(i).padStart(3, '0')}.png`));
+    await sharp(noise, { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toFile(path.join(dir, `${String(i).padStart(3, '0')}.png`));
   }
   // slow enough to be caught midway: one image a batch, a map drawn for each
   const args = [dir, '--maps', 'rollout', '--size', '512', '--workers', '1', '--max-batch', '1', '--decoders', '1'];
@@ -184,7 +224,10 @@ t.test('killed with SIGKILL midway and resumed: exactly the uninterrupted run, n
 
   // SIGTERM (a pod evicted): the images in flight are finished and written, exit 143, resumable
   const termOut = path.join(root, 'terminated');
-  const term = spawn(process.execPath, [BUILT_CLI, 'predict', ...args, '--out', termOut], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+  const term = spawn(process.execPath, [BUILT_CLI, 'predict', ...args, '--out', termOut], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   let said = '';
   term.stdout.on('data', (d) => (said += d));
   const ended = new Promise<number | null>((resolve) => term.on('exit', resolve));
@@ -199,7 +242,11 @@ t.test('killed with SIGKILL midway and resumed: exactly the uninterrupted run, n
   t.ok(text.endsWith('\n'), 'every record whole');
   t.equal((await predict([...args, '--out', termOut, '--resume'])).code, 0);
   // the records of a run that was never stopped (007.png's as changed above)
-  t.same(byPath(await records(path.join(termOut, 'predictions.jsonl'))), byPath(after), "stopped and resumed: the uninterrupted run's records");
+  t.same(
+    byPath(await records(path.join(termOut, 'predictions.jsonl'))),
+    byPath(after),
+    "stopped and resumed: the uninterrupted run's records",
+  );
 });
 
 t.test('shards: 1/2 and 2/2 cover every input once; the merge is the unsharded run', async (t) => {
@@ -225,7 +272,11 @@ t.test('shards: 1/2 and 2/2 cover every input once; the merge is the unsharded r
   t.equal(merged.code, 0, merged.stderr);
   t.match(merged.stdout, /merged 2 shards: 14 results/);
   const m = await records(path.join(out, 'predictions.jsonl'));
-  t.same(m.map((r) => r.path), all, 'sorted by path');
+  t.same(
+    m.map((r) => r.path),
+    all,
+    'sorted by path',
+  );
   t.same(byPath(m), byPath(await records(path.join(whole, 'predictions.jsonl'))), 'the unsharded run');
 });
 
@@ -257,7 +308,10 @@ t.test('mistakes: one line and exit 2 (usage) or 1', async (t) => {
   t.equal(strict.code, 1);
   assertOneLineError(t, strict.stderr, /(cut\.png|fake\.jpg): .* \(--on-bad-image fail; what was done is in .*, --resume continues\)/);
   const kept = await records(path.join(out, 'strict', 'predictions.jsonl'));
-  t.notOk(kept.some((r) => r.error), 'the bad image has no record, so --resume tries it again');
+  t.notOk(
+    kept.some((r) => r.error),
+    'the bad image has no record, so --resume tries it again',
+  );
   t.ok(kept.every((r) => r.path !== bad));
   // a results file of other columns is not resumed into
   const csv = path.join(out, 'csv');

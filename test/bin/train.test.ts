@@ -6,8 +6,14 @@ import { spawn } from 'node:child_process';
 import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 import { colourDataset, tmpDir, writeCorrupt, writeImageFolder } from '../helpers/data.js';
 
-const TINY_MODEL = JSON.stringify({ image_size: 8, patch_size: 4, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16 });
-
+const TINY_MODEL = JSON.stringify({
+  image_size: 8,
+  patch_size: 4,
+  hidden_size: 8,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 16,
+});
 
 t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   const dir = await tmpDir();
@@ -17,7 +23,23 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   const model = path.join(dir, 'tiny.json');
   await writeFile(model, TINY_MODEL);
   const out = path.join(dir, 'run');
-  const r = await runCli(['train', '--data', data, '--model', model, '--epochs', '2', '--batch-size', '8', '--lr', '0.003', '--device', 'cpu', '--out', out]);
+  const r = await runCli([
+    'train',
+    '--data',
+    data,
+    '--model',
+    model,
+    '--epochs',
+    '2',
+    '--batch-size',
+    '8',
+    '--lr',
+    '0.003',
+    '--device',
+    'cpu',
+    '--out',
+    out,
+  ]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /warning: skipping .*broken\.png: cannot decode/);
   t.match(r.stderr, /epoch 2\/2: train loss [\d.]+ acc [\d.]+%, val loss [\d.]+ acc [\d.]+%/);
@@ -35,10 +57,19 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   t.equal(x.code, 0, x.stderr);
   t.match(x.stdout, /exported \d+ parameters from .*checkpoint\.safetensors/);
   // an export from any of the run's weight files carries its data and split: eval holds out the same 3
-  for (const [file, name] of [['checkpoint.safetensors', 'exported'], ['best.safetensors', 'best'], ['weights.safetensors', 'last']]) {
-    if (name !== 'exported') t.equal((await runCli(['export', '--checkpoint', path.join(out, file), '--out', path.join(dir, name)])).code, 0);
+  for (const [file, name] of [
+    ['checkpoint.safetensors', 'exported'],
+    ['best.safetensors', 'best'],
+    ['weights.safetensors', 'last'],
+  ]) {
+    if (name !== 'exported')
+      t.equal((await runCli(['export', '--checkpoint', path.join(out, file), '--out', path.join(dir, name)])).code, 0);
     const ev = await runCli(['eval', '--model', path.join(dir, name), '--data', data, '--device', 'cpu']);
-    t.match(ev.stdout, /on the images held out by the seeded split \(val_ratio 0\.1, seed 0\) \(3 images, cpu\)/, `exported from ${file}: eval takes the held-out images`);
+    t.match(
+      ev.stdout,
+      /on the images held out by the seeded split \(val_ratio 0\.1, seed 0\) \(3 images, cpu\)/,
+      `exported from ${file}: eval takes the held-out images`,
+    );
   }
 
   // Resume with a different model config is refused; more epochs are allowed.
@@ -46,7 +77,11 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   await writeFile(other, JSON.stringify({ ...JSON.parse(TINY_MODEL), hidden_size: 12 }));
   const bad = await runCli(['train', '--resume', '--out', out, '--model', other]);
   t.equal(bad.code, 1);
-  assertOneLineError(t, bad.stderr, /--model .*other\.json is not the checkpoint's model \(hidden_size 12 vs 8\); a resumed run keeps its settings/);
+  assertOneLineError(
+    t,
+    bad.stderr,
+    /--model .*other\.json is not the checkpoint's model \(hidden_size 12 vs 8\); a resumed run keeps its settings/,
+  );
   // the same path, edited since: its contents count, not its name
   await writeFile(model, JSON.stringify({ ...JSON.parse(TINY_MODEL), num_hidden_layers: 2 }));
   const edited = await runCli(['train', '--resume', '--out', out, '--model', model]);
@@ -66,7 +101,15 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   assertOneLineError(t, again.stderr, /already holds a run; pass --resume/);
 
   // A checkpoint exported with a config that does not match it.
-  const mismatch = await runCli(['export', '--checkpoint', path.join(out, 'checkpoint.safetensors'), '--config', other, '--out', path.join(dir, 'x')]);
+  const mismatch = await runCli([
+    'export',
+    '--checkpoint',
+    path.join(out, 'checkpoint.safetensors'),
+    '--config',
+    other,
+    '--out',
+    path.join(dir, 'x'),
+  ]);
   t.equal(mismatch.code, 1);
   assertOneLineError(t, mismatch.stderr, /tensor '.*' has shape \[.*\], expected \[.*\]/);
 });
@@ -97,7 +140,6 @@ t.test('bad data and config are one-line errors', async (t) => {
   r = await runCli([...base, '--data', corrupt, '--on-bad-image', 'fail']);
   t.equal(r.code, 1);
   assertOneLineError(t, r.stderr, /bad\.jpg: cannot decode/);
-
 });
 
 t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
@@ -135,8 +177,11 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
 
   r = await runCli([...base, '--recipe', 'fastest']);
   t.equal(r.code, 2);
-  assertOneLineError(t, r.stderr, /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, finetune, folder, seed; or give a .json file\)/);
-
+  assertOneLineError(
+    t,
+    r.stderr,
+    /unknown recipe 'fastest' \(known: cct-cifar10, cifar10, cifar10-aa, cifar10-ra, finetune, folder, seed; or give a .json file\)/,
+  );
 });
 
 t.test('data that cannot train: class counts, nothing to resume', async (t) => {
@@ -168,7 +213,30 @@ t.test('an inline --model trains; Ctrl-C saves a checkpoint and exits 130', asyn
   const data = path.join(dir, 'photos');
   await writeImageFolder(colourDataset(24, 8, 3), data);
   const out = path.join(dir, 'run');
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts'), 'train', '--data', data, '--model', TINY_MODEL, '--epochs', '100000', '--batch-size', '4', '--device', 'cpu', '--threads', '1', '--out', out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(ROOT, 'bin', 'vitrine.ts'),
+      'train',
+      '--data',
+      data,
+      '--model',
+      TINY_MODEL,
+      '--epochs',
+      '100000',
+      '--batch-size',
+      '4',
+      '--device',
+      'cpu',
+      '--threads',
+      '1',
+      '--out',
+      out,
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   // Ctrl-C once the first epoch has ended (a line, not a sleep, says when)
@@ -191,7 +259,11 @@ t.test('Ctrl-C twice: the first asks for a save after the step, the second quits
   const stop = { requested: false };
   const said: string[] = [];
   const quits: number[] = [];
-  const onSigint = interruptHandler(stop, (l) => said.push(l), (code) => quits.push(code));
+  const onSigint = interruptHandler(
+    stop,
+    (l) => said.push(l),
+    (code) => quits.push(code),
+  );
   onSigint();
   t.ok(stop.requested, 'the run is asked to stop');
   t.same(said, ['stopping after this step (Ctrl-C again to quit without saving)…']);
@@ -207,10 +279,29 @@ t.test('fine-tune a Hugging Face DeiT checkpoint on a folder with other labels (
   await writeImageFolder(colourDataset(30, 32, 3), data);
   const deit = path.join(ROOT, 'test', 'fixtures', 'foreign', 'hf-deit');
   const out = path.join(dir, 'run');
-  const r = await runCli(['train', '--init', deit, '--recipe', 'finetune', '--data', data, '--epochs', '3', '--batch-size', '9', '--device', 'cpu', '--out', out]);
+  const r = await runCli([
+    'train',
+    '--init',
+    deit,
+    '--recipe',
+    'finetune',
+    '--data',
+    data,
+    '--epochs',
+    '3',
+    '--batch-size',
+    '9',
+    '--device',
+    'cpu',
+    '--out',
+    out,
+  ]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /starting from .*hf-deit \(hugging face checkpoint, DeiTForImageClassificationWithTeacher\)/);
-  t.match(r.stderr, /new classifiers for the 3 classes \(class0, class1, class2\): the checkpoint has its 5 classes \(apple, boat, cloud, … eagle\)/);
+  t.match(
+    r.stderr,
+    /new classifiers for the 3 classes \(class0, class1, class2\): the checkpoint has its 5 classes \(apple, boat, cloud, … eagle\)/,
+  );
   t.match(r.stderr, /the encoder is frozen for the first 2 epochs/);
   t.match(r.stderr, /layer-wise lr decay 0\.75/);
   t.match(r.stderr, /epoch 3\/3: train loss [\d.]+ acc [\d.]+%, val loss/);
@@ -220,10 +311,18 @@ t.test('fine-tune a Hugging Face DeiT checkpoint on a folder with other labels (
 
   const wide = await runCli(['train', '--init', deit, '--data', data, '--model', '{"hidden_size": 64}', '--out', path.join(dir, 'wide')]);
   t.equal(wide.code, 1);
-  assertOneLineError(t, wide.stderr, /--init: --model hidden_size 64: starting from .*hf-deit, the architecture is its own \(hidden_size 32\); only image_size, /);
+  assertOneLineError(
+    t,
+    wide.stderr,
+    /--init: --model hidden_size 64: starting from .*hf-deit, the architecture is its own \(hidden_size 32\); only image_size, /,
+  );
   const missing = await runCli(['train', '--init', path.join(dir, 'nothing'), '--data', data, '--out', path.join(dir, 'x')]);
   t.equal(missing.code, 1);
-  assertOneLineError(t, missing.stderr, /--init: .*nothing: not found \(give a Hugging Face checkpoint folder, a vitrine model folder or a \.safetensors file\)/);
+  assertOneLineError(
+    t,
+    missing.stderr,
+    /--init: .*nothing: not found \(give a Hugging Face checkpoint folder, a vitrine model folder or a \.safetensors file\)/,
+  );
   const swin = path.join(dir, 'swin');
   await mkdir(swin);
   await writeFile(path.join(swin, 'config.json'), JSON.stringify({ model_type: 'swin', architectures: ['SwinForImageClassification'] }));
@@ -233,57 +332,97 @@ t.test('fine-tune a Hugging Face DeiT checkpoint on a folder with other labels (
   assertOneLineError(t, x.stderr, /model_type "swin" is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints/);
 });
 
-t.test('what a first run says, through the built command: the device line once, the images eval decodes, classes without images, a class of one image', async (t) => {
-  const dir = await tmpDir();
-  const data = path.join(dir, 'photos');
-  await writeImageFolder(colourDataset(24, 8, 3), data);
-  await mkdir(path.join(data, 'lonely'));
-  await writeImageFolder(colourDataset(1, 8, 1, 7), path.join(dir, 'one'));
-  const { rename } = await import('node:fs/promises');
-  await rename(path.join(dir, 'one', 'class0', '0.png'), path.join(data, 'lonely', '0.png'));
-  const model = path.join(dir, 'tiny.json');
-  await writeFile(model, TINY_MODEL);
-  const out = path.join(dir, 'run');
-  const r = await runCli(['train', '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--out', out], { built: true });
-  t.equal(r.code, 0, r.stderr);
-  t.match(r.stderr, /a folder of 22 training images and no --recipe: the folder recipe \(a compact transformer with a convolutional tokenizer; 1 epochs? of AdamW at lr 0\.002, warmup and cosine, flips, crops, RandAugment\) at batch 8, 2 steps an epoch; --recipe or flags change it/);
-  t.equal(r.stderr.match(/device auto: the CPU \(CUDA unavailable/g)?.length, 1, 'the device choice is said once, though the run makes two sessions');
-  t.match(r.stderr, /warning: class 'lonely' has one image: none of it can be held out for validation, and a class needs several images to be learnt/);
-  t.notMatch(r.stderr, /decoding training images/, 'a folder decoded whole before its split is not called the training images');
-  t.match(r.stderr, /decoding images/);
+t.test(
+  'what a first run says, through the built command: the device line once, the images eval decodes, classes without images, a class of one image',
+  async (t) => {
+    const dir = await tmpDir();
+    const data = path.join(dir, 'photos');
+    await writeImageFolder(colourDataset(24, 8, 3), data);
+    await mkdir(path.join(data, 'lonely'));
+    await writeImageFolder(colourDataset(1, 8, 1, 7), path.join(dir, 'one'));
+    const { rename } = await import('node:fs/promises');
+    await rename(path.join(dir, 'one', 'class0', '0.png'), path.join(data, 'lonely', '0.png'));
+    const model = path.join(dir, 'tiny.json');
+    await writeFile(model, TINY_MODEL);
+    const out = path.join(dir, 'run');
+    const r = await runCli(['train', '--data', data, '--model', model, '--epochs', '1', '--batch-size', '8', '--out', out], {
+      built: true,
+    });
+    t.equal(r.code, 0, r.stderr);
+    t.match(
+      r.stderr,
+      /a folder of 22 training images and no --recipe: the folder recipe \(a compact transformer with a convolutional tokenizer; 1 epochs? of AdamW at lr 0\.002, warmup and cosine, flips, crops, RandAugment\) at batch 8, 2 steps an epoch; --recipe or flags change it/,
+    );
+    t.equal(
+      r.stderr.match(/device auto: the CPU \(CUDA unavailable/g)?.length,
+      1,
+      'the device choice is said once, though the run makes two sessions',
+    );
+    t.match(
+      r.stderr,
+      /warning: class 'lonely' has one image: none of it can be held out for validation, and a class needs several images to be learnt/,
+    );
+    t.notMatch(r.stderr, /decoding training images/, 'a folder decoded whole before its split is not called the training images');
+    t.match(r.stderr, /decoding images/);
 
-  // eval on a folder whose val/ lacks two of the classes: their accuracy is null, not 0
-  const split = path.join(dir, 'split');
-  await writeImageFolder(colourDataset(6, 8, 3), path.join(split, 'train'));
-  await writeImageFolder(colourDataset(4, 8, 2, 3), path.join(split, 'val'));
-  const e = await runCli(['eval', '--model', path.join(out, 'model'), '--data', split, '--json', '--device', 'cpu'], { built: true });
-  t.equal(e.code, 0, e.stderr);
-  const report = JSON.parse(e.stdout.trim().split('\n').at(-1)!);
-  t.equal(report.images, 4);
-  t.equal(report.per_class.class2, null, 'a class with no images has no accuracy');
-  t.equal(report.per_class.lonely, null);
-  t.type(report.per_class.class0, 'number');
-  t.match(e.stderr, /decoding validation images/);
+    // eval on a folder whose val/ lacks two of the classes: their accuracy is null, not 0
+    const split = path.join(dir, 'split');
+    await writeImageFolder(colourDataset(6, 8, 3), path.join(split, 'train'));
+    await writeImageFolder(colourDataset(4, 8, 2, 3), path.join(split, 'val'));
+    const e = await runCli(['eval', '--model', path.join(out, 'model'), '--data', split, '--json', '--device', 'cpu'], { built: true });
+    t.equal(e.code, 0, e.stderr);
+    const report = JSON.parse(e.stdout.trim().split('\n').at(-1)!);
+    t.equal(report.images, 4);
+    t.equal(report.per_class.class2, null, 'a class with no images has no accuracy');
+    t.equal(report.per_class.lonely, null);
+    t.type(report.per_class.class0, 'number');
+    t.match(e.stderr, /decoding validation images/);
 
-  // the run's model card, and the same card regenerated from the folder alone
-  const card = await readFile(path.join(out, 'model', 'README.md'), 'utf8');
-  t.match(card, /^---\nlibrary_name: vitrine\npipeline_tag: image-classification\ntags:\n- image-classification\n/, "Hugging Face's model-card metadata first");
-  t.match(card, /model-index:\n- name: "run"\n[\s\S]*type: imagefolder\n[\s\S]*- type: accuracy\n      value: [\d.]+\n      name: "accuracy on \d+ held-out images"/);
-  for (const heading of ['## Architecture', '## Recipe', '## Data and split', '## Held-out accuracy', '## Training', '## Curves', '## Files']) t.ok(card.includes(`\n${heading}\n`), heading);
-  for (const c of ['class0', 'class1', 'class2']) t.match(card, new RegExp(`\\| ${c} \\| [\\d.]+% \\| \\d \\|`), `${c}'s row`);
-  t.match(card, /\| lonely \| — \| 0 \|/, 'a class with nothing held out has no accuracy');
-  t.match(card, /- 1 epoch \(2 steps\) in \d+:\d\d of wall time, evaluations included; median \d+ training images\/s/);
-  t.ok(existsSync(path.join(out, 'model', 'curves.svg')) && existsSync(path.join(out, 'model', 'train-config.json')), 'the files the card is made from are in the folder');
-  const again = await runCli(['card', '--model', path.join(out, 'model'), '--name', 'run'], { built: true });
-  t.equal(again.code, 0, again.stderr);
-  t.equal(await readFile(path.join(out, 'model', 'README.md'), 'utf8'), card, 'vitrine card writes the same card from the folder');
-  const best = await runCli(['export', '--checkpoint', path.join(out, 'best.safetensors'), '--out', path.join(dir, 'best')], { built: true });
-  t.equal(best.code, 0, best.stderr);
-  t.match(await readFile(path.join(dir, 'best', 'README.md'), 'utf8'), /^---\nlibrary_name: vitrine[\s\S]*# best\n[\s\S]*## Held-out accuracy/, 'an export from the run gets its card');
+    // the run's model card, and the same card regenerated from the folder alone
+    const card = await readFile(path.join(out, 'model', 'README.md'), 'utf8');
+    t.match(
+      card,
+      /^---\nlibrary_name: vitrine\npipeline_tag: image-classification\ntags:\n- image-classification\n/,
+      "Hugging Face's model-card metadata first",
+    );
+    t.match(
+      card,
+      /model-index:\n- name: "run"\n[\s\S]*type: imagefolder\n[\s\S]*- type: accuracy\n {6}value: [\d.]+\n {6}name: "accuracy on \d+ held-out images"/,
+    );
+    for (const heading of [
+      '## Architecture',
+      '## Recipe',
+      '## Data and split',
+      '## Held-out accuracy',
+      '## Training',
+      '## Curves',
+      '## Files',
+    ])
+      t.ok(card.includes(`\n${heading}\n`), heading);
+    for (const c of ['class0', 'class1', 'class2']) t.match(card, new RegExp(`\\| ${c} \\| [\\d.]+% \\| \\d \\|`), `${c}'s row`);
+    t.match(card, /\| lonely \| — \| 0 \|/, 'a class with nothing held out has no accuracy');
+    t.match(card, /- 1 epoch \(2 steps\) in \d+:\d\d of wall time, evaluations included; median \d+ training images\/s/);
+    t.ok(
+      existsSync(path.join(out, 'model', 'curves.svg')) && existsSync(path.join(out, 'model', 'train-config.json')),
+      'the files the card is made from are in the folder',
+    );
+    const again = await runCli(['card', '--model', path.join(out, 'model'), '--name', 'run'], { built: true });
+    t.equal(again.code, 0, again.stderr);
+    t.equal(await readFile(path.join(out, 'model', 'README.md'), 'utf8'), card, 'vitrine card writes the same card from the folder');
+    const best = await runCli(['export', '--checkpoint', path.join(out, 'best.safetensors'), '--out', path.join(dir, 'best')], {
+      built: true,
+    });
+    t.equal(best.code, 0, best.stderr);
+    t.match(
+      await readFile(path.join(dir, 'best', 'README.md'), 'utf8'),
+      /^---\nlibrary_name: vitrine[\s\S]*# best\n[\s\S]*## Held-out accuracy/,
+      'an export from the run gets its card',
+    );
 
-  const help = await runCli(['train', '--help'], { built: true });
-  t.match(help.stdout, /model\/ \(onnx\/model\.onnx, the explanation graphs, config\.json: ready to serve\)/);
-});
+    const help = await runCli(['train', '--help'], { built: true });
+    t.match(help.stdout, /model\/ \(onnx\/model\.onnx, the explanation graphs, config\.json: ready to serve\)/);
+  },
+);
 
 t.test("the folder recipe's batch: a power of two near an eighth of the training images, 8 to 128", async (t) => {
   const { folderBatch } = await import('../../bin/train.js');

@@ -56,7 +56,19 @@ function configOf(env: { name: string; value?: string }[]) {
 
 t.test('kubernetes: every document parses and validates against the API schemas', async (t) => {
   const docs = await documents();
-  t.same([...docs.keys()].sort(), ['Deployment/redis', 'Deployment/vitrine', 'Deployment/vitrine-gpu', 'HorizontalPodAutoscaler/vitrine', 'InferenceService/vitrine', 'Job/vitrine-predict', 'PersistentVolumeClaim/vitrine-predict-data', 'PodDisruptionBudget/vitrine', 'Service/redis', 'Service/vitrine', 'Service/vitrine-gpu']);
+  t.same([...docs.keys()].sort(), [
+    'Deployment/redis',
+    'Deployment/vitrine',
+    'Deployment/vitrine-gpu',
+    'HorizontalPodAutoscaler/vitrine',
+    'InferenceService/vitrine',
+    'Job/vitrine-predict',
+    'PersistentVolumeClaim/vitrine-predict-data',
+    'PodDisruptionBudget/vitrine',
+    'Service/redis',
+    'Service/vitrine',
+    'Service/vitrine-gpu',
+  ]);
   for (const [key, doc] of docs) {
     const Model = MODELS[`${doc.apiVersion}/${doc.kind}`];
     if (!Model) continue; // the InferenceService is a custom resource: checked below
@@ -78,13 +90,20 @@ t.test('kubernetes: ports, probes, variables and the drain agree with the server
   t.equal(http.containerPort, config.port, 'the container port is the port the server listens on');
   t.equal(config.resultsStore, 'redis://redis:6379/0');
   t.equal(config.workers * 1000, Number.parseFloat(c.resources.limits.cpu) * 1000, 'one worker per CPU of the limit');
-  for (const [probe, path] of [['startupProbe', '/readyz'], ['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']] as const) {
+  for (const [probe, path] of [
+    ['startupProbe', '/readyz'],
+    ['readinessProbe', '/readyz'],
+    ['livenessProbe', '/healthz'],
+  ] as const) {
     t.equal(c[probe].httpGet.path, path, `${probe} on ${path}`);
     t.equal(c[probe].httpGet.port, 'http');
     t.equal((await app.inject(path)).statusCode, 200, `${path} answers 200 on a ready server`);
   }
   const pause = Number(c.lifecycle.preStop.exec.command[1]);
-  t.ok(pod.terminationGracePeriodSeconds * 1000 > pause * 1000 + DRAIN_TIMEOUT_MS, `grace ${pod.terminationGracePeriodSeconds} s > preStop ${pause} s + drain ${DRAIN_TIMEOUT_MS / 1000} s`);
+  t.ok(
+    pod.terminationGracePeriodSeconds * 1000 > pause * 1000 + DRAIN_TIMEOUT_MS,
+    `grace ${pod.terminationGracePeriodSeconds} s > preStop ${pause} s + drain ${DRAIN_TIMEOUT_MS / 1000} s`,
+  );
   t.equal(pod.securityContext.runAsNonRoot, true);
   t.equal(pod.securityContext.runAsUser, 1000, "the image's user node");
   t.ok(c.resources.requests && c.resources.limits, 'requests and limits');
@@ -102,7 +121,7 @@ t.test('kubernetes: ports, probes, variables and the drain agree with the server
   t.same(redis.spec.selector, docs.get('Deployment/redis')!.spec.selector.matchLabels);
 });
 
-t.test('kubernetes, GPU variant: one GPU a pod, the driver\'s Vulkan part asked for, the server\'s own settings', async (t) => {
+t.test("kubernetes, GPU variant: one GPU a pod, the driver's Vulkan part asked for, the server's own settings", async (t) => {
   const docs = await documents();
   const deployment = docs.get('Deployment/vitrine-gpu')!;
   const pod = deployment.spec.template.spec;
@@ -113,14 +132,24 @@ t.test('kubernetes, GPU variant: one GPU a pod, the driver\'s Vulkan part asked 
   t.equal(c.resources.limits['nvidia.com/gpu'], '1');
   t.equal(c.resources.requests['nvidia.com/gpu'], '1');
   const caps = c.env.find((e: { name: string }) => e.name === 'NVIDIA_DRIVER_CAPABILITIES').value.split(',');
-  t.ok(caps.includes('graphics') && caps.includes('compute'), `NVIDIA_DRIVER_CAPABILITIES ${caps.join(',')}: graphics mounts the Vulkan driver`);
-  t.ok(pod.tolerations.some((x: { key: string }) => x.key === 'nvidia.com/gpu'), 'tolerates the GPU taint');
+  t.ok(
+    caps.includes('graphics') && caps.includes('compute'),
+    `NVIDIA_DRIVER_CAPABILITIES ${caps.join(',')}: graphics mounts the Vulkan driver`,
+  );
+  t.ok(
+    pod.tolerations.some((x: { key: string }) => x.key === 'nvidia.com/gpu'),
+    'tolerates the GPU taint',
+  );
   t.equal(c.image, 'vitrine:gpu');
   t.same(docs.get('Service/vitrine-gpu')!.spec.selector, deployment.spec.selector.matchLabels);
-  t.notSame(deployment.spec.selector.matchLabels, docs.get('Deployment/vitrine')!.spec.selector.matchLabels, 'the CPU Service does not select GPU pods');
+  t.notSame(
+    deployment.spec.selector.matchLabels,
+    docs.get('Deployment/vitrine')!.spec.selector.matchLabels,
+    'the CPU Service does not select GPU pods',
+  );
   const dockerfile = await readFile(path.join(ROOT, 'docker', 'Dockerfile.gpu'), 'utf8');
   t.match(dockerfile, /apt-get install [^\n]*libvulkan1/, 'the GPU image has the Vulkan loader');
-  t.match(dockerfile, /NVIDIA_DRIVER_CAPABILITIES=[a-z,]*graphics/, 'and asks for the driver\'s graphics part');
+  t.match(dockerfile, /NVIDIA_DRIVER_CAPABILITIES=[a-z,]*graphics/, "and asks for the driver's graphics part");
 });
 
 t.test('kserve: a custom predictor speaking protocol v2 on the port the server listens on', async (t) => {
@@ -149,7 +178,10 @@ t.test('compose: the scaled profile shares Redis, and the balancer config is mou
   t.equal(new URL(config.resultsStore).hostname, 'redis');
   t.ok(compose.services.redis?.profiles.includes('scaled'), 'a redis service in the scaled profile');
   t.equal(replica.depends_on.redis.condition, 'service_healthy');
-  t.ok(compose.services.lb.volumes.some((v: string) => v.startsWith('./nginx.conf:')), 'nginx runs docker/nginx.conf');
+  t.ok(
+    compose.services.lb.volumes.some((v: string) => v.startsWith('./nginx.conf:')),
+    'nginx runs docker/nginx.conf',
+  );
   const nginx = await readFile(path.join(ROOT, 'docker', 'nginx.conf'), 'utf8');
   t.notMatch(nginx, /^\s*hash /m, 'no client pinning');
 });
@@ -163,7 +195,11 @@ t.test('predict job: an Indexed Job whose pods, run as Kubernetes runs them, cov
   t.equal(spec.completionMode, 'Indexed');
   t.equal(spec.completions, spec.parallelism, 'one pod per shard, all at once');
   t.equal(pod.restartPolicy, 'Never', 'backoffLimitPerIndex requires it');
-  t.equal(c.name, spec.podFailurePolicy.rules.find((r: { action: string }) => r.action === 'FailIndex').onExitCodes.containerName, 'the failure policy names the container');
+  t.equal(
+    c.name,
+    spec.podFailurePolicy.rules.find((r: { action: string }) => r.action === 'FailIndex').onExitCodes.containerName,
+    'the failure policy names the container',
+  );
   t.equal(pod.securityContext.runAsUser, 1000, "the image's user node");
   t.equal(c.args[0], 'predict');
   const { values, positionals } = parseFlagsAndInputs(c.args.slice(1), PREDICT_FLAGS, '');
@@ -191,17 +227,36 @@ t.test('predict job: an Indexed Job whose pods, run as Kubernetes runs them, cov
     t.equal(r.code, 0, `pod ${index}: ${r.stderr.trim().split('\n').at(-1)}`);
   }
   // the shards are drawn by a hash of each path, and the folder's name is random: retry the fullest
-  const counts = await Promise.all(Array.from({ length: spec.completions }, async (_, i) =>
-    (await readFile(`${data}/results/predictions-${i + 1}-of-${spec.completions}.jsonl`, 'utf8')).split('\n').filter(Boolean).length));
+  const counts = await Promise.all(
+    Array.from(
+      { length: spec.completions },
+      async (_, i) =>
+        (await readFile(`${data}/results/predictions-${i + 1}-of-${spec.completions}.jsonl`, 'utf8')).split('\n').filter(Boolean).length,
+    ),
+  );
   const fullest = counts.indexOf(Math.max(...counts));
   const again = await runCli([...args, '--workers', '1'], { built: true, env: { JOB_COMPLETION_INDEX: String(fullest) } });
-  t.match(again.stdout, new RegExp(`^0 images in .* ${counts[fullest]} done before`, 'm'), 'a pod run again (a retried index) finds its shard done');
+  t.match(
+    again.stdout,
+    new RegExp(`^0 images in .* ${counts[fullest]} done before`, 'm'),
+    'a pod run again (a retried index) finds its shard done',
+  );
   const merged = await runCli(['predict', '--merge', `${data}/results`], { built: true });
   t.equal(merged.code, 0, merged.stderr);
-  const whole = await runCli(['predict', `${data}/images`, '--model', values.model!, '--out', `${data}/whole`, '--workers', '1'], { built: true });
+  const whole = await runCli(['predict', `${data}/images`, '--model', values.model!, '--out', `${data}/whole`, '--workers', '1'], {
+    built: true,
+  });
   t.equal(whole.code, 0, whole.stderr);
   // timings differ from run to run, and so may libvips's wording of an error
-  const lines = async (f: string) => (await readFile(f, 'utf8')).split('\n').filter(Boolean).map((l) => { const r = JSON.parse(l); return JSON.stringify({ ...r, timings: undefined, error: r.error?.code }); }).sort();
+  const lines = async (f: string) =>
+    (await readFile(f, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const r = JSON.parse(l);
+        return JSON.stringify({ ...r, timings: undefined, error: r.error?.code });
+      })
+      .sort();
   const got = await lines(`${data}/results/predictions.jsonl`);
   t.equal(got.length, 10);
   t.same(got, await lines(`${data}/whole/predictions.jsonl`), 'the merge of the pods is the run of one machine');

@@ -3,7 +3,7 @@
 // at the local ports). Classifies through the balancer, fetches the heatmap until every replica has
 // answered, kills a replica, fetches again. .ci/run installs redis-server and nginx.
 
-import { ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
@@ -19,7 +19,8 @@ const ROOT = path.resolve(import.meta.dirname, '..', '..');
 /** docker/nginx.conf, its upstream pointed at local ports (Docker's resolver and `resolve` dropped). */
 async function nginxConfig(dir: string, listen: number, upstreams: number[]): Promise<string> {
   const site = await readFile(path.join(ROOT, 'docker', 'nginx.conf'), 'utf8');
-  if (!/server replica:8080 resolve[^;]*;/.test(site) || !/listen 80;/.test(site)) throw new Error('docker/nginx.conf changed: update this test');
+  if (!/server replica:8080 resolve[^;]*;/.test(site) || !/listen 80;/.test(site))
+    throw new Error('docker/nginx.conf changed: update this test');
   const local = site
     .replace(/^resolver .*$/m, '')
     .replace(/server replica:8080 resolve([^;]*);/, upstreams.map((p) => `server 127.0.0.1:${p}$1;`).join('\n    '))
@@ -43,10 +44,17 @@ function stopOnTeardown(t: Test, child: ChildProcess, signal: NodeJS.Signals = '
 
 testWith(t, 'scaled: replicas behind round-robin nginx share results through Redis', ['redis-server', 'nginx'], async (t) => {
   const redis = await startRedis(t);
-  const replicas = await Promise.all([0, 1, 2].map(() => serveOnFreePort(['--workers', '1', '--decoders', '1', '--results-store', redis.url])));
+  const replicas = await Promise.all(
+    [0, 1, 2].map(() => serveOnFreePort(['--workers', '1', '--decoders', '1', '--results-store', redis.url])),
+  );
   for (const r of replicas) stopOnTeardown(t, r.child);
   const ports = replicas.map((r) => r.port);
-  for (const port of ports) await until(`replica :${port} is ready`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200, 120_000);
+  for (const port of ports)
+    await until(
+      `replica :${port} is ready`,
+      async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200,
+      120_000,
+    );
 
   // nginx binds the port it is given: where another process took it between, another is tried
   const dir = await tmpDir('vitrine-nginx-');
@@ -57,10 +65,14 @@ testWith(t, 'scaled: replicas behind round-robin nginx share results through Red
     let nginxErr = '';
     nginx.stderr!.on('data', (d: Buffer) => (nginxErr += d.toString()));
     stopOnTeardown(t, nginx, 'SIGTERM');
-    const up = await until('nginx answers', async () => {
-      if (nginx.exitCode !== null) throw new Error(`nginx exited: ${nginxErr}`);
-      return (await fetch(`http://127.0.0.1:${lbPort}/healthz`).catch(() => null))?.status === 200;
-    }, 20_000).then(
+    const up = await until(
+      'nginx answers',
+      async () => {
+        if (nginx.exitCode !== null) throw new Error(`nginx exited: ${nginxErr}`);
+        return (await fetch(`http://127.0.0.1:${lbPort}/healthz`).catch(() => null))?.status === 200;
+      },
+      20_000,
+    ).then(
       () => true,
       (e: Error) => {
         if (tries < 5 && /already in use/.test(nginxErr)) return false;

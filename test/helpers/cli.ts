@@ -15,7 +15,10 @@ export interface CliResult {
 export const BUILT_CLI = path.join(ROOT, 'dist', 'bin', 'vitrine.js');
 
 /** Runs the vitrine command in a child process: from source, or the built one with `built`. */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; built?: boolean; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; built?: boolean; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const entry = opts.built ? [BUILT_CLI] : ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts')];
     const child = spawn(process.execPath, [...entry, ...args], {

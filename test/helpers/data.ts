@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { ImageDataset, makeDataset } from '../../trainer/data/dataset.js';
+import { type ImageDataset, makeDataset } from '../../trainer/data/dataset.js';
 import { Rng } from '../../trainer/nn/random.js';
 
 export const tmpDir = (prefix = 'vitrine-test-') => mkdtemp(path.join(os.tmpdir(), prefix));
@@ -18,9 +18,15 @@ export function colourDataset(count: number, size: number, classes = 3, seed = 1
   for (let i = 0; i < count; i++) {
     const label = i % classes;
     labels[i] = label;
-    for (let c = 0; c < 3; c++) for (let p = 0; p < plane; p++) images[i * 3 * plane + c * plane + p] = Math.min(255, (c === label % 3 ? 150 : 40) + rng.int(60));
+    for (let c = 0; c < 3; c++)
+      for (let p = 0; p < plane; p++) images[i * 3 * plane + c * plane + p] = Math.min(255, (c === label % 3 ? 150 : 40) + rng.int(60));
   }
-  return makeDataset(images, labels, { channels: 3, height: size, width: size }, Array.from({ length: classes }, (_, k) => `class${k}`));
+  return makeDataset(
+    images,
+    labels,
+    { channels: 3, height: size, width: size },
+    Array.from({ length: classes }, (_, k) => `class${k}`),
+  );
 }
 
 /** Writes CHW image k of a data set as a PNG (or JPEG) file. */

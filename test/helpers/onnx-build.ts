@@ -1,16 +1,37 @@
 // Small ONNX models written by hand for tests: nodes, initializers and a model around them.
 
-import { type AttrValue, DataType, type IModelProto, type INodeProto, type ITensorProto, decodeModel, encodeAttribute, floatTensor, serializeModel } from '../../trainer/autograd/onnx-proto.js';
+import {
+  type AttrValue,
+  DataType,
+  type IModelProto,
+  type INodeProto,
+  type ITensorProto,
+  decodeModel,
+  encodeAttribute,
+  floatTensor,
+  serializeModel,
+} from '../../trainer/autograd/onnx-proto.js';
 import { Rng } from '../../trainer/nn/random.js';
 
 const rng = new Rng(7);
-export const random = (n: number, [lo, hi]: [number, number] = [-2, 2]) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.next());
+export const random = (n: number, [lo, hi]: [number, number] = [-2, 2]) =>
+  Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.next());
 export const count = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 
 /** A node; an attribute is a number, ints, a string, { float }, { floats } or a tensor. */
-export function node(op: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue | ITensorProto | { floats: number[] }> = {}, domain?: string): INodeProto {
+export function node(
+  op: string,
+  inputs: string[],
+  outputs: string[],
+  attrs: Record<string, AttrValue | ITensorProto | { floats: number[] }> = {},
+  domain?: string,
+): INodeProto {
   const attribute = Object.entries(attrs).map(([name, v]) =>
-    typeof v === 'object' && 'dataType' in v ? { name, type: 4, t: v } : typeof v === 'object' && 'floats' in v ? { name, type: 6, floats: v.floats } : encodeAttribute(name, v as AttrValue),
+    typeof v === 'object' && 'dataType' in v
+      ? { name, type: 4, t: v }
+      : typeof v === 'object' && 'floats' in v
+        ? { name, type: 6, floats: v.floats }
+        : encodeAttribute(name, v as AttrValue),
   );
   return { opType: op, input: inputs, output: outputs, name: `${op}_${outputs[0]}`, attribute, ...(domain ? { domain } : {}) };
 }
@@ -19,7 +40,12 @@ export function node(op: string, inputs: string[], outputs: string[], attrs: Rec
 export const weights = (name: string, dims: number[], range?: [number, number]) => floatTensor(name, random(count(dims), range), dims);
 export const floats = (name: string, values: number[], dims: number[] = [values.length]) => floatTensor(name, values, dims);
 export function ints(name: string, values: number[], dims: number[] = [values.length], type: number = DataType.INT64): ITensorProto {
-  const raw = type === DataType.INT64 ? new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer) : type === DataType.BOOL ? Uint8Array.from(values) : new Uint8Array(Int32Array.from(values).buffer);
+  const raw =
+    type === DataType.INT64
+      ? new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer)
+      : type === DataType.BOOL
+        ? Uint8Array.from(values)
+        : new Uint8Array(Int32Array.from(values).buffer);
   return { name, dims, dataType: type, rawData: raw };
 }
 
@@ -43,7 +69,15 @@ export function onnxModel(s: GraphSpec) {
       name: 'test',
       node: s.nodes,
       initializer: s.inits ?? [],
-      input: s.inputs.map(([name, dims]) => ({ name, type: { tensorType: { elemType: s.inputType ?? DataType.FLOAT, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } })),
+      input: s.inputs.map(([name, dims]) => ({
+        name,
+        type: {
+          tensorType: {
+            elemType: s.inputType ?? DataType.FLOAT,
+            shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+          },
+        },
+      })),
       output: s.outputs.map((name) => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } })),
     },
   };

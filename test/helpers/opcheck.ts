@@ -2,10 +2,10 @@
 // vector-Jacobian rule against central finite differences in float64.
 
 import type { Test } from 'tap';
-import { Dim, Tensor } from '../../trainer/autograd/graph.js';
+import type { Dim, Tensor } from '../../trainer/autograd/graph.js';
 import { grad } from '../../trainer/autograd/grad.js';
 import { interpret } from '../../trainer/autograd/interpreter.js';
-import { NDArray, nd, sizeOf } from '../../trainer/autograd/ndarray.js';
+import { type NDArray, nd, sizeOf } from '../../trainer/autograd/ndarray.js';
 import { constant, input, mul, param, reduceSum } from '../../trainer/autograd/ops.js';
 import { OrtGraph } from '../../trainer/autograd/ort-executor.js';
 import { Rng } from '../../trainer/nn/random.js';
@@ -23,7 +23,10 @@ function concrete(shape: Dim[], batch: number): number[] {
 }
 
 function randomArray(rng: Rng, shape: number[], [lo, hi]: [number, number] = [-2, 2]): NDArray {
-  return nd(Float64Array.from({ length: sizeOf(shape) }, () => lo + (hi - lo) * rng.next()), shape);
+  return nd(
+    Float64Array.from({ length: sizeOf(shape) }, () => lo + (hi - lo) * rng.next()),
+    shape,
+  );
 }
 
 /** Largest |a - b|; the lengths must agree and not be zero (an empty or short answer is not "close"). */
@@ -36,7 +39,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Asserts |a - b| <= atol + rtol * |b| elementwise, reporting the worst element. */
-export function assertClose(t: Test, actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number, what: string): void {
+export function assertClose(
+  t: Test,
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  rtol: number,
+  atol: number,
+  what: string,
+): void {
   if (actual.length !== expected.length) {
     t.fail(`${what}: ${actual.length} values, expected ${expected.length}`);
     return;

@@ -1,11 +1,10 @@
 // A real redis-server (Debian's package; .ci/run installs it) on a free local port, with an
 // append-only file in a temporary folder so that a restart keeps its data, stopped when the test ends.
 
-import { ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import type { Test } from 'tap';
 import { tmpDir } from './data.js';
-
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -33,7 +32,11 @@ export async function startRedis(t: Test): Promise<RedisServer> {
       return `redis://127.0.0.1:${port}/0`;
     },
     async start() {
-      const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const proc = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       child = proc;
       let out = '';
       await new Promise<void>((resolve, reject) => {

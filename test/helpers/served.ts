@@ -26,7 +26,9 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
   const logits = ref.get('served.logits')!.data;
   for (let i = 0; i < 3; i++) {
     const bytes = Buffer.from(Uint8Array.from(images.subarray(i * 32 * 32 * 3, (i + 1) * 32 * 32 * 3)));
-    const png = await sharp(bytes, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+    const png = await sharp(bytes, { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toBuffer();
     const r = await app.inject({ method: 'POST', url: `/classify?model=${name}`, ...multipart('image', png) });
     t.equal(r.statusCode, 200, r.statusCode === 200 ? `${name} image ${i}: answered` : r.body);
     const body = r.json();
@@ -36,7 +38,13 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     t.equal(body.predictions[0].index, want.indexOf(Math.max(...want)));
     t.same(body.attention.grid, [4, 4]);
     const served: Record<string, number[]> = {};
-    for (const [method, key] of [['rollout', 'rollout'], ['chefer', 'relevance'], ['grad-input', null], ['combined', null], ['relevance', null]] as const) {
+    for (const [method, key] of [
+      ['rollout', 'rollout'],
+      ['chefer', 'relevance'],
+      ['grad-input', null],
+      ['combined', null],
+      ['relevance', null],
+    ] as const) {
       const a = await app.inject(`/attention/${body.id}?method=${method}&format=json`);
       t.equal(a.statusCode, 200, a.body);
       served[method] = (a.json().values as number[][]).flat();
@@ -45,11 +53,17 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
       const map = scaled(ref.get(`served.${key}`)!.data.subarray(i * 16, (i + 1) * 16));
       const dm = worst(served[method], map);
       const spread = Math.max(...map) - Math.min(...map);
-      t.ok(dm <= 1e-3 && spread > 0.2, `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after scaling (${dm.toExponential(2)}; values spread over ${spread.toFixed(2)})`);
+      t.ok(
+        dm <= 1e-3 && spread > 0.2,
+        `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after scaling (${dm.toExponential(2)}; values spread over ${spread.toFixed(2)})`,
+      );
     }
     // the served maps are each scaled to a maximum of 1, as the rule scales chefer and rollout
     const rule = scaled(served.chefer.map((v, k) => (v + served.rollout[k]) * Math.sqrt(served['grad-input'][k])));
-    t.ok(worst(served.combined, rule) <= 1e-3, `${name} image ${i}: combined is (chefer + rollout) x sqrt(grad-input) (${worst(served.combined, rule).toExponential(2)})`);
+    t.ok(
+      worst(served.combined, rule) <= 1e-3,
+      `${name} image ${i}: combined is (chefer + rollout) x sqrt(grad-input) (${worst(served.combined, rule).toExponential(2)})`,
+    );
     // the default map came from the light graph (the last block's gradient alone); the full graph's
     // run of the same image gives the same map
     const model = app.vitrine.models.find((m) => m.name === name)!;
@@ -57,7 +71,10 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     const kept = (await app.vitrine.results.get(body.id))!;
     const full = await app.vitrine.batcher.submit(name, kept.pixels, { relevanceClass: body.predictions[0].index, full: true });
     const fromFull = scaled(full.relevance!);
-    t.ok(worst(served.relevance, fromFull) <= 1e-4, `${name} image ${i}: relevance from the light graph = from the full graph (${worst(served.relevance, fromFull).toExponential(2)})`);
+    t.ok(
+      worst(served.relevance, fromFull) <= 1e-4,
+      `${name} image ${i}: relevance from the light graph = from the full graph (${worst(served.relevance, fromFull).toExponential(2)})`,
+    );
     t.notOk(worst(served.relevance, served.chefer) <= 1e-3, `${name} image ${i}: relevance is not Chefer's rule over every layer`);
     const heat = await app.inject(`/attention/${body.id}?method=relevance`);
     t.equal(heat.headers['content-type'], 'image/png');

@@ -12,7 +12,7 @@ import { SEED_CONFIG } from '../../trainer/vit/config.js';
 import { ViT } from '../../trainer/vit/model.js';
 import { buildApp } from '../../server/app.js';
 import { readModelConfig } from '../../runtime/model-config.js';
-import { ServeConfig, defaultServeConfig } from '../../server/config.js';
+import { type ServeConfig, defaultServeConfig } from '../../server/config.js';
 import { tmpDir } from './data.js';
 
 let modelsDir: Promise<string> | null = null;
@@ -28,7 +28,16 @@ export function testModels(): Promise<string> {
     // laid out as earlier exports were: model.onnx at the top, labels, size, mean and std in config.json
     await cp(path.join(vit, 'onnx', 'model.onnx'), path.join(plain, 'model.onnx'));
     const c = await readModelConfig(vit);
-    const legacy = { labels: c.labels, image_size: c.image_size, mean: c.mean, std: c.std, input_name: c.input_name, logits_output: c.logits_output, attention_outputs: [], patch_size: null };
+    const legacy = {
+      labels: c.labels,
+      image_size: c.image_size,
+      mean: c.mean,
+      std: c.std,
+      input_name: c.input_name,
+      logits_output: c.logits_output,
+      attention_outputs: [],
+      patch_size: null,
+    };
     await writeFile(path.join(plain, 'config.json'), JSON.stringify(legacy));
     return root;
   })();
@@ -36,17 +45,39 @@ export function testModels(): Promise<string> {
 }
 
 export async function testConfig(over: Partial<ServeConfig> = {}): Promise<ServeConfig> {
-  return { ...defaultServeConfig(), models: await testModels(), defaultModel: 'vit-cifar10', workers: 1, threads: 1, workerNice: 0, logLevel: 'silent', ...over };
+  return {
+    ...defaultServeConfig(),
+    models: await testModels(),
+    defaultModel: 'vit-cifar10',
+    workers: 1,
+    threads: 1,
+    workerNice: 0,
+    logLevel: 'silent',
+    ...over,
+  };
 }
 
-export async function testApp(t: Test, over: Partial<ServeConfig> = {}, opts: { now?: () => number; logger?: object } = {}): Promise<FastifyInstance> {
+export async function testApp(
+  t: Test,
+  over: Partial<ServeConfig> = {},
+  opts: { now?: () => number; logger?: object } = {},
+): Promise<FastifyInstance> {
   const app = await buildApp(await testConfig(over), { logger: false, ...opts });
   t.teardown(() => app.close());
   return app;
 }
 
 export async function png(width: number, height: number, rgb: [number, number, number], channels: 3 | 4 = 3): Promise<Buffer> {
-  return sharp({ create: { width, height, channels, background: channels === 4 ? { r: rgb[0], g: rgb[1], b: rgb[2], alpha: 0.5 } : { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
+  return sharp({
+    create: {
+      width,
+      height,
+      channels,
+      background: channels === 4 ? { r: rgb[0], g: rgb[1], b: rgb[2], alpha: 0.5 } : { r: rgb[0], g: rgb[1], b: rgb[2] },
+    },
+  })
+    .png()
+    .toBuffer();
 }
 
 /** A 32x32 image with structure (a gradient and a square), so models give it non-uniform attention. */
@@ -57,12 +88,21 @@ export async function testImage(format: 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff'
       const inSquare = x > size / 4 && x < size / 2 && y > size / 3 && y < (2 * size) / 3;
       raw.set(inSquare ? [250, 240, 20] : [Math.round((x / size) * 200), 60, Math.round((y / size) * 220)], (y * size + x) * 3);
     }
-  return sharp(raw, { raw: { width: size, height: size, channels: 3 } }).toFormat(format).toBuffer();
+  return sharp(raw, { raw: { width: size, height: size, channels: 3 } })
+    .toFormat(format)
+    .toBuffer();
 }
 
-export function multipart(field: string, data: Buffer, filename = 'image.png', type = 'image/png'): { payload: Buffer; headers: Record<string, string> } {
+export function multipart(
+  field: string,
+  data: Buffer,
+  filename = 'image.png',
+  type = 'image/png',
+): { payload: Buffer; headers: Record<string, string> } {
   const boundary = '----vitrine' + Math.random().toString(16).slice(2);
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${filename}"\r\nContent-Type: ${type}\r\n\r\n`);
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${filename}"\r\nContent-Type: ${type}\r\n\r\n`,
+  );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   return { payload: Buffer.concat([head, data, tail]), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
 }

@@ -14,7 +14,8 @@ const runs = (program: string, args: string[]) => spawnSync(program, args).statu
 /** What is missing of the programs named, with how to install it; false when all are here. */
 export function missingOf(...programs: Program[]): string | false {
   for (const p of programs) {
-    if (p === 'redis-server' && !runs('redis-server', ['--version'])) return 'redis-server is not installed (apt-get install redis-server; .ci/run does)';
+    if (p === 'redis-server' && !runs('redis-server', ['--version']))
+      return 'redis-server is not installed (apt-get install redis-server; .ci/run does)';
     if (p === 'nginx' && !runs('nginx', ['-v'])) return 'nginx is not installed (apt-get install nginx; .ci/run does)';
     if (p === 'chromium' && !existsSync(CHROMIUM)) return `no browser at ${CHROMIUM} (apt-get install chromium; .ci/run does)`;
   }

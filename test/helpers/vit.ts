@@ -1,4 +1,4 @@
-import { ViTConfig, parseViTConfig } from '../../trainer/vit/config.js';
+import { type ViTConfig, parseViTConfig } from '../../trainer/vit/config.js';
 
 /** A ViT small enough for finite differences: 8x8 images, 2x2 patches of 4 px, 2 blocks, 2 heads. */
 export const TINY: ViTConfig = parseViTConfig({
@@ -17,4 +17,11 @@ export const TINY: ViTConfig = parseViTConfig({
 export const TINY_CONV: ViTConfig = parseViTConfig({ ...TINY, tokenizer_layers: 2, tokenizer_channels: 4 });
 
 /** TINY in grey (one channel, fewer finite differences) with shifted patch tokenization and locality self-attention. */
-export const TINY_SPT_LSA: ViTConfig = parseViTConfig({ ...TINY, num_channels: 1, mean: [0.5], std: [0.5], shifted_patch_tokenization: true, locality_self_attention: true });
+export const TINY_SPT_LSA: ViTConfig = parseViTConfig({
+  ...TINY,
+  num_channels: 1,
+  mean: [0.5],
+  std: [0.5],
+  shifted_patch_tokenization: true,
+  locality_self_attention: true,
+});

@@ -10,7 +10,11 @@ export async function until(what: string, check: () => boolean | Promise<boolean
 }
 
 /** The base URL a server child process says it serves on ("serving … on http://…"), and its output so far. */
-export function servingUrl(child: import('node:child_process').ChildProcess, what = 'the server', ms = 60_000): { url: Promise<string>; log: () => string } {
+export function servingUrl(
+  child: import('node:child_process').ChildProcess,
+  what = 'the server',
+  ms = 60_000,
+): { url: Promise<string>; log: () => string } {
   let log = '';
   const url = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what} did not start: ${log}`)), ms);

@@ -23,7 +23,10 @@ const bundled = path.join(ROOT, 'models');
 type Top = { label: string; score: number }[];
 
 async function compare(t: Test, models: string, name: string) {
-  const app = await buildApp({ ...defaultServeConfig(), models, defaultModel: name, workers: 1, threads: 1, logLevel: 'silent' }, { logger: false });
+  const app = await buildApp(
+    { ...defaultServeConfig(), models, defaultModel: name, workers: 1, threads: 1, logLevel: 'silent' },
+    { logger: false },
+  );
   t.teardown(() => app.close());
   env.localModelPath = models + path.sep;
   const classifier = await pipeline('image-classification', name, { local_files_only: true, dtype: 'fp32', device: 'cpu' });
@@ -37,8 +40,15 @@ async function compare(t: Test, models: string, name: string) {
     const r = await app.inject({ method: 'POST', url: `/classify?model=${name}&topk=5`, ...multipart('image', await readFile(image)) });
     t.equal(r.statusCode, 200, r.statusCode === 200 ? 'answered' : r.body);
     const ours = r.json().predictions as { label: string; probability: number }[];
-    t.same(hf.map((p) => p.label), ours.map((p) => p.label), `${name}, ${file}: the same top-5 labels`);
-    const worst = maxAbsDiff(hf.map((p) => p.score), ours.map((o) => o.probability));
+    t.same(
+      hf.map((p) => p.label),
+      ours.map((p) => p.label),
+      `${name}, ${file}: the same top-5 labels`,
+    );
+    const worst = maxAbsDiff(
+      hf.map((p) => p.score),
+      ours.map((o) => o.probability),
+    );
     t.ok(worst < 1e-4, `${name}, ${file}: probabilities within 1e-4 (worst ${worst.toExponential(2)})`);
     worstOfAll = Math.max(worstOfAll, worst);
   }
@@ -59,6 +69,7 @@ t.test('Hugging Face ViT and DeiT checkpoints exported by vitrine run in transfo
   const { exportCommand } = await import('../../bin/export.js');
   const { tmpDir } = await import('../helpers/data.js');
   const models = await tmpDir('vitrine-hf-export-');
-  for (const name of ['hf-deit', 'hf-vit']) await exportCommand(['--checkpoint', path.join(ROOT, 'test', 'fixtures', 'foreign', name), '--out', path.join(models, name)], () => {});
+  for (const name of ['hf-deit', 'hf-vit'])
+    await exportCommand(['--checkpoint', path.join(ROOT, 'test', 'fixtures', 'foreign', name), '--out', path.join(models, name)], () => {});
   for (const name of ['hf-deit', 'hf-vit']) await t.test(name, (t) => compare(t, models, name));
 });

@@ -40,7 +40,7 @@ t.test('a large upload: the model input is the block means of the view', async (
   );
 });
 
-t.test('normalize gives, for every byte, the float of the trainer\'s tables', async (t) => {
+t.test("normalize gives, for every byte, the float of the trainer's tables", async (t) => {
   const { normalize, normalizationTables } = await import('../../runtime/pixels.js');
   for (const spec of [
     { width: 16, height: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },

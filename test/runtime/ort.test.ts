@@ -7,7 +7,7 @@ import t from 'tap';
 import { compileToBytes } from '../../trainer/autograd/onnx.js';
 import { input, relu } from '../../trainer/autograd/ops.js';
 import type { GpuProbe } from '../../runtime/gpu.js';
-import { OnnxRuntime, createSession, runSession } from '../../runtime/ort.js';
+import { type OnnxRuntime, createSession, runSession } from '../../runtime/ort.js';
 
 /** A machine with the Vulkan loader and no driver: no WebGPU adapter. */
 const NO_GPU: GpuProbe = { loaderMissing: null, drivers: [], searched: ['/nowhere'], adapters: [] };
@@ -25,13 +25,22 @@ function brokenCuda() {
       return ort.InferenceSession.create(m as Uint8Array, o);
     },
   };
-  const runtime = { InferenceSession, listSupportedBackends: () => [{ name: 'cpu', bundled: true }, { name: 'cuda', bundled: true }] } as unknown as OnnxRuntime;
+  const runtime = {
+    InferenceSession,
+    listSupportedBackends: () => [
+      { name: 'cpu', bundled: true },
+      { name: 'cuda', bundled: true },
+    ],
+  } as unknown as OnnxRuntime;
   return { tried, runtime };
 }
 
 t.test('--device cuda: an error that says why and what to install', async (t) => {
   const { tried, runtime } = brokenCuda();
-  await t.rejects(createSession(model, { device: 'cuda', runtime }), /^device cuda: the CUDA execution provider could not be loaded \(libcudnn\.so\.9: cannot open shared object file\); the CUDA execution provider needs CUDA 12 and cuDNN 9/);
+  await t.rejects(
+    createSession(model, { device: 'cuda', runtime }),
+    /^device cuda: the CUDA execution provider could not be loaded \(libcudnn\.so\.9: cannot open shared object file\); the CUDA execution provider needs CUDA 12 and cuDNN 9/,
+  );
   t.same(tried, [['cuda']], "it never falls back to the CPU behind the user's back");
 });
 
@@ -41,24 +50,37 @@ t.test('--device auto: falls back to the CPU, says so once, and runs', async (t)
   const s = await createSession(model, { device: 'auto', log: (l) => said.push(l), runtime, gpu: NO_GPU });
   t.equal(s.provider, 'cpu');
   t.same(tried, [['cuda'], ['cpu']]);
-  t.same(said, ['device auto: the CPU (CUDA unavailable: libcudnn.so.9: cannot open shared object file; WebGPU: no Vulkan driver (no ICD manifest in /nowhere))']);
+  t.same(said, [
+    'device auto: the CPU (CUDA unavailable: libcudnn.so.9: cannot open shared object file; WebGPU: no Vulkan driver (no ICD manifest in /nowhere))',
+  ]);
   const out = await runSession(s, { x: { data: Float32Array.of(-1, 0, 2), dims: [1, 3] } });
   t.same([...out.y.data], [0, 0, 2]);
 });
 
 t.test('without the CUDA provider installed, cuda fails before trying and auto uses the CPU', async (t) => {
-  const runtime = { InferenceSession: ort.InferenceSession, listSupportedBackends: () => [{ name: 'cpu', bundled: true }] } as unknown as OnnxRuntime;
-  await t.rejects(createSession(model, { device: 'cuda', runtime }), /device cuda: the CUDA execution provider could not be loaded \(onnxruntime-node was installed without it\)/);
+  const runtime = {
+    InferenceSession: ort.InferenceSession,
+    listSupportedBackends: () => [{ name: 'cpu', bundled: true }],
+  } as unknown as OnnxRuntime;
+  await t.rejects(
+    createSession(model, { device: 'cuda', runtime }),
+    /device cuda: the CUDA execution provider could not be loaded \(onnxruntime-node was installed without it\)/,
+  );
   const said: string[] = [];
   t.equal((await createSession(model, { device: 'auto', log: (l) => said.push(l), runtime, gpu: NO_GPU })).provider, 'cpu');
   t.match(said[0], /^device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; WebGPU: /);
-  await t.rejects(createSession(model, { device: 'tpu' as never, runtime }), /unknown device 'tpu' \(expected one of cpu, webgpu, cuda, auto\)/);
+  await t.rejects(
+    createSession(model, { device: 'tpu' as never, runtime }),
+    /unknown device 'tpu' \(expected one of cpu, webgpu, cuda, auto\)/,
+  );
 });
 
 t.test("spin: false asks ONNX Runtime's intra-op threads not to spin, and the session runs", async (t) => {
   const seen: ort.InferenceSession.SessionOptions[] = [];
   const runtime = {
-    InferenceSession: { create: (m: Uint8Array, o: ort.InferenceSession.SessionOptions) => (seen.push(o), ort.InferenceSession.create(m, o)) },
+    InferenceSession: {
+      create: (m: Uint8Array, o: ort.InferenceSession.SessionOptions) => (seen.push(o), ort.InferenceSession.create(m, o)),
+    },
     listSupportedBackends: () => [{ name: 'cpu', bundled: true }],
   } as unknown as OnnxRuntime;
   const s = await createSession(model, { runtime, spin: false, threads: 2 });

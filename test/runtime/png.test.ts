@@ -87,7 +87,14 @@ function encodePng(s: PngSpec, rng: Rng): Buffer {
   ]);
 }
 
-function randomSpec(rng: Rng, colour: PngSpec['colour'], depth: PngSpec['depth'], width: number, height: number, transparent: boolean): PngSpec {
+function randomSpec(
+  rng: Rng,
+  colour: PngSpec['colour'],
+  depth: PngSpec['depth'],
+  width: number,
+  height: number,
+  transparent: boolean,
+): PngSpec {
   const ch = CHANNELS[colour];
   const max = 1 << depth;
   const samples = new Uint8Array(width * height * ch);
@@ -134,7 +141,16 @@ t.test('png fast path: the same pixels as sharp for every colour type, depth and
 });
 
 t.test('png fast path: taken for the common case, and prepareImage gives the same input either way', async (t) => {
-  for (const img of [await testImage('png'), await sharp(await testImage('png')).png({ palette: true, colours: 16 }).toBuffer(), await sharp(await testImage('png')).ensureAlpha(0.4).png().toBuffer()]) {
+  for (const img of [
+    await testImage('png'),
+    await sharp(await testImage('png'))
+      .png({ palette: true, colours: 16 })
+      .toBuffer(),
+    await sharp(await testImage('png'))
+      .ensureAlpha(0.4)
+      .png()
+      .toBuffer(),
+  ]) {
     t.ok(decodePlainPng(img, 32, 32), 'sharp-written 32x32 PNG decodes on the fast path');
     const a = await prepareImage(img, MODEL(32, 32), { maxPixels: 1e6 });
     const b = await decodeWithSharp(img, 'png', MODEL(32, 32), { maxPixels: 1e6 });
@@ -150,8 +166,20 @@ t.test('png fast path: anything else goes to sharp', async (t) => {
   t.ok(decodePlainPng(ok, 32, 32), 'control: the plain image is taken');
   t.equal(decodePlainPng(ok, 16, 16), null, 'another size than the model input');
   t.equal(decodePlainPng(encodePng({ ...base, interlace: 1 }, rng), 32, 32), null, 'interlaced');
-  t.equal(decodePlainPng(await sharp(await testImage('png')).toColourspace('rgb16').png().toBuffer(), 32, 32), null, '16-bit');
-  for (const type of ['iCCP', 'gAMA', 'cHRM', 'eXIf', 'zzZZ']) t.equal(decodePlainPng(encodePng({ ...base, extra: [[type, Buffer.alloc(8)]] }, rng), 32, 32), null, `a ${type} chunk`);
+  t.equal(
+    decodePlainPng(
+      await sharp(await testImage('png'))
+        .toColourspace('rgb16')
+        .png()
+        .toBuffer(),
+      32,
+      32,
+    ),
+    null,
+    '16-bit',
+  );
+  for (const type of ['iCCP', 'gAMA', 'cHRM', 'eXIf', 'zzZZ'])
+    t.equal(decodePlainPng(encodePng({ ...base, extra: [[type, Buffer.alloc(8)]] }, rng), 32, 32), null, `a ${type} chunk`);
   t.ok(decodePlainPng(encodePng({ ...base, extra: [['tEXt', Buffer.from('Comment\0hello')]] }, rng), 32, 32), 'a text chunk is harmless');
   const badCrc = Buffer.from(ok);
   badCrc[40] ^= 1;
@@ -169,7 +197,11 @@ t.test('png fast path: anything else goes to sharp', async (t) => {
 
 t.test('encodeRgbPng writes a PNG that sharp (libpng) reads back pixel for pixel, at every level', async (t) => {
   const rng = new Rng(7);
-  for (const [w, h] of [[1, 1], [7, 3], [256, 192]]) {
+  for (const [w, h] of [
+    [1, 1],
+    [7, 3],
+    [256, 192],
+  ]) {
     const rgb = Uint8Array.from({ length: w * h * 3 }, () => Math.floor(rng.next() * 256));
     for (const level of [0, 1, 6, 9]) {
       const png = encodeRgbPng(rgb, w, h, level);

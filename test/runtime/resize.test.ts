@@ -20,7 +20,11 @@ t.test('the model input is Pillow resize of the image, for every fit and resampl
   t.equal(cases.length, 60, 'three images, two sizes, five resamplings, two fits');
   for (const c of cases) {
     const [height, width] = c.size;
-    const prepared = await prepareImage(await readFile(path.join(DIR, c.image)), { height, width, mean: [0, 0, 0], std: [1, 1, 1], fit: c.fit, resample: c.resample }, { maxPixels: 1e7 });
+    const prepared = await prepareImage(
+      await readFile(path.join(DIR, c.image)),
+      { height, width, mean: [0, 0, 0], std: [1, 1, 1], fit: c.fit, resample: c.resample },
+      { maxPixels: 1e7 },
+    );
     const want = Buffer.from(c.rgb, 'base64');
     t.equal(prepared.pixels.length, want.length, `${c.image} to ${height}x${width}: as many values`);
     // the input is CHW floats of byte / 255; the reference HWC bytes
@@ -35,10 +39,17 @@ t.test('the model input is Pillow resize of the image, for every fit and resampl
       }
     const mean = sum / want.length;
     // an enlargement is resized as Pillow resizes (runtime/resample.ts): within one level, rounding
-    if (c.image === 'small.png') t.ok(max <= 1, `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}: enlarged as Pillow enlarges (largest difference ${max}, mean ${mean.toFixed(3)})`);
+    if (c.image === 'small.png')
+      t.ok(
+        max <= 1,
+        `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}: enlarged as Pillow enlarges (largest difference ${max}, mean ${mean.toFixed(3)})`,
+      );
     else {
       const bound = c.resample === 'nearest' ? 6 : 2.5;
-      t.ok(mean <= bound && (c.resample === 'nearest' || max <= 48), `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}: mean difference ${mean.toFixed(2)} (at most ${bound}), largest ${max}`);
+      t.ok(
+        mean <= bound && (c.resample === 'nearest' || max <= 48),
+        `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}: mean difference ${mean.toFixed(2)} (at most ${bound}), largest ${max}`,
+      );
     }
   }
 });

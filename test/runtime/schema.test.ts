@@ -38,21 +38,36 @@ t.test('the words come from the keywords', async (t) => {
 });
 
 t.test('a problem names the key it is under, and what is there', async (t) => {
-  const s = Type.Object({ a: Type.Integer({ minimum: 1 }), b: Type.Object({ c: Type.Boolean(), d: Type.Optional(Type.String()) }) }, { additionalProperties: false });
+  const s = Type.Object(
+    { a: Type.Integer({ minimum: 1 }), b: Type.Object({ c: Type.Boolean(), d: Type.Optional(Type.String()) }) },
+    { additionalProperties: false },
+  );
   t.equal(firstProblem(s, { a: 1, b: { c: true } }), null);
   t.same(firstProblem(s, { a: 0, b: { c: true } }), { path: 'a', expects: 'a positive integer', got: 0 });
   t.same(firstProblem(s, { a: 1, b: { c: 'yes' } }), { path: 'b.c', expects: 'true or false', got: 'yes' });
   t.same(firstProblem(s, { a: 1 }), { path: 'b', expects: 'an object { c, d }', got: undefined }, 'a missing required key');
-  t.same(firstProblem(s, { a: 1, b: { c: true }, e: 2 }), { path: 'e', expects: 'not set (known keys: a, b)', got: 2 }, 'an unknown key of a closed object');
+  t.same(
+    firstProblem(s, { a: 1, b: { c: true }, e: 2 }),
+    { path: 'e', expects: 'not set (known keys: a, b)', got: 2 },
+    'an unknown key of a closed object',
+  );
   t.same(firstProblem(s, [1]), { path: '', expects: 'an object { a, b }', got: [1] }, 'not an object at all');
-  t.same(firstProblem(Type.Array(Type.Number()), [1, 'x']), { path: '', expects: 'an array of numbers', got: [1, 'x'] }, 'arrays are named whole');
+  t.same(
+    firstProblem(Type.Array(Type.Number()), [1, 'x']),
+    { path: '', expects: 'an array of numbers', got: [1, 'x'] },
+    'arrays are named whole',
+  );
   t.same(firstProblem(Type.Number(), Infinity)?.expects, 'a number', 'numbers are finite');
 });
 
 t.test('every config has a default for each key, and its defaults pass its schema', async (t) => {
   for (const [name, schema] of Object.entries({ ViTConfigSchema, TrainConfigSchema, ServeConfigSchema })) {
     const d = defaultsOf(schema);
-    t.same(Object.keys(d).filter((k) => (d as Record<string, unknown>)[k] === undefined), [], `${name}: every key has a default`);
+    t.same(
+      Object.keys(d).filter((k) => (d as Record<string, unknown>)[k] === undefined),
+      [],
+      `${name}: every key has a default`,
+    );
     t.ok(Value.Check(schema, d), `${name}: the defaults are valid`);
   }
   const a = defaultsOf(ViTConfigSchema) as { mean: number[] };

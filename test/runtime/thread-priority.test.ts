@@ -33,7 +33,8 @@ const mainNice = () => os.getPriority(process.pid);
 /** The values asked are above the runner's own nice (a runner at nice 11 would see every thread at
  *  "nice 11" whatever the code did); a runner too near 19 to ask above it cannot show anything. */
 const base = linux ? mainNice() : 0;
-const skipNear19 = (k: number) => (!linux ? 'Linux only' : base + k > 19 ? `the runner is at nice ${base}: nothing above it to ask ${k} more` : false);
+const skipNear19 = (k: number) =>
+  !linux ? 'Linux only' : base + k > 19 ? `the runner is at nice ${base}: nothing above it to ask ${k} more` : false;
 const options = (k: number) => ({ skip: process.env.CI && linux ? false : skipNear19(k) });
 
 t.test('the main thread is never changed', { skip: !linux && 'Linux only' }, async (t) => {
@@ -56,7 +57,9 @@ t.test('a worker thread runs at the value asked, and never higher than it alread
         parentPort.postMessage({ tid: m.threadId(), first: m.lowerThreadPriority(${before + 7}), again: m.lowerThreadPriority(${before + 3}), zero: m.lowerThreadPriority(0) });
       });`;
   const w = new Worker(code, { eval: true });
-  const r = await new Promise<{ tid: number; first: number; again: number; zero: number | null }>((resolve, reject) => w.once('message', resolve).once('error', reject));
+  const r = await new Promise<{ tid: number; first: number; again: number; zero: number | null }>((resolve, reject) =>
+    w.once('message', resolve).once('error', reject),
+  );
   t.not(r.tid, process.pid, 'a thread of its own');
   t.equal(r.first, before + 7, `nice ${before + 7}`);
   t.equal(r.again, before + 7, 'a lower value leaves it');
@@ -72,7 +75,10 @@ t.test('heatmap workers run at the nice value given', options(9), async (t) => {
   t.ok(nice <= 19, `room above the runner's nice ${mainNice()}`);
   const drawers = new Drawers(2, 4, nice);
   t.teardown(() => drawers.close());
-  const grid = [[0, 1], [1, 0]];
+  const grid = [
+    [0, 1],
+    [1, 0],
+  ];
   const view = { data: Buffer.alloc(8 * 8 * 3), width: 8, height: 8 };
   const options = { size: 16, alpha: 0.5, colormap: 'jet' };
   await Promise.all([drawers.draw(grid, view, options), drawers.draw(grid, view, options)]);

@@ -81,14 +81,23 @@ t.test('a heatmap at full opacity is the map itself, cell by cell', async (t) =>
   const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
   t.same([info.width, info.height, info.channels], [256, 256, 3]);
   let worst = 0;
-  grid.forEach((row, r) => row.forEach((v, c) => (worst = Math.max(worst, Math.abs(data[((r * 32 + 16) * 256 + c * 32 + 16) * 3] - v * 255)))));
+  grid.forEach((row, r) =>
+    row.forEach((v, c) => (worst = Math.max(worst, Math.abs(data[((r * 32 + 16) * 256 + c * 32 + 16) * 3] - v * 255)))),
+  );
   t.ok(worst < 30, `cell centres carry the cell values (largest difference ${worst} of 255)`);
 });
 
 t.test('the memory results store is an LRU with a time to live', async (t) => {
   let now = 0;
   const store = new MemoryResults(2, 1000, () => now);
-  const entry = (id: string) => ({ id, model: 'm', createdAt: now, pixels: new Float32Array([1, 2, 3]), top: 1, view: { data: Buffer.alloc(3), width: 1, height: 1 } });
+  const entry = (id: string) => ({
+    id,
+    model: 'm',
+    createdAt: now,
+    pixels: new Float32Array([1, 2, 3]),
+    top: 1,
+    view: { data: Buffer.alloc(3), width: 1, height: 1 },
+  });
   await store.put(entry('a'));
   await store.put(entry('b'));
   t.same(Array.from((await store.get('a'))!.pixels), [1, 2, 3], 'a is there (and now most recent)');
@@ -123,7 +132,10 @@ t.test('GET /attention/:id: each kept result gives back the maps /classify retur
   const app = await testApp(t, { resultsCapacity: 3 });
   const images = await Promise.all([24, 40, 56, 72, 88].map((size) => testImage('png', size)));
   const answers = [];
-  for (const img of images) answers.push((await app.inject({ method: 'POST', url: '/classify?attention=cls', payload: img, headers: { 'content-type': 'image/png' } })).json());
+  for (const img of images)
+    answers.push(
+      (await app.inject({ method: 'POST', url: '/classify?attention=cls', payload: img, headers: { 'content-type': 'image/png' } })).json(),
+    );
   const kept = answers.slice(-3);
   for (const a of kept) {
     const json = (await app.inject({ method: 'GET', url: `/attention/${a.id}?format=json&method=cls` })).json();
@@ -132,29 +144,54 @@ t.test('GET /attention/:id: each kept result gives back the maps /classify retur
     t.ok(worst < 1e-6, `result ${a.id.slice(0, 8)}: the map drawn later is the one classified (largest difference ${worst})`);
   }
   t.notSame(kept[0].attention.values, kept[1].attention.values, 'different images, different maps');
-  t.equal((await app.inject({ method: 'GET', url: `/attention/${answers[0].id}` })).statusCode, 404, 'the oldest left the store (capacity 3)');
+  t.equal(
+    (await app.inject({ method: 'GET', url: `/attention/${answers[0].id}` })).statusCode,
+    404,
+    'the oldest left the store (capacity 3)',
+  );
 });
 
 t.test("each heatmap PNG is drawHeatmap of the map's own grid, byte for byte (a trained model: maps that are not flat)", async (t) => {
   const app = await testApp(t, { models: path.join(ROOT, 'models'), defaultModel: 'vit-cifar10' });
-  const image = await sharp(path.join(ROOT, 'server', 'web', 'examples', 'cat.png')).resize(96, 64).png().toBuffer();
+  const image = await sharp(path.join(ROOT, 'server', 'web', 'examples', 'cat.png'))
+    .resize(96, 64)
+    .png()
+    .toBuffer();
   const { id } = (await app.inject({ method: 'POST', url: '/classify', payload: image, headers: { 'content-type': 'image/png' } })).json();
   const { view } = (await app.vitrine.results.get(id))!;
-  for (const q of ['method=rollout', 'method=relevance&class=3&size=200&alpha=0.8&colormap=viridis', 'method=chefer&colormap=gray&alpha=1', 'method=cls&layer=0&head=1&size=64&colormap=inferno', 'method=combined&size=40']) {
+  for (const q of [
+    'method=rollout',
+    'method=relevance&class=3&size=200&alpha=0.8&colormap=viridis',
+    'method=chefer&colormap=gray&alpha=1',
+    'method=cls&layer=0&head=1&size=64&colormap=inferno',
+    'method=combined&size=40',
+  ]) {
     const json = (await app.inject(`/attention/${id}?${q}&format=json`)).json();
     const values = json.values.flat() as number[];
-    t.ok(Math.max(...values) - Math.min(...values) > 0.5, `${q}: the map spans ${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`);
+    t.ok(
+      Math.max(...values) - Math.min(...values) > 0.5,
+      `${q}: the map spans ${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`,
+    );
     const res = await app.inject(`/attention/${id}?${q}`);
     t.equal(res.statusCode, 200);
     const p = new URLSearchParams(q);
-    const expected = drawHeatmap(json.values, view, { size: Number(p.get('size') ?? 256), alpha: Number(p.get('alpha') ?? 0.5), colormap: (p.get('colormap') ?? 'jet') as 'jet' });
+    const expected = drawHeatmap(json.values, view, {
+      size: Number(p.get('size') ?? 256),
+      alpha: Number(p.get('alpha') ?? 0.5),
+      colormap: (p.get('colormap') ?? 'jet') as 'jet',
+    });
     t.ok(res.rawPayload.equals(expected), `${q}: the PNG is the map's drawing, byte for byte (${res.rawPayload.length} bytes)`);
   }
 });
 
 t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
   const app = await testApp(t);
-  const classify = await app.inject({ method: 'POST', url: '/classify', payload: await testImage('png', 128), headers: { 'content-type': 'image/png' } });
+  const classify = await app.inject({
+    method: 'POST',
+    url: '/classify',
+    payload: await testImage('png', 128),
+    headers: { 'content-type': 'image/png' },
+  });
   const { id, attention } = classify.json();
 
   let res = await app.inject({ method: 'GET', url: `/attention/${id}` });
@@ -166,7 +203,10 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
   res = await app.inject({ method: 'GET', url: `/attention/${id}?size=256&alpha=1&colormap=gray` });
   const { data, info } = await sharp(res.rawPayload).raw().toBuffer({ resolveWithObject: true });
   t.same([info.width, info.height], [256, 256]);
-  t.ok(data.every((v, i) => i % 3 !== 0 || (v === data[i + 1] && v === data[i + 2])), 'alpha 1 with gray: a pure gray map');
+  t.ok(
+    data.every((v, i) => i % 3 !== 0 || (v === data[i + 1] && v === data[i + 2])),
+    'alpha 1 with gray: a pure gray map',
+  );
   // At alpha 1 the image is the map itself: each cell's centre is as bright as the cell's value.
   const grid: number[][] = attention.values;
   let worst = 0;
@@ -225,7 +265,9 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
 t.test('results expire after their TTL and fall out of a full store', async (t) => {
   let clock = 1_000_000;
   const app = await testApp(t, { resultsCapacity: 1, resultsTtlS: 1 }, { now: () => clock });
-  const post = async () => (await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } })).json().id;
+  const post = async () =>
+    (await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } })).json()
+      .id;
   const first = await post();
   const second = await post();
   t.equal((await app.inject({ method: 'GET', url: `/attention/${first}` })).statusCode, 404, 'pushed out by a newer one');
@@ -241,7 +283,12 @@ t.test('results expire after their TTL and fall out of a full store', async (t) 
 t.test('attention routes answer 422 for a model without attention outputs', async (t) => {
   const app = await testApp(t);
   for (const attention of ['rollout', 'cls', 'full']) {
-    const res = await app.inject({ method: 'POST', url: `/classify?model=plain&attention=${attention}`, payload: await testImage(), headers: { 'content-type': 'image/png' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: `/classify?model=plain&attention=${attention}`,
+      payload: await testImage(),
+      headers: { 'content-type': 'image/png' },
+    });
     t.equal(res.statusCode, 422, attention);
   }
 });

@@ -23,7 +23,12 @@ const post = async (app: FastifyInstance, image: Buffer, query: string): Promise
   const r = await app.inject({ method: 'POST', url: `/classify?${query}`, payload: image, headers: { 'content-type': 'image/png' } });
   if (r.statusCode !== 200) throw new Error(`POST /classify?${query}: ${r.statusCode} ${r.body}`);
   const b = r.json();
-  return { values: query.includes('attention=none') ? [] : b.attention.values.flat(), logits: b.logits, batch: b.timings.batch_size, id: b.id } as Answer & { id: string };
+  return {
+    values: query.includes('attention=none') ? [] : b.attention.values.flat(),
+    logits: b.logits,
+    batch: b.timings.batch_size,
+    id: b.id,
+  } as Answer & { id: string };
 };
 
 const get = async (app: FastifyInstance, id: string, method: string, image: number): Promise<Answer> => {
@@ -42,7 +47,8 @@ function compare(t: Test, what: string, alone: Answer[], batched: Answer[]) {
     if (alone[i].logits) t.ok(maxAbsDiff(batched[i].logits!, alone[i].logits!) <= TOLERANCE, `${what}, ${EXAMPLES[i]}: logits too`);
   }
   let closest = Infinity;
-  for (let i = 0; i < EXAMPLES.length; i++) for (let j = 0; j < i; j++) closest = Math.min(closest, maxAbsDiff(alone[i].values, alone[j].values));
+  for (let i = 0; i < EXAMPLES.length; i++)
+    for (let j = 0; j < i; j++) closest = Math.min(closest, maxAbsDiff(alone[i].values, alone[j].values));
   t.ok(closest > 100 * TOLERANCE, `${what}: the six images' maps differ (the closest two by ${closest.toExponential(2)})`);
 }
 
@@ -58,14 +64,23 @@ for (const model of ['vit-cifar10', 'cct-cifar10']) {
     for (const query of ['attention=rollout', 'attention=cls', 'attention=relevance', 'attention=relevance&tta=flip']) {
       const one: Answer[] = [];
       for (const image of images) one.push(await post(alone, image, query));
-      t.ok(one.every((a) => a.batch === 1), `${query}: alone, batches of one`);
+      t.ok(
+        one.every((a) => a.batch === 1),
+        `${query}: alone, batches of one`,
+      );
       const six = await Promise.all(images.map((image) => post(batched, image, query)));
-      if (!query.includes('tta')) t.same(six.map((a) => a.batch), [6, 6, 6, 6, 6, 6], `${query}: one batch of six`);
+      if (!query.includes('tta'))
+        t.same(
+          six.map((a) => a.batch),
+          [6, 6, 6, 6, 6, 6],
+          `${query}: one batch of six`,
+        );
       compare(t, `POST ${query}`, one, six);
     }
 
     // maps drawn later from kept results, each method asked for the six results at once
-    const ids = async (app: FastifyInstance) => (await Promise.all(images.map((image) => post(app, image, 'attention=none')))).map((a) => (a as Answer & { id: string }).id);
+    const ids = async (app: FastifyInstance) =>
+      (await Promise.all(images.map((image) => post(app, image, 'attention=none')))).map((a) => (a as Answer & { id: string }).id);
     const [aloneIds, batchedIds] = [await ids(alone), await ids(batched)];
     for (const method of METHODS) {
       const one: Answer[] = [];

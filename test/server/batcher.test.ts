@@ -4,9 +4,9 @@
 
 import { EventEmitter } from 'node:events';
 import t from 'tap';
-import { Batcher, BatchRunner } from '../../server/batcher.js';
+import { Batcher, type BatchRunner } from '../../server/batcher.js';
 import type { RunReply, RunRequest } from '../../runtime/worker-protocol.js';
-import { ServiceError } from '../../server/errors.js';
+import type { ServiceError } from '../../server/errors.js';
 import { until as untilNamed } from '../helpers/wait.js';
 
 /** Waits (up to 15 s of real time, not a count of event-loop turns) until `check` holds. */
@@ -46,12 +46,27 @@ class FakePool extends EventEmitter {
           const logits = new Float32Array(request.n * CLASSES);
           for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.pixels[i * PER] + k;
           // every map of image i carries its marker (its first pixel), so a map handed to the wrong job shows
-          const marked = (per: number, add: number) => Float32Array.from({ length: request.n * per }, (_, j) => request.pixels[Math.floor(j / per) * PER] + add);
-          const relevance = request.relevance ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)]) : null;
+          const marked = (per: number, add: number) =>
+            Float32Array.from({ length: request.n * per }, (_, j) => request.pixels[Math.floor(j / per) * PER] + add);
+          const relevance = request.relevance
+            ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)])
+            : null;
           const explanations = request.full ? { chefer: marked(4, 0.25), gradInput: marked(4, 0.5), combined: marked(4, 0.75) } : null;
           const attentions = request.attentions ? [marked(25, 0.1), marked(25, 0.2)] : null;
           free();
-          resolve({ type: 'result', id: 0, logits, rollout: request.relevance ? null : marked(4, 0), relevance, explanations, attentions, heads: 1, tokens: 5, prefix: 1, inferenceMs: 1 });
+          resolve({
+            type: 'result',
+            id: 0,
+            logits,
+            rollout: request.relevance ? null : marked(4, 0),
+            relevance,
+            explanations,
+            attentions,
+            heads: 1,
+            tokens: 5,
+            prefix: 1,
+            inferenceMs: 1,
+          });
         },
         fail: (err) => {
           free();
@@ -65,12 +80,15 @@ class FakePool extends EventEmitter {
 function setup(slots: number, o: Partial<{ maxBatch: number; maxDelayMs: number; maxQueue: number; timeoutMs: number }> = {}) {
   const pool = new FakePool(slots);
   const batches: number[] = [];
-  const batcher = new Batcher(pool as unknown as BatchRunner, { maxBatch: 4, maxDelayMs: 1000, maxQueue: 100, timeoutMs: 10_000, ...o }, { batch: (_m, size) => batches.push(size), depth: () => {} });
+  const batcher = new Batcher(
+    pool as unknown as BatchRunner,
+    { maxBatch: 4, maxDelayMs: 1000, maxQueue: 100, timeoutMs: 10_000, ...o },
+    { batch: (_m, size) => batches.push(size), depth: () => {} },
+  );
   return { pool, batcher, batches };
 }
 
 const image = (marker: number) => Float32Array.of(marker, 0);
-
 
 t.test('a full batch leaves at once, each job gets its own slice', async (t) => {
   const { pool, batcher, batches } = setup(1);
@@ -79,7 +97,10 @@ t.test('a full batch leaves at once, each job gets its own slice', async (t) => 
   t.equal(pool.runs[0].request.n, 4);
   pool.runs[0].answer();
   const results = await Promise.all(jobs);
-  t.same(results.map((r) => Array.from(r.logits)), [10, 20, 30, 40].map((m) => [m, m + 1, m + 2]));
+  t.same(
+    results.map((r) => Array.from(r.logits)),
+    [10, 20, 30, 40].map((m) => [m, m + 1, m + 2]),
+  );
   t.ok(results.every((r) => r.batchSize === 4));
   t.same(batches, [4]);
 });
@@ -114,7 +135,10 @@ t.test('while every worker is busy, requests gather and leave as one batch', asy
   await until(() => pool.runs.length === 2);
   t.equal(pool.runs[1].request.n, 3, 'the three that waited, together');
   pool.runs[1].answer();
-  t.same((await Promise.all(rest)).map((r) => r.logits[0]), [2, 3, 4]);
+  t.same(
+    (await Promise.all(rest)).map((r) => r.logits[0]),
+    [2, 3, 4],
+  );
   t.same(batches, [1, 3]);
 });
 
@@ -125,7 +149,14 @@ t.test("each job of a batch gets its own image's maps: rollout, attentions, rele
   for (const [k, r] of (await Promise.all(plain)).entries()) {
     const m = (k + 1) * 10;
     t.same(Array.from(r.rollout!), [m, m, m, m], `image ${k}: its rollout`);
-    t.same(r.attentions!.map((a) => [a.length, a[0], a[24]]), [[25, m + 0.1, m + 0.1], [25, m + 0.2, m + 0.2]].map((x) => x.map(Math.fround)), `image ${k}: its attentions, per layer`);
+    t.same(
+      r.attentions!.map((a) => [a.length, a[0], a[24]]),
+      [
+        [25, m + 0.1, m + 0.1],
+        [25, m + 0.2, m + 0.2],
+      ].map((x) => x.map(Math.fround)),
+      `image ${k}: its attentions, per layer`,
+    );
   }
   const explained = [10, 20, 30, 40].map((m, k) => batcher.submit('m', image(m), { relevanceClass: k + 3, full: true }));
   pool.runs[1].answer();
@@ -133,7 +164,11 @@ t.test("each job of a batch gets its own image's maps: rollout, attentions, rele
   for (const [k, r] of (await Promise.all(explained)).entries()) {
     const m = (k + 1) * 10;
     t.same(Array.from(r.relevance!), [k + 3, k + 3, k + 3, k + 3], `image ${k}: the relevance of its class`);
-    t.same([r.explanations!.chefer, r.explanations!.gradInput!, r.explanations!.combined!].map((a) => Array.from(a)), [0.25, 0.5, 0.75].map((d) => new Array(4).fill(m + d)), `image ${k}: its explanations`);
+    t.same(
+      [r.explanations!.chefer, r.explanations!.gradInput!, r.explanations!.combined!].map((a) => Array.from(a)),
+      [0.25, 0.5, 0.75].map((d) => new Array(4).fill(m + d)),
+      `image ${k}: its explanations`,
+    );
   }
 });
 
@@ -148,7 +183,10 @@ t.test("a request's images are queued all or none", async (t) => {
   batcher.flush();
   await until(() => pool.runs.length === 1);
   pool.runs[0].answer();
-  t.same((await Promise.all([...waiting, both.then((r) => r[0])])).map((r) => r.logits[0]), [1, 2, 5]);
+  t.same(
+    (await Promise.all([...waiting, both.then((r) => r[0])])).map((r) => r.logits[0]),
+    [1, 2, 5],
+  );
   t.ok((await both)[0].attentions, 'with its own options');
 });
 

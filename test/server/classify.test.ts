@@ -16,7 +16,11 @@ t.test('classify: multipart and raw bodies give the same answer', async (t) => {
   t.equal(body.predictions.length, 5, 'top 5 by default');
   t.equal(body.logits.length, 10);
   const probs = body.predictions.map((p: { probability: number }) => p.probability);
-  t.same(probs, [...probs].sort((x: number, y: number) => y - x), 'sorted by probability');
+  t.same(
+    probs,
+    [...probs].sort((x: number, y: number) => y - x),
+    'sorted by probability',
+  );
   t.ok(body.predictions.every((p: { label: string; index: number }) => typeof p.label === 'string' && p.index >= 0 && p.index < 10));
   t.same(body.attention.grid, [8, 8]);
   t.equal(body.attention.method, 'rollout');
@@ -28,7 +32,10 @@ t.test('classify: multipart and raw bodies give the same answer', async (t) => {
   t.same(b.json().logits, body.logits, 'same logits from the raw body');
   t.equal(b.json().predictions.length, 2);
   const sum = body.logits.map((l: number) => Math.exp(l)).reduce((x: number, y: number) => x + y, 0);
-  t.ok(Math.abs(body.predictions[0].probability - Math.exp(body.logits[body.predictions[0].index]) / sum) < 1e-9, 'probabilities are the softmax of the logits');
+  t.ok(
+    Math.abs(body.predictions[0].probability - Math.exp(body.logits[body.predictions[0].index]) / sum) < 1e-9,
+    'probabilities are the softmax of the logits',
+  );
 });
 
 t.test('classify: every supported format decodes; orientation, alpha and gray are handled', async (t) => {
@@ -39,13 +46,19 @@ t.test('classify: every supported format decodes; orientation, alpha and gray ar
     t.equal(res.json().image.format, format === 'avif' ? 'avif' : format, `${format} sniffed from the bytes`);
   }
   // EXIF orientation 6 (rotate 90°): a 40x20 stored image is 20x40 upright.
-  const rotated = await sharp(await png(40, 20, [10, 200, 10])).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+  const rotated = await sharp(await png(40, 20, [10, 200, 10]))
+    .withMetadata({ orientation: 6 })
+    .jpeg()
+    .toBuffer();
   let res = await app.inject({ method: 'POST', url: '/classify', ...raw(rotated, 'image/jpeg') });
   t.equal(res.statusCode, 200);
   t.same(res.json().image, { format: 'jpeg', width: 20, height: 40 }, 'size after EXIF orientation');
   res = await app.inject({ method: 'POST', url: '/classify', ...raw(await png(32, 32, [200, 10, 10], 4)) });
   t.equal(res.statusCode, 200, 'RGBA flattened');
-  const gray = await sharp(await testImage()).grayscale().png().toBuffer();
+  const gray = await sharp(await testImage())
+    .grayscale()
+    .png()
+    .toBuffer();
   res = await app.inject({ method: 'POST', url: '/classify', ...raw(gray) });
   t.equal(res.statusCode, 200, 'gray made RGB');
   res = await app.inject({ method: 'POST', url: '/classify', ...raw(await testImage('png', 300)) });
@@ -69,9 +82,17 @@ t.test('classify: attention=none|rollout|cls|full', async (t) => {
   // written by a drawing worker as text: every probability of the image's own run, to six decimals
   const kept = (await app.vitrine.results.get(full.id))!;
   const run = await app.vitrine.batcher.submit('vit-cifar10', kept.pixels, { attentions: true });
-  const want = run.attentions!.map((l) => Array.from({ length: 4 }, (_, h) => Array.from({ length: 65 }, (_, i) => Array.from(l.subarray((h * 65 + i) * 65, (h * 65 + i + 1) * 65), (v) => +v.toFixed(6)))));
+  const want = run.attentions!.map((l) =>
+    Array.from({ length: 4 }, (_, h) =>
+      Array.from({ length: 65 }, (_, i) => Array.from(l.subarray((h * 65 + i) * 65, (h * 65 + i + 1) * 65), (v) => +v.toFixed(6))),
+    ),
+  );
   t.same(full.attention.layers, want, 'the layers are the run attentions, every value');
-  t.same(Object.keys(full).sort(), ['attention', 'id', 'image', 'logits', 'model', 'predictions', 'timings'], 'the rest of the answer as with the other methods');
+  t.same(
+    Object.keys(full).sort(),
+    ['attention', 'id', 'image', 'logits', 'model', 'predictions', 'timings'],
+    'the rest of the answer as with the other methods',
+  );
   t.same(full.attention.grid, [8, 8]);
   t.equal(full.attention.method, 'full');
 });
@@ -80,17 +101,42 @@ t.test('classify: bad input is a 4xx with one JSON shape, and the service keeps 
   const app = await testApp(t, { bodyLimit: 64 * 1024, maxPixels: 1_000_000 });
   const img = await testImage();
   const cases: [string, InjectOptions, number, string][] = [
-    ['not an image', { method: 'POST', url: '/classify', ...raw(Buffer.from('hello, this is text'), 'image/png') }, 415, 'VIT_UNSUPPORTED_MEDIA'],
+    [
+      'not an image',
+      { method: 'POST', url: '/classify', ...raw(Buffer.from('hello, this is text'), 'image/png') },
+      415,
+      'VIT_UNSUPPORTED_MEDIA',
+    ],
     ['JSON body', { method: 'POST', url: '/classify', payload: { image: 'x' } }, 415, 'VIT_UNSUPPORTED_MEDIA'],
     ['text content type', { method: 'POST', url: '/classify', ...raw(img, 'text/plain') }, 415, 'VIT_UNSUPPORTED_MEDIA'],
-    ['BMP (not decodable here)', { method: 'POST', url: '/classify', ...raw(Buffer.concat([Buffer.from('BM'), Buffer.alloc(60)]), 'image/bmp') }, 415, 'VIT_UNSUPPORTED_MEDIA'],
+    [
+      'BMP (not decodable here)',
+      { method: 'POST', url: '/classify', ...raw(Buffer.concat([Buffer.from('BM'), Buffer.alloc(60)]), 'image/bmp') },
+      415,
+      'VIT_UNSUPPORTED_MEDIA',
+    ],
     ['truncated PNG', { method: 'POST', url: '/classify', ...raw(img.subarray(0, Math.floor(img.length / 2))) }, 400, 'VIT_BAD_IMAGE'],
-    ['corrupt PNG', { method: 'POST', url: '/classify', ...raw(Buffer.concat([img.subarray(0, 40), Buffer.alloc(200, 7)])) }, 400, 'VIT_BAD_IMAGE'],
+    [
+      'corrupt PNG',
+      { method: 'POST', url: '/classify', ...raw(Buffer.concat([img.subarray(0, 40), Buffer.alloc(200, 7)])) },
+      400,
+      'VIT_BAD_IMAGE',
+    ],
     ['empty body', { method: 'POST', url: '/classify', ...raw(Buffer.alloc(0)) }, 400, 'VIT_BAD_REQUEST'],
     ['no body', { method: 'POST', url: '/classify' }, 400, 'VIT_BAD_REQUEST'],
     ['multipart without the image field', { method: 'POST', url: '/classify', ...multipart('photo', img) }, 400, 'VIT_BAD_REQUEST'],
-    ['body over the limit', { method: 'POST', url: '/classify', ...raw(Buffer.concat([img, Buffer.alloc(70 * 1024)])) }, 413, 'VIT_PAYLOAD_TOO_LARGE'],
-    ['multipart file over the limit', { method: 'POST', url: '/classify', ...multipart('image', Buffer.concat([img, Buffer.alloc(70 * 1024)])) }, 413, 'VIT_PAYLOAD_TOO_LARGE'],
+    [
+      'body over the limit',
+      { method: 'POST', url: '/classify', ...raw(Buffer.concat([img, Buffer.alloc(70 * 1024)])) },
+      413,
+      'VIT_PAYLOAD_TOO_LARGE',
+    ],
+    [
+      'multipart file over the limit',
+      { method: 'POST', url: '/classify', ...multipart('image', Buffer.concat([img, Buffer.alloc(70 * 1024)])) },
+      413,
+      'VIT_PAYLOAD_TOO_LARGE',
+    ],
     ['unknown model', { method: 'POST', url: '/classify?model=resnet', ...raw(img) }, 404, 'VIT_UNKNOWN_MODEL'],
     ['bad topk', { method: 'POST', url: '/classify?topk=zero', ...raw(img) }, 400, 'VIT_BAD_REQUEST'],
     ['bad attention', { method: 'POST', url: '/classify?attention=everything', ...raw(img) }, 400, 'VIT_BAD_REQUEST'],
@@ -105,7 +151,9 @@ t.test('classify: bad input is a 4xx with one JSON shape, and the service keeps 
     t.equal(body.code, code, name);
   }
   // A decompression bomb: few bytes, many pixels.
-  const bomb = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png({ compressionLevel: 9 }).toBuffer();
+  const bomb = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .png({ compressionLevel: 9 })
+    .toBuffer();
   t.ok(bomb.length < 64 * 1024, `the bomb is ${bomb.length} bytes`);
   const res = await app.inject({ method: 'POST', url: '/classify', ...raw(bomb) });
   t.equal(res.statusCode, 413);
@@ -133,9 +181,19 @@ t.test('API key and CORS', async (t) => {
   let res = await app.inject({ method: 'POST', url: '/classify', ...raw(img) });
   t.equal(res.statusCode, 401);
   t.equal(res.json().code, 'VIT_UNAUTHORIZED');
-  res = await app.inject({ method: 'POST', url: '/classify', payload: img, headers: { 'content-type': 'image/png', authorization: 'Bearer wrong' } });
+  res = await app.inject({
+    method: 'POST',
+    url: '/classify',
+    payload: img,
+    headers: { 'content-type': 'image/png', authorization: 'Bearer wrong' },
+  });
   t.equal(res.statusCode, 401);
-  res = await app.inject({ method: 'POST', url: '/classify', payload: img, headers: { 'content-type': 'image/png', authorization: 'Bearer s3cret', origin: 'https://example.org' } });
+  res = await app.inject({
+    method: 'POST',
+    url: '/classify',
+    payload: img,
+    headers: { 'content-type': 'image/png', authorization: 'Bearer s3cret', origin: 'https://example.org' },
+  });
   t.equal(res.statusCode, 200);
   t.equal(res.headers['access-control-allow-origin'], 'https://example.org');
   t.equal((await app.inject({ method: 'GET', url: '/models' })).statusCode, 401, '/models needs the key');
@@ -147,11 +205,23 @@ t.test('API key and CORS', async (t) => {
   t.equal((await app.inject({ url: `/attention/${id}`, headers: { authorization: 'Bearer wrong' } })).statusCode, 401);
   t.equal((await app.inject({ url: `/attention/${id}`, headers: key })).statusCode, 200, 'and answers with it');
   const v2 = { inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 32, 32], data: Array(3072).fill(0) }] };
-  for (const [method, url] of [['GET', '/v2/models/vit-cifar10'], ['POST', '/v2/models/vit-cifar10/infer']] as const) {
-    const denied = await app.inject({ method, url, ...(method === 'POST' ? { payload: JSON.stringify(v2), headers: { 'content-type': 'application/json' } } : {}) });
+  for (const [method, url] of [
+    ['GET', '/v2/models/vit-cifar10'],
+    ['POST', '/v2/models/vit-cifar10/infer'],
+  ] as const) {
+    const denied = await app.inject({
+      method,
+      url,
+      ...(method === 'POST' ? { payload: JSON.stringify(v2), headers: { 'content-type': 'application/json' } } : {}),
+    });
     t.equal(denied.statusCode, 401, `${method} ${url} needs the key`);
     t.match(denied.json(), { error: /API key/ }, "in the protocol's error shape");
-    const allowed = await app.inject({ method, url, headers: { ...key, 'content-type': 'application/json' }, ...(method === 'POST' ? { payload: JSON.stringify(v2) } : {}) });
+    const allowed = await app.inject({
+      method,
+      url,
+      headers: { ...key, 'content-type': 'application/json' },
+      ...(method === 'POST' ? { payload: JSON.stringify(v2) } : {}),
+    });
     t.equal(allowed.statusCode, 200, `${method} ${url} with the key`);
   }
   t.equal((await app.inject('/v2/health/live')).statusCode, 200, 'the v2 health routes do not');
@@ -182,7 +252,7 @@ t.test('request errors name what was wrong and what is accepted', async (t) => {
   t.match(r.json().message, /unknown query parameter 'colour' \(accepted: .*colormap.*\)/);
 });
 
-t.test('classify: tta=flip averages the logits with the mirror image\'s, in one batch; the map is of the image itself', async (t) => {
+t.test("classify: tta=flip averages the logits with the mirror image's, in one batch; the map is of the image itself", async (t) => {
   const app = await testApp(t, { maxDelayMs: 50 });
   const img = await testImage();
   const mirrored = await sharp(img).flop().png().toBuffer();
@@ -195,10 +265,10 @@ t.test('classify: tta=flip averages the logits with the mirror image\'s, in one 
   t.ok(maxAbsDiff(mean, b.logits) < 1e-5, 'the mean of the two classifications');
   t.notSame(one.logits, other.logits, 'the mirror image is classified differently (the check means something)');
   t.equal(b.timings.batch_size, 2, 'the image and its mirror ran in one batch');
-  t.same(b.attention.values, one.attention.values, 'the rollout map is the image\'s own');
+  t.same(b.attention.values, one.attention.values, "the rollout map is the image's own");
   const max = Math.max(...(b.logits as number[]));
   const z = (b.logits as number[]).reduce((s, v) => s + Math.exp(v - max), 0);
-  t.ok(Math.abs(b.predictions[0].probability - 1 / z) < 1e-9, 'the probabilities are the averaged logits\' softmax');
+  t.ok(Math.abs(b.predictions[0].probability - 1 / z) < 1e-9, "the probabilities are the averaged logits' softmax");
   t.equal((await app.inject({ method: 'POST', url: '/classify?tta=rotate', ...raw(img) })).statusCode, 400);
 });
 
@@ -213,7 +283,12 @@ t.test('with a key set, nothing names a model without it, and the OpenAPI docume
   t.same((await app.inject({ url: '/readyz', headers: key })).json().models, ['plain', 'vit-cifar10'], 'with the key, the models');
   t.equal((await app.inject('/metrics')).statusCode, 401, '/metrics (model labels) needs the key');
   t.match((await app.inject({ url: '/metrics', headers: key })).body, /vitrine_provider_info\{model="vit-cifar10"/);
-  for (const name of ['vit-cifar10', 'no-such-model']) t.equal((await app.inject(`/v2/models/${name}/ready`)).statusCode, 401, `/v2/models/${name}/ready: 401 whether or not the model exists`);
+  for (const name of ['vit-cifar10', 'no-such-model'])
+    t.equal(
+      (await app.inject(`/v2/models/${name}/ready`)).statusCode,
+      401,
+      `/v2/models/${name}/ready: 401 whether or not the model exists`,
+    );
   t.equal((await app.inject({ url: '/v2/models/vit-cifar10/ready', headers: key })).statusCode, 200);
   const doc = (await app.inject('/docs/json')).json();
   t.same(doc.security, undefined, 'no blanket requirement');

@@ -4,7 +4,13 @@ import { defaultServeConfig, loadServeConfig } from '../../server/config.js';
 
 t.test('flags and environment make one validated config; flags win', async (t) => {
   t.same(loadServeConfig([], {}), defaultServeConfig());
-  const c = loadServeConfig(['--max-batch', '16', '--port', '9000'], { PORT: '7000', HOST: '127.0.0.1', VITRINE_MAX_DELAY_MS: '7', VITRINE_API_KEY: 'k', VITRINE_CORS_ORIGIN: 'https://a.org, https://b.org' });
+  const c = loadServeConfig(['--max-batch', '16', '--port', '9000'], {
+    PORT: '7000',
+    HOST: '127.0.0.1',
+    VITRINE_MAX_DELAY_MS: '7',
+    VITRINE_API_KEY: 'k',
+    VITRINE_CORS_ORIGIN: 'https://a.org, https://b.org',
+  });
   t.equal(c.maxBatch, 16);
   t.equal(c.port, 9000, 'flag over PORT');
   t.equal(c.host, '127.0.0.1');
@@ -29,7 +35,11 @@ t.test('one schema gives the type, the defaults, the flags and the variables', a
   const { Value } = await import('@sinclair/typebox/value');
   const { SERVE_ENV, SERVE_USAGE, ServeConfigSchema } = await import('../../server/config.js');
   t.ok(Value.Check(ServeConfigSchema, defaultServeConfig()), 'the defaults satisfy the schema');
-  const loaded = loadServeConfig(['--results-store', 'redis://cache:6379/1', '--log-level', 'warn'], { VITRINE_CORS_ORIGIN: '*', VITRINE_API_KEY: 'k', VITRINE_WORKERS: '3' });
+  const loaded = loadServeConfig(['--results-store', 'redis://cache:6379/1', '--log-level', 'warn'], {
+    VITRINE_CORS_ORIGIN: '*',
+    VITRINE_API_KEY: 'k',
+    VITRINE_WORKERS: '3',
+  });
   t.ok(Value.Check(ServeConfigSchema, loaded), 'a loaded config satisfies the schema');
   for (const key of Object.keys(ServeConfigSchema.properties)) {
     const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

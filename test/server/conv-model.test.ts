@@ -12,7 +12,15 @@ import { multipart, testApp, testImage } from '../helpers/server.js';
 
 t.test('a conv-tokenizer model answers /classify, /attention and relevance, beside a seed model', async (t) => {
   const root = await tmpDir('vitrine-conv-models-');
-  const conv = parseViTConfig({ tokenizer_layers: 2, patch_size: 4, tokenizer_channels: 8, hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32 });
+  const conv = parseViTConfig({
+    tokenizer_layers: 2,
+    patch_size: 4,
+    tokenizer_channels: 8,
+    hidden_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    intermediate_size: 32,
+  });
   await exportModel(new ViT(conv, 2), CIFAR10_CLASSES, path.join(root, 'cct'));
   await exportModel(new ViT(SEED_CONFIG, 1), CIFAR10_CLASSES, path.join(root, 'vit-cifar10'));
   const app = await testApp(t, { models: root });

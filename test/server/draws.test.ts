@@ -60,6 +60,9 @@ t.test('past its deadline a draw answers 504, waiting or drawing, and its slot i
   t.ok(late instanceof ServiceError && late.statusCode === 504, 'a draw still waiting at its deadline: 504');
   t.equal(drawers.queued, 0, 'and out of the queue');
   t.ok((await first).equals(drawHeatmap(grid, view, big)), 'the draw ahead of it is unharmed');
-  t.ok((await drawers.draw(grid, view, options)).equals(drawHeatmap(grid, view, options)), 'the next draw gets the slot, on the new worker');
+  t.ok(
+    (await drawers.draw(grid, view, options)).equals(drawHeatmap(grid, view, options)),
+    'the next draw gets the slot, on the new worker',
+  );
   t.equal(drawers.running, 0);
 });

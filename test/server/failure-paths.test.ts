@@ -28,14 +28,39 @@ async function dataDependentModel(root: string, name: string, how: 'slice' | 're
     node('ReduceMax', ['sevens'], ['most'], { keepdims: 0 }),
     node('Cast', ['most'], ['k'], { to: DataType.INT64 }),
     node('Unsqueeze', ['k', 'axis0'], ['k1']),
-    ...(how === 'slice' ? [node('Slice', ['flat', 'start', 'k1', 'axis1'], ['logits'])] : [node('Concat', ['minus1', 'k1'], ['shape'], { axis: 0 }), node('Reshape', ['pixel_values', 'shape'], ['logits'])]),
+    ...(how === 'slice'
+      ? [node('Slice', ['flat', 'start', 'k1', 'axis1'], ['logits'])]
+      : [node('Concat', ['minus1', 'k1'], ['shape'], { axis: 0 }), node('Reshape', ['pixel_values', 'shape'], ['logits'])]),
   ];
-  const inits = [floats('zero', [0], []), floats('seven', [7], []), ints('axis0', [0]), ints('axis1', [1]), ints('start', [0]), ints('minus1', [-1])];
-  await writeFile(path.join(dir, 'model.onnx'), serializeModel(onnxModel({ nodes, inits, inputs: [['pixel_values', ['batch', 3, 4, 4]]], outputs: ['logits'] })));
-  await writeFile(path.join(dir, 'config.json'), JSON.stringify({ labels: LABELS, image_size: [4, 4], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], input_name: 'pixel_values', logits_output: 'logits', attention_outputs: [], patch_size: null }));
+  const inits = [
+    floats('zero', [0], []),
+    floats('seven', [7], []),
+    ints('axis0', [0]),
+    ints('axis1', [1]),
+    ints('start', [0]),
+    ints('minus1', [-1]),
+  ];
+  await writeFile(
+    path.join(dir, 'model.onnx'),
+    serializeModel(onnxModel({ nodes, inits, inputs: [['pixel_values', ['batch', 3, 4, 4]]], outputs: ['logits'] })),
+  );
+  await writeFile(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      labels: LABELS,
+      image_size: [4, 4],
+      mean: [0.5, 0.5, 0.5],
+      std: [0.5, 0.5, 0.5],
+      input_name: 'pixel_values',
+      logits_output: 'logits',
+      attention_outputs: [],
+      patch_size: null,
+    }),
+  );
 }
 
-const classify = (app: Awaited<ReturnType<typeof testApp>>, model: string, image: Buffer) => app.inject({ method: 'POST', url: `/classify?model=${model}&attention=none`, payload: image, headers: { 'content-type': 'image/png' } });
+const classify = (app: Awaited<ReturnType<typeof testApp>>, model: string, image: Buffer) =>
+  app.inject({ method: 'POST', url: `/classify?model=${model}&attention=none`, payload: image, headers: { 'content-type': 'image/png' } });
 
 t.test('a graph that fails while running answers 500 for its requests; the other models serve', async (t) => {
   const root = await tmpDir('vitrine-failing-');
@@ -63,7 +88,10 @@ t.test('no model that loads: vitrine serve exits 1 with the reason', async (t) =
   const root = await tmpDir('vitrine-unloadable-');
   await dataDependentModel(root, 'garbage', 'slice');
   await writeFile(path.join(root, 'garbage', 'model.onnx'), 'not a graph');
-  const r = await runCli(['serve', '--models', root, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], { built: true, timeoutMs: 60_000 });
+  const r = await runCli(['serve', '--models', root, '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'error'], {
+    built: true,
+    timeoutMs: 60_000,
+  });
   t.equal(r.code, 1, r.stderr);
   assertOneLineError(t, r.stderr, /model garbage: .*model\.onnx cannot be loaded/);
 });
@@ -73,7 +101,11 @@ t.test('a worker replaced after a crash that cannot start is retried until it ca
   const dir = path.join(root, 'vit-cifar10');
   await cp(path.join(await testModels(), 'vit-cifar10'), dir, { recursive: true });
   const lines: string[] = [];
-  const app = await testApp(t, { models: root, logLevel: 'info' }, { logger: { level: 'info', stream: { write: (l: string) => lines.push(l) } } });
+  const app = await testApp(
+    t,
+    { models: root, logLevel: 'info' },
+    { logger: { level: 'info', stream: { write: (l: string) => lines.push(l) } } },
+  );
   t.equal((await app.inject('/readyz')).statusCode, 200);
 
   // the model file is broken on disk while the service runs; a crash makes the pool start a worker
@@ -82,7 +114,11 @@ t.test('a worker replaced after a crash that cannot start is retried until it ca
   await writeFile(file, 'not a graph');
   await app.vitrine.pool.kill(0);
   const said = () => lines.map((l) => JSON.parse(l).msg as string);
-  await until('the new worker failed to start twice', () => said().filter((m) => /inference worker 0 could not restart: .*cannot be loaded/.test(m)).length >= 2, 20_000);
+  await until(
+    'the new worker failed to start twice',
+    () => said().filter((m) => /inference worker 0 could not restart: .*cannot be loaded/.test(m)).length >= 2,
+    20_000,
+  );
   t.equal((await app.inject('/readyz')).statusCode, 503, 'not ready while no worker is');
   const r = await classify(app, 'vit-cifar10', await png(32, 32, [10, 200, 30]));
   t.not(r.statusCode, 200, `a request meanwhile is not answered as if served (${r.statusCode})`);

@@ -2,7 +2,7 @@
 // failed task frees its slot.
 
 import t from 'tap';
-import { ServiceError } from '../../server/errors.js';
+import type { ServiceError } from '../../server/errors.js';
 import { Gate } from '../../server/gate.js';
 
 t.test('gate: a limit, an order, a bound', async (t) => {
@@ -39,6 +39,9 @@ t.test('gate: a limit, an order, a bound', async (t) => {
   t.same(order, [0, 1, 2, 3, 4], 'in arrival order');
   t.equal(peak, 2, 'never more than 2 at once');
   t.equal(gate.running, 0);
-  await t.rejects(gate.run(() => Promise.reject(new Error('broken image'))), /broken image/);
+  await t.rejects(
+    gate.run(() => Promise.reject(new Error('broken image'))),
+    /broken image/,
+  );
   t.equal(gate.running, 0, 'a failed task gives its slot back');
 });

@@ -15,7 +15,8 @@ import { assertServedAsPyTorch } from '../helpers/served.js';
 const FOREIGN = path.join(ROOT, 'test', 'fixtures', 'foreign');
 const root = await tmpDir('vitrine-hf-checkpoints-');
 const said: string[] = [];
-for (const name of ['hf-deit', 'hf-vit']) await exportCommand(['--checkpoint', path.join(FOREIGN, name), '--out', path.join(root, name)], (l) => said.push(l));
+for (const name of ['hf-deit', 'hf-vit'])
+  await exportCommand(['--checkpoint', path.join(FOREIGN, name), '--out', path.join(root, name)], (l) => said.push(l));
 
 t.test('exported checkpoints serve PyTorch logits, rollout and relevance maps', async (t) => {
   t.match(said.join('\n'), /exported 24298 parameters from .*hf-deit \(DeiTForImageClassificationWithTeacher\)/);
@@ -25,6 +26,12 @@ t.test('exported checkpoints serve PyTorch logits, rollout and relevance maps', 
   t.equal(config.model_type, 'deit');
   const app = await testApp(t, { models: root, defaultModel: 'hf-vit' });
   const listed = (await app.inject('/models')).json().models as { name: string; methods: string[] }[];
-  t.same(listed.map((m) => [m.name, m.methods]), [['hf-deit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']], ['hf-vit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']]]);
+  t.same(
+    listed.map((m) => [m.name, m.methods]),
+    [
+      ['hf-deit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']],
+      ['hf-vit', ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined']],
+    ],
+  );
   for (const name of ['hf-deit', 'hf-vit']) await assertServedAsPyTorch(t, app, name, path.join(FOREIGN, name));
 });

@@ -12,7 +12,11 @@ import { multipart, testApp } from '../helpers/server.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
 
 const fixture = path.join(ROOT, 'test', 'fixtures', 'hf-vit');
-const expected = JSON.parse(await readFile(path.join(ROOT, 'test', 'fixtures', 'hf-vit-expected.json'), 'utf8')) as { size: number; images: number[][]; logits: number[][] };
+const expected = JSON.parse(await readFile(path.join(ROOT, 'test', 'fixtures', 'hf-vit-expected.json'), 'utf8')) as {
+  size: number;
+  images: number[][];
+  logits: number[][];
+};
 
 async function models(): Promise<string> {
   const root = await tmpDir('vitrine-models-');
@@ -23,9 +27,21 @@ async function models(): Promise<string> {
 t.test("an optimum-layout folder answers /classify with PyTorch's logits, labels from id2label", async (t) => {
   const app = await testApp(t, { models: await models(), defaultModel: 'tiny-hf' });
   const listed = (await app.inject('/models')).json();
-  t.match(listed, { models: [{ name: 'tiny-hf', labels: ['apple', 'boat', 'cloud', 'door', 'eagle'], methods: [], class_methods: [], input: { shape: ['batch', 3, 24, 24], fit: 'fill', resample: 'linear' } }] });
+  t.match(listed, {
+    models: [
+      {
+        name: 'tiny-hf',
+        labels: ['apple', 'boat', 'cloud', 'door', 'eagle'],
+        methods: [],
+        class_methods: [],
+        input: { shape: ['batch', 3, 24, 24], fit: 'fill', resample: 'linear' },
+      },
+    ],
+  });
   for (let i = 0; i < expected.images.length; i++) {
-    const png = await sharp(Buffer.from(expected.images[i]), { raw: { width: expected.size, height: expected.size, channels: 3 } }).png().toBuffer();
+    const png = await sharp(Buffer.from(expected.images[i]), { raw: { width: expected.size, height: expected.size, channels: 3 } })
+      .png()
+      .toBuffer();
     const r = await app.inject({ method: 'POST', url: '/classify', ...multipart('image', png) });
     t.equal(r.statusCode, 200, r.statusCode === 200 ? 'answered' : r.body);
     const body = r.json();
@@ -39,7 +55,9 @@ t.test("an optimum-layout folder answers /classify with PyTorch's logits, labels
 
 t.test('attention routes answer 422 for it; other sizes are stretched to its input, as its processor does', async (t) => {
   const app = await testApp(t, { models: await models(), defaultModel: 'tiny-hf' });
-  const wide = await sharp({ create: { width: 60, height: 24, channels: 3, background: { r: 200, g: 30, b: 90 } } }).jpeg().toBuffer();
+  const wide = await sharp({ create: { width: 60, height: 24, channels: 3, background: { r: 200, g: 30, b: 90 } } })
+    .jpeg()
+    .toBuffer();
   const r = await app.inject({ method: 'POST', url: '/classify', ...multipart('image', wide, 'wide.jpg', 'image/jpeg') });
   t.equal(r.statusCode, 200, r.statusCode === 200 ? 'answered' : r.body);
   t.same(r.json().image, { format: 'jpeg', width: 60, height: 24 });

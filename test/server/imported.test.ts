@@ -26,11 +26,22 @@ await writeFile(path.join(root, 'wrong-names', 'config.json'), JSON.stringify({ 
 
 t.test('imported models are served with PyTorch logits, rollout and relevance maps', async (t) => {
   const lines: string[] = [];
-  const app = await testApp(t, { models: root, defaultModel: 'tv-o17', logLevel: 'warn' }, { logger: { level: 'warn', stream: { write: (l: string) => lines.push(l) } } });
+  const app = await testApp(
+    t,
+    { models: root, defaultModel: 'tv-o17', logLevel: 'warn' },
+    { logger: { level: 'warn', stream: { write: (l: string) => lines.push(l) } } },
+  );
   const listed = (await app.inject('/models')).json().models as { name: string; methods: string[]; grid: number[] }[];
-  t.same(listed.map((m) => m.name), MODELS, 'the folder with wrong names is skipped, the others served');
+  t.same(
+    listed.map((m) => m.name),
+    MODELS,
+    'the folder with wrong names is skipped, the others served',
+  );
   const skipped = lines.map((l) => JSON.parse(l).msg as string).find((m) => m.includes('wrong-names'));
-  t.match(skipped, /skipping model wrong-names: .*has no input or output named 'scores' \(config.json names them; the graph's inputs are 'pixel_values' and its outputs 'logits', 'attentions.0', 'attentions.1'\)/);
+  t.match(
+    skipped,
+    /skipping model wrong-names: .*has no input or output named 'scores' \(config.json names them; the graph's inputs are 'pixel_values' and its outputs 'logits', 'attentions.0', 'attentions.1'\)/,
+  );
   for (const m of listed) t.same(m.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined'], `${m.name}: every method`);
 
   for (const name of MODELS) await assertServedAsPyTorch(t, app, name, path.join(FOREIGN, name));
@@ -38,5 +49,8 @@ t.test('imported models are served with PyTorch logits, rollout and relevance ma
 
 t.test("attention=full is refused past what a response carries, saying what to ask for (a ViT-B/16's 12 x 12 x 197 x 197)", async (t) => {
   t.doesNotThrow(() => refuseLargeFull(4, 4, 65), 'the seed ViT sends its attentions whole');
-  t.throws(() => refuseLargeFull(12, 12, 197), /attention=full would carry 12 layers x 12 heads x 197 x 197 tokens = 5,588,496 values \(about 50 MB of JSON\), more than the 1,000,000 a response carries: ask for attention=rollout, cls or relevance/);
+  t.throws(
+    () => refuseLargeFull(12, 12, 197),
+    /attention=full would carry 12 layers x 12 heads x 197 x 197 tokens = 5,588,496 values \(about 50 MB of JSON\), more than the 1,000,000 a response carries: ask for attention=rollout, cls or relevance/,
+  );
 });

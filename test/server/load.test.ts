@@ -21,16 +21,26 @@ t.test('concurrent requests are batched, with the results of one-at-a-time reque
   const images = await Promise.all(Array.from({ length: 8 }, (_, i) => testImage('png', 24 + 4 * i)));
   const alone: Record<string, any>[] = [];
   for (const img of images) alone.push((await post(base, img, '?topk=10')).body);
-  t.ok(alone.every((r) => r.timings.batch_size === 1), 'one at a time: batches of 1');
+  t.ok(
+    alone.every((r) => r.timings.batch_size === 1),
+    'one at a time: batches of 1',
+  );
 
   const together = await Promise.all(Array.from({ length: 48 }, (_, i) => post(base, images[i % 8], '?topk=10')));
-  t.ok(together.every((r) => r.status === 200), 'all answered');
+  t.ok(
+    together.every((r) => r.status === 200),
+    'all answered',
+  );
   const sizes = together.map((r) => r.body.timings.batch_size);
   t.ok(Math.max(...sizes) > 1, `batched: sizes up to ${Math.max(...sizes)}`);
   let worst = 0;
   together.forEach((r, i) => {
     const ref = alone[i % 8];
-    t.same(r.body.predictions.map((p: { index: number }) => p.index), ref.predictions.map((p: { index: number }) => p.index), `request ${i}: same ranking`);
+    t.same(
+      r.body.predictions.map((p: { index: number }) => p.index),
+      ref.predictions.map((p: { index: number }) => p.index),
+      `request ${i}: same ranking`,
+    );
     r.body.logits.forEach((v: number, k: number) => (worst = Math.max(worst, Math.abs(v - ref.logits[k]))));
   });
   t.ok(worst < 1e-5, `logits in a batch equal the logits alone (largest difference ${worst})`);
@@ -58,7 +68,11 @@ t.test('a full queue answers 503 with Retry-After; a passed deadline answers 504
   t.equal(app.vitrine.batcher.depth(), 2, 'the two still wait: the 503 came while they were queued');
   app.vitrine.batcher.flush();
   const answered = await Promise.all(first);
-  t.same(answered.map((r) => r.status), [200, 200], 'the queued requests are still answered');
+  t.same(
+    answered.map((r) => r.status),
+    [200, 200],
+    'the queued requests are still answered',
+  );
 
   const slow = await testApp(t, { maxBatch: 64, maxDelayMs: 2000, timeoutMs: 100 });
   const slowBase = await listen(slow);
@@ -110,7 +124,12 @@ t.test('stopping workers while they run does not take the process down', async (
       closing ??= pool.close();
       return p;
     };
-    const answer = await app.inject({ method: 'POST', url: '/classify', payload: await testImage(), headers: { 'content-type': 'image/png' } });
+    const answer = await app.inject({
+      method: 'POST',
+      url: '/classify',
+      payload: await testImage(),
+      headers: { 'content-type': 'image/png' },
+    });
     await closing;
     t.equal(answer.statusCode, 200, `round ${round}: the run in progress is answered before the worker leaves`);
     t.equal(pool.readyCount, 0, 'no worker left');

@@ -6,12 +6,27 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   t.same((await app.inject('/healthz')).json(), { status: 'ok' });
   const ready = await app.inject('/readyz');
   t.equal(ready.statusCode, 200);
-  t.same(ready.json(), { status: 'ready', workers: 1, ready_workers: 1, models: ['plain', 'vit-cifar10'], devices: { plain: { provider: 'cpu', adapter: null }, 'vit-cifar10': { provider: 'cpu', adapter: null } }, results_store: { kind: 'memory', state: 'ready' } });
+  t.same(ready.json(), {
+    status: 'ready',
+    workers: 1,
+    ready_workers: 1,
+    models: ['plain', 'vit-cifar10'],
+    devices: { plain: { provider: 'cpu', adapter: null }, 'vit-cifar10': { provider: 'cpu', adapter: null } },
+    results_store: { kind: 'memory', state: 'ready' },
+  });
 
   const models = (await app.inject('/models')).json();
   t.equal(models.default, 'vit-cifar10');
   const vit = models.models.find((m: { name: string }) => m.name === 'vit-cifar10');
-  t.same(vit.input, { name: 'pixel_values', shape: ['batch', 3, 32, 32], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], fit: 'cover', resample: 'area', rescale: 1 / 255 });
+  t.same(vit.input, {
+    name: 'pixel_values',
+    shape: ['batch', 3, 32, 32],
+    mean: [0.5, 0.5, 0.5],
+    std: [0.5, 0.5, 0.5],
+    fit: 'cover',
+    resample: 'area',
+    rescale: 1 / 255,
+  });
   t.same(vit.outputs.attentions, ['attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
   t.equal(vit.provider, 'cpu');
   t.equal(vit.adapter, null, 'no GPU adapter on the CPU');
@@ -39,7 +54,11 @@ t.test('health, readiness, models, metrics, docs and the page', async (t) => {
   t.equal(spec.statusCode, 200);
   t.ok(spec.json().paths['/classify'] && spec.json().paths['/attention/{id}'], 'OpenAPI lists the routes');
   const body = spec.json().paths['/classify'].post.requestBody;
-  t.same(body?.content?.['multipart/form-data']?.schema?.properties?.image, { type: 'string', format: 'binary', description: 'the image file' }, '/classify documents its upload');
+  t.same(
+    body?.content?.['multipart/form-data']?.schema?.properties?.image,
+    { type: 'string', format: 'binary', description: 'the image file' },
+    '/classify documents its upload',
+  );
   t.ok(body?.content?.['image/*'], 'and the raw image body');
   t.equal((await app.inject('/docs')).statusCode < 400, true, '/docs serves the UI');
 

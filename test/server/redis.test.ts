@@ -12,7 +12,12 @@ import { testApp, testImage } from '../helpers/server.js';
 import { assertClose } from '../helpers/opcheck.js';
 
 const classify = async (app: FastifyInstance, model = 'vit-cifar10') => {
-  const res = await app.inject({ method: 'POST', url: `/classify?model=${model}`, payload: await testImage(), headers: { 'content-type': 'image/png' } });
+  const res = await app.inject({
+    method: 'POST',
+    url: `/classify?model=${model}`,
+    payload: await testImage(),
+    headers: { 'content-type': 'image/png' },
+  });
   if (res.statusCode !== 200) throw new Error(`classify: ${res.statusCode} ${res.body}`);
   return res.json();
 };
@@ -79,13 +84,20 @@ t.test('--results-store takes memory or a redis URL', async (t) => {
   t.equal(loadServeConfig([]).resultsStore, 'memory');
   t.equal(loadServeConfig(['--results-store', 'redis://cache:6379/2']).resultsStore, 'redis://cache:6379/2');
   t.equal(loadServeConfig([], { VITRINE_RESULTS_STORE: 'rediss://u:p@h:6380' }).resultsStore, 'rediss://u:p@h:6380');
-  t.throws(() => loadServeConfig(['--results-store', 'http://x']), /--results-store must be 'memory' or redis:\/\/host:port\/db, got 'http:\/\/x'/);
+  t.throws(
+    () => loadServeConfig(['--results-store', 'http://x']),
+    /--results-store must be 'memory' or redis:\/\/host:port\/db, got 'http:\/\/x'/,
+  );
   t.throws(() => loadServeConfig(['--results-store', 'redis://h/db']), /must be 'memory' or redis/);
 });
 
 testWith(t, 'kept results expire with the TTL, in Redis itself; reconnects back off to 2 s', ['redis-server'], async (t) => {
   const { reconnectDelay } = await import('../../server/results-redis.js');
-  t.same([1, 2, 5, 19, 20, 21, 1000].map(reconnectDelay), [100, 200, 500, 1900, 2000, 2000, 2000], 'the reconnect interval: 100 ms more per try, capped at 2 s');
+  t.same(
+    [1, 2, 5, 19, 20, 21, 1000].map(reconnectDelay),
+    [100, 200, 500, 1900, 2000, 2000, 2000],
+    'the reconnect interval: 100 ms more per try, capped at 2 s',
+  );
   const redis = await startRedis(t);
   const app = await testApp(t, { resultsStore: redis.url, resultsTtlS: 1 });
   await (app.vitrine.results as RedisResults).waitReady(10_000);
@@ -105,7 +117,11 @@ testWith(t, 'kept results expire with the TTL, in Redis itself; reconnects back 
   const marker = Float32Array.from({ length: 64 }, (_, i) => (i === 5 ? 2 : 1));
   await client.hset(hash, keys[0], Buffer.from(marker.buffer));
   const again = (await mapOf(app, id)).json().values.flat() as number[];
-  t.same(again, Array.from(marker, (v) => v / 2), 'asked again, the kept map is the one served (scaled to a maximum of 1)');
+  t.same(
+    again,
+    Array.from(marker, (v) => v / 2),
+    'asked again, the kept map is the one served (scaled to a maximum of 1)',
+  );
   await until('Redis forgets the result', async () => (await client.exists(`vitrine:result:${id}`)) === 0, 10_000);
   // (its TTL set when the map was made, a little after the result's)
   await until('and its maps', async () => (await client.exists(hash)) === 0, 2000);

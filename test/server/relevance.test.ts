@@ -36,15 +36,34 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const png = await testImage();
   const { data } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const pixels = new Float32Array(3 * 1024);
-  for (let p = 0; p < 1024; p++) for (let ch = 0; ch < 3; ch++) pixels[ch * 1024 + p] = (data[p * 3 + ch] / 255 - config.mean[ch]) / config.std[ch];
+  for (let p = 0; p < 1024; p++)
+    for (let ch = 0; ch < 3; ch++) pixels[ch * 1024 + p] = (data[p * 3 + ch] / 255 - config.mean[ch]) / config.std[ch];
   const other = (top.index + 3) % 10;
-  const out = await runSession(session, { pixel_values: { data: pixels, dims: [1, 3, 32, 32] }, target_class: { data: Float32Array.from([other]), dims: [1] } });
+  const out = await runSession(session, {
+    pixel_values: { data: pixels, dims: [1, 3, 32, 32] },
+    target_class: { data: Float32Array.from([other]), dims: [1] },
+  });
   const chefer = new Float32Array(64);
-  relevanceInto([0, 1, 2, 3].map((l) => out[`attentions.${l}`].data), [0, 1, 2, 3].map((l) => out[`attention_grads.${l}`].data), 0, 4, 65, chefer, 0);
+  relevanceInto(
+    [0, 1, 2, 3].map((l) => out[`attentions.${l}`].data),
+    [0, 1, 2, 3].map((l) => out[`attention_grads.${l}`].data),
+    0,
+    4,
+    65,
+    chefer,
+    0,
+  );
   const gradInput = new Float32Array(64);
   gradInputInto(pixels, out.pixel_values_grad.data, 0, [3, 32, 32], [8, 8], gradInput, 0);
   const rollout = new Float32Array(64);
-  rolloutMeanInto([0, 1, 2, 3].map((l) => out[`attentions.${l}`].data), 0, 4, 65, rollout, 0);
+  rolloutMeanInto(
+    [0, 1, 2, 3].map((l) => out[`attentions.${l}`].data),
+    0,
+    4,
+    65,
+    rollout,
+    0,
+  );
   const scaled = (a: Float32Array) => Array.from(a, (v) => v / Math.max(...a));
   const byLabel = (await app.inject(`/attention/${c.id}?method=relevance&class=${config.labels[other]}&format=json`)).json();
   const byIndex = (await app.inject(`/attention/${c.id}?method=relevance&class=${other}&format=json`)).json();
@@ -54,22 +73,38 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const layers = [0, 1, 2, 3].map((l) => out[`attentions.${l}`].data);
   const last = new Float32Array(64);
   lastLayerRelevanceInto(layers, out['attention_grads.3'].data, 0, 4, 65, last, 0);
-  assertClose(t, byLabel.values.flat(), scaled(last), 0, 1e-4, 'relevance: the last block\'s Chefer row rolled out, on the full graph\'s outputs (64 values)');
+  assertClose(
+    t,
+    byLabel.values.flat(),
+    scaled(last),
+    0,
+    1e-4,
+    "relevance: the last block's Chefer row rolled out, on the full graph's outputs (64 values)",
+  );
   // written out here: r = e_CLS + mean_h max(0, A * dA) of the last block's [CLS] row, then
   // r <- r ((1 - w) mean_h A_l + w I) for the three blocks below, w^3 = 0.6
   let row: number[] = Array.from({ length: 65 }, (_, j) => (j === 0 ? 1 : 0));
-  for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) row[j] += Math.max(0, layers[3][h * 65 * 65 + j] * out['attention_grads.3'].data[h * 65 * 65 + j]) / 4;
+  for (let h = 0; h < 4; h++)
+    for (let j = 0; j < 65; j++) row[j] += Math.max(0, layers[3][h * 65 * 65 + j] * out['attention_grads.3'].data[h * 65 * 65 + j]) / 4;
   for (let l = 2; l >= 0; l--) {
     const w = Math.cbrt(0.6);
     const next = row.map((v) => v * w);
-    for (let i = 0; i < 65; i++) for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) next[j] += row[i] * ((1 - w) / 4) * layers[l][h * 65 * 65 + i * 65 + j];
+    for (let i = 0; i < 65; i++)
+      for (let h = 0; h < 4; h++) for (let j = 0; j < 65; j++) next[j] += row[i] * ((1 - w) / 4) * layers[l][h * 65 * 65 + i * 65 + j];
     row = next;
   }
   t.equal(ROLL_SHARE, 0.6);
   assertClose(t, byLabel.values.flat(), scaled(Float32Array.from(row.slice(1))), 0, 1e-4, 'the rule written out here');
   const combined = (await app.inject(`/attention/${c.id}?method=combined&class=${other}&format=json`)).json();
   t.equal(combined.rule, '(chefer + rollout) x sqrt(grad-input)');
-  assertClose(t, combined.values.flat(), scaled(combinedRelevance(chefer, rollout, gradInput, 64)), 0, 1e-4, 'combined: Chefer\'s rule plus rollout times the square root of gradient x input, on the graph\'s outputs (64 values)');
+  assertClose(
+    t,
+    combined.values.flat(),
+    scaled(combinedRelevance(chefer, rollout, gradInput, 64)),
+    0,
+    1e-4,
+    "combined: Chefer's rule plus rollout times the square root of gradient x input, on the graph's outputs (64 values)",
+  );
   const byHand = Array.from(chefer, (v, p) => (v / Math.max(...chefer) + rollout[p] / Math.max(...rollout)) * Math.sqrt(gradInput[p]));
   assertClose(t, combined.values.flat(), scaled(Float32Array.from(byHand)), 0, 1e-4, 'the combined rule written out here');
   const served = (await app.inject(`/attention/${c.id}?method=rollout&format=json`)).json();
@@ -80,7 +115,9 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const gi = (await app.inject(`/attention/${c.id}?method=grad-input&class=${other}&format=json`)).json();
   assertClose(t, gi.values.flat(), scaled(gradInput), 0, 1e-4, 'grad-input: |x * dy/dx| summed over each 4x4 patch and the channels');
   let direct = 0; // the patch at row 2, column 5, summed here from the gradient itself
-  for (let ch = 0; ch < 3; ch++) for (let y = 8; y < 12; y++) for (let x = 20; x < 24; x++) direct += Math.abs(pixels[ch * 1024 + y * 32 + x] * out.pixel_values_grad.data[ch * 1024 + y * 32 + x]);
+  for (let ch = 0; ch < 3; ch++)
+    for (let y = 8; y < 12; y++)
+      for (let x = 20; x < 24; x++) direct += Math.abs(pixels[ch * 1024 + y * 32 + x] * out.pixel_values_grad.data[ch * 1024 + y * 32 + x]);
   t.ok(Math.abs(gradInput[2 * 8 + 5] - direct) < 1e-6 * Math.max(1, direct), 'one patch summed by hand');
 
   const png2 = await app.inject(`/attention/${c.id}?method=relevance&class=${other}&size=64`);
@@ -97,12 +134,16 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const inline = (await classify(app, '?attention=relevance')).json();
   t.same(runs, [{ relevanceClass: -1 }], 'one run (of the light graph), for the top class');
   t.match(inline.attention, { method: 'relevance', class: inline.predictions[0].label, grid: [8, 8] });
-  t.same(inline.attention.values, body.values, 'inline map = the kept result\'s map for the same image');
-  assertClose(t, inline.logits, c.logits, 0, 1e-5, 'the explanation graph\'s logits are the model\'s');
-  t.same(inline.predictions.map((p: { index: number }) => p.index), c.predictions.map((p: { index: number }) => p.index));
+  t.same(inline.attention.values, body.values, "inline map = the kept result's map for the same image");
+  assertClose(t, inline.logits, c.logits, 0, 1e-5, "the explanation graph's logits are the model's");
+  t.same(
+    inline.predictions.map((p: { index: number }) => p.index),
+    c.predictions.map((p: { index: number }) => p.index),
+  );
   t.equal((await app.inject(`/attention/${inline.id}?method=relevance`)).statusCode, 200);
   t.equal(runs.length, 1, 'the default map of the top class came with the classification');
-  for (const method of ['chefer', 'grad-input', 'combined']) t.equal((await app.inject(`/attention/${inline.id}?method=${method}`)).statusCode, 200);
+  for (const method of ['chefer', 'grad-input', 'combined'])
+    t.equal((await app.inject(`/attention/${inline.id}?method=${method}`)).statusCode, 200);
   t.same(runs.slice(1), [{ relevanceClass: inline.predictions[0].index, full: true }], 'the other three: one run of the full graph');
   batcher.submit = submit;
 
@@ -134,8 +175,13 @@ t.test('concurrent relevance requests are batched', async (t) => {
   // A batch of six leaves when the sixth arrives (the delay, 10 s, never runs out first).
   const app = await testApp(t, { maxDelayMs: 10_000, maxBatch: 6 });
   const { id } = (await Promise.all(Array.from({ length: 6 }, () => classify(app))))[0].json(); // a full batch: no wait
-  const all = await Promise.all(Array.from({ length: 6 }, (_, k) => app.inject(`/attention/${id}?method=relevance&class=${k}&format=json`)));
-  t.same(all.map((r) => r.statusCode), new Array(6).fill(200));
+  const all = await Promise.all(
+    Array.from({ length: 6 }, (_, k) => app.inject(`/attention/${id}?method=relevance&class=${k}&format=json`)),
+  );
+  t.same(
+    all.map((r) => r.statusCode),
+    new Array(6).fill(200),
+  );
   const metrics = (await app.inject('/metrics')).body;
   const sum = Number(/vitrine_batch_size_sum\{model="vit-cifar10 relevance"\} (\d+)/.exec(metrics)?.[1]);
   const count = Number(/vitrine_batch_size_count\{model="vit-cifar10 relevance"\} (\d+)/.exec(metrics)?.[1]);
@@ -158,7 +204,10 @@ t.test('a model without the explanation graph answers 422 saying what it lacks',
   t.equal(c.statusCode, 200);
   let r = await app.inject(`/attention/${c.json().id}?method=relevance`);
   t.equal(r.statusCode, 422);
-  t.match(r.json().message, /model vit-cifar10 has no relevance graph: its config.json declares no 'relevance' \(vitrine export and vitrine import/);
+  t.match(
+    r.json().message,
+    /model vit-cifar10 has no relevance graph: its config.json declares no 'relevance' \(vitrine export and vitrine import/,
+  );
   r = await classify(app, '?attention=relevance');
   t.equal(r.statusCode, 422);
   t.equal((await app.inject(`/attention/${c.json().id}?method=rollout&format=json`)).statusCode, 200, 'rollout still works');
@@ -168,7 +217,10 @@ t.test('a folder without the light graph serves the same default map from the fu
   const src = path.join(await testModels(), 'vit-cifar10');
   const root = await tmpDir('vitrine-models-');
   // one folder as exported before the light graph (config.json names none), one naming a file that is not there
-  for (const [name, light] of [['before', undefined], ['missing', 'onnx/gone.onnx']] as const) {
+  for (const [name, light] of [
+    ['before', undefined],
+    ['missing', 'onnx/gone.onnx'],
+  ] as const) {
     const dir = path.join(root, name);
     await mkdir(path.join(dir, 'onnx'), { recursive: true });
     for (const f of ['onnx/model.onnx', 'onnx/relevance.onnx', 'preprocessor_config.json']) await cp(path.join(src, f), path.join(dir, f));
@@ -179,9 +231,23 @@ t.test('a folder without the light graph serves the same default map from the fu
   }
   await cp(src, path.join(root, 'vit-cifar10'), { recursive: true });
   const lines: string[] = [];
-  const app = await testApp(t, { models: root, defaultModel: 'vit-cifar10', logLevel: 'warn' }, { logger: { level: 'warn', stream: { write: (l: string) => lines.push(l) } } });
-  t.match(lines.map((l) => JSON.parse(l).msg).join('\n'), /model missing: config.json names onnx\/gone.onnx, which is not there: its default maps come from onnx\/relevance.onnx/);
-  t.same(app.vitrine.models.map((m) => [m.name, m.relevanceLight !== null && m.relevanceLight !== undefined]), [['before', false], ['missing', false], ['vit-cifar10', true]]);
+  const app = await testApp(
+    t,
+    { models: root, defaultModel: 'vit-cifar10', logLevel: 'warn' },
+    { logger: { level: 'warn', stream: { write: (l: string) => lines.push(l) } } },
+  );
+  t.match(
+    lines.map((l) => JSON.parse(l).msg).join('\n'),
+    /model missing: config.json names onnx\/gone.onnx, which is not there: its default maps come from onnx\/relevance.onnx/,
+  );
+  t.same(
+    app.vitrine.models.map((m) => [m.name, m.relevanceLight !== null && m.relevanceLight !== undefined]),
+    [
+      ['before', false],
+      ['missing', false],
+      ['vit-cifar10', true],
+    ],
+  );
   const maps = [];
   for (const model of ['before', 'missing', 'vit-cifar10']) {
     const r = (await classify(app, `?model=${model}&attention=relevance`)).json();
@@ -189,7 +255,7 @@ t.test('a folder without the light graph serves the same default map from the fu
     const again = (await app.inject(`/attention/${r.id}?method=relevance&class=2&format=json`)).json();
     maps.push(again.values.flat());
   }
-  assertClose(t, maps[0], maps[4], 0, 1e-5, 'inline: the full graph\'s map = the light graph\'s');
+  assertClose(t, maps[0], maps[4], 0, 1e-5, "inline: the full graph's map = the light graph's");
   assertClose(t, maps[2], maps[4], 0, 1e-5, 'inline, the missing light file: the same');
   assertClose(t, maps[1], maps[5], 0, 1e-5, 'another class, from the full graph = from the light one');
   const metrics = (await app.inject('/metrics')).body;

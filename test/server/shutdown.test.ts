@@ -11,24 +11,59 @@ import { servingUrl, until } from '../helpers/wait.js';
 
 t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
   const models = await testModels();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bin', 'vitrine.ts'), 'serve', '--models', models, '--port', '0', '--host', '127.0.0.1', '--max-delay-ms', '10000', '--max-batch', '64', '--timeout-ms', '60000', '--workers', '1'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(ROOT, 'bin', 'vitrine.ts'),
+      'serve',
+      '--models',
+      models,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--max-delay-ms',
+      '10000',
+      '--max-batch',
+      '64',
+      '--timeout-ms',
+      '60000',
+      '--workers',
+      '1',
+    ],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const serving = servingUrl(child, 'the server');
   const base = await serving.url;
   const img = await testImage();
-  const requests = Array.from({ length: 12 }, () => fetch(`${base}/classify`, { method: 'POST', body: img, headers: { 'content-type': 'image/png' } }).then((r) => r.status));
+  const requests = Array.from({ length: 12 }, () =>
+    fetch(`${base}/classify`, { method: 'POST', body: img, headers: { 'content-type': 'image/png' } }).then((r) => r.status),
+  );
   // Until all twelve have reached the server (in flight, less this /metrics request).
   const received = async () => {
     const text = await (await fetch(`${base}/metrics`)).text();
-    const answered = [...text.matchAll(/^vitrine_http_requests_total\{route="\/classify"[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const answered = [...text.matchAll(/^vitrine_http_requests_total\{route="\/classify"[^}]*\} (\d+)/gm)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
     const inFlight = Number(/^vitrine_http_requests_in_flight (\d+)/m.exec(text)?.[1] ?? 0) - 1;
     return { answered, inFlight };
   };
   let seen = await received();
-  await until('the twelve requests are in flight', async () => (seen = await received()).answered + seen.inFlight >= 12, 60_000);
+  await until(
+    'the twelve requests are in flight',
+    async () => {
+      seen = await received();
+      return seen.answered + seen.inFlight >= 12;
+    },
+    60_000,
+  );
   t.same(seen, { answered: 0, inFlight: 12 }, 'none answered, all twelve in flight at the SIGTERM');
 
   child.kill('SIGTERM');
@@ -41,11 +76,17 @@ t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
 
 t.test('listening on every interface without a key outside a container is said at start', async (t) => {
   const { exposureWarning, inContainer } = await import('../../server/server.js');
-  t.match(exposureWarning({ host: '0.0.0.0', apiKey: null }, false), /^listening on every interface \(0\.0\.0\.0\) without an API key: .*--host 127\.0\.0\.1 keeps it to this machine, --api-key requires a key$/);
+  t.match(
+    exposureWarning({ host: '0.0.0.0', apiKey: null }, false),
+    /^listening on every interface \(0\.0\.0\.0\) without an API key: .*--host 127\.0\.0\.1 keeps it to this machine, --api-key requires a key$/,
+  );
   t.equal(exposureWarning({ host: '0.0.0.0', apiKey: 'k' }, false), null, 'a key: nothing to say');
   t.equal(exposureWarning({ host: '127.0.0.1', apiKey: null }, false), null, 'loopback: nothing to say');
   t.equal(exposureWarning({ host: '0.0.0.0', apiKey: null }, true), null, 'in a container 0.0.0.0 is what it needs');
   t.ok(inContainer({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }, () => false));
-  t.ok(inContainer({}, (f) => f === '/run/.containerenv'), "podman's marker");
+  t.ok(
+    inContainer({}, (f) => f === '/run/.containerenv'),
+    "podman's marker",
+  );
   t.notOk(inContainer({}, () => false));
 });

@@ -52,19 +52,40 @@ t.test('uploads in flight share a byte budget: past it a request is answered 503
   const port = (app.server.address() as net.AddressInfo).port;
   // two stalled 10 MB uploads hold 20 MB of the 25
   const held = Array.from({ length: 2 }, () => {
-    const s = net.connect(port, '127.0.0.1', () => s.write('POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 10485760\r\n\r\n'));
+    const s = net.connect(port, '127.0.0.1', () =>
+      s.write('POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 10485760\r\n\r\n'),
+    );
     s.on('error', () => {});
     return s;
   });
   t.teardown(() => held.forEach((s) => s.destroy()));
   const { until } = await import('../helpers/wait.js');
-  const upload = () => fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: Buffer.alloc(8 * 1024 * 1024, 1) });
+  const upload = () =>
+    fetch(`http://127.0.0.1:${port}/classify`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: Buffer.alloc(8 * 1024 * 1024, 1),
+    });
   // once the server has the two uploads' headers, an 8 MB upload is past the budget
   let third: Response | null = null;
-  await until('an 8 MB upload is refused', async () => (third = await upload()).status === 503, 10_000);
+  await until(
+    'an 8 MB upload is refused',
+    async () => {
+      third = await upload();
+      return third.status === 503;
+    },
+    10_000,
+  );
   t.equal(third!.status, 503, 'an 8 MB upload past the budget: 503');
-  t.match(((await third!.json()) as { message: string }).message, /request bodies in flight would exceed 26214400 bytes \(--max-body-bytes-in-flight\)/);
-  const small = await fetch(`http://127.0.0.1:${port}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: Buffer.alloc(1024, 1) });
+  t.match(
+    ((await third!.json()) as { message: string }).message,
+    /request bodies in flight would exceed 26214400 bytes \(--max-body-bytes-in-flight\)/,
+  );
+  const small = await fetch(`http://127.0.0.1:${port}/classify`, {
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: Buffer.alloc(1024, 1),
+  });
   t.equal(small.status, 415, 'a small one within the budget is read (and refused as no image)');
   held.forEach((s) => s.destroy());
   await until('their share is back', async () => (await upload()).status === 415);

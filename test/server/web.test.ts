@@ -9,13 +9,20 @@ import { ROOT } from '../helpers/cli.js';
 import { testApp, testImage } from '../helpers/server.js';
 import { CHROMIUM, testWith } from '../helpers/services.js';
 
-
 /** Headless Chromium (flags as the machine's notes give them), closed in teardown; page errors collected. */
 async function openPage(t: Test) {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   t.teardown(() => browser.close());
   const page = await browser.newPage();
@@ -37,6 +44,11 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   t.match(await page.textContent('#model'), /vit-cifar10 \(cpu\)/, 'models listed');
   // a favicon inline, so no browser asks the server for /favicon.ico (a 404 in the console)
   t.match(await page.getAttribute('link[rel="icon"]', 'href'), /^data:image\/svg\+xml,/, 'the page carries its icon');
+  // from the keyboard: the drop zone takes the focus and Enter opens the file picker
+  await page.focus('#drop');
+  const chooser = page.waitForEvent('filechooser', { timeout: 5000 });
+  await page.keyboard.press('Enter');
+  t.ok(await chooser, 'Enter on the drop zone opens the file picker');
 
   // A bundled example; the relevance shown first is asked with the classification (one run).
   const asked = page.waitForRequest((r) => r.url().includes('/classify'));
@@ -44,7 +56,10 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   t.match((await asked).url(), /attention=relevance/, 'the classification asks for the relevance map it shows first');
   await page.waitForSelector('#predictions li');
   const first = await page.textContent('#predictions li .label');
-  t.ok(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'].includes(first!.trim()), `a label is shown: ${first}`);
+  t.ok(
+    ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'].includes(first!.trim()),
+    `a label is shown: ${first}`,
+  );
   // Page-side expressions are strings: they run in the browser, not here.
   await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
   t.equal(await page.evaluate("document.getElementById('heatmap').naturalWidth"), 256, 'the heatmap is drawn');
@@ -55,16 +70,23 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   const second = (await page.textContent('#predictions li:nth-child(2) .label'))!.trim();
   const topMap = await page.getAttribute('#heatmap', 'src');
   await page.click('#predictions li:nth-child(2) button');
-  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(topMap)} && document.getElementById('heatmap').naturalWidth > 0`);
+  await page.waitForFunction(
+    `document.getElementById('heatmap').src !== ${JSON.stringify(topMap)} && document.getElementById('heatmap').naturalWidth > 0`,
+  );
   t.equal(await page.textContent('#heatmap-caption'), `Why "${second}": relevance`);
   t.equal(await page.locator('#predictions button.chosen').count(), 1, 'the explained class is marked');
   t.match(await page.getAttribute('#predictions button.chosen', 'title'), new RegExp(second));
   t.equal(await page.isHidden('#head-row'), true, 'head fusion does not apply to relevance');
   // Its parts, for the same class.
-  for (const [method, caption] of [['chefer', 'attention relevance'], ['grad-input', 'gradient × input']]) {
+  for (const [method, caption] of [
+    ['chefer', 'attention relevance'],
+    ['grad-input', 'gradient × input'],
+  ]) {
     const shown = await page.getAttribute('#heatmap', 'src');
     await page.selectOption('#method', method);
-    await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(shown)} && document.getElementById('heatmap').naturalWidth > 0`);
+    await page.waitForFunction(
+      `document.getElementById('heatmap').src !== ${JSON.stringify(shown)} && document.getElementById('heatmap').naturalWidth > 0`,
+    );
     t.equal(await page.textContent('#heatmap-caption'), `Why "${second}": ${caption}`);
   }
 
@@ -79,7 +101,9 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   await writeFile(file, await testImage('jpeg', 96));
   const old = await page.getAttribute('#heatmap', 'src');
   await page.setInputFiles('#file', file);
-  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(old)} && document.getElementById('heatmap').naturalWidth > 0`);
+  await page.waitForFunction(
+    `document.getElementById('heatmap').src !== ${JSON.stringify(old)} && document.getElementById('heatmap').naturalWidth > 0`,
+  );
   t.equal(await page.locator('#predictions li').count(), 5, 'five predictions with bars');
   t.match(await page.textContent('#timings'), /inference [\d.]+ ms/);
   // A wide photo: the Image panel shows the centre square the model takes, like the heatmap.
@@ -93,7 +117,13 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   t.match(await page.textContent('#status'), /\w+: .+/, `the error is shown: ${await page.textContent('#status')}`);
   t.equal(await page.isHidden('#output'), true, 'the previous result is gone');
   t.equal(await page.locator('#predictions li').count(), 0);
-  t.equal(await page.evaluate("(() => { const r = document.getElementById('status').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; })()"), true, 'the error is on screen');
+  t.equal(
+    await page.evaluate(
+      "(() => { const r = document.getElementById('status').getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; })()",
+    ),
+    true,
+    'the error is on screen',
+  );
 
   // Choosing another model classifies the current image again.
   await page.click('#examples button[data-name="ship"]');
@@ -102,7 +132,11 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   const flipped = page.waitForResponse((r) => r.url().includes('/classify') && r.url().includes('tta=flip'));
   await page.check('#tta');
   const flipRes = await flipped;
-  t.equal(flipRes.status(), 200, `the page asks for flip test-time augmentation: ${flipRes.url()} ${flipRes.status() === 200 ? '' : await flipRes.text()}`);
+  t.equal(
+    flipRes.status(),
+    200,
+    `the page asks for flip test-time augmentation: ${flipRes.url()} ${flipRes.status() === 200 ? '' : await flipRes.text()}`,
+  );
   await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
   // unchecked, it classifies once more without it: waited for, so that no answer races the next step
   const unflipped = page.waitForResponse((r) => r.url().includes('/classify') && !r.url().includes('tta=flip'));
@@ -157,12 +191,18 @@ testWith(t, 'the page on a model vitrine imported: a stretched input, rollout an
   await page.setInputFiles('#file', file);
   await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
   t.match(await page.textContent('#predictions li .label'), /apple|boat|cloud|door|eagle/, 'its own labels');
-  t.equal(await page.textContent('#heatmap-caption'), `Why "${(await page.textContent('#predictions li .label'))!.trim()}": relevance`, 'relevance for an imported model');
+  t.equal(
+    await page.textContent('#heatmap-caption'),
+    `Why "${(await page.textContent('#predictions li .label'))!.trim()}": relevance`,
+    'relevance for an imported model',
+  );
   t.match(await page.textContent('#original-caption'), /stretched/, 'the page says the image is stretched, as its processor does');
   t.equal(await page.evaluate("getComputedStyle(document.getElementById('original')).objectFit"), 'fill');
   const before = await page.getAttribute('#heatmap', 'src');
   await page.selectOption('#method', 'rollout');
-  await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(before)} && document.getElementById('heatmap').naturalWidth > 0`);
+  await page.waitForFunction(
+    `document.getElementById('heatmap').src !== ${JSON.stringify(before)} && document.getElementById('heatmap').naturalWidth > 0`,
+  );
   t.equal(await page.textContent('#heatmap-caption'), 'Attention rollout');
   t.same(errors, [], 'no script errors');
 });

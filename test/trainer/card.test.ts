@@ -27,11 +27,17 @@ for (const name of ['cct-cifar10', 'vit-cifar10']) {
       const right = Math.round((Number(acc) / 100) * Number(n));
       return config.labels.map((_, j) => (j === k ? right : j === (k + 1) % K ? Number(n) - right : 0));
     });
-    const result = { count: Number(summary[2]), loss: Number(summary[4]), accuracy: Number(summary[1]) / 100, perClass: rows.map(([, , acc]) => Number(acc) / 100), confusion };
+    const result = {
+      count: Number(summary[2]),
+      loss: Number(summary[4]),
+      accuracy: Number(summary[1]) / 100,
+      perClass: rows.map(([, , acc]) => Number(acc) / 100),
+      confusion,
+    };
     const parameters = new ViT(parseViTConfig(config.vit, name)).parameterCount();
     const card = renderModelCard({ name, config, parameters, evaluation: { result, which: summary[3] }, ...(await cardSources(dir)) });
     t.equal(card, committed);
     t.match(committed, /^---\nlibrary_name: vitrine\n[\s\S]*\ndatasets:\n- cifar10\n[\s\S]*\n---\n\n# /, 'YAML metadata first');
-    t.match(committed, /\n## Notes\n/, "the hand-written notes kept, after what is generated");
+    t.match(committed, /\n## Notes\n/, 'the hand-written notes kept, after what is generated');
   });
 }

@@ -36,11 +36,22 @@ for (const c of CASES) {
     const out = path.join(await tmp(t), c.name);
     const r = await runCli(['import', src, '--out', out]);
     t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, new RegExp(`2 attentions of ${c.heads} heads over ${16 + c.prefix} tokens \\(${c.prefix} before a 4x4 grid of 8-pixel patches\\)`));
+    t.match(
+      r.stdout,
+      new RegExp(`2 attentions of ${c.heads} heads over ${16 + c.prefix} tokens \\(${c.prefix} before a 4x4 grid of 8-pixel patches\\)`),
+    );
 
     const config = await readModelConfig(out);
     t.same(config.labels, ['apple', 'boat', 'cloud', 'door', 'eagle'], 'labels from id2label');
-    t.same([config.mean, config.std, config.image_size], [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225], [32, 32]], 'preprocessing from the processor');
+    t.same(
+      [config.mean, config.std, config.image_size],
+      [
+        [0.485, 0.456, 0.406],
+        [0.229, 0.224, 0.225],
+        [32, 32],
+      ],
+      'preprocessing from the processor',
+    );
     t.equal(config.fit, 'fill', "the processor's stretch is kept");
     t.equal(config.resample, 'linear');
     t.equal(config.prefix_tokens, c.prefix);
@@ -52,15 +63,26 @@ for (const c of CASES) {
     const weights = source.graph!.initializer!.filter((i) => i.dataType === 1).map((i) => i.name!);
     for (const file of ['model.onnx', 'relevance.onnx']) {
       const m = decodeModel(await readFile(path.join(out, 'onnx', file)));
-      const external = new Set(m.graph!.initializer!.filter((i) => i.externalData?.some((e) => e.key === 'location' && e.value === 'model.onnx_data')).map((i) => i.name!));
+      const external = new Set(
+        m
+          .graph!.initializer!.filter((i) => i.externalData?.some((e) => e.key === 'location' && e.value === 'model.onnx_data'))
+          .map((i) => i.name!),
+      );
       const inline = m.graph!.initializer!.filter((i) => weights.includes(i.name!) && !external.has(i.name!)).map((i) => i.name);
-      t.same(inline, [], `${file}: every weight of the source (${weights.length}) that it uses lies in model.onnx_data (${external.size} there)`);
+      t.same(
+        inline,
+        [],
+        `${file}: every weight of the source (${weights.length}) that it uses lies in model.onnx_data (${external.size} there)`,
+      );
       const inlineBytes = m.graph!.initializer!.reduce((n, i) => n + (i.rawData?.length ?? 0), 0);
       t.ok(inlineBytes < 4096, `${file}: ${inlineBytes} bytes of constants held inline`);
     }
     const stored = (await readFile(path.join(out, 'onnx', 'model.onnx_data'))).length;
     const sourceBytes = source.graph!.initializer!.filter((i) => i.dataType === 1).reduce((n, i) => n + i.rawData!.length, 0);
-    t.ok(stored >= sourceBytes && stored < sourceBytes + 64 * weights.length, `model.onnx_data holds the weights once (${stored} bytes for ${sourceBytes})`);
+    t.ok(
+      stored >= sourceBytes && stored < sourceBytes + 64 * weights.length,
+      `model.onnx_data holds the weights once (${stored} bytes for ${sourceBytes})`,
+    );
 
     const ref = (await readSafetensors(path.join(src, 'reference.safetensors'))).tensors;
     const pixels = ref.get('pixel_values')!;
@@ -85,9 +107,17 @@ for (const c of CASES) {
 
     // The explanation graph: the autograd's gradient over the imported graph.
     const target = ref.get('target_class')!;
-    const rel = await runSession(await createSession(path.join(out, config.relevance!.file)), { ...feed, target_class: { data: target.data, dims: [3] } });
+    const rel = await runSession(await createSession(path.join(out, config.relevance!.file)), {
+      ...feed,
+      target_class: { data: target.data, dims: [3] },
+    });
     t.same([...rel.logits.dims], [3, 5]);
-    for (let l = 0; l < 2; l++) t.same([...rel[`attention_grads.${l}`].dims], [3, c.heads, 16 + c.prefix, 16 + c.prefix], `attention_grads.${l} is [batch, heads, tokens, tokens]`);
+    for (let l = 0; l < 2; l++)
+      t.same(
+        [...rel[`attention_grads.${l}`].dims],
+        [3, c.heads, 16 + c.prefix, 16 + c.prefix],
+        `attention_grads.${l} is [batch, heads, tokens, tokens]`,
+      );
     const dRelLogits = maxAbsDiff(rel.logits.data, original.logits.data);
     t.ok(dRelLogits <= 1e-5, `the imported autograd graph's logits equal the original's within 1e-5 (${dRelLogits.toExponential(2)})`);
     const layers = [0, 1].map((l) => rel[`attentions.${l}`].data);
@@ -95,7 +125,10 @@ for (const c of CASES) {
     for (let l = 0; l < 2; l++) {
       const want = ref.get(`attention_grads.${l}`)!.data;
       const d = scaledDiff(grads[l], want);
-      t.ok(d <= 1e-4, `attention_grads.${l} equals torch.autograd.grad within 1e-4 of its scale (${d.toExponential(2)}, max |grad| ${Math.max(...Array.from(want, Math.abs)).toExponential(2)})`);
+      t.ok(
+        d <= 1e-4,
+        `attention_grads.${l} equals torch.autograd.grad within 1e-4 of its scale (${d.toExponential(2)}, max |grad| ${Math.max(...Array.from(want, Math.abs)).toExponential(2)})`,
+      );
     }
     const maps = new Float32Array(3 * 16);
     for (let i = 0; i < 3; i++) relevanceInto(layers, grads, i, c.heads, 16 + c.prefix, maps, i * 16, c.prefix);
@@ -123,7 +156,10 @@ t.test('import refuses what it cannot read, in one line naming the op, the node 
 
   // No attention at all: a linear classifier.
   const linear = path.join(dir, 'linear.onnx');
-  await writeFile(linear, compileToBytes({ outputs: [['logits', O.matmul(O.reshape(x, [0, -1]), O.constant(new Float64Array(192 * 4), [192, 4]))]] }));
+  await writeFile(
+    linear,
+    compileToBytes({ outputs: [['logits', O.matmul(O.reshape(x, [0, -1]), O.constant(new Float64Array(192 * 4), [192, 4]))]] }),
+  );
   r = await runCli(['import', linear, '--out', path.join(dir, 'b')]);
   assertOneLineError(t, r.stderr, /no attention was found \(a Softmax over the last axis whose output is multiplied into the values\)/);
 
@@ -156,9 +192,27 @@ t.test('a bare model.onnx without configs: flags and stated assumptions', async 
   let config = await readModelConfig(out);
   t.same(config.labels, ['class_0', 'class_1', 'class_2', 'class_3', 'class_4']);
   t.equal(config.fit ?? 'cover', 'cover');
-  r = await runCli(['import', bare, '--out', out, '--labels', 'v,w,x,y,z', '--mean', '0.5,0.5,0.5', '--std', '0.25,0.25,0.25', '--fit', 'fill', '--resample', 'cubic']);
+  r = await runCli([
+    'import',
+    bare,
+    '--out',
+    out,
+    '--labels',
+    'v,w,x,y,z',
+    '--mean',
+    '0.5,0.5,0.5',
+    '--std',
+    '0.25,0.25,0.25',
+    '--fit',
+    'fill',
+    '--resample',
+    'cubic',
+  ]);
   t.equal(r.code, 0, r.stderr);
   t.notMatch(r.stdout, /assumed/);
   config = await readModelConfig(out);
-  t.same([config.labels[4], config.mean, config.std, config.fit, config.resample], ['z', [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], 'fill', 'cubic']);
+  t.same(
+    [config.labels[4], config.mean, config.std, config.fit, config.resample],
+    ['z', [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], 'fill', 'cubic'],
+  );
 });

@@ -2,7 +2,7 @@
 // parameters and appends one gradient node per use. A value used twice receives the sum of both
 // contributions, which is what makes shared subexpressions come out right.
 
-import { Tensor, sameShape, shapeToString, topoSort } from './graph.js';
+import { type Tensor, sameShape, shapeToString, topoSort } from './graph.js';
 import { OPS, add, concat, constant, expandAs, scalar } from './ops.js';
 
 /** The sum of a value's gradient contributions. Where they are the zero-paddings of slices that tile
@@ -19,7 +19,11 @@ function total(parts: readonly Tensor[]): Tensor {
       if (p.attrs.before !== at || typeof size !== 'number') break;
       at += size;
     }
-    if (at === parts[0].shape[axis] && sorted.at(-1)!.attrs.after === 0) return concat(sorted.map((p) => p.inputs[0]), axis);
+    if (at === parts[0].shape[axis] && sorted.at(-1)!.attrs.after === 0)
+      return concat(
+        sorted.map((p) => p.inputs[0]),
+        axis,
+      );
   }
   return parts.reduce((sum, p) => add(sum, p));
 }
@@ -43,11 +47,15 @@ export function grad(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
     const def = OPS[n.op];
     if (!def) throw new Error(`grad: no op '${n.op}' in the op table`);
     const inputGrads = def.vjp(g, n);
-    if (inputGrads.length !== n.inputs.length) throw new Error(`grad: the rule of '${n.op}' returned ${inputGrads.length} gradients for ${n.inputs.length} inputs`);
+    if (inputGrads.length !== n.inputs.length)
+      throw new Error(`grad: the rule of '${n.op}' returned ${inputGrads.length} gradients for ${n.inputs.length} inputs`);
     n.inputs.forEach((x, i) => {
       const gi = inputGrads[i];
       if (!gi || !needed.has(x.id)) return;
-      if (!sameShape(gi.shape, x.shape)) throw new Error(`grad: the rule of '${n.op}' gave input ${i} a gradient of shape ${shapeToString(gi.shape)}, not ${shapeToString(x.shape)}`);
+      if (!sameShape(gi.shape, x.shape))
+        throw new Error(
+          `grad: the rule of '${n.op}' gave input ${i} a gradient of shape ${shapeToString(gi.shape)}, not ${shapeToString(x.shape)}`,
+        );
       const prev = grads.get(x.id);
       if (prev) prev.push(gi);
       else grads.set(x.id, [gi]);

@@ -19,7 +19,14 @@ let nextId = 0;
 
 /** Creates a node; the op table validates inputs and infers the shape. Use the helpers in ops.ts. */
 export function makeNode(op: string, inputs: readonly Tensor[], attrs: Attrs, shape: Shape): Tensor {
-  return Object.freeze({ id: nextId++, op, inputs: Object.freeze([...inputs]), attrs: Object.freeze({ ...attrs }), shape: Object.freeze([...shape]), dtype: 'float32' as const });
+  return Object.freeze({
+    id: nextId++,
+    op,
+    inputs: Object.freeze([...inputs]),
+    attrs: Object.freeze({ ...attrs }),
+    shape: Object.freeze([...shape]),
+    dtype: 'float32' as const,
+  });
 }
 
 export function shapeToString(shape: Shape): string {

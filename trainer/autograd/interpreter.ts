@@ -2,8 +2,8 @@
 // Slow and plain on purpose: it is the definition the ONNX emission is tested against, and the place
 // to read what each op does.
 
-import { Tensor, shapeToString, topoSort } from './graph.js';
-import { NDArray } from './ndarray.js';
+import { type Tensor, shapeToString, topoSort } from './graph.js';
+import type { NDArray } from './ndarray.js';
 import { OPS } from './ops.js';
 
 export type Feeds = Readonly<Record<string, NDArray>>;
@@ -26,19 +26,26 @@ export function interpret(outputs: readonly Tensor[], feeds: Feeds): NDArray[] {
   const symbols = new Map<string, number>();
   for (const n of topoSort(outputs)) {
     const def = OPS[n.op];
-    const value = def.arity === 0 ? leafValue(n, feeds) : def.kernel(n.inputs.map((i) => values.get(i.id)!), n.attrs);
+    const value =
+      def.arity === 0
+        ? leafValue(n, feeds)
+        : def.kernel(
+            n.inputs.map((i) => values.get(i.id)!),
+            n.attrs,
+          );
     // Symbolic dims must resolve to one number across the whole run.
     n.shape.forEach((d, i) => {
       if (typeof d === 'number') {
-        if (d !== value.shape[i]) throw new Error(`interpreter: ${n.op} produced [${value.shape}] where ${shapeToString(n.shape)} was inferred`);
+        if (d !== value.shape[i])
+          throw new Error(`interpreter: ${n.op} produced [${value.shape}] where ${shapeToString(n.shape)} was inferred`);
       } else if (!d.includes('*')) {
         const seen = symbols.get(d);
         if (seen === undefined) symbols.set(d, value.shape[i]);
-        else if (seen !== value.shape[i]) throw new Error(`interpreter: dim '${d}' is ${seen} in one place and ${value.shape[i]} in another`);
+        else if (seen !== value.shape[i])
+          throw new Error(`interpreter: dim '${d}' is ${seen} in one place and ${value.shape[i]} in another`);
       }
     });
     values.set(n.id, value);
   }
   return outputs.map((o) => values.get(o.id)!);
 }
-

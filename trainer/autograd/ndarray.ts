@@ -46,7 +46,12 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
 }
 
 /** Calls fn(outIndex, offsetA, offsetB) over every element of outShape. */
-export function forEachBroadcast(outShape: readonly number[], sa: readonly number[], sb: readonly number[], fn: (i: number, a: number, b: number) => void): void {
+export function forEachBroadcast(
+  outShape: readonly number[],
+  sa: readonly number[],
+  sb: readonly number[],
+  fn: (i: number, a: number, b: number) => void,
+): void {
   const rank = outShape.length;
   const size = sizeOf(outShape);
   const idx = new Array<number>(rank).fill(0);

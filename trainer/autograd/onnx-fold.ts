@@ -4,7 +4,7 @@
 // a symbolic dim (the batch) is carried through as a product of symbols ('2*batch_size'), so the
 // graph that comes out still takes any batch.
 
-import { Dim, canonicalDim, factorDim, mulDims, productDim } from './graph.js';
+import { type Dim, canonicalDim, factorDim, mulDims, productDim } from './graph.js';
 import { broadcastNumeric, erf, stridesOf } from './ndarray.js';
 
 export type Scalar = number | string; // a string: a symbolic dim (a product, as graph.ts writes them)
@@ -117,7 +117,7 @@ export const FOLD_BINARY: Readonly<Record<string, (a: Known, b: Known) => Known>
   Sub: (a, b) => broadcast(a, b, subScalar, resultType(a, b)),
   Mul: (a, b) => broadcast(a, b, mulScalar, resultType(a, b)),
   Div: (a, b) => broadcast(a, b, (x, y) => divScalar(x, y, resultType(a, b) === 'int'), resultType(a, b)),
-  Pow: (a, b) => broadcast(a, b, (x, y) => Math.pow(plain(x), plain(y)), a.dtype),
+  Pow: (a, b) => broadcast(a, b, (x, y) => plain(x) ** plain(y), a.dtype),
   Equal: (a, b) => broadcast(a, b, (x, y) => (equalScalar(x, y) ? 1 : 0), 'bool'),
   Less: (a, b) => broadcast(a, b, (x, y) => (plain(x) < plain(y) ? 1 : 0), 'bool'),
   Greater: (a, b) => broadcast(a, b, (x, y) => (plain(x) > plain(y) ? 1 : 0), 'bool'),
@@ -146,7 +146,11 @@ function plain(v: Scalar): number {
 }
 
 export function unaryKnown(k: Known, f: (x: number) => number): Known {
-  return known(k.dtype === 'bool' ? 'bool' : k.dtype, k.shape, k.values.map((v) => f(plain(v))));
+  return known(
+    k.dtype === 'bool' ? 'bool' : k.dtype,
+    k.shape,
+    k.values.map((v) => f(plain(v))),
+  );
 }
 
 export function whereKnown(cond: Known, a: Known, b: Known): Known {
@@ -154,13 +158,26 @@ export function whereKnown(cond: Known, a: Known, b: Known): Known {
   const pick = broadcast(cond, ab, (c) => c, 'bool');
   const ta = broadcast(a, pick, (x) => x, a.dtype);
   const tb = broadcast(b, pick, (x) => x, b.dtype);
-  return known(resultType(a, b), pick.shape, pick.values.map((c, i) => (c ? ta.values[i] : tb.values[i])));
+  return known(
+    resultType(a, b),
+    pick.shape,
+    pick.values.map((c, i) => (c ? ta.values[i] : tb.values[i])),
+  );
 }
 
 export function castKnown(k: Known, to: Known['dtype']): Known {
   if (to === 'float') return known('float', k.shape, k.values.map(plain));
-  if (to === 'bool') return known('bool', k.shape, k.values.map((v) => (symbolic(v) || v !== 0 ? 1 : 0)));
-  return known('int', k.shape, k.values.map((v) => (symbolic(v) ? v : Math.trunc(v))));
+  if (to === 'bool')
+    return known(
+      'bool',
+      k.shape,
+      k.values.map((v) => (symbolic(v) || v !== 0 ? 1 : 0)),
+    );
+  return known(
+    'int',
+    k.shape,
+    k.values.map((v) => (symbolic(v) ? v : Math.trunc(v))),
+  );
 }
 
 export function reshapeKnown(k: Known, shape: readonly number[]): Known {
@@ -173,7 +190,8 @@ export function gatherKnown(data: Known, indices: Known, axis: number): Known {
   const outer = data.shape.slice(0, axis).reduce((a, b) => a * b, 1);
   const inner = data.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
   const out: Scalar[] = [];
-  for (let o = 0; o < outer; o++) for (const i of idx) for (let j = 0; j < inner; j++) out.push(data.values[(o * data.shape[axis] + i) * inner + j]);
+  for (let o = 0; o < outer; o++)
+    for (const i of idx) for (let j = 0; j < inner; j++) out.push(data.values[(o * data.shape[axis] + i) * inner + j]);
   return known(data.dtype, [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)], out);
 }
 
@@ -189,7 +207,11 @@ export function concatKnown(parts: readonly Known[], axis: number): Known {
   }
   const total = parts.reduce((s, p) => s + p.shape[axis], 0);
   const dtype = parts.some((p) => p.dtype === 'float') ? 'float' : first.dtype;
-  return known(dtype, first.shape.map((d, i) => (i === axis ? total : d)), out);
+  return known(
+    dtype,
+    first.shape.map((d, i) => (i === axis ? total : d)),
+    out,
+  );
 }
 
 /** One axis sliced [start, end) with step (already clamped as ONNX Slice does). */
@@ -218,5 +240,9 @@ export function rangeKnown(start: Known, limit: Known, delta: Known): Known {
   const [s, l, d] = [start, limit, delta].map((k) => numbers(k, 'Range')[0]);
   if (d === 0) throw new Error('Range: a delta of 0');
   const n = Math.max(Math.ceil((l - s) / d), 0);
-  return known(start.dtype, [n], Array.from({ length: n }, (_, i) => s + i * d));
+  return known(
+    start.dtype,
+    [n],
+    Array.from({ length: n }, (_, i) => s + i * d),
+  );
 }

@@ -6,9 +6,9 @@
 // differentiated (relevance) and exported again with the same weights.
 
 import path from 'node:path';
-import { Dim, Tensor } from './graph.js';
-import { DataType, DecodedAttr, ITensorProto, ModelProto, decodeAttribute, dimsOf, readTensor } from './onnx-proto.js';
-import { Known, isKnown, known } from './onnx-fold.js';
+import type { Dim, Tensor } from './graph.js';
+import { DataType, type DecodedAttr, type ITensorProto, type ModelProto, decodeAttribute, dimsOf, readTensor } from './onnx-proto.js';
+import { type Known, isKnown, known } from './onnx-fold.js';
 import { constant, input, param } from './ops.js';
 import { LOWERINGS, type LowerContext, type Value } from './onnx-lowerings.js';
 
@@ -45,7 +45,10 @@ export function modelOpset(model: ModelProto): number {
 export function importOnnx(model: ModelProto, dir: string, opts: { size?: readonly [number, number] } = {}): ImportedGraph {
   const opset = modelOpset(model);
   const [lo, hi] = IMPORT_OPSETS;
-  if (opset < lo || opset > hi) throw new Error(`onnx import: the graph is opset ${opset}; opsets ${lo} to ${hi} are imported (re-export with torch.onnx.export(..., opset_version=17))`);
+  if (opset < lo || opset > hi)
+    throw new Error(
+      `onnx import: the graph is opset ${opset}; opsets ${lo} to ${hi} are imported (re-export with torch.onnx.export(..., opset_version=17))`,
+    );
   const g = model.graph;
   if (!g) throw new Error('onnx import: the model has no graph');
   const inits = new Map<string, ITensorProto>((g.initializer ?? []).map((t) => [t.name!, t]));
@@ -54,19 +57,30 @@ export function importOnnx(model: ModelProto, dir: string, opts: { size?: readon
   const witnesses = new Map<string, { tensor: Tensor; axis: number }>();
 
   const realInputs = (g.input ?? []).filter((i) => !inits.has(i.name!));
-  if (realInputs.length !== 1) throw new Error(`onnx import: an image classifier takes one input; this graph takes ${realInputs.length} (${realInputs.map((i) => i.name).join(', ')})`);
+  if (realInputs.length !== 1)
+    throw new Error(
+      `onnx import: an image classifier takes one input; this graph takes ${realInputs.length} (${realInputs.map((i) => i.name).join(', ')})`,
+    );
   const gi = realInputs[0];
   const tt = gi.type?.tensorType;
   if (!tt || tt.elemType !== DataType.FLOAT) throw new Error(`onnx import: input '${gi.name}' must be a float tensor`);
-  const dims: Dim[] = (tt.shape?.dim ?? []).map((d, i) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : d.dimParam || (i === 0 ? 'batch' : `dim_${i}`)));
+  const dims: Dim[] = (tt.shape?.dim ?? []).map((d, i) =>
+    d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0
+      ? Number(d.dimValue)
+      : d.dimParam || (i === 0 ? 'batch' : `dim_${i}`),
+  );
   if (opts.size && dims.length === 4) {
     opts.size.forEach((v, k) => {
       const d = dims[2 + k];
-      if (typeof d === 'number' && d !== v) throw new Error(`onnx import: input '${gi.name}' is [${dims.join(', ')}]; it cannot take ${opts.size!.join('x')} images`);
+      if (typeof d === 'number' && d !== v)
+        throw new Error(`onnx import: input '${gi.name}' is [${dims.join(', ')}]; it cannot take ${opts.size!.join('x')} images`);
       dims[2 + k] = v;
     });
   }
-  if (dims.length !== 4 || dims.slice(1).some((d) => typeof d !== 'number')) throw new Error(`onnx import: input '${gi.name}' must be [batch, channels, height, width] with known channels and size, got [${dims.join(', ')}]`);
+  if (dims.length !== 4 || dims.slice(1).some((d) => typeof d !== 'number'))
+    throw new Error(
+      `onnx import: input '${gi.name}' must be [batch, channels, height, width] with known channels and size, got [${dims.join(', ')}]`,
+    );
   const pixels = input(gi.name!, dims);
   values.set(gi.name!, pixels);
   dims.forEach((d, axis) => {
@@ -103,9 +117,13 @@ export function importOnnx(model: ModelProto, dir: string, opts: { size?: readon
   for (const node of g.node ?? []) {
     const op = node.opType ?? '';
     const where = `node '${node.name || node.output?.[0]}' (${op}, opset ${opset})`;
-    if (node.domain && node.domain !== 'ai.onnx') throw new Error(`onnx import: ${where} is in domain '${node.domain}', which is not imported`);
+    if (node.domain && node.domain !== 'ai.onnx')
+      throw new Error(`onnx import: ${where} is in domain '${node.domain}', which is not imported`);
     const lower = LOWERINGS[op];
-    if (!lower) throw new Error(`onnx import: no lowering for op ${op} at ${where}; the ops imported are ${Object.keys(LOWERINGS).sort().join(', ')}`);
+    if (!lower)
+      throw new Error(
+        `onnx import: no lowering for op ${op} at ${where}; the ops imported are ${Object.keys(LOWERINGS).sort().join(', ')}`,
+      );
     const ins = node.input ?? [];
     const attrs = new Map((node.attribute ?? []).map((a) => [a.name!, a]));
     const ctx: LowerContext = {
@@ -129,10 +147,13 @@ export function importOnnx(model: ModelProto, dir: string, opts: { size?: readon
       tensor: (i) => {
         const v = ctx.value(i);
         if (!isKnown(v)) return v;
-        return constant(v.values.map((x) => {
-          if (typeof x !== 'number') throw new Error(`input ${i} holds the symbolic dim ${x} where a tensor is needed`);
-          return x;
-        }), v.shape);
+        return constant(
+          v.values.map((x) => {
+            if (typeof x !== 'number') throw new Error(`input ${i} holds the symbolic dim ${x} where a tensor is needed`);
+            return x;
+          }),
+          v.shape,
+        );
       },
       known: (i, what) => {
         if (!ctx.has(i)) throw new Error(`input ${i} (${what}) is missing`);

@@ -3,9 +3,25 @@
 // is patchify and a matmul), or folds it when every input is known while importing (onnx-fold.ts).
 // An op missing here is an error naming it; the op table gains only true primitives (Erf).
 
-import { Dim, Tensor, broadcastShapes, canonicalDim, mulDims, normalizeAxis, shapeToString } from './graph.js';
-import { DecodedAttr, INodeProto, ITensorProto, readTensor, dimsOf } from './onnx-proto.js';
-import { FOLD_BINARY, FOLD_UNARY, Known, castKnown, clampSlice, concatKnown, gatherKnown, isKnown, known, numbers, rangeKnown, reshapeKnown, sliceKnown, unaryKnown, whereKnown } from './onnx-fold.js';
+import { type Dim, type Tensor, broadcastShapes, canonicalDim, mulDims, normalizeAxis, shapeToString } from './graph.js';
+import { type DecodedAttr, type INodeProto, type ITensorProto, readTensor, dimsOf } from './onnx-proto.js';
+import {
+  FOLD_BINARY,
+  FOLD_UNARY,
+  type Known,
+  castKnown,
+  clampSlice,
+  concatKnown,
+  gatherKnown,
+  isKnown,
+  known,
+  numbers,
+  rangeKnown,
+  reshapeKnown,
+  sliceKnown,
+  unaryKnown,
+  whereKnown,
+} from './onnx-fold.js';
 import * as O from './ops.js';
 
 export type Value = Tensor | Known;
@@ -30,7 +46,21 @@ export interface LowerContext {
 
 export type Lowering = (c: LowerContext) => Value | Value[];
 
-const TO: Record<number, Known['dtype']> = { 1: 'float', 10: 'float', 11: 'float', 16: 'float', 6: 'int', 7: 'int', 2: 'int', 3: 'int', 4: 'int', 5: 'int', 12: 'int', 13: 'int', 9: 'bool' };
+const TO: Record<number, Known['dtype']> = {
+  1: 'float',
+  10: 'float',
+  11: 'float',
+  16: 'float',
+  6: 'int',
+  7: 'int',
+  2: 'int',
+  3: 'int',
+  4: 'int',
+  5: 'int',
+  12: 'int',
+  13: 'int',
+  9: 'bool',
+};
 
 const sameDim = (a: Dim, b: Dim) => canonicalDim(a) === canonicalDim(b);
 
@@ -47,7 +77,8 @@ export function reshapeTo(x: Tensor, dims: readonly Dim[]): Tensor {
   if (inferred > 1) throw new Error(`cannot reshape ${shapeToString(x.shape)} to [${dims.join(', ')}]: more than one dim to infer`);
   const out = O.reshape(x, target);
   dims.forEach((d, i) => {
-    if (d !== -1 && d !== 0 && !sameDim(out.shape[i], d)) throw new Error(`reshape of ${shapeToString(x.shape)} to [${dims.join(', ')}] gave ${shapeToString(out.shape)}`);
+    if (d !== -1 && d !== 0 && !sameDim(out.shape[i], d))
+      throw new Error(`reshape of ${shapeToString(x.shape)} to [${dims.join(', ')}] gave ${shapeToString(out.shape)}`);
   });
   return out;
 }
@@ -99,10 +130,16 @@ function unary(op: string, build: (a: Tensor) => Tensor): Lowering {
   };
 }
 
-const foldOnly = (op: string, f: (c: LowerContext) => Value): Lowering => (c) => {
-  for (let i = 0; i < c.arity; i++) if (c.has(i) && !isKnown(c.value(i))) throw new Error(`${op} is imported only on values known while importing (shape arithmetic), and input ${i} is computed from the image`);
-  return f(c);
-};
+const foldOnly =
+  (op: string, f: (c: LowerContext) => Value): Lowering =>
+  (c) => {
+    for (let i = 0; i < c.arity; i++)
+      if (c.has(i) && !isKnown(c.value(i)))
+        throw new Error(
+          `${op} is imported only on values known while importing (shape arithmetic), and input ${i} is computed from the image`,
+        );
+    return f(c);
+  };
 
 function knownFromTensor(t: ITensorProto): Known {
   const v = readTensor(t, '.');
@@ -127,7 +164,8 @@ function reduce(build: (x: Tensor, axes: number[], keep: boolean) => Tensor, axe
 function conv(c: LowerContext): Tensor {
   const x = c.tensor(0);
   const w = c.tensor(1);
-  if (x.shape.length !== 4 || w.shape.length !== 4) throw new Error(`only 2-D convolutions are imported, got ${shapeToString(x.shape)} * ${shapeToString(w.shape)}`);
+  if (x.shape.length !== 4 || w.shape.length !== 4)
+    throw new Error(`only 2-D convolutions are imported, got ${shapeToString(x.shape)} * ${shapeToString(w.shape)}`);
   const [co, ci, kh, kw] = w.shape as number[];
   const kernel = c.attr<number[]>('kernel_shape', [kh, kw]);
   const strides = c.attr<number[]>('strides', [1, 1]);
@@ -135,7 +173,8 @@ function conv(c: LowerContext): Tensor {
   const dilations = c.attr<number[]>('dilations', [1, 1]);
   const group = c.attr<number>('group', 1);
   const autoPad = c.attr<string>('auto_pad', 'NOTSET');
-  if (group !== 1 || dilations.some((d) => d !== 1) || (autoPad !== 'NOTSET' && autoPad !== 'VALID')) throw new Error(`Conv with group ${group}, dilations [${dilations}], auto_pad ${autoPad} is not imported (group 1, no dilation)`);
+  if (group !== 1 || dilations.some((d) => d !== 1) || (autoPad !== 'NOTSET' && autoPad !== 'VALID'))
+    throw new Error(`Conv with group ${group}, dilations [${dilations}], auto_pad ${autoPad} is not imported (group 1, no dilation)`);
   let y: Tensor;
   if (strides[0] === kernel[0] && strides[1] === kernel[1] && pads.every((p) => p === 0)) {
     const [, , h, wd] = x.shape as [Dim, number, number, number];
@@ -156,7 +195,9 @@ function conv(c: LowerContext): Tensor {
     if (c.has(2)) y = O.add(y, O.reshape(c.tensor(2), [co, 1, 1]));
     return y;
   }
-  throw new Error(`Conv with kernel [${kernel}], strides [${strides}], pads [${pads}] is not imported (a patch embedding with kernel = stride, or stride 1 with even padding)`);
+  throw new Error(
+    `Conv with kernel [${kernel}], strides [${strides}], pads [${pads}] is not imported (a patch embedding with kernel = stride, or stride 1 with even padding)`,
+  );
 }
 
 function gemm(c: LowerContext): Tensor {
@@ -188,7 +229,8 @@ function softmax(c: LowerContext): Tensor {
 function layerNormalization(c: LowerContext): Tensor {
   const x = c.tensor(0);
   const axis = normalizeAxis(c.attr<number>('axis', -1), x.shape.length, 'LayerNormalization');
-  if (axis !== x.shape.length - 1) throw new Error(`LayerNormalization over axes ${axis}.. of ${shapeToString(x.shape)} is not imported (the last axis only)`);
+  if (axis !== x.shape.length - 1)
+    throw new Error(`LayerNormalization over axes ${axis}.. of ${shapeToString(x.shape)} is not imported (the last axis only)`);
   const d = x.shape[axis] as number;
   const scale = c.tensor(1);
   const bias = c.has(2) ? c.tensor(2) : O.constant(new Float64Array(d), [d]);
@@ -314,7 +356,9 @@ export const LOWERINGS: Readonly<Record<string, Lowering>> = Object.freeze({
   },
   ConstantOfShape: foldOnly('ConstantOfShape', (c) => {
     const shape = numbers(c.known(0, 'shape'), 'ConstantOfShape shape');
-    const fill = c.node.attribute?.some((a) => a.name === 'value') ? knownFromTensor(c.attr<ITensorProto>('value')) : known('float', [1], [0]);
+    const fill = c.node.attribute?.some((a) => a.name === 'value')
+      ? knownFromTensor(c.attr<ITensorProto>('value'))
+      : known('float', [1], [0]);
     return known(fill.dtype, shape, new Array(shape.reduce((a, b) => a * b, 1)).fill(fill.values[0]));
   }),
   Equal: foldOnly('Equal', (c) => FOLD_BINARY.Equal(c.known(0, 'a'), c.known(1, 'b'))),
@@ -360,12 +404,16 @@ export const LOWERINGS: Readonly<Record<string, Lowering>> = Object.freeze({
   Reshape: (c) => {
     const data = c.value(0);
     const shape = c.known(1, 'shape').values as Dim[];
-    if (c.attr<number>('allowzero', 0) === 1 && shape.includes(0)) throw new Error('Reshape with allowzero and a 0 in the shape is not imported');
+    if (c.attr<number>('allowzero', 0) === 1 && shape.includes(0))
+      throw new Error('Reshape with allowzero and a 0 in the shape is not imported');
     if (isKnown(data)) {
       const size = data.values.length;
       const dims = shape.map((d, i) => (d === 0 ? data.shape[i] : (d as number)));
       const rest = dims.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-      return reshapeKnown(data, dims.map((d) => (d === -1 ? size / rest : d)));
+      return reshapeKnown(
+        data,
+        dims.map((d) => (d === -1 ? size / rest : d)),
+      );
     }
     return reshapeTo(data, shape);
   },
@@ -384,8 +432,14 @@ export const LOWERINGS: Readonly<Record<string, Lowering>> = Object.freeze({
   Squeeze: (c) => {
     const v = c.value(0);
     const dims = shapeOf(v);
-    const axes = (axesAttrOrInput(c, 1, 13) ?? dims.flatMap((d, i) => (d === 1 ? [i] : []))).map((a) => normalizeAxis(a, dims.length, 'Squeeze'));
-    if (isKnown(v)) return reshapeKnown(v, v.shape.filter((_d, i) => !axes.includes(i)));
+    const axes = (axesAttrOrInput(c, 1, 13) ?? dims.flatMap((d, i) => (d === 1 ? [i] : []))).map((a) =>
+      normalizeAxis(a, dims.length, 'Squeeze'),
+    );
+    if (isKnown(v))
+      return reshapeKnown(
+        v,
+        v.shape.filter((_d, i) => !axes.includes(i)),
+      );
     return O.squeeze(v, axes);
   },
   Unsqueeze: (c) => {

@@ -2,9 +2,22 @@
 // (onnx-proto.ts), then serializes it. Inputs and params become graph inputs, or params become
 // initializers when their values are given (an inference export).
 
-import { Shape, Tensor, topoSort } from './graph.js';
-import { OPS, OPSET, OnnxEmitter } from './ops.js';
-import { DataType, ExternalPlace, INodeProto, ITensorProto, IValueInfoProto, ModelProto, encodeAttribute, externalTensor, floatTensor, int64Tensor, onnx, serializeModel } from './onnx-proto.js';
+import { type Shape, type Tensor, topoSort } from './graph.js';
+import { OPS, OPSET, type OnnxEmitter } from './ops.js';
+import {
+  DataType,
+  type ExternalPlace,
+  type INodeProto,
+  type ITensorProto,
+  type IValueInfoProto,
+  type ModelProto,
+  encodeAttribute,
+  externalTensor,
+  floatTensor,
+  int64Tensor,
+  onnx,
+  serializeModel,
+} from './onnx-proto.js';
 
 export { onnx, decodeModel, serializeModel } from './onnx-proto.js';
 
@@ -50,7 +63,13 @@ export function compileModel(opts: CompileOptions): ModelProto {
 
   const emitter: OnnxEmitter = {
     node: (opType, ins, outs, attrs = {}) => {
-      nodes.push({ opType, input: ins, output: outs, name: fresh(opType), attribute: Object.entries(attrs).map(([k, v]) => encodeAttribute(k, v)) });
+      nodes.push({
+        opType,
+        input: ins,
+        output: outs,
+        name: fresh(opType),
+        attribute: Object.entries(attrs).map(([k, v]) => encodeAttribute(k, v)),
+      });
     },
     int64s: (values) => {
       const key = `i:${values.join(',')}`;
@@ -99,7 +118,12 @@ export function compileModel(opts: CompileOptions): ModelProto {
       continue;
     }
     const out = fresh(n.op);
-    OPS[n.op].onnx(emitter, n.inputs.map((i) => names.get(i.id)!), out, n);
+    OPS[n.op].onnx(
+      emitter,
+      n.inputs.map((i) => names.get(i.id)!),
+      out,
+      n,
+    );
     names.set(n.id, out);
   }
 

@@ -7,7 +7,20 @@
 // Below the table are the front-end helpers that build nodes, and the composites (GELU, cross-entropy,
 // sum-to-shape, …) that are ordinary compositions of primitives.
 
-import { Attrs, Dim, Shape, Tensor, broadcastShapes, factorDim, makeNode, normalizeAxis, productDim, sameShape, shapeToString, staticSize } from './graph.js';
+import {
+  type Attrs,
+  type Dim,
+  type Shape,
+  type Tensor,
+  broadcastShapes,
+  factorDim,
+  makeNode,
+  normalizeAxis,
+  productDim,
+  sameShape,
+  shapeToString,
+  staticSize,
+} from './graph.js';
 import * as K from './ndarray.js';
 import type { NDArray } from './ndarray.js';
 import { type AttrValue, float } from './onnx-proto.js';
@@ -69,9 +82,12 @@ const axesOf = (attrs: Attrs) => attrs.axes as readonly number[];
 /** The output shape of a max-pooling of x [B, C, H, W] (attrs kernel, stride, pad). */
 function poolShape(x: Shape, attrs: Attrs): Shape {
   const { kernel: k, stride: s, pad: p } = attrs as { kernel: number; stride: number; pad: number };
-  if (x.length !== 4 || typeof x[2] !== 'number' || typeof x[3] !== 'number') throw new Error(`max_pool: input must be [batch, channels, height, width] with known sizes, got ${shapeToString(x)}`);
-  if (![k, s].every((v) => Number.isInteger(v) && v >= 1)) throw new Error(`max_pool: kernel and stride must be positive integers, got ${k} and ${s}`);
-  if (!Number.isInteger(p) || p < 0 || 2 * p >= k + 1) throw new Error(`max_pool: padding must be an integer in [0, ${Math.floor(k / 2)}], got ${p}`);
+  if (x.length !== 4 || typeof x[2] !== 'number' || typeof x[3] !== 'number')
+    throw new Error(`max_pool: input must be [batch, channels, height, width] with known sizes, got ${shapeToString(x)}`);
+  if (![k, s].every((v) => Number.isInteger(v) && v >= 1))
+    throw new Error(`max_pool: kernel and stride must be positive integers, got ${k} and ${s}`);
+  if (!Number.isInteger(p) || p < 0 || 2 * p >= k + 1)
+    throw new Error(`max_pool: padding must be an integer in [0, ${Math.floor(k / 2)}], got ${p}`);
   const [h, w] = [x[2], x[3]] as number[];
   if (h + 2 * p < k || w + 2 * p < k) throw new Error(`max_pool: a ${k}x${k} window does not fit ${shapeToString(x)} with padding ${p}`);
   return [x[0], x[1], Math.floor((h + 2 * p - k) / s) + 1, Math.floor((w + 2 * p - k) / s) + 1];
@@ -101,7 +117,13 @@ function maxPoolGradWithoutIndices(e: OnnxEmitter, x: string, g: string, out: st
   let sum: string | null = null;
   for (let di = 0; di < k; di++) {
     for (let dj = 0; dj < k; dj++) {
-      const view = value('Slice', [padded, e.int64s([di, dj]), e.int64s([di + s * (ho - 1) + 1, dj + s * (wo - 1) + 1]), e.int64s([2, 3]), e.int64s([s, s])]); // (B, C, ho, wo)
+      const view = value('Slice', [
+        padded,
+        e.int64s([di, dj]),
+        e.int64s([di + s * (ho - 1) + 1, dj + s * (wo - 1) + 1]),
+        e.int64s([2, 3]),
+        e.int64s([s, s]),
+      ]); // (B, C, ho, wo)
       const equal = value('Cast', [value('Equal', [view, pooled])], { to: 1 });
       const first: string = taken ? value('Mul', [equal, value('Sub', [e.floats([1], []), taken])]) : equal;
       taken = taken ? value('Add', [taken, first]) : first;
@@ -130,24 +152,44 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   param: leaf('param'),
   const: leaf('const'),
 
-  add: elementwise('Add', (x, y) => x + y, (g, out) => {
-    const [a, b] = out.inputs;
-    return [sumTo(g, a.shape), sumTo(g, b.shape)];
-  }),
-  sub: elementwise('Sub', (x, y) => x - y, (g, out) => {
-    const [a, b] = out.inputs;
-    return [sumTo(g, a.shape), sumTo(neg(g), b.shape)];
-  }),
-  mul: elementwise('Mul', (x, y) => x * y, (g, out) => {
-    const [a, b] = out.inputs;
-    return [sumTo(mul(g, b), a.shape), sumTo(mul(g, a), b.shape)];
-  }),
-  div: elementwise('Div', (x, y) => x / y, (g, out) => {
-    const [a, b] = out.inputs;
-    return [sumTo(div(g, b), a.shape), sumTo(neg(div(mul(g, out), b)), b.shape)];
-  }),
+  add: elementwise(
+    'Add',
+    (x, y) => x + y,
+    (g, out) => {
+      const [a, b] = out.inputs;
+      return [sumTo(g, a.shape), sumTo(g, b.shape)];
+    },
+  ),
+  sub: elementwise(
+    'Sub',
+    (x, y) => x - y,
+    (g, out) => {
+      const [a, b] = out.inputs;
+      return [sumTo(g, a.shape), sumTo(neg(g), b.shape)];
+    },
+  ),
+  mul: elementwise(
+    'Mul',
+    (x, y) => x * y,
+    (g, out) => {
+      const [a, b] = out.inputs;
+      return [sumTo(mul(g, b), a.shape), sumTo(mul(g, a), b.shape)];
+    },
+  ),
+  div: elementwise(
+    'Div',
+    (x, y) => x / y,
+    (g, out) => {
+      const [a, b] = out.inputs;
+      return [sumTo(div(g, b), a.shape), sumTo(neg(div(mul(g, out), b)), b.shape)];
+    },
+  ),
 
-  neg: unaryOp('Neg', (x) => -x, (g) => [neg(g)]),
+  neg: unaryOp(
+    'Neg',
+    (x) => -x,
+    (g) => [neg(g)],
+  ),
   exp: unaryOp('Exp', Math.exp, (g, out) => [mul(g, out)]),
   log: unaryOp('Log', Math.log, (g, out) => [div(g, out.inputs[0])]),
   tanh: unaryOp('Tanh', Math.tanh, (g, out) => [mul(g, sub(1, mul(out, out)))]),
@@ -169,7 +211,15 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     vjp: (g, out) => [geluTanhGrad(out.inputs[0], g)],
     onnx: (e, [x], out) => {
       const v = (hint: string) => e.fresh(hint);
-      const [cube, scaled, sum, inner, t, onePlus, half] = [v('cube'), v('cube_scaled'), v('sum'), v('inner'), v('tanh'), v('one_plus'), v('half_x')];
+      const [cube, scaled, sum, inner, t, onePlus, half] = [
+        v('cube'),
+        v('cube_scaled'),
+        v('sum'),
+        v('inner'),
+        v('tanh'),
+        v('one_plus'),
+        v('half_x'),
+      ];
       e.node('Pow', [x, e.floats([3], [])], [cube]);
       e.node('Mul', [e.floats([GELU_A], []), cube], [scaled]);
       e.node('Add', [x, scaled], [sum]);
@@ -196,7 +246,20 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     },
     onnx: (e, [x, g], out) => {
       const v = (hint: string) => e.fresh(hint);
-      const [x2, p, p1, z, sg, q, q1, om, r, r1, r2, d] = ['x2', 'p', 'p1', 'z', 'sigmoid', 'q', 'q1', 'one_minus', 'r', 'r1', 'r2', 'd'].map(v);
+      const [x2, p, p1, z, sg, q, q1, om, r, r1, r2, d] = [
+        'x2',
+        'p',
+        'p1',
+        'z',
+        'sigmoid',
+        'q',
+        'q1',
+        'one_minus',
+        'r',
+        'r1',
+        'r2',
+        'd',
+      ].map(v);
       const twoC = 2 * GELU_C;
       e.node('Mul', [x, x], [x2]);
       e.node('Mul', [x2, e.floats([twoC * GELU_A], [])], [p]);
@@ -218,7 +281,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     // x ** p for a constant exponent p (attrs.exponent)
     arity: 1,
     shape: ([a]) => a,
-    kernel: ([a], attrs) => K.unary(a, (x) => Math.pow(x, attrs.exponent as number)),
+    kernel: ([a], attrs) => K.unary(a, (x) => x ** (attrs.exponent as number)),
     vjp: (g, out) => {
       const p = out.attrs.exponent as number;
       return [mul(g, mul(p, pow(out.inputs[0], p - 1)))];
@@ -243,9 +306,10 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       // every row, x^T [k, rows] @ g [rows, n], not one product per leading index summed after.
       // Measured with ONNX Runtime's profiler on the CCT step (batch 128, 65 tokens): the per-image
       // products (K = 65) and their sums over the batch took ~6 ms more than single products.
-      const dB = b.shape.length === 2 && a.shape.length > 2 && typeof k === 'number' && typeof n === 'number'
-        ? matmul(transposeLast2(reshape(a, [-1, k])), reshape(g, [-1, n]))
-        : sumTo(matmul(transposeLast2(a), g), b.shape);
+      const dB =
+        b.shape.length === 2 && a.shape.length > 2 && typeof k === 'number' && typeof n === 'number'
+          ? matmul(transposeLast2(reshape(a, [-1, k])), reshape(g, [-1, n]))
+          : sumTo(matmul(transposeLast2(a), g), b.shape);
       return [sumTo(matmul(g, transposeLast2(b)), a.shape), dB];
     },
     onnx: (e, ins, out) => e.node('MatMul', [...ins], [out]),
@@ -305,7 +369,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     shape: ([a, ref]) => {
       const na = staticSize(a);
       const nr = staticSize(ref);
-      if (na !== undefined && nr !== undefined && na !== nr) throw new Error(`reshape_as: ${shapeToString(a)} cannot become ${shapeToString(ref)}`);
+      if (na !== undefined && nr !== undefined && na !== nr)
+        throw new Error(`reshape_as: ${shapeToString(a)} cannot become ${shapeToString(ref)}`);
       return ref;
     },
     kernel: ([a, ref]) => {
@@ -320,7 +385,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     arity: 1,
     shape: ([a], attrs) => {
       const perm = attrs.perm as readonly number[];
-      if (perm.length !== a.length || [...perm].sort().some((p, i) => p !== i)) throw new Error(`transpose: perm [${perm}] does not fit rank ${a.length}`);
+      if (perm.length !== a.length || [...perm].sort().some((p, i) => p !== i))
+        throw new Error(`transpose: perm [${perm}] does not fit rank ${a.length}`);
       return perm.map((p) => a[p]);
     },
     kernel: ([a], attrs) => K.transpose(a, attrs.perm as number[]),
@@ -339,7 +405,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const first = shapes[0];
       let total = 0;
       for (const s of shapes) {
-        if (s.length !== first.length || s.some((d, i) => i !== axis && d !== first[i])) throw new Error(`concat: shapes ${shapes.map(shapeToString).join(', ')} differ off axis ${axis}`);
+        if (s.length !== first.length || s.some((d, i) => i !== axis && d !== first[i]))
+          throw new Error(`concat: shapes ${shapes.map(shapeToString).join(', ')} differ off axis ${axis}`);
         if (typeof s[axis] !== 'number') throw new Error('concat: the concatenated axis must have a known size');
         total += s[axis] as number;
       }
@@ -364,7 +431,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     shape: ([a], attrs) => {
       const { axis, start, end } = attrs as { axis: number; start: number; end: number };
       const len = a[axis];
-      if (typeof len !== 'number' || start < 0 || end > len || start >= end) throw new Error(`slice: [${start}, ${end}) is not within axis ${axis} of ${shapeToString(a)}`);
+      if (typeof len !== 'number' || start < 0 || end > len || start >= end)
+        throw new Error(`slice: [${start}, ${end}) is not within axis ${axis} of ${shapeToString(a)}`);
       return a.map((d, i) => (i === axis ? end - start : d));
     },
     kernel: ([a], attrs) => K.sliceAxis(a, attrs.axis as number, attrs.start as number, attrs.end as number),
@@ -431,7 +499,17 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const column = e.fresh('column');
       e.node('Unsqueeze', [x, e.int64s([-1])], [column]);
       const equal = e.fresh('equal');
-      e.node('Equal', [column, e.floats(Array.from({ length: depth }, (_, k) => k), [depth])], [equal]);
+      e.node(
+        'Equal',
+        [
+          column,
+          e.floats(
+            Array.from({ length: depth }, (_, k) => k),
+            [depth],
+          ),
+        ],
+        [equal],
+      );
       e.node('Cast', [equal], [out], { to: 1 }); // FLOAT
     },
   },
@@ -462,7 +540,11 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
 
   // ---- the convolutional tokenizer's ops (images as [batch, channels, height, width]) ----
 
-  relu: unaryOp('Relu', (x) => (x > 0 ? x : 0), (g, out) => [mul(g, step(out.inputs[0]))]),
+  relu: unaryOp(
+    'Relu',
+    (x) => (x > 0 ? x : 0),
+    (g, out) => [mul(g, step(out.inputs[0]))],
+  ),
 
   // 1 where x > 0, else 0: ReLU's derivative (0 at 0, as PyTorch). Piecewise constant: no gradient.
   step: {
@@ -481,7 +563,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   flip: {
     arity: 1,
     shape: ([a], attrs) => {
-      for (const ax of attrs.axes as number[]) if (typeof a[ax] !== 'number') throw new Error(`flip: axis ${ax} of ${shapeToString(a)} has no known size`);
+      for (const ax of attrs.axes as number[])
+        if (typeof a[ax] !== 'number') throw new Error(`flip: axis ${ax} of ${shapeToString(a)} has no known size`);
       return a;
     },
     kernel: ([a], attrs) => K.flip(a, attrs.axes as number[]),
@@ -502,11 +585,13 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     arity: 2,
     shape: ([x, w], attrs) => {
       const pad = attrs.pad as number;
-      if (x.length !== 4 || w.length !== 4) throw new Error(`conv2d: input and weights must be rank 4, got ${shapeToString(x)} and ${shapeToString(w)}`);
+      if (x.length !== 4 || w.length !== 4)
+        throw new Error(`conv2d: input and weights must be rank 4, got ${shapeToString(x)} and ${shapeToString(w)}`);
       const [, , H, W] = x;
       const [co, ci, kh, kw] = w;
       if (ci !== x[1]) throw new Error(`conv2d: ${shapeToString(x)} has ${x[1]} channels, weights ${shapeToString(w)} expect ${ci}`);
-      if ([H, W, kh, kw].some((d) => typeof d !== 'number')) throw new Error(`conv2d: spatial sizes must be known, got ${shapeToString(x)} and ${shapeToString(w)}`);
+      if ([H, W, kh, kw].some((d) => typeof d !== 'number'))
+        throw new Error(`conv2d: spatial sizes must be known, got ${shapeToString(x)} and ${shapeToString(w)}`);
       const [h, wd, k1, k2] = [H, W, kh, kw] as number[];
       if (!Number.isInteger(pad) || pad < 0) throw new Error(`conv2d: padding must be an integer >= 0, got ${pad}`);
       const ho = h + 2 * pad - k1 + 1;
@@ -519,7 +604,10 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const [x, w] = out.inputs;
       const pad = out.attrs.pad as number;
       const k = w.shape[2] as number;
-      if (w.shape[3] !== k || pad >= k) throw new Error(`conv2d: gradients need a square kernel and padding below its side, got ${shapeToString(w.shape)} with padding ${pad}`);
+      if (w.shape[3] !== k || pad >= k)
+        throw new Error(
+          `conv2d: gradients need a square kernel and padding below its side, got ${shapeToString(w.shape)} with padding ${pad}`,
+        );
       return [conv2dInputGrad(g, w, pad), conv2dWeightGrad(x, g, k, pad)];
     },
     onnx: (e, ins, out, node) => {
@@ -537,12 +625,14 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     arity: 2,
     shape: ([g, w], attrs) => {
       const pad = attrs.pad as number;
-      if (g.length !== 4 || w.length !== 4 || g[1] !== w[0]) throw new Error(`conv2d_input_grad: gradient ${shapeToString(g)} does not match weights ${shapeToString(w)}`);
+      if (g.length !== 4 || w.length !== 4 || g[1] !== w[0])
+        throw new Error(`conv2d_input_grad: gradient ${shapeToString(g)} does not match weights ${shapeToString(w)}`);
       const [, , ho, wo] = g as number[];
       const k = w[2] as number;
       return [g[0], w[1], ho + k - 1 - 2 * pad, wo + k - 1 - 2 * pad];
     },
-    kernel: ([g, w], attrs) => K.conv2d(g, K.transpose(K.flip(w, [2, 3]), [1, 0, 2, 3]), (w.shape[2] as number) - 1 - (attrs.pad as number)),
+    kernel: ([g, w], attrs) =>
+      K.conv2d(g, K.transpose(K.flip(w, [2, 3]), [1, 0, 2, 3]), (w.shape[2] as number) - 1 - (attrs.pad as number)),
     vjp: () => {
       throw new Error('conv2d_input_grad: second derivatives of convolutions are not implemented');
     },
@@ -559,7 +649,10 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     shape: ([x], attrs) => poolShape(x, attrs),
     kernel: ([x], attrs) => {
       const { index, shape } = K.maxPoolArgmax(x, attrs.kernel as number, attrs.stride as number, attrs.pad as number);
-      return K.nd(Float64Array.from(index, (i) => x.data[i]), shape);
+      return K.nd(
+        Float64Array.from(index, (i) => x.data[i]),
+        shape,
+      );
     },
     vjp: (g, out) => [maxPoolGrad(out.inputs[0], g, out.attrs)],
     onnx: (e, [x], out, node) => {
@@ -575,7 +668,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     arity: 2,
     shape: ([x, g], attrs) => {
       const pooled = poolShape(x, attrs);
-      if (!sameShape(pooled, g)) throw new Error(`max_pool_grad: gradient ${shapeToString(g)} is not the pooled shape ${shapeToString(pooled)}`);
+      if (!sameShape(pooled, g))
+        throw new Error(`max_pool_grad: gradient ${shapeToString(g)} is not the pooled shape ${shapeToString(pooled)}`);
       return x;
     },
     kernel: ([x, g], attrs) => {
@@ -645,7 +739,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     arity: 3,
     shape: ([x, w, b]) => {
       const d = x[x.length - 1];
-      if (w.length !== 1 || b.length !== 1 || w[0] !== d || b[0] !== d) throw new Error(`layer_norm: weight ${shapeToString(w)} and bias ${shapeToString(b)} must be [${d}]`);
+      if (w.length !== 1 || b.length !== 1 || w[0] !== d || b[0] !== d)
+        throw new Error(`layer_norm: weight ${shapeToString(w)} and bias ${shapeToString(b)} must be [${d}]`);
       return x;
     },
     kernel: ([x, w, b], attrs) => {
@@ -678,7 +773,15 @@ function node(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor 
   const def = OPS[op];
   if (!def) throw new Error(`unknown op '${op}'`);
   if (def.arity !== 'variadic' && def.arity !== inputs.length) throw new Error(`${op}: takes ${def.arity} inputs, got ${inputs.length}`);
-  return makeNode(op, inputs, attrs, def.shape(inputs.map((t) => t.shape), attrs));
+  return makeNode(
+    op,
+    inputs,
+    attrs,
+    def.shape(
+      inputs.map((t) => t.shape),
+      attrs,
+    ),
+  );
 }
 
 // ---- leaves ----
@@ -720,26 +823,32 @@ export const matmul = (a: Tensor, b: Tensor) => node('matmul', [a, b]);
 export const reshape = (a: Tensor, shape: readonly number[]) => node('reshape', [a], { shape: [...shape] });
 export const reshapeAs = (a: Tensor, ref: Tensor) => (sameShape(a.shape, ref.shape) ? a : node('reshape_as', [a, ref]));
 export const transpose = (a: Tensor, perm: readonly number[]) => node('transpose', [a], { perm: [...perm] });
-export const concat = (parts: readonly Tensor[], axis: number) => node('concat', parts, { axis: normalizeAxis(axis, parts[0].shape.length, 'concat') });
-export const slice = (a: Tensor, axis: number, start: number, end: number) => node('slice', [a], { axis: normalizeAxis(axis, a.shape.length, 'slice'), start, end });
-export const pad = (a: Tensor, axis: number, before: number, after: number) => node('pad', [a], { axis: normalizeAxis(axis, a.shape.length, 'pad'), before, after });
+export const concat = (parts: readonly Tensor[], axis: number) =>
+  node('concat', parts, { axis: normalizeAxis(axis, parts[0].shape.length, 'concat') });
+export const slice = (a: Tensor, axis: number, start: number, end: number) =>
+  node('slice', [a], { axis: normalizeAxis(axis, a.shape.length, 'slice'), start, end });
+export const pad = (a: Tensor, axis: number, before: number, after: number) =>
+  node('pad', [a], { axis: normalizeAxis(axis, a.shape.length, 'pad'), before, after });
 export const expandAs = (a: Tensor, ref: Tensor) => (sameShape(a.shape, ref.shape) ? a : node('expand_as', [a, ref]));
 export const softmax = (a: Tensor) => node('softmax', [a]);
 export const relu = (a: Tensor) => node('relu', [a]);
 export const step = (a: Tensor) => node('step', [a]);
-export const flip = (a: Tensor, axes: readonly number[]) => node('flip', [a], { axes: axes.map((ax) => normalizeAxis(ax, a.shape.length, 'flip')) });
+export const flip = (a: Tensor, axes: readonly number[]) =>
+  node('flip', [a], { axes: axes.map((ax) => normalizeAxis(ax, a.shape.length, 'flip')) });
 /** Convolution with stride 1 and `pad` zeros around (x [B, Ci, H, W], w [Co, Ci, k, k]). */
 export const conv2d = (x: Tensor, w: Tensor, pad: number) => node('conv2d', [x, w], { pad });
 /** Max-pooling over kernel x kernel windows every `stride` pixels, `pad` around (x [B, C, H, W]). */
 const conv2dInputGrad = (g: Tensor, w: Tensor, pad: number) => node('conv2d_input_grad', [g, w], { pad });
 export const maxPool = (x: Tensor, kernel: number, stride: number, pad: number) => node('max_pool', [x], { kernel, stride, pad });
-const maxPoolGrad = (x: Tensor, g: Tensor, attrs: Attrs) => node('max_pool_grad', [x, g], { kernel: attrs.kernel, stride: attrs.stride, pad: attrs.pad });
+const maxPoolGrad = (x: Tensor, g: Tensor, attrs: Attrs) =>
+  node('max_pool_grad', [x, g], { kernel: attrs.kernel, stride: attrs.stride, pad: attrs.pad });
 export const oneHot = (indices: Tensor, depth: number) => node('one_hot', [indices], { depth });
 export const argmax = (a: Tensor) => node('argmax', [a]);
 export const logSoftmax = (a: Tensor) => node('log_softmax', [a]);
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number) => node('layer_norm', [x, weight, bias], { eps });
 
-const axesFor = (a: Tensor, axes: readonly number[]) => [...new Set(axes.map((ax) => normalizeAxis(ax, a.shape.length, 'reduce')))].sort((x, y) => x - y);
+const axesFor = (a: Tensor, axes: readonly number[]) =>
+  [...new Set(axes.map((ax) => normalizeAxis(ax, a.shape.length, 'reduce')))].sort((x, y) => x - y);
 
 export const squeeze = (a: Tensor, axes: readonly number[]) => node('squeeze', [a], { axes: axesFor(a, axes) });
 

@@ -1,7 +1,7 @@
 // Runs a graph on ONNX Runtime: compiles it once to ONNX, opens a session, feeds float32 arrays.
 
-import { CompileOptions, compileToBytes } from './onnx.js';
-import { Device, HostTensor, Session, createSession, mayUseWebGpu, runSession } from '../../runtime/ort.js';
+import { type CompileOptions, compileToBytes } from './onnx.js';
+import { type Device, type HostTensor, type Session, createSession, mayUseWebGpu, runSession } from '../../runtime/ort.js';
 
 export interface OrtGraphOptions extends CompileOptions {
   device?: Device;
@@ -22,7 +22,11 @@ export class OrtGraph {
     // otherwise put the nodes it refuses on the CPU, with a copy each way).
     const bytes = compileToBytes({ ...opts, maxPoolIndices: opts.maxPoolIndices ?? !mayUseWebGpu(opts.device ?? 'cpu') });
     const session = await createSession(bytes, { device: opts.device, threads: opts.threads, spin: opts.spin, log: opts.log });
-    return new OrtGraph(session, opts.outputs.map(([name]) => name), bytes);
+    return new OrtGraph(
+      session,
+      opts.outputs.map(([name]) => name),
+      bytes,
+    );
   }
 
   get provider() {
@@ -40,4 +44,3 @@ export class OrtGraph {
     return runSession(this.session, used, outputs);
   }
 }
-

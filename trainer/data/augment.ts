@@ -4,9 +4,9 @@
 // AutoAugment's CIFAR-10 policy, see policies.ts), normalization, random erasing; then, over the whole
 // batch, Mixup or CutMix. Targets are one-hot rows, label-smoothed when asked, mixed with the images.
 
-import { ImageDataset, imageSize } from './dataset.js';
-import { AutoAugmenter, Canvas, Policy } from './policies.js';
-import { Rng } from '../nn/random.js';
+import { type ImageDataset, imageSize } from './dataset.js';
+import { AutoAugmenter, type Canvas, type Policy } from './policies.js';
+import type { Rng } from '../nn/random.js';
 import { normalizationTables } from '../../runtime/pixels.js';
 
 export interface AugmentOptions {
@@ -44,7 +44,15 @@ export interface BatchOptions {
 
 /** Fills `pixels` (n, C, H, W) and `targets` (n, classes) from the images at `indices`. `flips`, when
  *  given (one per index, 1 = mirrored), decides the flips instead of a draw. */
-export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchOptions, rng: Rng, pixels: Float32Array, targets: Float32Array, flips?: ArrayLike<number>): void {
+export function fillBatch(
+  d: ImageDataset,
+  indices: ArrayLike<number>,
+  o: BatchOptions,
+  rng: Rng,
+  pixels: Float32Array,
+  targets: Float32Array,
+  flips?: ArrayLike<number>,
+): void {
   const { channels: C, height: H, width: W } = d;
   const per = imageSize(d);
   const luts = normalizationTables(o); // as the service normalizes, bit for bit
@@ -52,7 +60,10 @@ export function fillBatch(d: ImageDataset, indices: ArrayLike<number>, o: BatchO
   const pad = a.cropPadding;
   const off = o.labelSmoothing / o.numClasses;
   const on = 1 - o.labelSmoothing + off;
-  const policy = a.policy && a.policy !== 'none' ? new AutoAugmenter({ policy: a.policy, ops: a.randaugmentOps ?? 2, magnitude: a.randaugmentMagnitude ?? 9 }, H, W) : null;
+  const policy =
+    a.policy && a.policy !== 'none'
+      ? new AutoAugmenter({ policy: a.policy, ops: a.randaugmentOps ?? 2, magnitude: a.randaugmentMagnitude ?? 9 }, H, W)
+      : null;
   const canvas: Canvas = { px: new Uint8Array(per), tmp: new Uint8Array(per), C, H, W };
   targets.fill(off, 0, indices.length * o.numClasses);
   for (let b = 0; b < indices.length; b++) {
@@ -113,7 +124,17 @@ export function erase(img: Float32Array, C: number, H: number, W: number, rng: R
  * image is mixed with the image at the mirrored position of the batch, with one lambda ~ Beta(alpha,
  * alpha) for the batch; targets are mixed by the share of each image actually seen.
  */
-export function mixBatch(pixels: Float32Array, targets: Float32Array, n: number, K: number, C: number, H: number, W: number, a: AugmentOptions, rng: Rng): { kind: 'mixup' | 'cutmix'; lambda: number } {
+export function mixBatch(
+  pixels: Float32Array,
+  targets: Float32Array,
+  n: number,
+  K: number,
+  C: number,
+  H: number,
+  W: number,
+  a: AugmentOptions,
+  rng: Rng,
+): { kind: 'mixup' | 'cutmix'; lambda: number } {
   const mixup = a.mixupAlpha ?? 0;
   const cutmix = a.cutmixAlpha ?? 0;
   const useCutmix = cutmix > 0 && (mixup <= 0 || rng.next() < (a.mixSwitch ?? 0.5));

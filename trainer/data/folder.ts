@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { decodeImage } from '../../runtime/image.js';
 import { type Geometry, toChw } from '../../runtime/pixels.js';
-import { ImageDataset, makeDataset, subset } from './dataset.js';
+import { type ImageDataset, makeDataset, subset } from './dataset.js';
 import { Rng } from '../nn/random.js';
 
 export const IMAGE_EXTENSIONS = Object.freeze(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.tif', '.tiff']);
@@ -48,7 +48,10 @@ async function isDir(p: string): Promise<boolean> {
 
 async function listClasses(root: string): Promise<Map<string, string[]>> {
   const entries = await fs.readdir(root, { withFileTypes: true });
-  const classes = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const classes = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   if (classes.length === 0) throw new Error(`${root} has no class folders (expected ${path.join(root, '<class>', '*.jpg')})`);
   const out = new Map<string, string[]>();
   for (const c of classes) {
@@ -107,7 +110,8 @@ async function decodeAll(files: readonly [string, number][], classes: string[], 
   return subset(makeDataset(images, labels, { channels: 3, height: o.size, width: o.size }, classes), keep);
 }
 
-const flatten = (m: Map<string, string[]>, classes: string[]): [string, number][] => [...m].flatMap(([c, files]) => files.map((f) => [f, classes.indexOf(c)] as [string, number]));
+const flatten = (m: Map<string, string[]>, classes: string[]): [string, number][] =>
+  [...m].flatMap(([c, files]) => files.map((f) => [f, classes.indexOf(c)] as [string, number]));
 
 export async function loadImageFolder(root: string, o: FolderOptions): Promise<FolderData> {
   if (!(await isDir(root))) throw new Error(`data folder ${root} does not exist or is not a folder`);
@@ -138,9 +142,20 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
     const members = [...data.labels.keys()].filter((i) => data.labels[i] === c);
     const order = rng.permutation(members.length);
     const nVal = members.length > 1 ? Math.max(1, Math.round(members.length * o.valRatio)) : 0;
-    if (members.length < 2) o.warn?.(`class '${classes[c]}' has ${members.length === 1 ? 'one image' : 'no image that decodes'}: none of it can be held out for validation, and a class needs several images to be learnt`);
+    if (members.length < 2)
+      o.warn?.(
+        `class '${classes[c]}' has ${members.length === 1 ? 'one image' : 'no image that decodes'}: none of it can be held out for validation, and a class needs several images to be learnt`,
+      );
     order.forEach((k, j) => (j < nVal ? valIdx : trainIdx).push(members[k]));
   }
-  if (valIdx.length === 0) o.warn?.(`no image is held out for validation (val_ratio ${o.valRatio} of ${data.count} images): the run can report no held-out accuracy`);
-  return { classes, train: subset(data, trainIdx), val: valIdx.length > 0 ? subset(data, valIdx) : null, split: valIdx.length > 0 ? 'seeded' : 'none' };
+  if (valIdx.length === 0)
+    o.warn?.(
+      `no image is held out for validation (val_ratio ${o.valRatio} of ${data.count} images): the run can report no held-out accuracy`,
+    );
+  return {
+    classes,
+    train: subset(data, trainIdx),
+    val: valIdx.length > 0 ? subset(data, valIdx) : null,
+    split: valIdx.length > 0 ? 'seeded' : 'none',
+  };
 }

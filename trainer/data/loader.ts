@@ -3,8 +3,8 @@
 // request names the image indices and the state of the generator that draws the augmentations, so a
 // batch depends on nothing but its request.
 
-import { ImageDataset } from './dataset.js';
-import { BatchOptions } from './augment.js';
+import type { ImageDataset } from './dataset.js';
+import type { BatchOptions } from './augment.js';
 import { siblingUrl, startWorker } from '../../runtime/worker.js';
 import { type BatchReply, type BatchRequest, Pending } from '../../runtime/worker-protocol.js';
 import type { Worker } from 'node:worker_threads';
@@ -31,7 +31,9 @@ export class BatchLoader {
     shared.set(data.images);
     const labels = new Uint16Array(new SharedArrayBuffer(data.labels.byteLength));
     labels.set(data.labels);
-    this.worker = startWorker(siblingUrl(import.meta.url, 'batch-worker'), { workerData: { data: { ...data, images: shared, labels }, options } satisfies BatchWorkerData });
+    this.worker = startWorker(siblingUrl(import.meta.url, 'batch-worker'), {
+      workerData: { data: { ...data, images: shared, labels }, options } satisfies BatchWorkerData,
+    });
     this.worker.on('message', (m: BatchReply) => {
       if ('error' in m) this.waiting.reject(m.id, new Error(`batch worker: ${m.error}`));
       else this.waiting.resolve(m.id, { pixels: m.pixels, targets: m.targets, size: m.size });

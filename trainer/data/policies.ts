@@ -8,7 +8,7 @@
 // Geometric ops sample with nearest neighbour at pixel centres and fill with black, colour ops blend
 // in float and truncate to uint8, exactly as torchvision does on uint8 tensors.
 
-import { Rng } from '../nn/random.js';
+import type { Rng } from '../nn/random.js';
 
 export const POLICIES = ['none', 'randaugment', 'trivialaugment', 'autoaugment'] as const;
 export type Policy = (typeof POLICIES)[number];
@@ -254,35 +254,125 @@ export function applyOp(c: Canvas, op: OpName, m: number): void {
   }
 }
 
-const RAND_OPS: OpName[] = ['Identity', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate', 'Brightness', 'Color', 'Contrast', 'Sharpness', 'Posterize', 'Solarize', 'AutoContrast', 'Equalize'];
+const RAND_OPS: OpName[] = [
+  'Identity',
+  'ShearX',
+  'ShearY',
+  'TranslateX',
+  'TranslateY',
+  'Rotate',
+  'Brightness',
+  'Color',
+  'Contrast',
+  'Sharpness',
+  'Posterize',
+  'Solarize',
+  'AutoContrast',
+  'Equalize',
+];
 
 /** AutoAugment's CIFAR-10 policy: 25 sub-policies of two (op, probability, magnitude bin of 10). */
 export const CIFAR10_POLICY: ReadonlyArray<readonly [readonly [OpName, number, number], readonly [OpName, number, number]]> = [
-  [['Invert', 0.1, 0], ['Contrast', 0.2, 6]],
-  [['Rotate', 0.7, 2], ['TranslateX', 0.3, 9]],
-  [['Sharpness', 0.8, 1], ['Sharpness', 0.9, 3]],
-  [['ShearY', 0.5, 8], ['TranslateY', 0.7, 9]],
-  [['AutoContrast', 0.5, 0], ['Equalize', 0.9, 0]],
-  [['ShearY', 0.2, 7], ['Posterize', 0.3, 7]],
-  [['Color', 0.4, 3], ['Brightness', 0.6, 7]],
-  [['Sharpness', 0.3, 9], ['Brightness', 0.7, 9]],
-  [['Equalize', 0.6, 0], ['Equalize', 0.5, 0]],
-  [['Contrast', 0.6, 7], ['Sharpness', 0.6, 5]],
-  [['Color', 0.7, 7], ['TranslateX', 0.5, 8]],
-  [['Equalize', 0.3, 0], ['AutoContrast', 0.4, 0]],
-  [['TranslateY', 0.4, 3], ['Sharpness', 0.2, 6]],
-  [['Brightness', 0.9, 6], ['Color', 0.2, 8]],
-  [['Solarize', 0.5, 2], ['Invert', 0.0, 0]],
-  [['Equalize', 0.2, 0], ['AutoContrast', 0.6, 0]],
-  [['Equalize', 0.2, 0], ['Equalize', 0.6, 0]],
-  [['Color', 0.9, 9], ['Equalize', 0.6, 0]],
-  [['AutoContrast', 0.8, 0], ['Solarize', 0.2, 8]],
-  [['Brightness', 0.1, 3], ['Color', 0.7, 0]],
-  [['Solarize', 0.4, 5], ['AutoContrast', 0.9, 0]],
-  [['TranslateY', 0.9, 9], ['TranslateY', 0.7, 9]],
-  [['AutoContrast', 0.9, 0], ['Solarize', 0.2, 3]],
-  [['Equalize', 0.8, 0], ['Invert', 0.1, 0]],
-  [['TranslateY', 0.7, 9], ['AutoContrast', 0.9, 0]],
+  [
+    ['Invert', 0.1, 0],
+    ['Contrast', 0.2, 6],
+  ],
+  [
+    ['Rotate', 0.7, 2],
+    ['TranslateX', 0.3, 9],
+  ],
+  [
+    ['Sharpness', 0.8, 1],
+    ['Sharpness', 0.9, 3],
+  ],
+  [
+    ['ShearY', 0.5, 8],
+    ['TranslateY', 0.7, 9],
+  ],
+  [
+    ['AutoContrast', 0.5, 0],
+    ['Equalize', 0.9, 0],
+  ],
+  [
+    ['ShearY', 0.2, 7],
+    ['Posterize', 0.3, 7],
+  ],
+  [
+    ['Color', 0.4, 3],
+    ['Brightness', 0.6, 7],
+  ],
+  [
+    ['Sharpness', 0.3, 9],
+    ['Brightness', 0.7, 9],
+  ],
+  [
+    ['Equalize', 0.6, 0],
+    ['Equalize', 0.5, 0],
+  ],
+  [
+    ['Contrast', 0.6, 7],
+    ['Sharpness', 0.6, 5],
+  ],
+  [
+    ['Color', 0.7, 7],
+    ['TranslateX', 0.5, 8],
+  ],
+  [
+    ['Equalize', 0.3, 0],
+    ['AutoContrast', 0.4, 0],
+  ],
+  [
+    ['TranslateY', 0.4, 3],
+    ['Sharpness', 0.2, 6],
+  ],
+  [
+    ['Brightness', 0.9, 6],
+    ['Color', 0.2, 8],
+  ],
+  [
+    ['Solarize', 0.5, 2],
+    ['Invert', 0.0, 0],
+  ],
+  [
+    ['Equalize', 0.2, 0],
+    ['AutoContrast', 0.6, 0],
+  ],
+  [
+    ['Equalize', 0.2, 0],
+    ['Equalize', 0.6, 0],
+  ],
+  [
+    ['Color', 0.9, 9],
+    ['Equalize', 0.6, 0],
+  ],
+  [
+    ['AutoContrast', 0.8, 0],
+    ['Solarize', 0.2, 8],
+  ],
+  [
+    ['Brightness', 0.1, 3],
+    ['Color', 0.7, 0],
+  ],
+  [
+    ['Solarize', 0.4, 5],
+    ['AutoContrast', 0.9, 0],
+  ],
+  [
+    ['TranslateY', 0.9, 9],
+    ['TranslateY', 0.7, 9],
+  ],
+  [
+    ['AutoContrast', 0.9, 0],
+    ['Solarize', 0.2, 3],
+  ],
+  [
+    ['Equalize', 0.8, 0],
+    ['Invert', 0.1, 0],
+  ],
+  [
+    ['TranslateY', 0.7, 9],
+    ['AutoContrast', 0.9, 0],
+  ],
 ];
 
 export interface PolicyOptions {

@@ -11,7 +11,8 @@ import path from 'node:path';
 /** The file operations the writes use: node:fs's by default. */
 export type FileOps = Pick<typeof fs, 'writeFile' | 'rename' | 'rm' | 'link' | 'copyFile'>;
 
-const tempFor = (file: string, kind = 'tmp') => path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.${kind}`);
+const tempFor = (file: string, kind = 'tmp') =>
+  path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.${kind}`);
 
 /** A copy of what `file` holds now, beside it (a hard link where the file system has them). */
 async function keep(file: string, io: FileOps): Promise<string> {

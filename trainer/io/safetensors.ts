@@ -88,14 +88,17 @@ export function decodeSafetensors(buf: Buffer, source = 'safetensors'): Safetens
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e.dtype !== 'string' || !(e.dtype in BYTES)) fail(`tensor '${name}' has dtype ${JSON.stringify(e.dtype)}; supported: ${Object.keys(BYTES).join(', ')}`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in BYTES))
+      fail(`tensor '${name}' has dtype ${JSON.stringify(e.dtype)}; supported: ${Object.keys(BYTES).join(', ')}`);
     const shape = e.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor '${name}' has a bad shape`);
     const offsets = e.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o))) fail(`tensor '${name}' has bad data_offsets`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o)))
+      fail(`tensor '${name}' has bad data_offsets`);
     const [begin, end] = offsets as [number, number];
     const count = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (begin < 0 || end > dataLen || end - begin !== count * BYTES[e.dtype as string]) fail(`tensor '${name}' data [${begin}, ${end}) does not match its shape or the file`);
+    if (begin < 0 || end > dataLen || end - begin !== count * BYTES[e.dtype as string])
+      fail(`tensor '${name}' data [${begin}, ${end}) does not match its shape or the file`);
     tensors.set(name, { shape: shape as number[], data: toFloat32(e.dtype as string, buf.subarray(dataStart + begin, dataStart + end)) });
   }
   return { tensors, metadata };
@@ -111,6 +114,10 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   return decodeSafetensors(buf, file);
 }
 
-export async function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedTensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: ReadonlyMap<string, NamedTensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }

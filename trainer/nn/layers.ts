@@ -1,10 +1,10 @@
 // The layers the ViT needs, initialized as the seed does: linear weights normal(0, std), biases 0,
 // layer norm weight 1 and bias 0.
 
-import { Tensor } from '../autograd/graph.js';
+import type { Tensor } from '../autograd/graph.js';
 import { add, layerNorm, matmul, transpose } from '../autograd/ops.js';
-import { GraphContext, Module, Parameter } from './module.js';
-import { Rng } from './random.js';
+import { type GraphContext, Module, type Parameter } from './module.js';
+import type { Rng } from './random.js';
 
 export const zeros = (n: number) => new Float32Array(n);
 export const ones = (n: number) => new Float32Array(n).fill(1);

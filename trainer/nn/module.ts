@@ -2,7 +2,7 @@
 // state dict, e.g. `encoder.blocks.0.mlp.dense_1.weight`. A forward pass does not compute: it builds
 // graph nodes through a GraphContext, which turns each parameter into a `param` node once.
 
-import { Shape, Tensor } from '../autograd/graph.js';
+import type { Shape, Tensor } from '../autograd/graph.js';
 import { add, dropout, input, param as paramNode } from '../autograd/ops.js';
 
 export class Parameter {
@@ -64,7 +64,8 @@ export abstract class Module {
       }
     }
     const extra = [...state.keys()].filter((k) => !params.has(k));
-    if (extra.length > 0) throw new Error(`${source}: unexpected tensor '${extra[0]}'${extra.length > 1 ? ` (and ${extra.length - 1} more)` : ''}`);
+    if (extra.length > 0)
+      throw new Error(`${source}: unexpected tensor '${extra[0]}'${extra.length > 1 ? ` (and ${extra.length - 1} more)` : ''}`);
     for (const [name, p] of params) p.data = Float32Array.from(state.get(name)!.data);
   }
 }

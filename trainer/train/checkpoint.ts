@@ -6,13 +6,13 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeFilesAtomic } from '../io/atomic.js';
-import { NamedTensor, encodeSafetensors, readSafetensors } from '../io/safetensors.js';
-import { ViTConfig, parseViTConfig } from '../vit/config.js';
+import { type NamedTensor, encodeSafetensors, readSafetensors } from '../io/safetensors.js';
+import { type ViTConfig, parseViTConfig } from '../vit/config.js';
 import { weightsToSave } from '../vit/weights.js';
-import { ViT } from '../vit/model.js';
-import { DEFAULT_TRAIN, TrainConfig, mergeTrainConfig } from './config.js';
-import { EpochMetrics } from './report.js';
-import { TrainingRecord } from '../../runtime/model-config.js';
+import type { ViT } from '../vit/model.js';
+import { DEFAULT_TRAIN, type TrainConfig, mergeTrainConfig } from './config.js';
+import type { EpochMetrics } from './report.js';
+import type { TrainingRecord } from '../../runtime/model-config.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const CHECKPOINT_JSON = 'checkpoint.json';
@@ -40,14 +40,35 @@ export interface Checkpoint {
   optimizer: Map<string, Float32Array>;
 }
 
-export async function saveCheckpoint(dir: string, model: ViT, optimizer: Map<string, Float32Array>, train: TrainConfig, labels: readonly string[], state: RunState): Promise<string> {
+export async function saveCheckpoint(
+  dir: string,
+  model: ViT,
+  optimizer: Map<string, Float32Array>,
+  train: TrainConfig,
+  labels: readonly string[],
+  state: RunState,
+): Promise<string> {
   const tensors = weightsToSave(model);
   for (const [name, data] of optimizer) tensors.set(name, { shape: [data.length], data });
   const run = { version: 1, ...state, config: train };
   const file = path.join(dir, CHECKPOINT_FILE);
-  const summary = { step: state.step, epoch: state.epoch, elapsed_s: Math.round(state.elapsedS), last: state.history.at(-1) ?? null, saved_at: new Date().toISOString() };
+  const summary = {
+    step: state.step,
+    epoch: state.epoch,
+    elapsed_s: Math.round(state.elapsedS),
+    last: state.history.at(-1) ?? null,
+    saved_at: new Date().toISOString(),
+  };
   await writeFilesAtomic([
-    [file, encodeSafetensors(tensors, { format: 'pt', vit_config: JSON.stringify(model.config), labels: JSON.stringify(labels), vitrine_run: JSON.stringify(run) })],
+    [
+      file,
+      encodeSafetensors(tensors, {
+        format: 'pt',
+        vit_config: JSON.stringify(model.config),
+        labels: JSON.stringify(labels),
+        vitrine_run: JSON.stringify(run),
+      }),
+    ],
     [path.join(dir, CHECKPOINT_JSON), JSON.stringify(summary, null, 2) + '\n'],
   ]);
   return file;
@@ -67,7 +88,14 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   }
   const { config, ...state } = run;
   // keys added since the checkpoint was written take their defaults (which change nothing)
-  return { vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`), train: mergeTrainConfig(DEFAULT_TRAIN, config, `${file} (vitrine_run)`), labels: JSON.parse(metadata.labels ?? '[]'), state: state as RunState, weights, optimizer };
+  return {
+    vit: parseViTConfig(JSON.parse(metadata.vit_config), `${file} (vit_config)`),
+    train: mergeTrainConfig(DEFAULT_TRAIN, config, `${file} (vitrine_run)`),
+    labels: JSON.parse(metadata.labels ?? '[]'),
+    state: state as RunState,
+    weights,
+    optimizer,
+  };
 }
 
 /** What a model trained by this run records (config.json's `training`, the weights' metadata), so that

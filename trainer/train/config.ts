@@ -6,7 +6,7 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { DEVICES } from '../../runtime/ort.js';
 import { defaultsOf, firstProblem, flagOf, oneOf } from '../../runtime/schema.js';
 import { POLICIES } from '../data/policies.js';
-import { ViTConfig } from '../vit/config.js';
+import type { ViTConfig } from '../vit/config.js';
 
 const int = (minimum: number, def: number, more = {}) => Type.Integer({ minimum, default: def, example: 'N', ...more });
 const num = (def: number, more = {}) => Type.Number({ minimum: 0, default: def, example: 'X', ...more });
@@ -121,9 +121,15 @@ export function mergeTrainConfig(base: TrainConfig, overrides: Record<string, un
   const flags = source === 'flags';
   for (const [key, value] of Object.entries(overrides)) {
     if (key.startsWith('//')) continue; // comments in recipe files
-    if (!(key in TrainConfigSchema.properties)) throw new Error(flags ? `unknown flag --${flagOf(key)}` : `${source}: unknown key '${key}'`);
+    if (!(key in TrainConfigSchema.properties))
+      throw new Error(flags ? `unknown flag --${flagOf(key)}` : `${source}: unknown key '${key}'`);
     const problem = firstProblem(schemaOf(key as TrainKey), value);
-    if (problem) throw new Error(flags ? `--${flagOf(key)} must be ${problem.expects}, got '${typeof value === 'string' ? value : JSON.stringify(value)}'` : `${source}: '${key}' must be ${problem.expects}, got ${JSON.stringify(value)}`);
+    if (problem)
+      throw new Error(
+        flags
+          ? `--${flagOf(key)} must be ${problem.expects}, got '${typeof value === 'string' ? value : JSON.stringify(value)}'`
+          : `${source}: '${key}' must be ${problem.expects}, got ${JSON.stringify(value)}`,
+      );
     out[key] = value;
   }
   return out as TrainConfig;

@@ -3,8 +3,8 @@
 
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { BIN_FOLDER, ensureCifar10, readCifarBinaryFolder, Progress } from '../data/cifar10.js';
-import { ImageDataset, subset } from '../data/dataset.js';
+import { BIN_FOLDER, ensureCifar10, readCifarBinaryFolder, type Progress } from '../data/cifar10.js';
+import { type ImageDataset, subset } from '../data/dataset.js';
 import { loadImageFolder } from '../data/folder.js';
 import type { Geometry } from '../../runtime/pixels.js';
 
@@ -38,9 +38,16 @@ export interface DataOptions {
   progress: Progress;
 }
 
-export const isCifarBinary = (dir: string) => existsSync(path.join(dir, 'data_batch_1.bin')) || existsSync(path.join(dir, BIN_FOLDER, 'data_batch_1.bin'));
+export const isCifarBinary = (dir: string) =>
+  existsSync(path.join(dir, 'data_batch_1.bin')) || existsSync(path.join(dir, BIN_FOLDER, 'data_batch_1.bin'));
 
-const first = (d: ImageDataset, n: number) => (n > 0 && n < d.count ? subset(d, Uint32Array.from({ length: n }, (_, i) => i)) : d);
+const first = (d: ImageDataset, n: number) =>
+  n > 0 && n < d.count
+    ? subset(
+        d,
+        Uint32Array.from({ length: n }, (_, i) => i),
+      )
+    : d;
 
 /** Loads the split ('train' or 'test'/'val') of the data that a run or an evaluation needs. */
 export async function loadRunData(o: DataOptions): Promise<RunData> {
@@ -55,13 +62,26 @@ export async function loadRunData(o: DataOptions): Promise<RunData> {
     train = await readCifarBinaryFolder(dir, 'train');
     evalSet = await readCifarBinaryFolder(dir, 'test');
   } else {
-    const f = await loadImageFolder(o.data, { size: o.imageSize, fit: o.fit, resample: o.resample, valRatio: o.valRatio, seed: o.seed, onBadImage: o.onBadImage, warn: o.warn, progress: o.progress });
+    const f = await loadImageFolder(o.data, {
+      size: o.imageSize,
+      fit: o.fit,
+      resample: o.resample,
+      valRatio: o.valRatio,
+      seed: o.seed,
+      onBadImage: o.onBadImage,
+      warn: o.warn,
+      progress: o.progress,
+    });
     train = f.train;
     evalSet = f.val;
     evalName = 'val';
     split = f.split;
     evalDescription =
-      f.split === 'folders' ? `the images of ${path.join(o.data, f.valName!)}` : f.split === 'seeded' ? `the images held out by the seeded split (val_ratio ${o.valRatio}, seed ${o.seed})` : 'no held-out images';
+      f.split === 'folders'
+        ? `the images of ${path.join(o.data, f.valName!)}`
+        : f.split === 'seeded'
+          ? `the images held out by the seeded split (val_ratio ${o.valRatio}, seed ${o.seed})`
+          : 'no held-out images';
   }
   return {
     train: first(train, o.limitTrain),

@@ -1,6 +1,6 @@
 // Accuracy, mean cross-entropy and the confusion matrix of a classifier over a data set.
 
-import { ImageDataset } from '../data/dataset.js';
+import type { ImageDataset } from '../data/dataset.js';
 import { NO_AUGMENT, fillBatch } from '../data/augment.js';
 import { Rng } from '../nn/random.js';
 import { mirrorImages } from '../../runtime/pixels.js';
@@ -37,7 +37,11 @@ export function rowCrossEntropy(logits: ArrayLike<number>, offset: number, n: nu
 export type Tta = 'none' | 'flip';
 export const TTAS: readonly Tta[] = Object.freeze(['none', 'flip']);
 
-export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number; tta?: Tta }): Promise<Evaluation> {
+export async function evaluate(
+  run: LogitsFn,
+  data: ImageDataset,
+  o: { mean: readonly number[]; std: readonly number[]; rescale?: number; batchSize?: number; tta?: Tta },
+): Promise<Evaluation> {
   const K = data.classes.length;
   const B = o.batchSize ?? 500;
   const per = data.channels * data.height * data.width;
@@ -50,7 +54,14 @@ export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: rea
   for (let start = 0; start < data.count; start += B) {
     const n = Math.min(B, data.count - start);
     const indices = Uint32Array.from({ length: n }, (_, i) => start + i);
-    fillBatch(data, indices, { mean: o.mean, std: o.std, rescale: o.rescale, numClasses: K, labelSmoothing: 0, augment: NO_AUGMENT }, new Rng(0), pixels, targets);
+    fillBatch(
+      data,
+      indices,
+      { mean: o.mean, std: o.std, rescale: o.rescale, numClasses: K, labelSmoothing: 0, augment: NO_AUGMENT },
+      new Rng(0),
+      pixels,
+      targets,
+    );
     let logits: ArrayLike<number>;
     if (flip) {
       // the mirrors after the images, one run of 2n; the logits of each pair averaged
@@ -76,10 +87,20 @@ export async function evaluate(run: LogitsFn, data: ImageDataset, o: { mean: rea
 /** The confusion matrix and per-class accuracy as aligned text. */
 export function formatEvaluation(e: Evaluation, classes: readonly string[]): string {
   const w = Math.max(5, ...classes.map((c) => c.length));
-  const lines = [`accuracy ${(100 * e.accuracy).toFixed(2)}% on ${e.count} images, mean cross-entropy ${e.loss.toFixed(4)}`, '', 'per class:'];
+  const lines = [
+    `accuracy ${(100 * e.accuracy).toFixed(2)}% on ${e.count} images, mean cross-entropy ${e.loss.toFixed(4)}`,
+    '',
+    'per class:',
+  ];
   // rows of classes the data has no images of stay out (a 10-class model on a 3-class folder)
   const present = classes.map((_, k) => e.confusion[k].some((v) => v > 0));
-  classes.forEach((c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  (${e.confusion[k].reduce((a, b) => a + b, 0)} image${e.confusion[k].reduce((a, b) => a + b, 0) === 1 ? '' : 's'})`));
+  classes.forEach(
+    (c, k) =>
+      present[k] &&
+      lines.push(
+        `  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  (${e.confusion[k].reduce((a, b) => a + b, 0)} image${e.confusion[k].reduce((a, b) => a + b, 0) === 1 ? '' : 's'})`,
+      ),
+  );
   const absent = classes.filter((_, k) => !present[k]);
   if (absent.length > 0) lines.push(`  no images of: ${absent.join(', ')}`);
   lines.push('', `confusion matrix (rows: true class, columns: predicted):`);

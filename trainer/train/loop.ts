@@ -5,25 +5,25 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { AugmentOptions } from '../data/augment.js';
-import { BatchLoader, Batch } from '../data/loader.js';
-import { ImageDataset } from '../data/dataset.js';
+import type { AugmentOptions } from '../data/augment.js';
+import { BatchLoader, type Batch } from '../data/loader.js';
+import type { ImageDataset } from '../data/dataset.js';
 import { exportModel } from '../export.js';
 import { copyRunFiles, writeModelCard } from '../card.js';
 import { readModelConfig } from '../../runtime/model-config.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Rng } from '../nn/random.js';
-import { ViTConfig } from '../vit/config.js';
+import type { ViTConfig } from '../vit/config.js';
 import { ViT, isHeadParam } from '../vit/model.js';
-import { InitSource, initModel } from '../vit/init.js';
+import { type InitSource, initModel } from '../vit/init.js';
 import { loadWeights, saveWeightsFile } from '../vit/weights.js';
-import { TrainConfig } from './config.js';
-import { RunState, loadCheckpoint, saveCheckpoint, trainingRecord } from './checkpoint.js';
-import { RunData } from './data.js';
+import type { TrainConfig } from './config.js';
+import { type RunState, loadCheckpoint, saveCheckpoint, trainingRecord } from './checkpoint.js';
+import type { RunData } from './data.js';
 import { type Evaluation, argmax, evaluate } from './evaluate.js';
-import { AdamW, Optimizer, OptimizerParam, SGD, isNoDecayParam } from './optim.js';
-import { EpochMetrics, ProgressBar, averageWins, formatDuration, renderCurves } from './report.js';
-import { Schedule, learningRate } from './schedule.js';
+import { AdamW, type Optimizer, type OptimizerParam, SGD, isNoDecayParam } from './optim.js';
+import { type EpochMetrics, type ProgressBar, averageWins, formatDuration, renderCurves } from './report.js';
+import { type Schedule, learningRate } from './schedule.js';
 import { StepRunner } from './step.js';
 import { WeightAverage } from './ema.js';
 import { whiteningFilters } from '../vit/whiten.js';
@@ -79,7 +79,9 @@ export function augmentOptions(c: TrainConfig): AugmentOptions {
 }
 
 function makeOptimizer(c: TrainConfig): Optimizer {
-  return c.optimizer === 'adamw' ? new AdamW({ weightDecay: c.weight_decay, betas: c.betas, eps: c.eps }) : new SGD({ weightDecay: c.weight_decay, momentum: c.momentum, nesterov: c.nesterov });
+  return c.optimizer === 'adamw'
+    ? new AdamW({ weightDecay: c.weight_decay, betas: c.betas, eps: c.eps })
+    : new SGD({ weightDecay: c.weight_decay, momentum: c.momentum, nesterov: c.nesterov });
 }
 
 const freshState = (): RunState => ({ step: 0, epoch: 0, lossSum: 0, correct: 0, seen: 0, elapsedS: 0, history: [] });
@@ -89,14 +91,16 @@ const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
 /** The weight average's decay: ema_decay, or the one whose horizon 1 / (1 - decay) is ema_horizon of
  *  the run's steps. */
 export function averageDecay(c: Pick<TrainConfig, 'ema_decay' | 'ema_horizon'>, totalSteps: number): number {
-  if (c.ema_horizon > 0 && c.ema_decay > 0) throw new Error(`ema_decay ${c.ema_decay} and ema_horizon ${c.ema_horizon} both set the weight average's decay: set one`);
+  if (c.ema_horizon > 0 && c.ema_decay > 0)
+    throw new Error(`ema_decay ${c.ema_decay} and ema_horizon ${c.ema_horizon} both set the weight average's decay: set one`);
   return c.ema_horizon > 0 ? 1 - 1 / Math.max(1, c.ema_horizon * totalSteps) : c.ema_decay;
 }
 
 /** whiten_init: the tokenizer's first convolution set to whitening filters of the training patches. */
 function whitenTokenizer(model: ViT, train: ImageDataset, vit: ViTConfig): { filters: number; k: number } {
   const first = model.namedParameters().find(([name]) => /conv_layers\.0\.weight$/.test(name))?.[1];
-  if (!first) throw new Error(`whiten_init: the model has no convolutional tokenizer to start (tokenizer_layers is ${vit.tokenizer_layers})`);
+  if (!first)
+    throw new Error(`whiten_init: the model has no convolutional tokenizer to start (tokenizer_layers is ${vit.tokenizer_layers})`);
   const [out, , k] = first.shape as number[];
   first.data.set(whiteningFilters(train, vit, k, out));
   return { filters: out, k };
@@ -112,7 +116,8 @@ export function alternateFlips(seed: number, images: number): (indices: Uint32Ar
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const { config: c, data, log } = o;
   if (c.alternate_flip && !c.flip) throw new Error('alternate_flip decides how images are flipped: it needs flip');
-  if (c.whiten_init && c.init) throw new Error(`whiten_init starts a fresh tokenizer; it does not go with init (${c.init}), whose weights are the start`);
+  if (c.whiten_init && c.init)
+    throw new Error(`whiten_init starts a fresh tokenizer; it does not go with init (${c.init}), whose weights are the start`);
   await fs.mkdir(o.out, { recursive: true });
   const train: ImageDataset = data.train;
   const labels = data.classes;
@@ -138,15 +143,29 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   const runner = new StepRunner(model, { device: c.device, threads: c.threads, log });
   const layerScale = layerDecayScales(o.vit.num_hidden_layers, c.layer_decay);
-  const params: OptimizerParam[] = runner.params.map((p) => ({ name: p.name, data: p.data, decay: c.decay_all || !isNoDecayParam(p.name, p.shape), lrScale: layerScale(p.name) }));
+  const params: OptimizerParam[] = runner.params.map((p) => ({
+    name: p.name,
+    data: p.data,
+    decay: c.decay_all || !isNoDecayParam(p.name, p.shape),
+    lrScale: layerScale(p.name),
+  }));
   const scales = params.map((p) => p.lrScale!);
   /** Frozen parameters take no update (the encoder under --freeze encoder, for freeze_epochs). */
   const freezeFor = (epoch: number) => {
     const frozen = c.freeze === 'encoder' && (c.freeze_epochs === 0 || epoch < c.freeze_epochs);
     params.forEach((p, i) => (p.lrScale = frozen && !isHeadParam(p.name) ? 0 : scales[i]));
   };
-  if (c.freeze === 'encoder') log(`the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params.filter((p) => isHeadParam(p.name)).map((p) => p.name).join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`);
-  if (c.layer_decay < 1) log(`layer-wise lr decay ${c.layer_decay}: the embeddings at ${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last block at ${c.layer_decay} x lr, the classifier at lr`);
+  if (c.freeze === 'encoder')
+    log(
+      `the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params
+        .filter((p) => isHeadParam(p.name))
+        .map((p) => p.name)
+        .join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`,
+    );
+  if (c.layer_decay < 1)
+    log(
+      `layer-wise lr decay ${c.layer_decay}: the embeddings at ${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last block at ${c.layer_decay} x lr, the classifier at lr`,
+    );
 
   // The plan: drop the last partial batch, so every step has the same shape.
   const batch = Math.min(c.batch_size, train.count);
@@ -156,13 +175,25 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   // the starting weights complete (whitened) before the average copies them
   if (c.whiten_init && !o.resume) {
     const w = whitenTokenizer(model, train, o.vit);
-    log(`whiten_init: the tokenizer's first convolution starts as ${w.filters / 2} whitening directions of the training images' ${w.k}x${w.k} patches, each with both signs`);
+    log(
+      `whiten_init: the tokenizer's first convolution starts as ${w.filters / 2} whitening directions of the training images' ${w.k}x${w.k} patches, each with both signs`,
+    );
   }
   const emaDecay = averageDecay(c, totalSteps);
-  if (c.ema_horizon > 0) log(`the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`);
+  if (c.ema_horizon > 0)
+    log(
+      `the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`,
+    );
   const ema = emaDecay > 0 ? new WeightAverage(emaDecay, params) : null;
-  if (ema && resumedOptimizer && !ema.load(resumedOptimizer)) log('the checkpoint holds no average of the weights: it starts from the current weights');
-  const schedule: Schedule = { kind: c.schedule, baseLr: c.lr, warmupSteps: Math.round(c.warmup_epochs * stepsPerEpoch), totalSteps, minLr: c.min_lr };
+  if (ema && resumedOptimizer && !ema.load(resumedOptimizer))
+    log('the checkpoint holds no average of the weights: it starts from the current weights');
+  const schedule: Schedule = {
+    kind: c.schedule,
+    baseLr: c.lr,
+    warmupSteps: Math.round(c.warmup_epochs * stepsPerEpoch),
+    totalSteps,
+    minLr: c.min_lr,
+  };
   const perms = new Map<number, Uint32Array>();
   const indicesOf = (step: number) => {
     const epoch = Math.floor(step / stepsPerEpoch);
@@ -201,7 +232,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   const run: Run = { o, model, runner, params, ema, state, labels, elapsed };
 
-  log(`training ${plural(model.parameterCount(), 'parameter')} on ${plural(train.count, 'image')} (${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at batch ${batch}`);
+  log(
+    `training ${plural(model.parameterCount(), 'parameter')} on ${plural(train.count, 'image')} (${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at batch ${batch}`,
+  );
   let pending: Promise<Batch> | null = null;
   try {
     pending = request(state.step);
@@ -229,7 +262,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       state.step++;
       state.lossSum += r.loss * b.size;
       state.seen += b.size;
-      for (let i = 0; i < b.size; i++) if (b.targets[i * K + argmax(r.logits, i * K, K)] === Math.max(...b.targets.subarray(i * K, (i + 1) * K))) state.correct++;
+      for (let i = 0; i < b.size; i++)
+        if (b.targets[i * K + argmax(r.logits, i * K, K)] === Math.max(...b.targets.subarray(i * K, (i + 1) * K))) state.correct++;
       epochImages += b.size;
 
       const inEpoch = state.step - state.epoch * stepsPerEpoch;
@@ -281,9 +315,15 @@ async function writeRunCard(run: Run, modelDir: string, averaged: boolean): Prom
   // the exported weights were evaluated at the last epoch's end (the average's when it was adopted);
   // a run resumed with nothing left to train is evaluated here
   const measured = run.lastEvaluation ? (averaged ? run.lastEvaluation.average : run.lastEvaluation.weights) : null;
-  const result = measured ?? (o.data.eval ? await evaluate((px, n) => runner.logits(px, n), o.data.eval, { mean: o.vit.mean, std: o.vit.std }) : null);
+  const result =
+    measured ?? (o.data.eval ? await evaluate((px, n) => runner.logits(px, n), o.data.eval, { mean: o.vit.mean, std: o.vit.std }) : null);
   const evaluation = result ? { result, which: o.data.evalDescription } : null;
-  await writeModelCard(modelDir, { name: path.basename(path.resolve(o.out)), config: await readModelConfig(modelDir), parameters: model.parameterCount(), evaluation });
+  await writeModelCard(modelDir, {
+    name: path.basename(path.resolve(o.out)),
+    config: await readModelConfig(modelDir),
+    parameters: model.parameterCount(),
+    evaluation,
+  });
 }
 
 /** Layer-wise learning-rate decay (BEiT, Bao et al. 2021): layer ids 0 (embeddings), 1…L (blocks),
@@ -344,13 +384,21 @@ async function endEpoch(run: Run, lr: number, epochImages: number, epochS: numbe
   const bestSoFar = Math.max(-1, ...state.history.map((h) => h.test_accuracy ?? -1));
   if (m.test_accuracy !== undefined && m.test_accuracy > bestSoFar) {
     // the best epoch's weights on the held-out images, kept beside the last ones
-    await saveWeightsFile(run.model, path.join(o.out, BEST_WEIGHTS), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(run.labels), training: JSON.stringify(trainingRecord(c)), epoch: String(m.epoch), accuracy: String(m.test_accuracy) });
+    await saveWeightsFile(run.model, path.join(o.out, BEST_WEIGHTS), {
+      vit_config: JSON.stringify(o.vit),
+      labels: JSON.stringify(run.labels),
+      training: JSON.stringify(trainingRecord(c)),
+      epoch: String(m.epoch),
+      accuracy: String(m.test_accuracy),
+    });
   }
   state.history.push(m);
   state.lossSum = state.correct = state.seen = 0;
   o.progress.line(
     `epoch ${m.epoch}/${c.epochs}: train loss ${m.train_loss.toFixed(4)} acc ${(100 * m.train_accuracy).toFixed(2)}%` +
-      (m.test_accuracy !== undefined ? `, ${data.evalName} loss ${m.test_loss!.toFixed(4)} acc ${(100 * m.test_accuracy).toFixed(2)}%` : '') +
+      (m.test_accuracy !== undefined
+        ? `, ${data.evalName} loss ${m.test_loss!.toFixed(4)} acc ${(100 * m.test_accuracy).toFixed(2)}%`
+        : '') +
       (m.ema_test_accuracy !== undefined ? ` (average of weights ${(100 * m.ema_test_accuracy).toFixed(2)}%)` : '') +
       `, ${m.images_per_s} img/s, ${formatDuration(m.elapsed_s)} elapsed`,
   );
@@ -369,11 +417,17 @@ async function finishRun(run: Run): Promise<string> {
   if (ema && averageWins(final)) {
     ema.adopt(params);
     adopted = true;
-    log(`exporting the average of the weights (decay ${ema.decay.toPrecision(6)}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`);
+    log(
+      `exporting the average of the weights (decay ${ema.decay.toPrecision(6)}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`,
+    );
   }
   // The trained model: weights alone, and the export the server serves.
   const training = trainingRecord(c);
-  await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), { vit_config: JSON.stringify(o.vit), labels: JSON.stringify(labels), training: JSON.stringify(training) });
+  await saveWeightsFile(model, path.join(o.out, 'weights.safetensors'), {
+    vit_config: JSON.stringify(o.vit),
+    labels: JSON.stringify(labels),
+    training: JSON.stringify(training),
+  });
   const modelDir = path.join(o.out, 'model');
   await exportModel(model, labels, modelDir, { training });
   await writeRunCard(run, modelDir, adopted);

@@ -111,7 +111,10 @@ export class SGD implements Optimizer {
       const wd = p.decay ? this.o.weightDecay : 0;
       let b = this.buf.get(p.name);
       const first = !b;
-      if (!b && mu > 0) this.buf.set(p.name, (b = new Float32Array(d.length)));
+      if (!b && mu > 0) {
+        b = new Float32Array(d.length);
+        this.buf.set(p.name, b);
+      }
       for (let i = 0; i < d.length; i++) {
         let gi = g[i] + wd * d[i];
         if (b) {
@@ -129,7 +132,8 @@ export class SGD implements Optimizer {
 
   loadState(state: ReadonlyMap<string, Float32Array>, steps: number): void {
     this.steps = steps;
-    for (const [key, a] of state) if (key.startsWith('optimizer.momentum_buffer.')) this.buf.set(key.slice('optimizer.momentum_buffer.'.length), Float32Array.from(a));
+    for (const [key, a] of state)
+      if (key.startsWith('optimizer.momentum_buffer.')) this.buf.set(key.slice('optimizer.momentum_buffer.'.length), Float32Array.from(a));
   }
 }
 

@@ -16,7 +16,10 @@ export function recipesDir(): string {
 
 export async function recipeNames(): Promise<string[]> {
   try {
-    return (await fs.readdir(recipesDir())).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, '')).sort();
+    return (await fs.readdir(recipesDir()))
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.replace(/\.json$/, ''))
+      .sort();
   } catch {
     return [];
   }

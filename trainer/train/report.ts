@@ -97,8 +97,15 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
   const held = evalName === 'val' ? 'validation' : 'test';
   const epochs = history.map((h) => h.epoch);
   const maxEpoch = Math.max(1, ...epochs);
-  const panel = (x0: number, label: string, series: { name: string; color: string; points: [number, number][] }[], yMax: number, yFmt: (v: number) => string) => {
-    const px = (e: number) => x0 + pad.l + ((e - (maxEpoch > 1 ? 1 : 0)) / Math.max(1, maxEpoch - (maxEpoch > 1 ? 1 : 0))) * (W - pad.l - pad.r);
+  const panel = (
+    x0: number,
+    label: string,
+    series: { name: string; color: string; points: [number, number][] }[],
+    yMax: number,
+    yFmt: (v: number) => string,
+  ) => {
+    const px = (e: number) =>
+      x0 + pad.l + ((e - (maxEpoch > 1 ? 1 : 0)) / Math.max(1, maxEpoch - (maxEpoch > 1 ? 1 : 0))) * (W - pad.l - pad.r);
     const py = (v: number) => pad.t + (1 - Math.min(v, yMax) / yMax) * (H - pad.t - pad.b);
     const parts = [`<text x="${x0 + W / 2}" y="20" text-anchor="middle" font-weight="bold">${label}</text>`];
     for (let i = 0; i <= 4; i++) {
@@ -108,7 +115,9 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
     }
     for (const e of epochTicks(maxEpoch)) parts.push(`<text x="${px(e)}" y="${H - pad.b + 16}" text-anchor="middle">${e}</text>`);
     parts.push(`<text x="${x0 + W / 2}" y="${H - 6}" text-anchor="middle">epoch</text>`);
-    parts.push(`<rect x="${x0 + pad.l}" y="${pad.t}" width="${W - pad.l - pad.r}" height="${H - pad.t - pad.b}" fill="none" stroke="#888"/>`);
+    parts.push(
+      `<rect x="${x0 + pad.l}" y="${pad.t}" width="${W - pad.l - pad.r}" height="${H - pad.t - pad.b}" fill="none" stroke="#888"/>`,
+    );
     series.forEach((s, i) => {
       if (s.points.length === 0) return;
       const d = s.points.map(([e, v]) => `${px(e).toFixed(1)},${py(v).toFixed(1)}`).join(' ');
@@ -121,7 +130,8 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
     });
     return parts.join('\n');
   };
-  const pts = (key: keyof EpochMetrics, scale = 1) => history.filter((h) => typeof h[key] === 'number').map((h) => [h.epoch, (h[key] as number) * scale] as [number, number]);
+  const pts = (key: keyof EpochMetrics, scale = 1) =>
+    history.filter((h) => typeof h[key] === 'number').map((h) => [h.epoch, (h[key] as number) * scale] as [number, number]);
   const maxLoss = Math.max(0.5, ...history.flatMap((h) => [h.train_loss, h.test_loss ?? 0]).filter(Number.isFinite));
   const lossMax = Math.ceil(maxLoss * 2) / 2;
   return [

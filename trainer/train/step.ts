@@ -2,14 +2,14 @@
 // once (any batch size) and run by ONNX Runtime with the current parameter values fed in. Also the
 // evaluation forward (logits only) with parameters fed in.
 
-import { Tensor } from '../autograd/graph.js';
+import type { Tensor } from '../autograd/graph.js';
 import { grad } from '../autograd/grad.js';
 import { crossEntropy, input } from '../autograd/ops.js';
 import { OrtGraph } from '../autograd/ort-executor.js';
-import { DropoutMask, GraphContext, Parameter } from '../nn/module.js';
-import { Rng } from '../nn/random.js';
-import { BATCH, INPUT_NAME, ViT, pixelDims, pixelInput } from '../vit/model.js';
-import { Device, HostTensor, describeSession } from '../../runtime/ort.js';
+import { type DropoutMask, GraphContext, type Parameter } from '../nn/module.js';
+import type { Rng } from '../nn/random.js';
+import { BATCH, INPUT_NAME, type ViT, pixelDims, pixelInput } from '../vit/model.js';
+import { type Device, type HostTensor, describeSession } from '../../runtime/ort.js';
 
 export interface StepResult {
   loss: number;
@@ -41,7 +41,11 @@ export function trainStepOutputs(model: ViT): { outputs: [string, Tensor][]; mas
     loss,
     params.map((p) => nodes.get(p) ?? ctx.p(p)),
   );
-  const outputs: [string, Tensor][] = [['loss', loss], ['logits', logits], ...grads.map((g, i): [string, Tensor] => [`grad.${params[i].name}`, g])];
+  const outputs: [string, Tensor][] = [
+    ['loss', loss],
+    ['logits', logits],
+    ...grads.map((g, i): [string, Tensor] => [`grad.${params[i].name}`, g]),
+  ];
   return { outputs, masks: ctx.masks };
 }
 
@@ -72,7 +76,14 @@ export class StepRunner {
   private async stepGraph() {
     if (!this.train) {
       const { outputs, masks } = trainStepOutputs(this.model);
-      const graph = await OrtGraph.create({ outputs, device: this.o.device, threads: this.o.threads || undefined, spin: this.o.spin, graphName: 'vit_train_step', log: this.log });
+      const graph = await OrtGraph.create({
+        outputs,
+        device: this.o.device,
+        threads: this.o.threads || undefined,
+        spin: this.o.spin,
+        graphName: 'vit_train_step',
+        log: this.log,
+      });
       this.train = { graph, masks };
       if (this.o.device !== 'cpu') this.log(`the training step runs on ${describeSession(graph.session)}`);
     }
@@ -95,7 +106,10 @@ export class StepRunner {
     for (const m of masks) {
       const dims = m.shape.map((d) => (typeof d === 'number' ? d : batch));
       const keep = 1 - m.p;
-      feeds[m.name] = { data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (dropoutRng.next() < keep ? 1 / keep : 0)), dims };
+      feeds[m.name] = {
+        data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (dropoutRng.next() < keep ? 1 / keep : 0)),
+        dims,
+      };
     }
     const out = await graph.run(feeds);
     return { loss: out.loss.data[0], logits: out.logits.data, grads: this.params.map((p) => out[`grad.${p.name}`].data) };
@@ -107,7 +121,14 @@ export class StepRunner {
     if (!this.forward) {
       const ctx = new GraphContext(false);
       const { logits } = this.model.forward(ctx, pixelInput(c));
-      this.forward = await OrtGraph.create({ outputs: [['logits', logits]], device: this.o.device, threads: this.o.threads || undefined, spin: this.o.spin, log: this.log, graphName: 'vit_eval' });
+      this.forward = await OrtGraph.create({
+        outputs: [['logits', logits]],
+        device: this.o.device,
+        threads: this.o.threads || undefined,
+        spin: this.o.spin,
+        log: this.log,
+        graphName: 'vit_eval',
+      });
     }
     const out = await this.forward.run({ ...this.paramFeeds(), [INPUT_NAME]: { data: pixels, dims: pixelDims(c, n) } });
     return out.logits.data;

@@ -69,7 +69,10 @@ export const ViTConfigSchema = Type.Object(
     /** Channels of the tokenizer's stages before the last. */
     tokenizer_channels: posInt(64),
     /** Side of the tokenizer's convolution kernels (odd: padded to keep the size). */
-    tokenizer_kernel: Type.Union([1, 3, 5, 7].map((k) => Type.Literal(k)), { default: 3 }),
+    tokenizer_kernel: Type.Union(
+      [1, 3, 5, 7].map((k) => Type.Literal(k)),
+      { default: 3 },
+    ),
     /** Shifted Patch Tokenization (Lee, Lee & Song 2021, "Vision Transformer for Small-Size Datasets"):
      *  the image and four copies shifted diagonally by half a patch are cut into patches together, and
      *  each patch's features pass a LayerNorm before the projection. Patch embedding only. */
@@ -98,16 +101,26 @@ export function parseViTConfig(raw: unknown, source = 'config'): ViTConfig {
   const config = { ...(defaultsOf(ViTConfigSchema) as ViTConfig), ...given };
   const problem = firstProblem(ViTConfigSchema, config);
   if (problem) throw new Error(`${source}: '${problem.path}' must be ${problem.expects}, got ${JSON.stringify(problem.got)}`);
-  if (config.image_size % config.patch_size !== 0) throw new Error(`${source}: image_size ${config.image_size} is not a multiple of patch_size ${config.patch_size}`);
+  if (config.image_size % config.patch_size !== 0)
+    throw new Error(`${source}: image_size ${config.image_size} is not a multiple of patch_size ${config.patch_size}`);
   if (config.tokenizer_layers > 0 && config.patch_size !== 2 ** config.tokenizer_layers) {
-    throw new Error(`${source}: a tokenizer of ${config.tokenizer_layers} stages halves the image ${config.tokenizer_layers} times, so each token stands for a ${2 ** config.tokenizer_layers}-pixel square: patch_size must be ${2 ** config.tokenizer_layers}, got ${config.patch_size}`);
+    throw new Error(
+      `${source}: a tokenizer of ${config.tokenizer_layers} stages halves the image ${config.tokenizer_layers} times, so each token stands for a ${2 ** config.tokenizer_layers}-pixel square: patch_size must be ${2 ** config.tokenizer_layers}, got ${config.patch_size}`,
+    );
   }
-  if (config.shifted_patch_tokenization && config.tokenizer_layers > 0) throw new Error(`${source}: shifted_patch_tokenization cuts patches; it does not go with the convolutional tokenizer (tokenizer_layers ${config.tokenizer_layers})`);
-  if (config.shifted_patch_tokenization && config.patch_size % 2 !== 0) throw new Error(`${source}: shifted_patch_tokenization shifts by half a patch: patch_size must be even, got ${config.patch_size}`);
-  if (config.distillation_classifier && !config.distillation_token) throw new Error(`${source}: distillation_classifier classifies the distillation token: it needs distillation_token`);
-  if (config.hidden_size % config.num_attention_heads !== 0) throw new Error(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
+  if (config.shifted_patch_tokenization && config.tokenizer_layers > 0)
+    throw new Error(
+      `${source}: shifted_patch_tokenization cuts patches; it does not go with the convolutional tokenizer (tokenizer_layers ${config.tokenizer_layers})`,
+    );
+  if (config.shifted_patch_tokenization && config.patch_size % 2 !== 0)
+    throw new Error(`${source}: shifted_patch_tokenization shifts by half a patch: patch_size must be even, got ${config.patch_size}`);
+  if (config.distillation_classifier && !config.distillation_token)
+    throw new Error(`${source}: distillation_classifier classifies the distillation token: it needs distillation_token`);
+  if (config.hidden_size % config.num_attention_heads !== 0)
+    throw new Error(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   for (const key of ['mean', 'std'] as const) {
-    if (config[key].length !== config.num_channels) throw new Error(`${source}: '${key}' has ${config[key].length} values for ${config.num_channels} channels`);
+    if (config[key].length !== config.num_channels)
+      throw new Error(`${source}: '${key}' has ${config[key].length} values for ${config.num_channels} channels`);
   }
   return config;
 }

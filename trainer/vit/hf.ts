@@ -12,9 +12,9 @@
 
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, ModelConfig, PREPROCESSOR_FILE, parseModelConfig } from '../../runtime/model-config.js';
-import { NamedTensor, readSafetensors } from '../io/safetensors.js';
-import { ViTConfig, headSize, numPatches, parseViTConfig, prefixTokens } from './config.js';
+import { CONFIG_FILE, type ModelConfig, PREPROCESSOR_FILE, parseModelConfig } from '../../runtime/model-config.js';
+import { type NamedTensor, readSafetensors } from '../io/safetensors.js';
+import { type ViTConfig, headSize, numPatches, parseViTConfig, prefixTokens } from './config.js';
 
 export const SAFETENSORS_FILE = 'model.safetensors';
 export const SAFETENSORS_INDEX = 'model.safetensors.index.json';
@@ -48,11 +48,44 @@ const HF_DEFAULTS = {
 
 /** transformers' config keys that do not change the forward pass of image classification. */
 const HF_PASSED_OVER = new Set([
-  'architectures', 'model_type', 'id2label', 'label2id', 'transformers_version', 'torch_dtype', 'dtype', 'encoder_stride', 'problem_type',
-  'pooler_output_size', 'pooler_act', 'use_mask_token', 'return_dict', 'output_hidden_states', 'output_attentions', 'torchscript', 'use_bfloat16',
-  'tie_word_embeddings', 'is_encoder_decoder', 'is_decoder', 'add_cross_attention', 'chunk_size_feed_forward', 'pruned_heads', 'finetuning_task',
-  'tokenizer_class', 'prefix', 'bos_token_id', 'pad_token_id', 'eos_token_id', 'sep_token_id', 'decoder_start_token_id', 'task_specific_params',
-  'num_labels', '_name_or_path', '_attn_implementation_autoset', 'layerdrop', 'cross_attention_hidden_size', 'name_or_path',
+  'architectures',
+  'model_type',
+  'id2label',
+  'label2id',
+  'transformers_version',
+  'torch_dtype',
+  'dtype',
+  'encoder_stride',
+  'problem_type',
+  'pooler_output_size',
+  'pooler_act',
+  'use_mask_token',
+  'return_dict',
+  'output_hidden_states',
+  'output_attentions',
+  'torchscript',
+  'use_bfloat16',
+  'tie_word_embeddings',
+  'is_encoder_decoder',
+  'is_decoder',
+  'add_cross_attention',
+  'chunk_size_feed_forward',
+  'pruned_heads',
+  'finetuning_task',
+  'tokenizer_class',
+  'prefix',
+  'bos_token_id',
+  'pad_token_id',
+  'eos_token_id',
+  'sep_token_id',
+  'decoder_start_token_id',
+  'task_specific_params',
+  'num_labels',
+  '_name_or_path',
+  '_attn_implementation_autoset',
+  'layerdrop',
+  'cross_attention_hidden_size',
+  'name_or_path',
 ]);
 
 export interface HfCheckpoint {
@@ -69,20 +102,31 @@ export interface HfCheckpoint {
   notes: string[];
 }
 
-export const isHfCheckpoint = (dir: string) => existsSync(path.join(dir, CONFIG_FILE)) && (existsSync(path.join(dir, SAFETENSORS_FILE)) || existsSync(path.join(dir, SAFETENSORS_INDEX)));
+export const isHfCheckpoint = (dir: string) =>
+  existsSync(path.join(dir, CONFIG_FILE)) &&
+  (existsSync(path.join(dir, SAFETENSORS_FILE)) || existsSync(path.join(dir, SAFETENSORS_INDEX)));
 
 /** transformers' config.json -> our ViT config; refuses other architectures and settings we cannot run. */
-export function hfViTConfig(raw: Record<string, unknown>, source: string): { vit: ViTConfig; architecture: string; head: 'classifier' | 'teacher' | 'none' } {
+export function hfViTConfig(
+  raw: Record<string, unknown>,
+  source: string,
+): { vit: ViTConfig; architecture: string; head: 'classifier' | 'teacher' | 'none' } {
   const modelType = raw.model_type;
-  if (modelType !== 'vit' && modelType !== 'deit') throw new Error(`${source}: model_type ${JSON.stringify(modelType)} is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints (model_type "vit" or "deit")`);
+  if (modelType !== 'vit' && modelType !== 'deit')
+    throw new Error(
+      `${source}: model_type ${JSON.stringify(modelType)} is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints (model_type "vit" or "deit")`,
+    );
   const archs = Array.isArray(raw.architectures) ? (raw.architectures as unknown[]) : [];
-  const architecture = typeof archs[0] === 'string' ? archs[0] : modelType === 'vit' ? 'ViTForImageClassification' : 'DeiTForImageClassification';
+  const architecture =
+    typeof archs[0] === 'string' ? archs[0] : modelType === 'vit' ? 'ViTForImageClassification' : 'DeiTForImageClassification';
   const arch = ARCHITECTURES[architecture];
-  if (!arch || arch.modelType !== modelType) throw new Error(`${source}: architecture ${architecture} is not one vitrine loads (known: ${Object.keys(ARCHITECTURES).join(', ')})`);
+  if (!arch || arch.modelType !== modelType)
+    throw new Error(`${source}: architecture ${architecture} is not one vitrine loads (known: ${Object.keys(ARCHITECTURES).join(', ')})`);
   const unknown = Object.keys(raw).filter((k) => !(k in HF_DEFAULTS) && !HF_PASSED_OVER.has(k));
   if (unknown.length > 0) throw new Error(`${source}: config keys vitrine does not know for a ${architecture}: ${unknown.join(', ')}`);
   const c = { ...HF_DEFAULTS, ...raw } as Record<string, unknown>;
-  if (c.hidden_act !== 'gelu' && c.hidden_act !== 'gelu_new') throw new Error(`${source}: hidden_act ${JSON.stringify(c.hidden_act)} is not one vitrine runs (gelu, gelu_new)`);
+  if (c.hidden_act !== 'gelu' && c.hidden_act !== 'gelu_new')
+    throw new Error(`${source}: hidden_act ${JSON.stringify(c.hidden_act)} is not one vitrine runs (gelu, gelu_new)`);
   const side = (v: unknown, key: string) => {
     if (typeof v === 'number') return v;
     if (Array.isArray(v) && v.length === 2 && v[0] === v[1]) return v[0] as number;
@@ -132,7 +176,10 @@ type Rule = readonly [RegExp, (m: RegExpExecArray) => string];
 const RULES: readonly Rule[] = [
   [/^embeddings\.(cls_token|distillation_token|position_embeddings)$/, (m) => `embedding.${m[1]}`],
   [/^embeddings\.patch_embeddings\.projection\.(weight|bias)$/, (m) => `embedding.patch_embeddings.projection.${m[1]}`],
-  [/^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$/, (m) => `encoder.blocks.${m[1]}.attention.heads.*.${m[2]}.${m[3]}`],
+  [
+    /^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$/,
+    (m) => `encoder.blocks.${m[1]}.attention.heads.*.${m[2]}.${m[3]}`,
+  ],
   [/^encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)$/, (m) => `encoder.blocks.${m[1]}.attention.output_projection.${m[2]}`],
   [/^encoder\.layer\.(\d+)\.layernorm_before\.(weight|bias)$/, (m) => `encoder.blocks.${m[1]}.layernorm_1.${m[2]}`],
   [/^encoder\.layer\.(\d+)\.layernorm_after\.(weight|bias)$/, (m) => `encoder.blocks.${m[1]}.layernorm_2.${m[2]}`],
@@ -159,13 +206,19 @@ const mapped = (rules: readonly Rule[], name: string): string | null => {
 const PASSED_OVER = /^(?:(?:vit|deit)\.)?pooler\.dense\.(weight|bias)$/;
 
 /** transformers' tensors -> ours; throws naming every tensor the mapping does not know. */
-export function fromHfNames(tensors: ReadonlyMap<string, NamedTensor>, c: ViTConfig, source: string, notes: string[] = []): Map<string, NamedTensor> {
+export function fromHfNames(
+  tensors: ReadonlyMap<string, NamedTensor>,
+  c: ViTConfig,
+  source: string,
+  notes: string[] = [],
+): Map<string, NamedTensor> {
   const out = new Map<string, NamedTensor>();
   const unknown: string[] = [];
   const hs = headSize(c);
   for (const [name, t] of tensors) {
     if (PASSED_OVER.test(name)) {
-      if (!notes.some((n) => n.startsWith('passed over the pooler'))) notes.push('passed over the pooler (ViTModel\'s, not used for classification)');
+      if (!notes.some((n) => n.startsWith('passed over the pooler')))
+        notes.push("passed over the pooler (ViTModel's, not used for classification)");
       continue;
     }
     const backbone = /^(?:vit|deit)\.(.*)$/.exec(name)?.[1] ?? name;
@@ -180,12 +233,19 @@ export function fromHfNames(tensors: ReadonlyMap<string, NamedTensor>, c: ViTCon
     }
     // one [hidden, hidden] projection (or its [hidden] bias) -> a [head_size, hidden] slice per head
     const cols = t.shape.length === 2 ? t.shape[1] : 1;
-    if (t.shape[0] !== c.hidden_size) throw new Error(`${source}: tensor '${name}' has shape [${t.shape.join(', ')}], expected ${c.hidden_size} rows (hidden_size)`);
+    if (t.shape[0] !== c.hidden_size)
+      throw new Error(`${source}: tensor '${name}' has shape [${t.shape.join(', ')}], expected ${c.hidden_size} rows (hidden_size)`);
     for (let h = 0; h < c.num_attention_heads; h++) {
-      out.set(ours.replace('*', String(h)), { shape: t.shape.length === 2 ? [hs, cols] : [hs], data: t.data.slice(h * hs * cols, (h + 1) * hs * cols) });
+      out.set(ours.replace('*', String(h)), {
+        shape: t.shape.length === 2 ? [hs, cols] : [hs],
+        data: t.data.slice(h * hs * cols, (h + 1) * hs * cols),
+      });
     }
   }
-  if (unknown.length > 0) throw new Error(`${source}: tensors a ViT/DeiT checkpoint does not have: ${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ` (and ${unknown.length - 8} more)` : ''}`);
+  if (unknown.length > 0)
+    throw new Error(
+      `${source}: tensors a ViT/DeiT checkpoint does not have: ${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ` (and ${unknown.length - 8} more)` : ''}`,
+    );
   return out;
 }
 
@@ -196,12 +256,18 @@ export async function readHfWeights(dir: string): Promise<Map<string, NamedTenso
     const file = path.join(dir, SAFETENSORS_FILE);
     if (!existsSync(file)) {
       const torchFile = ['pytorch_model.bin', 'model.pt', 'tf_model.h5', 'flax_model.msgpack'].find((f) => existsSync(path.join(dir, f)));
-      throw new Error(`${dir}: no ${SAFETENSORS_FILE} or ${SAFETENSORS_INDEX}${torchFile ? ` (it has ${torchFile}: vitrine reads safetensors; save the model again with safe_serialization=True)` : ''}`);
+      throw new Error(
+        `${dir}: no ${SAFETENSORS_FILE} or ${SAFETENSORS_INDEX}${torchFile ? ` (it has ${torchFile}: vitrine reads safetensors; save the model again with safe_serialization=True)` : ''}`,
+      );
     }
     return (await readSafetensors(file)).tensors;
   }
   const map = (await readJsonObject(index)).weight_map as Record<string, unknown> | undefined;
-  if (typeof map !== 'object' || map === null || Object.values(map).some((v) => typeof v !== 'string' || v.includes('/') || v.includes('\\'))) {
+  if (
+    typeof map !== 'object' ||
+    map === null ||
+    Object.values(map).some((v) => typeof v !== 'string' || v.includes('/') || v.includes('\\'))
+  ) {
     throw new Error(`${index}: 'weight_map' must be an object from tensor names to shard files in the folder`);
   }
   const out = new Map<string, NamedTensor>();
@@ -251,10 +317,13 @@ export async function readHfCheckpoint(dir: string): Promise<HfCheckpoint> {
     preprocessing = parseModelConfig(raw, configFile, processor, processorFile);
     if (crop !== undefined) {
       preprocessing = { ...preprocessing, fit: 'cover' };
-      notes.push(`the processor resizes to ${JSON.stringify(read!.size)} and center-crops to ${JSON.stringify(crop)}: served cover-cropped to the ${preprocessing.image_size.join('x')} input, without cutting the margin beyond it`);
+      notes.push(
+        `the processor resizes to ${JSON.stringify(read!.size)} and center-crops to ${JSON.stringify(crop)}: served cover-cropped to the ${preprocessing.image_size.join('x')} input, without cutting the margin beyond it`,
+      );
     }
     const [h, w] = preprocessing.image_size;
-    if (h !== w || h !== vit.image_size) throw new Error(`${processorFile}: the processor's size ${h}x${w} is not the model's image_size ${vit.image_size}`);
+    if (h !== w || h !== vit.image_size)
+      throw new Error(`${processorFile}: the processor's size ${h}x${w} is not the model's image_size ${vit.image_size}`);
     vit = { ...vit, mean: [...preprocessing.mean], std: [...preprocessing.std] };
   } else if (processor) {
     const mean = processor.image_mean as number[] | undefined;
@@ -277,7 +346,14 @@ function cubicWeights(t: number): [number, number, number, number] {
 
 /** Resizes a [rows, cols, channels] grid as torch.nn.functional.interpolate(mode='bicubic',
  *  align_corners=False) does: source = (dest + 0.5) * in / out - 0.5, neighbours clamped at the edges. */
-export function bicubicResize(grid: Float32Array, rows: number, cols: number, channels: number, outRows: number, outCols: number): Float32Array {
+export function bicubicResize(
+  grid: Float32Array,
+  rows: number,
+  cols: number,
+  channels: number,
+  outRows: number,
+  outCols: number,
+): Float32Array {
   const out = new Float32Array(outRows * outCols * channels);
   const taps = (outSize: number, inSize: number) =>
     Array.from({ length: outSize }, (_, o) => {
@@ -311,7 +387,8 @@ export function fitPositions(t: NamedTensor, c: ViTConfig, source: string): { te
   const d = c.hidden_size;
   const have = t.shape[1] - prefix;
   const want = numPatches(c);
-  if (t.shape.length !== 3 || t.shape[0] !== 1 || t.shape[2] !== d) throw new Error(`${source}: position embeddings of shape [${t.shape.join(', ')}], expected [1, tokens, ${d}]`);
+  if (t.shape.length !== 3 || t.shape[0] !== 1 || t.shape[2] !== d)
+    throw new Error(`${source}: position embeddings of shape [${t.shape.join(', ')}], expected [1, tokens, ${d}]`);
   if (have === want) return null;
   const g = Math.round(Math.sqrt(have));
   if (g * g !== have) throw new Error(`${source}: ${have} patch positions are not a square grid`);

@@ -12,12 +12,32 @@
 // The per-head query/key/value weights are concatenated in the graph into one [3*hidden, hidden]
 // projection: one matmul instead of 3*heads, and gradients flow back to each head's tensors.
 
-import { Tensor } from '../autograd/graph.js';
-import { add, concat, constant, conv2d, input, expandAs, gelu, geluExact, matmul, maxPool, mul, pad, relu, reshape, slice, softmax, squeeze, transpose, transposeLast2 } from '../autograd/ops.js';
+import type { Tensor } from '../autograd/graph.js';
+import {
+  add,
+  concat,
+  constant,
+  conv2d,
+  input,
+  expandAs,
+  gelu,
+  geluExact,
+  matmul,
+  maxPool,
+  mul,
+  pad,
+  relu,
+  reshape,
+  slice,
+  softmax,
+  squeeze,
+  transpose,
+  transposeLast2,
+} from '../autograd/ops.js';
 import { LayerNorm, Linear, truncNormal, normal, zeros } from '../nn/layers.js';
-import { Container, GraphContext, Module, Parameter } from '../nn/module.js';
+import { Container, type GraphContext, Module, type Parameter } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
-import { ViTConfig, headSize, numPatches, numTokens, prefixTokens } from './config.js';
+import { type ViTConfig, headSize, numPatches, numTokens, prefixTokens } from './config.js';
 
 export const BATCH = 'batch'; // the symbolic batch dimension of every graph
 /** The model's input, in every graph made of it (training step, evaluation, export): normalized pixels. */
@@ -32,7 +52,8 @@ export const pixelDims = (c: ViTConfig, n: number): number[] => [n, c.num_channe
 /** x (B, C, H, W) moved by (dy, dx) pixels, zeros coming in: out[y][x] = in[y - dy][x - dx]. */
 function shift(x: Tensor, dy: number, dx: number): Tensor {
   const [, , h, w] = x.shape as [unknown, unknown, number, number];
-  const move = (t: Tensor, axis: number, by: number, size: number) => (by > 0 ? slice(pad(t, axis, by, 0), axis, 0, size) : slice(pad(t, axis, 0, -by), axis, -by, size - by));
+  const move = (t: Tensor, axis: number, by: number, size: number) =>
+    by > 0 ? slice(pad(t, axis, by, 0), axis, 0, size) : slice(pad(t, axis, 0, -by), axis, -by, size - by);
   return move(move(x, 2, dy, h), 3, dx, w);
 }
 
@@ -49,7 +70,9 @@ class PatchEmbeddings extends Module {
     // The seed's conv: a module named `projection` holding weights [hidden, channels, patch, patch]
     // (with shifted patches, 5 x channels: the image, then its four shifted copies).
     const ch = c.shifted_patch_tokenization ? 5 * c.num_channels : c.num_channels;
-    this.norm = c.shifted_patch_tokenization ? this.addChild('layernorm', new LayerNorm(ch * c.patch_size * c.patch_size, c.layer_norm_eps)) : null;
+    this.norm = c.shifted_patch_tokenization
+      ? this.addChild('layernorm', new LayerNorm(ch * c.patch_size * c.patch_size, c.layer_norm_eps))
+      : null;
     const projection = this.addChild('projection', new Container());
     this.weight = projection.parameter('weight', [c.hidden_size, ch, c.patch_size, c.patch_size], normal(rng, c.initializer_range));
     this.bias = projection.parameter('bias', [c.hidden_size], zeros);
@@ -115,9 +138,14 @@ class Embeddings extends Module {
     rng: Rng,
   ) {
     super();
-    this.patches = c.tokenizer_layers > 0 ? this.addChild('tokenizer', new ConvTokenizer(c, rng)) : this.addChild('patch_embeddings', new PatchEmbeddings(c, rng));
+    this.patches =
+      c.tokenizer_layers > 0
+        ? this.addChild('tokenizer', new ConvTokenizer(c, rng))
+        : this.addChild('patch_embeddings', new PatchEmbeddings(c, rng));
     this.cls = this.addParam('cls_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range));
-    this.distillation = c.distillation_token ? this.addParam('distillation_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range)) : null;
+    this.distillation = c.distillation_token
+      ? this.addParam('distillation_token', [1, 1, c.hidden_size], truncNormal(rng, c.initializer_range))
+      : null;
     this.positions = this.addParam('position_embeddings', [1, numTokens(c), c.hidden_size], truncNormal(rng, c.initializer_range));
   }
 
@@ -158,7 +186,9 @@ class MultiHeadAttention extends Module {
     this.heads = Array.from({ length: c.num_attention_heads }, () => new AttentionHead(c, rng));
     this.addChild('heads', Container.list(this.heads));
     this.outputProjection = this.addChild('output_projection', new Linear(c.hidden_size, c.hidden_size, rng, c.initializer_range));
-    this.scale = c.locality_self_attention ? this.addParam('scale', [c.num_attention_heads], (n) => new Float32Array(n).fill(1 / Math.sqrt(headSize(c)))) : null;
+    this.scale = c.locality_self_attention
+      ? this.addParam('scale', [c.num_attention_heads], (n) => new Float32Array(n).fill(1 / Math.sqrt(headSize(c))))
+      : null;
   }
 
   /** Returns the output (B, tokens, hidden) and the attention probabilities (B, heads, tokens, tokens). */
@@ -167,16 +197,29 @@ class MultiHeadAttention extends Module {
     const hs = headSize(this.c);
     const t = numTokens(this.c);
     const parts = (['query', 'key', 'value'] as const).flatMap((k) => this.heads.map((head) => head[k]));
-    const w = concat(parts.map((l) => ctx.p(l.weight)), 0); // (3*hidden, hidden): q of every head, then k, then v
+    const w = concat(
+      parts.map((l) => ctx.p(l.weight)),
+      0,
+    ); // (3*hidden, hidden): q of every head, then k, then v
     let qkv = matmul(x, transposeLast2(w)); // (B, tokens, 3*hidden)
-    if (this.c.qkv_bias) qkv = add(qkv, concat(parts.map((l) => ctx.p(l.bias!)), 0));
+    if (this.c.qkv_bias)
+      qkv = add(
+        qkv,
+        concat(
+          parts.map((l) => ctx.p(l.bias!)),
+          0,
+        ),
+      );
     qkv = reshape(qkv, [0, t, 3, h, hs]); // (B, tokens, 3, heads, head_size)
     qkv = transpose(qkv, [2, 0, 3, 1, 4]); // (3, B, heads, tokens, head_size)
     const [q, k, v] = [0, 1, 2].map((i) => squeeze(slice(qkv, 0, i, i + 1), [0])); // each (B, heads, tokens, head_size)
     let scores: Tensor; // (B, heads, tokens, tokens)
     if (this.scale) {
       // LSA: a learned scale per head, and no token attends to itself (-1e9 on the diagonal: 0 after softmax).
-      const diagonal = constant(Float64Array.from({ length: t * t }, (_, i) => (i % (t + 1) === 0 ? -1e9 : 0)), [t, t]);
+      const diagonal = constant(
+        Float64Array.from({ length: t * t }, (_, i) => (i % (t + 1) === 0 ? -1e9 : 0)),
+        [t, t],
+      );
       scores = add(mul(matmul(q, transposeLast2(k)), reshape(ctx.p(this.scale), [1, h, 1, 1])), diagonal);
     } else scores = mul(matmul(q, transposeLast2(k)), 1 / Math.sqrt(hs));
     const probs = ctx.tap(softmax(scores), 'attention_probe'); // (B, heads, tokens, tokens)
@@ -274,7 +317,9 @@ export class ViT extends Module {
     this.encoder = this.addChild('encoder', new Encoder(config, rng));
     this.layernorm = config.final_layernorm ? this.addChild('layernorm', new LayerNorm(config.hidden_size, config.layer_norm_eps)) : null;
     this.classifier = this.addChild('classifier', new Linear(config.hidden_size, config.num_classes, rng, config.initializer_range));
-    this.distillationClassifier = config.distillation_classifier ? this.addChild('distillation_classifier', new Linear(config.hidden_size, config.num_classes, rng, config.initializer_range)) : null;
+    this.distillationClassifier = config.distillation_classifier
+      ? this.addChild('distillation_classifier', new Linear(config.hidden_size, config.num_classes, rng, config.initializer_range))
+      : null;
     this.assignNames();
   }
 

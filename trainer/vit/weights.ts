@@ -3,10 +3,10 @@
 // FasterMultiHeadAttention saves one `attention.qkv_projection` of shape [3*hidden, hidden] (q of all
 // heads, then k, then v), which is split here on load and written back when the config asks for it.
 
-import { NamedTensor, readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { StateDict } from '../nn/module.js';
-import { ViTConfig, headSize } from './config.js';
-import { ViT } from './model.js';
+import { type NamedTensor, readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import type { StateDict } from '../nn/module.js';
+import { type ViTConfig, headSize } from './config.js';
+import type { ViT } from './model.js';
 
 const KINDS = ['query', 'key', 'value'] as const;
 
@@ -27,10 +27,13 @@ export function splitFusedAttention(tensors: ReadonlyMap<string, NamedTensor>, c
     const [, prefix, kind] = m;
     const cols = kind === 'weight' ? c.hidden_size : 1;
     if (t.shape[0] !== 3 * c.hidden_size || t.data.length !== 3 * c.hidden_size * cols) {
-      throw new Error(`tensor '${name}' has shape [${t.shape.join(', ')}], expected [${kind === 'weight' ? `${3 * c.hidden_size}, ${c.hidden_size}` : 3 * c.hidden_size}]`);
+      throw new Error(
+        `tensor '${name}' has shape [${t.shape.join(', ')}], expected [${kind === 'weight' ? `${3 * c.hidden_size}, ${c.hidden_size}` : 3 * c.hidden_size}]`,
+      );
     }
     KINDS.forEach((k, ki) => {
-      for (let h = 0; h < c.num_attention_heads; h++) out.set(`${prefix}.heads.${h}.${k}.${kind}`, rows(t, ki * c.hidden_size + h * hs, hs, cols));
+      for (let h = 0; h < c.num_attention_heads; h++)
+        out.set(`${prefix}.heads.${h}.${k}.${kind}`, rows(t, ki * c.hidden_size + h * hs, hs, cols));
     });
   }
   return out;
@@ -47,14 +50,19 @@ export function fuseAttention(state: StateDict, c: ViTConfig): Map<string, Named
     }
     const [, prefix, head, k, kind] = m;
     if (head !== '0' || k !== 'query') continue; // the whole fused tensor is written once
-    const parts = KINDS.flatMap((kk) => Array.from({ length: c.num_attention_heads }, (_, h) => state.get(`${prefix}.heads.${h}.${kk}.${kind}`)!.data));
+    const parts = KINDS.flatMap((kk) =>
+      Array.from({ length: c.num_attention_heads }, (_, h) => state.get(`${prefix}.heads.${h}.${kk}.${kind}`)!.data),
+    );
     const data = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
     let at = 0;
     for (const p of parts) {
       data.set(p, at);
       at += p.length;
     }
-    out.set(`${prefix}.qkv_projection.${kind}`, { shape: kind === 'weight' ? [3 * c.hidden_size, c.hidden_size] : [3 * c.hidden_size], data });
+    out.set(`${prefix}.qkv_projection.${kind}`, {
+      shape: kind === 'weight' ? [3 * c.hidden_size, c.hidden_size] : [3 * c.hidden_size],
+      data,
+    });
   }
   return out;
 }

@@ -4,7 +4,7 @@
 // filters with both signs (after the ReLU, the pair passes the whole of each direction). The filters'
 // outputs then have about unit variance and are uncorrelated over the images' patches.
 
-import { ImageDataset } from '../data/dataset.js';
+import type { ImageDataset } from '../data/dataset.js';
 import { normalizationTables } from '../../runtime/pixels.js';
 
 export const WHITEN_EPS = 5e-4;
@@ -61,7 +61,13 @@ export function symmetricEigen(matrix: ArrayLike<number>, n: number): { values: 
 
 /** The second moment (mean of x x^T) of the k x k patches, every `stride` pixels within the image,
  *  of the first `limit` images, normalized with mean/std as the model's input. */
-export function patchMoment(d: ImageDataset, norm: { mean: readonly number[]; std: readonly number[] }, k: number, limit = 5000, stride = 2): Float64Array {
+export function patchMoment(
+  d: ImageDataset,
+  norm: { mean: readonly number[]; std: readonly number[] },
+  k: number,
+  limit = 5000,
+  stride = 2,
+): Float64Array {
   const { channels: C, height: H, width: W } = d;
   const dims = C * k * k;
   const luts = normalizationTables(norm);
@@ -74,7 +80,8 @@ export function patchMoment(d: ImageDataset, norm: { mean: readonly number[]; st
     for (let y = 0; y + k <= H; y += stride) {
       for (let xx = 0; xx + k <= W; xx += stride) {
         let i = 0;
-        for (let c = 0; c < C; c++) for (let u = 0; u < k; u++) for (let v = 0; v < k; v++) x[i++] = luts[c][d.images[base + (c * H + y + u) * W + xx + v]];
+        for (let c = 0; c < C; c++)
+          for (let u = 0; u < k; u++) for (let v = 0; v < k; v++) x[i++] = luts[c][d.images[base + (c * H + y + u) * W + xx + v]];
         for (let r = 0; r < dims; r++) {
           const xr = x[r];
           for (let s = r; s < dims; s++) m[r * dims + s] += xr * x[s];
@@ -95,9 +102,18 @@ export function patchMoment(d: ImageDataset, norm: { mean: readonly number[]; st
 
 /** Filters [out, C, k, k] (flattened) that whiten the images' patches: out/2 eigenvector pairs (v and
  *  -v, scaled), the leading ones first. `out` must be even and at most twice the patch's size. */
-export function whiteningFilters(d: ImageDataset, norm: { mean: readonly number[]; std: readonly number[] }, k: number, out: number, eps = WHITEN_EPS): Float32Array {
+export function whiteningFilters(
+  d: ImageDataset,
+  norm: { mean: readonly number[]; std: readonly number[] },
+  k: number,
+  out: number,
+  eps = WHITEN_EPS,
+): Float32Array {
   const dims = d.channels * k * k;
-  if (out % 2 !== 0 || out > 2 * dims) throw new Error(`whiten_init: the first convolution's ${out} filters must be an even number up to ${2 * dims} (both signs of each of the ${dims} directions of a ${k}x${k}x${d.channels} patch)`);
+  if (out % 2 !== 0 || out > 2 * dims)
+    throw new Error(
+      `whiten_init: the first convolution's ${out} filters must be an even number up to ${2 * dims} (both signs of each of the ${dims} directions of a ${k}x${k}x${d.channels} patch)`,
+    );
   const { values, vectors } = symmetricEigen(patchMoment(d, norm, k), dims);
   const w = new Float32Array(out * dims);
   for (let j = 0; j < out / 2; j++) {

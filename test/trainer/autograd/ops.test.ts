@@ -1,9 +1,9 @@
 import t from 'tap';
-import { Tensor, staticSize } from '../../../trainer/autograd/graph.js';
+import { type Tensor, staticSize } from '../../../trainer/autograd/graph.js';
 import * as O from '../../../trainer/autograd/ops.js';
 import { grad } from '../../../trainer/autograd/grad.js';
 import { decodeModel } from '../../../trainer/autograd/onnx.js';
-import { assertClose, checkForward, checkGrad, spec, InputSpec } from '../../helpers/opcheck.js';
+import { assertClose, checkForward, checkGrad, spec, type InputSpec } from '../../helpers/opcheck.js';
 import { Rng } from '../../../trainer/nn/random.js';
 
 const B = 'batch';
@@ -27,7 +27,11 @@ const cases: Case[] = [
   { name: 'tanh', inputs: [spec([B, 5])], build: ([a]) => O.tanh(a) },
   { name: 'sqrt', inputs: [spec([B, 5], POS)], build: ([a]) => O.sqrt(a) },
   { name: 'erf', inputs: [spec([B, 7], [-3, 3])], build: ([a]) => O.erf(a) },
-  { name: 'gelu (exact: 0.5 x (1 + erf(x / sqrt 2)), as imported graphs have it)', inputs: [spec([B, 7], [-4, 4])], build: ([a]) => O.mul(O.mul(a, 0.5), O.add(1, O.erf(O.div(a, Math.SQRT2)))) },
+  {
+    name: 'gelu (exact: 0.5 x (1 + erf(x / sqrt 2)), as imported graphs have it)',
+    inputs: [spec([B, 7], [-4, 4])],
+    build: ([a]) => O.mul(O.mul(a, 0.5), O.add(1, O.erf(O.div(a, Math.SQRT2)))),
+  },
   { name: 'pow 3', inputs: [spec([B, 5])], build: ([a]) => O.pow(a, 3) },
   { name: 'pow -0.5', inputs: [spec([B, 5], POS)], build: ([a]) => O.pow(a, -0.5) },
   { name: 'matmul (batched, weight broadcast)', inputs: [spec([B, 2, 3, 4]), spec([4, 5])], build: ([a, b]) => O.matmul(a, b) },
@@ -57,26 +61,75 @@ const cases: Case[] = [
   { name: 'conv2d 5x5, padding 2', inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5])], build: ([x, w]) => O.conv2d(x, w, 2) },
   { name: 'max_pool 3x3, stride 2, padding 1', inputs: [spec([B, 2, 6, 5])], build: ([x]) => O.maxPool(x, 3, 2, 1) },
   { name: 'max_pool 2x2, stride 2', inputs: [spec([B, 3, 4, 4])], build: ([x]) => O.maxPool(x, 2, 2, 0) },
-  { name: 'conv, relu, max-pool (a tokenizer stage)', inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])], build: ([x, w]) => O.maxPool(O.relu(O.conv2d(x, w, 1)), 3, 2, 1) },
-  { name: 'conv, max-pool, relu (the same stage as the tokenizer runs it)', inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])], build: ([x, w]) => O.relu(O.maxPool(O.conv2d(x, w, 1), 3, 2, 1)) },
+  {
+    name: 'conv, relu, max-pool (a tokenizer stage)',
+    inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])],
+    build: ([x, w]) => O.maxPool(O.relu(O.conv2d(x, w, 1)), 3, 2, 1),
+  },
+  {
+    name: 'conv, max-pool, relu (the same stage as the tokenizer runs it)',
+    inputs: [spec([B, 2, 6, 6]), spec([3, 2, 3, 3])],
+    build: ([x, w]) => O.relu(O.maxPool(O.conv2d(x, w, 1), 3, 2, 1)),
+  },
 ];
 
 // Gradient graphs hold ops that forward passes do not (max_pool_grad; convolutions whose channels are
 // the batch): ONNX Runtime must run those as the interpreter does.
 const weighted = (y: Tensor, w: Tensor) => O.reduceSum(O.mul(y, w), [...y.shape.keys()], false);
 const gradientGraphs: Case[] = [
-  { name: 'max_pool gradient (overlapping windows)', inputs: [spec([B, 2, 6, 5]), spec([B, 2, 3, 3])], build: ([x, r]) => grad(weighted(O.maxPool(x, 3, 2, 1), r), [x])[0] },
-  { name: 'max_pool gradient (2x2, stride 2)', inputs: [spec([B, 3, 4, 4]), spec([B, 3, 2, 2])], build: ([x, r]) => grad(weighted(O.maxPool(x, 2, 2, 0), r), [x])[0] },
-  { name: 'conv2d gradient of the input', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [x])[0] },
-  { name: 'conv2d gradient of the weights', inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [w])[0] },
-  { name: 'conv2d gradient of the input (2x2, no padding)', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [x])[0] },
-  { name: 'conv2d gradient of the weights (2x2, no padding)', inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [w])[0] },
-  { name: 'conv2d gradient of the weights (5x5, padding 2)', inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5]), spec([B, 3, 6, 5])], build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 2), r), [w])[0] },
+  {
+    name: 'max_pool gradient (overlapping windows)',
+    inputs: [spec([B, 2, 6, 5]), spec([B, 2, 3, 3])],
+    build: ([x, r]) => grad(weighted(O.maxPool(x, 3, 2, 1), r), [x])[0],
+  },
+  {
+    name: 'max_pool gradient (2x2, stride 2)',
+    inputs: [spec([B, 3, 4, 4]), spec([B, 3, 2, 2])],
+    build: ([x, r]) => grad(weighted(O.maxPool(x, 2, 2, 0), r), [x])[0],
+  },
+  {
+    name: 'conv2d gradient of the input',
+    inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])],
+    build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [x])[0],
+  },
+  {
+    name: 'conv2d gradient of the weights',
+    inputs: [spec([B, 2, 5, 4]), spec([3, 2, 3, 3]), spec([B, 3, 5, 4])],
+    build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 1), r), [w])[0],
+  },
+  {
+    name: 'conv2d gradient of the input (2x2, no padding)',
+    inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])],
+    build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [x])[0],
+  },
+  {
+    name: 'conv2d gradient of the weights (2x2, no padding)',
+    inputs: [spec([B, 3, 4, 5]), spec([2, 3, 2, 2]), spec([B, 2, 3, 4])],
+    build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 0), r), [w])[0],
+  },
+  {
+    name: 'conv2d gradient of the weights (5x5, padding 2)',
+    inputs: [spec([B, 2, 6, 5]), spec([3, 2, 5, 5]), spec([B, 3, 6, 5])],
+    build: ([x, w, r]) => grad(weighted(O.conv2d(x, w, 2), r), [w])[0],
+  },
   { name: 'relu gradient', inputs: [spec([B, 4]), spec([B, 4])], build: ([x, r]) => grad(weighted(O.relu(x), r), [x])[0] },
   { name: 'gelu (tanh) gradient', inputs: [spec([B, 9], [-6, 6]), spec([B, 9])], build: ([x, r]) => grad(weighted(O.gelu(x), r), [x])[0] },
-  { name: 'matmul gradient of a weight under a batch of rows (one product)', inputs: [spec([B, 3, 4]), spec([4, 5]), spec([B, 3, 5])], build: ([x, w, r]) => grad(weighted(O.matmul(x, w), r), [w])[0] },
-  { name: 'the gradient of slices that tile an axis (one concat)', inputs: [spec([B, 6, 2]), spec([B, 2, 2]), spec([B, 4, 2])], build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 2), r), weighted(O.mul(O.slice(x, 1, 2, 6), O.slice(x, 1, 2, 6)), s)), [x])[0] },
-  { name: 'the gradient of slices that overlap (a sum)', inputs: [spec([B, 6, 2]), spec([B, 4, 2]), spec([B, 4, 2])], build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 4), r), weighted(O.slice(x, 1, 2, 6), s)), [x])[0] },
+  {
+    name: 'matmul gradient of a weight under a batch of rows (one product)',
+    inputs: [spec([B, 3, 4]), spec([4, 5]), spec([B, 3, 5])],
+    build: ([x, w, r]) => grad(weighted(O.matmul(x, w), r), [w])[0],
+  },
+  {
+    name: 'the gradient of slices that tile an axis (one concat)',
+    inputs: [spec([B, 6, 2]), spec([B, 2, 2]), spec([B, 4, 2])],
+    build: ([x, r, s]) =>
+      grad(O.add(weighted(O.slice(x, 1, 0, 2), r), weighted(O.mul(O.slice(x, 1, 2, 6), O.slice(x, 1, 2, 6)), s)), [x])[0],
+  },
+  {
+    name: 'the gradient of slices that overlap (a sum)',
+    inputs: [spec([B, 6, 2]), spec([B, 4, 2]), spec([B, 4, 2])],
+    build: ([x, r, s]) => grad(O.add(weighted(O.slice(x, 1, 0, 4), r), weighted(O.slice(x, 1, 2, 6), s)), [x])[0],
+  },
 ];
 
 t.test('gradients: a weight under a batch of rows is one product; slices that tile an axis are concatenated', async (t) => {
@@ -88,7 +141,10 @@ t.test('gradients: a weight under a batch of rows is one product; slices that ti
   const parts = [0, 1, 2].map((i) => O.slice(x, 1, 2 * i, 2 * i + 2));
   const [dx] = grad(O.reduceSum(O.add(O.add(O.mul(parts[2], 3), O.mul(parts[0], 2)), parts[1]), [0, 1, 2], false), [x]);
   t.equal(dx.op, 'concat');
-  t.same(dx.inputs.map((p) => p.shape[1]), [2, 2, 2]);
+  t.same(
+    dx.inputs.map((p) => p.shape[1]),
+    [2, 2, 2],
+  );
   const gaps = [0, 2].map((i) => O.slice(x, 1, 2 * i, 2 * i + 2)); // [0, 2) and [4, 6): not a tiling
   t.equal(grad(O.reduceSum(O.add(gaps[0], gaps[1]), [0, 1, 2], false), [x])[0].op, 'add');
 });
@@ -111,7 +167,16 @@ t.test("the tanh GELU: its gradient reads the input, equals the composite's, and
   const composite = O.mul(O.mul(0.5, x), O.add(1, O.tanh(O.mul(Math.sqrt(2 / Math.PI), O.add(x, O.mul(0.044715, O.pow(x, 3)))))));
   const [dc] = grad(weighted(composite, r), [x]);
   const rng = new Rng(5);
-  const feeds = { x: nd(Array.from({ length: 120 }, () => 12 * rng.next() - 6), [3, 40]), r: nd(Array.from({ length: 120 }, () => rng.normal()), [3, 40]) };
+  const feeds = {
+    x: nd(
+      Array.from({ length: 120 }, () => 12 * rng.next() - 6),
+      [3, 40],
+    ),
+    r: nd(
+      Array.from({ length: 120 }, () => rng.normal()),
+      [3, 40],
+    ),
+  };
   const [y, yc, g, gc] = interpret([O.gelu(x), composite, dx, dc], feeds);
   assertClose(t, y.data, yc.data, 1e-12, 1e-12, 'the values');
   assertClose(t, g.data, gc.data, 1e-12, 1e-12, 'the gradients');
@@ -135,7 +200,13 @@ t.test('max_pool_grad on ONNX Runtime: ties go to the first maximum of each wind
   const { nd } = await import('../../../trainer/autograd/ndarray.js');
   const { OrtGraph } = await import('../../../trainer/autograd/ort-executor.js');
   const rng = new Rng(3);
-  for (const [k, s, p] of [[3, 2, 1], [2, 2, 0], [3, 1, 1], [3, 3, 0], [2, 1, 1]]) {
+  for (const [k, s, p] of [
+    [3, 2, 1],
+    [2, 2, 0],
+    [3, 1, 1],
+    [3, 3, 0],
+    [2, 1, 1],
+  ]) {
     const x = O.input('x', [B, 2, 7, 6]);
     const y = O.maxPool(x, k, s, p);
     const r = O.input('r', y.shape);
@@ -144,13 +215,26 @@ t.test('max_pool_grad on ONNX Runtime: ties go to the first maximum of each wind
     for (const maxPoolIndices of [true, false]) {
       const ort = await OrtGraph.create({ outputs: [['dx', dx]], device: 'cpu', maxPoolIndices });
       const pools = decodeModel(ort.bytes).graph!.node!.filter((n) => n.opType === 'MaxPool');
-      t.equal(pools.some((n) => (n.output?.length ?? 0) > 1), maxPoolIndices, `maxPoolIndices ${maxPoolIndices}: MaxPool's Indices output ${maxPoolIndices ? 'used' : 'not emitted'}`);
+      t.equal(
+        pools.some((n) => (n.output?.length ?? 0) > 1),
+        maxPoolIndices,
+        `maxPoolIndices ${maxPoolIndices}: MaxPool's Indices output ${maxPoolIndices ? 'used' : 'not emitted'}`,
+      );
       const how = maxPoolIndices ? 'with indices' : 'without indices';
       // values from {0, 1, 2}: many equal maxima in a window; then all equal
-      for (const values of [Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.int(3)), new Array(2 * 2 * 7 * 6).fill(1), Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.normal())]) {
+      for (const values of [
+        Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.int(3)),
+        new Array(2 * 2 * 7 * 6).fill(1),
+        Array.from({ length: 2 * 2 * 7 * 6 }, () => rng.normal()),
+      ]) {
         const rs = Array.from({ length: 2 * staticSize(y.shape.slice(1))! }, () => rng.next());
         const want = interpret([dx], { x: nd(values, [2, 2, 7, 6]), r: nd(rs, [2, ...(y.shape.slice(1) as number[])]) })[0].data;
-        const got = (await ort.run({ x: { data: Float32Array.from(values), dims: [2, 2, 7, 6] }, r: { data: Float32Array.from(rs), dims: [2, ...(y.shape.slice(1) as number[])] } })).dx.data;
+        const got = (
+          await ort.run({
+            x: { data: Float32Array.from(values), dims: [2, 2, 7, 6] },
+            r: { data: Float32Array.from(rs), dims: [2, ...(y.shape.slice(1) as number[])] },
+          })
+        ).dx.data;
         assertClose(t, got, want, 1e-6, 1e-6, `${k}x${k}, stride ${s}, padding ${p}, ${how}: the same inputs get the gradient`);
       }
     }
@@ -163,7 +247,10 @@ t.test('convolution and pooling shape rules name the problem', async (t) => {
   t.throws(() => O.conv2d(x, O.input('w', [4, 3, 3, 3]), -1), /padding must be an integer >= 0/);
   t.throws(() => O.conv2d(x, O.input('w', [4, 3, 9, 9]), 0), /a 9x9 kernel does not fit/);
   const wide = O.param('w', [4, 3, 3, 3]);
-  t.throws(() => grad(O.reduceSum(O.conv2d(x, wide, 3), [0, 1, 2, 3], false), [wide]), /gradients need a square kernel and padding below its side/);
+  t.throws(
+    () => grad(O.reduceSum(O.conv2d(x, wide, 3), [0, 1, 2, 3], false), [wide]),
+    /gradients need a square kernel and padding below its side/,
+  );
   t.throws(() => O.conv2d(O.input('v', ['batch', 3, 8]), O.input('w', [4, 3, 3, 3]), 1), /rank 4/);
   t.throws(() => O.maxPool(x, 3, 2, 2), /padding must be an integer in \[0, 1\]/);
   t.throws(() => O.maxPool(x, 0, 2, 0), /positive integers/);
@@ -204,7 +291,11 @@ t.test('one_hot: class indices to rows, in the interpreter and on ONNX Runtime',
   const ort = await OrtGraph.create({ outputs: [['y', y]] });
   const out = await ort.run({ x: { data: Float32Array.from(indices), dims: [3] } });
   t.same([...out.y.data], want);
-  t.same(grad(O.reduceSum(O.mul(y, O.constant([1, 2, 3, 4], [4])), [0, 1], false), [x])[0].op, 'expand_as', 'no gradient flows through it (a zero of its shape)');
+  t.same(
+    grad(O.reduceSum(O.mul(y, O.constant([1, 2, 3, 4], [4])), [0, 1], false), [x])[0].op,
+    'expand_as',
+    'no gradient flows through it (a zero of its shape)',
+  );
 });
 
 t.test('argmax: the first largest index along the last axis, in the interpreter and on ONNX Runtime', async (t) => {
@@ -219,7 +310,11 @@ t.test('argmax: the first largest index along the last axis, in the interpreter 
   const ort = await OrtGraph.create({ outputs: [['y', y]] });
   t.same([...(await ort.run({ x: { data: Float32Array.from(values), dims: [3, 4] } })).y.data], want);
   t.same(y.shape, [B]);
-  t.same(grad(O.reduceSum(O.mul(O.oneHot(y, 4), x), [0, 1], false), [x])[0].op, 'mul', 'only the selected logit carries a gradient, not the selection');
+  t.same(
+    grad(O.reduceSum(O.mul(O.oneHot(y, 4), x), [0, 1], false), [x])[0].op,
+    'mul',
+    'only the selected logit carries a gradient, not the selection',
+  );
 });
 
 t.test('every op of the op table is checked here', async (t) => {
@@ -245,7 +340,16 @@ t.test('ReLU after the max-pool is ReLU before it: the same values and the same 
   const gb = grad(weighted(before, r), [x])[0];
   const ga = grad(weighted(after, r), [x])[0];
   // values from {-1, 0, 1, 2}: windows of negatives only, of zeros, and ties among positives
-  const feeds = { x: nd(Array.from({ length: 168 }, () => rng.int(4) - 1), [2, 2, 7, 6]), r: nd(Array.from({ length: 48 }, () => rng.next()), [2, 2, 4, 3]) };
+  const feeds = {
+    x: nd(
+      Array.from({ length: 168 }, () => rng.int(4) - 1),
+      [2, 2, 7, 6],
+    ),
+    r: nd(
+      Array.from({ length: 48 }, () => rng.next()),
+      [2, 2, 4, 3],
+    ),
+  };
   const [yb, ya, db, da] = interpret([before, after, gb, ga], feeds);
   t.same([...ya.data], [...yb.data], 'the same values');
   t.same([...da.data], [...db.data], 'the same gradients');

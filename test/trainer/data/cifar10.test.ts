@@ -4,7 +4,14 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { BIN_FOLDER, decodeCifarPng, encodeCifarBinary, ensureCifar10, parseCifarBinary, readCifarBinaryFolder } from '../../../trainer/data/cifar10.js';
+import {
+  BIN_FOLDER,
+  decodeCifarPng,
+  encodeCifarBinary,
+  ensureCifar10,
+  parseCifarBinary,
+  readCifarBinaryFolder,
+} from '../../../trainer/data/cifar10.js';
 import { makeDataset } from '../../../trainer/data/dataset.js';
 import { Rng } from '../../../trainer/nn/random.js';
 import { tmpDir } from '../../helpers/data.js';
@@ -13,7 +20,18 @@ function randomCifar(count: number, seed: number) {
   const rng = new Rng(seed);
   const images = Uint8Array.from({ length: count * 3072 }, () => rng.int(256));
   const labels = Uint16Array.from({ length: count }, () => rng.int(10));
-  return makeDataset(images, labels, { channels: 3, height: 32, width: 32 }, ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
+  return makeDataset(images, labels, { channels: 3, height: 32, width: 32 }, [
+    'airplane',
+    'automobile',
+    'bird',
+    'cat',
+    'deer',
+    'dog',
+    'frog',
+    'horse',
+    'ship',
+    'truck',
+  ]);
 }
 
 t.test('the official binary format round-trips, with label names from batches.meta.txt', async (t) => {
@@ -45,8 +63,11 @@ t.test('bad binary files are one-line errors', async (t) => {
 t.test('the tarball PNG layout (one HWC image per row) decodes to the same CHW images', async (t) => {
   const d = randomCifar(5, 3);
   const rows = Buffer.alloc(5 * 1024 * 3);
-  for (let i = 0; i < 5; i++) for (let p = 0; p < 1024; p++) for (let c = 0; c < 3; c++) rows[(i * 1024 + p) * 3 + c] = d.images[i * 3072 + c * 1024 + p];
-  const png = await sharp(rows, { raw: { width: 1024, height: 5, channels: 3 } }).png().toBuffer();
+  for (let i = 0; i < 5; i++)
+    for (let p = 0; p < 1024; p++) for (let c = 0; c < 3; c++) rows[(i * 1024 + p) * 3 + c] = d.images[i * 3072 + c * 1024 + p];
+  const png = await sharp(rows, { raw: { width: 1024, height: 5, channels: 3 } })
+    .png()
+    .toBuffer();
   const decoded = await decodeCifarPng(png, Array.from(d.labels), 'x.png');
   t.same(decoded.images, d.images);
   t.same(decoded.labels, d.labels);

@@ -42,7 +42,10 @@ t.test('a corrupt image is skipped with its path, or stops the load with --on-ba
   t.equal(val, null);
   t.equal(warnings.length, 1);
   t.match(warnings[0], `skipping ${bad}: cannot decode`);
-  await t.rejects(loadImageFolder(root, { ...opts, onBadImage: 'fail' }), new RegExp(`${bad.replace(/[.]/g, '\\.')}: cannot decode .*--on-bad-image skip`));
+  await t.rejects(
+    loadImageFolder(root, { ...opts, onBadImage: 'fail' }),
+    new RegExp(`${bad.replace(/[.]/g, '\\.')}: cannot decode .*--on-bad-image skip`),
+  );
 });
 
 t.test('missing, empty and image-less folders are clear errors', async (t) => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { fillBatch, mixBatch, erase } from '../../../trainer/data/augment.js';
 import { makeDataset } from '../../../trainer/data/dataset.js';
-import { AutoAugmenter, Canvas, OpName, POLICIES, applyOp, augmentationSpace } from '../../../trainer/data/policies.js';
+import { AutoAugmenter, type Canvas, type OpName, POLICIES, applyOp, augmentationSpace } from '../../../trainer/data/policies.js';
 import { Rng } from '../../../trainer/nn/random.js';
 import { colourDataset } from '../../helpers/data.js';
 
@@ -69,7 +69,10 @@ t.test('each policy is deterministic for a seed, varies across seeds, and stays 
     t.notSame(Array.from(a.px), Array.from(c.px), `${policy}: another seed, another batch`);
     const lo = Math.min(...base.mean.map((m, i) => -m / base.std[i]));
     const hi = Math.max(...base.mean.map((m, i) => (1 - m) / base.std[i]));
-    t.ok(a.px.every((v) => v >= lo - 1e-6 && v <= hi + 1e-6), `${policy}: values within [${lo}, ${hi}]`);
+    t.ok(
+      a.px.every((v) => v >= lo - 1e-6 && v <= hi + 1e-6),
+      `${policy}: values within [${lo}, ${hi}]`,
+    );
     t.same(Array.from(a.tg), Array.from(plain.tg), `${policy}: targets untouched`);
   }
   // a policy changes images beyond what crop and flip do
@@ -101,10 +104,16 @@ t.test('random erasing blanks one rectangle with the mean colour', async (t) => 
     }
     t.ok(zeros % 3 === 0 && zeros / 3 >= 1 && zeros / 3 <= 0.33 * 256 + 16, `seed ${s}: ${zeros / 3} pixels erased`);
     // the same pixels in every channel
-    t.same(img.subarray(0, 256).map((v) => (v === 0 ? 1 : 0)), img.subarray(512, 768).map((v) => (v === 0 ? 1 : 0)));
+    t.same(
+      img.subarray(0, 256).map((v) => (v === 0 ? 1 : 0)),
+      img.subarray(512, 768).map((v) => (v === 0 ? 1 : 0)),
+    );
   }
   const a = run({ erasing: 1 }, 3);
-  t.ok(a.px.some((v) => v === 0), 'erasing on in a batch');
+  t.ok(
+    a.px.some((v) => v === 0),
+    'erasing on in a batch',
+  );
 });
 
 t.test('Mixup and CutMix: targets are convex mixtures summing to 1 that match the pixels', async (t) => {
@@ -169,6 +178,19 @@ t.test('a one-image dataset still fills (the batch mixes with itself)', async (t
   const one = makeDataset(new Uint8Array(3 * 4 * 4).fill(100), Uint16Array.from([1]), { channels: 3, height: 4, width: 4 }, ['a', 'b']);
   const px = new Float32Array(48);
   const tg = new Float32Array(2);
-  fillBatch(one, [0], { mean: [0, 0, 0], std: [1, 1, 1], numClasses: 2, labelSmoothing: 0, augment: { cropPadding: 0, flip: false, policy: 'trivialaugment', mixupAlpha: 1, erasing: 0.5 } }, new Rng(2), px, tg);
+  fillBatch(
+    one,
+    [0],
+    {
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+      numClasses: 2,
+      labelSmoothing: 0,
+      augment: { cropPadding: 0, flip: false, policy: 'trivialaugment', mixupAlpha: 1, erasing: 0.5 },
+    },
+    new Rng(2),
+    px,
+    tg,
+  );
   t.same(Array.from(tg), [0, 1]);
 });

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { FileOps, writeFilesAtomic } from '../../../trainer/io/atomic.js';
+import { type FileOps, writeFilesAtomic } from '../../../trainer/io/atomic.js';
 import { defaultLabels, exportModel } from '../../../trainer/export.js';
 import { ViT } from '../../../trainer/vit/model.js';
 import { SEED_CONFIG } from '../../../trainer/vit/config.js';
@@ -18,7 +18,8 @@ function failing(method: 'writeFile' | 'rename', nth: number, code: string) {
   const real = realFs.promises[method] as (...args: unknown[]) => Promise<void>;
   const io = {
     ...realFs.promises,
-    [method]: (...args: unknown[]) => (++counted.calls === nth ? Promise.reject(Object.assign(new Error(`${code}: made to fail`), { code })) : real(...args)),
+    [method]: (...args: unknown[]) =>
+      ++counted.calls === nth ? Promise.reject(Object.assign(new Error(`${code}: made to fail`), { code })) : real(...args),
   } as FileOps;
   return { io, counted };
 }
@@ -39,7 +40,17 @@ for (const [method, nth, what] of [
   t.test(`${what}: nothing changes`, async (t) => {
     const { io } = failing(method, nth, method === 'writeFile' ? 'ENOSPC' : 'EIO');
     const { dir, files } = await folder();
-    await t.rejects(writeFilesAtomic([[files[0], 'new a'], [files[1], 'new b'], [files[2], 'new c']], io), /made to fail/);
+    await t.rejects(
+      writeFilesAtomic(
+        [
+          [files[0], 'new a'],
+          [files[1], 'new b'],
+          [files[2], 'new c'],
+        ],
+        io,
+      ),
+      /made to fail/,
+    );
     t.equal(await readFile(files[0], 'utf8'), 'old a');
     t.equal(await readFile(files[1], 'utf8'), 'old b');
     t.same((await readdir(dir)).sort(), ['a.bin', 'b.json'], 'the new file is not there, nor any temp or backup');
@@ -48,7 +59,11 @@ for (const [method, nth, what] of [
 
 t.test('when nothing fails, every file is new and nothing else is left', async (t) => {
   const { dir, files } = await folder();
-  await writeFilesAtomic([[files[0], 'new a'], [files[1], 'new b'], [files[2], 'new c']]);
+  await writeFilesAtomic([
+    [files[0], 'new a'],
+    [files[1], 'new b'],
+    [files[2], 'new c'],
+  ]);
   t.same(await Promise.all(files.map((f) => readFile(f, 'utf8'))), ['new a', 'new b', 'new c']);
   t.same((await readdir(dir)).sort(), ['a.bin', 'b.json', 'c.txt']);
 });
@@ -57,11 +72,22 @@ t.test('an export whose writing fails leaves the earlier export as it was', asyn
   const { io, counted } = failing('writeFile', 3, 'ENOSPC');
   const dir = path.join(await mkdtemp(path.join(os.tmpdir(), 'vitrine-atomic-')), 'm');
   await exportModel(new ViT(SEED_CONFIG, 1), defaultLabels(10), dir);
-  const before = await Promise.all(['onnx/model.onnx', 'onnx/relevance.onnx', 'onnx/relevance-light.onnx', 'config.json', 'preprocessor_config.json'].map((f) => readFile(path.join(dir, f))));
+  const before = await Promise.all(
+    ['onnx/model.onnx', 'onnx/relevance.onnx', 'onnx/relevance-light.onnx', 'config.json', 'preprocessor_config.json'].map((f) =>
+      readFile(path.join(dir, f)),
+    ),
+  );
   await t.rejects(exportModel(new ViT(SEED_CONFIG, 2), defaultLabels(10), dir, { io }), /cannot write to .*ENOSPC/);
   t.equal(counted.calls, 3, 'the export went through the failing writes, and stopped at the third');
-  const after = await Promise.all(['onnx/model.onnx', 'onnx/relevance.onnx', 'onnx/relevance-light.onnx', 'config.json', 'preprocessor_config.json'].map((f) => readFile(path.join(dir, f))));
-  t.ok(after.every((b, i) => b.equals(before[i])), 'all five files as the first export wrote them');
+  const after = await Promise.all(
+    ['onnx/model.onnx', 'onnx/relevance.onnx', 'onnx/relevance-light.onnx', 'config.json', 'preprocessor_config.json'].map((f) =>
+      readFile(path.join(dir, f)),
+    ),
+  );
+  t.ok(
+    after.every((b, i) => b.equals(before[i])),
+    'all five files as the first export wrote them',
+  );
   t.same((await readdir(dir)).sort(), ['config.json', 'onnx', 'preprocessor_config.json']);
   t.same((await readdir(path.join(dir, 'onnx'))).sort(), ['model.onnx', 'relevance-light.onnx', 'relevance.onnx'], 'no temp files left');
 });

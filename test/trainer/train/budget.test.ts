@@ -15,7 +15,8 @@ const noise = (count: number, size: number, seed = 1) => {
     let prev = 128;
     for (let p = 0; p < size * size; p++) {
       prev = Math.max(0, Math.min(255, Math.round(0.7 * prev + 0.3 * rng.int(256) + (rng.next() - 0.5) * 40)));
-      for (let c = 0; c < 3; c++) images[i * 3 * size * size + c * size * size + p] = Math.max(0, Math.min(255, prev + (c - 1) * rng.int(20)));
+      for (let c = 0; c < 3; c++)
+        images[i * 3 * size * size + c * size * size + p] = Math.max(0, Math.min(255, prev + (c - 1) * rng.int(20)));
     }
   }
   return makeDataset(images, new Uint16Array(count), { channels: 3, height: size, width: size }, ['only']);
@@ -66,9 +67,13 @@ t.test('whiteningFilters: responses over the patches uncorrelated with variance 
   }
   t.ok(worst < 1e-5, `second moments of the responses within ${worst.toExponential(1)} of the diagonal`);
   let corr = 0; // the patches' own second moments are far from diagonal: the whitening has work to do
-  for (let r = 0; r < dims; r++) for (let c = r + 1; c < dims; c++) corr = Math.max(corr, Math.abs(m[r * dims + c]) / Math.sqrt(m[r * dims + r] * m[c * dims + c]));
+  for (let r = 0; r < dims; r++)
+    for (let c = r + 1; c < dims; c++) corr = Math.max(corr, Math.abs(m[r * dims + c]) / Math.sqrt(m[r * dims + r] * m[c * dims + c]));
   t.ok(corr > 0.5, `neighbouring pixels correlated (${corr.toFixed(2)})`);
-  t.ok(Array.from({ length: (out / 2) * dims }, (_, i) => w[i] === -w[i + (out / 2) * dims]).every(Boolean), 'the second half is the first negated');
+  t.ok(
+    Array.from({ length: (out / 2) * dims }, (_, i) => w[i] === -w[i + (out / 2) * dims]).every(Boolean),
+    'the second half is the first negated',
+  );
   t.throws(() => whiteningFilters(d, NORM, k, 7), /must be an even number up to 54/);
   t.throws(() => whiteningFilters(d, NORM, k, 56), /must be an even number up to 54/);
   t.throws(() => whiteningFilters(noise(2, 2), NORM, 3, 4), /no 3x3 patch fits the 2x2 images/);
@@ -78,7 +83,10 @@ t.test('alternating flips: each image changes side every epoch, from a side draw
   const flips = alternateFlips(7, 1000);
   const all = Uint32Array.from({ length: 1000 }, (_, i) => i);
   const [e0, e1, e2] = [0, 1, 2].map((e) => flips(all, e));
-  t.ok(e0.every((f, i) => f !== e1[i]), 'epoch 1 mirrors what epoch 0 did not');
+  t.ok(
+    e0.every((f, i) => f !== e1[i]),
+    'epoch 1 mirrors what epoch 0 did not',
+  );
   t.same(e2, e0, 'epoch 2 as epoch 0');
   const share = e0.reduce((a, b) => a + b, 0) / 1000;
   t.ok(share > 0.44 && share < 0.56, `about half mirrored in an epoch (${share})`);
@@ -97,7 +105,10 @@ t.test('alternating flips: each image changes side every epoch, from a side draw
   const [plain, mirrored] = [px([0, 0]), px([1, 0])];
   const at = (p: Float32Array, img: number, c: number, y: number, x: number) => p[img * 108 + c * 36 + y * 6 + x];
   let same = true;
-  for (let c = 0; c < 3; c++) for (let y = 0; y < 6; y++) for (let x = 0; x < 6; x++) same &&= at(mirrored, 0, c, y, x) === at(plain, 0, c, y, 5 - x) && at(mirrored, 1, c, y, x) === at(plain, 1, c, y, x);
+  for (let c = 0; c < 3; c++)
+    for (let y = 0; y < 6; y++)
+      for (let x = 0; x < 6; x++)
+        same &&= at(mirrored, 0, c, y, x) === at(plain, 0, c, y, 5 - x) && at(mirrored, 1, c, y, x) === at(plain, 1, c, y, x);
   t.ok(same, 'image 0 mirrored, image 1 as it is');
 });
 

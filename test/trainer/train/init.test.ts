@@ -10,12 +10,12 @@ import { Writable } from 'node:stream';
 import t from 'tap';
 import { exportModel } from '../../../trainer/export.js';
 import { readSafetensors } from '../../../trainer/io/safetensors.js';
-import { DEFAULT_TRAIN, TrainConfig } from '../../../trainer/train/config.js';
-import { RunData } from '../../../trainer/train/data.js';
+import { DEFAULT_TRAIN, type TrainConfig } from '../../../trainer/train/config.js';
+import type { RunData } from '../../../trainer/train/data.js';
 import { layerDecayScales, train } from '../../../trainer/train/loop.js';
 import { ProgressBar } from '../../../trainer/train/report.js';
 import { parseViTConfig } from '../../../trainer/vit/config.js';
-import { InitSource, initConfig, readInit } from '../../../trainer/vit/init.js';
+import { type InitSource, initConfig, readInit } from '../../../trainer/vit/init.js';
 import { ViT } from '../../../trainer/vit/model.js';
 import { colourDataset } from '../../helpers/data.js';
 import { TINY } from '../../helpers/vit.js';
@@ -25,12 +25,38 @@ const root = mkdtempSync(path.join(os.tmpdir(), 'vitrine-init-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
 
 /** transformers' DeiT, tiny: exact GELU, a final norm, the distillation token and its head. */
-const DEIT = parseViTConfig({ ...TINY, hidden_act: 'gelu', final_layernorm: true, distillation_token: true, distillation_classifier: true, layer_norm_eps: 1e-12 });
+const DEIT = parseViTConfig({
+  ...TINY,
+  hidden_act: 'gelu',
+  final_layernorm: true,
+  distillation_token: true,
+  distillation_classifier: true,
+  layer_norm_eps: 1e-12,
+});
 const data = (): RunData => {
   const d = colourDataset(48, 8, 3);
-  return { train: d, eval: colourDataset(12, 8, 3, 99), evalName: 'test', classes: [...d.classes], source: 'colours', evalDescription: 'generated images', split: 'cifar10' };
+  return {
+    train: d,
+    eval: colourDataset(12, 8, 3, 99),
+    evalName: 'test',
+    classes: [...d.classes],
+    source: 'colours',
+    evalDescription: 'generated images',
+    split: 'cifar10',
+  };
 };
-const config = (over: Partial<TrainConfig> = {}): TrainConfig => ({ ...DEFAULT_TRAIN, device: 'cpu', threads: 1, epochs: 3, batch_size: 8, lr: 0.003, schedule: 'cosine', warmup_epochs: 1, seed: 5, ...over });
+const config = (over: Partial<TrainConfig> = {}): TrainConfig => ({
+  ...DEFAULT_TRAIN,
+  device: 'cpu',
+  threads: 1,
+  epochs: 3,
+  batch_size: 8,
+  lr: 0.003,
+  schedule: 'cosine',
+  warmup_epochs: 1,
+  seed: 5,
+  ...over,
+});
 
 async function checkpointFolder(name: string, labels: string[]): Promise<InitSource> {
   const dir = path.join(root, name);
@@ -65,14 +91,25 @@ t.test('the same labels keep the head; a frozen encoder stays as loaded while th
   const out = path.join(root, 'frozen');
   const { lines } = await run(init, { freeze: 'encoder' }, out);
   t.match(lines.join('\n'), /kept the classifier: the checkpoint's classes are the data's/);
-  t.match(lines.join('\n'), /the encoder is frozen for the whole run \(a linear probe\): only classifier\.weight, classifier\.bias, distillation_classifier\.weight, distillation_classifier\.bias train/);
+  t.match(
+    lines.join('\n'),
+    /the encoder is frozen for the whole run \(a linear probe\): only classifier\.weight, classifier\.bias, distillation_classifier\.weight, distillation_classifier\.bias train/,
+  );
   const after = await weightsOf(out);
   const names = [...after.keys()];
   t.ok(names.includes('embedding.distillation_token') && names.includes('layernorm.weight'), 'the DeiT parameters are trained and saved');
   const frozen = names.filter((k) => !isHead(k));
   t.ok(frozen.length > 20, `${frozen.length} encoder tensors`);
-  t.same(frozen.filter((k) => !same(after.get(k)!, init.weights.get(k)!.data)), [], 'no encoder tensor moved');
-  t.same(names.filter(isHead).filter((k) => same(after.get(k)!, init.weights.get(k)!.data)), [], 'every head tensor moved');
+  t.same(
+    frozen.filter((k) => !same(after.get(k)!, init.weights.get(k)!.data)),
+    [],
+    'no encoder tensor moved',
+  );
+  t.same(
+    names.filter(isHead).filter((k) => same(after.get(k)!, init.weights.get(k)!.data)),
+    [],
+    'every head tensor moved',
+  );
 });
 
 t.test('other labels: new heads; after freeze_epochs the encoder thaws', async (t) => {
@@ -82,7 +119,10 @@ t.test('other labels: new heads; after freeze_epochs the encoder thaws', async (
   t.match(lines.join('\n'), /new classifiers for the 3 classes \(class0, class1, class2\): the checkpoint has its 3 classes \(x, y, z\)/);
   t.match(lines.join('\n'), /frozen for the first 1 epoch/);
   const after = await weightsOf(out);
-  t.notOk(same(after.get('encoder.blocks.0.mlp.dense_1.weight')!, init.weights.get('encoder.blocks.0.mlp.dense_1.weight')!.data), 'the encoder trained after the first epoch');
+  t.notOk(
+    same(after.get('encoder.blocks.0.mlp.dense_1.weight')!, init.weights.get('encoder.blocks.0.mlp.dense_1.weight')!.data),
+    'the encoder trained after the first epoch',
+  );
   // the fresh head is the seeded model's own, not the checkpoint's
   const fresh = new ViT(initConfig(init, 3), 5).stateDict().get('classifier.weight')!.data;
   t.notOk(same(fresh, init.weights.get('classifier.weight')!.data), "the run's seeded head differs from the checkpoint's");
@@ -106,31 +146,50 @@ t.test('a fine-tune stopped mid-run and resumed ends bit for bit as an uninterru
   const resumed = path.join(root, 'resumed');
   const first = await run(init, over, resumed, 8); // 6 steps an epoch: stopped in the second epoch, thawed
   t.ok(first.r.interrupted, 'the first sitting was interrupted');
-  const second = await train({ config: config(over), vit: initConfig(init, 3), data: data(), out: resumed, resume: true, log: () => {}, progress: quiet(), stop: { requested: false } });
+  const second = await train({
+    config: config(over),
+    vit: initConfig(init, 3),
+    data: data(),
+    out: resumed,
+    resume: true,
+    log: () => {},
+    progress: quiet(),
+    stop: { requested: false },
+  });
   t.notOk(second.interrupted);
   const a = await readSafetensors(path.join(straight, 'checkpoint.safetensors'));
   const b = await readSafetensors(path.join(resumed, 'checkpoint.safetensors'));
   t.same([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort(), 'the same tensors, optimizer state included');
-  t.ok([...a.tensors.keys()].some((k) => k.startsWith('optimizer.skipped_steps.')), 'the frozen steps are in the optimizer state');
-  t.same([...a.tensors].filter(([k, v]) => !same(v.data, b.tensors.get(k)!.data)).map(([k]) => k), [], 'every value equal');
+  t.ok(
+    [...a.tensors.keys()].some((k) => k.startsWith('optimizer.skipped_steps.')),
+    'the frozen steps are in the optimizer state',
+  );
+  t.same(
+    [...a.tensors].filter(([k, v]) => !same(v.data, b.tensors.get(k)!.data)).map(([k]) => k),
+    [],
+    'every value equal',
+  );
 });
 
-t.test("AdamW: a parameter frozen for some steps, then thawed, takes the first step a fresh optimizer would (torch's per-parameter step count)", async (t) => {
-  const { AdamW } = await import('../../../trainer/train/optim.js');
-  const o = { weightDecay: 0.01, betas: [0.9, 0.999] as [number, number], eps: 1e-8 };
-  const thawed = new AdamW(o);
-  const p = { name: 'w', data: Float32Array.of(1, -2), decay: true, lrScale: 0 };
-  const other = { name: 'b', data: Float32Array.of(0.5), decay: false };
-  const g = Float32Array.of(0.3, -0.1);
-  for (let i = 0; i < 3; i++) thawed.step([p, other], [g, Float32Array.of(1)], 0.01);
-  t.same([...p.data], [1, -2], 'frozen: not moved');
-  p.lrScale = 0.5;
-  thawed.step([p, other], [g, Float32Array.of(1)], 0.02);
-  const fresh = new AdamW(o);
-  const q = { name: 'w', data: Float32Array.of(1, -2), decay: true };
-  fresh.step([q], [g], 0.01); // 0.02 x 0.5
-  t.same([...p.data], [...q.data], 'its first update is a fresh first update, at its share of the rate');
-  const restored = new AdamW(o);
-  restored.loadState(thawed.state(), thawed.steps);
-  t.same([...restored.state().keys()].sort(), [...thawed.state().keys()].sort(), 'the skipped steps are in the saved state');
-});
+t.test(
+  "AdamW: a parameter frozen for some steps, then thawed, takes the first step a fresh optimizer would (torch's per-parameter step count)",
+  async (t) => {
+    const { AdamW } = await import('../../../trainer/train/optim.js');
+    const o = { weightDecay: 0.01, betas: [0.9, 0.999] as [number, number], eps: 1e-8 };
+    const thawed = new AdamW(o);
+    const p = { name: 'w', data: Float32Array.of(1, -2), decay: true, lrScale: 0 };
+    const other = { name: 'b', data: Float32Array.of(0.5), decay: false };
+    const g = Float32Array.of(0.3, -0.1);
+    for (let i = 0; i < 3; i++) thawed.step([p, other], [g, Float32Array.of(1)], 0.01);
+    t.same([...p.data], [1, -2], 'frozen: not moved');
+    p.lrScale = 0.5;
+    thawed.step([p, other], [g, Float32Array.of(1)], 0.02);
+    const fresh = new AdamW(o);
+    const q = { name: 'w', data: Float32Array.of(1, -2), decay: true };
+    fresh.step([q], [g], 0.01); // 0.02 x 0.5
+    t.same([...p.data], [...q.data], 'its first update is a fresh first update, at its share of the rate');
+    const restored = new AdamW(o);
+    restored.loadState(thawed.state(), thawed.steps);
+    t.same([...restored.state().keys()].sort(), [...thawed.state().keys()].sort(), 'the skipped steps are in the saved state');
+  },
+);

@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { DEFAULT_TRAIN, TrainConfig, mergeTrainConfig } from '../../../trainer/train/config.js';
+import { DEFAULT_TRAIN, type TrainConfig, mergeTrainConfig } from '../../../trainer/train/config.js';
 import { recipesDir } from '../../../trainer/train/recipes.js';
 import { parseViTConfig } from '../../../trainer/vit/config.js';
 import { ViT } from '../../../trainer/vit/model.js';
@@ -19,7 +19,10 @@ t.test('recipes parse, and their models build', async (t) => {
       const raw = JSON.parse(readFileSync(path.join(dir, f), 'utf8'));
       const c = mergeTrainConfig({ ...DEFAULT_TRAIN } as TrainConfig, raw, f);
       const vit = parseViTConfig(c.model ?? {}, `${f} model`);
-      t.ok(new ViT(vit).parameterCount() > 0, `${path.basename(dir)}/${f}: ${c.epochs} epochs, a model of ${new ViT(vit).parameterCount()} parameters`);
+      t.ok(
+        new ViT(vit).parameterCount() > 0,
+        `${path.basename(dir)}/${f}: ${c.epochs} epochs, a model of ${new ViT(vit).parameterCount()} parameters`,
+      );
     }
   }
 });

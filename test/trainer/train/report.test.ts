@@ -1,5 +1,5 @@
 import t from 'tap';
-import { EpochMetrics, epochTicks, renderCurves } from '../../../trainer/train/report.js';
+import { type EpochMetrics, epochTicks, renderCurves } from '../../../trainer/train/report.js';
 
 t.test('epoch ticks fall on round numbers, at most about six', async (t) => {
   t.same(epochTicks(1), [1]);
@@ -14,7 +14,18 @@ t.test('epoch ticks fall on round numbers, at most about six', async (t) => {
 });
 
 t.test('curves name the held-out split and keep the legend off the plot', async (t) => {
-  const history: EpochMetrics[] = [1, 2, 3].map((epoch) => ({ epoch, step: epoch * 10, lr: 0.01, train_loss: 2 / epoch, train_accuracy: 0.3 * epoch, test_loss: 2.1 / epoch, test_accuracy: 0.28 * epoch, images_per_s: 100, epoch_s: 1, elapsed_s: epoch }));
+  const history: EpochMetrics[] = [1, 2, 3].map((epoch) => ({
+    epoch,
+    step: epoch * 10,
+    lr: 0.01,
+    train_loss: 2 / epoch,
+    train_accuracy: 0.3 * epoch,
+    test_loss: 2.1 / epoch,
+    test_accuracy: 0.28 * epoch,
+    images_per_s: 100,
+    epoch_s: 1,
+    elapsed_s: epoch,
+  }));
   const val = renderCurves(history, 'run', 'val');
   t.match(val, /validation loss/);
   t.match(val, /validation accuracy/);

@@ -32,14 +32,33 @@ t.test('the options add only their own parameters', async (t) => {
   const names = (c: object) => new ViT(parseViTConfig(c)).namedParameters().map(([n, p]) => `${n} [${p.shape}]`);
   const seed = names({});
   const conv = names({ tokenizer_layers: 2, tokenizer_channels: 16 });
-  t.same(conv.filter((n) => !seed.includes(n)), ['embedding.tokenizer.conv_layers.0.weight [16,3,3,3]', 'embedding.tokenizer.conv_layers.1.weight [48,16,3,3]']);
-  t.same(seed.filter((n) => !conv.includes(n)), ['embedding.patch_embeddings.projection.weight [48,3,4,4]', 'embedding.patch_embeddings.projection.bias [48]']);
+  t.same(
+    conv.filter((n) => !seed.includes(n)),
+    ['embedding.tokenizer.conv_layers.0.weight [16,3,3,3]', 'embedding.tokenizer.conv_layers.1.weight [48,16,3,3]'],
+  );
+  t.same(
+    seed.filter((n) => !conv.includes(n)),
+    ['embedding.patch_embeddings.projection.weight [48,3,4,4]', 'embedding.patch_embeddings.projection.bias [48]'],
+  );
   const spt = names({ shifted_patch_tokenization: true });
-  t.same(spt.filter((n) => !seed.includes(n)).sort(), ['embedding.patch_embeddings.layernorm.bias [240]', 'embedding.patch_embeddings.layernorm.weight [240]', 'embedding.patch_embeddings.projection.weight [48,15,4,4]']);
+  t.same(spt.filter((n) => !seed.includes(n)).sort(), [
+    'embedding.patch_embeddings.layernorm.bias [240]',
+    'embedding.patch_embeddings.layernorm.weight [240]',
+    'embedding.patch_embeddings.projection.weight [48,15,4,4]',
+  ]);
   const lsa = names({ locality_self_attention: true });
-  t.same(lsa.filter((n) => !seed.includes(n)), [0, 1, 2, 3].map((i) => `encoder.blocks.${i}.attention.scale [4]`));
-  const scale = new ViT(parseViTConfig({ locality_self_attention: true })).namedParameters().find(([n]) => n.endsWith('attention.scale'))![1];
-  t.same([...scale.data], [1, 1, 1, 1].map(() => Math.fround(1 / Math.sqrt(12))), 'scales start at 1/sqrt(head size)');
+  t.same(
+    lsa.filter((n) => !seed.includes(n)),
+    [0, 1, 2, 3].map((i) => `encoder.blocks.${i}.attention.scale [4]`),
+  );
+  const scale = new ViT(parseViTConfig({ locality_self_attention: true }))
+    .namedParameters()
+    .find(([n]) => n.endsWith('attention.scale'))![1];
+  t.same(
+    [...scale.data],
+    [1, 1, 1, 1].map(() => Math.fround(1 / Math.sqrt(12))),
+    'scales start at 1/sqrt(head size)',
+  );
 });
 
 t.test('parameter names and initialization follow the seed', async (t) => {
@@ -50,8 +69,14 @@ t.test('parameter names and initialization follow the seed', async (t) => {
   t.same(names.get('encoder.blocks.0.attention.output_projection.weight')!.shape, [48, 48]);
   t.same(names.get('encoder.blocks.1.mlp.dense_1.weight')!.shape, [192, 48]);
   t.same(names.get('classifier.weight')!.shape, [10, 48]);
-  t.ok(names.get('encoder.blocks.0.layernorm_1.weight')!.data.every((v) => v === 1), 'layer norm weight 1');
-  t.ok(names.get('classifier.bias')!.data.every((v) => v === 0), 'biases 0');
+  t.ok(
+    names.get('encoder.blocks.0.layernorm_1.weight')!.data.every((v) => v === 1),
+    'layer norm weight 1',
+  );
+  t.ok(
+    names.get('classifier.bias')!.data.every((v) => v === 0),
+    'biases 0',
+  );
   const w = names.get('encoder.blocks.1.mlp.dense_1.weight')!.data;
   const mean = w.reduce((a, b) => a + b, 0) / w.length;
   const std = Math.sqrt(w.reduce((a, b) => a + (b - mean) ** 2, 0) / w.length);
@@ -70,5 +95,8 @@ t.test('use_faster_attention saves the fused qkv_projection and loads back', asy
   const b = new ViT(SEED_CONFIG, 9);
   await loadWeightsFile(b, file);
   const pa = new Map(a.namedParameters());
-  t.ok(b.namedParameters().every(([n, p]) => p.data.every((v, i) => v === pa.get(n)!.data[i])), 'every parameter round-trips');
+  t.ok(
+    b.namedParameters().every(([n, p]) => p.data.every((v, i) => v === pa.get(n)!.data[i])),
+    'every parameter round-trips',
+  );
 });

@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { interpret } from '../../../trainer/autograd/interpreter.js';
-import { NDArray, nd } from '../../../trainer/autograd/ndarray.js';
+import { type NDArray, nd } from '../../../trainer/autograd/ndarray.js';
 import { input } from '../../../trainer/autograd/ops.js';
 import { GraphContext } from '../../../trainer/nn/module.js';
 import { Rng } from '../../../trainer/nn/random.js';
@@ -15,7 +15,12 @@ const batch = 2;
 
 function feedsOf(model: ViT): Record<string, NDArray> {
   const rng = new Rng(9);
-  const feeds: Record<string, NDArray> = { pixel_values: nd(Float64Array.from({ length: batch * 3 * 64 }, () => rng.normal()), [batch, 3, 8, 8]) };
+  const feeds: Record<string, NDArray> = {
+    pixel_values: nd(
+      Float64Array.from({ length: batch * 3 * 64 }, () => rng.normal()),
+      [batch, 3, 8, 8],
+    ),
+  };
   for (const [name, p] of model.namedParameters()) feeds[name] = nd(p.data, p.shape);
   return feeds;
 }
@@ -50,10 +55,17 @@ t.test('drop path: masks per image and per branch, rising over the blocks', asyn
   const firstBlockOnly = interpret([one.forward(new GraphContext(false), input('pixel_values', [BATCH, 3, 8, 8])).logits], feeds)[0].data;
   const K = TINY.num_classes;
   for (let k = 0; k < K; k++) t.ok(Math.abs(got[k] - firstBlockOnly[k]) < 1e-12, `image 0, class ${k}: ${got[k]} = ${firstBlockOnly[k]}`);
-  t.ok(Array.from(got.subarray(K)).every((v, k) => Math.abs(v - plain.data[K + k]) < 1e-12), 'image 1 keeps its blocks');
+  t.ok(
+    Array.from(got.subarray(K)).every((v, k) => Math.abs(v - plain.data[K + k]) < 1e-12),
+    'image 1 keeps its blocks',
+  );
 
   // At inference the rate changes nothing.
   const inference = interpret([model.forward(new GraphContext(false), input('pixel_values', [BATCH, 3, 8, 8])).logits], feeds)[0];
   const seed = new ViT(parseViTConfig({ ...TINY, num_hidden_layers: 3 }), 2);
-  t.same(Array.from(inference.data), Array.from(interpret([seed.forward(new GraphContext(false), input('pixel_values', [BATCH, 3, 8, 8])).logits], feedsOf(seed))[0].data), 'same weights, same logits with and without the rate');
+  t.same(
+    Array.from(inference.data),
+    Array.from(interpret([seed.forward(new GraphContext(false), input('pixel_values', [BATCH, 3, 8, 8])).logits], feedsOf(seed))[0].data),
+    'same weights, same logits with and without the rate',
+  );
 });

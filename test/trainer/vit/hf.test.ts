@@ -15,7 +15,7 @@ import { readSafetensors } from '../../../trainer/io/safetensors.js';
 import { GraphContext } from '../../../trainer/nn/module.js';
 import { bicubicResize, hfViTConfig, readHfCheckpoint } from '../../../trainer/vit/hf.js';
 import { initConfig, initModel, readInit } from '../../../trainer/vit/init.js';
-import { ViT, pixelInput } from '../../../trainer/vit/model.js';
+import { type ViT, pixelInput } from '../../../trainer/vit/model.js';
 import { createSession, runSession } from '../../../runtime/ort.js';
 import { maxAbsDiff } from '../../helpers/opcheck.js';
 
@@ -41,7 +41,11 @@ async function worstDifference(model: ViT, reference: string) {
   const { modelFile } = await exportModel(model, LABELS, dir);
   const r = await runSession(await createSession(modelFile), { pixel_values: { data: pixels.data, dims: pixels.shape } });
   const layers = model.config.num_hidden_layers;
-  const worst = { interpreter: maxAbsDiff(mine.logits, ref.get('logits')!.data), onnx: maxAbsDiff(r.logits.data, ref.get('logits')!.data), layers: 0 };
+  const worst = {
+    interpreter: maxAbsDiff(mine.logits, ref.get('logits')!.data),
+    onnx: maxAbsDiff(r.logits.data, ref.get('logits')!.data),
+    layers: 0,
+  };
   for (let l = 0; l < layers; l++) {
     const want = ref.get(`attentions.${l}`)!.data;
     worst.interpreter = Math.max(worst.interpreter, maxAbsDiff(mine.attentions[l], want));
@@ -78,18 +82,24 @@ for (const [name, folder, reference, heads, prefix] of [
   });
 }
 
-t.test('the F16 checkpoint is the F32 one rounded: its logits differ from the F32 reference by what rounding makes, not more', async (t) => {
-  const exact = (await readSafetensors(path.join(foreign('hf-vit'), 'reference.safetensors'))).tensors.get('logits')!.data;
-  const src = await readInit(variant('vit-fp16'));
-  const { model } = initModel(src, initConfig(src, 5), LABELS, 0);
-  const pixels = (await readSafetensors(path.join(foreign('hf-vit'), 'reference.safetensors'))).tensors.get('pixel_values')!;
-  const d = maxAbsDiff(interpreted(model, pixels).logits, exact);
-  t.ok(d > 0 && d < 0.05, `F16 weights move the logits by ${d.toExponential(2)} (a relative rounding of 2^-11 per weight)`);
-});
+t.test(
+  'the F16 checkpoint is the F32 one rounded: its logits differ from the F32 reference by what rounding makes, not more',
+  async (t) => {
+    const exact = (await readSafetensors(path.join(foreign('hf-vit'), 'reference.safetensors'))).tensors.get('logits')!.data;
+    const src = await readInit(variant('vit-fp16'));
+    const { model } = initModel(src, initConfig(src, 5), LABELS, 0);
+    const pixels = (await readSafetensors(path.join(foreign('hf-vit'), 'reference.safetensors'))).tensors.get('pixel_values')!;
+    const d = maxAbsDiff(interpreted(model, pixels).logits, exact);
+    t.ok(d > 0 && d < 0.05, `F16 weights move the logits by ${d.toExponential(2)} (a relative rounding of 2^-11 per weight)`);
+  },
+);
 
 t.test('position embeddings at another image size: as interpolate_pos_encoding (bicubic, align_corners=False)', async (t) => {
   const ref = (await readSafetensors(path.join(variant(''), 'interpolated.safetensors'))).tensors;
-  for (const [kind, folder, size] of [['vit', foreign('hf-vit'), 48], ['deit', foreign('hf-deit'), 24]] as const) {
+  for (const [kind, folder, size] of [
+    ['vit', foreign('hf-vit'), 48],
+    ['deit', foreign('hf-deit'), 24],
+  ] as const) {
     const src = await readInit(folder);
     const vit = initConfig(src, 5, { image_size: size });
     const { model, said } = initModel(src, vit, LABELS, 0);
@@ -97,11 +107,18 @@ t.test('position embeddings at another image size: as interpolate_pos_encoding (
     const pos = model.stateDict().get('embedding.position_embeddings')!;
     const want = ref.get(`${kind}.position_embeddings`)!;
     t.same(pos.shape, want.shape, `${kind}: [1, ${want.shape[1]}, 32]`);
-    t.ok(maxAbsDiff(pos.data, want.data) < 1e-5, `${kind}: torch's interpolate within 1e-5 (${maxAbsDiff(pos.data, want.data).toExponential(2)})`);
+    t.ok(
+      maxAbsDiff(pos.data, want.data) < 1e-5,
+      `${kind}: torch's interpolate within 1e-5 (${maxAbsDiff(pos.data, want.data).toExponential(2)})`,
+    );
     const logits = interpreted(model, ref.get(`${kind}.pixel_values`)!).logits;
     t.ok(maxAbsDiff(logits, ref.get(`${kind}.logits`)!.data) < 1e-4, `${kind}: logits of ${size}px images within 1e-4 of PyTorch's`);
   }
-  t.equal(bicubicResize(Float32Array.of(5, 5, 5, 5), 2, 2, 1, 3, 3).every((v) => Math.abs(v - 5) < 1e-6), true, 'a constant stays constant (the weights sum to 1)');
+  t.equal(
+    bicubicResize(Float32Array.of(5, 5, 5, 5), 2, 2, 1, 3, 3).every((v) => Math.abs(v - 5) < 1e-6),
+    true,
+    'a constant stays constant (the weights sum to 1)',
+  );
 });
 
 t.test("DeiT's processor (resize, then a center crop): the crop is the input, cover-cropped, and said", async (t) => {
@@ -109,12 +126,18 @@ t.test("DeiT's processor (resize, then a center crop): the crop is the input, co
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(foreign('hf-deit'), dir, { recursive: true });
   const p = JSON.parse(readFileSync(path.join(dir, 'preprocessor_config.json'), 'utf8'));
-  writeFileSync(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ ...p, size: 36, do_center_crop: true, crop_size: { height: 32, width: 32 }, resample: 3 }));
+  writeFileSync(
+    path.join(dir, 'preprocessor_config.json'),
+    JSON.stringify({ ...p, size: 36, do_center_crop: true, crop_size: { height: 32, width: 32 }, resample: 3 }),
+  );
   const ck = await readHfCheckpoint(dir);
   t.same(ck.preprocessing?.image_size, [32, 32]);
   t.equal(ck.preprocessing?.fit, 'cover');
   t.equal(ck.preprocessing?.resample, 'cubic');
-  t.match(ck.notes.join('\n'), /the processor resizes to 36 and center-crops to \{"height":32,"width":32\}: served cover-cropped to the 32x32 input/);
+  t.match(
+    ck.notes.join('\n'),
+    /the processor resizes to 36 and center-crops to \{"height":32,"width":32\}: served cover-cropped to the 32x32 input/,
+  );
 });
 
 t.test('what cannot be loaded is refused with the names', async (t) => {
@@ -138,7 +161,10 @@ t.test('what cannot be loaded is refused with the names', async (t) => {
   await t.rejects(readHfCheckpoint(swin), /model_type "swin" is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints/);
   const beit = copy('beit');
   config(beit, (c) => (c.architectures = ['ViTForMaskedImageModeling']));
-  await t.rejects(readHfCheckpoint(beit), /architecture ViTForMaskedImageModeling is not one vitrine loads \(known: ViTForImageClassification, ViTModel/);
+  await t.rejects(
+    readHfCheckpoint(beit),
+    /architecture ViTForMaskedImageModeling is not one vitrine loads \(known: ViTForImageClassification, ViTModel/,
+  );
   const odd = copy('odd');
   config(odd, (c) => (c.use_relative_position_bias = true));
   await t.rejects(readHfCheckpoint(odd), /config keys vitrine does not know for a ViTForImageClassification: use_relative_position_bias/);
@@ -149,8 +175,14 @@ t.test('what cannot be loaded is refused with the names', async (t) => {
   const extra = copy('extra');
   const { tensors } = await readSafetensors(path.join(extra, 'model.safetensors'));
   const { writeSafetensors } = await import('../../../trainer/io/safetensors.js');
-  await writeSafetensors(path.join(extra, 'model.safetensors'), new Map([...tensors, ['vit.encoder.layer.0.attention.attention.relative_position_bias', { shape: [2], data: new Float32Array(2) }]]));
-  await t.rejects(readHfCheckpoint(extra), /tensors a ViT\/DeiT checkpoint does not have: vit\.encoder\.layer\.0\.attention\.attention\.relative_position_bias/);
+  await writeSafetensors(
+    path.join(extra, 'model.safetensors'),
+    new Map([...tensors, ['vit.encoder.layer.0.attention.attention.relative_position_bias', { shape: [2], data: new Float32Array(2) }]]),
+  );
+  await t.rejects(
+    readHfCheckpoint(extra),
+    /tensors a ViT\/DeiT checkpoint does not have: vit\.encoder\.layer\.0\.attention\.attention\.relative_position_bias/,
+  );
   // a missing one: named
   const missing = copy('missing');
   await writeSafetensors(path.join(missing, 'model.safetensors'), new Map([...tensors].filter(([n]) => n !== 'vit.layernorm.weight')));
@@ -166,7 +198,10 @@ t.test('what cannot be loaded is refused with the names', async (t) => {
   cpSync(foreign('hf-vit'), bin, { recursive: true });
   rmSync(path.join(bin, 'model.safetensors'));
   writeFileSync(path.join(bin, 'pytorch_model.bin'), 'x');
-  await t.rejects(readInit(bin), /no model\.safetensors or model\.safetensors\.index\.json \(it has pytorch_model\.bin: vitrine reads safetensors; save the model again with safe_serialization=True\)/);
+  await t.rejects(
+    readInit(bin),
+    /no model\.safetensors or model\.safetensors\.index\.json \(it has pytorch_model\.bin: vitrine reads safetensors; save the model again with safe_serialization=True\)/,
+  );
   t.throws(() => hfViTConfig({ model_type: 'vit', image_size: [224, 160] }, 'c.json'), /'image_size' must be one side \(square images\)/);
 });
 
@@ -180,12 +215,22 @@ t.test("a vitrine model folder and a run's weights start a model too, the head k
   t.equal(again.kind, 'vitrine model');
   const same = initModel(again, initConfig(again, 5), LABELS, 1).model;
   const before = model.stateDict();
-  t.ok([...same.stateDict()].every(([k, v]) => maxAbsDiff(v.data, before.get(k)!.data) === 0), 'every tensor as exported, heads included');
+  t.ok(
+    [...same.stateDict()].every(([k, v]) => maxAbsDiff(v.data, before.get(k)!.data) === 0),
+    'every tensor as exported, heads included',
+  );
   const other = initModel(again, initConfig(again, 3), ['x', 'y', 'z'], 1);
   t.match(other.said.join('\n'), /new classifiers for the 3 classes \(x, y, z\): the checkpoint has its 5 classes/);
   const after = other.model.stateDict();
   t.same(after.get('classifier.weight')!.shape, [3, 32]);
   t.same(after.get('distillation_classifier.weight')!.shape, [3, 32]);
-  t.equal(maxAbsDiff(after.get('encoder.blocks.1.mlp.dense_2.weight')!.data, before.get('encoder.blocks.1.mlp.dense_2.weight')!.data), 0, 'the encoder kept');
-  t.throws(() => initConfig(again, 3, { hidden_size: 64 }), /--model hidden_size 64: starting from .* the architecture is its own \(hidden_size 32\)/);
+  t.equal(
+    maxAbsDiff(after.get('encoder.blocks.1.mlp.dense_2.weight')!.data, before.get('encoder.blocks.1.mlp.dense_2.weight')!.data),
+    0,
+    'the encoder kept',
+  );
+  t.throws(
+    () => initConfig(again, 3, { hidden_size: 64 }),
+    /--model hidden_size 64: starting from .* the architecture is its own \(hidden_size 32\)/,
+  );
 });

@@ -76,7 +76,10 @@ t.test('and with weights spread as a trained model has them: attention far from 
     worst.interpreter = Math.max(worst.interpreter, maxAbsDiff(attentions[i].data, want));
     worst.onnx = Math.max(worst.onnx, maxAbsDiff(r[`attentions.${i}`].data, want));
   }
-  t.ok(worst.interpreter <= 1e-4, `interpreter: logits and attentions within 1e-4 of PyTorch's (worst ${worst.interpreter.toExponential(2)})`);
+  t.ok(
+    worst.interpreter <= 1e-4,
+    `interpreter: logits and attentions within 1e-4 of PyTorch's (worst ${worst.interpreter.toExponential(2)})`,
+  );
   t.ok(worst.onnx <= 1e-4, `exported ONNX: within 1e-4 (worst ${worst.onnx.toExponential(2)})`);
 });
 
@@ -98,7 +101,10 @@ t.test("the explanation graph's gradients match torch.autograd.grad (test/fixtur
   await loadWeightsFile(model, path.join(fixtures, 'seed-weights.safetensors'));
 
   const g = relevanceGraph(model);
-  const feeds: Record<string, ReturnType<typeof nd>> = { pixel_values: nd(pixels.data, pixels.shape), target_class: nd(target.data, target.shape) };
+  const feeds: Record<string, ReturnType<typeof nd>> = {
+    pixel_values: nd(pixels.data, pixels.shape),
+    target_class: nd(target.data, target.shape),
+  };
   for (const [name, p] of model.namedParameters()) feeds[name] = nd(p.data, p.shape);
   const grads = interpret(g.grads, feeds);
   let worst = 0;
@@ -111,7 +117,10 @@ t.test("the explanation graph's gradients match torch.autograd.grad (test/fixtur
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vitrine-relevance-'));
   await exportModel(model, CIFAR10_CLASSES, dir);
   const s = await createSession(path.join(dir, 'onnx', 'relevance.onnx'));
-  const r = await runSession(s, { pixel_values: { data: pixels.data, dims: pixels.shape }, target_class: { data: target.data, dims: target.shape } });
+  const r = await runSession(s, {
+    pixel_values: { data: pixels.data, dims: pixels.shape },
+    target_class: { data: target.data, dims: target.shape },
+  });
   for (let i = 0; i < 4; i++) {
     const want = ref.get(`attention_grads.${i}`)!.data;
     t.same([...r[`attention_grads.${i}`].dims], [2, 4, 65, 65]);
