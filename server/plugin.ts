@@ -21,6 +21,7 @@ import { classifyRoutes } from './routes/classify.js';
 import { operationsRoutes } from './routes/operations.js';
 import { v2Routes } from './routes/v2.js';
 import { createServiceContext } from './service.js';
+import { VITRINE_VERSION } from '../runtime/version.js';
 
 export interface VitrineOptions {
   config: ServeConfig;
@@ -122,7 +123,7 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'vitrine', description: 'Vision Transformer inference with attention maps', version: '0.1.0' },
+      info: { title: 'vitrine', description: 'Vision Transformer inference with attention maps', version: VITRINE_VERSION },
       ...(config.apiKey ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } } : {}),
     },
     // With a key, the routes that need it say so, and only those.

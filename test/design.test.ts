@@ -50,6 +50,15 @@ t.test('runtime/ is the bottom layer: it imports nothing from trainer/, server/ 
   );
 });
 
+t.test('server/ never imports trainer/ (the service runs models, it does not train them)', async (t) => {
+  const files = await sources(['server']);
+  t.ok(files.length > 20, `read server/ (${files.length} files)`);
+  t.same(
+    files.filter((f) => /from '(\.\.\/)+trainer\/|import\('(\.\.\/)+trainer\//.test(f.text)).map((f) => f.file),
+    [],
+  );
+});
+
 t.test('no file in server/ is over 250 lines', async (t) => {
   const files = await sources(['server']);
   t.same(

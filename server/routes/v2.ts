@@ -20,6 +20,7 @@ import {
 import { imageSpec } from '../../runtime/pixels.js';
 import { prepareImage } from '../preprocess.js';
 import { classifyError } from '../http.js';
+import { VITRINE_VERSION } from '../../runtime/version.js';
 
 /** Every model is served at one version. */
 const VERSION = '1';
@@ -68,7 +69,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
 
   app.get('/v2', { schema: { summary: 'Open Inference Protocol: server metadata', tags: ['v2'] } }, async () => ({
     name: 'vitrine',
-    version: '0.1.0',
+    version: VITRINE_VERSION,
     extensions: EXTENSIONS,
   }));
   app.get('/v2/health/live', { schema: { summary: 'Open Inference Protocol: liveness', tags: ['v2'] } }, async () => ({ live: true }));

@@ -2,11 +2,14 @@
 // the classification extension, output filtering, and the protocol's errors; logits agree with
 // POST /classify for the same images.
 
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { prepareImage } from '../../server/preprocess.js';
 import { png, testApp, testImage } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
+import { ROOT } from '../helpers/cli.js';
 import { assertClose } from '../helpers/opcheck.js';
 
 const URL = '/v2/models/vit-cifar10/infer';
@@ -59,6 +62,9 @@ t.test('v2: server and model metadata, health and readiness', async (t) => {
   const server = (await app.inject('/v2')).json();
   t.equal(server.name, 'vitrine');
   t.same(server.extensions, ['binary_tensor_data', 'classification']);
+  const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
+  t.equal(server.version, pkg.version, "the server's version is package.json's");
+  t.equal((await app.inject('/docs/json')).json().info.version, pkg.version, 'and the OpenAPI document says it too');
   t.same((await app.inject('/v2/health/live')).json(), { live: true });
   const ready = await app.inject('/v2/health/ready');
   t.equal(ready.statusCode, 200);
