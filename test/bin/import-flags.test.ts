@@ -98,7 +98,7 @@ function transformer(v: Variant = {}) {
   return onnxModel({ nodes, inits, inputs: [['x', [batch, 3, size, size]]], outputs: features ? ['features', 'logits'] : ['logits'] });
 }
 
-async function run(_t: Test, v: Variant, flags: string[] = []) {
+async function run(v: Variant, flags: string[] = []) {
   const dir = await tmpDir('vitrine-import-flags-');
   const file = path.join(dir, 'model.onnx');
   await writeFile(file, serializeModel(transformer(v)));
@@ -121,7 +121,7 @@ async function sameLogits(t: Test, file: string, out: string) {
 }
 
 t.test('what the graph says is read: heads, patches and the [CLS] token', async (t) => {
-  const r = await run(t, {});
+  const r = await run({});
   t.equal(r.refused, null, r.refused ?? '');
   t.match(r.said, /1 attentions of 1 heads over 5 tokens \(1 before a 2x2 grid of 4-pixel patches\)/);
   await sameLogits(t, r.file, r.out);
@@ -129,10 +129,10 @@ t.test('what the graph says is read: heads, patches and the [CLS] token', async 
 
 t.test('--heads: a fixed batch hides the head count in [batch * heads, T, T]', async (t) => {
   t.match(
-    (await run(t, { batch: 2 })).refused,
+    (await run({ batch: 2 })).refused,
     /the attention at node 'Softmax_a1' is \[2, 5, 5\]: its head count cannot be read from the graph; give --heads/,
   );
-  const r = await run(t, { batch: 2 }, ['--heads', '2']);
+  const r = await run({ batch: 2 }, ['--heads', '2']);
   t.equal(r.refused, null);
   t.match(r.said, /of 2 heads over 5 tokens/, 'the head count given');
   t.equal((await readModelConfig(r.out)).attention_heads, 2);
@@ -140,74 +140,74 @@ t.test('--heads: a fixed batch hides the head count in [batch * heads, T, T]', a
 
 t.test('--patch-size: patches cut without a Conv', async (t) => {
   t.match(
-    (await run(t, { patchConv: false })).refused,
+    (await run({ patchConv: false })).refused,
     /no patch embedding \(a Conv whose stride is its kernel\) was found to read the patch grid from; give --patch-size/,
   );
-  const r = await run(t, { patchConv: false }, ['--patch-size', '4']);
+  const r = await run({ patchConv: false }, ['--patch-size', '4']);
   t.equal(r.refused, null);
   t.equal((await readModelConfig(r.out)).patch_size, 4);
   await sameLogits(t, r.file, r.out);
-  t.match((await run(t, {}, ['--patch-size', '3'])).refused, /patches of 3 pixels do not tile the 8x8 input/);
+  t.match((await run({}, ['--patch-size', '3'])).refused, /patches of 3 pixels do not tile the 8x8 input/);
   t.match(
-    (await run(t, {}, ['--patch-size', '2'])).refused,
+    (await run({}, ['--patch-size', '2'])).refused,
     /the attention has 5 tokens, the 4x4 patch grid 16: give --prefix-tokens and --patch-size/,
   );
 });
 
 t.test('--prefix-tokens: the tokens before the patches', async (t) => {
   t.match(
-    (await run(t, {}, ['--prefix-tokens', '2'])).refused,
+    (await run({}, ['--prefix-tokens', '2'])).refused,
     /the attention has 5 tokens, the 2x2 patch grid 4: give --prefix-tokens and --patch-size/,
   );
-  const r = await run(t, {}, ['--prefix-tokens', '1']);
+  const r = await run({}, ['--prefix-tokens', '1']);
   t.equal(r.refused, null);
   t.equal((await readModelConfig(r.out)).prefix_tokens, 1);
-  t.match((await run(t, { cls: false })).refused, /the attention has 4 tokens, the 2x2 patch grid 4: maps need a \[CLS\] token first/);
-  t.match((await run(t, {}, ['--prefix-tokens', '0'])).refused, /--prefix-tokens/);
+  t.match((await run({ cls: false })).refused, /the attention has 4 tokens, the 2x2 patch grid 4: maps need a \[CLS\] token first/);
+  t.match((await run({}, ['--prefix-tokens', '0'])).refused, /--prefix-tokens/);
 });
 
 t.test('--size: an image size the graph leaves open', async (t) => {
   t.match(
-    (await run(t, { size: 'side' })).refused,
+    (await run({ size: 'side' })).refused,
     /input 'x' must be \[batch, channels, height, width\] with known channels and size, got \[batch, 3, side, side\]/,
   );
-  const r = await run(t, { size: 'side' }, ['--size', '8']);
+  const r = await run({ size: 'side' }, ['--size', '8']);
   t.equal(r.refused, null);
   t.same((await readModelConfig(r.out)).image_size, [8, 8]);
   await sameLogits(t, r.file, r.out);
-  t.match((await run(t, {}, ['--size', '16'])).refused, /input 'x' is \[batch, 3, 8, 8\]; it cannot take 16x16 images/);
-  t.match((await run(t, {}, ['--size', '8x'])).refused, /--size must be <height>\[x<width>\] in pixels, got '8x'/);
+  t.match((await run({}, ['--size', '16'])).refused, /input 'x' is \[batch, 3, 8, 8\]; it cannot take 16x16 images/);
+  t.match((await run({}, ['--size', '8x'])).refused, /--size must be <height>\[x<width>\] in pixels, got '8x'/);
 });
 
 t.test('--logits: which output is the logits', async (t) => {
-  const r = await run(t, { features: true }, ['--logits', 'logits']);
+  const r = await run({ features: true }, ['--logits', 'logits']);
   t.equal(r.refused, null);
   t.equal((await readModelConfig(r.out)).logits_output, 'logits');
   t.match(
-    (await run(t, { features: true }, ['--logits', 'scores'])).refused,
+    (await run({ features: true }, ['--logits', 'scores'])).refused,
     /the graph has no output 'scores'; its outputs are features, logits/,
   );
   t.match(
-    (await run(t, { features: true }, ['--logits', 'features'])).refused,
+    (await run({ features: true }, ['--logits', 'features'])).refused,
     /output 'features' is \[batch, 5, 4\], not \[batch, classes\]/,
   );
 });
 
 t.test('refused: no attention, attentions of two layouts, labels and normalization that do not fit', async (t) => {
   t.match(
-    (await run(t, { attention: 'none' })).refused,
+    (await run({ attention: 'none' })).refused,
     /no attention was found \(a Softmax over the last axis whose output is multiplied into the values\); is this a transformer\?/,
   );
-  const two = await run(t, { attention: 'two' });
+  const two = await run({ attention: 'two' });
   t.equal(two.refused, null, 'two layers of one layout import');
   t.match(two.said, /2 attentions of 1 heads over 5 tokens/);
   t.match(
-    (await run(t, { attention: 'mixed' })).refused,
+    (await run({ attention: 'mixed' })).refused,
     /the attentions differ in tokens or heads \(1x5, 1x4\); vitrine maps need one layout/,
   );
-  t.match((await run(t, {}, ['--labels', 'a,b'])).refused, /2 labels for a model of 3 classes/);
+  t.match((await run({}, ['--labels', 'a,b'])).refused, /2 labels for a model of 3 classes/);
   t.match(
-    (await run(t, {}, ['--mean', '0.5,0.5', '--std', '0.2,0.2,0.2'])).refused,
+    (await run({}, ['--mean', '0.5,0.5', '--std', '0.2,0.2,0.2'])).refused,
     /the mean and std need 3 values each \(the input has 3 channels\)/,
   );
 });

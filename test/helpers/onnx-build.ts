@@ -9,6 +9,7 @@ import {
   decodeModel,
   encodeAttribute,
   floatTensor,
+  int64Tensor,
   serializeModel,
 } from '../../trainer/autograd/onnx-proto.js';
 import { Rng } from '../../trainer/nn/random.js';
@@ -39,13 +40,10 @@ export function node(
 /** A float initializer of random values (in `range`). */
 export const weights = (name: string, dims: number[], range?: [number, number]) => floatTensor(name, random(count(dims), range), dims);
 export const floats = (name: string, values: number[], dims: number[] = [values.length]) => floatTensor(name, values, dims);
+/** An integer initializer: INT64 (onnx-proto's int64Tensor), or BOOL / INT32 where `type` says. */
 export function ints(name: string, values: number[], dims: number[] = [values.length], type: number = DataType.INT64): ITensorProto {
-  const raw =
-    type === DataType.INT64
-      ? new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer)
-      : type === DataType.BOOL
-        ? Uint8Array.from(values)
-        : new Uint8Array(Int32Array.from(values).buffer);
+  if (type === DataType.INT64) return int64Tensor(name, values, dims);
+  const raw = type === DataType.BOOL ? Uint8Array.from(values) : new Uint8Array(Int32Array.from(values).buffer);
   return { name, dims, dataType: type, rawData: raw };
 }
 

@@ -24,13 +24,15 @@ export function missingOf(...programs: Program[]): string | false {
 
 export type Program = 'redis-server' | 'nginx' | 'chromium';
 
-/** A subtest that needs programs: run where they are; skipped where one is missing; under CI a
- *  failure that names what is missing. */
+/** Inside a test, something it needs found missing (`why` says how to install it): under CI a
+ *  failure naming it, elsewhere the test is skipped with that line. */
+export function missingProgram(t: Test, why: string): void {
+  if (process.env.CI) t.fail(`${why}; CI is set, so this is a failure, not a skip`);
+  else t.plan(0, why);
+}
+
+/** A subtest that needs programs: run where they are; where one is missing, `missingProgram`. */
 export function testWith(t: Test, name: string, programs: Program[], fn: (t: Test) => Promise<void>): Promise<unknown> {
   const missing = missingOf(...programs);
-  if (!missing) return t.test(name, fn);
-  if (!process.env.CI) return t.test(name, { skip: missing }, fn);
-  return t.test(name, async (t) => {
-    t.fail(`${missing}; CI is set, so this is a failure, not a skip`);
-  });
+  return t.test(name, async (t) => (missing ? missingProgram(t, missing) : fn(t)));
 }

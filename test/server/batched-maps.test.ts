@@ -17,7 +17,7 @@ const TOLERANCE = 2e-5;
 const METHODS = ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined'] as const;
 const CLASS_METHODS = new Set<string>(['relevance', 'chefer', 'grad-input', 'combined']);
 
-type Answer = { values: number[]; logits?: number[]; batch?: number };
+type Answer = { values: number[]; logits?: number[]; batch?: number; id?: string };
 
 const post = async (app: FastifyInstance, image: Buffer, query: string): Promise<Answer> => {
   const r = await app.inject({ method: 'POST', url: `/classify?${query}`, payload: image, headers: { 'content-type': 'image/png' } });
@@ -28,7 +28,7 @@ const post = async (app: FastifyInstance, image: Buffer, query: string): Promise
     logits: b.logits,
     batch: b.timings.batch_size,
     id: b.id,
-  } as Answer & { id: string };
+  };
 };
 
 const get = async (app: FastifyInstance, id: string, method: string, image: number): Promise<Answer> => {
@@ -80,7 +80,7 @@ for (const model of ['vit-cifar10', 'cct-cifar10']) {
 
     // maps drawn later from kept results, each method asked for the six results at once
     const ids = async (app: FastifyInstance) =>
-      (await Promise.all(images.map((image) => post(app, image, 'attention=none')))).map((a) => (a as Answer & { id: string }).id);
+      (await Promise.all(images.map((image) => post(app, image, 'attention=none')))).map((a) => a.id!);
     const [aloneIds, batchedIds] = [await ids(alone), await ids(batched)];
     for (const method of METHODS) {
       const one: Answer[] = [];

@@ -66,9 +66,10 @@ export function floatTensor(name: string, values: ArrayLike<number>, dims: reado
   };
 }
 
-export function int64Tensor(name: string, values: readonly number[]): ITensorProto {
+/** An INT64 tensor of `values`, a vector unless `dims` says otherwise ([] for a scalar). */
+export function int64Tensor(name: string, values: readonly number[], dims: readonly number[] = [values.length]): ITensorProto {
   const raw = new BigInt64Array(values.map((v) => BigInt(v)));
-  return { name, dims: [values.length], dataType: DataType.INT64, rawData: new Uint8Array(raw.buffer) };
+  return { name, dims: [...dims], dataType: DataType.INT64, rawData: new Uint8Array(raw.buffer) };
 }
 
 /** Where a tensor's bytes lie in an external data file (ONNX's external data: location, offset, length). */
