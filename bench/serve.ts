@@ -2,18 +2,20 @@
 // PNG at concurrency 1 and 32 (autocannon), polls /healthz meanwhile, and prints one JSON line per
 // measurement; then the in-process ONNX Runtime ceiling at batch 64 (no HTTP) in the same run.
 // The server runs with its defaults unless flags say otherwise.
-//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N --worker-nice N --max-batch N --max-queue N
-//                          --max-delay-ms N --results-capacity N --log-level warn
-//                          --image-size N --image-format png|jpeg | --image FILE
-//                          --node-flags "..." --gc --attention rollout|relevance|full|none --draw [--draw-format json] --tta flip --concurrency 1,32
-//                          --root DIR]
+//   npm run bench:serve [-- --seconds 15 --models models --workers N --threads N --decoders N --drawers N
+//                          --worker-nice N --max-batch N --max-queue N --max-delay-ms N --results-capacity N
+//                          --log-level warn --image-size N --image-format png|jpeg | --image FILE
+//                          --node-flags "..." --gc --attention rollout|relevance|full|none
+//                          --draw [--draw-format json] --tta flip --concurrency 1,32 --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (one run of
-// the light explanation graph instead of the model), for the cost of explanations beside plain classification.
+// the light explanation graph instead of the model), for the cost of explanations beside plain
+// classification.
 // --draw [method]: the load is what the page does, pairs of POST /classify (with attention=relevance
-// when the map is relevance, as the page asks) and one GET /attention/:id heatmap PNG of that result (method
-// relevance, the page's default; or rollout, cls, chefer, grad-input, combined), for the top class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one
-// kept result drawn over and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an earlier commit) with this
-// bench, to compare two versions with the same load.
+// when the map is relevance, as the page asks) and one GET /attention/:id heatmap PNG of that result
+// (method relevance, the page's default; or rollout, cls, chefer, grad-input, combined), for the top
+// class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one kept result drawn over
+// and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an
+// earlier commit) with this bench, to compare two versions with the same load.
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -196,7 +198,12 @@ const pair = {
       method: 'GET' as const,
       setupRequest: (req: autocannon.Request, context: object) => ({
         ...req,
-        path: `/attention/${(context as Context).id}?method=${drawMethod}${(CLASS_METHODS as readonly string[]).includes(drawMethod) ? `&class=${(context as Context).top}` : ''}&size=256${drawFormat === 'png' ? '' : `&format=${drawFormat}`}`,
+        path: `/attention/${(context as Context).id}?${new URLSearchParams({
+          method: drawMethod,
+          ...((CLASS_METHODS as readonly string[]).includes(drawMethod) ? { class: String((context as Context).top) } : {}),
+          size: '256',
+          ...(drawFormat === 'png' ? {} : { format: drawFormat }),
+        })}`,
       }),
     },
   ],

@@ -147,7 +147,8 @@ export async function decodeWithSharp(bytes: Buffer, format: ImageFormat, s: Geo
         if (rgb.length !== original.width * original.height * 3)
           throw new ImageError('unreadable', `the ${format} image decoded to an unexpected size`);
         const big = resizeLikePillow(rgb, original.width, original.height, resized.width, resized.height, kernel);
-        return Buffer.from(fit === 'fill' ? big : cropRgb(big, resized.width, resized.left, resized.top, view.width, view.height));
+        const rgbOut = fit === 'fill' ? big : cropRgb(big, resized.width, resized.left, resized.top, view.width, view.height);
+        return Buffer.from(rgbOut.buffer, rgbOut.byteOffset, rgbOut.byteLength); // a view, not a copy
       })
       .catch((err: Error) => {
         if (err instanceof ImageError) throw err;

@@ -39,16 +39,14 @@ t.test('the model input is Pillow resize of the image, for every fit and resampl
       }
     const mean = sum / want.length;
     // an enlargement is resized as Pillow resizes (runtime/resample.ts): within one level, rounding
+    const what = `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}`;
     if (c.image === 'small.png')
-      t.ok(
-        max <= 1,
-        `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}: enlarged as Pillow enlarges (largest difference ${max}, mean ${mean.toFixed(3)})`,
-      );
+      t.ok(max <= 1, `${what}: enlarged as Pillow enlarges (largest difference ${max}, mean ${mean.toFixed(3)})`);
     else {
       const bound = c.resample === 'nearest' ? 6 : 2.5;
       t.ok(
         mean <= bound && (c.resample === 'nearest' || max <= 48),
-        `${c.image} to ${height}x${width}, ${c.fit}, ${c.resample}: mean difference ${mean.toFixed(2)} (at most ${bound}), largest ${max}`,
+        `${what}: mean difference ${mean.toFixed(2)} (at most ${bound}), largest ${max}`,
       );
     }
   }

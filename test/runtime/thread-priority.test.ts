@@ -48,13 +48,17 @@ t.test('the main thread is never changed', { skip: !linux && 'Linux only' }, asy
 t.test('a worker thread runs at the value asked, and never higher than it already is', options(7), async (t) => {
   const before = mainNice();
   t.ok(before + 7 <= 19, `room above the runner's nice ${before}`);
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const module = JSON.stringify(new URL('../../runtime/thread-priority.ts', import.meta.url).href);
   const code = `
     const { parentPort } = require('node:worker_threads');
-    import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(new URL('../../runtime/thread-priority.ts', import.meta.url).href)}); })
+    import(${tsx}).then(({ register }) => { register(); return import(${module}); })
       .then((m) => {
         // the listener keeps the thread alive until terminate(), so its /proc entry is there to read
         parentPort.on('message', () => {});
-        parentPort.postMessage({ tid: m.threadId(), first: m.lowerThreadPriority(${before + 7}), again: m.lowerThreadPriority(${before + 3}), zero: m.lowerThreadPriority(0) });
+        const first = m.lowerThreadPriority(${before + 7});
+        const again = m.lowerThreadPriority(${before + 3});
+        parentPort.postMessage({ tid: m.threadId(), first, again, zero: m.lowerThreadPriority(0) });
       });`;
   const w = new Worker(code, { eval: true });
   const r = await new Promise<{ tid: number; first: number; again: number; zero: number | null }>((resolve, reject) =>
