@@ -9,7 +9,7 @@
 
 import path from 'node:path';
 import sharp from 'sharp';
-import { buildApp } from '../server/app.js';
+import { buildApp } from '../server/http/app.js';
 import { defaultServeConfig } from '../server/config.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 

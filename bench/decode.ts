@@ -1,5 +1,5 @@
 // Preparing one upload for the model, on this thread: the 32x32 example PNG on the fast path
-// (server/png.ts) and through sharp, and a 300x300 JPEG of it through sharp. CPU time per image
+// (runtime/png.ts) and through sharp, and a 300x300 JPEG of it through sharp. CPU time per image
 // (process CPU, so sharp's own threads count), one image at a time. One JSON line per measurement.
 //   npm run bench:decode [-- --seconds 3]
 

@@ -1,4 +1,4 @@
-// What a heatmap draw costs, on this thread: server/heatmap.ts's drawHeatmap of the example cat (32x32)
+// What a heatmap draw costs, on this thread: server/drawing/heatmap.ts's drawHeatmap of the example cat (32x32)
 // under a smooth 8x8 map (two bumps) at the page's 256 px, CPU time per draw; then zlib's deflate alone
 // over the same filtered rows (the draw's own level, zlib's Huffman-only strategy and stored blocks),
 // so the draw's loops are the difference. One JSON line per measurement.
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { constants, deflateSync, inflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { drawHeatmap } from '../server/heatmap.js';
+import { drawHeatmap } from '../server/drawing/heatmap.js';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);

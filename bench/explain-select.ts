@@ -1,4 +1,4 @@
-// How the default explanation (`relevance`, server/relevance.ts's lastLayerRelevanceInto) and the
+// How the default explanation (`relevance`, server/engine/relevance.ts's lastLayerRelevanceInto) and the
 // `combined` map (combinedRelevance) were chosen: the candidate maps of one model, from its own
 // autograd graph (attention probabilities, the residual stream entering each block, the input, and the
 // class logit's gradient with respect to each), scored in-process by the perturbation test of
@@ -21,8 +21,8 @@
 // identity weight w; relevance serves w = 0.7, and `relevance` is the served function itself),
 // fwd_last_resid (w from the norms of the residual stream and of the attention's output), vnorm_rollout
 // and fwd_last_vnorm (attention weighted by the norm of what it carries, Kobayashi et al. 2020).
-import { rolloutMeanInto } from '../server/attention.js';
-import { combinedRelevance, lastLayerRelevanceInto, relevanceInto, rollIdentity } from '../server/relevance.js';
+import { rolloutMeanInto } from '../server/engine/attention.js';
+import { combinedRelevance, lastLayerRelevanceInto, relevanceInto, rollIdentity } from '../server/engine/relevance.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { grad } from '../trainer/autograd/grad.js';

@@ -24,7 +24,7 @@ import sharp from 'sharp';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Rng } from '../trainer/nn/random.js';
 import { readModelConfig } from '../runtime/model-config.js';
-import { softmax } from '../server/classification.js';
+import { softmax } from '../server/engine/classify.js';
 import { type Geometry, blurred, patchOrder, perturbationArea, pixelOrder, predictionScores, riseArea } from './faithfulness.js';
 import { waitReady } from './ready.js';
 

@@ -9,7 +9,7 @@
 
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
-import { buildApp } from '../server/app.js';
+import { buildApp } from '../server/http/app.js';
 import { defaultServeConfig } from '../server/config.js';
 
 const argv = process.argv.slice(2);

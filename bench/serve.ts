@@ -26,7 +26,7 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession, runSession } from '../runtime/ort.js';
-import { CLASS_METHODS } from '../server/maps.js';
+import { CLASS_METHODS } from '../server/engine/maps.js';
 import { waitReady } from './ready.js';
 
 const argv = process.argv.slice(2);

@@ -1,7 +1,7 @@
 // vitrine serve: the inference server (see server/config.ts for every flag and variable).
 
 import { SERVE_USAGE, loadServeConfig } from '../server/config.js';
-import { serve } from '../server/server.js';
+import { serve } from '../server/http/server.js';
 import { CliError } from './cli-util.js';
 
 export async function serveCommand(argv: string[], log: (line: string) => void): Promise<void> {

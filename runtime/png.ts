@@ -188,7 +188,7 @@ export function encodeRgbPng(rgb: Uint8Array, width: number, height: number, lev
 }
 
 /** An 8-bit RGB PNG from its rows already filtered (each row: a filter byte, then width x 3 bytes),
- *  deflated at `level`: for a caller that filters while it makes the pixels (server/heatmap.ts). */
+ *  deflated at `level`: for a caller that filters while it makes the pixels (server/drawing/heatmap.ts). */
 export function encodeFilteredRgbPng(filtered: Buffer, width: number, height: number, level = 3): Buffer {
   if (filtered.length !== (width * 3 + 1) * height)
     throw new Error(`encodeFilteredRgbPng: ${filtered.length} bytes for ${width}x${height} filtered RGB rows`);

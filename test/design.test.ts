@@ -13,8 +13,8 @@ t.test('no import circle in trainer/, runtime/, server/ or bin/', async (t) => {
   );
   const files = Object.keys(graph.obj());
   t.ok(
-    files.includes('server/app.ts') && graph.obj()['server/app.ts'].includes('server/plugin.ts'),
-    'imports are resolved (app.ts depends on plugin.ts)',
+    files.includes('server/http/app.ts') && graph.obj()['server/http/app.ts'].includes('server/http/plugin.ts'),
+    'imports are resolved (http/app.ts depends on http/plugin.ts)',
   );
   t.same(graph.circular(), [], 'no circle');
 });
@@ -57,6 +57,47 @@ t.test('server/ never imports trainer/ (the service runs models, it does not tra
     files.filter((f) => /from '(\.\.\/)+trainer\/|import\('(\.\.\/)+trainer\//.test(f.text)).map((f) => f.file),
     [],
   );
+});
+
+// The rooms of server/ and what each may import besides runtime/ and the shared errors.ts, gate.ts and
+// config.ts: the engine (models, workers, batcher, maps) and drawing know nothing of HTTP or of each
+// other; http/ is the one room that sees them all.
+const ROOMS: Record<string, string[]> = {
+  engine: ['engine'],
+  drawing: ['drawing'],
+  results: ['results'],
+  oip: ['oip'],
+  http: ['engine', 'drawing', 'results', 'oip', 'http'],
+};
+const SHARED = ['server/errors.ts', 'server/gate.ts', 'server/config.ts'];
+
+t.test('server/ is in rooms, and each room imports only what it may', async (t) => {
+  const files = await sources(['server']);
+  const loose = files.filter((f) => path.dirname(f.file) === 'server' && !SHARED.includes(f.file)).map((f) => f.file);
+  t.same(loose, [], 'no file in server/ itself besides the shared ones');
+  const broken: string[] = [];
+  for (const f of files) {
+    const room = f.file.split('/')[1];
+    const allowed = SHARED.includes(f.file) ? [] : ROOMS[room];
+    t.ok(allowed, `${f.file} is in a known room`);
+    for (const m of f.text.matchAll(/(?:from |import\(|import )'(\.{1,2}\/[^']+)'/g)) {
+      const target = path.relative(ROOT, path.resolve(ROOT, path.dirname(f.file), m[1])).replace(/\.js$/, '.ts');
+      if (!target.startsWith('server/') || SHARED.includes(target)) continue;
+      if (!(allowed ?? []).includes(target.split('/')[1])) broken.push(`${f.file} imports ${target}`);
+    }
+  }
+  t.same(broken, []);
+});
+
+t.test('each worker protocol lives beside its owner', async (t) => {
+  const files = await sources(['server', 'trainer', 'runtime']);
+  const users = (name: string) =>
+    files
+      .filter((f) => f.text.includes(`/${name}.js'`))
+      .map((f) => path.dirname(f.file))
+      .filter((d, i, a) => a.indexOf(d) === i);
+  t.same(users('inference-protocol'), ['server/engine'], "the inference workers' messages: engine/ only");
+  t.same(users('batch-protocol'), ['trainer/data'], "the batch worker's messages: trainer/data/ only");
 });
 
 t.test('no file in server/ is over 250 lines', async (t) => {

@@ -104,7 +104,7 @@ export function relevanceGraph(
 /** An explanation graph, serialized: the full one (every layer's dy_c/dA_l and dy_c/dx), or the light
  *  one (the logits, every layer's attentions and dy_c/dA of the last block alone: a backward through
  *  that block only, as the gradients of the others are not emitted; the default map,
- *  server/relevance.ts lastLayerRelevanceInto, needs no more). */
+ *  server/engine/relevance.ts lastLayerRelevanceInto, needs no more). */
 export function exportRelevanceOnnx(model: ViT, config: ModelConfig, light = false): Uint8Array {
   const { logits, attentions, grads, inputGrad } = relevanceGraph(model);
   const last = attentions.length - 1;

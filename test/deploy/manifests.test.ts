@@ -12,7 +12,7 @@ import { Job } from 'kubernetes-models/batch/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { SERVE_ENV, loadServeConfig } from '../../server/config.js';
-import { DRAIN_TIMEOUT_MS } from '../../server/server.js';
+import { DRAIN_TIMEOUT_MS } from '../../server/http/server.js';
 import { testApp } from '../helpers/server.js';
 import { cp, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';

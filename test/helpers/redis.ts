@@ -77,7 +77,7 @@ export async function appOnRedis(t: Test, over: Partial<import('../../server/con
   const { testApp } = await import('./server.js');
   const redis = await startRedis(t);
   const app = await testApp(t, { resultsStore: redis.url, ...over });
-  await (app.vitrine.results as import('../../server/results-redis.js').RedisResults).waitReady(10_000);
+  await (app.vitrine.results as import('../../server/results/redis.js').RedisResults).waitReady(10_000);
   const { Redis } = await import('ioredis');
   const client = new Redis(redis.url);
   t.teardown(() => client.quit());

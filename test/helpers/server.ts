@@ -10,7 +10,7 @@ import { exportModel } from '../../trainer/export.js';
 import { CIFAR10_CLASSES } from '../../trainer/data/cifar10.js';
 import { SEED_CONFIG } from '../../trainer/vit/config.js';
 import { ViT } from '../../trainer/vit/model.js';
-import { buildApp } from '../../server/app.js';
+import { buildApp } from '../../server/http/app.js';
 import { readModelConfig } from '../../runtime/model-config.js';
 import { type ServeConfig, defaultServeConfig } from '../../server/config.js';
 import { tmpDir } from './data.js';

@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { env, pipeline } from '@huggingface/transformers';
-import { buildApp } from '../../server/app.js';
+import { buildApp } from '../../server/http/app.js';
 import { defaultServeConfig } from '../../server/config.js';
 import { ROOT } from '../helpers/cli.js';
 import { multipart, testModels } from '../helpers/server.js';

@@ -7,7 +7,7 @@ import os from 'node:os';
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
 import { lowerThreadPriority, threadId } from '../../runtime/thread-priority.js';
-import { Drawers } from '../../server/draws.js';
+import { Drawers } from '../../server/drawing/draws.js';
 import { multipart, testApp, testImage } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
 

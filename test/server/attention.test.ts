@@ -1,9 +1,9 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { clsAttention, fuseHeads, rollout, rolloutMeanInto } from '../../server/attention.js';
-import { drawHeatmap } from '../../server/heatmap.js';
-import { MemoryResults } from '../../server/results.js';
+import { clsAttention, fuseHeads, rollout, rolloutMeanInto } from '../../server/engine/attention.js';
+import { drawHeatmap } from '../../server/drawing/heatmap.js';
+import { MemoryResults } from '../../server/results/store.js';
 import { Rng } from '../../trainer/nn/random.js';
 import { testApp, testImage } from '../helpers/server.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';

@@ -4,8 +4,8 @@
 
 import { EventEmitter } from 'node:events';
 import t from 'tap';
-import { Batcher, type BatchRunner } from '../../server/batcher.js';
-import type { RunReply, RunRequest } from '../../runtime/worker-protocol.js';
+import { Batcher, type BatchRunner } from '../../server/engine/batcher.js';
+import type { RunReply, RunRequest } from '../../server/engine/inference-protocol.js';
 import type { ServiceError } from '../../server/errors.js';
 import { until as untilNamed } from '../helpers/wait.js';
 

@@ -2,9 +2,9 @@
 // wait (503 beyond), and a worker that dies fails its draw and is replaced.
 
 import t from 'tap';
-import { Drawers } from '../../server/draws.js';
+import { Drawers } from '../../server/drawing/draws.js';
 import { ServiceError } from '../../server/errors.js';
-import { drawHeatmap } from '../../server/heatmap.js';
+import { drawHeatmap } from '../../server/drawing/heatmap.js';
 
 const grid = Array.from({ length: 8 }, (_, r) => Array.from({ length: 8 }, (_, c) => (r * 8 + c) / 63));
 const view = { data: Buffer.from(Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 37) % 256)), width: 32, height: 32 };

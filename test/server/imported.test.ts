@@ -8,7 +8,7 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { importCommand } from '../../bin/import.js';
-import { refuseLargeFull } from '../../server/routes/classify.js';
+import { refuseLargeFull } from '../../server/http/routes/classify.js';
 import { ROOT } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/data.js';
 import { testApp } from '../helpers/server.js';

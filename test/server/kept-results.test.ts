@@ -4,7 +4,7 @@
 // wrong length is made again instead of being served as an empty grid.
 
 import t from 'tap';
-import { encodeKept } from '../../server/results-redis.js';
+import { encodeKept } from '../../server/results/redis.js';
 import { appOnRedis } from '../helpers/redis.js';
 import { testWith } from '../helpers/services.js';
 import { multipart, testImage } from '../helpers/server.js';

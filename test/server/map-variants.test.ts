@@ -4,7 +4,7 @@
 // grew the process by hundreds of MB a minute.
 
 import t, { type Test } from 'tap';
-import { MAX_MAPS_PER_RESULT, MemoryResults } from '../../server/results.js';
+import { MAX_MAPS_PER_RESULT, MemoryResults } from '../../server/results/store.js';
 import { appOnRedis } from '../helpers/redis.js';
 import { testWith } from '../helpers/services.js';
 import { multipart, testApp, testImage } from '../helpers/server.js';

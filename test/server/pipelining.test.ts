@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import t from 'tap';
-import { MAX_PIPELINED } from '../../server/plugin.js';
+import { MAX_PIPELINED } from '../../server/http/plugin.js';
 import { testApp } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
 

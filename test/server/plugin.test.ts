@@ -3,7 +3,7 @@
 
 import Fastify from 'fastify';
 import t from 'tap';
-import { vitrine } from '../../server/plugin.js';
+import { vitrine } from '../../server/http/plugin.js';
 import { testConfig, testImage } from '../helpers/server.js';
 
 t.test('another Fastify app can register the service', async (t) => {

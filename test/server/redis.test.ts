@@ -4,7 +4,7 @@
 
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import type { RedisResults } from '../../server/results-redis.js';
+import type { RedisResults } from '../../server/results/redis.js';
 import { startRedis } from '../helpers/redis.js';
 import { testWith } from '../helpers/services.js';
 import { until } from '../helpers/wait.js';
@@ -92,7 +92,7 @@ t.test('--results-store takes memory or a redis URL', async (t) => {
 });
 
 testWith(t, 'kept results expire with the TTL, in Redis itself; reconnects back off to 2 s', ['redis-server'], async (t) => {
-  const { reconnectDelay } = await import('../../server/results-redis.js');
+  const { reconnectDelay } = await import('../../server/results/redis.js');
   t.same(
     [1, 2, 5, 19, 20, 21, 1000].map(reconnectDelay),
     [100, 200, 500, 1900, 2000, 2000, 2000],

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ROLL_SHARE, lastLayerRelevanceInto, relevanceInto } from '../../server/relevance.js';
+import { ROLL_SHARE, lastLayerRelevanceInto, relevanceInto } from '../../server/engine/relevance.js';
 import { Rng } from '../../trainer/nn/random.js';
 
 /** The rule as written, with full T x T matrices. */

@@ -75,7 +75,7 @@ t.test('SIGTERM drains in-flight requests and exits 0', async (t) => {
 });
 
 t.test('listening on every interface without a key outside a container is said at start', async (t) => {
-  const { exposureWarning, inContainer } = await import('../../server/server.js');
+  const { exposureWarning, inContainer } = await import('../../server/http/server.js');
   t.match(
     exposureWarning({ host: '0.0.0.0', apiKey: null }, false),
     /^listening on every interface \(0\.0\.0\.0\) without an API key: .*--host 127\.0\.0\.1 keeps it to this machine, --api-key requires a key$/,

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { prepareImage } from '../../server/preprocess.js';
+import { prepareImage } from '../../server/engine/preprocess.js';
 import { png, testApp, testImage } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
 import { ROOT } from '../helpers/cli.js';

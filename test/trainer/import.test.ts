@@ -9,7 +9,7 @@ import { decodeModel } from '../../trainer/autograd/onnx-proto.js';
 import { readSafetensors } from '../../trainer/io/safetensors.js';
 import { readModelConfig } from '../../runtime/model-config.js';
 import { createSession, runSession } from '../../runtime/ort.js';
-import { relevanceInto } from '../../server/relevance.js';
+import { relevanceInto } from '../../server/engine/relevance.js';
 import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
 

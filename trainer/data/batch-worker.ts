@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { fillBatch } from './augment.js';
 import type { BatchWorkerData } from './loader.js';
-import type { BatchReply, BatchRequest } from '../../runtime/worker-protocol.js';
+import type { BatchReply, BatchRequest } from './batch-protocol.js';
 import { Rng } from '../nn/random.js';
 
 const { data, options } = workerData as BatchWorkerData;

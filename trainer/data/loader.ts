@@ -6,7 +6,8 @@
 import type { ImageDataset } from './dataset.js';
 import type { BatchOptions } from './augment.js';
 import { siblingUrl, startWorker } from '../../runtime/worker.js';
-import { type BatchReply, type BatchRequest, Pending } from '../../runtime/worker-protocol.js';
+import { Pending } from '../../runtime/worker.js';
+import type { BatchReply, BatchRequest } from './batch-protocol.js';
 import type { Worker } from 'node:worker_threads';
 
 export interface Batch {

@@ -1,0 +1,90 @@
+// The messages between the inference worker pool (pool.ts) and its workers (inference-worker.ts).
+//
+// Stopping an inference worker: terminate() while ONNX Runtime runs aborts the whole process (the
+// run returns into a torn-down environment; measured with onnxruntime-node here), so the pool asks
+// instead and the worker leaves between runs. control[0] = CRASH makes it exit (code 1) before it
+// answers the run in progress, as a crash would; the 'stop' and 'crash' messages end an idle worker.
+
+import type { GpuAdapter } from '../../runtime/gpu.js';
+import type { Device } from '../../runtime/ort.js';
+
+export interface WorkerModel {
+  name: string;
+  file: string;
+  inputName: string;
+  logitsOutput: string;
+  attentionOutputs: string[];
+  /** [channels, height, width] */
+  inputDims: [number, number, number];
+  classes: number;
+  /** Tokens before the patches ([CLS] first): the maps cover the tokens after them. */
+  prefixTokens: number;
+  /** The patch grid [rows, cols] the maps cover, when the model gives maps. */
+  grid?: [number, number];
+  /** The explanation graph beside the model (config.json `relevance`), when it has one; graphs written
+   *  since it was added also give the input's gradient and explain the top prediction for class -1. */
+  relevance?: {
+    file: string;
+    classInput: string;
+    gradientOutputs: string[];
+    inputGradientOutput?: string;
+    topClass?: number;
+    lightFile?: string;
+  };
+}
+
+/** The maps of a run of the full explanation graph besides the default, n * (tokens - prefix) each. */
+export interface Explanations {
+  chefer: Float32Array;
+  gradInput: Float32Array | null;
+  combined: Float32Array | null;
+}
+
+export interface WorkerInit {
+  models: WorkerModel[];
+  device: Device;
+  threads: number;
+  /** The workers' nice value (runtime/thread-priority.ts); 0 leaves them at the event loop's. */
+  nice: number;
+}
+
+export const CRASH = 1;
+export type WorkerCommand = { type: 'stop' } | { type: 'crash' };
+
+export interface RunRequest {
+  type: 'run';
+  id: number;
+  model: string;
+  pixels: Float32Array; // n * C * H * W
+  n: number;
+  /** Also return every layer's attention probabilities (attention=cls|full, or a kept result's map). */
+  attentions: boolean;
+  /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
+  relevance?: Float32Array;
+  /** With relevance: the full explanation graph, not the light one (server/engine/job.ts JobOptions.full). */
+  full?: boolean;
+}
+
+export interface RunReply {
+  type: 'result';
+  id: number;
+  logits: Float32Array; // n * classes
+  rollout: Float32Array | null; // n * (tokens - prefix), heads averaged
+  relevance?: Float32Array | null; // n * (tokens - prefix), for the asked classes: the default explanation
+  /** The explanation methods a relevance run gives (server/engine/relevance.ts), each n * (tokens - prefix). */
+  explanations?: Explanations | null;
+  attentions: Float32Array[] | null; // per layer, n * heads * tokens * tokens
+  heads: number;
+  tokens: number;
+  /** Tokens before the patches. */
+  prefix: number;
+  inferenceMs: number;
+}
+
+/** What an inference worker sends: its start, its log lines, and an answer (or failure) per run. */
+export type InferenceMessage =
+  | RunReply
+  | { type: 'ready'; providers: Record<string, string>; adapters: Record<string, GpuAdapter | null>; skipped: Record<string, string> }
+  | { type: 'fatal'; message: string }
+  | { type: 'log'; message: string }
+  | { type: 'error'; id: number; message: string };

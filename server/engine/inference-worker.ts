@@ -1,0 +1,224 @@
+// An inference worker thread: owns one ONNX Runtime session per model (session.run blocks the thread it
+// runs on, so it never runs on the event loop) and answers batches with logits, the default attention
+// rollout and, when asked, every layer's attention probabilities.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { type Session, createSession, runSession } from '../../runtime/ort.js';
+import type { GpuAdapter } from '../../runtime/gpu.js';
+import { requireNames, requireShapes } from './model-checks.js';
+import { lowerThreadPriority } from '../../runtime/thread-priority.js';
+import { rolloutMeanInto } from './attention.js';
+import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from './relevance.js';
+import {
+  CRASH,
+  type InferenceMessage,
+  type RunReply,
+  type RunRequest,
+  type WorkerCommand,
+  type WorkerInit,
+  type WorkerModel,
+} from './inference-protocol.js';
+
+const init = workerData as WorkerInit & { control: SharedArrayBuffer };
+const control = new Int32Array(init.control);
+// before any session: ONNX Runtime's own threads start at this thread's priority
+lowerThreadPriority(init.nice);
+const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
+type Sessions = { session: Session; model: WorkerModel; relevance: Session | null; light: Session | null };
+const sessions = new Map<string, Sessions>();
+
+/** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
+async function open(m: WorkerModel): Promise<void> {
+  const load = async (file: string, log?: (l: string) => void) => {
+    const s = await createSession(file, { device: init.device, threads: init.threads, log }).catch((err: Error) => {
+      throw new Error(`model ${m.name}: ${file} cannot be loaded: ${err.message.split('\n')[0]}`);
+    });
+    if (s.cpuNodes.length > 0)
+      send({
+        type: 'log',
+        message: `model ${m.name}: ${file} has ${s.cpuNodes.length} node(s) that the ${s.provider} provider cannot run; they run on the CPU (${s.cpuNodes.join(', ')})`,
+      });
+    return s;
+  };
+  const session = await load(m.file, (l) => send({ type: 'log', message: l }));
+  requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
+  requireShapes(m, m.file, session);
+  let relevance: Session | null = null;
+  let light: Session | null = null;
+  if (m.relevance) {
+    const r = m.relevance;
+    relevance = await load(r.file);
+    requireNames(
+      m,
+      r.file,
+      relevance,
+      [m.inputName, r.classInput],
+      [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])],
+    );
+    requireShapes(m, r.file, relevance);
+    if (r.lightFile) {
+      light = await load(r.lightFile);
+      requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
+    }
+  }
+  sessions.set(m.name, { session, model: m, relevance, light });
+  providers[m.name] = session.provider;
+  adapters[m.name] = session.adapter;
+}
+
+const providers: Record<string, string> = {};
+const adapters: Record<string, GpuAdapter | null> = {};
+
+async function start(): Promise<void> {
+  const skipped: Record<string, string> = {};
+  for (const m of init.models) await open(m).catch((err: Error) => (skipped[m.name] = err.message));
+  if (sessions.size === 0) throw new Error(Object.values(skipped).join('; '));
+  send({ type: 'ready', providers, adapters, skipped });
+}
+
+/** An explanation graph for each image's asked class: logits and the default explanation (the last
+ *  block's gradient-weighted attention rolled out, relevance.ts lastLayerRelevanceInto), from the
+ *  light graph when the model has one and the run is not `full`; a full run adds Chefer's relevance,
+ *  gradient x input when the graph gives the input's gradient, and with the rollout of the same
+ *  attentions their combination. Computed here, off the event loop. */
+async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
+  const { model } = s;
+  if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
+  const r = model.relevance;
+  const lastGradient = r.gradientOutputs.at(-1)!;
+  const light = !req.full && s.light ? s.light : null;
+  const inputGrad = !light && r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
+  const t0 = performance.now();
+  const out = await runSession(
+    light ?? s.relevance,
+    { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] }, [r.classInput]: { data: req.relevance!, dims: [req.n] } },
+    [model.logitsOutput, ...model.attentionOutputs, ...(light ? [lastGradient] : r.gradientOutputs), ...(inputGrad ? [inputGrad] : [])],
+  );
+  const inferenceMs = performance.now() - t0;
+  if (Atomics.load(control, 0) === CRASH) process.exit(1);
+  const logits = own(out[model.logitsOutput].data);
+  const [, heads, tokens] = out[model.attentionOutputs[0]].dims as number[];
+  const layers = model.attentionOutputs.map((n) => out[n].data);
+  const prefix = model.prefixTokens;
+  const patches = tokens - prefix;
+  const relevance = new Float32Array(req.n * patches);
+  for (let i = 0; i < req.n; i++) lastLayerRelevanceInto(layers, out[lastGradient].data, i, heads, tokens, relevance, i * patches, prefix);
+  if (light)
+    return {
+      type: 'result',
+      id: req.id,
+      logits,
+      rollout: null,
+      relevance,
+      explanations: null,
+      attentions: null,
+      heads,
+      tokens,
+      prefix,
+      inferenceMs,
+    };
+  const grads = r.gradientOutputs.map((n) => out[n].data);
+  const chefer = new Float32Array(req.n * patches);
+  for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, chefer, i * patches, prefix);
+  let gradInput: Float32Array | null = null;
+  if (inputGrad) {
+    gradInput = new Float32Array(req.n * patches);
+    for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
+  }
+  const combined = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : null;
+  return {
+    type: 'result',
+    id: req.id,
+    logits,
+    rollout: null,
+    relevance,
+    explanations: { chefer, gradInput, combined },
+    attentions: null,
+    heads,
+    tokens,
+    prefix,
+    inferenceMs,
+  };
+}
+
+/** The default rollout of each of the n images of a batch, tokens - prefix values each. */
+function rollouts(layers: readonly Float32Array[], n: number, heads: number, tokens: number, prefix: number): Float32Array<ArrayBuffer> {
+  const maps = new Float32Array(n * (tokens - prefix));
+  for (let i = 0; i < n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - prefix), prefix);
+  return maps;
+}
+
+async function run(req: RunRequest): Promise<RunReply> {
+  const s = sessions.get(req.model);
+  if (!s) throw new Error(`unknown model ${req.model}`);
+  if (req.relevance) return runRelevance(req, s);
+  const { model } = s;
+  const wantRollout = model.attentionOutputs.length > 0;
+  const outputs = [model.logitsOutput, ...(wantRollout ? model.attentionOutputs : [])];
+  const t0 = performance.now();
+  const out = await runSession(s.session, { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] } }, outputs);
+  const inferenceMs = performance.now() - t0;
+  if (Atomics.load(control, 0) === CRASH) process.exit(1);
+  const logits = own(out[model.logitsOutput].data);
+  if (logits.length !== req.n * model.classes)
+    throw new Error(
+      `model ${model.name}: ${model.logitsOutput} has ${logits.length / req.n} values per image, config.json names ${model.classes} labels`,
+    );
+  if (!wantRollout)
+    return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, prefix: 0, inferenceMs };
+  const first = out[model.attentionOutputs[0]];
+  const [, heads, tokens] = first.dims as number[];
+  const layers = model.attentionOutputs.map((n) => out[n].data);
+  const prefix = model.prefixTokens;
+  return {
+    type: 'result',
+    id: req.id,
+    logits,
+    rollout: rollouts(layers, req.n, heads, tokens, prefix),
+    attentions: req.attentions ? layers.map(own) : null,
+    heads,
+    tokens,
+    prefix,
+    inferenceMs,
+  };
+}
+
+/** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
+function own(a: Float32Array): Float32Array {
+  return a.byteOffset === 0 && a.buffer.byteLength === a.byteLength && a.buffer instanceof ArrayBuffer ? a : Float32Array.from(a);
+}
+
+// session.run finishes on ONNX Runtime's side while this thread takes messages, so a stop waits for
+// the runs in progress to be answered.
+let running = 0;
+let stopping = false;
+parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
+  if (req.type === 'crash' && running === 0) process.exit(1);
+  if (req.type === 'stop' || req.type === 'crash') {
+    stopping = true;
+    if (running === 0) process.exit(0);
+    return;
+  }
+  running++;
+  run(req)
+    .then(
+      (reply) =>
+        send(reply, [
+          reply.logits.buffer,
+          ...(reply.rollout ? [reply.rollout.buffer] : []),
+          ...(reply.relevance ? [reply.relevance.buffer] : []),
+          ...(reply.explanations
+            ? [reply.explanations.chefer, reply.explanations.gradInput, reply.explanations.combined].flatMap((a) => (a ? [a.buffer] : []))
+            : []),
+          ...(reply.attentions ?? []).map((a) => a.buffer),
+        ] as ArrayBuffer[]),
+      (err: Error) => send({ type: 'error', id: req.id, message: err.message }),
+    )
+    .catch((err: Error) => send({ type: 'error', id: req.id, message: `the result could not be sent: ${err.message}` }))
+    .finally(() => {
+      running--;
+      if (stopping && running === 0) process.exit(0);
+    });
+});
+
+start().catch((err: Error) => send({ type: 'fatal', message: err.message }));

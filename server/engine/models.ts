@@ -1,0 +1,80 @@
+// The models a server serves: every folder under --models holding config.json and an ONNX graph
+// (onnx/model.onnx, or model.onnx as earlier exports and optimum lay it out).
+
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { CONFIG_FILE, MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../../runtime/model-config.js';
+import { IMPORT_HINT } from '../errors.js';
+
+export interface ServedModel {
+  name: string;
+  dir: string;
+  file: string;
+  config: ModelConfig;
+  /** Patch grid [rows, cols] when attention maps can be drawn, else null. */
+  grid: [number, number] | null;
+  /** Attention heads per layer when the config says (our models carry their ViT config), else null. */
+  heads: number | null;
+  /** The explanation graph's file when the model has one (and attention maps), else null. */
+  relevance: string | null;
+  /** The light explanation graph's file (the last block's attention gradient only, for the default
+   *  map) when the model has one; without it the default map comes from the full graph. */
+  relevanceLight?: string | null;
+}
+
+function headsOf(c: ModelConfig): number | null {
+  const h = c.attention_heads ?? c.vit?.num_attention_heads;
+  return typeof h === 'number' && Number.isInteger(h) && h > 0 ? h : null;
+}
+
+function gridOf(c: ModelConfig): [number, number] | null {
+  if (c.attention_outputs.length === 0 || !c.patch_size) return null;
+  const [h, w] = c.image_size;
+  if (h % c.patch_size !== 0 || w % c.patch_size !== 0) return null;
+  return [h / c.patch_size, w / c.patch_size];
+}
+
+/** The model in `dir`, served as `name`; throws when its config cannot be read (warnings for what it lacks). */
+export async function loadModelFolder(dir: string, name: string, warn: (msg: string) => void): Promise<ServedModel> {
+  const file = modelFileIn(dir);
+  if (!file) throw new Error(`${dir} holds no ${MODEL_FILE} (or model.onnx)`);
+  const config = await readModelConfig(dir);
+  const grid = gridOf(config);
+  const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
+  if (relevanceFile && !existsSync(relevanceFile))
+    warn(`model ${name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
+  const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
+  const lightFile = relevance && config.relevance?.light_file ? path.join(dir, config.relevance.light_file) : null;
+  if (lightFile && !existsSync(lightFile))
+    warn(
+      `model ${name}: config.json names ${config.relevance!.light_file}, which is not there: its default maps come from ${config.relevance!.file}, at the cost of a backward pass through every block`,
+    );
+  const relevanceLight = lightFile && existsSync(lightFile) ? lightFile : null;
+  if (!grid)
+    warn(
+      `model ${name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`,
+    );
+  return { name, dir, file, config, grid, heads: headsOf(config), relevance, relevanceLight };
+}
+
+export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fs.readdir(root, { withFileTypes: true });
+  } catch (err) {
+    throw new Error(`cannot read the models folder ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const models: ServedModel[] = [];
+  for (const e of entries.filter((d) => d.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+    const dir = path.join(root, e.name);
+    if (!modelFileIn(dir) || !existsSync(path.join(dir, CONFIG_FILE))) continue;
+    try {
+      models.push(await loadModelFolder(dir, e.name, warn));
+    } catch (err) {
+      warn(`skipping model ${e.name}: ${(err as Error).message}`);
+    }
+  }
+  if (models.length === 0)
+    throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
+  return models;
+}

@@ -1,0 +1,107 @@
+// The service's state, built before any route exists: the models (those that load), the inference
+// workers and their batcher, the kept-results store, the decode gate and the metrics, and how they
+// close. plugin.ts wires it into a Fastify instance.
+
+import type { ServeConfig } from '../config.js';
+import type { ServiceContext } from './context.js';
+import { Errors } from '../errors.js';
+import { Drawers } from '../drawing/draws.js';
+import { Gate } from '../gate.js';
+import { Metrics } from './metrics.js';
+import { startInference } from '../engine/inference.js';
+import { discoverModels } from '../engine/models.js';
+import { MemoryResults, type Results } from '../results/store.js';
+import { RedisResults } from '../results/redis.js';
+
+interface Log {
+  info(m: string): void;
+  warn(m: string): void;
+  error(m: string): void;
+}
+
+export interface ServiceState {
+  ctx: ServiceContext;
+  /** From now on every answer closes its connection. */
+  markClosing(): void;
+  /** Waits for the queued work, then stops the workers and the store. */
+  close(): Promise<void>;
+}
+
+export async function createServiceContext(config: ServeConfig, { now, log }: { now?: () => number; log: Log }): Promise<ServiceState> {
+  // Models and workers.
+  const models = await discoverModels(config.models, (m) => log.warn(m));
+  const metrics = new Metrics();
+  const inference = await startInference(
+    models,
+    config,
+    { info: (m) => log.info(m), error: (m) => log.error(m) },
+    {
+      batch: (model, size, ms) => {
+        metrics.batchSize.observe({ model }, size);
+        metrics.inference.observe({ model }, ms / 1000);
+      },
+      depth: (model, depth) => metrics.queueDepth.set({ model }, depth),
+    },
+  );
+  const { pool, batcher } = inference;
+  pool.on('lost', () => metrics.workerRestarts.inc());
+  models.splice(0, models.length, ...inference.models);
+  let defaultModel = config.defaultModel;
+  if (!models.some((m) => m.name === defaultModel)) {
+    log.warn(
+      `default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`,
+    );
+    defaultModel = models[0].name;
+  }
+  for (const m of models) {
+    const { provider, adapter } = pool.deviceOf(m.name);
+    metrics.provider.set({ model: m.name, provider, adapter: adapter?.name ?? '', software: adapter ? String(adapter.software) : '' }, 1);
+  }
+  const clock = now ?? Date.now;
+  let results: Results;
+  if (config.resultsStore === 'memory') results = new MemoryResults(config.resultsCapacity, config.resultsTtlS * 1000, clock);
+  else {
+    metrics.storeUp.set(0);
+    results = new RedisResults(
+      config.resultsStore,
+      config.resultsTtlS * 1000,
+      { warn: (m) => log.warn(m), info: (m) => log.info(m) },
+      (state) => metrics.storeUp.set(state === 'ready' ? 1 : 0),
+    );
+  }
+  const decoders = new Gate(config.decoders, config.maxQueue);
+  metrics.decodeSource = decoders;
+  const draws = new Drawers(config.drawers, config.maxQueue, config.workerNice);
+  metrics.drawSource = draws;
+  let closing = false;
+  const ctx: ServiceContext = {
+    config,
+    models,
+    defaultModel,
+    pool,
+    batcher,
+    results,
+    now: clock,
+    decoders,
+    draws,
+    metrics,
+    model: (name) => {
+      const m = models.find((x) => x.name === (name ?? defaultModel));
+      if (!m) throw Errors.unknownModel(`no model '${name}' (served: ${models.map((x) => x.name).join(', ')})`);
+      return m;
+    },
+    closing: () => closing,
+  };
+  return {
+    ctx,
+    markClosing: () => {
+      closing = true;
+      batcher.flush(); // what waits for company leaves now
+    },
+    close: async () => {
+      await inference.close();
+      await draws.close();
+      await results.close();
+    },
+  };
+}
