@@ -6,14 +6,7 @@ import type { Worker } from 'node:worker_threads';
 import { Pending, siblingUrl, startWorker } from '../../runtime/worker.js';
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import { Errors } from '../errors.js';
-import {
-  CRASH,
-  type InferenceMessage,
-  type RunReply,
-  type RunRequest,
-  type WorkerCommand,
-  type WorkerInit,
-} from './inference-protocol.js';
+import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit } from './inference-protocol.js';
 
 interface Slot {
   index: number;
