@@ -9,12 +9,12 @@ WORKDIR /app
 # provider; the CPU provider ships in the package).
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY bin bin
 COPY runtime runtime
 COPY server server
 COPY trainer trainer
-RUN npx tsc -p tsconfig.json
+RUN npx tsc -p tsconfig.build.json
 
 FROM node:24-bookworm-slim
 WORKDIR /app

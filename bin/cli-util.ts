@@ -2,7 +2,7 @@
 
 import { promises as fs } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
-import { parseStrict, parseStrictWithInputs } from '../runtime/args.js';
+import { type Parsed, parseStrict, parseStrictWithInputs } from '../runtime/args.js';
 import { type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
 
 /** An error whose message is the whole story: printed as one line, exit status 1 (2 for usage). */
@@ -24,12 +24,20 @@ function withUsage<T>(parse: () => T, usage: string): T {
   }
 }
 
-export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+): Parsed<T>['values'] {
   return withUsage(() => parseStrict(argv, options), usage);
 }
 
 /** The flags and the arguments that are not flags (a command's inputs). */
-export function parseFlagsAndInputs<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+export function parseFlagsAndInputs<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+): Parsed<T> {
   return withUsage(() => parseStrictWithInputs(argv, options), usage);
 }
 

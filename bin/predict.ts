@@ -11,14 +11,13 @@ import { DEVICES } from '../runtime/ort.js';
 import { imageSpec } from '../runtime/pixels.js';
 import { expected } from '../runtime/schema.js';
 import { toGrid } from '../server/engine/attention.js';
-import type { JobResult } from '../server/engine/batcher.js';
-import { runClassification, topPredictions } from '../server/engine/classify.js';
+import { type Classified, classifyAndExplain } from '../server/engine/classify.js';
 import { defaultServeConfig } from '../server/config.js';
 import { ServiceError } from '../server/errors.js';
 import { Gate } from '../server/gate.js';
 import { Drawers } from '../server/drawing/draws.js';
 import { startInference } from '../server/engine/inference.js';
-import { CLASS_METHODS, type MapQuery, checkMapQuery, classMaps, makeMap, needsAttentions } from '../server/engine/maps.js';
+import { type MapQuery, checkMapQuery } from '../server/engine/maps.js';
 import { type ServedModel, loadModelFolder } from '../server/engine/models.js';
 import { prepareImage } from '../server/engine/preprocess.js';
 import { AttentionQuery } from '../server/http/schemas.js';
@@ -283,16 +282,9 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  // A class map of the top prediction comes from the run that classifies, where the explanation graph
-  // explains its own top prediction (as POST /classify?attention=relevance does).
-  const topClass = model.config.relevance?.top_class;
-  const oneRun = q !== null && CLASS_METHODS.includes(q.method ?? 'rollout') && topClass !== undefined && tta === 'none';
-  /** A run of the model, tried once more when a worker failed (not the image's fault). */
-  const classify = async (pixels: Float32Array): Promise<JobResult> => {
-    const run = () =>
-      oneRun
-        ? engine.batcher.submit(model.name, pixels, { relevanceClass: topClass, full: q!.method !== 'relevance' })
-        : runClassification(engine.batcher, model, pixels, { tta, attentions: q !== null && needsAttentions(q) });
+  /** Classify (and explain) one image, tried once more when a worker failed (not the image's fault). */
+  const classify = async (pixels: Float32Array): Promise<Classified> => {
+    const run = async () => (await classifyAndExplain(engine.batcher, model, [pixels], { tta, topk, map: q })).at(0)!;
     try {
       return await run();
     } catch (err) {
@@ -309,15 +301,13 @@ export async function predictCommand(argv: string[], log: (line: string) => void
       const t1 = performance.now();
       const image = await prepareImage(bytes, spec, maxPixels, gate);
       const t2 = performance.now();
-      const r = await classify(image.pixels);
-      const predictions = topPredictions(r.logits, labels, topk);
-      record.predictions = predictions;
+      const c = await classify(image.pixels);
+      const r = c.result;
+      record.predictions = c.predictions;
       if (values.logits) record.logits = Array.from(r.logits);
       const t3 = performance.now();
-      if (q && model.grid) {
-        const ran = oneRun ? new Map(classMaps(r, predictions[0].index)) : null;
-        const cache = ran ? { get: async (key: string) => ran.get(key), put: async () => {} } : undefined;
-        const made = await makeMap(engine.batcher, model, image.pixels, predictions[0].index, q, r, cache);
+      if (q && c.map && model.grid) {
+        const made = c.map;
         const grid = toGrid(made.values, model.grid[0], model.grid[1]);
         const png = await drawers!.draw(grid, image.view, { size: q.size, alpha: q.alpha, colormap: q.colormap });
         const name = mapFile(input.path, made.method);

@@ -6,6 +6,10 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+/** What parseArgs gives for these options in strict mode. */
+export type Parsed<T extends Options> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: boolean }>
+>;
 
 const NEGATIVE_NUMBER = /^-(\d|\.\d|Infinity$)/;
 
@@ -33,12 +37,12 @@ export function normalizeArgs(argv: readonly string[], options: Options): string
 }
 
 /** parseArgs in strict mode; errors are one line that names the flag. */
-export function parseStrict<T extends Options>(argv: readonly string[], options: T) {
+export function parseStrict<T extends Options>(argv: readonly string[], options: T): Parsed<T>['values'] {
   return parseStrictWithInputs(argv, options, false).values;
 }
 
 /** The same, with arguments that are not flags (a command's inputs) allowed when `inputs`. */
-export function parseStrictWithInputs<T extends Options>(argv: readonly string[], options: T, inputs = true) {
+export function parseStrictWithInputs<T extends Options>(argv: readonly string[], options: T, inputs = true): Parsed<T> {
   const args = normalizeArgs(argv, options);
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: inputs });

@@ -68,6 +68,7 @@ const ROOMS: Record<string, string[]> = {
   results: ['results'],
   oip: ['oip'],
   http: ['engine', 'drawing', 'results', 'oip', 'http'],
+  api: ['engine', 'drawing', 'api'],
 };
 const SHARED = ['server/errors.ts', 'server/gate.ts', 'server/config.ts'];
 

@@ -5,19 +5,25 @@
 
 import { Errors, ServiceError } from '../errors.js';
 import type { RunReply, RunRequest } from './inference-protocol.js';
-import { type BatchObserver, type BatcherOptions, type Job, type JobOptions, type JobResult, explanationsOf, slice } from './job.js';
+import {
+  type BatchObserver,
+  type BatcherOptions,
+  type Job,
+  type JobOptions,
+  type JobResult,
+  explanationsOf,
+  queueKey,
+  queueLabel,
+  slice,
+} from './job.js';
 import type { WorkerPool } from './pool.js';
 
-export type { BatchObserver, BatcherOptions, JobOptions, JobResult } from './job.js';
+export type { BatchObserver, BatcherOptions, Explain, ExplanationGraph, JobOptions, JobResult } from './job.js';
 
 /** What the batcher needs of the worker pool (a fake one in the batcher's own tests). */
 export type BatchRunner = Pick<WorkerPool, 'idle' | 'run' | 'on'>;
 
 type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
-
-/** The metrics label of a queue: the model's name, "<model> relevance" for its light explanation
- *  queue and "<model> explanations" for its full one. */
-const queueLabel = (key: string) => key.replace('\u0000', ' ');
 
 export class Batcher {
   private readonly queues = new Map<string, Job[]>();
@@ -47,7 +53,7 @@ export class Batcher {
       );
     }
     return new Promise((resolve, reject) => {
-      const key = options.relevanceClass === undefined ? model : `${model}\u0000${options.full ? 'explanations' : 'relevance'}`;
+      const key = queueKey(model, options.explain);
       const job: Job = {
         model,
         key,
@@ -70,6 +76,8 @@ export class Batcher {
   /** The images of one request (with one options for all, or one each): all queued, or none (503)
    *  when the queue has no room for them all, so that a refused request leaves no work behind it. */
   submitAll(model: string, images: readonly Float32Array[], options: JobOptions | readonly JobOptions[] = {}): Promise<JobResult[]> {
+    if (images.length === 1)
+      return this.submit(model, images[0], Array.isArray(options) ? options[0] : (options as JobOptions)).then((r) => [r]);
     if (images.length > 0 && this.queued + images.length > this.o.maxQueue) {
       const room = Math.max(0, this.o.maxQueue - this.queued);
       return Promise.reject(
@@ -135,15 +143,15 @@ export class Batcher {
     const per = jobs[0].pixels.length;
     const pixels = new Float32Array(jobs.length * per);
     jobs.forEach((j, i) => pixels.set(j.pixels, i * per));
-    if (jobs[0].options.relevanceClass !== undefined) {
-      // Relevance jobs: each image with its own class, through the model's explanation graph.
-      const classes = Float32Array.from(jobs, (j) => j.options.relevanceClass!);
-      const full = jobs[0].options.full === true;
+    const explain = jobs[0].options.explain;
+    if (explain) {
+      // Explanation jobs: each image with its own class, through one of the model's explanation graphs.
+      const classes = Float32Array.from(jobs, (j) => j.options.explain!.class);
       this.runBatch(
         slot,
-        `${model} ${full ? 'explanations' : 'relevance'}`,
+        queueLabel(queueKey(model, explain)),
         jobs,
-        { model, pixels, n: jobs.length, attentions: false, relevance: classes, full },
+        { model, pixels, n: jobs.length, attentions: false, explain: { classes, graph: explain.graph } },
         (r, at) =>
           jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, ...explanationsOf(r, i), attentions: null })))),
       );

@@ -1,9 +1,13 @@
-// What POST /classify and vitrine predict both do with an image's input: run it (beside its mirror
-// image for flip test-time augmentation, in one batch when the batcher can), and turn the logits into
-// probabilities and the top predictions.
+// Classify and explain, written once for every door onto the engine (POST /classify, the Open
+// Inference Protocol's infer, vitrine predict and the in-process API): run the images (each beside its
+// mirror image for flip test-time augmentation, all queued or none), turn the logits into the top
+// predictions, and make the map asked for of each image. A graph that explains its own top prediction
+// classifies and explains in one run (its logits are the model's); with flip TTA the class is the
+// averaged logits', known only after, so the map is a second run.
 
 import { mirrorImages } from '../../runtime/pixels.js';
 import type { Batcher, JobOptions, JobResult } from './batcher.js';
+import { CLASS_METHODS, type MadeMap, type MapQuery, classMaps, makeMap, needsAttentions } from './maps.js';
 import type { ServedModel } from './models.js';
 
 export function softmax(logits: Float32Array): Float64Array {
@@ -22,22 +26,74 @@ function mirrorOf(pixels: Float32Array, c: { mean: readonly number[]; image_size
   return mirror;
 }
 
-/** The model's result for one input; with tta 'flip' the logits are the mean over it and its mirror
- *  (the maps stay the image's own). */
-export async function runClassification(
+export interface ClassifyOptions {
+  /** 'flip': the logits are the mean over the image and its mirror (the maps stay the image's own). */
+  tta?: 'none' | 'flip';
+  /** How many predictions (default 5, at most the classes). */
+  topk?: number;
+  /** Every layer's attention probabilities in the result (attention=full, OIP's attention outputs). */
+  attentions?: boolean;
+  /** The map to make of each image: of its top prediction unless the query names a class. */
+  map?: MapQuery | null;
+}
+
+export interface Classified {
+  /** The run (with flip TTA, its logits the mean over the image and its mirror). */
+  result: JobResult;
+  predictions: Prediction[];
+  map: MadeMap | null;
+  /** The class-specific maps the runs made, under their map keys (a kept result keeps them). */
+  classMaps: [string, Float32Array][];
+}
+
+/** Whether the map comes from the run that classifies: a class method for the top prediction, by a
+ *  graph that explains its own top prediction, without TTA. */
+function explainsInOneRun(model: ServedModel, o: ClassifyOptions): boolean {
+  const method = o.map?.method ?? 'rollout';
+  return !!o.map && CLASS_METHODS.includes(method) && model.config.relevance?.top_class !== undefined && o.tta !== 'flip';
+}
+
+/** The runs of the images, in one submission (all queued or none). */
+async function run(batcher: Batcher, model: ServedModel, images: Float32Array[], o: ClassifyOptions): Promise<JobResult[]> {
+  if (explainsInOneRun(model, o)) {
+    const graph = o.map!.method === 'relevance' ? 'light' : 'full';
+    return batcher.submitAll(model.name, images, { explain: { class: model.config.relevance!.top_class!, graph } });
+  }
+  const options: JobOptions = { attentions: o.attentions === true || (model.grid !== null && !!o.map && needsAttentions(o.map)) };
+  if (o.tta !== 'flip') return batcher.submitAll(model.name, images, options);
+  const mirrors = images.map((p) => mirrorOf(p, model.config));
+  const runs = await batcher.submitAll(model.name, [...images, ...mirrors], [...images.map(() => options), ...mirrors.map(() => ({}))]);
+  const own = runs.slice(0, images.length);
+  own.forEach((r, i) => {
+    const mirrored = runs[images.length + i];
+    r.logits = Float32Array.from(r.logits, (v, k) => (v + mirrored.logits[k]) / 2);
+  });
+  return own;
+}
+
+/** Classifies each image and makes the map asked for (POST /classify, OIP infer, predict, the API). */
+export async function classifyAndExplain(
   batcher: Batcher,
   model: ServedModel,
-  pixels: Float32Array,
-  o: { tta?: 'none' | 'flip'; attentions?: boolean } = {},
-): Promise<JobResult> {
-  const options: JobOptions = { attentions: o.attentions ?? false };
-  // the image and its mirror are queued together or not at all
-  const [r, mirrored] =
-    o.tta === 'flip'
-      ? await batcher.submitAll(model.name, [pixels, mirrorOf(pixels, model.config)], [options, { attentions: false }])
-      : [await batcher.submit(model.name, pixels, options), null];
-  if (mirrored) r.logits = Float32Array.from(r.logits, (v, i) => (v + mirrored.logits[i]) / 2);
-  return r;
+  images: Float32Array[],
+  o: ClassifyOptions = {},
+): Promise<Classified[]> {
+  const results = await run(batcher, model, images, o);
+  const oneRun = explainsInOneRun(model, o);
+  const labels = model.config.labels;
+  return Promise.all(
+    results.map(async (result, i): Promise<Classified> => {
+      const predictions = topPredictions(result.logits, labels, o.topk ?? 5);
+      if (!o.map || !model.grid) return { result, predictions, map: null, classMaps: [] };
+      const top = predictions[0].index;
+      // the maps the runs make, gathered (those of the classifying run first) so that none is made twice
+      const made = new Map(oneRun ? classMaps(result, top) : []);
+      const cache = { get: async (key: string) => made.get(key), put: async (key: string, v: Float32Array) => void made.set(key, v) };
+      const map = await makeMap(batcher, model, images[i], top, o.map, result, cache);
+      const kept = [...made].filter(([key]) => CLASS_METHODS.some((m) => key.startsWith(`${m}:`)));
+      return { result, predictions, map, classMaps: kept };
+    }),
+  );
 }
 
 export interface Prediction {

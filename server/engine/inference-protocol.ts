@@ -40,6 +40,11 @@ export interface Explanations {
   combined: Float32Array | null;
 }
 
+/** Which of a model's explanation graphs runs: `full` gives every block's attention gradient and the
+ *  input's, which the chefer, grad-input and combined maps need; the default map, relevance, needs only
+ *  the last block's, which `light` gives (the light graph where the model has one, else the full one). */
+export type ExplanationGraph = 'light' | 'full';
+
 export interface WorkerInit {
   models: WorkerModel[];
   device: Device;
@@ -59,10 +64,9 @@ export interface RunRequest {
   n: number;
   /** Also return every layer's attention probabilities (attention=cls|full, or a kept result's map). */
   attentions: boolean;
-  /** A class index per image: run the explanation graph and answer with each image's relevance map instead of a rollout. */
-  relevance?: Float32Array;
-  /** With relevance: the full explanation graph, not the light one (server/engine/job.ts JobOptions.full). */
-  full?: boolean;
+  /** Run an explanation graph for a class index per image, and answer with each
+   *  image's maps instead of a rollout. */
+  explain?: { classes: Float32Array; graph: ExplanationGraph };
 }
 
 export interface RunReply {

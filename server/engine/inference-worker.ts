@@ -78,7 +78,7 @@ async function start(): Promise<void> {
 
 /** An explanation graph for each image's asked class: logits and the default explanation (the last
  *  block's gradient-weighted attention rolled out, relevance.ts lastLayerRelevanceInto), from the
- *  light graph when the model has one and the run is not `full`; a full run adds Chefer's relevance,
+ *  light graph when the model has one and the run asks for it; a full run adds Chefer's relevance,
  *  gradient x input when the graph gives the input's gradient, and with the rollout of the same
  *  attentions their combination. Computed here, off the event loop. */
 async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
@@ -86,12 +86,15 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
   const r = model.relevance;
   const lastGradient = r.gradientOutputs.at(-1)!;
-  const light = !req.full && s.light ? s.light : null;
+  const light = req.explain!.graph === 'light' && s.light ? s.light : null;
   const inputGrad = !light && r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
   const t0 = performance.now();
   const out = await runSession(
     light ?? s.relevance,
-    { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] }, [r.classInput]: { data: req.relevance!, dims: [req.n] } },
+    {
+      [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] },
+      [r.classInput]: { data: req.explain!.classes, dims: [req.n] },
+    },
     [model.logitsOutput, ...model.attentionOutputs, ...(light ? [lastGradient] : r.gradientOutputs), ...(inputGrad ? [inputGrad] : [])],
   );
   const inferenceMs = performance.now() - t0;
@@ -151,7 +154,7 @@ function rollouts(layers: readonly Float32Array[], n: number, heads: number, tok
 async function run(req: RunRequest): Promise<RunReply> {
   const s = sessions.get(req.model);
   if (!s) throw new Error(`unknown model ${req.model}`);
-  if (req.relevance) return runRelevance(req, s);
+  if (req.explain) return runRelevance(req, s);
   const { model } = s;
   const wantRollout = model.attentionOutputs.length > 0;
   const outputs = [model.logitsOutput, ...(wantRollout ? model.attentionOutputs : [])];

@@ -1,19 +1,23 @@
 // What one request to the batcher asks for and what it gets back; and image i's share of a relevance
 // batch's maps.
 
-import type { Explanations, RunReply } from './inference-protocol.js';
+import type { ExplanationGraph, Explanations, RunReply } from './inference-protocol.js';
+
+export type { ExplanationGraph } from './inference-protocol.js';
+
+/** A run through an explanation graph for one class (-1: the top prediction, where the graph can). */
+export interface Explain {
+  class: number;
+  graph: ExplanationGraph;
+}
 
 /** What a request wants besides logits and the default rollout. */
 export interface JobOptions {
   /** Return every layer's attention probabilities in the result. */
   attentions?: boolean;
-  /** Run the explanation graph for this class instead (-1: the top prediction, where the graph can): the
-   *  result's `relevance` is its map (batched with other relevance jobs of the model). */
-  relevanceClass?: number;
-  /** With relevanceClass: run the full explanation graph (every block's attention gradient and the
-   *  input's), which the chefer, grad-input and combined maps need; the default map, relevance, needs
-   *  only the last block's, from the light graph when the model has one. */
-  full?: boolean;
+  /** Run an explanation graph instead: the result's `relevance` is the default map, and a full graph's
+   *  `explanations` the others (batched with the model's other jobs for that graph). */
+  explain?: Explain;
 }
 
 export interface JobResult {
@@ -57,7 +61,7 @@ export interface BatcherOptions {
 /** A request's image waiting in (or leaving) a batcher queue. */
 export interface Job {
   model: string;
-  /** The queue: the model's, or its relevance queue (relevance jobs run another graph, so they batch apart). */
+  /** The queue (queueKey): the model's, or one of its explanation graphs' (they batch apart). */
   key: string;
   pixels: Float32Array;
   options: JobOptions;
@@ -71,4 +75,15 @@ export interface Job {
 export interface BatchObserver {
   batch(model: string, size: number, inferenceMs: number): void;
   depth(model: string, depth: number): void;
+}
+
+/** A job's queue: the model's name, or `<model>/<graph>` for an explanation graph's (a model's name, a
+ *  folder's, has no '/'). */
+export const queueKey = (model: string, explain?: Explain): string => (explain ? `${model}/${explain.graph}` : model);
+
+/** A queue's metrics label: the model's name, "<model> relevance" for its light explanation graph's
+ *  queue and "<model> explanations" for its full one's. */
+export function queueLabel(key: string): string {
+  const [model, graph] = key.split('/');
+  return graph === undefined ? model : `${model} ${graph === 'full' ? 'explanations' : 'relevance'}`;
 }

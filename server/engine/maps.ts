@@ -115,7 +115,14 @@ export function classMaps(r: Pick<JobResult, 'relevance' | 'explanations'>, inde
   return out;
 }
 
-/** The map over the patches (tokens - prefix values) and what the JSON says of how it was made. The
+/** A map over the patches (tokens - prefix values), its method, and what the JSON says of how it was made. */
+export interface MadeMap {
+  method: MapMethod;
+  values: Float32Array;
+  made: Record<string, unknown>;
+}
+
+/** The map over the patches and what the JSON says of how it was made. The
  *  model runs again on the input unless `ran`, a run of it already made, has what the map needs, or
  *  `cache` holds the map. */
 export async function makeMap(
@@ -126,7 +133,7 @@ export async function makeMap(
   q: MapQuery,
   ran?: JobResult,
   cache?: MapCache,
-): Promise<{ method: MapMethod; values: Float32Array; made: Record<string, unknown> }> {
+): Promise<MadeMap> {
   const method = q.method ?? 'rollout';
   const key = mapKey(model, top, q);
   // a map from a shared store is used only if it is one value per patch
@@ -141,7 +148,7 @@ export async function makeMap(
       ...(method === 'relevance' ? { rule: RELEVANCE_RULE } : method === 'combined' ? { rule: COMBINED_RULE } : {}),
     };
     if (cached) return { method, values: cached, made };
-    const r = await batcher.submit(model.name, pixels, { relevanceClass: index, full: method !== 'relevance' });
+    const r = await batcher.submit(model.name, pixels, { explain: { class: index, graph: method === 'relevance' ? 'light' : 'full' } });
     const maps = classMaps(r, index);
     if (cache) await Promise.all(maps.map(([k, v]) => cache.put(k, v)));
     return { method, values: maps.find(([k]) => k === key)![1], made };

@@ -69,7 +69,7 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     const model = app.vitrine.models.find((m) => m.name === name)!;
     t.ok(model.relevanceLight, `${name}: the folder has the light explanation graph`);
     const kept = (await app.vitrine.results.get(body.id))!;
-    const full = await app.vitrine.batcher.submit(name, kept.pixels, { relevanceClass: body.predictions[0].index, full: true });
+    const full = await app.vitrine.batcher.submit(name, kept.pixels, { explain: { class: body.predictions[0].index, graph: 'full' } });
     const fromFull = scaled(full.relevance!);
     t.ok(
       worst(served.relevance, fromFull) <= 1e-4,

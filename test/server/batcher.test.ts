@@ -48,17 +48,18 @@ class FakePool extends EventEmitter {
           // every map of image i carries its marker (its first pixel), so a map handed to the wrong job shows
           const marked = (per: number, add: number) =>
             Float32Array.from({ length: request.n * per }, (_, j) => request.pixels[Math.floor(j / per) * PER] + add);
-          const relevance = request.relevance
-            ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.relevance![Math.floor(j / 4)])
+          const relevance = request.explain
+            ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.explain!.classes[Math.floor(j / 4)])
             : null;
-          const explanations = request.full ? { chefer: marked(4, 0.25), gradInput: marked(4, 0.5), combined: marked(4, 0.75) } : null;
+          const explanations =
+            request.explain?.graph === 'full' ? { chefer: marked(4, 0.25), gradInput: marked(4, 0.5), combined: marked(4, 0.75) } : null;
           const attentions = request.attentions ? [marked(25, 0.1), marked(25, 0.2)] : null;
           free();
           resolve({
             type: 'result',
             id: 0,
             logits,
-            rollout: request.relevance ? null : marked(4, 0),
+            rollout: request.explain ? null : marked(4, 0),
             relevance,
             explanations,
             attentions,
@@ -158,9 +159,9 @@ t.test("each job of a batch gets its own image's maps: rollout, attentions, rele
       `image ${k}: its attentions, per layer`,
     );
   }
-  const explained = [10, 20, 30, 40].map((m, k) => batcher.submit('m', image(m), { relevanceClass: k + 3, full: true }));
+  const explained = [10, 20, 30, 40].map((m, k) => batcher.submit('m', image(m), { explain: { class: k + 3, graph: 'full' } }));
   pool.runs[1].answer();
-  t.same(Array.from(pool.runs[1].request.relevance!), [3, 4, 5, 6], 'each image with its class');
+  t.same(Array.from(pool.runs[1].request.explain!.classes), [3, 4, 5, 6], 'each image with its class');
   for (const [k, r] of (await Promise.all(explained)).entries()) {
     const m = (k + 1) * 10;
     t.same(Array.from(r.relevance!), [k + 3, k + 3, k + 3, k + 3], `image ${k}: the relevance of its class`);
@@ -193,10 +194,10 @@ t.test("a request's images are queued all or none", async (t) => {
 t.test('relevance jobs batch apart from plain ones, with their classes', async (t) => {
   const { pool, batcher } = setup(2, { maxDelayMs: 0 });
   const plain = batcher.submit('m', image(1));
-  const rel = batcher.submit('m', image(2), { relevanceClass: 7 });
+  const rel = batcher.submit('m', image(2), { explain: { class: 7, graph: 'light' } });
   t.equal(pool.runs.length, 2);
-  t.notOk(pool.runs[0].request.relevance);
-  t.same(Array.from(pool.runs[1].request.relevance!), [7]);
+  t.notOk(pool.runs[0].request.explain);
+  t.same(Array.from(pool.runs[1].request.explain!.classes), [7]);
   pool.runs.forEach((r) => r.answer());
   t.equal((await plain).relevance, null);
   t.same(Array.from((await rel).relevance!), [7, 7, 7, 7]);

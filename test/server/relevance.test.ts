@@ -132,7 +132,7 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   const runs: unknown[] = [];
   batcher.submit = (...args: Parameters<typeof submit>) => (runs.push(args[2]), submit(...args));
   const inline = (await classify(app, '?attention=relevance')).json();
-  t.same(runs, [{ relevanceClass: -1 }], 'one run (of the light graph), for the top class');
+  t.same(runs, [{ explain: { class: -1, graph: 'light' } }], 'one run (of the light graph), for the top class');
   t.match(inline.attention, { method: 'relevance', class: inline.predictions[0].label, grid: [8, 8] });
   t.same(inline.attention.values, body.values, "inline map = the kept result's map for the same image");
   assertClose(t, inline.logits, c.logits, 0, 1e-5, "the explanation graph's logits are the model's");
@@ -144,7 +144,7 @@ t.test('a relevance map for the top class and for any other, equal to the rules 
   t.equal(runs.length, 1, 'the default map of the top class came with the classification');
   for (const method of ['chefer', 'grad-input', 'combined'])
     t.equal((await app.inject(`/attention/${inline.id}?method=${method}`)).statusCode, 200);
-  t.same(runs.slice(1), [{ relevanceClass: inline.predictions[0].index, full: true }], 'the other three: one run of the full graph');
+  t.same(runs.slice(1), [{ explain: { class: inline.predictions[0].index, graph: 'full' } }], 'the other three: one run of the full graph');
   batcher.submit = submit;
 
   const metrics = (await app.inject('/metrics')).body;

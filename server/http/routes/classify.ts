@@ -4,11 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
-import { clsAttention, toGrid } from '../../engine/attention.js';
+import { toGrid } from '../../engine/attention.js';
 import { Errors, Refusals } from '../../errors.js';
 import { imageSpec } from '../../../runtime/pixels.js';
-import { runClassification, topPredictions } from '../../engine/classify.js';
-import { classMaps } from '../../engine/maps.js';
+import { type ClassifyOptions, type Classified, classifyAndExplain } from '../../engine/classify.js';
+import type { ServedModel } from '../../engine/models.js';
 import { mapCache } from '../../results/store.js';
 import { prepareImage } from '../../engine/preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
@@ -56,6 +56,26 @@ export function refuseLargeFull(layers: number, heads: number, tokens: number): 
   }
 }
 
+/** What attention=… asks of the engine: a map of the top prediction, or every layer's attentions. */
+function askOf(attention: Attention): Pick<ClassifyOptions, 'map' | 'attentions'> {
+  if (attention === 'none') return { map: null };
+  if (attention === 'full') return { map: null, attentions: true };
+  return { map: { method: attention } };
+}
+
+type Attention = NonNullable<Static<typeof ClassifyQuery>['attention']>;
+type AttentionBody = Static<typeof ClassifyResponse>['attention'];
+
+/** The response's attention: the map made, or (full) a place held for the layers' JSON text. */
+function attentionBodyOf(model: ServedModel, c: Classified, attention: Attention, layersMark: string): AttentionBody {
+  if (!model.grid || attention === 'none') return undefined;
+  const [rows, cols] = model.grid;
+  if (attention === 'full') return { method: 'full', grid: [rows, cols], layers: layersMark as unknown as number[][][][] };
+  const values = toGrid(c.map!.values, rows, cols);
+  if (attention !== 'relevance') return { method: attention, grid: [rows, cols], values };
+  return { method: 'relevance', class: model.config.labels[c.predictions[0].index], grid: [rows, cols], values };
+}
+
 export async function classifyRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
   const { config, batcher, results } = ctx;
@@ -66,7 +86,8 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         summary: 'Classify an image',
         description:
-          'multipart/form-data with the image in field `image`, or the raw bytes with an image/* content type. The format is sniffed from the bytes.',
+          'multipart/form-data with the image in field `image`, or the raw bytes with an image/* content type. ' +
+          'The format is sniffed from the bytes.',
         querystring: ClassifyQuery,
         response: { 200: ClassifyResponse, ...errors(400, 401, 404, 413, 415, 422, 500, 503, 504) },
       },
@@ -80,67 +101,46 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       if (asked === 'relevance' && !model.relevance) throw Refusals.noRelevance(model.name);
       const tokens = model.grid ? model.grid[0] * model.grid[1] + (model.config.prefix_tokens ?? 1) : 0;
       if (attention === 'full' && model.heads !== null) refuseLargeFull(model.config.attention_outputs.length, model.heads, tokens);
-      const topk = Math.min(request.query.topk ?? 5, model.config.labels.length);
 
       const bytes = await readImage(request, config.bodyLimit);
       const image = await prepareImage(bytes, imageSpec(model.config), config.maxPixels, ctx.decoders, started + config.timeoutMs);
       const decoded = performance.now();
 
       const id = randomUUID();
-      // A graph that explains its own top prediction classifies and explains in one run (the logits are
-      // the model's); with flip TTA the class is the averaged logits', known only after.
-      const topClass = model.config.relevance?.top_class;
-      const oneRun = attention === 'relevance' && topClass !== undefined && request.query.tta !== 'flip';
-      const r = oneRun
-        ? await batcher.submit(model.name, image.pixels, { relevanceClass: topClass })
-        : await runClassification(batcher, model, image.pixels, {
-            tta: request.query.tta,
-            attentions: model.grid !== null && (attention === 'cls' || attention === 'full'),
-          });
-      const predictions = topPredictions(r.logits, model.config.labels, topk);
-      const order = predictions.map((p) => p.index);
+      const [c] = await classifyAndExplain(batcher, model, [image.pixels], {
+        tta: request.query.tta,
+        topk: request.query.topk ?? 5,
+        ...askOf(attention),
+      });
+      const r = c.result;
       // Kept for GET /attention/:id; when a shared store is down the classification still answers.
+      const top = c.predictions[0].index;
       const kept = model.grid
-        ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top: order[0] })
+        ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top })
         : results.noteUnkept(id, model.name);
       await kept.catch((err: Error) => {
         ctx.metrics.storeErrors.inc({ op: 'put' });
         request.log.warn(`result ${id} not kept: ${err.message}`);
       });
-      let attentionBody: Static<typeof ClassifyResponse>['attention'];
-      let fullLayers: string | null = null;
-      if (model.grid && attention !== 'none') {
-        const [rows, cols] = model.grid;
-        if (attention === 'rollout') attentionBody = { method: 'rollout', grid: [rows, cols], values: toGrid(r.rollout!, rows, cols) };
-        else if (attention === 'cls') {
-          const stack = { layers: r.attentions!, heads: r.heads, tokens: r.tokens, prefix: r.prefix };
-          attentionBody = { method: 'cls', grid: [rows, cols], values: toGrid(clsAttention(stack, r.attentions!.length - 1), rows, cols) };
-        } else if (attention === 'relevance') {
-          // else a second run, through the explanation graph, for the top prediction
-          const rel = oneRun ? r : await batcher.submit(model.name, image.pixels, { relevanceClass: order[0] });
-          // the run's maps kept with the result, so that GET /attention/:id does not make them again
-          const cache = mapCache(results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' }));
-          await Promise.all(classMaps(rel, order[0]).map(([k, v]) => cache.put(k, v)));
-          attentionBody = {
-            method: 'relevance',
-            class: model.config.labels[order[0]],
-            grid: [rows, cols],
-            values: toGrid(rel.relevance!, rows, cols),
-          };
-        } else {
-          refuseLargeFull(r.attentions!.length, r.heads, r.tokens);
-          // written as JSON text by a drawing worker: ~80 ms of CPU for the seed ViT, which on the
-          // event loop held /healthz for seconds at 64 such requests at once
-          fullLayers = await ctx.draws.attentionJson(r.attentions!, r.heads, r.tokens, started + config.timeoutMs);
-          attentionBody = { method: 'full', grid: [rows, cols], layers: `\u0000layers:${id}` as unknown as number[][][][] };
-        }
+      // the class maps made are kept with the result, so that GET /attention/:id does not make them again
+      if (c.classMaps.length > 0) {
+        const cache = mapCache(results, id, () => ctx.metrics.storeErrors.inc({ op: 'put' }));
+        await Promise.all(c.classMaps.map(([k, v]) => cache.put(k, v)));
       }
+      const layersMark = `\u0000layers:${id}`;
+      let fullLayers: string | null = null;
+      if (model.grid && attention === 'full') {
+        refuseLargeFull(r.attentions!.length, r.heads, r.tokens);
+        // written as JSON text by a drawing worker (docs/service.md: attention=full off the event loop)
+        fullLayers = await ctx.draws.attentionJson(r.attentions!, r.heads, r.tokens, started + config.timeoutMs);
+      }
+      const attentionBody = attentionBodyOf(model, c, attention, layersMark);
       if (attentionBody) ctx.metrics.maps.inc({ model: model.name, method: attentionBody.method });
       const total = performance.now() - started;
       const body = {
         id,
         model: model.name,
-        predictions,
+        predictions: c.predictions,
         logits: Array.from(r.logits),
         ...(attentionBody ? { attention: attentionBody } : {}),
         image: { format: image.format, width: image.original.width, height: image.original.height },
@@ -155,7 +155,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       if (fullLayers === null) return body;
       // the layers' text goes in as the worker wrote it, in the place held for it (the schema's
       // serializer would write it again on the event loop)
-      const text = JSON.stringify(body).replace(JSON.stringify(`\u0000layers:${id}`), () => fullLayers!);
+      const text = JSON.stringify(body).replace(JSON.stringify(layersMark), () => fullLayers!);
       return reply.type('application/json; charset=utf-8').send(text);
     },
   );

@@ -19,6 +19,7 @@ import {
 } from '../../oip/bodies.js';
 import { imageSpec } from '../../../runtime/pixels.js';
 import { prepareImage } from '../../engine/preprocess.js';
+import { classifyAndExplain } from '../../engine/classify.js';
 import { classifyError } from '../conventions.js';
 import { VITRINE_VERSION } from '../../../runtime/version.js';
 
@@ -189,7 +190,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     const plan = requested.map((o) => ({ name: o.name, binary: wantsBinary(o, req), k: classificationCount(o) }));
     const attentions = plan.some((o) => o.name !== m.config.logits_output);
 
-    const results = await batcher.submitAll(m.name, pixels, { attentions });
+    const results = (await classifyAndExplain(batcher, m, pixels, { attentions, topk: 1 })).map((c) => c.result);
     const n = results.length;
     const outputs = plan.map(({ name, binary, k }): OutputTensor => {
       let values: Float32Array;
