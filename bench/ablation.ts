@@ -11,13 +11,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
+import { benchArgs } from './common.js';
+
+const { arg, flag } = benchArgs('npm run bench:ablation [-- --only 3-ema] [--table] [--runs runs/ablation] [--set budget]', {
+  strings: ['only', 'runs', 'set'],
+  booleans: ['table'],
+});
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
 // --set <name>: the recipes of bench/ablation/<name>/ instead (budget: the budget-training keys on
 // cct-cifar10's recipe), their runs under runs/ablation/<name>/.
 const set = arg('set', '');
@@ -32,7 +33,7 @@ const recipes = readdirSync(recipesDir)
 if (only && !recipes.some((r) => r.name === only))
   throw new Error(`--only ${only}: no such recipe in bench/ablation (${recipes.map((r) => r.name).join(', ')})`);
 
-if (!argv.includes('--table')) {
+if (!flag('table')) {
   for (const r of recipes) {
     if (only && r.name !== only) continue;
     const out = path.join(runsDir, r.name);
@@ -71,6 +72,9 @@ for (const r of recipes) {
   const status = !last ? 'not run' : done ? `${last.epoch}` : `${last.epoch} of ${recipe.epochs}`;
   const desc = String(recipe['//'] ?? '').split(/ One row of the (budget )?ablation/)[0];
   console.log(
-    `| ${r.name} | ${desc} | ${params.toLocaleString('en')} | ${status} | ${pct(last?.test_accuracy)} | ${pct(last?.ema_test_accuracy)} | ${last ? median(lines.map((l) => l.images_per_s)) : '–'} | ${last ? clock(last.elapsed_s) : '–'} |`,
+    `| ${r.name} | ${desc} | ${params.toLocaleString('en')} | ${status} | ` +
+      `${pct(last?.test_accuracy)} | ${pct(last?.ema_test_accuracy)} | ` +
+      `${last ? median(lines.map((l) => l.images_per_s)) : '–'} | ` +
+      `${last ? clock(last.elapsed_s) : '–'} |`,
   );
 }

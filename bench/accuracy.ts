@@ -12,13 +12,13 @@ import sharp from 'sharp';
 import { buildApp } from '../server/http/app.js';
 import { defaultServeConfig } from '../server/config.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
+import { benchArgs } from './common.js';
 
-const argv = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
-const all = (name: string) => argv.flatMap((a, i) => (a === `--${name}` ? [argv[i + 1]] : []));
+const { arg, all } = benchArgs('npm run bench:accuracy [-- --models models] [--model NAME ...] [--images 10000] [--url http://host:port]', {
+  strings: ['concurrency', 'data-dir', 'images', 'model', 'models', 'tta', 'url'],
+  multiple: ['model'],
+});
+
 const N = Number(arg('images', '10000'));
 const concurrency = Number(arg('concurrency', '16'));
 const dataDir = arg('data-dir', 'data');

@@ -9,16 +9,17 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseStrict } from '../runtime/args.js';
 
 const argv = process.argv.slice(2);
 const split = argv.indexOf('--');
 const own = split >= 0 ? argv.slice(0, split) : argv;
 const passed = split >= 0 ? argv.slice(split + 1) : [];
-const opt = (name: string, fallback?: string) => {
-  const i = own.indexOf(`--${name}`);
-  if (i >= 0) return own[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required (see the header of bench/alternate.ts)`);
-  return fallback;
+const flags = parseStrict(own, { a: { type: 'string' }, b: { type: 'string' }, runs: { type: 'string', default: '5' } });
+const opt = (name: 'a' | 'b' | 'runs', fallback?: string) => {
+  const v = flags[name] ?? fallback;
+  if (v === undefined) throw new Error(`--${name} is required (see the header of bench/alternate.ts)`);
+  return v;
 };
 const a = path.resolve(opt('a'));
 const b = path.resolve(opt('b'));

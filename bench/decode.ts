@@ -7,8 +7,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { decodeWithSharp, prepareImage } from '../runtime/image.js';
+import { Results, benchFlags } from './common.js';
 
-const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 3;
+const flags = benchFlags('npm run bench:decode [-- --seconds 3]', { seconds: { type: 'string', default: '3' } });
+const seconds = Number(flags.seconds) || 3;
+const results = new Results('decode', "Preparing one upload on this thread: CPU time per image (sharp's own threads counted)");
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const example = path.join(root, 'server', 'web', 'examples', 'cat.png');
 const png = await sharp(example).png().toBuffer();
@@ -26,17 +29,15 @@ async function measure(name: string, fn: () => Promise<unknown>) {
   }
   const cpu = process.cpuUsage(cpu0);
   const wall = performance.now() - t0;
-  console.log(
-    JSON.stringify({
-      bench: 'decode',
-      path: name,
-      cpu_us_per_image: Math.round((cpu.user + cpu.system) / n),
-      wall_us_per_image: Math.round((wall * 1000) / n),
-      images: n,
-    }),
-  );
+  results.add({
+    path: name,
+    cpu_us_per_image: Math.round((cpu.user + cpu.system) / n),
+    wall_us_per_image: Math.round((wall * 1000) / n),
+    images: n,
+  });
 }
 
 await measure('png 32x32, fast path', () => prepareImage(png, m, { maxPixels: 1e8 }));
 await measure('png 32x32, sharp', () => decodeWithSharp(png, 'png', m, { maxPixels: 1e8 }));
 await measure('jpeg 300x300, sharp', () => prepareImage(jpeg, m, { maxPixels: 1e8 }));
+results.save();

@@ -9,13 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { constants, deflateSync, inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { drawHeatmap } from '../server/drawing/heatmap.js';
+import { Results, benchFlags } from './common.js';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const seconds = arg('seconds', 3);
-const size = arg('size', 256);
+const flags = benchFlags('npm run bench:draw [-- --seconds 3 --size 256]', {
+  seconds: { type: 'string', default: '3' },
+  size: { type: 'string', default: '256' },
+});
+const seconds = Number(flags.seconds) || 3;
+const size = Number(flags.size) || 256;
+const results = new Results('draw', 'One heatmap draw on this thread (a 32x32 image under an 8x8 map), and zlib alone over its rows');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { data, info } = await sharp(path.join(root, 'server', 'web', 'examples', 'cat.png'))
   .resize(32, 32)
@@ -40,17 +42,14 @@ function measure(what: string, fn: () => Buffer, extra: object = {}) {
     n++;
   }
   const cpu = process.cpuUsage(cpu0);
-  console.log(
-    JSON.stringify({
-      bench: 'draw',
-      what,
-      size,
-      cpu_ms: +((cpu.user + cpu.system) / 1000 / n).toFixed(3),
-      bytes: out.length,
-      runs: n,
-      ...extra,
-    }),
-  );
+  results.add({
+    what,
+    size,
+    cpu_ms: +((cpu.user + cpu.system) / 1000 / n).toFixed(3),
+    bytes: out.length,
+    runs: n,
+    ...extra,
+  });
 }
 
 const png = drawHeatmap(grid, view, options);
@@ -67,3 +66,4 @@ const rows = inflateSync(Buffer.concat(idat));
 measure("deflate of its rows, level 1 (the draw's)", () => deflateSync(rows, { level: 1 }), { raw_bytes: rows.length });
 measure('deflate of its rows, level 1, Huffman only', () => deflateSync(rows, { level: 1, strategy: constants.Z_HUFFMAN_ONLY }));
 measure('deflate of its rows, stored (level 0)', () => deflateSync(rows, { level: 0 }));
+results.save();

@@ -34,11 +34,12 @@ import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { readModelConfig } from '../runtime/model-config.js';
 import { argmax } from '../trainer/train/evaluate.js';
 import { type Geometry, blurred, patchOrder, perturbationArea, predictionScores, riseArea } from './faithfulness.js';
+import { benchArgs } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
+const { arg } = benchArgs('npx tsx bench/explain-select.ts --model models/cct-cifar10 --images 300 --offset 5000 [--methods a,b,…]', {
+  strings: ['images', 'methods', 'model', 'offset'],
+});
+
 const dir = arg('model', 'models/cct-cifar10');
 const N = Number(arg('images', '1000'));
 const BATCHN = 100;
@@ -285,7 +286,8 @@ function forwardCandidates(
       }
     return w;
   });
-  // the last block's Chefer row (from the [CLS] gradient computed here) rolled down with an identity weight per block and token: rows (1 - w) A + w I
+  // the last block's Chefer row (from the [CLS] gradient computed here) rolled down with an identity weight per block
+  // and token: rows (1 - w) A + w I
   const rollWith = (start: Float64Array, weight: (l: number, i: number) => number) => {
     let r = start;
     for (let l = Lx - 2; l >= 0; l--) {
@@ -522,5 +524,7 @@ for (const [name, m] of Object.entries(methods).filter(([k]) => only.length === 
   console.log(JSON.stringify({ model: dir, method: name, ...res }));
 }
 console.error(
-  `forward-only [CLS] gradient of the last block: largest disagreement with the graph's ${gradCheck.toExponential(2)} (its largest value ${gradScale.toExponential(2)})`,
+  `forward-only [CLS] gradient of the last block: largest disagreement ` +
+    `with the graph's ${gradCheck.toExponential(2)} (its largest value ` +
+    `${gradScale.toExponential(2)})`,
 );

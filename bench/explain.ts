@@ -27,11 +27,13 @@ import { readModelConfig } from '../runtime/model-config.js';
 import { softmax } from '../server/engine/classify.js';
 import { type Geometry, blurred, patchOrder, perturbationArea, pixelOrder, predictionScores, riseArea } from './faithfulness.js';
 import { waitReady } from './ready.js';
+import { benchArgs } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-};
+const { arg } = benchArgs(
+  'npm run bench:explain [-- --models cct-cifar10,vit-cifar10] [--images 1000] [--data-dir data] [--methods relevance,rollout,cls]',
+  { strings: ['data-dir', 'images', 'methods', 'models'] },
+);
+
 const models = arg('models', 'cct-cifar10,vit-cifar10').split(',');
 const N = Number(arg('images', '1000'));
 const dataDir = arg('data-dir', 'data');

@@ -26,16 +26,17 @@ import { StepRunner } from '../trainer/train/step.js';
 import { parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
 import { transferFolders } from './finetune/folders.js';
+import { benchArgs } from './common.js';
+
+const { num, flag } = benchArgs('npm run bench:finetune [-- --pretrain-epochs 30] [--epochs 40] [--speed-only] [--transfer-only]', {
+  strings: ['batch', 'epochs', 'pretrain-epochs', 'steps'],
+  booleans: ['speed-only', 'transfer-only'],
+});
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.join(here, '..');
 const OUT = path.join(ROOT, 'data', 'bench', 'finetune');
 const CLI = path.join(ROOT, 'dist', 'bin', 'vitrine.js');
-const flag = (name: string) => process.argv.includes(`--${name}`);
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 
 interface Metrics {
   epoch: number;
@@ -67,9 +68,9 @@ async function trainRun(name: string, args: string[]): Promise<Metrics> {
 async function transfer(): Promise<void> {
   const cifar = path.join(await ensureCifar10(path.join(ROOT, 'data'), (line) => console.error(line)));
   const { pretrain, target } = await transferFolders(cifar, OUT);
-  const epochs = String(arg('epochs', 40));
+  const epochs = String(num('epochs', 40));
   const common = ['--data', target, '--recipe', 'finetune', '--epochs', epochs];
-  const pre = await trainRun('pretrain', ['--recipe', 'cifar10-ra', '--data', pretrain, '--epochs', String(arg('pretrain-epochs', 30))]);
+  const pre = await trainRun('pretrain', ['--recipe', 'cifar10-ra', '--data', pretrain, '--epochs', String(num('pretrain-epochs', 30))]);
   console.log(
     JSON.stringify({
       bench: 'finetune-pretrain',
@@ -121,8 +122,8 @@ async function transfer(): Promise<void> {
 }
 
 async function speed(): Promise<void> {
-  const batch = arg('batch', 32);
-  const steps = arg('steps', 5);
+  const batch = num('batch', 32);
+  const steps = num('steps', 5);
   const cores = os.cpus().length;
   // facebook/deit-tiny-patch16-224's architecture, as its config.json gives it (a ViTForImageClassification)
   const config = parseViTConfig({

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './common.js';
 import { encodePng } from '../runtime/image.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 
@@ -16,8 +17,8 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'data', 'bench', 'folder');
 const CLI = path.join(ROOT, 'dist', 'bin', 'vitrine.js');
 const CLASSES = [0, 1, 2];
-const seedAt = process.argv.indexOf('--seed');
-const seed = seedAt > 0 ? process.argv[seedAt + 1] : '0';
+const { arg } = benchArgs('npx tsx bench/folder.ts [--seed 0]', { strings: ['seed'] });
+const seed = arg('seed', '0');
 
 async function writeFolder(split: 'train' | 'test', perClass: number, dir: string): Promise<void> {
   if (existsSync(dir)) return;

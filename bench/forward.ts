@@ -13,10 +13,19 @@ import { GraphContext } from '../trainer/nn/module.js';
 import { SEED_CONFIG } from '../trainer/vit/config.js';
 import { BATCH, ViT } from '../trainer/vit/model.js';
 import { DEVICES, type Device, createSession, runSession } from '../runtime/ort.js';
+import { Results, benchFlags } from './common.js';
 
-const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 3;
-const device = (process.argv.includes('--device') ? process.argv[process.argv.indexOf('--device') + 1] : 'cpu') as Device;
-if (!DEVICES.includes(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}`);
+const flags = benchFlags('npm run bench:forward [-- --seconds 3] [--sweep] [--device cpu|webgpu|cuda|auto]', {
+  seconds: { type: 'string', default: '3' },
+  sweep: { type: 'boolean', default: false },
+  device: { type: 'string', default: 'cpu' },
+});
+const seconds = Number(flags.seconds) || 3;
+const device = flags.device as Device;
+if (!DEVICES.includes(device)) {
+  console.error(`--device must be one of ${DEVICES.join(', ')}`);
+  process.exit(2);
+}
 
 async function timeIt(fn: () => Promise<unknown> | unknown, budgetS: number): Promise<{ runs: number; s: number }> {
   for (let i = 0; i < 3; i++) await fn(); // warm up
@@ -36,42 +45,44 @@ const bytes = exportOnnx(model, modelConfigFor(model, defaultLabels(10)));
 const session = await createSession(bytes, { device, log: (l) => console.error(l) });
 const common = { model: 'seed', parameters: model.parameterCount(), cores: os.cpus().length };
 
-if (process.argv.includes('--sweep')) {
+const results = new Results(
+  'forward',
+  flags.sweep
+    ? 'Forward of the seed ViT on one intra-op thread (as a server worker), logits only and with every attention'
+    : 'Forward of the exported seed ViT on ONNX Runtime at batch 1 and 64, and on the reference interpreter',
+);
+
+if (flags.sweep) {
   const one = await createSession(bytes, { device, threads: 1 });
   const attentions = one.outputNames.filter((n) => n.startsWith('attentions.'));
   for (const outputs of [['logits'], ['logits', ...attentions]]) {
     for (const batch of [1, 4, 8, 16, 64]) {
       const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
       const { runs, s } = await timeIt(() => runSession(one, { pixel_values: { data, dims: [batch, 3, 32, 32] } }, outputs), seconds);
-      console.log(
-        JSON.stringify({
-          bench: 'forward-sweep',
-          runner: `onnxruntime-${session.provider}`,
-          threads: 1,
-          batch,
-          outputs: outputs.length > 1 ? 'logits+attentions' : 'logits',
-          images_per_s: Math.round((runs * batch) / s),
-          ...common,
-        }),
-      );
+      results.add({
+        runner: `onnxruntime-${session.provider}`,
+        threads: 1,
+        batch,
+        outputs: outputs.length > 1 ? 'logits+attentions' : 'logits',
+        images_per_s: Math.round((runs * batch) / s),
+        ...common,
+      });
     }
   }
+  results.save();
   process.exit(0);
 }
 
 for (const batch of [1, 64]) {
   const data = Float32Array.from({ length: batch * 3 * 32 * 32 }, () => Math.random() * 2 - 1);
   const { runs, s } = await timeIt(() => runSession(session, { pixel_values: { data, dims: [batch, 3, 32, 32] } }), seconds);
-  console.log(
-    JSON.stringify({
-      bench: 'forward',
-      runner: `onnxruntime-${session.provider}`,
-      batch,
-      images_per_s: Math.round((runs * batch) / s),
-      ms_per_batch: +((s / runs) * 1000).toFixed(3),
-      ...common,
-    }),
-  );
+  results.add({
+    runner: `onnxruntime-${session.provider}`,
+    batch,
+    images_per_s: Math.round((runs * batch) / s),
+    ms_per_batch: +((s / runs) * 1000).toFixed(3),
+    ...common,
+  });
 }
 
 const ctx = new GraphContext(false);
@@ -84,13 +95,11 @@ const feeds: Record<string, ReturnType<typeof nd>> = {
 };
 for (const [name, p] of model.namedParameters()) feeds[name] = nd(p.data, p.shape);
 const { runs, s } = await timeIt(() => interpret([out.logits, ...out.attentions], feeds), seconds);
-console.log(
-  JSON.stringify({
-    bench: 'forward',
-    runner: 'interpreter',
-    batch: 1,
-    images_per_s: +(runs / s).toFixed(1),
-    ms_per_batch: +((s / runs) * 1000).toFixed(3),
-    ...common,
-  }),
-);
+results.add({
+  runner: 'interpreter',
+  batch: 1,
+  images_per_s: +(runs / s).toFixed(1),
+  ms_per_batch: +((s / runs) * 1000).toFixed(3),
+  ...common,
+});
+results.save();

@@ -11,12 +11,13 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { buildApp } from '../server/http/app.js';
 import { defaultServeConfig } from '../server/config.js';
+import { benchArgs } from './common.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
+const { arg: opt } = benchArgs(
+  'npm run bench:import-check [-- --models data/bench/torch-served --reference data/bench/torch-vit-reference.json]',
+  { strings: ['models', 'reference'] },
+);
+
 const models = opt('models', 'data/bench/torch-served');
 const ref = JSON.parse(await readFile(opt('reference', 'data/bench/torch-vit-reference.json'), 'utf8')) as {
   images: number[][];

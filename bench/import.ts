@@ -22,12 +22,13 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { createSession, runSession } from '../runtime/ort.js';
 import { waitReady } from './ready.js';
+import { benchArgs } from './common.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
+const { arg: opt, flag } = benchArgs('npm run bench:import [-- --source data/bench/vit-b16 --seconds 20 --skip-import]', {
+  strings: ['seconds', 'source'],
+  booleans: ['skip-import'],
+});
+
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const source = path.resolve(opt('source', path.join(here, 'data', 'bench', 'vit-b16')));
 const seconds = Number(opt('seconds', '20'));
@@ -42,7 +43,7 @@ if (!existsSync(path.join(source, 'model.onnx'))) {
 }
 
 // ---- import, in a process of its own (its peak RSS is its own) ----
-if (!argv.includes('--skip-import')) {
+if (!flag('skip-import')) {
   const t0 = performance.now();
   const r = spawnSync(
     '/usr/bin/time',

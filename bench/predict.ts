@@ -16,12 +16,13 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { waitReady } from './ready.js';
+import { benchArgs } from './common.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
+const { arg: opt } = benchArgs(
+  'npm run bench:predict [-- --seconds 15 --model cct-cifar10 --jpegs 500 --jpeg-size 640x480 --sets png,jpeg --maps rollout]',
+  { strings: ['jpeg-size', 'jpegs', 'maps', 'model', 'seconds', 'sets'] },
+);
+
 const seconds = Number(opt('seconds', '15'));
 const model = opt('model', 'cct-cifar10');
 const jpegs = Number(opt('jpegs', '500'));

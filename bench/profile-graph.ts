@@ -1,6 +1,7 @@
 // Where a served model's time goes: its onnx/model.onnx (the plain classification, every output the
 // server fetches) and its explanation graphs (onnx/relevance-light.onnx, the default map's, and
-// onnx/relevance.onnx, the full one; each image explaining its own top prediction) run by ONNX Runtime with its profiler on, one intra-op thread as each server worker
+// onnx/relevance.onnx, the full one; each image explaining its own top prediction) run by ONNX Runtime with its
+// profiler on, one intra-op thread as each server worker
 // runs them, at one batch; the time of each per run and per image, their ratio, and per graph the
 // time per operator type and the slowest nodes.
 //   npx tsx bench/profile-graph.ts [--model models/cct-cifar10] [--batch 8] [--runs 200] [--threads 1] [--top 12]
@@ -10,11 +11,12 @@ import * as ort from 'onnxruntime-node';
 import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { Rng } from '../trainer/nn/random.js';
 import { profileGraph, printProfile } from './profile.js';
+import { benchArgs } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
+const { arg } = benchArgs('npx tsx bench/profile-graph.ts [--model models/cct-cifar10] [--batch 8] [--runs 200] [--threads 1] [--top 12]', {
+  strings: ['batch', 'model', 'runs', 'threads', 'top'],
+});
+
 const dir = arg('model', 'models/cct-cifar10');
 const batch = Number(arg('batch', '8'));
 const runs = Number(arg('runs', '200'));
@@ -45,7 +47,10 @@ for (const [name, file] of graphs) {
   const p = await profileGraph(file, feeds, { threads, runs });
   times[name] = p.ms;
   console.log(
-    `${dir} ${name} (${path.relative(dir, file)}): batch ${batch}, ${threads} thread${threads > 1 ? 's' : ''}, ${p.ms.toFixed(2)} ms a run (${((p.ms * 1000) / batch).toFixed(0)} µs an image); kernels ${p.kernelMs.toFixed(2)} ms`,
+    `${dir} ${name} (${path.relative(dir, file)}): batch ${batch}, ` +
+      `${threads} thread${threads > 1 ? 's' : ''}, ${p.ms.toFixed(2)} ms a ` +
+      `run (${((p.ms * 1000) / batch).toFixed(0)} µs an image); kernels ` +
+      `${p.kernelMs.toFixed(2)} ms`,
   );
   printProfile(p, { ops: 14, top });
 }

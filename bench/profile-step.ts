@@ -16,11 +16,13 @@ import { input, matmul } from '../trainer/autograd/ops.js';
 import { INPUT_NAME, ViT, pixelDims } from '../trainer/vit/model.js';
 import { profileGraph, printProfile } from './profile.js';
 import { benchArchitecture } from './steps.js';
+import { benchArgs } from './common.js';
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
+const { arg } = benchArgs(
+  'npx tsx bench/profile-step.ts [--recipe cct-cifar10] [--batch 128] [--runs 6] [--threads 2] [--anchor <images/s>]',
+  { strings: ['anchor', 'batch', 'recipe', 'runs', 'threads', 'top'] },
+);
+
 const recipeName = arg('recipe');
 const arch = benchArchitecture(recipeName);
 const config = arch.config;
@@ -69,7 +71,12 @@ async function timeRuns(model: Uint8Array, graphFeeds: Record<string, ort.Tensor
 const plain = await timeRuns(bytes, feeds, runs);
 const plainMs = plain.reduce((a, b) => a + b, 0) / runs;
 console.log(
-  `${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ${p.ms.toFixed(1)} ms a step profiled (${Math.round((batch * 1000) / p.ms)} images/s), ${plainMs.toFixed(1)} ms without the profiler (${Math.round((batch * 1000) / plainMs)} images/s); kernels ${p.kernelMs.toFixed(1)} ms a run`,
+  `${recipeName ?? 'seed'}: batch ${batch}, ${threads} threads, ` +
+    `${p.ms.toFixed(1)} ms a step profiled ` +
+    `(${Math.round((batch * 1000) / p.ms)} images/s), ` +
+    `${plainMs.toFixed(1)} ms without the profiler ` +
+    `(${Math.round((batch * 1000) / plainMs)} images/s); kernels ` +
+    `${p.kernelMs.toFixed(1)} ms a run`,
 );
 
 // one 1024 x 1024 x 1024 product, as fast as these threads multiply: the best of 20 runs
@@ -84,7 +91,9 @@ const square = () =>
 const best = Math.min(...(await timeRuns(peakBytes, { a: square(), b: square() }, 20)));
 const peakRate = (2 * N * N * N) / 1e6 / best;
 console.log(
-  `one ${N}x${N}x${N} matrix product: ${best.toFixed(2)} ms at best, ${peakRate.toFixed(0)} GFLOP/s; the step's products at that rate: ${(p.products.flop / 1e6 / peakRate).toFixed(1)} ms`,
+  `one ${N}x${N}x${N} matrix product: ${best.toFixed(2)} ms at best, ` +
+    `${peakRate.toFixed(0)} GFLOP/s; the step's products at that rate: ` +
+    `${(p.products.flop / 1e6 / peakRate).toFixed(1)} ms`,
 );
 const anchor = Number(arg('anchor') ?? 0);
 if (anchor > 0) console.log(`2.5x an anchor of ${anchor} images/s: ${((batch * 1000) / (2.5 * anchor)).toFixed(1)} ms a step`);

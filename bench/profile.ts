@@ -17,7 +17,8 @@ export interface Profile {
   byOp: [string, number][];
   /** The slowest nodes: kernel time of a run in ms, and the output shapes. */
   nodes: { name: string; op: string; ms: number; shape: string }[];
-  /** The matrix products (MatMul, FusedMatMul, Gemm, Conv, ConvTranspose) of a run: kernel time in ms and floating-point operations (a multiply-add counts 2), from the shapes the profiler records. */
+  /** The matrix products (MatMul, FusedMatMul, Gemm, Conv, ConvTranspose) of a run: kernel time in ms and
+   * floating-point operations (a multiply-add counts 2), from the shapes the profiler records. */
   products: { ms: number; flop: number };
 }
 
@@ -112,7 +113,9 @@ export async function profileGraph(
 export function printProfile(p: Profile, { ops = 20, top = 25 }: { ops?: number; top?: number } = {}): void {
   const { ms, flop } = p.products;
   console.log(
-    `  matrix products (${[...PRODUCTS].join(', ')}): ${ms.toFixed(1)} ms for ${(flop / 1e9).toFixed(2)} GFLOP (${(flop / 1e6 / ms).toFixed(0)} GFLOP/s); every other kernel ${(p.kernelMs - ms).toFixed(1)} ms`,
+    `  matrix products (${[...PRODUCTS].join(', ')}): ${ms.toFixed(1)} ms ` +
+      `for ${(flop / 1e9).toFixed(2)} GFLOP (${(flop / 1e6 / ms).toFixed(0)} ` +
+      `GFLOP/s); every other kernel ${(p.kernelMs - ms).toFixed(1)} ms`,
   );
   for (const [op, ms] of p.byOp.slice(0, ops))
     console.log(`  ${op.padEnd(22)} ${ms.toFixed(2).padStart(7)} ms  ${((100 * ms) / p.kernelMs).toFixed(1).padStart(5)}%`);

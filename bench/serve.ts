@@ -6,13 +6,13 @@
 //                          --worker-nice N --max-batch N --max-queue N --max-delay-ms N --results-capacity N
 //                          --log-level warn --image-size N --image-format png|jpeg | --image FILE
 //                          --node-flags "..." --gc --attention rollout|relevance|full|none
-//                          --draw [--draw-format json] --tta flip --concurrency 1,32 --root DIR]
+//                          --draw [--draw-method relevance] [--draw-format json] --tta flip --concurrency 1,32 --root DIR]
 // --attention relevance: each request also asks for the relevance map of its top class (one run of
 // the light explanation graph instead of the model), for the cost of explanations beside plain
 // classification.
-// --draw [method]: the load is what the page does, pairs of POST /classify (with attention=relevance
+// --draw: the load is what the page does, pairs of POST /classify (with attention=relevance
 // when the map is relevance, as the page asks) and one GET /attention/:id heatmap PNG of that result
-// (method relevance, the page's default; or rollout, cls, chefer, grad-input, combined), for the top
+// (--draw-method relevance, the page's default; or rollout, cls, chefer, grad-input, combined), for the top
 // class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one kept result drawn over
 // and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an
 // earlier commit) with this bench, to compare two versions with the same load.
@@ -28,33 +28,9 @@ import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession, runSession } from '../runtime/ort.js';
 import { CLASS_METHODS } from '../server/engine/maps.js';
 import { waitReady } from './ready.js';
+import { Results, benchFlags } from './common.js';
 
-const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
-const seconds = Number(opt('seconds', '15'));
-const models = opt('models', 'models');
-const model = opt('model', 'vit-cifar10');
-const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const root = path.resolve(opt('root', here));
-const drawOnly = argv.includes('--draw-only');
-// --tta flip: each classification also runs the mirrored image (with --attention relevance, the
-// heaviest answer: three images' runs per request)
-const tta = opt('tta', '');
-const draw = argv.includes('--draw') && !drawOnly;
-// --draw-format json: the same pairs with the map asked as JSON, nothing drawn: what the pairs reach with a draw that cost nothing
-const drawFormat = opt('draw-format', 'png');
-if (drawFormat !== 'png' && drawFormat !== 'json') {
-  console.error(`bench:serve: --draw-format takes png or json, not ${drawFormat}`);
-  process.exit(2);
-}
-const drawMethod =
-  draw && argv[argv.indexOf('--draw') + 1] && !argv[argv.indexOf('--draw') + 1].startsWith('--')
-    ? argv[argv.indexOf('--draw') + 1]
-    : 'relevance';
-const serverFlags = [
+const SERVER_FLAGS = [
   'workers',
   'threads',
   'decoders',
@@ -64,10 +40,58 @@ const serverFlags = [
   'max-delay-ms',
   'max-queue',
   'results-capacity',
-].flatMap((f) => (argv.includes(`--${f}`) ? [`--${f}`, opt(f, '')] : []));
+];
+const text = (fallback?: string) => ({ type: 'string' as const, ...(fallback === undefined ? {} : { default: fallback }) });
+const flags = benchFlags(
+  'npm run bench:serve [-- --seconds 15 --models models --model vit-cifar10 --concurrency 1,32 --attention … --tta flip --draw …]',
+  {
+    seconds: text('15'),
+    models: text('models'),
+    model: text('vit-cifar10'),
+    root: text(),
+    'draw-only': { type: 'boolean', default: false },
+    draw: { type: 'boolean', default: false },
+    'draw-method': text('relevance'),
+    'draw-format': text('png'),
+    tta: text(''),
+    'log-level': text('warn'),
+    attention: text(''),
+    image: text(''),
+    'image-size': text('32'),
+    'image-format': text('png'),
+    'node-flags': text(),
+    gc: { type: 'boolean', default: false },
+    concurrency: text('1,32'),
+    ...Object.fromEntries(SERVER_FLAGS.map((f) => [f, text()])),
+  },
+);
+const opt = (name: string, fallback: string): string => (flags as unknown as Record<string, string | undefined>)[name] ?? fallback;
+const seconds = Number(opt('seconds', '15'));
+const models = opt('models', 'models');
+const model = opt('model', 'vit-cifar10');
+const here = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(opt('root', here));
+const drawOnly = flags['draw-only'];
+// --tta flip: each classification also runs the mirrored image (with --attention relevance, the
+// heaviest answer: three images' runs per request)
+const tta = opt('tta', '');
+const draw = flags.draw && !drawOnly;
+// --draw-format json: the same pairs with the map asked as JSON, nothing drawn: what the pairs reach with a draw that cost nothing
+const drawFormat = opt('draw-format', 'png');
+if (drawFormat !== 'png' && drawFormat !== 'json') {
+  console.error(`bench:serve: --draw-format takes png or json, not ${drawFormat}`);
+  process.exit(2);
+}
+const drawMethod = opt('draw-method', 'relevance');
+const serverFlags = SERVER_FLAGS.flatMap((f) => (opt(f, '') !== '' ? [`--${f}`, opt(f, '')] : []));
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
 const imagePath = opt('image', '');
+
+const results = new Results(
+  'serve',
+  `The service under load: POST /classify (${model}), /healthz polled meanwhile; then one session's ceiling in-process`,
+);
 
 const port = 18000 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
@@ -75,10 +99,11 @@ const base = `http://127.0.0.1:${port}`;
 const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
 // --node-flags "..." replaces them (e.g. --node-flags "" to compare without); --gc also counts the
 // event loop's full collections (V8's --trace-gc lines) during each load.
-const nodeFlags = argv.includes('--node-flags')
-  ? opt('node-flags', '').split(/\s+/).filter(Boolean)
-  : pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
-const countGc = argv.includes('--gc');
+const nodeFlags =
+  flags['node-flags'] !== undefined
+    ? flags['node-flags'].split(/\s+/).filter(Boolean)
+    : pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--'));
+const countGc = flags.gc;
 const server = spawn(
   process.execPath,
   [
@@ -216,34 +241,31 @@ async function load(connections: number) {
   const result = await autocannon({ ...request, connections, duration: seconds });
   const health = (await polled).sort((a, b) => a - b);
   const errors = result.errors + result.timeouts + result.non2xx;
-  console.log(
-    JSON.stringify({
-      bench: 'serve',
-      concurrency: connections,
-      requests_per_s: Math.round(result.requests.average),
-      ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
-      p50_ms: result.latency.p50,
-      p99_ms: result.latency.p99,
-      healthz_p50_ms: +percentile(health, 50).toFixed(2),
-      healthz_p99_ms: +percentile(health, 99).toFixed(2),
-      healthz_samples: health.length,
-      ...(countGc ? { full_collections: fullCollections - collectionsBefore } : {}),
-      node_flags: nodeFlags.join(' '),
-      errors,
-      seconds,
-      cores: os.cpus().length,
-      image: imageLabel,
-      load: drawOnly
-        ? 'GET /attention/:id (png, rollout)'
-        : draw
-          ? `POST /classify, then GET /attention/:id (${drawFormat}, ${drawMethod})`
-          : 'POST /classify',
-      attention: attention || 'rollout (default)',
-      ...(tta ? { tta } : {}),
-      ...(root !== here ? { root } : {}),
-      log_level: logLevel,
-    }),
-  );
+  results.add({
+    concurrency: connections,
+    requests_per_s: Math.round(result.requests.average),
+    ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
+    p50_ms: result.latency.p50,
+    p99_ms: result.latency.p99,
+    healthz_p50_ms: +percentile(health, 50).toFixed(2),
+    healthz_p99_ms: +percentile(health, 99).toFixed(2),
+    healthz_samples: health.length,
+    ...(countGc ? { full_collections: fullCollections - collectionsBefore } : {}),
+    node_flags: nodeFlags.join(' '),
+    errors,
+    seconds,
+    cores: os.cpus().length,
+    image: imageLabel,
+    load: drawOnly
+      ? 'GET /attention/:id (png, rollout)'
+      : draw
+        ? `POST /classify, then GET /attention/:id (${drawFormat}, ${drawMethod})`
+        : 'POST /classify',
+    attention: attention || 'rollout (default)',
+    ...(tta ? { tta } : {}),
+    ...(root !== here ? { root } : {}),
+    log_level: logLevel,
+  });
 }
 
 // --concurrency 1,32 (the default) or other levels, e.g. 64 with --attention full (the heavy answers)
@@ -251,7 +273,7 @@ for (const c of opt('concurrency', '1,32').split(',').map(Number)) await load(c)
 const metrics = await (await fetch(`${base}/metrics`)).text();
 const sum = Number(/vitrine_batch_size_sum\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
 const count = Number(/vitrine_batch_size_count\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
-console.log(JSON.stringify({ bench: 'serve-batches', mean_batch_size: +(sum / count).toFixed(2), batches: count }));
+results.add({ mean_batch_size: +(sum / count).toFixed(2), batches: count });
 stop();
 await new Promise((r) => server.once('exit', r));
 
@@ -268,12 +290,9 @@ while (performance.now() - t0 < 3000) {
   await runSession(session, { [config.input_name]: { data: pixels, dims: [64, 3, h, w] } }, outputs);
   runs++;
 }
-console.log(
-  JSON.stringify({
-    bench: 'serve-ceiling',
-    runner: 'onnxruntime-cpu',
-    batch: 64,
-    images_per_s: Math.round((runs * 64) / ((performance.now() - t0) / 1000)),
-    outputs: 'logits+attentions',
-  }),
-);
+results.add({
+  ceiling: 'one ONNX Runtime session in this process, no HTTP, logits+attentions',
+  batch: 64,
+  images_per_s: Math.round((runs * 64) / ((performance.now() - t0) / 1000)),
+});
+results.save();

@@ -16,17 +16,24 @@ import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
 import { augmentOptions } from '../trainer/train/loop.js';
 import { ViT } from '../trainer/vit/model.js';
 import { DEVICES, type Device } from '../runtime/ort.js';
+import { Results, benchFlags } from './common.js';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const steps = arg('steps', 12);
+const flags = benchFlags(
+  'npm run bench:train [-- --steps 12] [--recipe cct-cifar10 [--augment recipe]] [--no-spin] [--no-anchor] [--device cpu|webgpu|cuda|auto]',
+  {
+    steps: { type: 'string', default: '12' },
+    recipe: { type: 'string' },
+    augment: { type: 'string' },
+    'no-spin': { type: 'boolean', default: false },
+    'no-anchor': { type: 'boolean', default: false },
+    device: { type: 'string', default: 'cpu' },
+  },
+);
+const steps = Number(flags.steps) || 12;
 // --recipe <name>: that recipe's architecture and batch size (e.g. cct-cifar10, whose convolutional
 // tokenizer's gradients dominate its step) instead of the seed ViT at 256; the PyTorch anchor is the
 // same architecture (bench/torch_train.py --config), for the seed and the convolutional tokenizer.
-const recipeIndex = process.argv.indexOf('--recipe');
-const recipeName = recipeIndex > 0 ? process.argv[recipeIndex + 1] : null;
+const recipeName = flags.recipe ?? null;
 const { recipe, config, batch } = benchArchitecture(recipeName);
 const cores = os.cpus().length;
 
@@ -42,15 +49,14 @@ const data = makeDataset(
 // --augment recipe: the batches augmented as the recipe trains (RandAugment and the rest, in the batch
 // worker beside the step) rather than crops and flips alone, as the PyTorch anchor does them.
 // --no-spin: ONNX Runtime's threads sleep between operators rather than spin.
-const recipeAugment = process.argv.includes('--augment') && process.argv[process.argv.indexOf('--augment') + 1] === 'recipe';
+const recipeAugment = flags.augment === 'recipe';
 if (recipeAugment && !recipe) throw new Error('--augment recipe needs --recipe');
-const spin = !process.argv.includes('--no-spin');
+const spin = !flags['no-spin'];
 const augment = recipeAugment
   ? augmentOptions(mergeTrainConfig({ ...DEFAULT_TRAIN }, recipe!, recipeName!))
   : { cropPadding: 4, flip: true };
 const model = new ViT(config, 0);
-const deviceIndex = process.argv.indexOf('--device');
-const device = (deviceIndex > 0 ? process.argv[deviceIndex + 1] : 'cpu') as Device;
+const device = flags.device as Device;
 if (!DEVICES.includes(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}`);
 const runner = new StepRunner(model, { device, threads: 0, spin, log: (l) => console.error(l) });
 const trainS = await timeSteps({
@@ -63,21 +69,25 @@ const trainS = await timeSteps({
   weightDecay: 0.01,
   loader: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], numClasses: 10, labelSmoothing: 0.1, augment },
 });
-console.log(
-  JSON.stringify({
-    bench: 'train',
-    runner: `onnxruntime-${runner.provider}`,
-    model: recipeName ?? 'seed',
-    parameters: model.parameterCount(),
-    batch,
-    images_per_s: Math.round((steps * batch) / trainS),
-    ms_per_step: +((trainS / steps) * 1000).toFixed(1),
-    steps,
-    cores,
-    augment: recipeAugment ? 'recipe' : 'crop+flip',
-    spin,
-  }),
+const results = new Results(
+  'train',
+  `Training steps of ${recipeName ?? 'the seed ViT'} (batch prepared, ` +
+    `forward + loss + gradients, AdamW), the forward alone, and PyTorch's ` +
+    `where installed`,
 );
+results.add({
+  measure: 'train step',
+  runner: `onnxruntime-${runner.provider}`,
+  model: recipeName ?? 'seed',
+  parameters: model.parameterCount(),
+  batch,
+  images_per_s: Math.round((steps * batch) / trainS),
+  ms_per_step: +((trainS / steps) * 1000).toFixed(1),
+  steps,
+  cores,
+  augment: recipeAugment ? 'recipe' : 'crop+flip',
+  spin,
+});
 
 const pixels = Float32Array.from({ length: batch * 3072 }, () => rng.normal());
 for (let i = 0; i < 2; i++) await runner.logits(pixels, batch);
@@ -85,16 +95,14 @@ const f0 = performance.now();
 const fwd = Math.max(4, steps);
 for (let i = 0; i < fwd; i++) await runner.logits(pixels, batch);
 const fwdS = (performance.now() - f0) / 1000;
-console.log(
-  JSON.stringify({
-    bench: 'forward',
-    runner: `onnxruntime-${runner.provider}`,
-    model: recipeName ?? 'seed',
-    batch,
-    images_per_s: Math.round((fwd * batch) / fwdS),
-    cores,
-  }),
-);
+results.add({
+  measure: 'forward',
+  runner: `onnxruntime-${runner.provider}`,
+  model: recipeName ?? 'seed',
+  batch,
+  images_per_s: Math.round((fwd * batch) / fwdS),
+  cores,
+});
 
 // PyTorch, where it is installed (Debian's python3-torch); not a dependency of the project. As an
 // anchor it must run at its best: with OpenBLAS (Debian's libopenblas0-pthread; without it PyTorch
@@ -113,7 +121,7 @@ const twin =
   !config.distillation_token;
 if (!twin) console.error('no PyTorch anchor for this architecture (bench/torch_train.py has the seed ViT and the convolutional tokenizer)');
 // --no-anchor: ONNX Runtime only (an experiment on our side; no figure against PyTorch).
-const anchor = twin && !process.argv.includes('--no-anchor');
+const anchor = twin && !flags['no-anchor'];
 for (const python of anchor ? ['/usr/bin/python3', 'python3'] : []) {
   const probe = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
   if (probe.status !== 0) continue;
@@ -122,9 +130,13 @@ for (const python of anchor ? ['/usr/bin/python3', 'python3'] : []) {
     [script, '--steps', String(steps), '--batch', String(batch), '--config', JSON.stringify(recipe?.model ?? {})],
     { encoding: 'utf8', env: torchEnv },
   );
-  process.stdout.write(r.stdout);
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const { bench, ...row } = JSON.parse(line) as Record<string, string | number | boolean>;
+    results.add({ measure: `pytorch ${bench}`, ...row });
+  }
   if (r.status !== 0) console.error(r.stderr);
   if (r.stdout.includes('"openblas":false'))
     console.error('warning: PyTorch ran without OpenBLAS (apt-get install libopenblas0-pthread): this anchor is far below its best');
   break;
 }
+results.save();
