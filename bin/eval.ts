@@ -8,7 +8,8 @@ import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../r
 import { DEVICES, type Device, type Session, createSession, runSession } from '../runtime/ort.js';
 import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
 
-export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data] [--device auto|cpu|webgpu|cuda] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
+export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data]
+    [--device auto|cpu|webgpu|cuda] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
   Prints accuracy, per-class accuracy and the confusion matrix of the model in <dir>. For CIFAR-10 the
   10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/; for the folder the
   model was trained on (recorded in its config.json), the images its seeded split held out; else all of it,
@@ -69,10 +70,10 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
         confusion: result.confusion,
       }),
     );
-  else
-    log(
-      `${flags.model} on ${which} (${count} images, ${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}):\n${formatEvaluation(result, config.labels)}`,
-    );
+  else {
+    const how = `${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}`;
+    log(`${flags.model} on ${which} (${count} images, ${how}):\n${formatEvaluation(result, config.labels)}`);
+  }
 }
 
 /** The logits of a model folder's session for a normalized batch, their shape checked. */
@@ -137,7 +138,10 @@ export async function evaluateModel(
     process.stderr.write(
       sameFolder
         ? `warning: this model was trained on all of ${o.data} (val_ratio 0): the accuracy below is on its training images\n`
-        : `warning: ${o.data} has no val/ or test/ folder and is not the folder this model's config.json says it was trained on; evaluating all ${set.count} images (if the model saw any of them in training, the accuracy is inflated)\n`,
+        : `warning: ${o.data} has no val/ or test/ folder and is not the folder ` +
+            `this model's config.json says it was trained on; evaluating all ` +
+            `${set.count} images (if the model saw any of them in training, the ` +
+            `accuracy is inflated)\n`,
     );
   }
   // Folder classes are matched to the model's labels by name.

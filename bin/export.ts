@@ -16,7 +16,8 @@ import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli
 import { writeFolderCard } from './card.js';
 import { copyRunFiles } from '../trainer/card.js';
 
-export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>] [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
+export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>]
+    [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
   Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
   <dir>/onnx/relevance.onnx (the explanation graph: also target_class in, attention_grads.0… out),
   <dir>/onnx/relevance-light.onnx (the same with the last layer's attention gradient only: the default map's),
@@ -30,7 +31,10 @@ export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safete
 
 /** The files an export wrote, as the closing line names them. */
 const written = (out: string, modelFile: string, bytes: number, configFile: string) =>
-  `${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ${path.join(out, RELEVANCE_FILE)} and ${path.join(out, LIGHT_RELEVANCE_FILE)} (the explanation graphs), ${configFile}, ${path.join(out, PREPROCESSOR_FILE)}`;
+  `${modelFile} (${(bytes / 1024).toFixed(0)} KiB), ` +
+  `${path.join(out, RELEVANCE_FILE)} and ` +
+  `${path.join(out, LIGHT_RELEVANCE_FILE)} (the explanation graphs), ` +
+  `${configFile}, ${path.join(out, PREPROCESSOR_FILE)}`;
 
 export async function exportCommand(argv: string[], log: (line: string) => void): Promise<void> {
   const flags = parseFlags(
@@ -65,7 +69,9 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     const preprocessing = src.preprocessing ?? undefined;
     const { modelFile, configFile, bytes } = await exportModel(model, labels, flags.out, { preprocessing });
     log(
-      `exported ${model.parameterCount()} parameters from ${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ${written(flags.out, modelFile, bytes, configFile)}`,
+      `exported ${model.parameterCount()} parameters from ` +
+        `${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ` +
+        `${written(flags.out, modelFile, bytes, configFile)}`,
     );
     return;
   }
@@ -105,6 +111,8 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     log(`model card: ${await writeFolderCard(flags.out, { name: path.basename(path.resolve(flags.out)) })}`);
   }
   log(
-    `exported ${model.parameterCount()} parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ${written(flags.out, modelFile, bytes, configFile)}`,
+    `exported ${model.parameterCount()} ` +
+      `parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ` +
+      `${written(flags.out, modelFile, bytes, configFile)}`,
   );
 }

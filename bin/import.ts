@@ -20,7 +20,10 @@ import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
 import { CliError, intFlag, parseFlags, parseLabels, readJsonFile } from './cli-util.js';
 
-export const IMPORT_USAGE = `usage: vitrine import <model.onnx | folder> --out <dir> [--labels <a,b,…|labels.json>] [--size <h>[x<w>]] [--mean r,g,b] [--std r,g,b] [--fit cover|fill] [--resample ${RESAMPLES.join('|')}] [--logits <output>] [--heads <n>] [--patch-size <n>] [--prefix-tokens <n>]
+export const IMPORT_USAGE = `usage: vitrine import <model.onnx | folder> --out <dir> [--labels <a,b,…|labels.json>]
+    [--size <h>[x<w>]] [--mean r,g,b] [--std r,g,b] [--fit cover|fill]
+    [--resample ${RESAMPLES.join('|')}] [--logits <output>] [--heads <n>] [--patch-size <n>]
+    [--prefix-tokens <n>]
   Reads a ViT exported by torch.onnx or optimum (opsets 13-18) into vitrine's autograd, finds its
   attentions and writes <dir>/onnx/model.onnx (the graph unchanged, with attentions.0… added as
   outputs), <dir>/onnx/relevance.onnx (the explanation graph), <dir>/onnx/model.onnx_data (the
@@ -175,11 +178,19 @@ export async function importCommand(argv: string[], log: (line: string) => void)
   const { layout, attentions } = result;
   const mb = (n: number) => `${(n / 1e6).toFixed(n < 1e6 ? 2 : 0)} MB`;
   log(
-    `imported ${file} (opset ${result.opset}, ${result.parameters.toLocaleString('en-US')} parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
-      `${attentions.length} attentions of ${attentions[0].heads} heads over ${attentions[0].tokens} tokens (${layout.prefixTokens} before a ${layout.grid.join('x')} grid of ${layout.patchSize}-pixel patches)`,
+    `imported ${file} (opset ${result.opset}, ` +
+      `${result.parameters.toLocaleString('en-US')} parameters) in ` +
+      `${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
+      `${attentions.length} attentions of ${attentions[0].heads} heads over ` +
+      `${attentions[0].tokens} tokens (${layout.prefixTokens} before a ` +
+      `${layout.grid.join('x')} grid of ${layout.patchSize}-pixel patches)`,
   );
   log(
-    `wrote ${out}: ${MODEL_FILE} (${mb(result.files.model.length)}), ${RELEVANCE_FILE} (${mb(result.files.relevance.length)}), ${LIGHT_RELEVANCE_FILE} (${mb(result.files.light.length)}), onnx/model.onnx_data (${mb(result.files.weights.length)}), ${CONFIG_FILE}, ${PREPROCESSOR_FILE}`,
+    `wrote ${out}: ${MODEL_FILE} (${mb(result.files.model.length)}), ` +
+      `${RELEVANCE_FILE} (${mb(result.files.relevance.length)}), ` +
+      `${LIGHT_RELEVANCE_FILE} (${mb(result.files.light.length)}), ` +
+      `onnx/model.onnx_data (${mb(result.files.weights.length)}), ` +
+      `${CONFIG_FILE}, ${PREPROCESSOR_FILE}`,
   );
   if (assumed.length > 0) log(`assumed ${assumed.join('; ')}: nothing in ${folder} said otherwise`);
 }

@@ -44,11 +44,13 @@ const DEFAULTS = defaultServeConfig();
 const PREDICT_MAX_BATCH = 32;
 const PREDICT_DECODERS = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 
-export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs …> [--model <dir or name>] [--models ${DEFAULTS.models} (or VITRINE_MODELS)] [--out results]
+export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs …> [--model <dir or name>]
+    [--models ${DEFAULTS.models} (or VITRINE_MODELS)] [--out results]
     [--format jsonl|csv] [--topk 5] [--logits] [--tta none|flip] [--on-bad-image skip|fail] [--resume | --overwrite]
-    [--maps relevance|chefer|grad-input|combined|rollout|cls] [--maps-json] [--class <label or index>] [--layer N] [--head mean|max|min|<n>]
-    [--discard R] [--size 256] [--alpha 0.5] [--colormap jet|viridis|inferno|gray]
-    [--shard i/n | --shards n] [--device auto|cpu|webgpu|cuda] [--workers N] [--threads N] [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
+    [--maps relevance|chefer|grad-input|combined|rollout|cls] [--maps-json] [--class <label or index>]
+    [--layer N] [--head mean|max|min|<n>] [--discard R] [--size 256] [--alpha 0.5] [--colormap jet|viridis|inferno|gray]
+    [--shard i/n | --shards n] [--device auto|cpu|webgpu|cuda] [--workers N] [--threads N]
+    [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
        vitrine predict --merge <results folder>
   Folders are walked recursively for ${IMAGE_EXTENSIONS.join(' ')} files; a file named, or matched by a glob, is tried whatever its name.
   --model: a model folder, or a name under --models (default ${DEFAULTS.defaultModel}). Results: <out>/predictions.jsonl (or .csv), one
@@ -212,7 +214,9 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const { inputs, skipped } = await listInputs(positionals, shard);
   if (skipped.length)
     warn(
-      `${count(skipped.length, 'file')} in the folders not taken, their names not an image's: ${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}`,
+      `${count(skipped.length, 'file')} in the folders not taken, their ` +
+        `names not an image's: ` +
+        `${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}`,
     );
   const out = values.out ?? 'results';
   await fs.mkdir(out, { recursive: true });
@@ -236,7 +240,8 @@ export async function predictCommand(argv: string[], log: (line: string) => void
       await replaceFile(file, (format === 'csv' ? csvLine(header) : '') + kept.map((r) => r.text).join(''));
       if (dropped)
         warn(
-          `${count(dropped, 'result')} in ${file} dropped: their files have changed since (size or modification time), so they are done again`,
+          `${count(dropped, 'result')} in ${file} dropped: their files have ` +
+            `changed since (size or modification time), so they are done again`,
         );
     }
   } else await replaceFile(file, format === 'csv' ? csvLine(header) : '');
@@ -252,7 +257,9 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   for (const r of kept) r.text = ''; // the texts were needed for the rewrite only
   const before = kept.length;
   process.stderr.write(
-    `${count(inputs.length, 'input')}${shard && shard.count > 1 ? ` in shard ${shard.index}/${shard.count}` : ''}${before ? `, ${before.toLocaleString('en-US')} already in ${file}` : ''}; model ${model.name} (${labels.length} classes)\n`,
+    `${count(inputs.length, 'input')}${shard && shard.count > 1 ? ` in shard ${shard.index}/${shard.count}` : ''}` +
+      `${before ? `, ${before.toLocaleString('en-US')} already in ${file}` : ''}; ` +
+      `model ${model.name} (${labels.length} classes)\n`,
   );
 
   const engine = await startInference(
@@ -371,7 +378,10 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const rate = progress.rate(finished);
   const total = [...labelCounts.values()].reduce((a, b) => a + b, 0) + [...errorCounts.values()].reduce((a, b) => a + b, 0);
   log(
-    `${count(finished, 'image')} in ${progress.elapsedS().toFixed(1)} s (${Math.round(rate).toLocaleString('en-US')} images/s)${before ? `, ${before.toLocaleString('en-US')} done before` : ''}: ${count(total, 'result')} in ${file}`,
+    `${count(finished, 'image')} in ${progress.elapsedS().toFixed(1)} s ` +
+      `(${Math.round(rate).toLocaleString('en-US')} ` +
+      `images/s)${before ? `, ${before.toLocaleString('en-US')} done before` : ''}: ` +
+      `${count(total, 'result')} in ${file}`,
   );
   const byLabel = [...labelCounts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   if (byLabel.length) log(`predicted: ${byLabel.map(([l, n]) => `${l} ${n.toLocaleString('en-US')}`).join(', ')}`);

@@ -118,7 +118,8 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
             .map((x) => `${x} ${JSON.stringify(asked[x as keyof ViTConfig])} vs ${JSON.stringify(ck.vit[x as keyof ViTConfig])}`)
             .join(', ');
           throw new CliError(
-            `--model ${typeof v === 'string' ? v : JSON.stringify(v)} is not the checkpoint's model (${show}); a resumed run keeps its settings`,
+            `--model ${typeof v === 'string' ? v : JSON.stringify(v)} is not the ` +
+              `checkpoint's model (${show}); a resumed run keeps its settings`,
           );
         }
         delete given[k];
@@ -126,7 +127,8 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
       }
       if (!RESUMABLE.has(key) && JSON.stringify(v) !== JSON.stringify(ck.train[key])) {
         throw new CliError(
-          `--${flagName(k)} ${JSON.stringify(v)} does not match the checkpoint's ${JSON.stringify(ck.train[key])}; a resumed run keeps its settings`,
+          `--${flagName(k)} ${JSON.stringify(v)} does not match the checkpoint's ` +
+            `${JSON.stringify(ck.train[key])}; a resumed run keeps its settings`,
         );
       }
     }
@@ -146,7 +148,8 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
       (flags.out as string | undefined) ??
       path.join(
         'runs',
-        `${flags.recipe ? path.basename(flags.recipe as string, '.json') : 'train'}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`,
+        `${flags.recipe ? path.basename(flags.recipe as string, '.json') : 'train'}-` +
+          new Date().toISOString().replace(/[-:]/g, '').slice(0, 15),
       );
     if (existsSync(path.join(out, CHECKPOINT_FILE)))
       throw new CliError(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
@@ -186,7 +189,13 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     if (chosen) config = { ...config, batch_size: folderBatch(data.train.count) };
     const batch = Math.min(config.batch_size, data.train.count);
     progress.line(
-      `a folder of ${data.train.count} training images and no --recipe: the folder recipe (a compact transformer with a convolutional tokenizer; ${config.epochs} epochs of AdamW at lr ${config.lr}, warmup and cosine, flips, crops, RandAugment) at batch ${batch}${chosen ? ", chosen for the folder's size" : ''}, ${Math.floor(data.train.count / batch)} steps an epoch; --recipe or flags change it`,
+      `a folder of ${data.train.count} training images and no --recipe: the ` +
+        `folder recipe (a compact transformer with a convolutional tokenizer; ` +
+        `${config.epochs} epochs of AdamW at lr ${config.lr}, warmup and ` +
+        `cosine, flips, crops, RandAugment) at batch ` +
+        `${batch}${chosen ? ", chosen for the folder's size" : ''}, ` +
+        `${Math.floor(data.train.count / batch)} steps an epoch; --recipe or ` +
+        `flags change it`,
     );
   } else if (implied)
     progress.line(

@@ -76,7 +76,8 @@ export const ModelConfigSchema = Type.Object({
   labels: Type.Array(Type.String(), {
     minItems: 1,
     maxItems: MAX_LABELS,
-    expects: `a non-empty array of at most ${MAX_LABELS.toLocaleString('en-US')} strings (or 'id2label' an object from "0", "1", … to names)`,
+    expects:
+      `a non-empty array of at most ${MAX_LABELS.toLocaleString('en-US')} ` + `strings (or 'id2label' an object from "0", "1", … to names)`,
   }),
   /** [height, width] the model takes. */
   image_size: Type.Tuple([side, side], { expects: `[height, width] in pixels (at most ${MAX_SIDE} each)` }),

@@ -50,9 +50,15 @@ export interface Session {
 }
 
 export const CUDA_HINT =
-  "the CUDA execution provider needs CUDA 12 and cuDNN 9 and onnxruntime-node's CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js; see the CUDA image in docker/)";
+  'the CUDA execution provider needs CUDA 12 and cuDNN 9 and ' +
+  "onnxruntime-node's CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12 " +
+  'node node_modules/onnxruntime-node/script/install.js; see the CUDA ' +
+  'image in docker/)';
 export const WEBGPU_HINT =
-  "the WebGPU execution provider needs a Vulkan loader (libvulkan1) and a Vulkan 1.1 driver: the GPU vendor's, or Mesa 23 or later (on Debian bookworm, mesa-vulkan-drivers from bookworm-backports); see the README's GPU section";
+  'the WebGPU execution provider needs a Vulkan loader (libvulkan1) and ' +
+  "a Vulkan 1.1 driver: the GPU vendor's, or Mesa 23 or later (on Debian " +
+  'bookworm, mesa-vulkan-drivers from bookworm-backports); see ' +
+  'docs/gpu.md';
 
 /** Nodes a provider takes and then fails on at run time, so they are placed on the CPU from the start. */
 const REFUSED: Readonly<Partial<Record<Provider, (node: onnxProto.onnx.INodeProto) => boolean>>> = Object.freeze({
@@ -70,7 +76,8 @@ export function refusedNodes(model: Uint8Array | string, provider: Provider): st
   const unnamed = nodes.filter((n) => !n.name);
   if (unnamed.length > 0)
     throw new Error(
-      `${unnamed.length} ${unnamed[0].opType} node(s) that the ${provider} provider cannot run have no name, so they cannot be placed on the CPU`,
+      `${unnamed.length} ${unnamed[0].opType} node(s) that the ${provider} ` +
+        `provider cannot run have no name, so they cannot be placed on the CPU`,
     );
   return nodes.map((n) => n.name!);
 }
@@ -144,7 +151,8 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
       const session = await open(runtime, model, provider, cpuNodes, opts.threads, opts.spin ?? true);
       if (device === 'auto')
         opts.log?.(
-          `device auto: ${provider === 'cpu' ? 'the CPU' : provider === 'cuda' ? 'CUDA' : `WebGPU on ${describeAdapter(adapter!)}`}${passed.length ? ` (${passed.join('; ')})` : ''}`,
+          `device auto: ${provider === 'cpu' ? 'the CPU' : provider === 'cuda' ? 'CUDA' : `WebGPU on ${describeAdapter(adapter!)}`}` +
+            `${passed.length ? ` (${passed.join('; ')})` : ''}`,
         );
       return { session, provider, adapter, cpuNodes, inputNames: session.inputNames, outputNames: session.outputNames };
     } catch (err) {

@@ -26,13 +26,11 @@ export const ServeConfigSchema = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, env: ['PORT'] }),
   host: Type.String({ default: '0.0.0.0', env: ['HOST'] }),
   device: oneOf(DEVICES, { default: 'auto', description: 'ONNX Runtime provider.' }),
-  // One single-threaded session per core (up to 8) and batches of at most 8: on the 2-core machine
-  // this served the bundled model best (`npm run bench:serve -- --seconds 10 --workers N` or
-  // `--max-batch N`, c=32, one run each: workers 1/2/3: 1,454/1,919/1,872 req/s; max batch
-  // 64/16/8: 1,446/1,568/1,919). On the CPU, ONNX Runtime's cost per image with attention outputs
-  // grows past small batches (`npm run bench:forward -- --sweep`, 1 thread: 2,254 img/s at batch 8,
-  // 1,604 at 64), and an intra-op thread pool spins. A GPU wants fewer workers and larger batches
-  // (see docker/).
+  // One single-threaded session per core (up to 8) and batches of at most 8: what served the bundled
+  // models best on two cores (`npm run bench:serve -- --workers N` or `--max-batch N`; docs/service.md).
+  // On the CPU, ONNX Runtime's cost per image with attention outputs grows past small batches
+  // (`npm run bench:forward -- --sweep`), and an intra-op thread pool spins. A GPU wants fewer workers
+  // and larger batches (docs/gpu.md).
   workers: int(
     1,
     64,
@@ -64,7 +62,9 @@ export const ServeConfigSchema = Type.Object({
     1,
     Number.MAX_SAFE_INTEGER,
     10_000,
-    'A request not answered within this gets 504: its decodes, its inference and its heatmap draw each stop waiting (or are stopped) at that deadline.',
+    'A request not answered within this gets 504: its decodes, its ' +
+      'inference and its heatmap draw each stop waiting (or are stopped) at ' +
+      'that deadline.',
   ),
   bodyLimit: int(1024, Number.MAX_SAFE_INTEGER, 10 * 1024 * 1024, 'Largest request body in bytes.'),
   // The bodies of the uploads in flight at once, each up to bodyLimit: without a budget, 100 slow
@@ -73,7 +73,9 @@ export const ServeConfigSchema = Type.Object({
     1024,
     Number.MAX_SAFE_INTEGER,
     256 * 1024 * 1024,
-    'The request bodies all connections may be sending at once, in bytes (by their Content-Length, or the body limit without one); a request beyond it gets 503 before its body is read.',
+    'The request bodies all connections may be sending at once, in bytes ' +
+      '(by their Content-Length, or the body limit without one); a request ' +
+      'beyond it gets 503 before its body is read.',
   ),
   // Without it a client that declares a large body and stops sending holds its connection and its
   // buffers forever (100 such uploads held ~1 GB for minutes).

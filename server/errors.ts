@@ -49,11 +49,14 @@ export const Refusals = Object.freeze({
     Errors.noAttention(`model ${model} ${why}, so it gives no maps: ${IMPORT_HINT}`),
   noRelevance: (model: string) =>
     Errors.noAttention(
-      `model ${model} has no relevance graph: its config.json declares no 'relevance' (vitrine export and vitrine import write onnx/relevance.onnx)`,
+      `model ${model} has no relevance graph: its config.json declares no ` +
+        `'relevance' (vitrine export and vitrine import write ` +
+        `onnx/relevance.onnx)`,
     ),
   noInputGradient: (model: string, method = 'grad-input') =>
     Errors.noAttention(
-      `model ${model}'s relevance graph gives no input gradient (written before it was added): export or import the model again for ${method}`,
+      `model ${model}'s relevance graph gives no input gradient (written ` +
+        `before it was added): export or import the model again for ${method}`,
     ),
 });
 

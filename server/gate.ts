@@ -1,9 +1,8 @@
 // At most `limit` tasks at once, the rest wait in order; beyond `maxWaiting` waiters a new task is
 // refused with 503. The server decodes images through one: sharp runs each decode on a libuv thread
 // with libvips threads of its own, and decodes beyond the cores starve the event loop of CPU.
-// Measured on 2 cores, `npm run bench:serve -- --image-size 300 --image-format jpeg --decoders N
-// --seconds 10`, concurrency 32, one run each: 1 at once 274 req/s, /healthz p99 8.7 ms; 2: 310,
-// 15.6 ms; 4 (as many as libuv's threads): 345, 31.1 ms. The default is half the cores.
+// The default, half the cores, trades a little throughput for /healthz's latency (docs/service.md,
+// Images; `npm run bench:serve -- --image-size 300 --image-format jpeg --decoders N`).
 
 import { Errors } from './errors.js';
 

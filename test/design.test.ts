@@ -115,3 +115,15 @@ t.test('tests pass dependencies in rather than mocking imports (t.mockImport han
   const mocking = tests.filter((s) => s.file !== 'test/design.test.ts' && /\bt\.mock(Import|Require)\(/.test(s.text)).map((s) => s.file);
   t.same(mocking, []);
 });
+
+t.test('no source line is over 140 characters (Biome formats to 140; long strings are split by hand)', async (t) => {
+  const files = await sources(['trainer', 'runtime', 'server', 'bin', 'bench', 'test', 'docs']);
+  const long = files.flatMap((f) =>
+    f.text
+      .split('\n')
+      .map((line, i) => [line, i] as const)
+      .filter(([line]) => line.length > 140)
+      .map(([line, i]) => `${f.file}:${i + 1} (${line.length})`),
+  );
+  t.same(long, []);
+});

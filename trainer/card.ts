@@ -50,22 +50,35 @@ function dataName(c: ModelConfig): { name: string; cifar: boolean } {
 function architecture(v: ViTConfig, parameters: number, labels: number): string[] {
   const tokens =
     v.tokenizer_layers > 0
-      ? `a convolutional tokenizer of ${v.tokenizer_layers} stages (${v.tokenizer_kernel}x${v.tokenizer_kernel} convolutions, ${v.tokenizer_channels} channels between them, ReLU, stride-2 max-pools), each token a ${v.patch_size}x${v.patch_size} square`
+      ? `a convolutional tokenizer of ${v.tokenizer_layers} stages ` +
+        `(${v.tokenizer_kernel}x${v.tokenizer_kernel} convolutions, ` +
+        `${v.tokenizer_channels} channels between them, ReLU, stride-2 ` +
+        `max-pools), each token a ${v.patch_size}x${v.patch_size} square`
       : `${v.patch_size}x${v.patch_size} patches${v.shifted_patch_tokenization ? ' with Shifted Patch Tokenization' : ''}`;
   const grid = v.image_size / v.patch_size;
   const rows: [string, string][] = [
     [
       'input',
-      `${v.image_size}x${v.image_size}, ${v.num_channels} channels, normalized with mean ${JSON.stringify(v.mean)} and std ${JSON.stringify(v.std)}`,
+      `${v.image_size}x${v.image_size}, ${v.num_channels} channels, ` +
+        `normalized with mean ${JSON.stringify(v.mean)} and std ` +
+        `${JSON.stringify(v.std)}`,
     ],
     ['tokens', `${tokens}: a grid of ${grid}x${grid}, after [CLS]${v.distillation_token ? ' and a distillation token' : ''}`],
     [
       'blocks',
-      `${v.num_hidden_layers}, width ${v.hidden_size}, ${v.num_attention_heads} heads${v.locality_self_attention ? ' (Locality Self-Attention)' : ''}, MLP ${v.intermediate_size} (${v.hidden_act === 'gelu' ? 'exact GELU' : 'tanh GELU'}), pre-norm (epsilon ${v.layer_norm_eps})`,
+      `${v.num_hidden_layers}, width ${v.hidden_size}, ` +
+        `${v.num_attention_heads} ` +
+        `heads${v.locality_self_attention ? ' (Locality Self-Attention)' : ''}, ` +
+        `MLP ${v.intermediate_size} ` +
+        `(${v.hidden_act === 'gelu' ? 'exact GELU' : 'tanh GELU'}), pre-norm ` +
+        `(epsilon ${v.layer_norm_eps})`,
     ],
     [
       'head',
-      `${v.final_layernorm ? 'a final LayerNorm, then ' : ''}a linear classifier on [CLS]${v.distillation_classifier ? ' and one on the distillation token, the logits their mean' : ''}, ${labels} classes`,
+      `${v.final_layernorm ? 'a final LayerNorm, then ' : ''}a linear ` +
+        `classifier on ` +
+        `[CLS]${v.distillation_classifier ? ' and one on the distillation token, the logits their mean' : ''}, ` +
+        `${labels} classes`,
     ],
     ['parameters', parameters.toLocaleString('en-US')],
   ];
@@ -78,8 +91,17 @@ function architecture(v: ViTConfig, parameters: number, labels: number): string[
 }
 
 function recipe(t: TrainConfig): string[] {
+  const optimizer =
+    t.optimizer === 'adamw' ? `AdamW (betas ${t.betas.join('/')})` : `SGD (momentum ${t.momentum}${t.nesterov ? ', Nesterov' : ''})`;
+  const average = t.ema_horizon > 0 ? `over ${100 * t.ema_horizon}% of the steps` : `decay ${t.ema_decay}`;
+  const frozen = t.freeze_epochs === 0 ? 'throughout' : `for ${t.freeze_epochs} epochs`;
   const lines = [
-    `- ${t.epochs} epochs at batch ${t.batch_size}, ${t.optimizer === 'adamw' ? `AdamW (betas ${t.betas.join('/')})` : `SGD (momentum ${t.momentum}${t.nesterov ? ', Nesterov' : ''})`}, learning rate ${t.lr}${t.schedule === 'cosine' ? ` with a cosine to ${t.min_lr}` : ' constant'}${t.warmup_epochs > 0 ? ` after ${t.warmup_epochs} warmup epochs` : ''}, weight decay ${t.weight_decay}${t.decay_all ? '' : ' (not on biases, norms and embeddings)'}`,
+    `- ${t.epochs} epochs at batch ${t.batch_size}, ${optimizer}, ` +
+      `learning rate ` +
+      `${t.lr}${t.schedule === 'cosine' ? ` with a cosine to ${t.min_lr}` : ' constant'}` +
+      `${t.warmup_epochs > 0 ? ` after ${t.warmup_epochs} warmup epochs` : ''}, ` +
+      `weight decay ` +
+      `${t.weight_decay}${t.decay_all ? '' : ' (not on biases, norms and embeddings)'}`,
   ];
   const aug = [
     t.crop_padding > 0 ? `random crops (${t.crop_padding} px padding)` : '',
@@ -95,11 +117,18 @@ function recipe(t: TrainConfig): string[] {
     t.label_smoothing > 0 ? `label smoothing ${t.label_smoothing}` : '',
   ].filter(Boolean);
   lines.push(
-    `- ${aug.length > 0 ? aug.join(', ') : 'no augmentation'}${t.ema_decay > 0 || t.ema_horizon > 0 ? `; an average of the weights (${t.ema_horizon > 0 ? `over ${100 * t.ema_horizon}% of the steps` : `decay ${t.ema_decay}`}), exported when it does better at the end` : ''}${t.whiten_init ? '; the first convolution started as a whitening of the training patches' : ''}; seed ${t.seed}`,
+    `- ` +
+      `${aug.length > 0 ? aug.join(', ') : 'no augmentation'}` +
+      `${t.ema_decay > 0 || t.ema_horizon > 0 ? `; an average of the weights (${average}), exported when it does better at the end` : ''}` +
+      `${t.whiten_init ? '; the first convolution started as a whitening of the training patches' : ''}; ` +
+      `seed ${t.seed}`,
   );
   if (t.init)
     lines.push(
-      `- started from \`${t.init}\`${t.freeze === 'encoder' ? `, the encoder frozen ${t.freeze_epochs === 0 ? 'throughout' : `for ${t.freeze_epochs} epochs`}` : ''}${t.layer_decay < 1 ? `, layer-wise lr decay ${t.layer_decay}` : ''}`,
+      `- started from ` +
+        `\`${t.init}` +
+        `\`${t.freeze === 'encoder' ? `, the encoder frozen ${frozen}` : ''}` +
+        `${t.layer_decay < 1 ? `, layer-wise lr decay ${t.layer_decay}` : ''}`,
     );
   return lines;
 }
@@ -148,7 +177,11 @@ export function renderModelCard(c: CardInput): string {
   ];
   const out = [...meta, '', `# ${c.name}`, ''];
   out.push(
-    `${v ? `A Vision Transformer of ${c.parameters.toLocaleString('en-US')} parameters` : 'An image classifier'} trained with vitrine on ${dataset} (${c.config.labels.length} classes: ${c.config.labels.join(', ')}).${e ? ` **${pct(e.result.accuracy)}** on ${e.result.count.toLocaleString('en-US')} images: ${e.which}.` : ''}`,
+    `${v ? `A Vision Transformer of ${c.parameters.toLocaleString('en-US')} parameters` : 'An image classifier'} ` +
+      `trained with vitrine on ${dataset} (${c.config.labels.length} ` +
+      `classes: ` +
+      `${c.config.labels.join(', ')}` +
+      `).${e ? ` **${pct(e.result.accuracy)}** on ${e.result.count.toLocaleString('en-US')} images: ${e.which}.` : ''}`,
   );
   out.push('', "This card is generated from the folder's files (`vitrine card --model <folder>` writes it again).");
   if (v) out.push('', '## Architecture', '', ...architecture(v, c.parameters, c.config.labels.length));
@@ -161,7 +194,10 @@ export function renderModelCard(c: CardInput): string {
     out.push(
       tr.data === 'cifar10'
         ? '- CIFAR-10: the 50,000 training images for training, the 10,000 test images held out'
-        : `- the folder \`${tr.data}\`: ${tr.val_ratio > 0 ? `a seeded per-class split (val_ratio ${tr.val_ratio}, seed ${tr.seed}) unless it has train/ and val/` : 'all of it for training'}`,
+        : `- the folder \`${tr.data}\`: ` +
+            (tr.val_ratio > 0
+              ? `a seeded per-class split (val_ratio ${tr.val_ratio}, seed ${tr.seed}) unless it has train/ and val/`
+              : 'all of it for training'),
     );
   else out.push('- not recorded (an export without its run)');
   if (e) {
@@ -186,21 +222,37 @@ export function renderModelCard(c: CardInput): string {
     const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
     out.push('', '## Training', '');
     out.push(
-      `- ${last.epoch} epoch${last.epoch === 1 ? '' : 's'} (${last.step.toLocaleString('en-US')} steps) in ${formatDuration(last.elapsed_s)} of wall time, evaluations included; median ${Math.round(median(rates))} training images/s per epoch (${Math.min(...rates)} to ${Math.max(...rates)})`,
+      `- ${last.epoch} epoch${last.epoch === 1 ? '' : 's'} ` +
+        `(${last.step.toLocaleString('en-US')} steps) in ` +
+        `${formatDuration(last.elapsed_s)} of wall time, evaluations included; ` +
+        `median ${Math.round(median(rates))} training images/s per epoch ` +
+        `(${Math.min(...rates)} to ${Math.max(...rates)})`,
     );
     out.push(
-      `- last epoch: train loss ${last.train_loss.toFixed(4)}, train accuracy ${pct(last.train_accuracy)}${last.test_accuracy !== undefined ? `, held-out accuracy ${pct(last.test_accuracy)}` : ''}${last.ema_test_accuracy !== undefined ? ` (the average of the weights: ${pct(last.ema_test_accuracy)})` : ''}`,
+      `- last epoch: train loss ${last.train_loss.toFixed(4)}, train ` +
+        `accuracy ` +
+        `${pct(last.train_accuracy)}` +
+        `${last.test_accuracy !== undefined ? `, held-out accuracy ${pct(last.test_accuracy)}` : ''}` +
+        `${last.ema_test_accuracy !== undefined ? ` (the average of the weights: ${pct(last.ema_test_accuracy)})` : ''}`,
     );
     const averaged = averageWins(last);
     if (best && last.test_accuracy !== undefined && best.test_accuracy! > last.test_accuracy)
       out.push(
-        `- the held-out accuracy peaked at epoch ${best.epoch} (${pct(best.test_accuracy!)}); the last epoch${averaged ? "'s average of the weights" : ''} is what was exported`,
+        `- the held-out accuracy peaked at epoch ${best.epoch} ` +
+          `(${pct(best.test_accuracy!)}); the last ` +
+          `epoch${averaged ? "'s average of the weights" : ''} is what was ` +
+          `exported`,
       );
   }
   if (c.hasCurves) out.push('', '## Curves', '', '![train and held-out loss and accuracy per epoch](curves.svg)');
   out.push('', '## Files', '', '| file | what |', '| --- | --- |');
   out.push(
-    `| \`onnx/model.onnx\` | input \`${c.config.input_name}\` [batch, ${c.config.mean.length}, ${c.config.image_size.join(', ')}]; outputs \`${c.config.logits_output}\`${c.config.attention_outputs.length ? ` and ${c.config.attention_outputs.length} attention maps` : ''} |`,
+    `| \`onnx/model.onnx\` | input \`${c.config.input_name}\` [batch, ` +
+      `${c.config.mean.length}, ${c.config.image_size.join(', ')}]; outputs ` +
+      `\`${c.config.logits_output}` +
+      `\`${c.config.attention_outputs.length ? ` and ${c.config.attention_outputs.length} attention maps` : ''}` +
+      ` ` +
+      `|`,
   );
   if (c.config.relevance) out.push(`| \`${c.config.relevance.file}\` | the explanation graph (relevance maps) |`);
   if (c.config.relevance?.light_file)

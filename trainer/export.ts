@@ -115,7 +115,11 @@ export function exportRelevanceOnnx(model: ViT, config: ModelConfig, light = fal
     outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const), ...gradients],
     initializers: new Map(model.namedParameters().map(([name, p]) => [name, p.data])),
     graphName: light ? 'vit_relevance_light' : 'vit_relevance',
-    docString: `Vision Transformer, ${model.parameterCount()} parameters, with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to ${light ? "the last layer's attention probabilities" : "every layer's attention probabilities and to the input pixels"}`,
+    docString:
+      `Vision Transformer, ${model.parameterCount()} parameters, with the ` +
+      `gradient of the logit of ${CLASS_INPUT} (per image; -1: the top ` +
+      `prediction) with respect to ` +
+      `${light ? "the last layer's attention probabilities" : "every layer's attention probabilities and to the input pixels"}`,
     metadata: { labels: JSON.stringify(config.labels), class_input: CLASS_INPUT },
   });
 }

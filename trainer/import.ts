@@ -127,7 +127,9 @@ export function tokenLayout(g: ImportedGraph, tokens: number, override: { patchS
   const prefixTokens = override.prefixTokens ?? tokens - grid[0] * grid[1];
   if (prefixTokens < 1 || prefixTokens + grid[0] * grid[1] !== tokens) {
     throw new Error(
-      `the attention has ${tokens} tokens, the ${grid[0]}x${grid[1]} patch grid ${grid[0] * grid[1]}: ${prefixTokens === 0 ? 'maps need a [CLS] token first' : 'give --prefix-tokens and --patch-size'}`,
+      `the attention has ${tokens} tokens, the ${grid[0]}x${grid[1]} patch ` +
+        `grid ${grid[0] * grid[1]}: ` +
+        `${prefixTokens === 0 ? 'maps need a [CLS] token first' : 'give --prefix-tokens and --patch-size'}`,
     );
   }
   return { patchSize: patch, grid, prefixTokens };
@@ -205,7 +207,10 @@ function relevanceModel(
     external: places,
     inputOrder: [g.inputName, CLASS_INPUT],
     graphName: light ? 'imported_relevance_light' : 'imported_relevance',
-    docString: `the imported graph with the gradient of the logit of ${CLASS_INPUT} (per image; -1: the top prediction) with respect to ${light ? "the last attention's probabilities" : "every attention's probabilities and to the input"}`,
+    docString:
+      `the imported graph with the gradient of the logit of ${CLASS_INPUT} ` +
+      `(per image; -1: the top prediction) with respect to ` +
+      `${light ? "the last attention's probabilities" : "every attention's probabilities and to the input"}`,
   });
 }
 
@@ -254,7 +259,9 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const tokens = attentions[0].tokens;
   if (attentions.some((a) => a.tokens !== tokens || a.heads !== attentions[0].heads))
     throw new Error(
-      `the attentions differ in tokens or heads (${attentions.map((a) => `${a.heads}x${a.tokens}`).join(', ')}); vitrine maps need one layout`,
+      `the attentions differ in tokens or heads ` +
+        `(${attentions.map((a) => `${a.heads}x${a.tokens}`).join(', ')}); ` +
+        `vitrine maps need one layout`,
     );
   const layout = tokenLayout(g, tokens, { patchSize: s.patchSize, prefixTokens: s.prefixTokens });
   const { places, bytes } = layoutWeights(g);

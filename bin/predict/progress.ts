@@ -30,7 +30,12 @@ export class PredictProgress {
     const filled = this.total > 0 ? Math.round((done / this.total) * width) : width;
     const rate = this.rate(done);
     const eta = rate > 0 ? (this.total - done) / rate : NaN;
-    return `predict [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done.toLocaleString('en-US')}/${this.total.toLocaleString('en-US')} ${Math.round(rate).toLocaleString('en-US')} images/s ETA ${formatDuration(eta)}${errors ? ` (${errors} error${errors > 1 ? 's' : ''})` : ''}`;
+    return (
+      `predict [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ` +
+      `${done.toLocaleString('en-US')}/${this.total.toLocaleString('en-US')} ` +
+      `${Math.round(rate).toLocaleString('en-US')} images/s ETA ` +
+      `${formatDuration(eta)}${errors ? ` (${errors} error${errors > 1 ? 's' : ''})` : ''}`
+    );
   }
 
   update(done: number, errors: number): void {

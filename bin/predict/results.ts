@@ -150,7 +150,9 @@ export function readRecords(
   const found = rows[0].fields;
   if (header && found.join(',') !== header.join(','))
     throw new CliError(
-      `${file} has the columns ${found.join(',')}, this run writes ${header.join(',')}: run with the flags that wrote it (--topk, --logits, --maps), or --overwrite`,
+      `${file} has the columns ${found.join(',')}, this run writes ` +
+        `${header.join(',')}: run with the flags that wrote it (--topk, ` +
+        `--logits, --maps), or --overwrite`,
     );
   const col = (name: string) => found.indexOf(name);
   const [p, s, m, l, e] = ['path', 'size', 'mtime_ms', 'label_1', 'error'].map(col);
@@ -222,7 +224,9 @@ export async function mergeShards(dir: string): Promise<{ file: string; shards: 
   const missing = Array.from({ length: count }, (_, i) => i + 1).filter((i) => !have.has(i));
   if (missing.length)
     throw new CliError(
-      `shard${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${count} missing in ${dir}: run them (--shard i/${count}) before merging`,
+      `shard${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ` +
+        `${count} missing in ${dir}: run them (--shard i/${count}) before ` +
+        `merging`,
     );
   const all: WrittenRecord[] = [];
   let header: string[] | null = null;

@@ -23,7 +23,8 @@ parentPort!.on('message', (m: DrawRequest) => {
   try {
     if (m.kind === 'attention-json') reply = { id: m.id, json: attentionJson(m.layers, m.heads, m.tokens) };
     else {
-      const png = new Uint8Array(drawHeatmap(m.grid, m.view, m.options)); // its own buffer (a small Buffer may share Node's pool), so it can be transferred
+      // its own buffer (a small Buffer may share Node's pool), so it can be transferred
+      const png = new Uint8Array(drawHeatmap(m.grid, m.view, m.options));
       reply = { id: m.id, png };
       transfer = [png.buffer];
     }

@@ -1,7 +1,7 @@
 // Heatmaps are drawn in worker threads, at most `size` at once (one a worker; the rest wait in order,
 // beyond `maxWaiting` a draw is refused with 503), like decodes through the decode gate: a draw is
-// ~3 ms of CPU for a 256 px heatmap (an upsampling, a blend over every pixel, a PNG encode;
-// heatmap.ts), and on the event loop it would delay every other request, /healthz included. A worker
+// milliseconds of CPU for a 256 px heatmap (an upsampling, a blend over every pixel, a PNG encode;
+// heatmap.ts; `npm run bench:draw`), and on the event loop it would delay every other request, /healthz included. A worker
 // that dies fails its draw (500) and is replaced.
 
 import type { Worker } from 'node:worker_threads';
@@ -11,8 +11,8 @@ import { Gate, atDeadline } from '../gate.js';
 import type { HeatmapOptions } from './heatmap.js';
 
 /** A heatmap to draw, or every layer's attention probabilities to write as JSON text (attention=full:
- *  ~600 KB for the seed ViT, ~80 ms of CPU that on the event loop delayed /healthz by seconds at 64
- *  such requests at once). */
+ *  hundreds of KB for the seed ViT, CPU that on the event loop delayed /healthz by seconds when many
+ *  such requests came at once; docs/service.md). */
 export type DrawRequest =
   | { id: number; kind?: 'heatmap'; grid: number[][]; view: { data: Uint8Array; width: number; height: number }; options: HeatmapOptions }
   | { id: number; kind: 'attention-json'; layers: Float32Array[]; heads: number; tokens: number };

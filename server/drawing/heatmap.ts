@@ -2,7 +2,7 @@
 // (bicubic between cell centres) to the output size, coloured with a colormap and blended over the
 // image (nearest pixels when the output is larger, the mean of the pixels it covers when smaller)
 // with opacity `alpha`, then encoded as a PNG. Plain loops over the pixels and zlib, no libvips
-// pipeline: a 256 px heatmap was three of those (two resizes and an encode), ~5 ms, and a draw runs
+// pipeline: a 256 px heatmap would be three of those (two resizes and an encode), and a draw runs
 // in a heatmap worker (draws.ts), where its cost is all that counts.
 
 import { encodeFilteredRgbPng } from '../../runtime/png.js';

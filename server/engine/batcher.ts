@@ -82,7 +82,9 @@ export class Batcher {
       const room = Math.max(0, this.o.maxQueue - this.queued);
       return Promise.reject(
         Errors.overloaded(
-          `the inference queue has room for ${room} of this request's ${images.length} images (${this.o.maxQueue} requests waiting at most); retry shortly`,
+          `the inference queue has room for ${room} of this request's ` +
+            `${images.length} images (${this.o.maxQueue} requests waiting at ` +
+            `most); retry shortly`,
           { 'retry-after': '1' },
         ),
       );

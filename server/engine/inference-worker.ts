@@ -36,7 +36,10 @@ async function open(m: WorkerModel): Promise<void> {
     if (s.cpuNodes.length > 0)
       send({
         type: 'log',
-        message: `model ${m.name}: ${file} has ${s.cpuNodes.length} node(s) that the ${s.provider} provider cannot run; they run on the CPU (${s.cpuNodes.join(', ')})`,
+        message:
+          `model ${m.name}: ${file} has ${s.cpuNodes.length} node(s) that the ` +
+          `${s.provider} provider cannot run; they run on the CPU ` +
+          `(${s.cpuNodes.join(', ')})`,
       });
     return s;
   };

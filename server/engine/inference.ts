@@ -52,7 +52,10 @@ export async function startInference(
   let workers = o.workers;
   if (workers > 1 && mayUseWebGpu(o.device)) {
     log.info(
-      `device ${o.device}: one inference worker instead of ${workers}: ONNX Runtime's WebGPU context is one per process and cannot be used by two threads at once (a GPU runs one batch at a time anyway; --max-batch sets how large)`,
+      `device ${o.device}: one inference worker instead of ${workers}: ONNX ` +
+        `Runtime's WebGPU context is one per process and cannot be used by two ` +
+        `threads at once (a GPU runs one batch at a time anyway; --max-batch ` +
+        `sets how large)`,
     );
     workers = 1;
   }

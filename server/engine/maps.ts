@@ -51,7 +51,9 @@ export function classIndex(text: string, labels: readonly string[]): number {
   if (byLabel >= 0) return byLabel;
   if (/^[0-9]+$/.test(text) && Number(text) < labels.length) return Number(text);
   throw Errors.badRequest(
-    `unknown class '${text}': a label (${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) or an index 0-${labels.length - 1}`,
+    `unknown class '${text}': a label ` +
+      `(${labels.slice(0, 12).join(', ')}${labels.length > 12 ? ', …' : ''}) ` +
+      `or an index 0-${labels.length - 1}`,
   );
 }
 

@@ -10,7 +10,10 @@ export function requireNames(m: WorkerModel, file: string, session: Session, inp
   if (missing.length > 0) {
     const list = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
     throw new Error(
-      `model ${m.name}: ${file} has no input or output named ${list(missing)} (config.json names them; the graph's inputs are ${list(session.inputNames)} and its outputs ${list(session.outputNames)})`,
+      `model ${m.name}: ${file} has no input or output named ` +
+        `${list(missing)} (config.json names them; the graph's inputs are ` +
+        `${list(session.inputNames)} and its outputs ` +
+        `${list(session.outputNames)})`,
     );
   }
 }
@@ -34,7 +37,10 @@ export function requireShapes(m: WorkerModel, file: string, session: Session): v
   input.slice(1).forEach((d, i) => {
     if (typeof d === 'number' && d > 0 && d !== want[i]) {
       throw new Error(
-        `model ${m.name}: config.json gives ${named[i]} ${want[i]} (${i === 0 ? 'one mean and std per channel' : 'image_size'}), but ${file} takes '${m.inputName}' of ${named[i]} ${d} ([${input.join(', ')}])`,
+        `model ${m.name}: config.json gives ${named[i]} ${want[i]} ` +
+          `(${i === 0 ? 'one mean and std per channel' : 'image_size'}), but ` +
+          `${file} takes '${m.inputName}' of ${named[i]} ${d} ` +
+          `([${input.join(', ')}])`,
       );
     }
   });
@@ -42,6 +48,7 @@ export function requireShapes(m: WorkerModel, file: string, session: Session): v
   const classes = logits.at(-1);
   if (typeof classes === 'number' && classes > 0 && classes !== m.classes)
     throw new Error(
-      `model ${m.name}: config.json names ${m.classes} labels, but ${file} gives ${classes} logits ('${m.logitsOutput}' [${logits.join(', ')}])`,
+      `model ${m.name}: config.json names ${m.classes} labels, but ${file} ` +
+        `gives ${classes} logits ('${m.logitsOutput}' [${logits.join(', ')}])`,
     );
 }

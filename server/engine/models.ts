@@ -47,12 +47,17 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
   const lightFile = relevance && config.relevance?.light_file ? path.join(dir, config.relevance.light_file) : null;
   if (lightFile && !existsSync(lightFile))
     warn(
-      `model ${name}: config.json names ${config.relevance!.light_file}, which is not there: its default maps come from ${config.relevance!.file}, at the cost of a backward pass through every block`,
+      `model ${name}: config.json names ${config.relevance!.light_file}, ` +
+        `which is not there: its default maps come from ` +
+        `${config.relevance!.file}, at the cost of a backward pass through ` +
+        `every block`,
     );
   const relevanceLight = lightFile && existsSync(lightFile) ? lightFile : null;
   if (!grid)
     warn(
-      `model ${name}: no attention outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, so it is served without maps; ${IMPORT_HINT}`,
+      `model ${name}: no attention ` +
+        `outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, ` +
+        `so it is served without maps; ${IMPORT_HINT}`,
     );
   return { name, dir, file, config, grid, heads: headsOf(config), relevance, relevanceLight };
 }

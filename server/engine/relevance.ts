@@ -84,14 +84,14 @@ export function gradInputInto(
 }
 
 /**
- * The `combined` explanation (the default before `lastLayerRelevanceInto`), per patch: Chefer's relevance (how the attention routes class
+ * The `combined` explanation, per patch: Chefer's relevance (how the attention routes class
  * c's evidence to the patch) plus the attention rollout (how much of the attention flow reaches it at
  * all, for any class), each scaled to a maximum of 1 in the image, times the square root of gradient x
  * input (what the patch's pixels carry of the class, to first order). Rollout keeps an order among
  * the patches Chefer's rule leaves near zero, which is where it fell behind rollout on the compact
  * model's negative perturbation curve. Chosen with bench/explain-select.ts (the perturbation,
  * deletion and insertion tests, in-process) on CIFAR-10 test images 5,000-5,299, apart from the 1,000
- * the README reports, among Chefer's rule alone, gradient x input alone (at the pixels and at the
+ * docs/explanations.md reports, among Chefer's rule alone, gradient x input alone (at the pixels and at the
  * embedded tokens), Chefer's rule or rollout times gradient x input to the power 1, 0.5 or 0.25,
  * gradient-weighted rollout and this sum. It needs a backward pass through every block and the
  * tokenizer (~3x a classification). `chefer`, `rollout` and `gradInput` hold `patches` values per image.
@@ -135,7 +135,7 @@ export const rollIdentity = (layers: number, share = ROLL_SHARE): number => (lay
  * Only the last block's attention gradient is needed, which a backward through that block alone
  * gives (the light explanation graph, trainer/export.ts), so a classification with its explanation
  * costs about one classification. Chosen with bench/explain-select.ts on CIFAR-10 test images
- * 5,000-5,999 (apart from the 1,000 the README reports) among forward-cost rules: a constant w (0.5 to
+ * 5,000-5,999 (apart from the 1,000 docs/explanations.md reports) among forward-cost rules: a constant w (0.5 to
  * 1), this share (0.5 or 0.6), w from the norms of the residual stream and of the attention's output,
  * value-norm-weighted rollout. A constant that suits the 2-block model blurs the 4-block one (or the
  * reverse); the share of 0.6 was ahead of rollout and cls on every test for both bundled models with

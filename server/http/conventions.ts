@@ -9,7 +9,8 @@ const binary = { type: 'string', format: 'binary' };
 export const CLASSIFY_REQUEST_BODY = {
   required: true,
   description:
-    'The image: a multipart form with the file in field `image`, or the raw bytes (PNG, JPEG, WebP, GIF, AVIF, TIFF; the format is sniffed).',
+    'The image: a multipart form with the file in field `image`, or the ' +
+    'raw bytes (PNG, JPEG, WebP, GIF, AVIF, TIFF; the format is sniffed).',
   content: {
     'multipart/form-data': {
       schema: { type: 'object', properties: { image: { ...binary, description: 'the image file' } }, required: ['image'] },
@@ -29,7 +30,7 @@ export function keyMatches(header: string | undefined, key: string): boolean {
 
 /** Any error a route throws (ours, Fastify's validation, body size and type) as one ServiceError;
  *  the service's handler and the Open Inference Protocol's each answer it in their own shape. */
-export function classifyError(err: FastifyError | ServiceError, request: FastifyRequest, bodyLimit: number): ServiceError {
+export function toServiceError(err: FastifyError | ServiceError, request: FastifyRequest, bodyLimit: number): ServiceError {
   if (err instanceof ServiceError) return err;
   if (err.validation) {
     const v = err.validation[0];
@@ -42,11 +43,16 @@ export function classifyError(err: FastifyError | ServiceError, request: Fastify
         | undefined;
       const known = Object.keys(schema?.properties ?? {});
       return Errors.badRequest(
-        `unknown ${err.validationContext === 'querystring' ? 'query parameter' : 'parameter'} '${params.additionalProperty}'${known.length ? ` (accepted: ${known.join(', ')})` : ''}`,
+        `unknown ` +
+          `${err.validationContext === 'querystring' ? 'query parameter' : 'parameter'} ` +
+          `'${params.additionalProperty}'${known.length ? ` (accepted: ${known.join(', ')})` : ''}`,
       );
     }
     return Errors.badRequest(
-      `${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`
+      (
+        `${err.validationContext ?? 'request'} ${v?.instancePath ?? ''} ` +
+        `${v?.message ?? err.message}${allowed ? `: ${allowed.join(', ')}` : ''}`
+      )
         .replace(/\s+/g, ' ')
         .trim(),
     );
@@ -55,7 +61,9 @@ export function classifyError(err: FastifyError | ServiceError, request: Fastify
     return Errors.tooLarge(`the body is larger than ${bodyLimit} bytes`);
   if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.statusCode === 415)
     return Errors.unsupportedMedia(
-      `unsupported content type '${request.headers['content-type'] ?? ''}': send multipart/form-data (field image) or the raw image with an image/* type`,
+      `unsupported content type '${request.headers['content-type'] ?? ''}': ` +
+        `send multipart/form-data (field image) or the raw image with an ` +
+        `image/* type`,
     );
   if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500))
     return new ServiceError('VIT_BAD_REQUEST', err.message, err.statusCode ?? 400);
@@ -66,7 +74,7 @@ export function classifyError(err: FastifyError | ServiceError, request: Fastify
 /** The error handler and the not-found handler every route of the service answers through. */
 export function errorHandling(app: FastifyInstance, bodyLimit: number): void {
   app.setErrorHandler((err: FastifyError | ServiceError, request, reply) => {
-    const e = classifyError(err, request, bodyLimit);
+    const e = toServiceError(err, request, bodyLimit);
     if (e.statusCode >= 500) request.log.warn({ code: e.code, url: request.url }, e.message);
     return reply
       .code(e.statusCode)

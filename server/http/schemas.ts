@@ -23,7 +23,10 @@ export const ClassifyQuery = Type.Object(
     attention: Type.Optional(
       enumOf(['none', 'rollout', 'cls', 'full', 'relevance'] as const, {
         description:
-          "attention in the response (default rollout; omitted for models without attention outputs unless asked); relevance: the default explanation of the top prediction (the last block's gradient-weighted attention, rolled out), from the same run as the classification",
+          'attention in the response (default rollout; omitted for models ' +
+          'without attention outputs unless asked); relevance: the default ' +
+          "explanation of the top prediction (the last block's gradient-weighted " +
+          'attention, rolled out), from the same run as the classification',
       }),
     ),
     tta: Type.Optional(

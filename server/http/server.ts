@@ -52,7 +52,9 @@ export async function serve(config: ServeConfig): Promise<void> {
   const exposed = exposureWarning(config);
   if (exposed) app.log.warn(exposed);
   app.log.info(
-    `vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} on ${address} (${app.vitrine.pool.size} workers; ${runsOn(app.vitrine.pool)})`,
+    `vitrine serving ${app.vitrine.models.map((m) => m.name).join(', ')} ` +
+      `on ${address} (${app.vitrine.pool.size} workers; ` +
+      `${runsOn(app.vitrine.pool)})`,
   );
 }
 
@@ -80,5 +82,9 @@ export function inContainer(env: NodeJS.ProcessEnv = process.env, exists: (file:
 export function exposureWarning(config: Pick<ServeConfig, 'host' | 'apiKey'>, container = inContainer()): string | null {
   const everywhere = config.host === '0.0.0.0' || config.host === '::' || config.host === '';
   if (!everywhere || config.apiKey || container) return null;
-  return `listening on every interface (${config.host}) without an API key: anyone who can reach this machine can use the API; --host 127.0.0.1 keeps it to this machine, --api-key requires a key`;
+  return (
+    `listening on every interface (${config.host}) without an API key: ` +
+    `anyone who can reach this machine can use the API; --host 127.0.0.1 ` +
+    `keeps it to this machine, --api-key requires a key`
+  );
 }

@@ -49,7 +49,9 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   let defaultModel = config.defaultModel;
   if (!models.some((m) => m.name === defaultModel)) {
     log.warn(
-      `default model '${defaultModel}' is not under ${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; using '${models[0].name}'`,
+      `default model '${defaultModel}' is not under ` +
+        `${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; ` +
+        `using '${models[0].name}'`,
     );
     defaultModel = models[0].name;
   }

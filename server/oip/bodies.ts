@@ -73,7 +73,8 @@ export function parseInferRequest(body: Buffer, headerLength: string | undefined
     raw = JSON.parse(body.subarray(0, jsonEnd).toString('utf8'));
   } catch (err) {
     throw Errors.badRequest(
-      `the request's JSON does not parse: ${(err as Error).message}${headerLength === undefined ? ' (binary tensor data needs the Inference-Header-Content-Length header)' : ''}`,
+      `the request's JSON does not parse: ${(err as Error).message}` +
+        (headerLength === undefined ? ' (binary tensor data needs the Inference-Header-Content-Length header)' : ''),
     );
   }
   if (!isObject(raw)) throw Errors.badRequest('the request must be a JSON object with "inputs"');

@@ -3,7 +3,7 @@
 // 32 x 32 model, not the attention probabilities (~270 KB for the seed model): the map is made when it
 // is asked for by running the model again on the input (which gives the same attentions; a relevance
 // map needs the input anyway). Measured against keeping every layer's attention probabilities in a
-// shared slab that the workers wrote into, see the README ("The kept-result path").
+// shared slab that the workers wrote into: docs/architecture.md, "The kept-result path".
 //
 // Two stores with one interface: in the process (a bounded LRU with a time to live; the default), or
 // Redis shared by every replica (results-redis.ts).

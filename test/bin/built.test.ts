@@ -75,7 +75,10 @@ t.test('named recipes, eval on the training folder, and export, from the built c
   t.equal(o.code, 0, o.stderr);
   t.match(
     o.stderr,
-    /warning: .*other has no val\/ or test\/ folder and is not the folder this model's config\.json says it was trained on; evaluating all 8 images/,
+    new RegExp(
+      /warning: .*other has no val\/ or test\/ folder and is not the folder this model's /.source +
+        /config\.json says it was trained on; evaluating all 8 images/.source,
+    ),
   );
   t.match(o.stdout, /no images of: class2, class3/);
   t.notMatch(o.stdout, /^\s+class2\s/m, 'classes without images get no rows');

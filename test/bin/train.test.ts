@@ -333,7 +333,9 @@ t.test('fine-tune a Hugging Face DeiT checkpoint on a folder with other labels (
 });
 
 t.test(
-  'what a first run says, through the built command: the device line once, the images eval decodes, classes without images, a class of one image',
+  'what a first run says, through the built command: the device line ' +
+    'once, the images eval decodes, classes without images, a class of one ' +
+    'image',
   async (t) => {
     const dir = await tmpDir();
     const data = path.join(dir, 'photos');
@@ -351,7 +353,11 @@ t.test(
     t.equal(r.code, 0, r.stderr);
     t.match(
       r.stderr,
-      /a folder of 22 training images and no --recipe: the folder recipe \(a compact transformer with a convolutional tokenizer; 1 epochs? of AdamW at lr 0\.002, warmup and cosine, flips, crops, RandAugment\) at batch 8, 2 steps an epoch; --recipe or flags change it/,
+      new RegExp(
+        /a folder of 22 training images and no --recipe: the folder recipe \(a compact transformer /.source +
+          /with a convolutional tokenizer; 1 epochs? of AdamW at lr 0\.002, warmup and cosine, /.source +
+          /flips, crops, RandAugment\) at batch 8, 2 steps an epoch; --recipe or flags change it/.source,
+      ),
     );
     t.equal(
       r.stderr.match(/device auto: the CPU \(CUDA unavailable/g)?.length,
@@ -387,7 +393,10 @@ t.test(
     );
     t.match(
       card,
-      /model-index:\n- name: "run"\n[\s\S]*type: imagefolder\n[\s\S]*- type: accuracy\n {6}value: [\d.]+\n {6}name: "accuracy on \d+ held-out images"/,
+      new RegExp(
+        /model-index:\n- name: "run"\n[\s\S]*type: imagefolder\n[\s\S]*- type: /.source +
+          /accuracy\n {6}value: [\d.]+\n {6}name: "accuracy on \d+ held-out images"/.source,
+      ),
     );
     for (const heading of [
       '## Architecture',

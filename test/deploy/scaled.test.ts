@@ -26,7 +26,12 @@ async function nginxConfig(dir: string, listen: number, upstreams: number[]): Pr
     .replace(/server replica:8080 resolve([^;]*);/, upstreams.map((p) => `server 127.0.0.1:${p}$1;`).join('\n    '))
     .replace('listen 80;', `listen 127.0.0.1:${listen};`);
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(path.join(dir, d), { recursive: true });
-  const conf = `daemon off;\npid ${dir}/nginx.pid;\nerror_log stderr warn;\nevents { worker_connections 256; }\nhttp {\n  access_log off;\n  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;\n${local}\n}\n`;
+  const conf =
+    `daemon off;\npid ${dir}/nginx.pid;\nerror_log stderr warn;\nevents { ` +
+    `worker_connections 256; }\nhttp {\n  access_log off;\n  ` +
+    `client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; ` +
+    `fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; ` +
+    `scgi_temp_path ${dir}/scgi;\n${local}\n}\n`;
   const file = path.join(dir, 'nginx.conf');
   await writeFile(file, conf);
   return file;

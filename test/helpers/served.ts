@@ -55,7 +55,9 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
       const spread = Math.max(...map) - Math.min(...map);
       t.ok(
         dm <= 1e-3 && spread > 0.2,
-        `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after scaling (${dm.toExponential(2)}; values spread over ${spread.toFixed(2)})`,
+        `${name} image ${i}: the ${method} map is PyTorch's within 1e-3 after ` +
+          `scaling (${dm.toExponential(2)}; values spread over ` +
+          `${spread.toFixed(2)})`,
       );
     }
     // the served maps are each scaled to a maximum of 1, as the rule scales chefer and rollout

@@ -17,7 +17,9 @@ if (!process.env.XDG_RUNTIME_DIR) {
 }
 
 export const INSTALL_LAVAPIPE =
-  "apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 (the bookworm-backports suite added; bookworm's own Mesa 22.3 is refused by Dawn)";
+  'apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 ' +
+  "(the bookworm-backports suite added; bookworm's own Mesa 22.3 is " +
+  'refused by Dawn)';
 
 /** Whether a Vulkan adapter is here for the WebGPU provider; without one, fails under CI and skips elsewhere. */
 export function haveWebGpu(t: Test): boolean {

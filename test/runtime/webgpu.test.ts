@@ -112,7 +112,10 @@ t.test('auto: WebGPU on a hardware adapter, never on a software one, and one lin
   t.equal(s.provider, 'cpu');
   t.same(soft.tried, ['cpu'], 'the software adapter is not tried');
   t.same(said, [
-    'device auto: the CPU (CUDA unavailable: onnxruntime-node was installed without it; WebGPU: no GPU on the PCI bus for the hardware Vulkan drivers installed; the only Vulkan adapter is llvmpipe (Mesa lavapipe), a software one)',
+    'device auto: the CPU (CUDA unavailable: onnxruntime-node was ' +
+      'installed without it; WebGPU: no GPU on the PCI bus for the hardware ' +
+      'Vulkan drivers installed; the only Vulkan adapter is llvmpipe (Mesa ' +
+      'lavapipe), a software one)',
   ]);
   t.notOk(mayUseWebGpu('auto', { runtime: soft.runtime, gpu: software }), 'so the service keeps its workers');
 
@@ -133,11 +136,17 @@ t.test('auto: WebGPU on a hardware adapter, never on a software one, and one lin
   );
   t.same(broken.tried, ['webgpu', 'cpu']);
   t.same(said, [
-    'device auto: the CPU (CUDA unavailable: onnxruntime-node was installed without it; WebGPU: NVIDIA L4 failed (no WebGPU adapter: No supported adapters))',
+    'device auto: the CPU (CUDA unavailable: onnxruntime-node was ' +
+      'installed without it; WebGPU: NVIDIA L4 failed (no WebGPU adapter: No ' +
+      'supported adapters))',
   ]);
   await t.rejects(
     createSession(model, { device: 'webgpu', runtime: broken.runtime, gpu: hardware }),
-    /^device webgpu: the WebGPU execution provider could not start \(no WebGPU adapter: No supported adapters; the Vulkan adapters here: NVIDIA L4, llvmpipe \(Mesa lavapipe\), a software adapter\); the WebGPU execution provider needs a Vulkan loader/,
+    new RegExp(
+      /^device webgpu: the WebGPU execution provider could not start \(no WebGPU adapter: No /.source +
+        /supported adapters; the Vulkan adapters here: NVIDIA L4, llvmpipe \(Mesa lavapipe\), a /.source +
+        /software adapter\); the WebGPU execution provider needs a Vulkan loader/.source,
+    ),
   );
 });
 
@@ -162,13 +171,21 @@ t.test('a machine without the Vulkan loader: auto uses the CPU and says so; --de
   assertOneLineError(
     t,
     gpu.stderr,
-    /^vitrine eval: device webgpu: the WebGPU execution provider could not start \(no Vulkan loader: .*libvulkan\.so\.1: file too short\); the WebGPU execution provider needs a Vulkan loader \(libvulkan1\)/,
+    new RegExp(
+      /^vitrine eval: device webgpu: the WebGPU execution provider could not start \(no Vulkan /.source +
+        /loader: .*libvulkan\.so\.1: file too short\); the WebGPU execution provider needs a /.source +
+        /Vulkan loader \(libvulkan1\)/.source,
+    ),
   );
   const auto = await runCli(['eval', '--model', 'models/cct-cifar10', '--data', data, '--device', 'auto'], { env });
   t.equal(auto.code, 0, auto.stderr);
   t.match(
     auto.stderr,
-    /^device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; WebGPU: no Vulkan loader: .*libvulkan\.so\.1: file too short\)$/m,
+    new RegExp(
+      /^device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; /.source +
+        /WebGPU: no Vulkan loader: .*libvulkan\.so\.1: file too short\)$/.source,
+      'm',
+    ),
   );
   t.match(auto.stdout, /\(6 images, cpu\)/);
 });

@@ -40,7 +40,11 @@ t.test('imported models are served with PyTorch logits, rollout and relevance ma
   const skipped = lines.map((l) => JSON.parse(l).msg as string).find((m) => m.includes('wrong-names'));
   t.match(
     skipped,
-    /skipping model wrong-names: .*has no input or output named 'scores' \(config.json names them; the graph's inputs are 'pixel_values' and its outputs 'logits', 'attentions.0', 'attentions.1'\)/,
+    new RegExp(
+      /skipping model wrong-names: .*has no input or output named 'scores' \(config.json names /.source +
+        /them; the graph's inputs are 'pixel_values' and its outputs 'logits', 'attentions.0', /.source +
+        /'attentions.1'\)/.source,
+    ),
   );
   for (const m of listed) t.same(m.methods, ['rollout', 'cls', 'relevance', 'chefer', 'grad-input', 'combined'], `${m.name}: every method`);
 
@@ -51,6 +55,10 @@ t.test("attention=full is refused past what a response carries, saying what to a
   t.doesNotThrow(() => refuseLargeFull(4, 4, 65), 'the seed ViT sends its attentions whole');
   t.throws(
     () => refuseLargeFull(12, 12, 197),
-    /attention=full would carry 12 layers x 12 heads x 197 x 197 tokens = 5,588,496 values \(about 50 MB of JSON\), more than the 1,000,000 a response carries: ask for attention=rollout, cls or relevance/,
+    new RegExp(
+      /attention=full would carry 12 layers x 12 heads x 197 x 197 tokens = 5,588,496 /.source +
+        /values \(about 50 MB of JSON\), more than the 1,000,000 a response carries: ask for /.source +
+        /attention=rollout, cls or relevance/.source,
+    ),
   );
 });

@@ -78,7 +78,10 @@ t.test('listening on every interface without a key outside a container is said a
   const { exposureWarning, inContainer } = await import('../../server/http/server.js');
   t.match(
     exposureWarning({ host: '0.0.0.0', apiKey: null }, false),
-    /^listening on every interface \(0\.0\.0\.0\) without an API key: .*--host 127\.0\.0\.1 keeps it to this machine, --api-key requires a key$/,
+    new RegExp(
+      /^listening on every interface \(0\.0\.0\.0\) without an API key: .*--host 127\.0\.0\.1 /.source +
+        /keeps it to this machine, --api-key requires a key$/.source,
+    ),
   );
   t.equal(exposureWarning({ host: '0.0.0.0', apiKey: 'k' }, false), null, 'a key: nothing to say');
   t.equal(exposureWarning({ host: '127.0.0.1', apiKey: null }, false), null, 'loopback: nothing to say');

@@ -32,7 +32,10 @@ t.test('the bundled models on webgpu: the CPU provider logits and every map', as
   t.match(said, /device webgpu: one inference worker instead of 2/, 'one worker on the GPU, and why');
   t.match(
     said,
-    /model cct-cifar10: .*relevance\.onnx has 2 node\(s\) that the webgpu provider cannot run; they run on the CPU \(MaxPool_\d+, MaxPool_\d+\)/,
+    new RegExp(
+      /model cct-cifar10: .*relevance\.onnx has 2 node\(s\) that the webgpu provider cannot run; /.source +
+        /they run on the CPU \(MaxPool_\d+, MaxPool_\d+\)/.source,
+    ),
   );
   t.equal(gpu.vitrine.pool.size, 1);
   const listed = (await gpu.inject('/models')).json().models as {
@@ -74,7 +77,9 @@ t.test('the bundled models on webgpu: the CPU provider logits and every map', as
         const dm = relativeDiff(va, vb);
         t.ok(
           dm <= 1e-3 && spread > 0.1,
-          `${m.name} ${image} ${method}: the map within 1e-3 of the CPU's after scaling (${dm.toExponential(1)}, values spread over ${spread.toFixed(2)})`,
+          `${m.name} ${image} ${method}: the map within 1e-3 of the CPU's after ` +
+            `scaling (${dm.toExponential(1)}, values spread over ` +
+            `${spread.toFixed(2)})`,
         );
       }
     }
@@ -103,7 +108,10 @@ t.test('--device auto where the only Vulkan adapter is a software one: served on
   t.equal(app.vitrine.pool.size, 2, 'the CPU keeps its workers');
   t.match(
     lines.join('\n'),
-    /device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; WebGPU: .*the only Vulkan adapter is llvmpipe \(Mesa lavapipe\), a software one\)/,
+    new RegExp(
+      /device auto: the CPU \(CUDA unavailable: onnxruntime-node was installed without it; /.source +
+        /WebGPU: .*the only Vulkan adapter is llvmpipe \(Mesa lavapipe\), a software one\)/.source,
+    ),
   );
   t.equal((await app.inject('/models')).json().models[0].adapter, null);
 });

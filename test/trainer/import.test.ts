@@ -127,7 +127,9 @@ for (const c of CASES) {
       const d = scaledDiff(grads[l], want);
       t.ok(
         d <= 1e-4,
-        `attention_grads.${l} equals torch.autograd.grad within 1e-4 of its scale (${d.toExponential(2)}, max |grad| ${Math.max(...Array.from(want, Math.abs)).toExponential(2)})`,
+        `attention_grads.${l} equals torch.autograd.grad within 1e-4 of its ` +
+          `scale (${d.toExponential(2)}, max |grad| ` +
+          `${Math.max(...Array.from(want, Math.abs)).toExponential(2)})`,
       );
     }
     const maps = new Float32Array(3 * 16);

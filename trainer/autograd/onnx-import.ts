@@ -47,7 +47,8 @@ export function importOnnx(model: ModelProto, dir: string, opts: { size?: readon
   const [lo, hi] = IMPORT_OPSETS;
   if (opset < lo || opset > hi)
     throw new Error(
-      `onnx import: the graph is opset ${opset}; opsets ${lo} to ${hi} are imported (re-export with torch.onnx.export(..., opset_version=17))`,
+      `onnx import: the graph is opset ${opset}; opsets ${lo} to ${hi} are ` +
+        `imported (re-export with torch.onnx.export(..., opset_version=17))`,
     );
   const g = model.graph;
   if (!g) throw new Error('onnx import: the model has no graph');
@@ -59,7 +60,8 @@ export function importOnnx(model: ModelProto, dir: string, opts: { size?: readon
   const realInputs = (g.input ?? []).filter((i) => !inits.has(i.name!));
   if (realInputs.length !== 1)
     throw new Error(
-      `onnx import: an image classifier takes one input; this graph takes ${realInputs.length} (${realInputs.map((i) => i.name).join(', ')})`,
+      `onnx import: an image classifier takes one input; this graph takes ` +
+        `${realInputs.length} (${realInputs.map((i) => i.name).join(', ')})`,
     );
   const gi = realInputs[0];
   const tt = gi.type?.tensorType;

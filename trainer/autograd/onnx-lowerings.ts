@@ -196,7 +196,9 @@ function conv(c: LowerContext): Tensor {
     return y;
   }
   throw new Error(
-    `Conv with kernel [${kernel}], strides [${strides}], pads [${pads}] is not imported (a patch embedding with kernel = stride, or stride 1 with even padding)`,
+    `Conv with kernel [${kernel}], strides [${strides}], pads [${pads}] is ` +
+      `not imported (a patch embedding with kernel = stride, or stride 1 ` +
+      `with even padding)`,
   );
 }
 

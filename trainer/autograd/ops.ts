@@ -109,7 +109,8 @@ function maxPoolGradWithoutIndices(e: OnnxEmitter, x: string, g: string, out: st
     e.node(op, ins, [v], attrs);
     return v;
   };
-  const padded = value('Pad', [x, e.int64s([0, 0, p, p, 0, 0, p, p]), e.floats([-Infinity], [])]); // (B, C, h + 2p, w + 2p); padding never wins
+  // (B, C, h + 2p, w + 2p); padding never wins
+  const padded = value('Pad', [x, e.int64s([0, 0, p, p, 0, 0, p, p]), e.floats([-Infinity], [])]);
   const pooled = value('MaxPool', [x], { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] }); // (B, C, ho, wo)
   // The canvas the spread gradients land on: the padded input, and room for the last view's stride.
   const [ch, cw] = [Math.max(h + 2 * p, ho * s + k), Math.max(w + 2 * p, wo * s + k)];

@@ -144,7 +144,10 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
     const nVal = members.length > 1 ? Math.max(1, Math.round(members.length * o.valRatio)) : 0;
     if (members.length < 2)
       o.warn?.(
-        `class '${classes[c]}' has ${members.length === 1 ? 'one image' : 'no image that decodes'}: none of it can be held out for validation, and a class needs several images to be learnt`,
+        `class '${classes[c]}' has ` +
+          `${members.length === 1 ? 'one image' : 'no image that decodes'}: none ` +
+          `of it can be held out for validation, and a class needs several ` +
+          `images to be learnt`,
       );
     order.forEach((k, j) => (j < nVal ? valIdx : trainIdx).push(members[k]));
   }

@@ -98,7 +98,9 @@ export function formatEvaluation(e: Evaluation, classes: readonly string[]): str
     (c, k) =>
       present[k] &&
       lines.push(
-        `  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  (${e.confusion[k].reduce((a, b) => a + b, 0)} image${e.confusion[k].reduce((a, b) => a + b, 0) === 1 ? '' : 's'})`,
+        `  ${c.padEnd(w)}  ${(100 * e.perClass[k]).toFixed(1).padStart(5)}%  ` +
+          `(${e.confusion[k].reduce((a, b) => a + b, 0)} ` +
+          `image${e.confusion[k].reduce((a, b) => a + b, 0) === 1 ? '' : 's'})`,
       ),
   );
   const absent = classes.filter((_, k) => !present[k]);

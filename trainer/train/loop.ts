@@ -155,16 +155,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const frozen = c.freeze === 'encoder' && (c.freeze_epochs === 0 || epoch < c.freeze_epochs);
     params.forEach((p, i) => (p.lrScale = frozen && !isHeadParam(p.name) ? 0 : scales[i]));
   };
-  if (c.freeze === 'encoder')
-    log(
-      `the encoder is frozen ${c.freeze_epochs === 0 ? 'for the whole run (a linear probe)' : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`}: only ${params
-        .filter((p) => isHeadParam(p.name))
-        .map((p) => p.name)
-        .join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`,
-    );
+  if (c.freeze === 'encoder') {
+    const span =
+      c.freeze_epochs === 0
+        ? 'for the whole run (a linear probe)'
+        : `for the first ${c.freeze_epochs} epoch${c.freeze_epochs === 1 ? '' : 's'}`;
+    const heads = params.filter((p) => isHeadParam(p.name)).map((p) => p.name);
+    log(`the encoder is frozen ${span}: only ${heads.join(', ')} train${c.freeze_epochs === 0 ? '' : ' until then'}`);
+  }
   if (c.layer_decay < 1)
     log(
-      `layer-wise lr decay ${c.layer_decay}: the embeddings at ${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last block at ${c.layer_decay} x lr, the classifier at lr`,
+      `layer-wise lr decay ${c.layer_decay}: the embeddings at ` +
+        `${layerScale('embedding.cls_token').toPrecision(3)} x lr, the last ` +
+        `block at ${c.layer_decay} x lr, the classifier at lr`,
     );
 
   // The plan: drop the last partial batch, so every step has the same shape.
@@ -176,13 +179,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (c.whiten_init && !o.resume) {
     const w = whitenTokenizer(model, train, o.vit);
     log(
-      `whiten_init: the tokenizer's first convolution starts as ${w.filters / 2} whitening directions of the training images' ${w.k}x${w.k} patches, each with both signs`,
+      `whiten_init: the tokenizer's first convolution starts as ` +
+        `${w.filters / 2} whitening directions of the training images' ` +
+        `${w.k}x${w.k} patches, each with both signs`,
     );
   }
   const emaDecay = averageDecay(c, totalSteps);
   if (c.ema_horizon > 0)
     log(
-      `the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`,
+      `the weight average spans ${(100 * c.ema_horizon).toFixed(1)}% of the ` +
+        `run's ${plural(totalSteps, 'step')}: decay ${emaDecay.toPrecision(6)}`,
     );
   const ema = emaDecay > 0 ? new WeightAverage(emaDecay, params) : null;
   if (ema && resumedOptimizer && !ema.load(resumedOptimizer))
@@ -233,7 +239,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const run: Run = { o, model, runner, params, ema, state, labels, elapsed };
 
   log(
-    `training ${plural(model.parameterCount(), 'parameter')} on ${plural(train.count, 'image')} (${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at batch ${batch}`,
+    `training ${plural(model.parameterCount(), 'parameter')} on ` +
+      `${plural(train.count, 'image')} ` +
+      `(${plural(labels.length, 'class').replace(/classs$/, 'classes')}), ` +
+      `${plural(c.epochs, 'epoch')} of ${plural(stepsPerEpoch, 'step')} at ` +
+      `batch ${batch}`,
   );
   let pending: Promise<Batch> | null = null;
   try {
@@ -418,7 +428,10 @@ async function finishRun(run: Run): Promise<string> {
     ema.adopt(params);
     adopted = true;
     log(
-      `exporting the average of the weights (decay ${ema.decay.toPrecision(6)}): ${(100 * final.ema_test_accuracy).toFixed(2)}% against ${(100 * final.test_accuracy).toFixed(2)}% for the last weights`,
+      `exporting the average of the weights (decay ` +
+        `${ema.decay.toPrecision(6)}): ` +
+        `${(100 * final.ema_test_accuracy).toFixed(2)}% against ` +
+        `${(100 * final.test_accuracy).toFixed(2)}% for the last weights`,
     );
   }
   // The trained model: weights alone, and the export the server serves.
@@ -439,8 +452,14 @@ async function finishRun(run: Run): Promise<string> {
     // The last epoch is exported: choosing by the held-out images would make their accuracy an
     // optimistic figure (on CIFAR-10 they are the test set). The best is kept for whoever wants it.
     log(
-      `note: ${data.evalName === 'val' ? 'validation' : 'test'} accuracy peaked at epoch ${best.epoch} (${(100 * best.test_accuracy!).toFixed(2)}%, last ${(100 * last.test_accuracy!).toFixed(2)}%); ` +
-        `the model exported is the last epoch's${adopted ? ' average of the weights' : ''}; the best epoch's weights are ${path.join(o.out, BEST_WEIGHTS)} (vitrine export --checkpoint ${path.join(o.out, BEST_WEIGHTS)} --out <dir>)`,
+      `note: ${data.evalName === 'val' ? 'validation' : 'test'} accuracy ` +
+        `peaked at epoch ${best.epoch} ` +
+        `(${(100 * best.test_accuracy!).toFixed(2)}%, last ` +
+        `${(100 * last.test_accuracy!).toFixed(2)}%); ` +
+        `the model exported is the last ` +
+        `epoch's${adopted ? ' average of the weights' : ''}; the best epoch's ` +
+        `weights are ${path.join(o.out, BEST_WEIGHTS)} (vitrine export ` +
+        `--checkpoint ${path.join(o.out, BEST_WEIGHTS)} --out <dir>)`,
     );
   }
   return modelDir;

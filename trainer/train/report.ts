@@ -54,7 +54,13 @@ export class ProgressBar {
   private render(p: ProgressState): string {
     const width = 20;
     const filled = Math.round((p.step / p.steps) * width);
-    return `epoch ${p.epoch}/${p.epochs} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${(100 * p.accuracy).toFixed(1)}% ${Math.round(p.imagesPerS)} img/s ETA ${formatDuration(p.etaS)}`;
+    return (
+      `epoch ${p.epoch}/${p.epochs} ` +
+      `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ` +
+      `${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ` +
+      `${(100 * p.accuracy).toFixed(1)}% ${Math.round(p.imagesPerS)} img/s ` +
+      `ETA ${formatDuration(p.etaS)}`
+    );
   }
 
   update(p: ProgressState): void {
@@ -135,7 +141,9 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
   const maxLoss = Math.max(0.5, ...history.flatMap((h) => [h.train_loss, h.test_loss ?? 0]).filter(Number.isFinite));
   const lossMax = Math.ceil(maxLoss * 2) / 2;
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H}" viewBox="0 0 ${2 * W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" ` +
+      `height="${H}" viewBox="0 0 ${2 * W} ${H}" font-family="sans-serif" ` +
+      `font-size="12">`,
     `<title>${title}</title>`,
     `<rect width="100%" height="100%" fill="white"/>`,
     panel(

@@ -105,12 +105,17 @@ export function parseViTConfig(raw: unknown, source = 'config'): ViTConfig {
     throw new Error(`${source}: image_size ${config.image_size} is not a multiple of patch_size ${config.patch_size}`);
   if (config.tokenizer_layers > 0 && config.patch_size !== 2 ** config.tokenizer_layers) {
     throw new Error(
-      `${source}: a tokenizer of ${config.tokenizer_layers} stages halves the image ${config.tokenizer_layers} times, so each token stands for a ${2 ** config.tokenizer_layers}-pixel square: patch_size must be ${2 ** config.tokenizer_layers}, got ${config.patch_size}`,
+      `${source}: a tokenizer of ${config.tokenizer_layers} stages halves ` +
+        `the image ${config.tokenizer_layers} times, so each token stands for ` +
+        `a ${2 ** config.tokenizer_layers}-pixel square: patch_size must be ` +
+        `${2 ** config.tokenizer_layers}, got ${config.patch_size}`,
     );
   }
   if (config.shifted_patch_tokenization && config.tokenizer_layers > 0)
     throw new Error(
-      `${source}: shifted_patch_tokenization cuts patches; it does not go with the convolutional tokenizer (tokenizer_layers ${config.tokenizer_layers})`,
+      `${source}: shifted_patch_tokenization cuts patches; it does not go ` +
+        `with the convolutional tokenizer (tokenizer_layers ` +
+        `${config.tokenizer_layers})`,
     );
   if (config.shifted_patch_tokenization && config.patch_size % 2 !== 0)
     throw new Error(`${source}: shifted_patch_tokenization shifts by half a patch: patch_size must be even, got ${config.patch_size}`);

@@ -114,7 +114,9 @@ export function hfViTConfig(
   const modelType = raw.model_type;
   if (modelType !== 'vit' && modelType !== 'deit')
     throw new Error(
-      `${source}: model_type ${JSON.stringify(modelType)} is not a ViT: vitrine loads transformers' ViT and DeiT checkpoints (model_type "vit" or "deit")`,
+      `${source}: model_type ${JSON.stringify(modelType)} is not a ViT: ` +
+        `vitrine loads transformers' ViT and DeiT checkpoints (model_type ` +
+        `"vit" or "deit")`,
     );
   const archs = Array.isArray(raw.architectures) ? (raw.architectures as unknown[]) : [];
   const architecture =
@@ -244,7 +246,8 @@ export function fromHfNames(
   }
   if (unknown.length > 0)
     throw new Error(
-      `${source}: tensors a ViT/DeiT checkpoint does not have: ${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ` (and ${unknown.length - 8} more)` : ''}`,
+      `${source}: tensors a ViT/DeiT checkpoint does not have: ` +
+        `${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ` (and ${unknown.length - 8} more)` : ''}`,
     );
   return out;
 }
@@ -257,7 +260,8 @@ export async function readHfWeights(dir: string): Promise<Map<string, NamedTenso
     if (!existsSync(file)) {
       const torchFile = ['pytorch_model.bin', 'model.pt', 'tf_model.h5', 'flax_model.msgpack'].find((f) => existsSync(path.join(dir, f)));
       throw new Error(
-        `${dir}: no ${SAFETENSORS_FILE} or ${SAFETENSORS_INDEX}${torchFile ? ` (it has ${torchFile}: vitrine reads safetensors; save the model again with safe_serialization=True)` : ''}`,
+        `${dir}: no ${SAFETENSORS_FILE} or ${SAFETENSORS_INDEX}` +
+          (torchFile ? ` (it has ${torchFile}: vitrine reads safetensors; save the model again with safe_serialization=True)` : ''),
       );
     }
     return (await readSafetensors(file)).tensors;
@@ -318,7 +322,10 @@ export async function readHfCheckpoint(dir: string): Promise<HfCheckpoint> {
     if (crop !== undefined) {
       preprocessing = { ...preprocessing, fit: 'cover' };
       notes.push(
-        `the processor resizes to ${JSON.stringify(read!.size)} and center-crops to ${JSON.stringify(crop)}: served cover-cropped to the ${preprocessing.image_size.join('x')} input, without cutting the margin beyond it`,
+        `the processor resizes to ${JSON.stringify(read!.size)} and ` +
+          `center-crops to ${JSON.stringify(crop)}: served cover-cropped to the ` +
+          `${preprocessing.image_size.join('x')} input, without cutting the ` +
+          `margin beyond it`,
       );
     }
     const [h, w] = preprocessing.image_size;

@@ -48,7 +48,9 @@ export async function readInit(source: string): Promise<InitSource> {
     const { tensors, metadata } = await readSafetensors(source);
     if (!metadata.vit_config)
       throw new Error(
-        `${source}: no vit_config in its metadata (a run's weights.safetensors or checkpoint has one); give --model with its architecture, or a model folder`,
+        `${source}: no vit_config in its metadata (a run's weights.safetensors ` +
+          `or checkpoint has one); give --model with its architecture, or a ` +
+          `model folder`,
       );
     const vit = parseViTConfig(JSON.parse(metadata.vit_config), `${source} (metadata vit_config)`);
     const labels = metadata.labels ? (JSON.parse(metadata.labels) as string[]) : [];
@@ -75,11 +77,15 @@ export async function readInit(source: string): Promise<InitSource> {
   const modelFile = modelFileIn(source);
   if (!modelFile || !config)
     throw new Error(
-      `${source}: neither a Hugging Face checkpoint (config.json + model.safetensors) nor a vitrine model folder (config.json + onnx/model.onnx)`,
+      `${source}: neither a Hugging Face checkpoint (config.json + ` +
+        `model.safetensors) nor a vitrine model folder (config.json + ` +
+        `onnx/model.onnx)`,
     );
   if (typeof config.vit !== 'object' || config.vit === null)
     throw new Error(
-      `${configFile}: no 'vit' config: only models vitrine trained or exported carry their architecture (an imported model cannot be fine-tuned)`,
+      `${configFile}: no 'vit' config: only models vitrine trained or ` +
+        `exported carry their architecture (an imported model cannot be ` +
+        `fine-tuned)`,
     );
   const vit = parseViTConfig(config.vit, `${configFile} (vit)`);
   const graph = decodeModel(await fs.readFile(modelFile));
@@ -102,7 +108,11 @@ export function initConfig(src: InitSource, numClasses: number, overrides: Recor
   );
   if (fixed.length > 0) {
     throw new Error(
-      `--model ${fixed.map((k) => `${k} ${JSON.stringify(overrides[k])}`).join(', ')}: starting from ${src.path}, the architecture is its own (${fixed.map((k) => `${k} ${JSON.stringify(src.vit[k as keyof ViTConfig])}`).join(', ')}); only ${[...FREE_KEYS].join(', ')} may change`,
+      `--model ` +
+        `${fixed.map((k) => `${k} ${JSON.stringify(overrides[k])}`).join(', ')}: ` +
+        `starting from ${src.path}, the architecture is its own ` +
+        `(${fixed.map((k) => `${k} ${JSON.stringify(src.vit[k as keyof ViTConfig])}`).join(', ')}); ` +
+        `only ${[...FREE_KEYS].join(', ')} may change`,
     );
   }
   return parseViTConfig({ ...src.vit, ...overrides, num_classes: numClasses }, `${src.path} with --model`);
@@ -119,7 +129,9 @@ export function initModel(src: InitSource, vit: ViTConfig, labels: readonly stri
     for (const k of [...state.keys()]) if (isHeadParam(k)) state.delete(k);
     const had = src.labels.length > 0 ? `its ${src.labels.length} classes (${shortList(src.labels)})` : 'no classes it names';
     said.push(
-      `new classifier${vit.distillation_classifier ? 's' : ''} for the ${labels.length} classes (${shortList(labels)}): the checkpoint has ${had}`,
+      `new classifier${vit.distillation_classifier ? 's' : ''} for the ` +
+        `${labels.length} classes (${shortList(labels)}): the checkpoint has ` +
+        `${had}`,
     );
   } else said.push(`kept the classifier: the checkpoint's classes are the data's`);
   const pos = 'embedding.position_embeddings';
@@ -129,7 +141,9 @@ export function initModel(src: InitSource, vit: ViTConfig, labels: readonly stri
     if (fitted) {
       state.set(pos, fitted.tensor);
       said.push(
-        `position embeddings resized bicubically from a ${fitted.from}x${fitted.from} to a ${fitted.to}x${fitted.to} patch grid (image_size ${vit.image_size})`,
+        `position embeddings resized bicubically from a ` +
+          `${fitted.from}x${fitted.from} to a ${fitted.to}x${fitted.to} patch ` +
+          `grid (image_size ${vit.image_size})`,
       );
     }
   }

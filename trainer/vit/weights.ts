@@ -28,7 +28,8 @@ export function splitFusedAttention(tensors: ReadonlyMap<string, NamedTensor>, c
     const cols = kind === 'weight' ? c.hidden_size : 1;
     if (t.shape[0] !== 3 * c.hidden_size || t.data.length !== 3 * c.hidden_size * cols) {
       throw new Error(
-        `tensor '${name}' has shape [${t.shape.join(', ')}], expected [${kind === 'weight' ? `${3 * c.hidden_size}, ${c.hidden_size}` : 3 * c.hidden_size}]`,
+        `tensor '${name}' has shape [${t.shape.join(', ')}], expected ` +
+          `[${kind === 'weight' ? `${3 * c.hidden_size}, ${c.hidden_size}` : 3 * c.hidden_size}]`,
       );
     }
     KINDS.forEach((k, ki) => {

@@ -112,7 +112,9 @@ export function whiteningFilters(
   const dims = d.channels * k * k;
   if (out % 2 !== 0 || out > 2 * dims)
     throw new Error(
-      `whiten_init: the first convolution's ${out} filters must be an even number up to ${2 * dims} (both signs of each of the ${dims} directions of a ${k}x${k}x${d.channels} patch)`,
+      `whiten_init: the first convolution's ${out} filters must be an even ` +
+        `number up to ${2 * dims} (both signs of each of the ${dims} ` +
+        `directions of a ${k}x${k}x${d.channels} patch)`,
     );
   const { values, vectors } = symmetricEigen(patchMoment(d, norm, k), dims);
   const w = new Float32Array(out * dims);

@@ -26,7 +26,19 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       config: { auth: true },
       schema: {
         summary: 'Attention heatmap of a recent classification',
-        description: `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` share dropped), cls (one layer's [CLS] attention), or for \`class\` (default the top prediction; models with a relevance graph only): relevance (the default explanation: the last layer's attention weighted by the gradient of the class's logit, rolled out through the layers below; about the cost of a classification), chefer (Chefer, Gur & Wolf: every layer's attention weighted by the gradient of the class's logit), grad-input (gradient x input, per patch) or combined ((chefer + rollout) x sqrt(grad-input)); the last three need a backward pass through the whole model. Each map is made once while its result is kept. Results are kept for ${ctx.config.resultsTtlS} s, the ${ctx.config.resultsCapacity} most recent.`,
+        description:
+          `rollout (Abnar & Zuidema; heads fused by \`head\`, lowest \`discard\` ` +
+          `share dropped), cls (one layer's [CLS] attention), or for \`class\` ` +
+          `(default the top prediction; models with a relevance graph only): ` +
+          `relevance (the default explanation: the last layer's attention ` +
+          `weighted by the gradient of the class's logit, rolled out through the ` +
+          `layers below; about the cost of a classification), chefer (Chefer, ` +
+          `Gur & Wolf: every layer's attention weighted by the gradient of the ` +
+          `class's logit), grad-input (gradient x input, per patch) or combined ` +
+          `((chefer + rollout) x sqrt(grad-input)); the last three need a ` +
+          `backward pass through the whole model. Each map is made once while ` +
+          `its result is kept. Results are kept for ${ctx.config.resultsTtlS} s, ` +
+          `the ${ctx.config.resultsCapacity} most recent.`,
         params: AttentionParams,
         querystring: AttentionQuery,
         response: {
@@ -44,7 +56,9 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       if (without) throw Refusals.noMaps(without);
       if (!stored)
         throw Errors.unknownResult(
-          `no result '${request.params.id}': unknown, or older than ${ctx.config.resultsTtlS} s, or pushed out by ${ctx.config.resultsCapacity} newer ones`,
+          `no result '${request.params.id}': unknown, or older than ` +
+            `${ctx.config.resultsTtlS} s, or pushed out by ` +
+            `${ctx.config.resultsCapacity} newer ones`,
         );
       const model = ctx.models.find((m) => m.name === stored.model);
       if (!model?.grid) throw Refusals.noMaps(stored.model, 'is not served here with attention outputs');

@@ -51,7 +51,12 @@ export function refuseLargeFull(layers: number, heads: number, tokens: number): 
   const n = layers * heads * tokens * tokens;
   if (n > MAX_FULL_VALUES) {
     throw Errors.badRequest(
-      `attention=full would carry ${layers} layers x ${heads} heads x ${tokens} x ${tokens} tokens = ${n.toLocaleString('en-US')} values (about ${Math.round((n * 9) / 1e6)} MB of JSON), more than the ${MAX_FULL_VALUES.toLocaleString('en-US')} a response carries: ask for attention=rollout, cls or relevance, or GET /attention/:id?method=cls&layer=<l>&head=<h> for one layer and head`,
+      `attention=full would carry ${layers} layers x ${heads} heads x ` +
+        `${tokens} x ${tokens} tokens = ${n.toLocaleString('en-US')} values ` +
+        `(about ${Math.round((n * 9) / 1e6)} MB of JSON), more than the ` +
+        `${MAX_FULL_VALUES.toLocaleString('en-US')} a response carries: ask ` +
+        `for attention=rollout, cls or relevance, or GET ` +
+        `/attention/:id?method=cls&layer=<l>&head=<h> for one layer and head`,
     );
   }
 }

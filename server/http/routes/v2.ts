@@ -20,7 +20,7 @@ import {
 import { imageSpec } from '../../../runtime/pixels.js';
 import { prepareImage } from '../../engine/preprocess.js';
 import { classifyAndExplain } from '../../engine/classify.js';
-import { classifyError } from '../conventions.js';
+import { toServiceError } from '../conventions.js';
 import { VITRINE_VERSION } from '../../../runtime/version.js';
 
 /** Every model is served at one version. */
@@ -61,7 +61,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
 
   // The protocol's error shape: { error: message }.
   app.setErrorHandler((err: FastifyError | ServiceError, request, reply) => {
-    const e = classifyError(err, request, config.bodyLimit);
+    const e = toServiceError(err, request, config.bodyLimit);
     return reply.code(e.statusCode).headers(e.headers).send({ error: e.message });
   });
 
@@ -91,7 +91,9 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       outputs: outputShapes(m).map((o) => ({ ...o, datatype: 'FP32' })),
       parameters: {
         labels: m.config.labels,
-        image_input: `the input '${m.config.input_name}' also takes BYTES of shape [-1] (or [-1, 1]): encoded images, preprocessed as POST /classify does`,
+        image_input:
+          `the input '${m.config.input_name}' also takes BYTES of shape [-1] (or ` +
+          `[-1, 1]): encoded images, preprocessed as POST /classify does`,
         provider: ctx.pool.deviceOf(m.name).provider,
       },
     };

@@ -93,7 +93,10 @@ t.test('the same labels keep the head; a frozen encoder stays as loaded while th
   t.match(lines.join('\n'), /kept the classifier: the checkpoint's classes are the data's/);
   t.match(
     lines.join('\n'),
-    /the encoder is frozen for the whole run \(a linear probe\): only classifier\.weight, classifier\.bias, distillation_classifier\.weight, distillation_classifier\.bias train/,
+    new RegExp(
+      /the encoder is frozen for the whole run \(a linear probe\): only classifier\.weight, /.source +
+        /classifier\.bias, distillation_classifier\.weight, distillation_classifier\.bias train/.source,
+    ),
   );
   const after = await weightsOf(out);
   const names = [...after.keys()];
