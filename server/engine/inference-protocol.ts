@@ -21,9 +21,9 @@ export interface WorkerModel {
   prefixTokens: number;
   /** The patch grid [rows, cols] the maps cover, when the model gives maps. */
   grid?: [number, number];
-  /** The explanation graph beside the model (config.json `relevance`), when it has one; graphs written
+  /** The explanation graphs beside the model (config.json `relevance`), when it has them; graphs written
    *  since it was added also give the input's gradient and explain the top prediction for class -1. */
-  relevance?: {
+  explanation?: {
     file: string;
     classInput: string;
     gradientOutputs: string[];

@@ -24,7 +24,8 @@ const control = new Int32Array(init.control);
 // before any session: ONNX Runtime's own threads start at this thread's priority
 lowerThreadPriority(init.nice);
 const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
-type Sessions = { session: Session; model: WorkerModel; relevance: Session | null; light: Session | null };
+/** A model's sessions: the model's, and its full and light explanation graphs' where it has them. */
+type Sessions = { session: Session; model: WorkerModel; full: Session | null; light: Session | null };
 const sessions = new Map<string, Sessions>();
 
 /** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
@@ -46,25 +47,25 @@ async function open(m: WorkerModel): Promise<void> {
   const session = await load(m.file, (l) => send({ type: 'log', message: l }));
   requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
   requireShapes(m, m.file, session);
-  let relevance: Session | null = null;
+  let full: Session | null = null;
   let light: Session | null = null;
-  if (m.relevance) {
-    const r = m.relevance;
-    relevance = await load(r.file);
+  if (m.explanation) {
+    const r = m.explanation;
+    full = await load(r.file);
     requireNames(
       m,
       r.file,
-      relevance,
+      full,
       [m.inputName, r.classInput],
       [m.logitsOutput, ...m.attentionOutputs, ...r.gradientOutputs, ...(r.inputGradientOutput ? [r.inputGradientOutput] : [])],
     );
-    requireShapes(m, r.file, relevance);
+    requireShapes(m, r.file, full);
     if (r.lightFile) {
       light = await load(r.lightFile);
       requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
     }
   }
-  sessions.set(m.name, { session, model: m, relevance, light });
+  sessions.set(m.name, { session, model: m, full, light });
   providers[m.name] = session.provider;
   adapters[m.name] = session.adapter;
 }
@@ -86,14 +87,14 @@ async function start(): Promise<void> {
  *  attentions their combination. Computed here, off the event loop. */
 async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   const { model } = s;
-  if (!s.relevance || !model.relevance) throw new Error(`model ${model.name} has no relevance graph`);
-  const r = model.relevance;
+  if (!s.full || !model.explanation) throw new Error(`model ${model.name} has no explanation graph`);
+  const r = model.explanation;
   const lastGradient = r.gradientOutputs.at(-1)!;
   const light = req.explain!.graph === 'light' && s.light ? s.light : null;
   const inputGrad = !light && r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
   const t0 = performance.now();
   const out = await runSession(
-    light ?? s.relevance,
+    light ?? s.full,
     {
       [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] },
       [r.classInput]: { data: req.explain!.classes, dims: [req.n] },

@@ -25,11 +25,11 @@ export interface Inference {
   close(): Promise<void>;
 }
 
-function relevanceOf(
+function explanationOf(
   file: string,
   lightFile: string | null | undefined,
   r: NonNullable<ServedModel['config']['relevance']>,
-): NonNullable<WorkerModel['relevance']> {
+): NonNullable<WorkerModel['explanation']> {
   return {
     file,
     ...(lightFile ? { lightFile } : {}),
@@ -74,7 +74,9 @@ export async function startInference(
         classes: m.config.labels.length,
         prefixTokens: m.config.prefix_tokens ?? 1,
         ...(m.grid ? { grid: m.grid } : {}),
-        ...(m.relevance && m.config.relevance ? { relevance: relevanceOf(m.relevance, m.relevanceLight, m.config.relevance) } : {}),
+        ...(m.explanationFile && m.config.relevance
+          ? { explanation: explanationOf(m.explanationFile, m.lightExplanationFile, m.config.relevance) }
+          : {}),
       })),
     },
     workers,

@@ -24,7 +24,7 @@ const isClassMethod = (m: MapMethod) => CLASS_METHODS.includes(m);
  *  with an explanation graph, gradient x input and the combined map only where it has that output. */
 export function methodsOf(model: ServedModel): MapMethod[] {
   if (!model.grid) return [];
-  if (!model.relevance) return ['rollout', 'cls'];
+  if (!model.explanationFile) return ['rollout', 'cls'];
   return model.config.relevance?.input_gradient_output
     ? [...MAP_METHODS]
     : MAP_METHODS.filter((m) => m !== 'grad-input' && m !== 'combined');
@@ -68,7 +68,7 @@ export function checkMapQuery(model: ServedModel, q: MapQuery, given: { has(key:
     for (const k of ['layer', 'head', 'discard'])
       if (given.has(k)) throw Errors.badRequest(`${k} does not apply to method=${method}: it weighs every head of every layer`);
     if (!methodsOf(model).includes(method))
-      throw model.relevance ? Refusals.noInputGradient(model.name, method) : Refusals.noRelevance(model.name);
+      throw model.explanationFile ? Refusals.noInputGradient(model.name, method) : Refusals.noRelevance(model.name);
   } else if (given.has('class'))
     throw Errors.badRequest(
       'class applies to method=relevance, chefer, grad-input and combined only: rollout and cls do not depend on the class',

@@ -15,11 +15,11 @@ export interface ServedModel {
   grid: [number, number] | null;
   /** Attention heads per layer when the config says (our models carry their ViT config), else null. */
   heads: number | null;
-  /** The explanation graph's file when the model has one (and attention maps), else null. */
-  relevance: string | null;
+  /** The full explanation graph's file when the model has one (and attention maps), else null. */
+  explanationFile: string | null;
   /** The light explanation graph's file (the last block's attention gradient only, for the default
    *  map) when the model has one; without it the default map comes from the full graph. */
-  relevanceLight?: string | null;
+  lightExplanationFile?: string | null;
 }
 
 function headsOf(c: ModelConfig): number | null {
@@ -43,8 +43,8 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
   const relevanceFile = config.relevance ? path.join(dir, config.relevance.file) : null;
   if (relevanceFile && !existsSync(relevanceFile))
     warn(`model ${name}: config.json names ${config.relevance!.file}, which is not there: no relevance maps`);
-  const relevance = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
-  const lightFile = relevance && config.relevance?.light_file ? path.join(dir, config.relevance.light_file) : null;
+  const explanationFile = grid && relevanceFile && existsSync(relevanceFile) ? relevanceFile : null;
+  const lightFile = explanationFile && config.relevance?.light_file ? path.join(dir, config.relevance.light_file) : null;
   if (lightFile && !existsSync(lightFile))
     warn(
       `model ${name}: config.json names ${config.relevance!.light_file}, ` +
@@ -52,14 +52,14 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
         `${config.relevance!.file}, at the cost of a backward pass through ` +
         `every block`,
     );
-  const relevanceLight = lightFile && existsSync(lightFile) ? lightFile : null;
+  const lightExplanationFile = lightFile && existsSync(lightFile) ? lightFile : null;
   if (!grid)
     warn(
       `model ${name}: no attention ` +
         `outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, ` +
         `so it is served without maps; ${IMPORT_HINT}`,
     );
-  return { name, dir, file, config, grid, heads: headsOf(config), relevance, relevanceLight };
+  return { name, dir, file, config, grid, heads: headsOf(config), explanationFile, lightExplanationFile };
 }
 
 export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {

@@ -69,7 +69,7 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     // the default map came from the light graph (the last block's gradient alone); the full graph's
     // run of the same image gives the same map
     const model = app.vitrine.models.find((m) => m.name === name)!;
-    t.ok(model.relevanceLight, `${name}: the folder has the light explanation graph`);
+    t.ok(model.lightExplanationFile, `${name}: the folder has the light explanation graph`);
     const kept = (await app.vitrine.results.get(body.id))!;
     const full = await app.vitrine.batcher.submit(name, kept.pixels, { explain: { class: body.predictions[0].index, graph: 'full' } });
     const fromFull = scaled(full.relevance!);

@@ -241,7 +241,7 @@ t.test('a folder without the light graph serves the same default map from the fu
     /model missing: config.json names onnx\/gone.onnx, which is not there: its default maps come from onnx\/relevance.onnx/,
   );
   t.same(
-    app.vitrine.models.map((m) => [m.name, m.relevanceLight !== null && m.relevanceLight !== undefined]),
+    app.vitrine.models.map((m) => [m.name, m.lightExplanationFile !== null && m.lightExplanationFile !== undefined]),
     [
       ['before', false],
       ['missing', false],

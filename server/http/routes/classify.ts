@@ -103,7 +103,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const asked = request.query.attention;
       const attention = asked ?? 'rollout';
       if (asked && asked !== 'none' && !model.grid) throw Refusals.noMaps(model.name);
-      if (asked === 'relevance' && !model.relevance) throw Refusals.noRelevance(model.name);
+      if (asked === 'relevance' && !model.explanationFile) throw Refusals.noRelevance(model.name);
       const tokens = model.grid ? model.grid[0] * model.grid[1] + (model.config.prefix_tokens ?? 1) : 0;
       if (attention === 'full' && model.heads !== null) refuseLargeFull(model.config.attention_outputs.length, model.heads, tokens);
 
