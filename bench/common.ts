@@ -50,7 +50,9 @@ export interface BenchResult {
 function commitOf(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: BENCH_ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: BENCH_ROOT, encoding: 'utf8' }).trim();
+    // the results and the page made from them do not count: rerunning benches rewrites them
+    const args = ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results', ':!docs/benchmarks.md'];
+    const dirty = execFileSync('git', args, { cwd: BENCH_ROOT, encoding: 'utf8' }).trim();
     return dirty ? `${head} (with uncommitted changes)` : head;
   } catch {
     return 'unknown';
