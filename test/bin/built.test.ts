@@ -25,7 +25,7 @@ t.test('named recipes, eval on the training folder, and export, from the built c
   // a recipe that whitens its tokenizer's first convolution needs a model with a tokenizer
   const tokenized = path.join(dir, 'tiny-tokenizer.json');
   await writeFile(tokenized, JSON.stringify({ ...TINY_MODEL, tokenizer_layers: 2, tokenizer_channels: 4 }));
-  // every named recipe, as the help and the README list them
+  // every named recipe, as the help and docs/training.md list them
   const recipes = (await readdir(path.join(ROOT, 'trainer', 'recipes'))).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
   t.ok(recipes.includes('cct-cifar10') && recipes.includes('cifar10-ra'), `recipes: ${recipes.join(', ')}`);
   for (const recipe of recipes) {

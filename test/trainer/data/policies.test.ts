@@ -29,7 +29,7 @@ t.test('every op matches torchvision 0.14 on uint8 tensors (test/fixtures/make-a
       if (d > 0) differ++;
       worst = Math.max(worst, d);
     }
-    // pixel for pixel, geometric ops (Shear, Translate, Rotate) included, as the README says
+    // pixel for pixel, geometric ops (Shear, Translate, Rotate) included, as docs/training.md says
     t.equal(differ, 0, `${k.op}(${k.magnitude}) ${k.input ?? ''}: ${differ} of ${want.length} values differ, by up to ${worst}`);
   }
 });
