@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { buildApp } from '../server/http/app.js';
 import { defaultServeConfig } from '../server/config.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
-import { benchArgs } from './common.js';
+import { Results, benchArgs } from './common.js';
 
 const { arg, all } = benchArgs('npm run bench:accuracy [-- --models models] [--model NAME ...] [--images 10000] [--url http://host:port]', {
   strings: ['concurrency', 'data-dir', 'images', 'model', 'models', 'tta', 'url'],
@@ -61,6 +61,7 @@ for (let i = 0; i < n; i++) {
 }
 
 const summary: Record<string, number> = {};
+const results = new Results('accuracy', 'CIFAR-10 test accuracy through the service: each test image a PNG posted to /classify');
 for (const model of models)
   for (const tta of ttas) {
     const key = tta === 'none' ? model : `${model} tta=flip`;
@@ -92,18 +93,17 @@ for (const model of models)
     const total = correct.reduce((a, b) => a + b, 0);
     const perClass = Object.fromEntries(test.classes.map((c, k) => [c, Number((correct[k] / seen[k]).toFixed(4))]));
     summary[key] = total / n;
-    console.log(
-      JSON.stringify({
-        model,
-        tta,
-        images: n,
-        accuracy: Number((total / n).toFixed(4)),
-        correct: total,
-        per_class: perClass,
-        seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
-        via: `${base}/classify`,
-      }),
-    );
+    results.add({
+      model,
+      tta,
+      images: n,
+      accuracy: Number((total / n).toFixed(4)),
+      correct: total,
+      per_class: perClass,
+      seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+      via: 'POST /classify',
+    });
   }
 console.log(JSON.stringify({ summary: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, `${(100 * v).toFixed(2)}%`])) }));
+results.save();
 await close();

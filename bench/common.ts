@@ -33,8 +33,12 @@ export function benchFlags<T extends Options>(usage: string, options: T): Parsed
 
 const COMMON = { save: { type: 'string' } } as const;
 
-/** One row of figures: names and numbers (or short words). */
-export type Row = Record<string, string | number | boolean | null>;
+/** A figure: a number or a short word; lists and objects (per-class accuracies, the BLAS an anchor
+ *  loaded) are kept in the result file, not in the page's tables. */
+export type Value = string | number | boolean | null | readonly Value[] | { readonly [key: string]: Value };
+
+/** One row of figures, by name. */
+export type Row = Record<string, Value>;
 
 export interface BenchResult {
   /** The npm script (or file) and its arguments, as rerun. */

@@ -27,11 +27,15 @@ import { readModelConfig } from '../runtime/model-config.js';
 import { softmax } from '../server/engine/classify.js';
 import { type Geometry, blurred, patchOrder, perturbationArea, pixelOrder, predictionScores, riseArea } from './faithfulness.js';
 import { waitReady } from './ready.js';
-import { benchArgs } from './common.js';
+import { Results, benchArgs } from './common.js';
 
 const { arg } = benchArgs(
   'npm run bench:explain [-- --models cct-cifar10,vit-cifar10] [--images 1000] [--data-dir data] [--methods relevance,rollout,cls]',
   { strings: ['data-dir', 'images', 'methods', 'models'] },
+);
+const table = new Results(
+  'explain',
+  'Faithfulness of each served map through HTTP: perturbation (positive lower, negative higher is better) and RISE deletion (lower) and insertion (higher)',
 );
 
 const models = arg('models', 'cct-cifar10,vit-cifar10').split(',');
@@ -160,7 +164,7 @@ for (const name of models) {
       deletion_pixels: await riseArea(x, null, pixels, 'pixel', g, meanProbability),
       insertion_pixels: await riseArea(x, blur, pixels, 'pixel', g, meanProbability),
     };
-    console.log(JSON.stringify({ bench: 'explain', model: name, images: n, method, ...results[method] }));
+    table.add({ model: name, images: n, method, ...results[method] });
   }
   if (!results.relevance || !results.rollout || !results.cls) continue;
   const d = results.relevance;
@@ -171,14 +175,13 @@ for (const name of models) {
     d.insertion > o.insertion &&
     d.deletion_pixels < o.deletion_pixels &&
     d.insertion_pixels > o.insertion_pixels;
-  console.log(
-    JSON.stringify({
-      bench: 'explain-summary',
-      model: name,
-      images: n,
-      maps_s: +mapsS.toFixed(1),
-      relevance_beats_rollout_and_cls_on_every_test: beats(results.rollout) && beats(results.cls),
-    }),
-  );
+  table.add({
+    model: name,
+    images: n,
+    summary: 'relevance ahead of rollout and cls on all six',
+    value: beats(results.rollout) && beats(results.cls),
+    maps_s: +mapsS.toFixed(1),
+  });
 }
+table.save();
 server.kill('SIGTERM');

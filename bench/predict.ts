@@ -16,12 +16,13 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { waitReady } from './ready.js';
-import { benchArgs } from './common.js';
+import { Results, type Value, benchArgs } from './common.js';
 
 const { arg: opt } = benchArgs(
   'npm run bench:predict [-- --seconds 15 --model cct-cifar10 --jpegs 500 --jpeg-size 640x480 --sets png,jpeg --maps rollout]',
   { strings: ['jpeg-size', 'jpegs', 'maps', 'model', 'seconds', 'sets'] },
 );
+const results = new Results('predict', 'vitrine predict against POST /classify at 32 clients, same run, same images');
 
 const seconds = Number(opt('seconds', '15'));
 const model = opt('model', 'cct-cifar10');
@@ -174,20 +175,18 @@ for (const set of sets) {
   const files = await filesOf(dirs[set]);
   const classify = await classifyLoad(files);
   const predicted = await predictRun(dirs[set], files.length);
-  console.log(
-    JSON.stringify({
-      bench: 'predict',
-      set:
-        set === 'png'
-          ? `${files.length} CIFAR-10 test PNGs (32x32)`
-          : `${files.length} JPEGs (${jpegW}x${jpegH}, from CIFAR-10 test images)`,
-      model,
-      maps: maps || 'none',
-      classify_c32: classify,
-      predict: predicted,
-      predict_over_classify: +((predicted.images_per_s as number) / classify.requests_per_s).toFixed(2),
-      seconds,
-      cores: os.cpus().length,
-    }),
-  );
+  results.add({
+    set:
+      set === 'png' ? `${files.length} CIFAR-10 test PNGs (32x32)` : `${files.length} JPEGs (${jpegW}x${jpegH}, from CIFAR-10 test images)`,
+    model,
+    maps: maps || 'none',
+    classify_c32: classify,
+    predict: predicted as Record<string, Value>,
+    predict_over_classify: +((predicted.images_per_s as number) / classify.requests_per_s).toFixed(2),
+    classify_requests_per_s: classify.requests_per_s,
+    predict_images_per_s: predicted.images_per_s as number,
+    seconds,
+    cores: os.cpus().length,
+  });
 }
+results.save();

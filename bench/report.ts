@@ -19,7 +19,8 @@ Runtime session), the anchor ran in the same run. History (what changed a figure
 [CHANGELOG.md](../CHANGELOG.md).
 `;
 
-const cell = (v: Row[string]) => (v === null ? '' : typeof v === 'number' ? v.toLocaleString('en-US') : String(v).replace(/\|/g, '\\|'));
+const cell = (v: string | number | boolean | null) =>
+  v === null ? '' : typeof v === 'number' ? v.toLocaleString('en-US') : String(v).replace(/\|/g, '\\|');
 
 /** The rows' scalar figures as a table (lists and objects, such as the BLAS an anchor loaded, stay in
  *  the result file). */
@@ -29,7 +30,9 @@ function table(rows: Row[]): string[] {
   return [
     `| ${keys.join(' | ')} |`,
     `| ${keys.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${keys.map((k) => cell(scalar(r[k]) ? (r[k] ?? null) : null)).join(' | ')} |`),
+    ...rows.map(
+      (r) => `| ${keys.map((k) => cell(scalar(r[k]) ? ((r[k] as string | number | boolean | null) ?? null) : null)).join(' | ')} |`,
+    ),
   ];
 }
 

@@ -16,7 +16,7 @@ import { DEFAULT_TRAIN, mergeTrainConfig } from '../trainer/train/config.js';
 import { augmentOptions } from '../trainer/train/loop.js';
 import { ViT } from '../trainer/vit/model.js';
 import { DEVICES, type Device } from '../runtime/ort.js';
-import { Results, benchFlags } from './common.js';
+import { Results, type Row, benchFlags } from './common.js';
 
 const flags = benchFlags(
   'npm run bench:train [-- --steps 12] [--recipe cct-cifar10 [--augment recipe]] [--no-spin] [--no-anchor] [--device cpu|webgpu|cuda|auto]',
@@ -131,7 +131,7 @@ for (const python of anchor ? ['/usr/bin/python3', 'python3'] : []) {
     { encoding: 'utf8', env: torchEnv },
   );
   for (const line of r.stdout.split('\n').filter(Boolean)) {
-    const { bench, ...row } = JSON.parse(line) as Record<string, string | number | boolean>;
+    const { bench, ...row } = JSON.parse(line) as Row;
     results.add({ measure: `pytorch ${bench}`, ...row });
   }
   if (r.status !== 0) console.error(r.stderr);
