@@ -35,7 +35,8 @@ const { arg } = benchArgs(
 );
 const table = new Results(
   'explain',
-  'Faithfulness of each served map through HTTP: perturbation (positive lower, negative higher is better) and RISE deletion (lower) and insertion (higher)',
+  'Faithfulness of each served map through HTTP: perturbation (positive lower, negative higher is better) ' +
+    'and RISE deletion (lower) and insertion (higher)',
 );
 
 const models = arg('models', 'cct-cifar10,vit-cifar10').split(',');
