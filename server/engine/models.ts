@@ -8,6 +8,11 @@ import { IMPORT_HINT } from '../errors.js';
 
 export interface ServedModel {
   name: string;
+  /** The load this is (1 for the first; each reload while serving counts one more). */
+  version: number;
+  /** The version's sessions in the workers and its queues in the batcher: the name for version 1,
+   *  `<name>/v<n>` after (a model's name, a folder's, has no '/'). */
+  key: string;
   dir: string;
   file: string;
   config: ModelConfig;
@@ -59,7 +64,7 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
         `outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, ` +
         `so it is served without maps; ${IMPORT_HINT}`,
     );
-  return { name, dir, file, config, grid, heads: headsOf(config), explanationFile, lightExplanationFile };
+  return { name, version: 1, key: name, dir, file, config, grid, heads: headsOf(config), explanationFile, lightExplanationFile };
 }
 
 export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
@@ -83,3 +88,6 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
     throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
   return models;
 }
+
+/** The session key of a model's version (ServedModel.key). */
+export const versionKey = (name: string, version: number): string => (version === 1 ? name : `${name}/v${version}`);
