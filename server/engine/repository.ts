@@ -31,6 +31,10 @@ export function checkModelName(name: string): void {
     throw Errors.badRequest(`'${name}' is not a model name: a folder under --models, letters, digits, '.', '_' and '-'`);
 }
 
+export interface RepositoryObserver {
+  changed(name: string, result: 'loaded' | 'failed' | 'unloaded', serving: ServedModel | undefined): void;
+}
+
 export class ModelRepository {
   private readonly status = new Map<string, { state: ModelState; reason: string; version: number }>();
   private readonly versions = new Map<string, number>();
@@ -45,6 +49,8 @@ export class ModelRepository {
     private readonly log: { info(m: string): void; warn(m: string): void },
     /** How long a request may hold a version it took (the service's --timeout-ms). */
     private readonly graceMs: number,
+    /** Told of every load, failed load and unload (the metrics). */
+    private readonly observer: RepositoryObserver = { changed: () => {} },
   ) {
     for (const m of models) {
       this.versions.set(m.name, m.version);
@@ -137,6 +143,7 @@ export class ModelRepository {
         old?.version ?? version,
       );
       this.log.warn(`model ${name}: ${reason}`);
+      this.observer.changed(name, 'failed', old);
       throw Errors.badRequest(`model '${name}': ${reason}`);
     }
     // the switch: from here new work goes to the new version
@@ -147,6 +154,7 @@ export class ModelRepository {
       this.models.sort((a, b) => a.name.localeCompare(b.name));
     }
     this.setStatus(name, 'READY', '', version);
+    this.observer.changed(name, 'loaded', model);
     this.log.info(`model ${name}: version ${version} serves${old ? ` (version ${old.version} finishes its work, then is released)` : ''}`);
     if (old) void this.release(old);
     return model;
@@ -157,6 +165,7 @@ export class ModelRepository {
     if (!old) throw Errors.unknownModel(`model '${name}' is not loaded`);
     this.setStatus(name, 'UNLOADING', '', old.version);
     this.models.splice(this.models.indexOf(old), 1);
+    this.observer.changed(name, 'unloaded', undefined);
     void this.release(old, () => {
       if (this.status.get(name)?.state === 'UNLOADING') this.setStatus(name, 'UNAVAILABLE', 'unloaded', old.version);
       this.log.info(`model ${name}: version ${old.version} unloaded`);

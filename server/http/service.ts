@@ -81,7 +81,14 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   const draws = new Drawers(config.drawers, config.maxQueue, config.workerNice);
   metrics.drawSource = draws;
   let closing = false;
-  const repository = new ModelRepository(config.models, models, inference, log, config.timeoutMs);
+  for (const m of models) metrics.modelVersion.set({ model: m.name }, m.version);
+  const repository = new ModelRepository(config.models, models, inference, log, config.timeoutMs, {
+    changed: (name, result, serving) => {
+      metrics.modelLoads.inc({ model: name, result });
+      if (serving) metrics.modelVersion.set({ model: name }, serving.version);
+      else metrics.modelVersion.remove({ model: name });
+    },
+  });
   const ctx: ServiceContext = {
     config,
     models,

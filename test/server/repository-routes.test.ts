@@ -71,6 +71,12 @@ t.test('explicit mode: index, unload, load and a failed reload, as /classify and
   t.equal((await classify(app, 'model=alpha')).json().model_version, '1');
   t.match((await post(app, '/v2/repository/index')).json()[0], { name: 'alpha', version: '1', state: 'READY', reason: /did not load/ });
 
+  const metrics = (await app.inject('/metrics')).body;
+  t.match(metrics, /vitrine_model_version\{model="beta"\} 2/, 'metrics: the version serving');
+  t.match(metrics, /vitrine_model_version\{model="alpha"\} 1/);
+  for (const [model, result] of [['beta', 'unloaded'], ['beta', 'loaded'], ['alpha', 'failed']])
+    t.match(metrics, new RegExp(`vitrine_model_loads_total\\{model="${model}",result="${result}"\\} 1`), `metrics: ${model} ${result}`);
+
   // names that are not folders under --models
   for (const bad of ['a%2Fb', '.x', '..x'])
     t.match((await post(app, `/v2/repository/models/${bad}/load`)).json(), { error: /is not a model name/ }, `${bad} refused`);
