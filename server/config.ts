@@ -113,12 +113,14 @@ export const ServeConfigSchema = Type.Object({
   }),
   logLevel: oneOf(LOG_LEVELS, { default: 'info', description: 'Log level.' }),
   // Triton's model control modes (docs/service.md, Models while serving)
-  modelControl: oneOf(['none', 'explicit'] as const, {
+  modelControl: oneOf(['none', 'explicit', 'poll'] as const, {
     default: 'none',
     description:
       'none: the models are the folders under --models at start; explicit: models load, reload and unload while serving ' +
-      "through POST /v2/repository/… (the Open Inference Protocol's repository extension).",
+      "through POST /v2/repository/… (the Open Inference Protocol's repository extension); poll: that, and the folder " +
+      'is rescanned every --poll-interval seconds (new folders load, changed ones reload, removed ones unload).',
   }),
+  pollInterval: int(1, 86_400, 5, 'With --model-control poll: seconds between two scans of --models.'),
   loadModel: Type.Array(Type.String(), {
     default: [],
     example: 'NAME',

@@ -11,6 +11,7 @@ import { Metrics } from './metrics.js';
 import { startInference } from '../engine/inference.js';
 import { discoverModels } from '../engine/models.js';
 import { ModelRepository } from '../engine/repository.js';
+import { FolderPoller } from '../engine/poller.js';
 import { MemoryResults, type Results } from '../results/store.js';
 import { RedisResults } from '../results/redis.js';
 
@@ -111,6 +112,8 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     },
     closing: () => closing,
   };
+  const poller = config.modelControl === 'poll' ? new FolderPoller(config.models, repository, config.pollInterval * 1000, log) : null;
+  await poller?.start();
   return {
     ctx,
     markClosing: () => {
@@ -118,6 +121,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
       batcher.flush(); // what waits for company leaves now
     },
     close: async () => {
+      await poller?.stop();
       await inference.close();
       await draws.close();
       await results.close();

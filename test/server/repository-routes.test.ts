@@ -74,7 +74,11 @@ t.test('explicit mode: index, unload, load and a failed reload, as /classify and
   const metrics = (await app.inject('/metrics')).body;
   t.match(metrics, /vitrine_model_version\{model="beta"\} 2/, 'metrics: the version serving');
   t.match(metrics, /vitrine_model_version\{model="alpha"\} 1/);
-  for (const [model, result] of [['beta', 'unloaded'], ['beta', 'loaded'], ['alpha', 'failed']])
+  for (const [model, result] of [
+    ['beta', 'unloaded'],
+    ['beta', 'loaded'],
+    ['alpha', 'failed'],
+  ])
     t.match(metrics, new RegExp(`vitrine_model_loads_total\\{model="${model}",result="${result}"\\} 1`), `metrics: ${model} ${result}`);
 
   // names that are not folders under --models
@@ -164,4 +168,35 @@ t.test('a reload every second under 16 clients: every answer 200 and from its ow
   );
   t.ok(new Set(answers.map((a) => a.version)).size >= 5, 'answers came from each version');
   t.ok(answers.length > 200, `${answers.length} answers`);
+});
+
+t.test('poll mode: a folder copied in is served, a changed one reloads, a removed one goes', async (t) => {
+  const root = await modelsRoot();
+  const app = await testApp(t, { models: root, defaultModel: 'alpha', modelControl: 'poll', pollInterval: 1, timeoutMs: 500 });
+  const state = async (name: string) => (await post(app, '/v2/repository/index')).json().find((e: { name: string }) => e.name === name);
+  const until = async (what: string, ok: () => Promise<boolean>) => {
+    const end = Date.now() + 15_000;
+    while (!(await ok())) {
+      if (Date.now() > end) throw new Error(`not within 15 s: ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
+  await place('cct-cifar10', path.join(root, 'gamma'));
+  await until('gamma serves', async () => (await classify(app, 'model=gamma')).statusCode === 200);
+  t.match(await state('gamma'), { version: '1', state: 'READY' });
+
+  await place('vit-cifar10', path.join(root, 'gamma'));
+  await until('gamma reloads', async () => (await classify(app, 'model=gamma')).json().model_version === '2');
+  t.equal((await classify(app, 'model=gamma')).json().logits.length, 10);
+
+  // a folder that does not load is refused once, with the reason, and not tried again until it changes
+  await writeFile(path.join(root, 'gamma', 'config.json'), '{');
+  await until('the broken reload is refused', async () => /did not load/.test((await state('gamma')).reason));
+  t.match(await state('gamma'), { version: '2', state: 'READY' }, 'version 2 still serves');
+
+  await rm(path.join(root, 'gamma'), { recursive: true });
+  await until('gamma goes', async () => (await classify(app, 'model=gamma')).statusCode === 404);
+  t.match((await classify(app, 'model=gamma')).json().message, /model 'gamma' is not served: it is unloading|unloaded/);
+  t.equal((await classify(app, 'model=alpha')).statusCode, 200, 'the others serve throughout');
 });
