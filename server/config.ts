@@ -112,6 +112,26 @@ export const ServeConfigSchema = Type.Object({
     description: "Allowed CORS origins ('*' for any), comma-separated; empty disables CORS.",
   }),
   logLevel: oneOf(LOG_LEVELS, { default: 'info', description: 'Log level.' }),
+  // Triton's model control modes (docs/service.md, Models while serving)
+  modelControl: oneOf(['none', 'explicit', 'poll'] as const, {
+    default: 'none',
+    description:
+      'none: the models are the folders under --models at start; explicit: models load, reload and unload while serving ' +
+      "through POST /v2/repository/… (the Open Inference Protocol's repository extension); poll: that, and the folder " +
+      'is rescanned every --poll-interval seconds (new folders load, changed ones reload, removed ones unload).',
+  }),
+  pollInterval: int(1, 86_400, 5, 'With --model-control poll: seconds between two scans of --models.'),
+  loadModel: Type.Array(Type.String(), {
+    default: [],
+    example: 'NAME',
+    description: 'With --model-control explicit: the models loaded at start (repeatable or comma-separated; none given: all).',
+  }),
+  adminToken: Type.Union([Type.String(), Type.Null()], {
+    default: null,
+    example: 'TOKEN',
+    description:
+      'Required as `Authorization: Bearer <token>` on the repository routes; without it they answer only requests from this machine (loopback).',
+  }),
 });
 
 export type ServeConfig = Static<typeof ServeConfigSchema>;
@@ -169,13 +189,13 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv = process
     const name = envOf(k).find((e) => env[e] !== undefined && env[e] !== '');
     if (name) config[k] = parseValue(k, env[name]!, name);
   }
-  const values = parseStrict(argv, Object.fromEntries(KEYS.map((k) => [flagOf(k), { type: 'string' as const }]))) as Record<
-    string,
-    string | undefined
-  >;
+  // a list's flag may be given more than once: its values join
+  const multiple = (k: Key) => (ServeConfigSchema.properties[k] as TSchema).type === 'array';
+  const options = Object.fromEntries(KEYS.map((k) => [flagOf(k), { type: 'string' as const, multiple: multiple(k) }]));
+  const values = parseStrict(argv, options) as Record<string, string | string[] | undefined>;
   for (const k of KEYS) {
     const raw = values[flagOf(k)];
-    if (raw !== undefined) config[k] = parseValue(k, raw, `--${flagOf(k)}`);
+    if (raw !== undefined) config[k] = parseValue(k, Array.isArray(raw) ? raw.join(',') : raw, `--${flagOf(k)}`);
   }
   return config as ServeConfig;
 }

@@ -130,7 +130,8 @@ t.test('every command shown names commands, flags, scripts and files that exist'
 });
 
 t.test('every route a curl in the docs asks for is served', async (t) => {
-  const app = await testApp(t, { models: path.join(ROOT, 'models'), defaultModel: 'cct-cifar10' });
+  // with every route there is (the repository's serve with --model-control explicit)
+  const app = await testApp(t, { models: path.join(ROOT, 'models'), defaultModel: 'cct-cifar10', modelControl: 'explicit' });
   const missing: string[] = [];
   let routes = 0;
   for (const page of PAGES) {

@@ -1,7 +1,7 @@
-// Dynamic batching: concurrent requests for one model are run together. When a worker is free, the
-// oldest waiting requests go to it as soon as a batch is full or the oldest has waited max-delay;
-// while every worker is busy, requests gather and leave as one batch. The queue is bounded (503 with
-// Retry-After when full) and every request has a deadline (504 when passed).
+// Dynamic batching: concurrent requests for one model version are run together. When a worker is free,
+// the oldest waiting requests go to it as soon as a batch is full or the oldest has waited max-delay;
+// while every worker is busy, requests gather and leave as one batch. The queue is bounded (503,
+// Retry-After) and every request has a deadline (504 when passed).
 
 import { Errors, ServiceError } from '../errors.js';
 import type { RunReply, RunRequest } from './inference-protocol.js';
@@ -11,6 +11,7 @@ import {
   type Job,
   type JobOptions,
   type JobResult,
+  Activity,
   explanationsOf,
   queueKey,
   queueLabel,
@@ -28,11 +29,10 @@ type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
 export class Batcher {
   private readonly queues = new Map<string, Job[]>();
   private queued = 0;
-  private running = 0;
+  /** Per model version, its jobs not yet settled and its batches still running. */
+  private readonly activity = new Activity();
   private wake: NodeJS.Timeout | null = null;
-  private idleWaiters: (() => void)[] = [];
-  /** Draining: queued jobs leave as soon as a worker is free, without waiting for company. */
-  private flushing = false;
+  private flushing = false; // draining: queued jobs leave as soon as a worker is free
 
   constructor(
     private readonly pool: BatchRunner,
@@ -67,6 +67,7 @@ export class Batcher {
       };
       const q = this.queues.get(key) ?? this.queues.set(key, []).get(key)!;
       q.push(job);
+      this.activity.add(model);
       this.queued++;
       this.observer.depth(queueLabel(key), q.length);
       this.pump();
@@ -97,6 +98,7 @@ export class Batcher {
     job.settled = true;
     clearTimeout(job.timer);
     fn();
+    this.activity.done(job.model);
   }
 
   private expire(job: Job): void {
@@ -108,7 +110,6 @@ export class Batcher {
       this.observer.depth(queueLabel(job.key), q!.length);
     }
     this.settle(job, () => job.reject(Errors.timeout(`no answer within ${this.o.timeoutMs} ms`)));
-    this.notifyIdle();
   }
 
   private pump(): void {
@@ -194,7 +195,7 @@ export class Batcher {
     ) => void,
   ): void {
     const started = performance.now();
-    this.running++;
+    this.activity.add(request.model);
     this.pool
       .run(slot, request)
       .then(
@@ -218,13 +219,8 @@ export class Batcher {
         },
       )
       .finally(() => {
-        this.running--;
-        this.notifyIdle();
+        this.activity.done(request.model);
       });
-  }
-
-  private notifyIdle(): void {
-    if (this.queued === 0 && this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** From now on nothing waits for its batch to fill (a server draining for shutdown). */
@@ -235,10 +231,14 @@ export class Batcher {
     this.pump();
   }
 
+  /** Resolves once a model version (its key) has nothing queued or running, its batches' runs included. */
+  idle(key: string): Promise<void> {
+    return this.activity.idle(key);
+  }
+
   /** Resolves once nothing is queued or running. */
   drained(): Promise<void> {
-    if (this.queued === 0 && this.running === 0) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+    return this.activity.idle();
   }
 
   close(): void {

@@ -57,12 +57,12 @@ function explainsInOneRun(model: ServedModel, o: ClassifyOptions): boolean {
 async function run(batcher: Batcher, model: ServedModel, images: Float32Array[], o: ClassifyOptions): Promise<JobResult[]> {
   if (explainsInOneRun(model, o)) {
     const graph = o.map!.method === 'relevance' ? 'light' : 'full';
-    return batcher.submitAll(model.name, images, { explain: { class: model.config.relevance!.top_class!, graph } });
+    return batcher.submitAll(model.key, images, { explain: { class: model.config.relevance!.top_class!, graph } });
   }
   const options: JobOptions = { attentions: o.attentions === true || (model.grid !== null && !!o.map && needsAttentions(o.map)) };
-  if (o.tta !== 'flip') return batcher.submitAll(model.name, images, options);
+  if (o.tta !== 'flip') return batcher.submitAll(model.key, images, options);
   const mirrors = images.map((p) => mirrorOf(p, model.config));
-  const runs = await batcher.submitAll(model.name, [...images, ...mirrors], [...images.map(() => options), ...mirrors.map(() => ({}))]);
+  const runs = await batcher.submitAll(model.key, [...images, ...mirrors], [...images.map(() => options), ...mirrors.map(() => ({}))]);
   const own = runs.slice(0, images.length);
   own.forEach((r, i) => {
     const mirrored = runs[images.length + i];

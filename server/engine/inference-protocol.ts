@@ -4,12 +4,18 @@
 // run returns into a torn-down environment; measured with onnxruntime-node here), so the pool asks
 // instead and the worker leaves between runs. control[0] = CRASH makes it exit (code 1) before it
 // answers the run in progress, as a crash would; the 'stop' and 'crash' messages end an idle worker.
+//
+// Models come and go while serving: 'load' opens a version's sessions beside the others (answered
+// 'loaded' or 'load-failed'), 'unload' releases them once the pool has nothing more for that version.
 
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import type { Device } from '../../runtime/ort.js';
 
 export interface WorkerModel {
   name: string;
+  /** The version's sessions in the worker, as runs name them (serving.ts sessionKey): the model's name
+   *  for the version loaded at start, `<name>/v<n>` for one loaded while serving. */
+  key: string;
   file: string;
   inputName: string;
   logitsOutput: string;
@@ -54,11 +60,16 @@ export interface WorkerInit {
 }
 
 export const CRASH = 1;
-export type WorkerCommand = { type: 'stop' } | { type: 'crash' };
+export type WorkerCommand =
+  | { type: 'stop' }
+  | { type: 'crash' }
+  | { type: 'load'; id: number; model: WorkerModel }
+  | { type: 'unload'; key: string };
 
 export interface RunRequest {
   type: 'run';
   id: number;
+  /** The version's session key (WorkerModel.key). */
   model: string;
   pixels: Float32Array; // n * C * H * W
   n: number;
@@ -91,4 +102,6 @@ export type InferenceMessage =
   | { type: 'ready'; providers: Record<string, string>; adapters: Record<string, GpuAdapter | null>; skipped: Record<string, string> }
   | { type: 'fatal'; message: string }
   | { type: 'log'; message: string }
-  | { type: 'error'; id: number; message: string };
+  | { type: 'error'; id: number; message: string }
+  | { type: 'loaded'; id: number; provider: string; adapter: GpuAdapter | null }
+  | { type: 'load-failed'; id: number; message: string };

@@ -65,7 +65,7 @@ async function open(m: WorkerModel): Promise<void> {
       requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
     }
   }
-  sessions.set(m.name, { session, model: m, full, light });
+  sessions.set(m.key, { session, model: m, full, light });
   providers[m.name] = session.provider;
   adapters[m.name] = session.adapter;
 }
@@ -195,6 +195,23 @@ function own(a: Float32Array): Float32Array {
   return a.byteOffset === 0 && a.buffer.byteLength === a.byteLength && a.buffer instanceof ArrayBuffer ? a : Float32Array.from(a);
 }
 
+/** A version loaded while serving: its sessions opened beside the others (unload releases them). */
+async function load(id: number, m: WorkerModel): Promise<void> {
+  try {
+    await open(m);
+    send({ type: 'loaded', id, provider: providers[m.name], adapter: adapters[m.name] ?? null });
+  } catch (err) {
+    send({ type: 'load-failed', id, message: (err as Error).message });
+  }
+}
+
+async function unload(key: string): Promise<void> {
+  const s = sessions.get(key);
+  sessions.delete(key);
+  if (!s) return;
+  for (const session of [s.session, s.full, s.light]) await session?.session.release().catch(() => {});
+}
+
 // session.run finishes on ONNX Runtime's side while this thread takes messages, so a stop waits for
 // the runs in progress to be answered.
 let running = 0;
@@ -206,6 +223,8 @@ parentPort!.on('message', (req: RunRequest | WorkerCommand) => {
     if (running === 0) process.exit(0);
     return;
   }
+  if (req.type === 'load') return void load(req.id, req.model);
+  if (req.type === 'unload') return void unload(req.key);
   running++;
   run(req)
     .then(

@@ -40,6 +40,25 @@ function explanationOf(
   };
 }
 
+/** What the workers need of a served model's version. */
+export function workerModelOf(m: ServedModel): WorkerModel {
+  return {
+    name: m.name,
+    key: m.key,
+    file: m.file,
+    inputName: m.config.input_name,
+    logitsOutput: m.config.logits_output,
+    attentionOutputs: m.grid ? m.config.attention_outputs : [],
+    inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
+    classes: m.config.labels.length,
+    prefixTokens: m.config.prefix_tokens ?? 1,
+    ...(m.grid ? { grid: m.grid } : {}),
+    ...(m.explanationFile && m.config.relevance
+      ? { explanation: explanationOf(m.explanationFile, m.lightExplanationFile, m.config.relevance) }
+      : {}),
+  };
+}
+
 const NO_OBSERVER: BatchObserver = { batch: () => {}, depth: () => {} };
 
 export async function startInference(
@@ -64,20 +83,7 @@ export async function startInference(
       device: o.device,
       threads: o.threads,
       nice: o.workerNice,
-      models: models.map((m) => ({
-        name: m.name,
-        file: m.file,
-        inputName: m.config.input_name,
-        logitsOutput: m.config.logits_output,
-        attentionOutputs: m.grid ? m.config.attention_outputs : [],
-        inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
-        classes: m.config.labels.length,
-        prefixTokens: m.config.prefix_tokens ?? 1,
-        ...(m.grid ? { grid: m.grid } : {}),
-        ...(m.explanationFile && m.config.relevance
-          ? { explanation: explanationOf(m.explanationFile, m.lightExplanationFile, m.config.relevance) }
-          : {}),
-      })),
+      models: models.map(workerModelOf),
     },
     workers,
     log,

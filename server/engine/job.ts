@@ -77,13 +77,44 @@ export interface BatchObserver {
   depth(model: string, depth: number): void;
 }
 
-/** A job's queue: the model's name, or `<model>/<graph>` for an explanation graph's (a model's name, a
- *  folder's, has no '/'). */
+/** A job's queue: the model version's (its key: `<name>` or `<name>/v<n>`), or `<key>/<graph>` for one of
+ *  its explanation graphs' (a model's name, a folder's, has no '/'). */
 export const queueKey = (model: string, explain?: Explain): string => (explain ? `${model}/${explain.graph}` : model);
 
-/** A queue's metrics label: the model's name, "<model> relevance" for its light explanation graph's
- *  queue and "<model> explanations" for its full one's. */
+/** A queue's metrics label: the model's name (whatever its version), "<model> relevance" for its light
+ *  explanation graph's queue and "<model> explanations" for its full one's. */
 export function queueLabel(key: string): string {
-  const [model, graph] = key.split('/');
+  const [model, ...rest] = key.split('/');
+  const graph = rest.find((p) => p === 'light' || p === 'full');
   return graph === undefined ? model : `${model} ${graph === 'full' ? 'explanations' : 'relevance'}`;
+}
+
+/** Work under way per model version (its jobs not yet settled, its batches still running), so that a
+ *  version is released only once it has none; and in all, so that a server drains before it stops. */
+export class Activity {
+  private readonly counts = new Map<string, number>();
+  private readonly waiters = new Map<string | null, (() => void)[]>();
+
+  add(key: string): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  done(key: string): void {
+    const n = (this.counts.get(key) ?? 1) - 1;
+    if (n > 0) return void this.counts.set(key, n);
+    this.counts.delete(key);
+    this.wake(key);
+    if (this.counts.size === 0) this.wake(null);
+  }
+
+  /** Resolves once the version (or, without a key, every version) has nothing queued or running. */
+  idle(key: string | null = null): Promise<void> {
+    if (key === null ? this.counts.size === 0 : !this.counts.has(key)) return Promise.resolve();
+    return new Promise((r) => this.waiters.set(key, [...(this.waiters.get(key) ?? []), r]));
+  }
+
+  private wake(key: string | null): void {
+    for (const w of this.waiters.get(key) ?? []) w();
+    this.waiters.delete(key);
+  }
 }

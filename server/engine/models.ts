@@ -2,12 +2,21 @@
 // (onnx/model.onnx, or model.onnx as earlier exports and optimum lay it out).
 
 import { existsSync, promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { CONFIG_FILE, MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../../runtime/model-config.js';
 import { IMPORT_HINT } from '../errors.js';
 
 export interface ServedModel {
   name: string;
+  /** The load this is (1 for the first; each reload while serving counts one more). */
+  version: number;
+  /** The version's sessions in the workers and its queues in the batcher: the name for version 1,
+   *  `<name>/v<n>` after (a model's name, a folder's, has no '/'). */
+  key: string;
+  /** What identifies the version's files across processes and replicas (fingerprintOf): a kept
+   *  result is explained only by the files that classified it. */
+  fingerprint: string;
   dir: string;
   file: string;
   config: ModelConfig;
@@ -59,7 +68,20 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
         `outputs${config.attention_outputs.length > 0 ? ' with a patch grid' : ''}, ` +
         `so it is served without maps; ${IMPORT_HINT}`,
     );
-  return { name, dir, file, config, grid, heads: headsOf(config), explanationFile, lightExplanationFile };
+  const fingerprint = await fingerprintOf(dir, file);
+  return {
+    name,
+    version: 1,
+    key: name,
+    fingerprint,
+    dir,
+    file,
+    config,
+    grid,
+    heads: headsOf(config),
+    explanationFile,
+    lightExplanationFile,
+  };
 }
 
 export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
@@ -82,4 +104,26 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
   if (models.length === 0)
     throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
   return models;
+}
+
+/** The session key of a model's version (ServedModel.key). */
+export const versionKey = (name: string, version: number): string => (version === 1 ? name : `${name}/v${version}`);
+
+const HASHED_WHOLE = 64 * 1024 * 1024;
+
+/** A hash of the folder's configs and graphs (and their external weights): each file's contents up to
+ *  64 MB, and beyond that its size and modification time. Replicas serving the same files agree. */
+export async function fingerprintOf(dir: string, modelFile: string): Promise<string> {
+  const hash = createHash('sha256');
+  const graphs = path.dirname(modelFile);
+  const names = (await fs.readdir(graphs)).filter((f) => /\.onnx(_data)?$|\.data$/.test(f)).sort();
+  const files = [path.join(dir, CONFIG_FILE), path.join(dir, 'preprocessor_config.json'), ...names.map((f) => path.join(graphs, f))];
+  for (const f of files) {
+    const st = await fs.stat(f).catch(() => null);
+    if (!st?.isFile()) continue;
+    hash.update(`${path.relative(dir, f)}\0${st.size}\0`);
+    if (st.size <= HASHED_WHOLE) hash.update(await fs.readFile(f));
+    else hash.update(String(st.mtimeMs));
+  }
+  return hash.digest('hex').slice(0, 16);
 }

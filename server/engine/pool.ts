@@ -1,12 +1,24 @@
 // The inference worker pool: N worker threads, each with its sessions. A worker that dies is
-// replaced; the requests it was running fail with a 500 and the service stays up.
+// replaced (with the versions loaded now); the requests it was running fail with a 500 and the
+// service stays up. Versions are loaded into every worker and unloaded from every worker while
+// serving (load, unload).
 
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { Pending, siblingUrl, startWorker } from '../../runtime/worker.js';
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import { Errors } from '../errors.js';
-import { CRASH, type InferenceMessage, type RunReply, type RunRequest, type WorkerCommand, type WorkerInit } from './inference-protocol.js';
+import {
+  CRASH,
+  type InferenceMessage,
+  type RunReply,
+  type RunRequest,
+  type WorkerCommand,
+  type WorkerInit,
+  type WorkerModel,
+} from './inference-protocol.js';
+
+type LoadReply = { provider: string; adapter: GpuAdapter | null };
 
 interface Slot {
   index: number;
@@ -15,6 +27,7 @@ interface Slot {
   busy: boolean;
   control: Int32Array;
   inflight: Pending<RunReply>;
+  loads: Pending<LoadReply>;
   /** Ended by kill(): its runs have failed already and anything it still sends is ignored. */
   killed: boolean;
 }
@@ -35,6 +48,8 @@ export class WorkerPool extends EventEmitter {
   /** Models the workers could not open, with the reason (the others are served). */
   skipped: Record<string, string> = {};
   restarts = 0;
+  /** The versions every worker holds: a worker that starts gets these. */
+  private models: WorkerModel[];
 
   constructor(
     private readonly init: WorkerInit,
@@ -42,6 +57,7 @@ export class WorkerPool extends EventEmitter {
     private readonly log: { info: (m: string) => void; error: (m: string) => void },
   ) {
     super();
+    this.models = [...init.models];
   }
 
   /** Starts every worker; resolves when all are ready, rejects with the first start failure. */
@@ -52,20 +68,27 @@ export class WorkerPool extends EventEmitter {
   private spawn(index: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const control = new Int32Array(new SharedArrayBuffer(4));
+      const models = [...this.models];
       const worker = startWorker(siblingUrl(import.meta.url, 'inference-worker'), {
-        workerData: { ...this.init, control: control.buffer },
+        workerData: { ...this.init, models, control: control.buffer },
       });
-      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight: new Pending<RunReply>(), killed: false };
+      const inflight = new Pending<RunReply>();
+      const slot: Slot = { index, worker, ready: false, busy: false, control, inflight, loads: new Pending<LoadReply>(), killed: false };
       this.slots[index] = slot;
       worker.on('message', (m: InferenceMessage) => {
         if (m.type === 'ready') {
-          slot.ready = true;
-          this.providers = m.providers;
-          this.adapters = m.adapters;
-          this.skipped = m.skipped;
-          resolve();
-          this.emit('free');
-        } else if (m.type === 'log') {
+          this.providers = { ...this.providers, ...m.providers };
+          this.adapters = { ...this.adapters, ...m.adapters };
+          if (this.restarts === 0) this.skipped = m.skipped;
+          // versions loaded or unloaded while this worker started: it catches up before it takes work
+          this.catchUp(slot, models).then(() => {
+            slot.ready = true;
+            resolve();
+            this.emit('free');
+          }, reject);
+        } else if (m.type === 'loaded') slot.loads.resolve(m.id, { provider: m.provider, adapter: m.adapter });
+        else if (m.type === 'load-failed') slot.loads.reject(m.id, new Error(m.message));
+        else if (m.type === 'log') {
           if (!this.logged.has(m.message)) this.log.info(m.message);
           this.logged.add(m.message);
         } else if (m.type === 'fatal') {
@@ -119,7 +142,44 @@ export class WorkerPool extends EventEmitter {
     return reply;
   }
 
+  /** Opens a version's sessions in every worker; rejects with the first worker's reason (the version
+   *  is then unloaded from the others). */
+  async load(model: WorkerModel): Promise<LoadReply> {
+    this.models.push(model);
+    const slots = this.slots.filter((s) => s?.ready && !s.killed);
+    const replies = await Promise.allSettled(slots.map((s) => this.loadInto(s, model)));
+    const failed = replies.find((r) => r.status === 'rejected');
+    if (failed) {
+      this.unload(model.key);
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    const reply = (replies[0] as PromiseFulfilledResult<LoadReply> | undefined)?.value ?? { provider: 'unknown', adapter: null };
+    this.providers[model.name] = reply.provider;
+    this.adapters[model.name] = reply.adapter;
+    return reply;
+  }
+
+  /** Releases a version's sessions in every worker (the caller has nothing more queued for it). */
+  unload(key: string): void {
+    this.models = this.models.filter((m) => m.key !== key);
+    for (const s of this.slots)
+      if (s && !s.killed && s.worker.threadId !== -1) s.worker.postMessage({ type: 'unload', key } satisfies WorkerCommand);
+  }
+
+  private loadInto(slot: Slot, model: WorkerModel): Promise<LoadReply> {
+    const { id, reply } = slot.loads.open();
+    slot.worker.postMessage({ type: 'load', id, model } satisfies WorkerCommand);
+    return reply;
+  }
+
+  /** A worker started with `had` loads what has been loaded since and drops what has been unloaded. */
+  private async catchUp(slot: Slot, had: WorkerModel[]): Promise<void> {
+    for (const m of had) if (!this.models.includes(m)) slot.worker.postMessage({ type: 'unload', key: m.key } satisfies WorkerCommand);
+    for (const m of this.models) if (!had.includes(m)) await this.loadInto(slot, m);
+  }
+
   private failInflight(slot: Slot): void {
+    slot.loads.rejectAll(new Error(`inference worker ${slot.index} stopped while loading`));
     slot.inflight.rejectAll(
       Errors.workerFailed('the inference worker stopped while running this request; it has been replaced, try again'),
     );

@@ -9,11 +9,15 @@ import type { Gate } from '../gate.js';
 import type { Metrics } from './metrics.js';
 import type { ServedModel } from '../engine/models.js';
 import type { WorkerPool } from '../engine/pool.js';
+import type { ModelRepository } from '../engine/repository.js';
 import type { Results } from '../results/store.js';
 
 export interface ServiceContext {
   config: ServeConfig;
+  /** The versions serving now (changed in place as models load and unload). */
   models: ServedModel[];
+  /** Every model folder and its state; loads, reloads and unloads while serving. */
+  repository: ModelRepository;
   defaultModel: string;
   pool: WorkerPool;
   batcher: Batcher;
@@ -26,7 +30,7 @@ export interface ServiceContext {
   metrics: Metrics;
   /** The clock kept results are dated by (injectable through buildApp, so that tests need not wait). */
   now: () => number;
-  /** The named model, or the default; 404 for an unknown name. */
+  /** The named model, or the default; 404 for an unknown name, or one not served now (and why). */
   model(name?: string): ServedModel;
   closing(): boolean;
 }

@@ -55,6 +55,18 @@ export class Metrics {
     labelNames: ['model', 'provider', 'adapter', 'software'] as const,
     registers: [this.registry],
   });
+  readonly modelVersion = new Gauge({
+    name: 'vitrine_model_version',
+    help: 'The version of each model serving (absent once unloaded)',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+  readonly modelLoads = new Counter({
+    name: 'vitrine_model_loads_total',
+    help: 'Loads, reloads and unloads while serving, by model and result (loaded, failed, unloaded)',
+    labelNames: ['model', 'result'] as const,
+    registers: [this.registry],
+  });
   readonly workers = new Gauge({ name: 'vitrine_workers_ready', help: 'Inference workers ready', registers: [this.registry] });
   readonly maps = new Counter({
     name: 'vitrine_attention_maps_total',

@@ -43,6 +43,7 @@ const Grid = Type.Array(Type.Array(Type.Number()));
 export const ClassifyResponse = Type.Object({
   id: Type.String(),
   model: Type.String(),
+  model_version: Type.String({ description: 'the version of the model that answered (each load while serving counts one)' }),
   predictions: Type.Array(Type.Object({ label: Type.String(), index: Type.Integer(), probability: Type.Number() })),
   logits: Type.Array(Type.Number()),
   attention: Type.Optional(

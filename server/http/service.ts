@@ -10,6 +10,8 @@ import { Gate } from '../gate.js';
 import { Metrics } from './metrics.js';
 import { startInference } from '../engine/inference.js';
 import { discoverModels } from '../engine/models.js';
+import { ModelRepository } from '../engine/repository.js';
+import { FolderPoller } from '../engine/poller.js';
 import { MemoryResults, type Results } from '../results/store.js';
 import { RedisResults } from '../results/redis.js';
 
@@ -28,8 +30,12 @@ export interface ServiceState {
 }
 
 export async function createServiceContext(config: ServeConfig, { now, log }: { now?: () => number; log: Log }): Promise<ServiceState> {
-  // Models and workers.
-  const models = await discoverModels(config.models, (m) => log.warn(m));
+  // Models and workers. With --model-control explicit and --load-model, only those load at start.
+  const found = await discoverModels(config.models, (m) => log.warn(m));
+  const asked = config.modelControl === 'explicit' && config.loadModel.length > 0 ? config.loadModel : null;
+  for (const name of asked ?? [])
+    if (!found.some((m) => m.name === name)) throw new Error(`--load-model ${name}: no such model under ${config.models}`);
+  const models = asked ? found.filter((m) => asked.includes(m.name)) : found;
   const metrics = new Metrics();
   const inference = await startInference(
     models,
@@ -76,9 +82,18 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   const draws = new Drawers(config.drawers, config.maxQueue, config.workerNice);
   metrics.drawSource = draws;
   let closing = false;
+  for (const m of models) metrics.modelVersion.set({ model: m.name }, m.version);
+  const repository = new ModelRepository(config.models, models, inference, log, config.timeoutMs, {
+    changed: (name, result, serving) => {
+      metrics.modelLoads.inc({ model: name, result });
+      if (serving) metrics.modelVersion.set({ model: name }, serving.version);
+      else metrics.modelVersion.remove({ model: name });
+    },
+  });
   const ctx: ServiceContext = {
     config,
     models,
+    repository,
     defaultModel,
     pool,
     batcher,
@@ -88,12 +103,17 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     draws,
     metrics,
     model: (name) => {
-      const m = models.find((x) => x.name === (name ?? defaultModel));
-      if (!m) throw Errors.unknownModel(`no model '${name}' (served: ${models.map((x) => x.name).join(', ')})`);
-      return m;
+      const wanted = name ?? defaultModel;
+      const m = models.find((x) => x.name === wanted);
+      if (m) return m;
+      const why = repository.whyNot(wanted);
+      if (why) throw Errors.unknownModel(`model '${wanted}' is not served: ${why}`);
+      throw Errors.unknownModel(`no model '${wanted}' (served: ${models.map((x) => x.name).join(', ')})`);
     },
     closing: () => closing,
   };
+  const poller = config.modelControl === 'poll' ? new FolderPoller(config.models, repository, config.pollInterval * 1000, log) : null;
+  await poller?.start();
   return {
     ctx,
     markClosing: () => {
@@ -101,6 +121,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
       batcher.flush(); // what waits for company leaves now
     },
     close: async () => {
+      await poller?.stop();
       await inference.close();
       await draws.close();
       await results.close();

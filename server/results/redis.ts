@@ -25,6 +25,7 @@ export function encodeKept(r: KeptResult): Buffer {
       model: r.model,
       createdAt: r.createdAt,
       top: r.top,
+      ...(r.fingerprint ? { fp: r.fingerprint, version: r.version } : {}),
       view: { width: r.view.width, height: r.view.height, bytes: r.view.data.length },
       pixels: r.pixels.length,
     }),
@@ -49,6 +50,8 @@ export function decodeKept(id: string, b: Buffer): KeptResult {
     model: string;
     createdAt: number;
     top: number;
+    fp?: string;
+    version?: number;
     view: { width: number; height: number; bytes: number };
     pixels: number;
   };
@@ -62,6 +65,7 @@ export function decodeKept(id: string, b: Buffer): KeptResult {
   if (
     typeof h.model !== 'string' ||
     !count(h.top) ||
+    (h.fp !== undefined && (typeof h.fp !== 'string' || !count(h.version))) ||
     !count(h.view?.width) ||
     !count(h.view?.height) ||
     !count(h.view?.bytes) ||
@@ -75,7 +79,8 @@ export function decodeKept(id: string, b: Buffer): KeptResult {
   o += h.view.bytes;
   const pixels = new Float32Array(h.pixels);
   for (let i = 0; i < h.pixels; i++) pixels[i] = b.readFloatLE(o + i * 4);
-  return { id, model: h.model, createdAt: h.createdAt, view, pixels, top: h.top };
+  const version = h.fp === undefined ? {} : { fingerprint: h.fp, version: h.version };
+  return { id, model: h.model, createdAt: h.createdAt, view, pixels, top: h.top, ...version };
 }
 
 /** The URL with any password hidden, for messages and /readyz. */

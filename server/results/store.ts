@@ -16,6 +16,10 @@ export interface KeptResult {
   pixels: Float32Array;
   /** The top prediction's index: the class a relevance map explains by default. */
   top: number;
+  /** The model version that classified it (ServedModel.version, fingerprint): a map of it is made only
+   *  by those files. Absent in results kept before versions were. */
+  version?: number;
+  fingerprint?: string;
 }
 
 export interface StoreStatus {

@@ -90,7 +90,7 @@ t.test('classify: attention=none|rollout|cls|full', async (t) => {
   t.same(full.attention.layers, want, 'the layers are the run attentions, every value');
   t.same(
     Object.keys(full).sort(),
-    ['attention', 'id', 'image', 'logits', 'model', 'predictions', 'timings'],
+    ['attention', 'id', 'image', 'logits', 'model', 'model_version', 'predictions', 'timings'],
     'the rest of the answer as with the other methods',
   );
   t.same(full.attention.grid, [8, 8]);

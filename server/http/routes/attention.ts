@@ -45,7 +45,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
           200: {
             content: { 'image/png': { schema: { type: 'string', format: 'binary' } }, 'application/json': { schema: AttentionJson } },
           },
-          ...errors(400, 401, 404, 422),
+          ...errors(400, 401, 404, 410, 422),
         },
       },
     },
@@ -62,6 +62,11 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         );
       const model = ctx.models.find((m) => m.name === stored.model);
       if (!model?.grid) throw Refusals.noMaps(stored.model, 'is not served here with attention outputs');
+      if (stored.fingerprint !== undefined && stored.fingerprint !== model.fingerprint)
+        throw Errors.resultGone(
+          `result '${stored.id}' was classified by version ${stored.version} of model ${model.name}, which is not served ` +
+            `any more (version ${model.version} is): classify the image again to explain it`,
+        );
       const unusable = unusableKept(stored, model);
       if (unusable) throw Errors.unreadableResult(`result '${stored.id}' cannot be drawn: ${unusable}`);
       const q = request.query;

@@ -121,7 +121,16 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       // Kept for GET /attention/:id; when a shared store is down the classification still answers.
       const top = c.predictions[0].index;
       const kept = model.grid
-        ? results.put({ id, model: model.name, createdAt: ctx.now(), view: image.view, pixels: image.pixels, top })
+        ? results.put({
+            id,
+            model: model.name,
+            version: model.version,
+            fingerprint: model.fingerprint,
+            createdAt: ctx.now(),
+            view: image.view,
+            pixels: image.pixels,
+            top,
+          })
         : results.noteUnkept(id, model.name);
       await kept.catch((err: Error) => {
         ctx.metrics.storeErrors.inc({ op: 'put' });
@@ -145,6 +154,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       const body = {
         id,
         model: model.name,
+        model_version: String(model.version),
         predictions: c.predictions,
         logits: Array.from(r.logits),
         ...(attentionBody ? { attention: attentionBody } : {}),

@@ -20,11 +20,10 @@ import {
 import { imageSpec } from '../../../runtime/pixels.js';
 import { prepareImage } from '../../engine/preprocess.js';
 import { classifyAndExplain } from '../../engine/classify.js';
+import { repositoryRoutes } from './repository.js';
 import { toServiceError } from '../conventions.js';
 import { VITRINE_VERSION } from '../../../runtime/version.js';
 
-/** Every model is served at one version. */
-const VERSION = '1';
 const PLATFORM = 'onnxruntime_onnx';
 const EXTENSIONS = ['binary_tensor_data', 'classification'];
 
@@ -47,11 +46,16 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   const { config, batcher } = ctx;
   const ready = () => ctx.pool.ready && !ctx.closing();
 
+  /** The model's version serving now; a version asked for must be it. */
   function model(params: ModelParams): ServedModel {
     const m = ctx.models.find((x) => x.name === params.name);
-    if (!m) throw Errors.unknownModel(`model '${params.name}' is not served (models: ${ctx.models.map((x) => x.name).join(', ')})`);
-    if (params.version !== undefined && params.version !== VERSION)
-      throw Errors.unknownModel(`model '${m.name}' has no version '${params.version}' (versions: ${VERSION})`);
+    const why = m ? null : ctx.repository.whyNot(params.name);
+    if (!m)
+      throw Errors.unknownModel(
+        `model '${params.name}' is not served${why ? `: ${why}` : ` (models: ${ctx.models.map((x) => x.name).join(', ')})`}`,
+      );
+    if (params.version !== undefined && params.version !== String(m.version))
+      throw Errors.unknownModel(`model '${m.name}' has no version '${params.version}' serving (versions: ${m.version})`);
     return m;
   }
 
@@ -71,7 +75,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   app.get('/v2', { schema: { summary: 'Open Inference Protocol: server metadata', tags: ['v2'] } }, async () => ({
     name: 'vitrine',
     version: VITRINE_VERSION,
-    extensions: EXTENSIONS,
+    extensions: config.modelControl === 'none' ? EXTENSIONS : [...EXTENSIONS, 'model_repository'],
   }));
   app.get('/v2/health/live', { schema: { summary: 'Open Inference Protocol: liveness', tags: ['v2'] } }, async () => ({ live: true }));
   app.get(
@@ -85,7 +89,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     const [h, w] = m.config.image_size;
     return {
       name: m.name,
-      versions: [VERSION],
+      versions: [String(m.version)],
       platform: PLATFORM,
       inputs: [{ name: m.config.input_name, datatype: 'FP32', shape: [-1, m.config.mean.length, h, w] }],
       outputs: outputShapes(m).map((o) => ({ ...o, datatype: 'FP32' })),
@@ -125,6 +129,8 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       (request, reply) => infer(request, reply),
     );
   }
+
+  if (config.modelControl !== 'none') await repositoryRoutes(app);
 
   /** The images of the one input as normalized CHW tensors. */
   async function images(m: ServedModel, t: InputTensor, deadline: number): Promise<Float32Array[]> {
@@ -230,7 +236,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       return { name, datatype: 'FP32', shape, data: values, binary };
     });
     const encoded = encodeInferResponse(
-      { model_name: m.name, model_version: VERSION, ...(req.id !== undefined ? { id: req.id } : {}) },
+      { model_name: m.name, model_version: String(m.version), ...(req.id !== undefined ? { id: req.id } : {}) },
       outputs,
     );
     if ('json' in encoded) return reply.type('application/json').send(encoded.json);
