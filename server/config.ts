@@ -130,7 +130,8 @@ export const ServeConfigSchema = Type.Object({
     default: null,
     example: 'TOKEN',
     description:
-      'Required as `Authorization: Bearer <token>` on the repository routes; without it they answer only requests from this machine (loopback).',
+      'Required as `Authorization: Bearer <token>` on the repository routes; without it they answer only ' +
+      'requests from this machine (loopback).',
   }),
 });
 
