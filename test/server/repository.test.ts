@@ -11,6 +11,10 @@ import { startInference } from '../../server/engine/inference.js';
 import { discoverModels } from '../../server/engine/models.js';
 import { ModelRepository } from '../../server/engine/repository.js';
 import { defaultServeConfig } from '../../server/config.js';
+import { CIFAR10_CLASSES } from '../../trainer/data/cifar10.js';
+import { exportModel } from '../../trainer/export.js';
+import { SEED_CONFIG } from '../../trainer/vit/config.js';
+import { ViT } from '../../trainer/vit/model.js';
 import { ROOT } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/data.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
@@ -127,4 +131,28 @@ t.test('unload: new work is refused at once, the sessions go once the work is an
     repo.models.map((m) => m.name),
     ['alpha', 'beta'],
   );
+});
+
+t.test('20 unload and load cycles: the memory comes back (RSS within 160 MB of the first cycles)', async (t) => {
+  // a model of 3.2M parameters (13 MB of weights a session, in each of 2 workers), so that a version
+  // whose sessions stayed would grow the process by hundreds of MB over the cycles
+  const root = await tmpDir('vitrine-repository-rss-');
+  const config = { ...SEED_CONFIG, hidden_size: 256, intermediate_size: 1024, num_hidden_layers: 4, num_attention_heads: 4 };
+  await exportModel(new ViT(config, 1), CIFAR10_CLASSES, path.join(root, 'big'));
+  const log = { info: () => {}, warn: () => {}, error: () => {} };
+  const models = await discoverModels(root, log.warn);
+  const inference = await startInference(models, { ...defaultServeConfig(), workers: 2, threads: 1, workerNice: 0 }, log);
+  t.teardown(() => inference.close());
+  const repo = new ModelRepository(root, inference.models, inference, log, 0);
+  const cycle = async () => {
+    await repo.unload('big');
+    await repo.load('big');
+    await repo.released();
+  };
+  for (let i = 0; i < 3; i++) await cycle();
+  const first = process.memoryUsage().rss;
+  for (let i = 0; i < 20; i++) await cycle();
+  const grown = (process.memoryUsage().rss - first) / 2 ** 20;
+  t.ok(grown < 160, `RSS grew ${grown.toFixed(1)} MB over 20 cycles (${(first / 2 ** 20).toFixed(0)} MB after the first three)`);
+  t.equal(repo.get('big')!.version, 24);
 });
