@@ -16,6 +16,8 @@
 // class; requests_per_s counts both, pairs_per_s the pairs. --draw-only: one kept result drawn over
 // and over (rollout), the draw alone. --root DIR: serve that checkout's code (e.g. a worktree of an
 // earlier commit) with this bench, to compare two versions with the same load.
+// --reload-every S: the server runs with --model-control explicit, and each load runs twice, without
+// and then with the model reloaded (POST /v2/repository/models/<model>/load) every S seconds.
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -62,6 +64,7 @@ const flags = benchFlags(
     'node-flags': text(),
     gc: { type: 'boolean', default: false },
     concurrency: text('1,32'),
+    'reload-every': text(),
     ...Object.fromEntries(SERVER_FLAGS.map((f) => [f, text()])),
   },
 );
@@ -83,7 +86,11 @@ if (drawFormat !== 'png' && drawFormat !== 'json') {
   process.exit(2);
 }
 const drawMethod = opt('draw-method', 'relevance');
-const serverFlags = SERVER_FLAGS.flatMap((f) => (opt(f, '') !== '' ? [`--${f}`, opt(f, '')] : []));
+const reloadEvery = Number(opt('reload-every', '0'));
+const serverFlags = [
+  ...SERVER_FLAGS.flatMap((f) => (opt(f, '') !== '' ? [`--${f}`, opt(f, '')] : [])),
+  ...(reloadEvery > 0 ? ['--model-control', 'explicit'] : []),
+];
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
 const imagePath = opt('image', '');
@@ -235,14 +242,37 @@ const pair = {
 };
 const request = drawOnly ? { url: `${base}/attention/${kept}`, method: 'GET' as const } : draw ? pair : classifyRequest;
 
-async function load(connections: number) {
+/** Reloads the model every reloadEvery seconds until stopped; counts the reloads and their failures. */
+function reloading(): { stop: () => Promise<{ reloads: number; reload_failures: number }> } {
+  let reloads = 0;
+  let failures = 0;
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = fetch(`${base}/v2/repository/models/${model}/load`, { method: 'POST' }).then(
+      (r) => void (r.ok ? reloads++ : failures++),
+      () => void failures++,
+    );
+  }, reloadEvery * 1000);
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+      return { reloads, reload_failures: failures };
+    },
+  };
+}
+
+async function load(connections: number, reload = false) {
   const collectionsBefore = fullCollections;
   const polled = pollHealth(seconds * 1000);
+  const reloader = reload ? reloading() : null;
   const result = await autocannon({ ...request, connections, duration: seconds });
+  const reloads = reloader ? await reloader.stop() : {};
   const health = (await polled).sort((a, b) => a - b);
   const errors = result.errors + result.timeouts + result.non2xx;
   results.add({
     concurrency: connections,
+    ...reloads,
     requests_per_s: Math.round(result.requests.average),
     ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
     p50_ms: result.latency.p50,
@@ -269,7 +299,10 @@ async function load(connections: number) {
 }
 
 // --concurrency 1,32 (the default) or other levels, e.g. 64 with --attention full (the heavy answers)
-for (const c of opt('concurrency', '1,32').split(',').map(Number)) await load(c);
+for (const c of opt('concurrency', '1,32').split(',').map(Number)) {
+  await load(c);
+  if (reloadEvery > 0) await load(c, true);
+}
 const metrics = await (await fetch(`${base}/metrics`)).text();
 const sum = Number(/vitrine_batch_size_sum\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
 const count = Number(/vitrine_batch_size_count\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);
