@@ -62,13 +62,22 @@ async function errorText(res) {
   }
 }
 
+// The models served, read again every 10 s while the page is shown and when it is shown again: models
+// loaded, reloaded and unloaded while serving appear and go without a reload of the page. The list is
+// rebuilt only when it changed, and keeps the model chosen while it is served.
+let listed = '';
 async function loadModels() {
   const res = await api('/models');
   if (!res.ok) return;
   const { default: def, models } = await res.json();
   served = Object.fromEntries(models.map((m) => [m.name, m]));
-  $('model').replaceChildren(...models.map((m) => el('option', { value: m.name, selected: m.name === def }, `${m.name} (${m.provider})`)));
+  const text = models.map((m) => `${m.name} (${m.provider})`).join('\n');
+  if (text === listed) return;
+  listed = text;
+  const chosen = served[$('model').value] ? $('model').value : def;
+  $('model').replaceChildren(...models.map((m) => el('option', { value: m.name, selected: m.name === chosen }, `${m.name} (${m.provider})`)));
 }
+const refreshModels = () => document.visibilityState === 'visible' && loadModels().catch(() => {});
 
 async function classify(blob) {
   lastImage = blob;
@@ -253,6 +262,8 @@ function setup() {
     drawHeatmap();
   });
   loadModels().catch((err) => status(String(err), true));
+  setInterval(refreshModels, 10_000);
+  document.addEventListener('visibilitychange', refreshModels);
 }
 
 setup();

@@ -231,3 +231,25 @@ testWith(t, 'a hostile model name or label stays text on the page', ['chromium']
   t.equal(await page.evaluate('window.__pwned'), undefined, 'nothing of it ran');
   t.same(errors, []);
 });
+
+testWith(t, 'the model list follows models unloaded and loaded while serving, the chosen one kept', ['chromium'], async (t) => {
+  const app = await testApp(t, { models: path.join(ROOT, 'models'), defaultModel: 'cct-cifar10', modelControl: 'explicit' });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { page, errors } = await openPage(t);
+  await page.goto(base);
+  await page.waitForSelector('#model option', { state: 'attached' });
+  const names = () => page.evaluate("[...document.getElementById('model').options].map((o) => o.value).join(',')");
+  t.equal(await names(), 'cct-cifar10,vit-cifar10');
+  await page.selectOption('#model', 'vit-cifar10');
+  // shown again (as after switching tabs): the list is read again at once rather than at the next 10 s
+  const shown = "document.dispatchEvent(new Event('visibilitychange'))";
+  t.equal((await app.inject({ method: 'POST', url: '/v2/repository/models/cct-cifar10/unload' })).statusCode, 200);
+  await page.evaluate(shown);
+  await page.waitForFunction("document.getElementById('model').options.length === 1");
+  t.equal(await names(), 'vit-cifar10', 'the unloaded model left the list');
+  t.equal((await app.inject({ method: 'POST', url: '/v2/repository/models/cct-cifar10/load' })).statusCode, 200);
+  await page.evaluate(shown);
+  await page.waitForFunction("document.getElementById('model').options.length === 2");
+  t.equal(await page.inputValue('#model'), 'vit-cifar10', 'the chosen model stays chosen');
+  t.same(errors, [], 'no script errors');
+});
