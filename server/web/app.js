@@ -75,7 +75,9 @@ async function loadModels() {
   if (text === listed) return;
   listed = text;
   const chosen = served[$('model').value] ? $('model').value : def;
-  $('model').replaceChildren(...models.map((m) => el('option', { value: m.name, selected: m.name === chosen }, `${m.name} (${m.provider})`)));
+  $('model').replaceChildren(
+    ...models.map((m) => el('option', { value: m.name, selected: m.name === chosen }, `${m.name} (${m.provider})`)),
+  );
 }
 const refreshModels = () => document.visibilityState === 'visible' && loadModels().catch(() => {});
 
