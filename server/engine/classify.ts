@@ -54,8 +54,14 @@ function explainsInOneRun(model: ServedModel, o: ClassifyOptions): boolean {
 }
 
 /** The runs of the images, in one submission (all queued or none). */
-async function run(batcher: Batcher, model: ServedModel, images: Float32Array[], o: ClassifyOptions): Promise<JobResult[]> {
-  if (explainsInOneRun(model, o)) {
+async function run(
+  batcher: Batcher,
+  model: ServedModel,
+  images: Float32Array[],
+  o: ClassifyOptions,
+  oneRun: boolean,
+): Promise<JobResult[]> {
+  if (oneRun) {
     const graph = o.map!.method === 'relevance' ? 'light' : 'full';
     return batcher.submitAll(model.key, images, { explain: { class: model.config.relevance!.top_class!, graph } });
   }
@@ -78,8 +84,8 @@ export async function classifyAndExplain(
   images: Float32Array[],
   o: ClassifyOptions = {},
 ): Promise<Classified[]> {
-  const results = await run(batcher, model, images, o);
   const oneRun = explainsInOneRun(model, o);
+  const results = await run(batcher, model, images, o, oneRun);
   const labels = model.config.labels;
   return Promise.all(
     results.map(async (result, i): Promise<Classified> => {

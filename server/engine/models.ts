@@ -84,6 +84,18 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
   };
 }
 
+/** Whether `dir` is a model folder: config.json and an ONNX graph. */
+export const isModelFolder = (dir: string): boolean => modelFileIn(dir) !== null && existsSync(path.join(dir, CONFIG_FILE));
+
+/** The model folders' names under `root`, sorted (none when it cannot be read). */
+export async function modelFolderNames(root: string): Promise<string[]> {
+  const entries = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isDirectory() && isModelFolder(path.join(root, e.name)))
+    .map((e) => e.name)
+    .sort((a, b) => a.localeCompare(b));
+}
+
 export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
   let entries: import('node:fs').Dirent[];
   try {
@@ -94,7 +106,7 @@ export async function discoverModels(root: string, warn: (msg: string) => void):
   const models: ServedModel[] = [];
   for (const e of entries.filter((d) => d.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
     const dir = path.join(root, e.name);
-    if (!modelFileIn(dir) || !existsSync(path.join(dir, CONFIG_FILE))) continue;
+    if (!isModelFolder(dir)) continue;
     try {
       models.push(await loadModelFolder(dir, e.name, warn));
     } catch (err) {

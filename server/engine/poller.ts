@@ -5,9 +5,9 @@
 // read half-way; a load that failed is not tried again until
 // the folder changes.
 
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, modelFileIn } from '../../runtime/model-config.js';
+import { modelFolderNames } from './models.js';
 import type { ModelRepository } from './repository.js';
 
 /** The folder's files as names, sizes and modification times (cheap: no file is read). */
@@ -62,11 +62,7 @@ export class FolderPoller {
 
   private async folders(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    const entries = await fs.readdir(this.root, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const dir = path.join(this.root, e.name);
-      if (e.isDirectory() && existsSync(path.join(dir, CONFIG_FILE)) && modelFileIn(dir)) out.set(e.name, await signatureOf(dir));
-    }
+    for (const name of await modelFolderNames(this.root)) out.set(name, await signatureOf(path.join(this.root, name)));
     return out;
   }
 

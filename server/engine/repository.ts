@@ -6,13 +6,11 @@
 // least. A load that fails leaves the old version serving and says why. An unload stops new work at
 // once and releases the sessions the same way.
 
-import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, modelFileIn } from '../../runtime/model-config.js';
 import { Errors } from '../errors.js';
 import type { Batcher } from './batcher.js';
 import { type Inference, workerModelOf } from './inference.js';
-import { type ServedModel, loadModelFolder, versionKey } from './models.js';
+import { type ServedModel, isModelFolder, loadModelFolder, modelFolderNames, versionKey } from './models.js';
 
 /** The Open Inference Protocol's model states, as Triton's repository index gives them. */
 export type ModelState = 'READY' | 'LOADING' | 'UNLOADING' | 'UNAVAILABLE';
@@ -76,12 +74,7 @@ export class ModelRepository {
 
   /** Every model folder under --models and every model known, with its state. */
   async index(): Promise<IndexEntry[]> {
-    const names = new Set(this.status.keys());
-    const entries = await fs.readdir(this.root, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const dir = path.join(this.root, e.name);
-      if (e.isDirectory() && modelFileIn(dir) && existsSync(path.join(dir, CONFIG_FILE))) names.add(e.name);
-    }
+    const names = new Set([...this.status.keys(), ...(await modelFolderNames(this.root))]);
     return [...names].sort().map((name) => {
       const s = this.status.get(name);
       return { name, version: s ? String(s.version) : '', state: s?.state ?? 'UNAVAILABLE', reason: s?.reason ?? '' };
@@ -125,7 +118,7 @@ export class ModelRepository {
     let loaded = false;
     let model: ServedModel | null = null;
     try {
-      if (!existsSync(path.join(dir, CONFIG_FILE)) || !modelFileIn(dir)) throw new Error(`no model folder ${name} under ${this.root}`);
+      if (!isModelFolder(dir)) throw new Error(`no model folder ${name} under ${this.root}`);
       const read = await loadModelFolder(dir, name, (m) => this.log.warn(m));
       model = { ...read, version, key: versionKey(name, version) };
       await this.inference.pool.load(workerModelOf(model));

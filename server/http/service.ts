@@ -108,7 +108,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
       if (m) return m;
       const why = repository.whyNot(wanted);
       if (why) throw Errors.unknownModel(`model '${wanted}' is not served: ${why}`);
-      throw Errors.unknownModel(`no model '${wanted}' (served: ${models.map((x) => x.name).join(', ')})`);
+      throw Errors.unknownModel(`model '${wanted}' is not served (models: ${models.map((x) => x.name).join(', ')})`);
     },
     closing: () => closing,
   };

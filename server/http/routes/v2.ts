@@ -46,14 +46,9 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   const { config, batcher } = ctx;
   const ready = () => ctx.pool.ready && !ctx.closing();
 
-  /** The model's version serving now; a version asked for must be it. */
+  /** The model's version serving now (ctx.model: 404 saying why one is not); a version asked for must be it. */
   function model(params: ModelParams): ServedModel {
-    const m = ctx.models.find((x) => x.name === params.name);
-    const why = m ? null : ctx.repository.whyNot(params.name);
-    if (!m)
-      throw Errors.unknownModel(
-        `model '${params.name}' is not served${why ? `: ${why}` : ` (models: ${ctx.models.map((x) => x.name).join(', ')})`}`,
-      );
+    const m = ctx.model(params.name);
     if (params.version !== undefined && params.version !== String(m.version))
       throw Errors.unknownModel(`model '${m.name}' has no version '${params.version}' serving (versions: ${m.version})`);
     return m;
