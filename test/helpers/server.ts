@@ -1,7 +1,7 @@
 // A models folder with a freshly initialized seed ViT (and a copy without attention outputs, as a
 // foreign model would be), and an app built on it.
 
-import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
@@ -42,6 +42,24 @@ export function testModels(): Promise<string> {
     return root;
   })();
   return modelsDir;
+}
+
+const GRAPH_FILES = ['config.json', 'preprocessor_config.json', 'onnx'];
+
+/** Makes `dir` hold a bundled model's config and graphs (`from`: cct-cifar10 or vit-cifar10), replacing
+ *  what it held: a model folder changed while served. */
+export async function placeBundledModel(from: string, dir: string): Promise<void> {
+  const bundled = path.join(import.meta.dirname, '..', '..', 'models', from);
+  for (const f of GRAPH_FILES) await rm(path.join(dir, f), { recursive: true, force: true });
+  for (const f of GRAPH_FILES) await cp(path.join(bundled, f), path.join(dir, f), { recursive: true });
+}
+
+/** A models folder of two copies of the bundled models: alpha (vit-cifar10's files), beta (cct-cifar10's). */
+export async function twoModelsRoot(prefix: string): Promise<string> {
+  const root = await tmpDir(prefix);
+  await placeBundledModel('vit-cifar10', path.join(root, 'alpha'));
+  await placeBundledModel('cct-cifar10', path.join(root, 'beta'));
+  return root;
 }
 
 export async function testConfig(over: Partial<ServeConfig> = {}): Promise<ServeConfig> {

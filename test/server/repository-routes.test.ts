@@ -3,30 +3,17 @@
 // admin token and the name checks; and a reload every second under 16 clients with every answer 200
 // and from its own version.
 
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { ROOT } from '../helpers/cli.js';
-import { tmpDir } from '../helpers/data.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
-import { testApp } from '../helpers/server.js';
+import { placeBundledModel, testApp, twoModelsRoot } from '../helpers/server.js';
 
-const BUNDLED = path.join(ROOT, 'models');
 const SHIP = path.join(ROOT, 'server', 'web', 'examples', 'ship.png');
-const GRAPH_FILES = ['config.json', 'preprocessor_config.json', 'onnx'];
-
-async function place(from: string, dir: string): Promise<void> {
-  for (const f of GRAPH_FILES) await rm(path.join(dir, f), { recursive: true, force: true });
-  for (const f of GRAPH_FILES) await cp(path.join(BUNDLED, from, f), path.join(dir, f), { recursive: true });
-}
-
-async function modelsRoot(): Promise<string> {
-  const root = await tmpDir('vitrine-repository-routes-');
-  await place('vit-cifar10', path.join(root, 'alpha'));
-  await place('cct-cifar10', path.join(root, 'beta'));
-  return root;
-}
+const place = placeBundledModel;
+const modelsRoot = () => twoModelsRoot('vitrine-repository-routes-');
 
 const post = (app: FastifyInstance, url: string, headers: Record<string, string> = {}) => app.inject({ method: 'POST', url, headers });
 const classify = async (app: FastifyInstance, query: string) =>

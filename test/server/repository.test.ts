@@ -3,7 +3,7 @@
 // another version's graph; a reload that fails leaves the old version serving; an unload stops new
 // work and says why.
 
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { classifyAndExplain } from '../../server/engine/classify.js';
@@ -18,25 +18,19 @@ import { ViT } from '../../trainer/vit/model.js';
 import { ROOT } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/data.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
+import { placeBundledModel, twoModelsRoot } from '../helpers/server.js';
 
 const BUNDLED = path.join(ROOT, 'models');
-const GRAPH_FILES = ['config.json', 'preprocessor_config.json', 'onnx'];
+const place = placeBundledModel;
 
-/** Makes `dir` hold the bundled model `from`'s graph and config. */
-async function place(from: string, dir: string): Promise<void> {
-  for (const f of GRAPH_FILES) await rm(path.join(dir, f), { recursive: true, force: true });
-  for (const f of GRAPH_FILES) await cp(path.join(BUNDLED, from, f), path.join(dir, f), { recursive: true });
-}
-
-async function setup(t: Test) {
-  const root = await tmpDir('vitrine-repository-');
-  await place('vit-cifar10', path.join(root, 'alpha'));
-  await place('cct-cifar10', path.join(root, 'beta'));
+/** The engine (two workers) over the models folder `root` (default: alpha and beta), and its repository. */
+async function setup(t: Test, root?: string, graceMs = 200) {
+  root ??= await twoModelsRoot('vitrine-repository-');
   const log = { info: () => {}, warn: () => {}, error: () => {} };
   const models = await discoverModels(root, log.warn);
   const inference = await startInference(models, { ...defaultServeConfig(), workers: 2, threads: 1, workerNice: 0 }, log);
   t.teardown(() => inference.close());
-  const repo = new ModelRepository(root, inference.models, inference, log, 200);
+  const repo = new ModelRepository(root, inference.models, inference, log, graceMs);
   return { root, repo, batcher: inference.batcher };
 }
 
@@ -139,11 +133,7 @@ t.test('20 unload and load cycles: the memory comes back (RSS within 160 MB of t
   const root = await tmpDir('vitrine-repository-rss-');
   const config = { ...SEED_CONFIG, hidden_size: 256, intermediate_size: 1024, num_hidden_layers: 4, num_attention_heads: 4 };
   await exportModel(new ViT(config, 1), CIFAR10_CLASSES, path.join(root, 'big'));
-  const log = { info: () => {}, warn: () => {}, error: () => {} };
-  const models = await discoverModels(root, log.warn);
-  const inference = await startInference(models, { ...defaultServeConfig(), workers: 2, threads: 1, workerNice: 0 }, log);
-  t.teardown(() => inference.close());
-  const repo = new ModelRepository(root, inference.models, inference, log, 0);
+  const { repo } = await setup(t, root, 0);
   const cycle = async () => {
     await repo.unload('big');
     await repo.load('big');
