@@ -150,7 +150,8 @@ async function classify(blob) {
   );
   const t = body.timings;
   $('timings').textContent =
-    `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
+    `decode ${t.decode_ms.toFixed(1)} ms · queue ${t.queue_ms.toFixed(1)} ms · ` +
+    `inference ${t.inference_ms.toFixed(1)} ms (batch of ${t.batch_size}) · total ${t.total_ms.toFixed(1)} ms`;
   $('heatmap-figure').hidden = !body.attention;
   $('controls').hidden = !body.attention;
   if (body.attention) {
