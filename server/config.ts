@@ -25,6 +25,13 @@ export const ServeConfigSchema = Type.Object({
   defaultModel: Type.String({ default: 'cct-cifar10', description: 'The model /classify uses when none is named.' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, env: ['PORT'] }),
   host: Type.String({ default: '0.0.0.0', env: ['HOST'] }),
+  grpcPort: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()], {
+    default: null,
+    example: 'N',
+    description:
+      "The Open Inference Protocol's gRPC binding (inference.GRPCInferenceService, and grpc.health.v1.Health) on this port " +
+      'of --host, beside HTTP; off when unset.',
+  }),
   device: oneOf(DEVICES, { default: 'auto', description: 'ONNX Runtime provider.' }),
   // One single-threaded session per core (up to 8) and batches of at most 8: what served the bundled
   // models best on two cores (`npm run bench:serve -- --workers N` or `--max-batch N`; docs/service.md).
@@ -160,6 +167,8 @@ function parseValue(key: Key, raw: string, name: string): unknown {
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
+  else if (s.anyOf?.some((a: TSchema) => a.type === 'integer'))
+    value = raw.trim() === '' ? null : Number(raw); // a number or null
   else if (s.anyOf && !literalsOf(s)) value = raw || null; // a string or null: empty means unset
   if (!Value.Check(s, value)) throw new Error(`${name} must be ${expected(s)}, got '${raw}'`);
   return value;

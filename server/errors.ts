@@ -35,6 +35,7 @@ export const Errors = Object.freeze({
   noAttention: define('VIT_NO_ATTENTION', 422),
   internal: define('VIT_INTERNAL', 500),
   workerFailed: define('VIT_WORKER_FAILED', 500),
+  notImplemented: define('VIT_NOT_IMPLEMENTED', 501),
   overloaded: define('VIT_OVERLOADED', 503),
   notReady: define('VIT_NOT_READY', 503),
   storeUnavailable: define('VIT_STORE_UNAVAILABLE', 503),

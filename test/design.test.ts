@@ -59,18 +59,20 @@ t.test('server/ never imports trainer/ (the service runs models, it does not tra
   );
 });
 
-// The rooms of server/ and what each may import besides runtime/ and the shared errors.ts, gate.ts and
-// config.ts: the engine (models, workers, batcher, maps) and drawing know nothing of HTTP or of each
-// other; http/ is the one room that sees them all.
+// The rooms of server/ and what each may import besides runtime/ and the shared errors.ts, gate.ts,
+// config.ts and auth.ts: the engine (models, workers, batcher, maps) and drawing know nothing of HTTP or
+// of each other; oip/ (the Open Inference Protocol's bodies and its model side) runs on the engine; the
+// gRPC binding sees the engine and oip/ but not HTTP; http/ is the one room that sees them all.
 const ROOMS: Record<string, string[]> = {
   engine: ['engine'],
   drawing: ['drawing'],
   results: ['results'],
-  oip: ['oip'],
-  http: ['engine', 'drawing', 'results', 'oip', 'http'],
+  oip: ['oip', 'engine'],
+  grpc: ['grpc', 'oip', 'engine'],
+  http: ['engine', 'drawing', 'results', 'oip', 'grpc', 'http'],
   api: ['engine', 'drawing', 'api'],
 };
-const SHARED = ['server/errors.ts', 'server/gate.ts', 'server/config.ts'];
+const SHARED = ['server/errors.ts', 'server/gate.ts', 'server/config.ts', 'server/auth.ts'];
 
 t.test('server/ is in rooms, and each room imports only what it may', async (t) => {
   const files = await sources(['server']);

@@ -33,6 +33,8 @@ export interface ServiceContext {
   /** The named model, or the default; 404 for an unknown name, or one not served now (and why). */
   model(name?: string): ServedModel;
   closing(): boolean;
+  /** Work answered outside Fastify (gRPC calls): closing waits for it before the workers stop. */
+  work: Set<Promise<unknown>>;
 }
 
 declare module 'fastify' {

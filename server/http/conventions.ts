@@ -1,7 +1,6 @@
 // The service's HTTP conventions: one error shape for everything (validation, size, type, 404 and
 // 405 included), API-key checks, and what the OpenAPI document says of POST /classify's body.
 
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors, ServiceError, errorBody } from '../errors.js';
 
@@ -19,14 +18,6 @@ export const CLASSIFY_REQUEST_BODY = {
     'application/octet-stream': { schema: binary },
   },
 };
-
-export function keyMatches(header: string | undefined, key: string): boolean {
-  const m = /^Bearer (.+)$/i.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]);
-  const b = Buffer.from(key);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 /** Any error a route throws (ours, Fastify's validation, body size and type) as one ServiceError;
  *  the service's handler and the Open Inference Protocol's each answer it in their own shape. */

@@ -1,5 +1,6 @@
-// Prometheus metrics (prom-client), one registry per app: requests by route and status, latency,
-// batch sizes, queue depth, decodes, inference time, the provider in use, and the process's own figures.
+// Prometheus metrics (prom-client), one registry per app: HTTP requests by route and status, gRPC calls
+// by method and code, their latency, batch sizes, queue depth, decodes, inference time, the provider in
+// use, and the process's own figures.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -21,6 +22,19 @@ export class Metrics {
     name: 'vitrine_http_request_duration_seconds',
     help: 'HTTP request latency by route',
     labelNames: ['route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly grpcRequests = new Counter({
+    name: 'vitrine_grpc_requests_total',
+    help: 'gRPC calls by method and status code',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly grpcLatency = new Histogram({
+    name: 'vitrine_grpc_request_duration_seconds',
+    help: 'gRPC call latency by method',
+    labelNames: ['method'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });

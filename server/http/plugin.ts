@@ -15,7 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from '../config.js';
 import { Errors } from '../errors.js';
-import { CLASSIFY_REQUEST_BODY, errorHandling, keyMatches } from './conventions.js';
+import { CLASSIFY_REQUEST_BODY, errorHandling } from './conventions.js';
+import { bearerMatches } from '../auth.js';
 import { attentionRoutes } from './routes/attention.js';
 import { classifyRoutes } from './routes/classify.js';
 import { operationsRoutes } from './routes/operations.js';
@@ -108,7 +109,7 @@ async function service(app: FastifyInstance, { config, now }: VitrineOptions): P
   if (config.apiKey) {
     const key = config.apiKey;
     app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.auth && !keyMatches(request.headers.authorization, key))
+      if (request.routeOptions.config.auth && !bearerMatches(request.headers.authorization, key))
         throw Errors.unauthorized('missing or wrong API key: send Authorization: Bearer <key>');
     });
   }

@@ -2,7 +2,9 @@
 // answers what is in flight, and exits 0.
 
 import { existsSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
+import { type GrpcServer, startGrpc } from '../grpc/server.js';
 import type { ServeConfig } from '../config.js';
 import type { WorkerPool } from '../engine/pool.js';
 import { type Provider, describeSession } from '../../runtime/ort.js';
@@ -10,8 +12,38 @@ import { type Provider, describeSession } from '../../runtime/ort.js';
 /** The most a shutdown waits for in-flight work before exiting anyway. */
 export const DRAIN_TIMEOUT_MS = 30_000;
 
+/** Why a port cannot be listened on, in a few words. */
+function listenError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const message = (err as Error).message;
+  if (code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(message)) return 'the address is already in use';
+  if (code === 'EACCES' || /EACCES/.test(message)) return 'permission denied';
+  if (code === 'EADDRNOTAVAIL' || /EADDRNOTAVAIL/.test(message)) return 'no such address on this machine';
+  return message;
+}
+
+/** The gRPC binding of the app's service on `port` of the app's host (0: a free port), counted in its metrics. */
+export async function listenGrpc(app: FastifyInstance, port: number): Promise<GrpcServer> {
+  const { config, metrics } = app.vitrine;
+  try {
+    return await startGrpc(app.vitrine, {
+      host: config.host,
+      port,
+      maxMessageBytes: config.bodyLimit,
+      log: app.log,
+      observe: (method, code, seconds) => {
+        metrics.grpcRequests.inc({ method, code });
+        metrics.grpcLatency.observe({ method }, seconds);
+      },
+    });
+  } catch (err) {
+    throw new Error(`cannot listen for gRPC on ${config.host}:${port}: ${listenError(err)}`);
+  }
+}
+
 export async function serve(config: ServeConfig): Promise<void> {
   const app = await buildApp(config);
+  let grpc: GrpcServer | null = null;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -23,7 +55,9 @@ export async function serve(config: ServeConfig): Promise<void> {
     }, DRAIN_TIMEOUT_MS);
     force.unref();
     try {
-      await app.close();
+      // gRPC's calls in flight are answered (the engine's close waits for them) as HTTP's are
+      grpc?.beginDrain();
+      await Promise.all([grpc?.drain(), app.close()]);
       process.exitCode = 0;
     } catch (err) {
       app.log.error({ err }, 'error while closing');
@@ -38,16 +72,16 @@ export async function serve(config: ServeConfig): Promise<void> {
   } catch (err) {
     // Not listening means not serving: stop the workers so that the process exits with the error.
     await app.close().catch(() => {});
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'EADDRINUSE'
-        ? 'the address is already in use'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EADDRNOTAVAIL'
-            ? 'no such address on this machine'
-            : (err as Error).message;
-    throw new Error(`cannot listen on ${config.host}:${config.port}: ${why}`);
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${listenError(err)}`);
+  }
+  if (config.grpcPort !== null) {
+    try {
+      grpc = await listenGrpc(app, config.grpcPort);
+    } catch (err) {
+      await app.close().catch(() => {});
+      throw err;
+    }
+    app.log.info(`gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on ${config.host}:${grpc.port}`);
   }
   const exposed = exposureWarning(config);
   if (exposed) app.log.warn(exposed);

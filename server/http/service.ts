@@ -111,6 +111,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
       throw Errors.unknownModel(`model '${wanted}' is not served (models: ${models.map((x) => x.name).join(', ')})`);
     },
     closing: () => closing,
+    work: new Set(),
   };
   const poller = config.modelControl === 'poll' ? new FolderPoller(config.models, repository, config.pollInterval * 1000, log) : null;
   await poller?.start();
@@ -121,6 +122,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
       batcher.flush(); // what waits for company leaves now
     },
     close: async () => {
+      await Promise.allSettled([...ctx.work]);
       await poller?.stop();
       await inference.close();
       await draws.close();

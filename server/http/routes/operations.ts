@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { CLASS_METHODS, methodsOf } from '../../engine/maps.js';
-import { keyMatches } from '../conventions.js';
+import { bearerMatches } from '../../auth.js';
 import { GpuAdapterSchema, ModelsResponse, errors } from '../schemas.js';
 
 const Readiness = Type.Object({
@@ -45,7 +45,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       const ready = ctx.pool.ready && !ctx.closing();
       const store = ctx.results.status();
       // Probes send no key: with one set, the answer names no model unless the key comes with it.
-      const named = !ctx.config.apiKey || keyMatches(request.headers.authorization, ctx.config.apiKey);
+      const named = !ctx.config.apiKey || bearerMatches(request.headers.authorization, ctx.config.apiKey);
       const models = named
         ? { models: ctx.models.map((m) => m.name), devices: Object.fromEntries(ctx.models.map((m) => [m.name, ctx.pool.deviceOf(m.name)])) }
         : {};

@@ -6,18 +6,10 @@
 // These routes change what the server serves, so they take their own token (--admin-token, as
 // `Authorization: Bearer <token>`); without one they answer only requests from this machine.
 
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { Errors } from '../../errors.js';
-
-const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
-function sameToken(given: string, wanted: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(wanted);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
+import { bearerMatches, isLoopback } from '../../auth.js';
 
 export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
@@ -25,13 +17,12 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
 
   const guard = async (request: FastifyRequest) => {
     if (token === null) {
-      if (!LOOPBACK.has(request.socket.remoteAddress ?? ''))
+      if (!isLoopback(request.socket.remoteAddress))
         throw Errors.forbidden('the repository routes answer only this machine without --admin-token; set one to manage models remotely');
       return;
     }
-    const header = request.headers.authorization ?? '';
-    const given = /^Bearer (.+)$/i.exec(header)?.[1] ?? '';
-    if (!sameToken(given, token)) throw Errors.unauthorized('the repository routes need Authorization: Bearer <the admin token>');
+    if (!bearerMatches(request.headers.authorization, token))
+      throw Errors.unauthorized('the repository routes need Authorization: Bearer <the admin token>');
   };
 
   const Params = Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) });
