@@ -27,13 +27,35 @@ export function protoFile(): string {
   return candidates.find((p) => existsSync(p)) ?? candidates[0];
 }
 
-/** The protocol's service definition, messages as grpc.ts' handlers read them (snake_case, numbers, defaults). */
+/** Marks a request whose bytes do not parse as its message, with the parser's words. */
+const MALFORMED = Symbol('malformed');
+
+/**
+ * The protocol's service definition, messages as the handlers read them (snake_case, numbers,
+ * defaults). A request that does not parse reaches its handler marked MALFORMED, to be answered
+ * INVALID_ARGUMENT: grpc-js would answer a failed parse INTERNAL, the server's fault, not the client's.
+ */
 export function loadProtocol(): grpc.ServiceDefinition {
   const definition = protoLoader.loadSync(protoFile(), { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } };
   };
-  return loaded.inference.GRPCInferenceService.service;
+  const service = loaded.inference.GRPCInferenceService.service;
+  return Object.fromEntries(
+    Object.entries(service).map(([name, method]) => [
+      name,
+      {
+        ...method,
+        requestDeserialize: (bytes: Buffer) => {
+          try {
+            return method.requestDeserialize(bytes);
+          } catch (err) {
+            return { [MALFORMED]: (err as Error).message };
+          }
+        },
+      },
+    ]),
+  );
 }
 
 export interface GrpcOptions {
@@ -83,8 +105,10 @@ export async function startGrpc(ctx: GrpcContext, opts: GrpcOptions): Promise<Gr
   watch.unref();
   health.addToServer(server);
 
-  const admitted = (rpc: Rpc, call: grpc.ServerUnaryCall<unknown, unknown>): void => {
+  const admitted = (name: string, rpc: Rpc, call: grpc.ServerUnaryCall<unknown, unknown>): void => {
     if ((draining || ctx.closing()) && !rpc.whileDraining) throw Errors.notReady('the server is shutting down');
+    const malformed = (call.request as { [MALFORMED]?: string })[MALFORMED];
+    if (malformed !== undefined) throw Errors.badRequest(`the message does not parse as a ${name}Request: ${malformed}`);
     const authorization = call.metadata.get('authorization')[0];
     const header = typeof authorization === 'string' ? authorization : authorization?.toString('utf8');
     if (rpc.access === 'api' && ctx.config.apiKey && !bearerMatches(header, ctx.config.apiKey))
@@ -107,7 +131,7 @@ export async function startGrpc(ctx: GrpcContext, opts: GrpcOptions): Promise<Gr
         const deadline = call.getDeadline();
         const until = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline;
         const answered = (async () => {
-          admitted(rpc, call);
+          admitted(name, rpc, call);
           return rpc.run(call.request as never, started + Math.min(ctx.config.timeoutMs, Math.max(0, until)));
         })();
         ctx.work.add(answered);
@@ -143,24 +167,26 @@ export async function startGrpc(ctx: GrpcContext, opts: GrpcOptions): Promise<Gr
     draining = true;
     checkHealth();
   };
+  let drained: Promise<void> | null = null;
+  const drain = async () => {
+    beginDrain();
+    clearInterval(watch);
+    await Promise.allSettled([...ctx.work]);
+    // health watches stream until cancelled: what is not done within a second is cut
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 1000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  };
   return {
     port,
     beginDrain,
-    drain: async () => {
-      beginDrain();
-      clearInterval(watch);
-      await Promise.allSettled([...ctx.work]);
-      // health watches stream until cancelled: what is not done within a second is cut
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
-    },
+    drain: () => (drained ??= drain()),
   };
 }

@@ -37,8 +37,8 @@ export function toStatus(err: unknown, internal: (err: unknown) => void): GrpcEr
   return { code: status.INTERNAL, details: 'internal error' };
 }
 
-/** The address of a call's peer, from grpc-js' "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000". */
+/** The address of a call's peer, from grpc-js' `<address>:<port>` ("127.0.0.1:5000", "::1:5000"), and
+ *  the bracketed and prefixed forms other gRPC libraries write ("ipv6:[::1]:5000"). */
 export function peerAddress(peer: string): string {
-  const m = /^ipv4:(.+):\d+$/.exec(peer) ?? /^ipv6:\[(.+)\]:\d+$/.exec(peer);
-  return m ? m[1] : peer;
+  return /^(?:ipv[46]:)?\[?(.+?)\]?:\d+$/.exec(peer)?.[1] ?? peer;
 }

@@ -13,7 +13,11 @@ import type { ServeConfig } from '../../server/config.js';
 import { testConfig } from './server.js';
 
 type Call = (request: object, metadata?: Record<string, string>, deadlineMs?: number) => Promise<Record<string, any>>;
-export type Client = Record<string, Call> & { close(): void; raw(method: string, bytes: Buffer): Promise<Buffer> };
+export type Client = Record<string, Call> & {
+  close(): void;
+  raw(method: string, bytes: Buffer): Promise<Buffer>;
+  encode(method: string, request: object): Buffer;
+};
 
 const LOAD = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
 
@@ -55,6 +59,7 @@ export function grpcClient(port: number): Client {
         (err, res) => (err ? reject(err) : resolve(res!)),
       ),
     );
+  client.encode = (method, request) => pkg.inference.GRPCInferenceService.service[method].requestSerialize(request);
   client.close = () => {
     stub.close();
     health.close();
