@@ -18,6 +18,11 @@
 // earlier commit) with this bench, to compare two versions with the same load.
 // --reload-every S: the server runs with --model-control explicit, and each load runs twice, without
 // and then with the model reloaded (POST /v2/repository/models/<model>/load) every S seconds.
+// --grpc: the server also serves gRPC (--grpc-port), and after each POST /classify load the same
+// concurrency runs the Open Inference Protocol's infer for the logits, in this order: REST
+// (POST /v2/models/<model>/infer, the image's normalized pixels as binary FP32), gRPC ModelInfer with
+// those pixels as raw FP32 contents, and gRPC ModelInfer with the PNG file as a BYTES input (decoded
+// by the server, as /classify does). --grpc-only skips the /classify loads.
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -30,6 +35,8 @@ import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession, runSession } from '../runtime/ort.js';
 import { CLASS_METHODS } from '../server/engine/maps.js';
 import { waitReady } from './ready.js';
+import { grpcLoad } from './grpc-load.js';
+import { prepareImage } from '../runtime/image.js';
 import { Results, benchFlags } from './common.js';
 
 const SERVER_FLAGS = [
@@ -65,6 +72,8 @@ const flags = benchFlags(
     gc: { type: 'boolean', default: false },
     concurrency: text('1,32'),
     'reload-every': text(),
+    grpc: { type: 'boolean', default: false },
+    'grpc-only': { type: 'boolean', default: false },
     ...Object.fromEntries(SERVER_FLAGS.map((f) => [f, text()])),
   },
 );
@@ -91,6 +100,8 @@ const serverFlags = [
   ...SERVER_FLAGS.flatMap((f) => (opt(f, '') !== '' ? [`--${f}`, opt(f, '')] : [])),
   ...(reloadEvery > 0 ? ['--model-control', 'explicit'] : []),
 ];
+const grpcOnly = flags['grpc-only'];
+const withGrpc = flags.grpc || grpcOnly;
 const logLevel = opt('log-level', 'warn');
 const attention = opt('attention', '');
 const imagePath = opt('image', '');
@@ -102,6 +113,7 @@ const results = new Results(
 
 const port = 18000 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
+const grpcPort = port + 1000;
 // Node flags as `npm start` gives them (package.json), so the server runs as users run it.
 const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
 // --node-flags "..." replaces them (e.g. --node-flags "" to compare without); --gc also counts the
@@ -130,6 +142,7 @@ const server = spawn(
     '127.0.0.1',
     '--log-level',
     logLevel,
+    ...(withGrpc ? ['--grpc-port', String(grpcPort)] : []),
     ...serverFlags,
   ],
   {
@@ -298,10 +311,64 @@ async function load(connections: number, reload = false) {
   });
 }
 
+// The Open Inference Protocol's infer for the logits of the same image, over REST and over gRPC.
+async function protocolLoads(connections: number) {
+  const c = await readModelConfig(path.join(models, model));
+  const [height, width] = c.image_size;
+  const { pixels } = await prepareImage(image, { height, width, mean: c.mean, std: c.std }, { maxPixels: 1e8 });
+  const raw = Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+  const shape = [1, c.mean.length, height, width];
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: c.input_name, datatype: 'FP32', shape, parameters: { binary_data_size: raw.length } }],
+      outputs: [{ name: c.logits_output, parameters: { binary_data: true } }],
+    }),
+  );
+  const common = { concurrency: connections, seconds, cores: os.cpus().length, image: imageLabel, log_level: logLevel };
+  const polled = pollHealth(seconds * 1000);
+  const rest = await autocannon({
+    url: `${base}/v2/models/${model}/infer`,
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+    body: Buffer.concat([header, raw]),
+    connections,
+    duration: seconds,
+  });
+  const health = (await polled).sort((a, b) => a - b);
+  results.add({
+    ...common,
+    load: 'REST POST /v2/models/:name/infer, binary FP32 pixels, logits out (binary)',
+    requests_per_s: Math.round(rest.requests.average),
+    p50_ms: rest.latency.p50,
+    p99_ms: rest.latency.p99,
+    healthz_p50_ms: +percentile(health, 50).toFixed(2),
+    healthz_p99_ms: +percentile(health, 99).toFixed(2),
+    errors: rest.errors + rest.timeouts + rest.non2xx,
+  });
+  const outputs = [{ name: c.logits_output }];
+  const asks = [
+    [
+      'gRPC ModelInfer, raw FP32 pixels, logits out (raw)',
+      { inputs: [{ name: c.input_name, datatype: 'FP32', shape }], raw_input_contents: [raw] },
+    ],
+    [
+      'gRPC ModelInfer, the image file as BYTES, logits out',
+      { inputs: [{ name: c.input_name, datatype: 'BYTES', shape: [1], contents: { bytes_contents: [image] } }] },
+    ],
+  ] as const;
+  for (const [load, ask] of asks) {
+    const polledGrpc = pollHealth(seconds * 1000);
+    const g = await grpcLoad(`127.0.0.1:${grpcPort}`, { model_name: model, outputs, ...ask }, connections, seconds);
+    const h = (await polledGrpc).sort((a, b) => a - b);
+    results.add({ ...common, load, ...g, healthz_p50_ms: +percentile(h, 50).toFixed(2), healthz_p99_ms: +percentile(h, 99).toFixed(2) });
+  }
+}
+
 // --concurrency 1,32 (the default) or other levels, e.g. 64 with --attention full (the heavy answers)
 for (const c of opt('concurrency', '1,32').split(',').map(Number)) {
-  await load(c);
+  if (!grpcOnly) await load(c);
   if (reloadEvery > 0) await load(c, true);
+  if (withGrpc) await protocolLoads(c);
 }
 const metrics = await (await fetch(`${base}/metrics`)).text();
 const sum = Number(/vitrine_batch_size_sum\{model="[^"]+"\} ([\d.e+]+)/.exec(metrics)?.[1]);

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the CPU image with whichever engine is present (docker, else podman), runs it, waits for
 # health, classifies a bundled image through /classify, fetches its heatmap through /attention/:id,
-# sends SIGTERM and checks a clean exit. Exits non-zero on any failure.
+# classifies it again over gRPC (ModelInfer, the image as BYTES; the client is this checkout's
+# @grpc/grpc-js), sends SIGTERM and checks a clean exit. Exits non-zero on any failure.
 #
 #   docker/smoke-test.sh
 # Environment: ENGINE (docker|podman), SMOKE_BUILD_FLAGS and SMOKE_RUN_FLAGS (extra flags),
-# SMOKE_PORT (host port, default 18080), SMOKE_TAG (image tag, default vitrine:smoke).
+# SMOKE_PORT (host port, default 18080; gRPC on the next one), SMOKE_TAG (image tag, default vitrine:smoke).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ if [ -z "${ENGINE:-}" ]; then
   else fail "no container engine: docker (with a running daemon) or podman is needed"; fi
 fi
 PORT=${SMOKE_PORT:-18080}
+GRPC_PORT=$((PORT + 1))
 TAG=${SMOKE_TAG:-vitrine:smoke}
 NAME=vitrine-smoke-$$
 work=$(mktemp -d)
@@ -30,11 +32,11 @@ trap cleanup EXIT
 # podman keeps HEALTHCHECK only in the docker format; host networking avoids needing a bridge.
 if [ "$ENGINE" = podman ]; then
   build_flags="--format docker --network=host"
-  run_flags="--network=host -e PORT=$PORT"
+  run_flags="--network=host -e PORT=$PORT -e VITRINE_GRPC_PORT=$GRPC_PORT"
   url=http://127.0.0.1:$PORT
 else
   build_flags=""
-  run_flags="-p 127.0.0.1:$PORT:8080"
+  run_flags="-p 127.0.0.1:$PORT:8080 -p 127.0.0.1:$GRPC_PORT:8081"
   url=http://127.0.0.1:$PORT
 fi
 
@@ -70,6 +72,22 @@ say "classified the bundled cat image as: $label"
 curl -fsS "$url/attention/$id" -o "$work/heatmap.png" || fail "/attention/$id"
 [ "$(head -c 8 "$work/heatmap.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "/attention/$id is not a PNG"
 say "heatmap: $(wc -c <"$work/heatmap.png") bytes of PNG"
+
+grpc_label=$(node --input-type=module -e "
+import * as grpc from '@grpc/grpc-js';
+import * as loader from '@grpc/proto-loader';
+import { readFileSync } from 'node:fs';
+const pkg = grpc.loadPackageDefinition(loader.loadSync('proto/grpc_predict_v2.proto', { keepCase: true, longs: Number, defaults: true, oneofs: true }));
+const client = new pkg.inference.GRPCInferenceService('127.0.0.1:$GRPC_PORT', grpc.credentials.createInsecure());
+const image = readFileSync('server/web/examples/cat.png');
+client.ModelInfer({ model_name: 'cct-cifar10', inputs: [{ name: 'pixel_values', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [image] } }],
+  outputs: [{ name: 'logits', parameters: { classification: { int64_param: 1 } } }] }, { deadline: Date.now() + 20000 }, (err, res) => {
+  if (err) { console.error(err.message); process.exit(1); }
+  console.log(res.outputs[0].contents.bytes_contents[0].toString().split(':')[2]);
+  client.close();
+});") || fail "gRPC ModelInfer on port $GRPC_PORT"
+[ "$grpc_label" = "$label" ] || fail "gRPC said $grpc_label where /classify said $label"
+say "gRPC ModelInfer (BYTES image, classification=1) agrees: $grpc_label"
 
 say "sending SIGTERM"
 $ENGINE kill --signal TERM "$NAME" >/dev/null

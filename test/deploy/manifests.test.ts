@@ -88,6 +88,8 @@ t.test('kubernetes: ports, probes, variables and the drain agree with the server
   const config = configOf(c.env);
   const http = c.ports.find((p: { name: string }) => p.name === 'http');
   t.equal(http.containerPort, config.port, 'the container port is the port the server listens on');
+  const grpc = c.ports.find((p: { name: string }) => p.name === 'grpc');
+  t.equal(grpc?.containerPort, config.grpcPort, 'the grpc container port is the one gRPC listens on');
   t.equal(config.resultsStore, 'redis://redis:6379/0');
   t.equal(config.workers * 1000, Number.parseFloat(c.resources.limits.cpu) * 1000, 'one worker per CPU of the limit');
   for (const [probe, path] of [
@@ -110,6 +112,11 @@ t.test('kubernetes: ports, probes, variables and the drain agree with the server
 
   const service = docs.get('Service/vitrine')!;
   t.equal(service.spec.ports[0].targetPort, 'http');
+  t.same(
+    service.spec.ports.find((p: { name: string }) => p.name === 'grpc'),
+    { name: 'grpc', port: 8081, targetPort: 'grpc', protocol: 'TCP', appProtocol: 'kubernetes.io/h2c' },
+    'the Service carries gRPC (h2c) too',
+  );
   t.same(service.spec.selector, deployment.spec.selector.matchLabels, 'the Service selects the pods');
   t.same(docs.get('PodDisruptionBudget/vitrine')!.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
   t.same(docs.get('HorizontalPodAutoscaler/vitrine')!.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'vitrine' });
@@ -173,6 +180,13 @@ t.test('compose: the scaled profile shares Redis, and the balancer config is mou
   const compose = parse(await readFile(path.join(ROOT, 'docker', 'compose.yaml'), 'utf8'), { merge: true });
   const replica = compose.services.replica;
   t.same(replica.profiles, ['scaled']);
+  t.same(compose.services.vitrine.ports, ['8080:8080', '8081:8081'], 'HTTP and gRPC published');
+  for (const file of ['Dockerfile', 'docker/Dockerfile.gpu']) {
+    const text = await readFile(path.join(ROOT, file), 'utf8');
+    t.equal(loadServeConfig([], { VITRINE_GRPC_PORT: /VITRINE_GRPC_PORT=(\S+)/.exec(text)?.[1] }).grpcPort, 8081, `${file} turns gRPC on`);
+    t.match(text, /^EXPOSE 8080 8081$/m, `${file} exposes both ports`);
+    t.match(text, /^COPY proto proto$/m, `${file} ships the .proto the server loads`);
+  }
   const env = Object.entries(replica.environment as Record<string, string>).map(([name, value]) => ({ name, value: String(value) }));
   const config = configOf(env);
   t.equal(new URL(config.resultsStore).hostname, 'redis');
