@@ -25,6 +25,7 @@
 // by the server, as /classify does). --grpc-only skips the /classify loads.
 
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -167,6 +168,21 @@ if (countGc) {
   });
 }
 const stop = () => server.kill('SIGTERM');
+// The server's CPU time so far (all its threads; Linux's /proc), to give each load's cost per request
+// on the server whatever the client costs on the same cores: null where /proc is absent.
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+function serverCpuMs(): number | null {
+  try {
+    const fields = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime, stime
+  } catch {
+    return null;
+  }
+}
+const cpuPerRequest = (before: number | null, requests: number) => {
+  const after = serverCpuMs();
+  return before === null || after === null || requests === 0 ? null : +((after - before) / requests).toFixed(3);
+};
 process.on('exit', stop);
 
 await waitReady(base, 60);
@@ -279,7 +295,9 @@ async function load(connections: number, reload = false) {
   const collectionsBefore = fullCollections;
   const polled = pollHealth(seconds * 1000);
   const reloader = reload ? reloading() : null;
+  const cpuBefore = serverCpuMs();
   const result = await autocannon({ ...request, connections, duration: seconds });
+  const serverCpu = cpuPerRequest(cpuBefore, result.requests.total);
   const reloads = reloader ? await reloader.stop() : {};
   const health = (await polled).sort((a, b) => a - b);
   const errors = result.errors + result.timeouts + result.non2xx;
@@ -290,6 +308,7 @@ async function load(connections: number, reload = false) {
     ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
     p50_ms: result.latency.p50,
     p99_ms: result.latency.p99,
+    server_cpu_ms_per_request: serverCpu,
     healthz_p50_ms: +percentile(health, 50).toFixed(2),
     healthz_p99_ms: +percentile(health, 99).toFixed(2),
     healthz_samples: health.length,
@@ -326,6 +345,7 @@ async function protocolLoads(connections: number) {
   );
   const common = { concurrency: connections, seconds, cores: os.cpus().length, image: imageLabel, log_level: logLevel };
   const polled = pollHealth(seconds * 1000);
+  const restCpu = serverCpuMs();
   const rest = await autocannon({
     url: `${base}/v2/models/${model}/infer`,
     method: 'POST',
@@ -334,6 +354,7 @@ async function protocolLoads(connections: number) {
     connections,
     duration: seconds,
   });
+  const restServerCpu = cpuPerRequest(restCpu, rest.requests.total);
   const health = (await polled).sort((a, b) => a - b);
   results.add({
     ...common,
@@ -341,6 +362,7 @@ async function protocolLoads(connections: number) {
     requests_per_s: Math.round(rest.requests.average),
     p50_ms: rest.latency.p50,
     p99_ms: rest.latency.p99,
+    server_cpu_ms_per_request: restServerCpu,
     healthz_p50_ms: +percentile(health, 50).toFixed(2),
     healthz_p99_ms: +percentile(health, 99).toFixed(2),
     errors: rest.errors + rest.timeouts + rest.non2xx,
@@ -358,9 +380,19 @@ async function protocolLoads(connections: number) {
   ] as const;
   for (const [load, ask] of asks) {
     const polledGrpc = pollHealth(seconds * 1000);
+    const cpuBefore = serverCpuMs();
     const g = await grpcLoad(`127.0.0.1:${grpcPort}`, { model_name: model, outputs, ...ask }, connections, seconds);
+    const serverCpu = cpuPerRequest(cpuBefore, g.requests);
+    const { requests: _, ...figures } = g;
     const h = (await polledGrpc).sort((a, b) => a - b);
-    results.add({ ...common, load, ...g, healthz_p50_ms: +percentile(h, 50).toFixed(2), healthz_p99_ms: +percentile(h, 99).toFixed(2) });
+    results.add({
+      ...common,
+      load,
+      ...figures,
+      server_cpu_ms_per_request: serverCpu,
+      healthz_p50_ms: +percentile(h, 50).toFixed(2),
+      healthz_p99_ms: +percentile(h, 99).toFixed(2),
+    });
   }
 }
 
