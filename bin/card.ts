@@ -8,7 +8,7 @@ import { parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
 import { MODEL_FILE, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession } from '../runtime/ort.js';
-import { CliError, parseFlags } from './cli-util.js';
+import { CliError, parseFlags, usageError } from './cli-util.js';
 import { evaluateModel, sessionLogits } from './eval.js';
 
 export const CARD_USAGE = `usage: vitrine card --model <dir> [--name <name>] [--data cifar10|<folder>] [--data-dir data]
@@ -57,7 +57,7 @@ export async function cardCommand(argv: string[], log: (line: string) => void): 
     log(CARD_USAGE);
     return;
   }
-  if (!flags.model) throw new CliError(`--model is required\n${CARD_USAGE}`, 2);
+  if (!flags.model) throw usageError(`--model is required`, CARD_USAGE);
   const out = await writeFolderCard(flags.model, {
     name: flags.name,
     data: flags.data,

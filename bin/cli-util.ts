@@ -1,6 +1,8 @@
 // What every command shares: flag parsing that rejects unknown flags, and one-line errors.
 
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { resolveSources } from '../server/engine/models.js';
 import type { ParseArgsConfig } from 'node:util';
 import { type Parsed, parseStrict, parseStrictWithInputs } from '../runtime/args.js';
 import { type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
@@ -15,12 +17,18 @@ export class CliError extends Error {
   }
 }
 
-/** A parse whose error is a usage error: its first line, then the usage, exit status 2. */
+/** A usage error as one line: what is wrong, and where the flags are listed. */
+export function usageError(message: string, usage: string): CliError {
+  const command = /^usage: (vitrine \w+)/.exec(usage)?.[1] ?? 'vitrine';
+  return new CliError(`${message.split('\n')[0]} ('${command} --help' lists the flags)`, 2);
+}
+
+/** A parse whose error is a usage error: one line, exit status 2. */
 function withUsage<T>(parse: () => T, usage: string): T {
   try {
     return parse();
   } catch (err) {
-    throw new CliError(`${(err as Error).message.split('\n')[0]}\n${usage}`, 2);
+    throw usageError((err as Error).message, usage);
   }
 }
 
@@ -104,4 +112,25 @@ export function progressPrinter(): { progress: (line: string, done: number, tota
     } else process.stderr.write(`${line} ${amount}\n`);
   };
   return { progress, warn };
+}
+
+/**
+ * The model folder `arg` names: a folder with config.json (a run's model/, an export, an import), or a
+ * model's name under `modelsDir` (default: ./models where it holds model folders, else the bundled
+ * models, wherever the command runs). A one-line error names what there is.
+ */
+export function findModelFolder(arg: string, modelsDir?: string): string {
+  if (existsSync(path.join(arg, 'config.json'))) return arg;
+  const root = modelsDir ?? resolveSources({ models: null, modelFolder: [] }).root!;
+  const dir = path.join(root, arg);
+  if (!arg.includes('/') && existsSync(path.join(dir, 'config.json'))) return dir;
+  if (existsSync(arg)) throw new CliError(`${arg} is not a model folder: it has no config.json (a run's model folder is <run>/model)`);
+  if (arg.includes('/') || arg.includes(path.sep) || arg.startsWith('.')) throw new CliError(`model folder ${arg} does not exist`);
+  let names: string[] = [];
+  try {
+    names = readdirSync(root).filter((n) => existsSync(path.join(root, n, 'config.json')));
+  } catch {
+    /* no such folder: none */
+  }
+  throw new CliError(`no model '${arg}': not a model folder, nor a model under ${root}${names.length ? ` (${names.join(', ')})` : ''}`);
 }

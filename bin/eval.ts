@@ -6,11 +6,11 @@ import { isCifarBinary, loadRunData } from '../trainer/train/data.js';
 import { type Evaluation, type LogitsFn, TTAS, type Tta, evaluate, formatEvaluation } from '../trainer/train/evaluate.js';
 import { MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { DEVICES, type Device, type Session, createSession, runSession } from '../runtime/ort.js';
-import { CliError, intFlag, parseFlags, progressPrinter } from './cli-util.js';
+import { CliError, findModelFolder, intFlag, parseFlags, progressPrinter, usageError } from './cli-util.js';
 
-export const EVAL_USAGE = `usage: vitrine eval --model <dir> [--data cifar10|<folder>] [--data-dir data]
+export const EVAL_USAGE = `usage: vitrine eval --model <dir or name> [--data cifar10|<folder>] [--data-dir data]
     [--device auto|cpu|webgpu|cuda] [--batch-size 500] [--limit N] [--tta none|flip] [--json]
-  Prints accuracy, per-class accuracy and the confusion matrix of the model in <dir>. For CIFAR-10 the
+  Prints accuracy, per-class accuracy and the confusion matrix of the model in <dir> (or a bundled model's name). For CIFAR-10 the
   10,000 test images; for a folder its val/ (or test/) images when it has train/ and val/; for the folder the
   model was trained on (recorded in its config.json), the images its seeded split held out; else all of it,
   with a warning. --tta flip averages the logits over each image and its mirror (one batch of both).`;
@@ -35,17 +35,18 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
     log(EVAL_USAGE);
     return;
   }
-  if (!flags.model) throw new CliError(`--model is required\n${EVAL_USAGE}`, 2);
+  if (!flags.model) throw usageError(`--model is required`, EVAL_USAGE);
+  const dir = findModelFolder(flags.model);
   const device = (flags.device ?? 'auto') as Device;
   if (!DEVICES.includes(device)) throw new CliError(`--device must be one of ${DEVICES.join(', ')}, got '${device}'`, 2);
   const tta = (flags.tta ?? 'none') as Tta;
   if (!TTAS.includes(tta)) throw new CliError(`--tta must be one of ${TTAS.join(', ')}, got '${tta}'`, 2);
-  const config = await readModelConfig(flags.model);
-  const file = modelFileIn(flags.model);
-  if (!file) throw new CliError(`${flags.model} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
+  const config = await readModelConfig(dir);
+  const file = modelFileIn(dir);
+  if (!file) throw new CliError(`${dir} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
   const session = await createSession(file, { device, log: (l) => process.stderr.write(l + '\n') });
   const { result, which, source, count } = await evaluateModel(
-    flags.model,
+    dir,
     config,
     {
       data: flags.data ?? 'cifar10',
@@ -59,7 +60,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
   if (flags.json)
     log(
       JSON.stringify({
-        model: flags.model,
+        model: dir,
         data: source,
         evaluated: which,
         tta,
@@ -72,7 +73,7 @@ export async function evalCommand(argv: string[], log: (line: string) => void): 
     );
   else {
     const how = `${session.provider}${tta === 'flip' ? ', logits averaged with the mirror image' : ''}`;
-    log(`${flags.model} on ${which} (${count} images, ${how}):\n${formatEvaluation(result, config.labels)}`);
+    log(`${dir} on ${which} (${count} images, ${how}):\n${formatEvaluation(result, config.labels)}`);
   }
 }
 

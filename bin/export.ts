@@ -12,7 +12,7 @@ import { SEED_CONFIG, type ViTConfig, parseViTConfig } from '../trainer/vit/conf
 import { ViT } from '../trainer/vit/model.js';
 import { loadWeights } from '../trainer/vit/weights.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
-import { CliError, intFlag, parseFlags, parseLabels, readViTConfig } from './cli-util.js';
+import { CliError, intFlag, parseFlags, parseLabels, readViTConfig, usageError } from './cli-util.js';
 import { writeFolderCard } from './card.js';
 import { copyRunFiles } from '../trainer/card.js';
 
@@ -53,7 +53,7 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     log(EXPORT_USAGE);
     return;
   }
-  if (!flags.out) throw new CliError(`--out is required\n${EXPORT_USAGE}`, 2);
+  if (!flags.out) throw usageError(`--out is required`, EXPORT_USAGE);
   const seed = intFlag(flags.seed, 'seed', 0);
 
   if (flags.checkpoint && existsSync(flags.checkpoint) && statSync(flags.checkpoint).isDirectory()) {

@@ -18,7 +18,7 @@ import { LIGHT_RELEVANCE_FILE, RELEVANCE_FILE } from '../trainer/export.js';
 import { type ImportSettings, importGraph, weightsFileIn } from '../trainer/import.js';
 import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
-import { CliError, intFlag, parseFlags, parseLabels, readJsonFile } from './cli-util.js';
+import { CliError, intFlag, parseFlags, parseLabels, readJsonFile, usageError } from './cli-util.js';
 
 export const IMPORT_USAGE = `usage: vitrine import <model.onnx | folder> --out <dir> [--labels <a,b,…|labels.json>]
     [--size <h>[x<w>]] [--mean r,g,b] [--std r,g,b] [--fit cover|fill]
@@ -85,8 +85,8 @@ export async function importCommand(argv: string[], log: (line: string) => void)
     log(IMPORT_USAGE);
     return;
   }
-  if (!source) throw new CliError(`name the model to import first: vitrine import <model.onnx | folder> --out <dir>\n${IMPORT_USAGE}`, 2);
-  if (!flags.out) throw new CliError(`--out is required\n${IMPORT_USAGE}`, 2);
+  if (!source) throw usageError(`name the model to import first: vitrine import <model.onnx | folder> --out <dir>`, IMPORT_USAGE);
+  if (!flags.out) throw usageError(`--out is required`, IMPORT_USAGE);
   if (flags.fit !== undefined && flags.fit !== 'cover' && flags.fit !== 'fill')
     throw new CliError(`--fit must be cover or fill, got '${flags.fit}'`, 2);
   if (flags.resample !== undefined && !RESAMPLES.includes(flags.resample as Resample))

@@ -1,6 +1,7 @@
 // The vitrine command's dispatcher: one line per error on stderr, exit 1 (2 for usage errors).
 
 import { CliError } from './cli-util.js';
+import { closest } from '../runtime/args.js';
 
 const USAGE = `usage: vitrine <command> [flags]
 commands:
@@ -35,7 +36,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = COMMANDS[name];
   if (!load) {
-    process.stderr.write(`vitrine: unknown command '${name}'\n${USAGE}\n`);
+    const near = closest(name, Object.keys(COMMANDS));
+    process.stderr.write(
+      `vitrine: unknown command '${name}'${near ? ` (did you mean ${near}?)` : ''}; ` +
+        `commands: ${Object.keys(COMMANDS).join(', ')} ('vitrine --help' says what each does)\n`,
+    );
     return 2;
   }
   try {

@@ -2,7 +2,7 @@
 // with the service's pipeline, workers and batcher in this process (no HTTP); results appended as they
 // come, resumable, and sharded over the pods of a Kubernetes Indexed Job (bin/predict/).
 
-import { existsSync, constants as fsConstants, promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Value } from '@sinclair/typebox/value';
@@ -21,7 +21,8 @@ import { type MapQuery, checkMapQuery } from '../server/engine/maps.js';
 import { type ServedModel, loadModelFolder } from '../server/engine/models.js';
 import { prepareImage } from '../server/engine/preprocess.js';
 import { AttentionQuery } from '../server/http/schemas.js';
-import { CliError, intFlag, parseFlagsAndInputs } from './cli-util.js';
+import { CliError, findModelFolder, intFlag, parseFlagsAndInputs } from './cli-util.js';
+import { servedNameOf } from '../runtime/model-config.js';
 import { IMAGE_EXTENSIONS, type Input, inputKey, listInputs, mapFile, shardOf } from './predict/inputs.js';
 import { PredictProgress } from './predict/progress.js';
 import {
@@ -45,7 +46,7 @@ const PREDICT_MAX_BATCH = 32;
 const PREDICT_DECODERS = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 
 export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs …> [--model <dir or name>]
-    [--models ${DEFAULTS.models} (or VITRINE_MODELS)] [--out results]
+    [--models DIR (or VITRINE_MODELS)] [--out results]
     [--format jsonl|csv] [--topk 5] [--logits] [--tta none|flip] [--on-bad-image skip|fail] [--resume | --overwrite]
     [--maps relevance|chefer|grad-input|combined|rollout|cls] [--maps-json] [--class <label or index>]
     [--layer N] [--head mean|max|min|<n>] [--discard R] [--size 256] [--alpha 0.5] [--colormap jet|viridis|inferno|gray]
@@ -53,7 +54,8 @@ export const PREDICT_USAGE = `usage: vitrine predict <files | folders | globs �
     [--decoders N (cores)] [--max-batch 32] [--max-pixels N]
        vitrine predict --merge <results folder>
   Folders are walked recursively for ${IMAGE_EXTENSIONS.join(' ')} files; a file named, or matched by a glob, is tried whatever its name.
-  --model: a model folder, or a name under --models (default ${DEFAULTS.defaultModel}). Results: <out>/predictions.jsonl (or .csv), one
+  --model: a model folder (a run's model/, an export), or a name under --models (default ${DEFAULTS.defaultModel}; --models defaults
+  to ./models where it holds model folders, else the bundled models). Results: <out>/predictions.jsonl (or .csv), one
   record per input (path, size, mtime_ms, top-k labels and probabilities, or the error); --maps draws heatmaps under <out>/maps/.
   --resume skips the inputs already written (same path, size and mtime). --shards n takes the shard from JOB_COMPLETION_INDEX.`;
 
@@ -116,18 +118,10 @@ function mapQuery(values: Record<string, string | boolean | undefined>): MapQuer
   return { size: 256, alpha: 0.5, colormap: 'jet', ...q } as MapQuery & { size: number; alpha: number; colormap: string };
 }
 
-async function findModel(arg: string, modelsDir: string, warn: (m: string) => void): Promise<ServedModel> {
-  const dir = existsSync(path.join(arg, 'config.json')) ? arg : path.join(modelsDir, arg);
-  if (!existsSync(path.join(dir, 'config.json'))) {
-    const names = (await fs.readdir(modelsDir).catch(() => [] as string[])).filter((n) =>
-      existsSync(path.join(modelsDir, n, 'config.json')),
-    );
-    throw new CliError(
-      `no model '${arg}': not a model folder, nor a folder under ${modelsDir}${names.length ? ` (${names.join(', ')})` : ''}`,
-    );
-  }
+async function findModel(arg: string, modelsDir: string | undefined, warn: (m: string) => void): Promise<ServedModel> {
+  const dir = findModelFolder(arg, modelsDir);
   try {
-    return await loadModelFolder(dir, path.basename(path.resolve(dir)), warn);
+    return await loadModelFolder(dir, servedNameOf(dir), warn);
   } catch (err) {
     throw new CliError(`cannot load the model in ${dir}: ${(err as Error).message}`);
   }
@@ -195,11 +189,15 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   const decoders = intFlag(values.decoders, 'decoders', PREDICT_DECODERS, 1);
   const maxPixels = intFlag(values['max-pixels'], 'max-pixels', DEFAULTS.maxPixels, 1);
 
-  const model = await findModel(
-    values.model ?? DEFAULTS.defaultModel,
-    values.models ?? (process.env.VITRINE_MODELS || DEFAULTS.models),
-    warn,
-  );
+  // The inputs first (a missing one is the error to hear, before any model is read), then the model.
+  const { inputs, skipped } = await listInputs(positionals, shard);
+  if (skipped.length)
+    warn(
+      `${count(skipped.length, 'file')} in the folders not taken, their ` +
+        `names not an image's: ` +
+        `${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}`,
+    );
+  const model = await findModel(values.model ?? DEFAULTS.defaultModel, values.models ?? (process.env.VITRINE_MODELS || undefined), warn);
   const labels = model.config.labels;
   const topk = Math.min(intFlag(values.topk, 'topk', 5, 1), labels.length);
   if (q) {
@@ -210,14 +208,6 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     }
   }
 
-  // The inputs, and what a results file of an earlier run holds of them.
-  const { inputs, skipped } = await listInputs(positionals, shard);
-  if (skipped.length)
-    warn(
-      `${count(skipped.length, 'file')} in the folders not taken, their ` +
-        `names not an image's: ` +
-        `${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}`,
-    );
   const out = values.out ?? 'results';
   await fs.mkdir(out, { recursive: true });
   const file = resultsFile(out, format, shard);

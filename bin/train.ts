@@ -188,13 +188,14 @@ export async function trainCommand(argv: string[], log: (line: string) => void):
     const chosen = given.batch_size === undefined;
     if (chosen) config = { ...config, batch_size: folderBatch(data.train.count) };
     const batch = Math.min(config.batch_size, data.train.count);
+    const steps = Math.floor(data.train.count / batch);
     progress.line(
       `a folder of ${data.train.count} training images and no --recipe: the ` +
         `folder recipe (a compact transformer with a convolutional tokenizer; ` +
         `${config.epochs} epochs of AdamW at lr ${config.lr}, warmup and ` +
         `cosine, flips, crops, RandAugment) at batch ` +
         `${batch}${chosen ? ", chosen for the folder's size" : ''}, ` +
-        `${Math.floor(data.train.count / batch)} steps an epoch; --recipe or ` +
+        `${steps} step${steps === 1 ? '' : 's'} an epoch; --recipe or ` +
         `flags change it`,
     );
   } else if (implied)

@@ -49,11 +49,39 @@ export function parseStrictWithInputs<T extends Options>(argv: readonly string[]
   } catch (err) {
     const e = err as Error & { code?: string };
     const quoted = /'([^']+)'/.exec(e.message)?.[1];
-    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) throw new Error(`unknown flag ${quoted}`);
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) {
+      const near = closest(quoted.replace(/^-+/, '').split('=')[0], Object.keys(options));
+      throw new Error(`unknown flag ${quoted}${near ? ` (did you mean --${near}?)` : ''}`);
+    }
     if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && quoted)
       throw new Error(`unexpected argument '${quoted}' (every value follows its --flag)`);
     if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE')
       throw new Error(e.message.split('\n')[0].replace(/^Option '([^']+)'.*does not take an argument.*$/, '$1 takes no value'));
     throw new Error(e.message.split('\n')[0]);
   }
+}
+
+/** Edits (insertions, deletions, substitutions, swaps of neighbours) from a to b. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.length][b.length];
+}
+
+/** The known name nearest a mistyped one: within two edits (one for short names), or the one it begins. */
+export function closest(given: string, known: readonly string[]): string | null {
+  const g = given.toLowerCase();
+  let best: string | null = null;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const d = distance(g, k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  if (best !== null && bestD <= (g.length <= 4 ? 1 : 2)) return best;
+  const prefixed = known.filter((k) => g.length >= 3 && (k.startsWith(g) || g.startsWith(k)));
+  return prefixed.length === 1 ? prefixed[0] : null;
 }

@@ -140,6 +140,21 @@ const PreprocessorSchema = Type.Object({
 });
 
 /** Where exports put the inference graph: transformers.js loads onnx/model.onnx. */
+/**
+ * The name a model folder is served under when none is given: the folder's name, or its run's for a
+ * run's `model/` (runs/cats/model is 'cats'), made a plain model name (letters, digits, '.', '_', '-').
+ */
+export function servedNameOf(dir: string): string {
+  const full = path.resolve(dir);
+  const base = path.basename(full);
+  const named = base === 'model' && path.basename(path.dirname(full)) !== '' ? path.basename(path.dirname(full)) : base;
+  const plain = named
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 128);
+  return plain || 'model';
+}
+
 export const MODEL_FILE = 'onnx/model.onnx';
 /** Where earlier exports and optimum put it. */
 export const LEGACY_MODEL_FILE = 'model.onnx';

@@ -20,7 +20,20 @@ const int = (minimum: number, maximum: number, def: number, description: string,
  * messages all come from it.
  */
 export const ServeConfigSchema = Type.Object({
-  models: Type.String({ default: 'models', description: 'Folder of model folders (each with config.json and an ONNX graph).' }),
+  models: Type.Union([Type.String(), Type.Null()], {
+    default: null,
+    example: 'DIR',
+    description:
+      'Folder of model folders (each with config.json and an ONNX graph). Default: ./models where it holds model folders, ' +
+      "else the package's bundled models; none when model folders are given (vitrine serve DIR…) without it.",
+  }),
+  modelFolder: Type.Array(Type.String(), {
+    default: [],
+    example: '[NAME=]DIR',
+    description:
+      "A model folder served as NAME, or by its own name (a run's model/ by the run's); repeatable. " +
+      '`vitrine serve DIR…` gives them; the first is the default model unless --default-model says otherwise.',
+  }),
   // the more accurate of the bundled models (their README.md model cards have the figures)
   defaultModel: Type.String({ default: 'cct-cifar10', description: 'The model /classify uses when none is named.' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, env: ['PORT'] }),

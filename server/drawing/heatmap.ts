@@ -1,4 +1,6 @@
-// Draws a patch-grid attention map over the image: the grid is scaled to [0, 1], upsampled smoothly
+// Draws a patch-grid attention map over the image: the grid is stretched from its lowest value (the
+// colormap's first colour) to its highest (its last), so that a map's structure shows whatever its
+// range (a near-constant map is not one flat colour; the page shows the range beside it), upsampled smoothly
 // (bicubic between cell centres) to the output size, coloured with a colormap and blended over the
 // image (nearest pixels when the output is larger, the mean of the pixels it covers when smaller)
 // with opacity `alpha`, then encoded as a PNG. Plain loops over the pixels and zlib, no libvips
@@ -85,13 +87,28 @@ function taps(n: number, out: number): { index: Int32Array; weight: Float64Array
   return { index, weight };
 }
 
-/** Each grid row upsampled along x (bicubic, the cells clamped to [0, 1]): rows x width values. */
+/** The grid's lowest and highest value. */
+export function gridRange(grid: readonly (readonly number[])[]): [number, number] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const row of grid)
+    for (const v of row) {
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+  return [min, max];
+}
+
+/** Each grid row stretched to [0, 1] (a constant grid is all 0) and upsampled along x (bicubic):
+ *  rows x width values. */
 function widen(grid: number[][], width: number): Float64Array {
   const rows = grid.length;
   const tx = taps(grid[0].length, width);
   const wide = new Float64Array(rows * width);
+  const [min, max] = gridRange(grid);
+  const scale = max - min > 1e-12 ? 1 / (max - min) : 0;
   for (let r = 0; r < rows; r++) {
-    const cells = grid[r].map((v) => Math.max(0, Math.min(1, v)));
+    const cells = grid[r].map((v) => Math.max(0, Math.min(1, (v - min) * scale)));
     for (let x = 0; x < width; x++) {
       const t = x * 4;
       wide[r * width + x] =

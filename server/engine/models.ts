@@ -1,10 +1,12 @@
 // The models a server serves: every folder under --models holding config.json and an ONNX graph
-// (onnx/model.onnx, or model.onnx as earlier exports and optimum lay it out).
+// (onnx/model.onnx, or model.onnx as earlier exports and optimum lay it out), and model folders named
+// one by one (vitrine serve runs/cats/model).
 
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { CONFIG_FILE, MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig } from '../../runtime/model-config.js';
+import { CONFIG_FILE, MODEL_FILE, type ModelConfig, modelFileIn, readModelConfig, servedNameOf } from '../../runtime/model-config.js';
+import { BUNDLED_MODELS } from '../../runtime/version.js';
 import { IMPORT_HINT } from '../errors.js';
 
 export interface ServedModel {
@@ -87,34 +89,95 @@ export async function loadModelFolder(dir: string, name: string, warn: (msg: str
 /** Whether `dir` is a model folder: config.json and an ONNX graph. */
 export const isModelFolder = (dir: string): boolean => modelFileIn(dir) !== null && existsSync(path.join(dir, CONFIG_FILE));
 
-/** The model folders' names under `root`, sorted (none when it cannot be read). */
-export async function modelFolderNames(root: string): Promise<string[]> {
-  const entries = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((e) => e.isDirectory() && isModelFolder(path.join(root, e.name)))
-    .map((e) => e.name)
-    .sort((a, b) => a.localeCompare(b));
+/**
+ * Where models come from: a folder of model folders (--models), and model folders served one by one
+ * under names of their own (`vitrine serve runs/cats/model`). A bare string is a folder of folders.
+ */
+export interface ModelSources {
+  /** A folder whose subfolders are models; null for none. */
+  root: string | null;
+  /** Model folders by the name they are served under. */
+  folders: Readonly<Record<string, string>>;
 }
 
-export async function discoverModels(root: string, warn: (msg: string) => void): Promise<ServedModel[]> {
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = await fs.readdir(root, { withFileTypes: true });
-  } catch (err) {
-    throw new Error(`cannot read the models folder ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+export type Sources = string | ModelSources;
+export const sourcesOf = (s: Sources): ModelSources => (typeof s === 'string' ? { root: s, folders: {} } : s);
+
+/**
+ * The sources a server configuration names: its model folders (`[NAME=]DIR`, named by
+ * servedNameOf without NAME), and the folder of folders: --models when given; with no model folders
+ * given, ./models where it holds model folders, else the bundled models. Throws one line for two
+ * folders of one name.
+ */
+export function resolveSources(c: { models: string | null; modelFolder: readonly string[] }, cwd = process.cwd()): ModelSources {
+  const folders: Record<string, string> = {};
+  for (const entry of c.modelFolder) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]*)=(.+)$/.exec(entry);
+    const [name, dir] = m && !existsSync(entry) ? [m[1], m[2]] : [servedNameOf(entry), entry];
+    if (folders[name] !== undefined)
+      throw new Error(`two model folders would be served as '${name}' (${folders[name]}, ${dir}): name one, as NAME=DIR`);
+    folders[name] = dir;
   }
-  const models: ServedModel[] = [];
-  for (const e of entries.filter((d) => d.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
-    const dir = path.join(root, e.name);
-    if (!isModelFolder(dir)) continue;
+  if (c.models !== null) return { root: c.models, folders };
+  if (c.modelFolder.length > 0) return { root: null, folders };
+  const local = path.join(cwd, 'models');
+  return { root: existsSync(local) && modelFolderNamesSync(local).length > 0 ? 'models' : BUNDLED_MODELS, folders };
+}
+
+function modelFolderNamesSync(root: string): string[] {
+  try {
+    return readdirSync(root).filter((name) => isModelFolder(path.join(root, name)));
+  } catch {
+    return [];
+  }
+}
+
+/** The folder a model of that name is read from (null when no source could hold it). */
+export function folderOf(sources: Sources, name: string): string | null {
+  const s = sourcesOf(sources);
+  return s.folders[name] ?? (s.root !== null ? path.join(s.root, name) : null);
+}
+
+/** The sources in words: "models/", "runs/cats/model", "models/ and runs/cats/model". */
+export function describeSources(sources: Sources): string {
+  const s = sourcesOf(sources);
+  return [...(s.root !== null ? [s.root] : []), ...Object.values(s.folders)].join(' and ') || 'no folder';
+}
+
+/** The model folders' names, sorted (a folder of folders that cannot be read gives none). */
+export async function modelFolderNames(sources: Sources): Promise<string[]> {
+  const s = sourcesOf(sources);
+  const entries = s.root !== null ? await fs.readdir(s.root, { withFileTypes: true }).catch(() => []) : [];
+  const under = entries.filter((e) => e.isDirectory() && isModelFolder(path.join(s.root!, e.name))).map((e) => e.name);
+  const named = Object.keys(s.folders).filter((name) => isModelFolder(s.folders[name]));
+  return [...new Set([...named, ...under])].sort((a, b) => a.localeCompare(b));
+}
+
+export async function discoverModels(sources: Sources, warn: (msg: string) => void): Promise<ServedModel[]> {
+  const s = sourcesOf(sources);
+  if (s.root !== null) {
     try {
-      models.push(await loadModelFolder(dir, e.name, warn));
+      await fs.readdir(s.root);
     } catch (err) {
-      warn(`skipping model ${e.name}: ${(err as Error).message}`);
+      throw new Error(`cannot read the models folder ${s.root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  for (const [name, dir] of Object.entries(s.folders))
+    if (!isModelFolder(dir))
+      throw new Error(
+        `${dir} (model '${name}') is not a model folder: it needs ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx ` +
+          '(a training run writes one as <run>/model; vitrine export and vitrine import write one with --out)',
+      );
+  const models: ServedModel[] = [];
+  for (const name of await modelFolderNames(s)) {
+    try {
+      models.push(await loadModelFolder(folderOf(s, name)!, name, warn));
+    } catch (err) {
+      warn(`skipping model ${name}: ${(err as Error).message}`);
     }
   }
   if (models.length === 0)
-    throw new Error(`no models under ${root} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
+    throw new Error(`no models under ${describeSources(s)} (each model is a folder with ${CONFIG_FILE} and ${MODEL_FILE} or model.onnx)`);
   return models;
 }
 

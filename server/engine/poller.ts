@@ -7,7 +7,7 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { modelFolderNames } from './models.js';
+import { type Sources, folderOf, modelFolderNames } from './models.js';
 import type { ModelRepository } from './repository.js';
 
 /** The folder's files as names, sizes and modification times (cheap: no file is read). */
@@ -38,7 +38,7 @@ export class FolderPoller {
   private scanning: Promise<void> | null = null;
 
   constructor(
-    private readonly root: string,
+    private readonly sources: Sources,
     private readonly repository: ModelRepository,
     private readonly intervalMs: number,
     private readonly log: { warn(m: string): void },
@@ -62,7 +62,7 @@ export class FolderPoller {
 
   private async folders(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    for (const name of await modelFolderNames(this.root)) out.set(name, await signatureOf(path.join(this.root, name)));
+    for (const name of await modelFolderNames(this.sources)) out.set(name, await signatureOf(folderOf(this.sources, name)!));
     return out;
   }
 

@@ -6,11 +6,19 @@
 // least. A load that fails leaves the old version serving and says why. An unload stops new work at
 // once and releases the sessions the same way.
 
-import path from 'node:path';
 import { Errors } from '../errors.js';
 import type { Batcher } from './batcher.js';
 import { type Inference, workerModelOf } from './inference.js';
-import { type ServedModel, isModelFolder, loadModelFolder, modelFolderNames, versionKey } from './models.js';
+import {
+  type ServedModel,
+  type Sources,
+  describeSources,
+  folderOf,
+  isModelFolder,
+  loadModelFolder,
+  modelFolderNames,
+  versionKey,
+} from './models.js';
 
 /** The Open Inference Protocol's model states, as Triton's repository index gives them. */
 export type ModelState = 'READY' | 'LOADING' | 'UNLOADING' | 'UNAVAILABLE';
@@ -41,7 +49,7 @@ export class ModelRepository {
 
   /** `models` is the list the routes read: it is changed in place. */
   constructor(
-    private readonly root: string,
+    private readonly sources: Sources,
     readonly models: ServedModel[],
     private readonly inference: Pick<Inference, 'pool' | 'batcher'>,
     private readonly log: { info(m: string): void; warn(m: string): void },
@@ -74,7 +82,7 @@ export class ModelRepository {
 
   /** Every model folder under --models and every model known, with its state. */
   async index(): Promise<IndexEntry[]> {
-    const names = new Set([...this.status.keys(), ...(await modelFolderNames(this.root))]);
+    const names = new Set([...this.status.keys(), ...(await modelFolderNames(this.sources))]);
     return [...names].sort().map((name) => {
       const s = this.status.get(name);
       return { name, version: s ? String(s.version) : '', state: s?.state ?? 'UNAVAILABLE', reason: s?.reason ?? '' };
@@ -112,13 +120,13 @@ export class ModelRepository {
   private async loadNow(name: string): Promise<ServedModel> {
     const old = this.get(name);
     const version = (this.versions.get(name) ?? 0) + 1;
-    const dir = path.join(this.root, name);
+    const dir = folderOf(this.sources, name);
     this.setStatus(name, 'LOADING', old ? `version ${old.version} serves while version ${version} loads` : '', old?.version ?? version);
     this.versions.set(name, version); // a load that fails uses its number too, as its messages say
     let loaded = false;
     let model: ServedModel | null = null;
     try {
-      if (!isModelFolder(dir)) throw new Error(`no model folder ${name} under ${this.root}`);
+      if (dir === null || !isModelFolder(dir)) throw new Error(`no model folder ${name} under ${describeSources(this.sources)}`);
       const read = await loadModelFolder(dir, name, (m) => this.log.warn(m));
       model = { ...read, version, key: versionKey(name, version) };
       await this.inference.pool.load(workerModelOf(model));

@@ -106,6 +106,8 @@ export const AttentionJson = Type.Object({
   head: Type.Optional(Type.String()),
   discard: Type.Optional(Type.Number()),
   grid: Type.Array(Type.Integer()),
+  /** The map's own lowest and highest value (values are scaled to a highest of 1; heatmaps stretch lowest to highest). */
+  range: Type.Array(Type.Number(), { minItems: 2, maxItems: 2 }),
   values: Grid,
 });
 

@@ -2,14 +2,14 @@
 // workers and their batcher, the kept-results store, the decode gate and the metrics, and how they
 // close. plugin.ts wires it into a Fastify instance.
 
-import type { ServeConfig } from '../config.js';
+import { type ServeConfig, defaultServeConfig } from '../config.js';
 import type { ServiceContext } from './context.js';
 import { Errors } from '../errors.js';
 import { Drawers } from '../drawing/draws.js';
 import { Gate } from '../gate.js';
 import { Metrics } from './metrics.js';
 import { startInference } from '../engine/inference.js';
-import { discoverModels } from '../engine/models.js';
+import { describeSources, discoverModels, resolveSources } from '../engine/models.js';
 import { ModelRepository } from '../engine/repository.js';
 import { FolderPoller } from '../engine/poller.js';
 import { MemoryResults, type Results } from '../results/store.js';
@@ -31,10 +31,11 @@ export interface ServiceState {
 
 export async function createServiceContext(config: ServeConfig, { now, log }: { now?: () => number; log: Log }): Promise<ServiceState> {
   // Models and workers. With --model-control explicit and --load-model, only those load at start.
-  const found = await discoverModels(config.models, (m) => log.warn(m));
+  const sources = resolveSources(config);
+  const found = await discoverModels(sources, (m) => log.warn(m));
   const asked = config.modelControl === 'explicit' && config.loadModel.length > 0 ? config.loadModel : null;
   for (const name of asked ?? [])
-    if (!found.some((m) => m.name === name)) throw new Error(`--load-model ${name}: no such model under ${config.models}`);
+    if (!found.some((m) => m.name === name)) throw new Error(`--load-model ${name}: no such model under ${describeSources(sources)}`);
   const models = asked ? found.filter((m) => asked.includes(m.name)) : found;
   const metrics = new Metrics();
   const inference = await startInference(
@@ -52,11 +53,15 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   const { pool, batcher } = inference;
   pool.on('lost', () => metrics.workerRestarts.inc());
   models.splice(0, models.length, ...inference.models);
-  let defaultModel = config.defaultModel;
+  // model folders given one by one: the first is the default, unless --default-model names one served
+  const named = Object.keys(sources.folders);
+  const defaultAsked = config.defaultModel !== defaultServeConfig().defaultModel;
+  let defaultModel =
+    named.length > 0 && !(defaultAsked && models.some((m) => m.name === config.defaultModel)) ? named[0] : config.defaultModel;
   if (!models.some((m) => m.name === defaultModel)) {
     log.warn(
       `default model '${defaultModel}' is not under ` +
-        `${config.models}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; ` +
+        `${describeSources(sources)}${pool.skipped[defaultModel] ? ' as a model that loads' : ''}; ` +
         `using '${models[0].name}'`,
     );
     defaultModel = models[0].name;
@@ -83,7 +88,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
   metrics.drawSource = draws;
   let closing = false;
   for (const m of models) metrics.modelVersion.set({ model: m.name }, m.version);
-  const repository = new ModelRepository(config.models, models, inference, log, config.timeoutMs, {
+  const repository = new ModelRepository(sources, models, inference, log, config.timeoutMs, {
     changed: (name, result, serving) => {
       metrics.modelLoads.inc({ model: name, result });
       if (serving) metrics.modelVersion.set({ model: name }, serving.version);
@@ -113,7 +118,7 @@ export async function createServiceContext(config: ServeConfig, { now, log }: { 
     closing: () => closing,
     work: new Set(),
   };
-  const poller = config.modelControl === 'poll' ? new FolderPoller(config.models, repository, config.pollInterval * 1000, log) : null;
+  const poller = config.modelControl === 'poll' ? new FolderPoller(sources, repository, config.pollInterval * 1000, log) : null;
   await poller?.start();
   return {
     ctx,

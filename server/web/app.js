@@ -2,7 +2,37 @@
 // attention heatmap from GET /attention/:id. Plain script, no build step.
 
 const $ = (id) => document.getElementById(id);
-const EXAMPLES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+// CIFAR-10's classes: the examples are shown for a model of these classes (the bundled ones), the ship
+// first (the default model gets it right; it gets cat and deer wrong)
+const CIFAR10 = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+const EXAMPLES = ['ship', ...CIFAR10.filter((n) => n !== 'ship')];
+// the colormaps' stops, as the server draws them (server/drawing/heatmap.ts), for the colour scale
+const COLORMAPS = {
+  jet: ['#000083', '#003cff', '#00ffff', '#ffff00', '#ff3c00', '#800000'],
+  viridis: ['#440154', '#3b528b', '#21918c', '#5ec962', '#fde725'],
+  inferno: ['#000004', '#57106e', '#bc3754', '#f98e09', '#fcffa4'],
+  gray: ['#000000', '#ffffff'],
+};
+// one sentence per method: what it shows, and why the default is the default (docs/explanations.md
+// in the repository has the faithfulness figures these sentences cite)
+const METHOD_HELP = {
+  relevance:
+    "Why this class (the default): the last block's attention weighted by the gradient of the class's score, " +
+    'carried down through the layers below. About the cost of a classification, and ahead of rollout and [CLS] ' +
+    "attention on all six faithfulness tests on both bundled models (docs/explanations.md in vitrine's repository).",
+  chefer:
+    "Chefer's rule: every block's attention weighted by the gradient of the class's score. As faithful as the " +
+    'default or a little more on the seed ViT, behind it on the compact model; about three times the cost.',
+  'grad-input': "Gradient × input, per patch: where a change of the pixels would move the class's score the most.",
+  combined:
+    '(Chefer + rollout) × √(gradient × input): the most faithful map on the compact model, by a few points; ' +
+    'about three times the cost.',
+  rollout:
+    "Attention rollout: how much each patch's information reaches the class token through all the layers. " +
+    'The same for every class: it shows where the model looked, not why it chose a class.',
+  cls: "One layer's attention from the class token to each patch: the same for every class; a glimpse of one layer.",
+};
+let uploads = []; // this session's own uploads, as examples for a model of other classes
 let apiKey = sessionStorage.getItem('vitrine-key') || '';
 let current = null; // { id, model, layers, methods, classMethods (those that explain one class), labels, cls: the class they explain }
 let lastImage = null; // the image shown, so that another model can classify it again
@@ -78,8 +108,37 @@ async function loadModels() {
   $('model').replaceChildren(
     ...models.map((m) => el('option', { value: m.name, selected: m.name === chosen }, `${m.name} (${m.provider})`)),
   );
+  showExamples();
 }
 const refreshModels = () => document.visibilityState === 'visible' && loadModels().catch(() => {});
+
+/** The examples the chosen model can be asked about: CIFAR-10's for a model of its classes, else
+ *  this session's recent uploads (none at first). */
+function showExamples() {
+  const info = served[$('model').value];
+  const cifar = info && info.labels.length === CIFAR10.length && CIFAR10.every((c) => info.labels.includes(c));
+  const buttons = cifar
+    ? EXAMPLES.map((n) => {
+        const b = el('button', { type: 'button', title: n }, el('img', { src: `examples/${n}.png`, alt: n }));
+        b.dataset.name = n;
+        return b;
+      })
+    : uploads.map((u, i) => {
+        const b = el('button', { type: 'button', title: `your upload ${i + 1}` }, el('img', { src: u.url, alt: `your upload ${i + 1}` }));
+        b.dataset.upload = String(i);
+        return b;
+      });
+  $('examples').replaceChildren(...buttons);
+  $('examples-title').textContent = cifar ? 'Or try one of these (CIFAR-10, 32 x 32)' : 'Your recent images';
+  $('examples-block').hidden = buttons.length === 0;
+}
+
+/** An upload kept (the last six) as an example for models without CIFAR-10's. */
+function remember(blob) {
+  if (uploads.some((u) => u.blob === blob)) return;
+  uploads = [{ blob, url: URL.createObjectURL(blob) }, ...uploads].slice(0, 6);
+  showExamples();
+}
 
 async function classify(blob) {
   lastImage = blob;
@@ -136,7 +195,7 @@ async function classify(blob) {
   $('predictions').replaceChildren(
     ...body.predictions.map((p, i) => {
       const bar = el('span', { className: 'bar' });
-      bar.style.width = `${Math.max(1, Math.round(p.probability * 200))}px`;
+      bar.style.width = `${Math.max(0.5, p.probability * 45).toFixed(1)}%`;
       const why = el(
         'button',
         { type: 'button', className: `why${i === 0 ? ' chosen' : ''}`, title: `why ${p.label}?` },
@@ -173,6 +232,47 @@ async function classify(blob) {
     $('heatmap').removeAttribute('src');
     status('This model has no attention outputs, so no maps (vitrine import gives a ViT exported to ONNX its maps).');
   }
+}
+
+/** The colour scale under the heatmap: the colormap from the map's lowest value to its highest, and a
+ *  word when the map is nearly uniform (its colours then stretch a small difference). */
+function showScale(header, method) {
+  const [low, high] = (header ?? '').split(',').map(Number);
+  const known = Number.isFinite(low) && Number.isFinite(high);
+  $('scale').hidden = !known;
+  $('scale-note').hidden = true;
+  if (!known) return;
+  const fmt = (v) => (v === 0 ? '0' : Math.abs(v) >= 1e-4 && Math.abs(v) < 1e4 ? v.toPrecision(3) : v.toExponential(2));
+  $('scale-low').textContent = fmt(low);
+  $('scale-high').textContent = fmt(high);
+  $('scale-bar').style.background = `linear-gradient(to right, ${COLORMAPS[$('colormap').value].join(', ')})`;
+  const spread = Math.abs(high) > 0 ? (high - low) / Math.abs(high) : 0;
+  if (spread < 0.25) {
+    $('scale-note').textContent =
+      `This ${method} map is nearly uniform: its values differ by ${(100 * spread).toFixed(0)}% of its highest, so it says ` +
+      'little about where the model looked (the colours stretch that small difference).';
+    $('scale-note').hidden = false;
+  }
+}
+
+/** Every map the model serves, side by side, for the class shown (the class maps) and the image. */
+async function compareMethods() {
+  if (!current) return;
+  const id = current.id;
+  const figures = await Promise.all(
+    current.methods.map(async (method) => {
+      const q = new URLSearchParams({ method, alpha: $('alpha').value, colormap: $('colormap').value, size: '128' });
+      if (current.classMethods.includes(method)) q.set('class', String(current.cls));
+      const res = await api(`/attention/${id}?${q}`);
+      const caption = el('figcaption', {}, method === 'relevance' ? 'relevance (default)' : method);
+      if (!res.ok) return el('figure', {}, caption, el('p', {}, await errorText(res)));
+      return el('figure', {}, el('img', { src: URL.createObjectURL(await res.blob()), alt: `${method} map` }), caption);
+    }),
+  );
+  if (!current || current.id !== id) return;
+  $('strip').replaceChildren(...figures);
+  $('strip').hidden = false;
+  document.documentElement.dataset.stripDrawn = String(figures.length);
 }
 
 const CAPTIONS = {
@@ -215,6 +315,9 @@ async function drawHeatmapNow() {
   const png = await res.blob();
   if (mine !== drawing) return false;
   $('heatmap').src = URL.createObjectURL(png);
+  showScale(res.headers.get('x-vitrine-map-range'), method);
+  $('method-help').textContent = METHOD_HELP[method] ?? '';
+  $('strip').hidden = true;
   $('heatmap-caption').textContent =
     method === 'rollout'
       ? 'Attention rollout'
@@ -226,7 +329,11 @@ async function drawHeatmapNow() {
 
 function setup() {
   const drop = $('drop');
-  $('file').addEventListener('change', (e) => e.target.files[0] && classify(e.target.files[0]));
+  const upload = (file) => {
+    remember(file);
+    classify(file);
+  };
+  $('file').addEventListener('change', (e) => e.target.files[0] && upload(e.target.files[0]));
   drop.addEventListener('dragover', (e) => {
     e.preventDefault();
     drop.classList.add('over');
@@ -241,21 +348,20 @@ function setup() {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    if (e.dataTransfer.files[0]) classify(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
   });
-  $('examples').replaceChildren(
-    ...EXAMPLES.map((n) => {
-      const b = el('button', { type: 'button', title: n }, el('img', { src: `examples/${n}.png`, alt: n }));
-      b.dataset.name = n;
-      return b;
-    }),
-  );
   $('examples').addEventListener('click', async (e) => {
     const button = e.target.closest('button');
-    if (button) classify(await (await fetch(`examples/${button.dataset.name}.png`)).blob());
+    if (!button) return;
+    if (button.dataset.upload !== undefined) classify(uploads[Number(button.dataset.upload)].blob);
+    else classify(await (await fetch(`examples/${button.dataset.name}.png`)).blob());
   });
+  $('compare').addEventListener('click', compareMethods);
   for (const id of ['method', 'layer', 'head', 'alpha', 'colormap']) $(id).addEventListener('change', drawHeatmap);
-  $('model').addEventListener('change', () => lastImage && classify(lastImage));
+  $('model').addEventListener('change', () => {
+    showExamples();
+    if (lastImage) classify(lastImage);
+  });
   $('tta').addEventListener('change', () => lastImage && classify(lastImage));
   $('predictions').addEventListener('click', (e) => {
     const button = e.target.closest('button.why');

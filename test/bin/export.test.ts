@@ -86,7 +86,8 @@ t.test('bad input: one line, non-zero exit, nothing written', async (t) => {
 
   r = await runCli(['export', '--out', out, '--bogus']);
   t.equal(r.code, 2, 'unknown flag is a usage error');
-  t.match(r.stderr, /^vitrine export: unknown flag --bogus$/m);
+  t.match(r.stderr, /^vitrine export: unknown flag --bogus \('vitrine export --help' lists the flags\)$/m);
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line, no usage after it');
 
   r = await runCli(['export']);
   t.equal(r.code, 2);

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { ROOT, assertOneLineError, runCli } from '../helpers/cli.js';
+import { ROOT, assertOneLineError, runCli, serveOnFreePort } from '../helpers/cli.js';
 import { colourDataset, tmpDir, writeCorrupt, writeImageFolder } from '../helpers/data.js';
 
 const TINY_MODEL = JSON.stringify({
@@ -44,6 +44,33 @@ t.test('train on a folder, then eval and export its checkpoint', async (t) => {
   t.match(r.stderr, /warning: skipping .*broken\.png: cannot decode/);
   t.match(r.stderr, /epoch 2\/2: train loss [\d.]+ acc [\d.]+%, val loss [\d.]+ acc [\d.]+%/);
   t.ok(existsSync(path.join(out, 'model', 'onnx', 'model.onnx')));
+  t.notMatch(r.stderr, /\b1 steps\b/, 'no "1 steps"');
+
+  // the run ends with the command that serves what it made: run as printed, it serves the model as
+  // 'run' (the run's folder name), with the page and its maps
+  const said = /serve it \(as 'run', with the page and maps\): npx vitrine serve (\S+)/.exec(r.stderr);
+  t.ok(said, `the serve command is printed: ${r.stderr.split('\n').slice(-4).join(' | ')}`);
+  t.equal(path.resolve(said![1]), path.join(out, 'model'));
+  const served = await serveOnFreePort([said![1]], { cwd: dir });
+  t.teardown(() => served.child.kill('SIGTERM'));
+  const models = (await (await fetch(`${served.base}/models`)).json()) as { default: string; models: { name: string }[] };
+  t.same(
+    models.models.map((m) => m.name),
+    ['run'],
+    'only the run is served, under its name',
+  );
+  t.equal(models.default, 'run');
+  const form = new FormData();
+  form.append('image', new Blob([await readFile(path.join(data, 'class1', (await readdir(path.join(data, 'class1')))[0]))]), 'x.png');
+  const answer = (await (await fetch(`${served.base}/classify?attention=relevance`, { method: 'POST', body: form })).json()) as {
+    model: string;
+    attention: { method: string; grid: number[][] };
+  };
+  t.equal(answer.model, 'run');
+  t.equal(answer.attention?.method, 'relevance', 'with its map');
+  t.equal((await fetch(`${served.base}/`)).status, 200, 'and the page');
+  served.child.kill('SIGTERM');
+  await served.exited;
 
   const e = await runCli(['eval', '--model', path.join(out, 'model'), '--data', data, '--device', 'cpu']);
   t.equal(e.code, 0, e.stderr);
@@ -158,10 +185,14 @@ t.test('a wrong flag or value exits 2, saying what is accepted', async (t) => {
   assertOneLineError(t, r.stderr, /--epochs must be a positive integer, got '-1'/);
   r = await runCli([...base, '--lr', '--data', corrupt]);
   t.equal(r.code, 2);
-  t.match(r.stderr, /^vitrine train: --lr needs a value \(got the flag --data\)$/m);
+  assertOneLineError(t, r.stderr, /^vitrine train: --lr needs a value \(got the flag --data\) \('vitrine train --help' lists the flags\)$/);
   r = await runCli([...base, '--data', corrupt, '--epoch', '3']);
   t.equal(r.code, 2);
-  t.match(r.stderr, /^vitrine train: unknown flag --epoch$/m);
+  assertOneLineError(
+    t,
+    r.stderr,
+    /^vitrine train: unknown flag --epoch \(did you mean --epochs\?\) \('vitrine train --help' lists the flags\)$/,
+  );
   r = await runCli(['train', '--model', '{"hidden_size": 8,', '--data', corrupt]);
   t.equal(r.code, 2);
   assertOneLineError(t, r.stderr, /--model: not valid JSON/);

@@ -57,9 +57,12 @@ export interface Served {
 
 /** `vitrine serve` (built) on a port the system gives it (--port 0): the port read from its start
  *  line, never one found free beforehand and released for it (another process may take it between). */
-export async function serveOnFreePort(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Served> {
+export async function serveOnFreePort(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+): Promise<Served> {
   const child = spawn(process.execPath, [BUILT_CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
-    cwd: ROOT,
+    cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -207,16 +207,24 @@ t.test('GET /attention/:id draws heatmaps and answers JSON', async (t) => {
     data.every((v, i) => i % 3 !== 0 || (v === data[i + 1] && v === data[i + 2])),
     'alpha 1 with gray: a pure gray map',
   );
-  // At alpha 1 the image is the map itself: each cell's centre is as bright as the cell's value.
+  // At alpha 1 the image is the map itself, stretched from its lowest value (black) to its highest
+  // (white): each cell's centre is as bright as the cell's place in that range.
   const grid: number[][] = attention.values;
+  const low = Math.min(...grid.flat());
+  const high = Math.max(...grid.flat());
   let worst = 0;
   grid.forEach((row, r) =>
     row.forEach((v, c) => {
       const pixel = data[((r * 32 + 16) * 256 + (c * 32 + 16)) * 3];
-      worst = Math.max(worst, Math.abs(pixel - v * 255));
+      worst = Math.max(worst, Math.abs(pixel - ((v - low) / (high - low)) * 255));
     }),
   );
   t.ok(worst < 40, `the drawn map follows the grid (largest difference ${worst} of 255)`);
+  // the heatmap says the map's own range, which the JSON gives too
+  const [min, max] = String(res.headers['x-vitrine-map-range']).split(',').map(Number);
+  t.ok(min < max && min >= 0, `the range drawn: ${min} to ${max}`);
+  const asJson = (await app.inject({ method: 'GET', url: `/attention/${id}?format=json` })).json();
+  t.same(asJson.range, [min, max], 'the JSON answer gives the same range');
 
   res = await app.inject({ method: 'GET', url: `/attention/${id}?format=json` });
   t.equal(res.statusCode, 200);

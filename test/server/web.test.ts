@@ -1,7 +1,7 @@
 // The web page in headless Chromium (Debian's chromium, driven by playwright-core): pick an example,
 // see a label and a heatmap; upload a file, see them again.
 
-import { writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { tmpDir } from '../helpers/data.js';
@@ -176,6 +176,96 @@ testWith(t, 'the web page classifies an image and draws its heatmap', ['chromium
   t.same(errors, [], 'no script errors');
 });
 
+testWith(t, 'the page explains its maps, offers examples that fit the model, and fits a phone', ['chromium'], async (t) => {
+  // the bundled vit-cifar10, and the same files with other labels (a model of other classes)
+  const root = await tmpDir('vitrine-page-');
+  await cp(path.join(ROOT, 'models', 'vit-cifar10'), path.join(root, 'vit-cifar10'), { recursive: true });
+  await cp(path.join(ROOT, 'models', 'vit-cifar10'), path.join(root, 'pets'), { recursive: true });
+  const config = JSON.parse(await readFile(path.join(root, 'pets', 'config.json'), 'utf8'));
+  const pets = Array.from({ length: 10 }, (_, i) => `pet${i}`);
+  config.id2label = Object.fromEntries(pets.map((p, i) => [String(i), p]));
+  config.label2id = Object.fromEntries(pets.map((p, i) => [p, i]));
+  await writeFile(path.join(root, 'pets', 'config.json'), JSON.stringify(config));
+  const app = await testApp(t, { models: root, defaultModel: 'vit-cifar10' });
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { page, errors } = await openPage(t);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(base);
+  await page.waitForSelector('#examples button', { state: 'attached' });
+  const noOverflow = () =>
+    page.evaluate('document.documentElement.scrollWidth <= document.documentElement.clientWidth') as Promise<boolean>;
+  t.equal(
+    await page.getAttribute('#examples button:first-child', 'data-name'),
+    'ship',
+    'the first example is the ship, which the bundled models get right',
+  );
+  await page.click('#examples button[data-name="ship"]');
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0 && !document.getElementById('scale').hidden");
+  t.equal((await page.textContent('#predictions li .label'))!.trim(), 'ship', 'the first example is answered right');
+
+  // the colour scale: the map's own lowest and highest values, the colormap between them
+  const range = (await page.evaluate(
+    "[document.getElementById('scale-low').textContent, document.getElementById('scale-high').textContent]",
+  )) as string[];
+  t.ok(
+    range.every((v) => Number.isFinite(Number(v))) && Number(range[0]) < Number(range[1]),
+    `the scale shows the map's range: ${range.join(' to ')}`,
+  );
+  t.match(await page.evaluate("getComputedStyle(document.getElementById('scale-bar')).backgroundImage"), /linear-gradient/);
+  t.match(await page.textContent('#method-help'), /the default.*faithfulness/i, 'a sentence on the method, the default and why');
+  // the note on a nearly uniform map appears exactly when the range says so
+  for (const method of ['rollout', 'cls', 'relevance']) {
+    const shown = await page.getAttribute('#heatmap', 'src');
+    await page.selectOption('#method', method);
+    await page.waitForFunction(`document.getElementById('heatmap').src !== ${JSON.stringify(shown)}`);
+    const [low, high] = (await page.evaluate(
+      "[document.getElementById('scale-low').textContent, document.getElementById('scale-high').textContent].map(Number)",
+    )) as number[];
+    const uniform = (high - low) / Math.abs(high) < 0.25;
+    t.equal(await page.isHidden('#scale-note'), !uniform, `${method}: ${low} to ${high}, the note ${uniform ? 'shown' : 'hidden'}`);
+    t.equal(
+      await page.textContent('#method-help'),
+      await page.evaluate(`METHOD_HELP[${JSON.stringify(method)}]`),
+      `${method}: its sentence`,
+    );
+  }
+  t.ok(await noOverflow(), 'no horizontal overflow at 390 px with a result shown');
+  // a map whose values all lie near its highest (an imported model's last-layer cls map, 0.83 to 1) is
+  // said to be nearly uniform, with its spread
+  await page.evaluate("showScale('0.83,1', 'cls')");
+  t.equal(await page.isHidden('#scale-note'), false, 'a nearly uniform map gets its note');
+  t.match(await page.textContent('#scale-note'), /This cls map is nearly uniform: its values differ by 17% of its highest/);
+  t.equal(await page.textContent('#scale-low'), '0.830');
+  await page.evaluate("showScale('0.1,1', 'cls')");
+  t.equal(await page.isHidden('#scale-note'), true, 'a map with contrast gets none');
+
+  // every method side by side
+  await page.click('#compare');
+  await page.waitForFunction('Number(document.documentElement.dataset.stripDrawn ?? 0) > 0');
+  const listed = (await (await fetch(`${base}/models`)).json()) as { models: { name: string; methods: string[] }[] };
+  const methods = listed.models.find((m) => m.name === 'vit-cifar10')!.methods;
+  t.equal(await page.locator('#strip figure img').count(), methods.length, `one map per method (${methods.join(', ')})`);
+  await page.waitForFunction("[...document.querySelectorAll('#strip img')].every((i) => i.naturalWidth > 0)");
+  t.ok(await noOverflow(), 'the strip fits too');
+
+  // a model of other classes: no CIFAR-10 examples; the user's own uploads instead
+  await page.selectOption('#model', 'pets');
+  await page.waitForFunction("document.getElementById('examples-block').hidden");
+  t.equal(await page.locator('#examples button').count(), 0, 'no CIFAR-10 examples for a model of other classes');
+  const file = path.join(root, 'mine.png');
+  await writeFile(file, await testImage('png', 48));
+  await page.setInputFiles('#file', file);
+  await page.waitForFunction("!document.getElementById('examples-block').hidden");
+  t.equal(await page.locator('#examples button').count(), 1, 'the upload is offered again');
+  t.match(await page.textContent('#examples-title'), /Your recent images/);
+  await page.waitForFunction("document.getElementById('heatmap').naturalWidth > 0");
+  t.match(await page.textContent('#predictions li .label'), /pet\d/, 'its own labels');
+  t.ok(await noOverflow(), 'no horizontal overflow at 390 px');
+  await page.selectOption('#model', 'vit-cifar10');
+  await page.waitForFunction("document.querySelectorAll('#examples button').length === 10");
+  t.same(errors, [], 'no script errors');
+});
+
 testWith(t, 'the page on a model vitrine imported: a stretched input, rollout and relevance maps', ['chromium'], async (t) => {
   const { importCommand } = await import('../../bin/import.js');
   const root = await tmpDir('vitrine-imported-page-');
@@ -223,7 +313,10 @@ testWith(t, 'a hostile model name or label stays text on the page', ['chromium']
   await page.waitForSelector('#model option', { state: 'attached' });
   t.equal(await page.textContent('#model option'), `${name} (cpu)`, 'the name shown as it is');
   t.equal(await page.evaluate('document.querySelectorAll("#model img, #predictions img").length'), 0, 'no element made of it');
-  await page.click('#examples button[data-name="cat"]');
+  // a model of other labels is offered no CIFAR-10 examples: an upload it is
+  const upload = path.join(root, 'cat.png');
+  await cp(path.join(ROOT, 'server', 'web', 'examples', 'cat.png'), upload);
+  await page.setInputFiles('#file', upload);
   await page.waitForSelector('#predictions li');
   t.equal((await page.textContent('#predictions li .label'))!.startsWith('<img src=y'), true, 'a label shown as text');
   t.equal(await page.evaluate('document.querySelectorAll("#predictions img").length'), 0);

@@ -106,8 +106,12 @@ export function formatEvaluation(e: Evaluation, classes: readonly string[]): str
   const absent = classes.filter((_, k) => !present[k]);
   if (absent.length > 0) lines.push(`  no images of: ${absent.join(', ')}`);
   lines.push('', `confusion matrix (rows: true class, columns: predicted):`);
-  const abbrev = classes.map((c) => c.slice(0, 5));
-  lines.push(`  ${''.padEnd(w)}  ${abbrev.map((a) => a.padStart(6)).join('')}`);
-  classes.forEach((c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${e.confusion[k].map((v) => String(v).padStart(6)).join('')}`));
+  // each column as wide as its label (one of over 14 characters shortened with an ellipsis) or its counts
+  const heads = classes.map((c) => (c.length > 14 ? `${c.slice(0, 13)}…` : c));
+  const widths = heads.map((h, j) => 1 + Math.max(h.length, ...e.confusion.map((row) => String(row[j]).length)));
+  lines.push(`  ${''.padEnd(w)}  ${heads.map((h, j) => h.padStart(widths[j])).join('')}`);
+  classes.forEach(
+    (c, k) => present[k] && lines.push(`  ${c.padEnd(w)}  ${e.confusion[k].map((v, j) => String(v).padStart(widths[j])).join('')}`),
+  );
   return lines.join('\n');
 }

@@ -10,7 +10,7 @@ import { BatchLoader, type Batch } from '../data/loader.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { exportModel } from '../export.js';
 import { copyRunFiles, writeModelCard } from '../card.js';
-import { readModelConfig } from '../../runtime/model-config.js';
+import { readModelConfig, servedNameOf } from '../../runtime/model-config.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { Rng } from '../nn/random.js';
 import type { ViTConfig } from '../vit/config.js';
@@ -445,8 +445,11 @@ async function finishRun(run: Run): Promise<string> {
   await exportModel(model, labels, modelDir, { training });
   await writeRunCard(run, modelDir, adopted);
   log(`done in ${formatDuration(state.elapsedS)}: weights ${path.join(o.out, 'weights.safetensors')}, model ${modelDir}`);
+  log(`serve it (as '${servedNameOf(modelDir)}', with the page and maps): npx vitrine serve ${modelDir}`);
+  log(`label a folder with it: npx vitrine predict <images> --model ${modelDir}`);
   const evaluated = state.history.filter((h) => h.test_accuracy !== undefined);
-  const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! > b.test_accuracy! ? h : b), null);
+  // the latest of the best: an epoch that scored as the best did is no peak passed
+  const best = evaluated.reduce<EpochMetrics | null>((b, h) => (b === null || h.test_accuracy! >= b.test_accuracy! ? h : b), null);
   const last = evaluated.at(-1);
   if (best && last && best.epoch !== last.epoch) {
     // The last epoch is exported: choosing by the held-out images would make their accuracy an

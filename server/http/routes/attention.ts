@@ -17,6 +17,17 @@ const storeFailed =
     throw err;
   };
 
+/** The lowest and highest of a map's values, to four significant digits. */
+function rangeOf(values: Float32Array): [number, number] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of values) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return values.length ? [Number(min.toPrecision(4)), Number(max.toPrecision(4))] : [0, 0];
+}
+
 export async function attentionRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.vitrine;
   const inflight = new Map<string, ReturnType<typeof makeMap>>();
@@ -93,11 +104,17 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
       ctx.metrics.maps.inc({ model: model.name, method });
       const [rows, cols] = model.grid;
       const grid = toGrid(values, rows, cols);
+      // the map's own values, lowest and highest: the heatmap stretches its colours between them
+      const range = rangeOf(values);
       if ((q.format ?? 'png') === 'json') {
-        return reply.type('application/json').send({ id, model: model.name, method, ...made, grid: [rows, cols], values: grid });
+        return reply.type('application/json').send({ id, model: model.name, method, ...made, grid: [rows, cols], range, values: grid });
       }
       const png = await ctx.draws.draw(grid, view, { size: q.size ?? 256, alpha: q.alpha ?? 0.5, colormap: q.colormap ?? 'jet' }, deadline);
-      return reply.type('image/png').header('cache-control', 'private, max-age=60').send(png);
+      return reply
+        .type('image/png')
+        .header('cache-control', 'private, max-age=60')
+        .header('x-vitrine-map-range', range.join(','))
+        .send(png);
     },
   );
 }
