@@ -21,6 +21,7 @@
 // identity weight w; relevance serves w = 0.7, and `relevance` is the served function itself),
 // fwd_last_resid (w from the norms of the residual stream and of the attention's output), vnorm_rollout
 // and fwd_last_vnorm (attention weighted by the norm of what it carries, Kobayashi et al. 2020).
+import path from 'node:path';
 import { rolloutMeanInto } from '../server/engine/attention.js';
 import { combinedRelevance, lastLayerRelevanceInto, relevanceInto, rollIdentity } from '../server/engine/relevance.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
@@ -34,7 +35,7 @@ import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { readModelConfig } from '../runtime/model-config.js';
 import { argmax } from '../trainer/train/evaluate.js';
 import { type Geometry, blurred, patchOrder, perturbationArea, predictionScores, riseArea } from './faithfulness.js';
-import { benchArgs } from './common.js';
+import { BENCH_ROOT, benchArgs } from './common.js';
 
 const { arg } = benchArgs('npx tsx bench/explain-select.ts --model models/cct-cifar10 --images 300 --offset 5000 [--methods a,b,…]', {
   strings: ['images', 'methods', 'model', 'offset'],
@@ -77,7 +78,7 @@ const rows = H / P,
   cols = W / P,
   patches = rows * cols;
 const prefix = config.prefix_tokens ?? 1;
-const test = await readCifarBinaryFolder(await ensureCifar10('data/cifar10'), 'test');
+const test = await readCifarBinaryFolder(await ensureCifar10(path.join(BENCH_ROOT, 'data', 'cifar10')), 'test');
 const n = Math.min(N, test.count);
 const per = 3 * H * W;
 const OFF = Number(arg('offset', '0')) * per;

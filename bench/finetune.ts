@@ -27,6 +27,7 @@ import { parseViTConfig } from '../trainer/vit/config.js';
 import { ViT } from '../trainer/vit/model.js';
 import { transferFolders } from './finetune/folders.js';
 import { benchArgs } from './common.js';
+import { progressPrinter } from '../bin/cli-util.js';
 
 const { num, flag } = benchArgs('npm run bench:finetune [-- --pretrain-epochs 30] [--epochs 40] [--speed-only] [--transfer-only]', {
   strings: ['batch', 'epochs', 'pretrain-epochs', 'steps'],
@@ -66,7 +67,7 @@ async function trainRun(name: string, args: string[]): Promise<Metrics> {
 }
 
 async function transfer(): Promise<void> {
-  const cifar = path.join(await ensureCifar10(path.join(ROOT, 'data'), (line) => console.error(line)));
+  const cifar = path.join(await ensureCifar10(path.join(ROOT, 'data', 'cifar10'), progressPrinter().progress));
   const { pretrain, target } = await transferFolders(cifar, OUT);
   const epochs = String(num('epochs', 40));
   const common = ['--data', target, '--recipe', 'finetune', '--epochs', epochs];

@@ -10,6 +10,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './common.js';
+import { progressPrinter } from '../bin/cli-util.js';
 import { encodePng } from '../runtime/image.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 
@@ -22,7 +23,7 @@ const seed = arg('seed', '0');
 
 async function writeFolder(split: 'train' | 'test', perClass: number, dir: string): Promise<void> {
   if (existsSync(dir)) return;
-  const d = await readCifarBinaryFolder(await ensureCifar10(path.join(ROOT, 'data'), (l) => console.error(l)), split);
+  const d = await readCifarBinaryFolder(await ensureCifar10(path.join(ROOT, 'data', 'cifar10'), progressPrinter().progress), split);
   const taken = new Map<number, number>();
   for (let i = 0; i < d.count; i++) {
     const label = d.labels[i];

@@ -95,6 +95,16 @@ export function epochTicks(maxEpoch: number): number[] {
   return ticks;
 }
 
+/** A value axis from 0 that reaches `max`, ticked at a round step (1, 2 or 5 times a power of
+ *  ten), at most five intervals: the ticks read 0.5, 1, 1.5, never 0.38, 0.75, 1.13. */
+export function valueTicks(max: number): number[] {
+  const target = Math.max(max, 1e-9) / 5;
+  const power = 10 ** Math.floor(Math.log10(target));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= target)!;
+  const count = Math.max(1, Math.ceil(max / step - 1e-9));
+  return Array.from({ length: count + 1 }, (_, i) => Number((i * step).toPrecision(12)));
+}
+
 /** Two panels (loss, accuracy) over epochs, like the seed post's plot; `evalName` names the held-out split. */
 export function renderCurves(history: readonly EpochMetrics[], title = 'training', evalName: 'test' | 'val' = 'test'): string {
   const W = 420;
@@ -107,15 +117,15 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
     x0: number,
     label: string,
     series: { name: string; color: string; points: [number, number][] }[],
-    yMax: number,
+    yTicks: number[],
     yFmt: (v: number) => string,
   ) => {
+    const yMax = yTicks[yTicks.length - 1];
     const px = (e: number) =>
       x0 + pad.l + ((e - (maxEpoch > 1 ? 1 : 0)) / Math.max(1, maxEpoch - (maxEpoch > 1 ? 1 : 0))) * (W - pad.l - pad.r);
     const py = (v: number) => pad.t + (1 - Math.min(v, yMax) / yMax) * (H - pad.t - pad.b);
     const parts = [`<text x="${x0 + W / 2}" y="20" text-anchor="middle" font-weight="bold">${label}</text>`];
-    for (let i = 0; i <= 4; i++) {
-      const v = (yMax * i) / 4;
+    for (const v of yTicks) {
       parts.push(`<line x1="${x0 + pad.l}" x2="${x0 + W - pad.r}" y1="${py(v)}" y2="${py(v)}" stroke="#ddd"/>`);
       parts.push(`<text x="${x0 + pad.l - 6}" y="${py(v) + 4}" text-anchor="end">${yFmt(v)}</text>`);
     }
@@ -139,7 +149,8 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
   const pts = (key: keyof EpochMetrics, scale = 1) =>
     history.filter((h) => typeof h[key] === 'number').map((h) => [h.epoch, (h[key] as number) * scale] as [number, number]);
   const maxLoss = Math.max(0.5, ...history.flatMap((h) => [h.train_loss, h.test_loss ?? 0]).filter(Number.isFinite));
-  const lossMax = Math.ceil(maxLoss * 2) / 2;
+  const lossTicks = valueTicks(maxLoss);
+  const decimals = (ticks: number[]) => Math.max(0, ...ticks.map((v) => (String(v).split('.')[1] ?? '').length));
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" ` +
       `height="${H}" viewBox="0 0 ${2 * W} ${H}" font-family="sans-serif" ` +
@@ -153,8 +164,8 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
         { name: 'train loss', color: '#1f77b4', points: pts('train_loss') },
         { name: `${held} loss`, color: '#ff7f0e', points: pts('test_loss') },
       ],
-      lossMax,
-      (v) => v.toFixed(2),
+      lossTicks,
+      (v) => v.toFixed(decimals(lossTicks)),
     ),
     panel(
       W,
@@ -163,7 +174,7 @@ export function renderCurves(history: readonly EpochMetrics[], title = 'training
         { name: 'train accuracy', color: '#1f77b4', points: pts('train_accuracy', 100) },
         { name: `${held} accuracy`, color: '#ff7f0e', points: pts('test_accuracy', 100) },
       ],
-      100,
+      [0, 20, 40, 60, 80, 100],
       (v) => `${v.toFixed(0)}%`,
     ),
     '</svg>',

@@ -1,5 +1,20 @@
 import t from 'tap';
-import { type EpochMetrics, epochTicks, renderCurves } from '../../../trainer/train/report.js';
+import { type EpochMetrics, epochTicks, renderCurves, valueTicks } from '../../../trainer/train/report.js';
+
+t.test('value ticks fall on round numbers from 0 past the highest value', async (t) => {
+  t.same(valueTicks(1.5), [0, 0.5, 1, 1.5], 'a loss of 1.5: 0.5 apart, not 0.375');
+  t.same(valueTicks(2.3), [0, 0.5, 1, 1.5, 2, 2.5]);
+  t.same(valueTicks(0.07), [0, 0.02, 0.04, 0.06, 0.08]);
+  for (let max = 0.01; max < 50; max *= 1.37) {
+    const ticks = valueTicks(max);
+    const step = ticks[1];
+    const mantissa = step / 10 ** Math.floor(Math.log10(step));
+    t.ok(
+      [1, 2, 5].some((m) => Math.abs(mantissa - m) < 1e-9) && ticks.at(-1)! >= max - 1e-9 && ticks.length <= 6,
+      `${max.toFixed(3)}: ${ticks.join(' ')}`,
+    );
+  }
+});
 
 t.test('epoch ticks fall on round numbers, at most about six', async (t) => {
   t.same(epochTicks(1), [1]);
@@ -28,6 +43,8 @@ t.test('curves name the held-out split and keep the legend off the plot', async 
   }));
   const val = renderCurves(history, 'run', 'val');
   t.match(val, /validation loss/);
+  t.match(val, />0\.5</, 'the loss axis ticks at 0.5');
+  t.notMatch(val, />0\.38<|>1\.13</, 'not at quarters of an odd maximum');
   t.match(val, /validation accuracy/);
   t.notMatch(val, /test loss/);
   t.match(renderCurves(history, 'run'), /test accuracy/);
