@@ -103,6 +103,20 @@ export const ModelConfigSchema = Type.Object({
   relevance: Type.Optional(RelevanceGraphSchema),
   /** What the model was trained on, when vitrine trained it: so that evaluation can hold out the same images. */
   training: Type.Optional(TrainingRecordSchema),
+  /** Set by vitrine quantize: the classification graph's large products in int8 (the explanation graphs stay float). */
+  quantization: Type.Optional(
+    Type.Object(
+      {
+        weights: Type.Literal('int8'),
+        activations: Type.String(),
+        products: Type.Integer({ minimum: 0 }),
+        kept_float: Type.Integer({ minimum: 0 }),
+        op: Type.String(),
+        explanation: Type.Literal('float'),
+      },
+      { expects: 'an object as vitrine quantize writes it' },
+    ),
+  ),
   /** How an image is brought to image_size: 'cover' keeps its aspect ratio and cuts the edges beyond
    *  the model's (vitrine's, the default); 'fill' stretches it (Hugging Face's image processors). */
   fit: Type.Optional(oneOf(['cover', 'fill'] as const)),
@@ -258,6 +272,7 @@ function vitrineLayout(f: Files): Candidate {
     ...optional('attention_heads'),
     ...optional('vit'),
     ...optional('training'),
+    ...optional('quantization'),
     ...(relevance ? { relevance: { ...relevance, gradient_outputs: [...relevance.gradient_outputs] } } : {}),
     ...(fit === 'fill' || cfg('fit') !== undefined ? { fit } : {}),
   };

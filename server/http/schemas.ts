@@ -142,6 +142,17 @@ export const ModelsResponse = Type.Object({
         description: 'those of methods that explain one class (GET /attention/:id takes class= with them)',
       }),
       patch_size: Type.Union([Type.Integer(), Type.Null()]),
+      precision: Type.Object(
+        {
+          classification: Type.Union([Type.Literal('float'), Type.Literal('int8')]),
+          explanation: Type.Literal('float'),
+        },
+        {
+          description:
+            'the graphs the model runs: classification int8 after vitrine quantize (its logits and attention maps), ' +
+            'the explanation graph (relevance, chefer, grad-input, combined) always float',
+        },
+      ),
       provider: Type.String({ description: 'the ONNX Runtime execution provider the model runs on: cpu, webgpu or cuda' }),
       adapter: Type.Union([GpuAdapterSchema, Type.Null()], {
         description: 'with webgpu: the GPU, as far as the Vulkan drivers and devices tell',

@@ -101,13 +101,12 @@ async function loadModels() {
   if (!res.ok) return;
   const { default: def, models } = await res.json();
   served = Object.fromEntries(models.map((m) => [m.name, m]));
-  const text = models.map((m) => `${m.name} (${m.provider})`).join('\n');
+  const label = (m) => `${m.name} (${m.provider}${m.precision?.classification === 'int8' ? ', int8' : ''})`;
+  const text = models.map(label).join('\n');
   if (text === listed) return;
   listed = text;
   const chosen = served[$('model').value] ? $('model').value : def;
-  $('model').replaceChildren(
-    ...models.map((m) => el('option', { value: m.name, selected: m.name === chosen }, `${m.name} (${m.provider})`)),
-  );
+  $('model').replaceChildren(...models.map((m) => el('option', { value: m.name, selected: m.name === chosen }, label(m))));
   showExamples();
 }
 const refreshModels = () => document.visibilityState === 'visible' && loadModels().catch(() => {});

@@ -86,6 +86,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
         methods: methodsOf(m),
         class_methods: methodsOf(m).filter((method) => CLASS_METHODS.includes(method)),
         patch_size: m.config.patch_size,
+        precision: { classification: m.config.quantization ? ('int8' as const) : ('float' as const), explanation: 'float' as const },
         ...ctx.pool.deviceOf(m.name),
       })),
     }),
