@@ -1,0 +1,137 @@
+// Float against int8 (vitrine quantize) in one run, on torchvision's vit_b_16 (made and imported as
+// bench:import makes it: random weights, 224 px) and on the bundled 32 px models: the graph files'
+// sizes; a bare ONNX Runtime session at batch 1 (one session, every core); and POST /classify through
+// `vitrine serve <folder>` at 1 and 4 clients (the serve defaults), requests/s, p50 and the server's
+// peak RSS. The quantized folders are written to data/bench/quantized/ (their accuracy through the
+// service: npm run bench:accuracy -- --models data/bench/quantized --model vit-cifar10 --model cct-cifar10).
+//   npm run bench:quantize [-- --seconds 10 --models vit-b16,vit-cifar10,cct-cifar10]
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import sharp from 'sharp';
+import { modelFileIn, readModelConfig } from '../runtime/model-config.js';
+import { createSession, runSession } from '../runtime/ort.js';
+import { BENCH_ROOT, Results, type Row, benchFlags } from './common.js';
+import { waitReady } from './ready.js';
+
+const flags = benchFlags('npm run bench:quantize [-- --seconds 10 --models vit-b16,vit-cifar10,cct-cifar10]', {
+  seconds: { type: 'string', default: '10' },
+  models: { type: 'string', default: 'vit-b16,vit-cifar10,cct-cifar10' },
+});
+const seconds = Number(flags.seconds);
+const here = BENCH_ROOT;
+const quantized = path.join(here, 'data', 'bench', 'quantized');
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'bin', 'vitrine.ts'), ...args], { encoding: 'utf8' });
+const results = new Results(
+  'quantize',
+  'Float against int8 (vitrine quantize): file sizes, a bare session at batch 1, POST /classify at 1 and 4 clients',
+);
+
+/** The float folder of a model: vit-b16 as bench:import makes it, the bundled ones as they ship. */
+function floatFolder(name: string): string {
+  if (name !== 'vit-b16') return path.join(here, 'models', name);
+  const source = path.join(here, 'data', 'bench', 'vit-b16');
+  const served = path.join(here, 'data', 'bench', 'served', 'vit-b16');
+  if (!existsSync(path.join(source, 'model.onnx'))) {
+    const r = spawnSync('/usr/bin/python3', [path.join(here, 'bench', 'import', 'make-vit-b16.py'), source], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('make-vit-b16.py failed (it needs Debian python3-torch and python3-torchvision)');
+  }
+  if (!existsSync(path.join(served, 'config.json'))) {
+    const r = cli(['import', source, '--out', served]);
+    if (r.status !== 0) throw new Error(`vitrine import failed: ${r.stderr}`);
+  }
+  return served;
+}
+
+const mb = (bytes: number) => +(bytes / 1e6).toFixed(1);
+async function sizeOf(dir: string): Promise<{ graph_mb: number; external_mb: number }> {
+  const file = modelFileIn(dir)!;
+  const data = path.join(path.dirname(file), 'model.onnx_data');
+  return { graph_mb: mb((await fs.stat(file)).size), external_mb: existsSync(data) ? mb((await fs.stat(data)).size) : 0 };
+}
+
+/** One session, every core, batch 1: images/s and p50 over `seconds`. */
+async function bare(dir: string) {
+  const c = await readModelConfig(dir);
+  const [h, w] = c.image_size;
+  const session = await createSession(modelFileIn(dir)!, { device: 'cpu', threads: os.availableParallelism() });
+  const feed = { [c.input_name]: { data: Float32Array.from({ length: 3 * h * w }, (_, i) => Math.sin(i * 0.37)), dims: [1, 3, h, w] } };
+  const outs = [c.logits_output, ...c.attention_outputs];
+  for (let i = 0; i < 3; i++) await runSession(session, feed, outs);
+  const times: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const t0 = performance.now();
+    await runSession(session, feed, outs);
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return {
+    images_per_s: +(times.length / (times.reduce((a, b) => a + b, 0) / 1000)).toFixed(1),
+    p50_ms: +times[times.length >> 1].toFixed(1),
+  };
+}
+
+/** POST /classify through `vitrine serve <dir>` at 1 and 4 clients. */
+async function served(dir: string, image: Buffer, type: string) {
+  const port = 19000 + Math.floor(Math.random() * 1000);
+  const base = `http://127.0.0.1:${port}`;
+  const args = [path.join(here, 'bin', 'vitrine.ts'), 'serve', dir, '--port', String(port), '--host', '127.0.0.1'];
+  const server = spawn(process.execPath, ['--import', 'tsx', ...args, '--log-level', 'warn', '--timeout-ms', '60000'], {
+    cwd: here,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const stop = () => server.kill('SIGTERM');
+  process.on('exit', stop);
+  await waitReady(base, 180);
+  const classify = { url: `${base}/classify`, method: 'POST' as const, headers: { 'content-type': type }, body: image };
+  await fetch(classify.url, classify);
+  const out: Record<string, number> = {};
+  for (const connections of [1, 4]) {
+    const r = await autocannon({ ...classify, connections, duration: seconds });
+    if (r.non2xx + r.errors + r.timeouts > 0) throw new Error(`${dir}: ${r.non2xx + r.errors + r.timeouts} failed requests`);
+    out[`classify_c${connections}_per_s`] = +r.requests.average.toFixed(1);
+    out[`classify_c${connections}_p50_ms`] = r.latency.p50;
+  }
+  out.server_peak_rss_mb = mb(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1]) * 1024);
+  stop();
+  await new Promise((r) => server.once('exit', r));
+  process.off('exit', stop);
+  return out;
+}
+
+const cat = path.join(here, 'server', 'web', 'examples', 'cat.png');
+for (const name of flags.models.split(',')) {
+  const float = floatFolder(name);
+  const int8 = path.join(quantized, name);
+  await fs.rm(int8, { recursive: true, force: true });
+  await fs.mkdir(quantized, { recursive: true });
+  const q = cli(['quantize', float, '--out', int8]);
+  if (q.status !== 0) throw new Error(`vitrine quantize failed: ${q.stderr}`);
+  const [h] = (await readModelConfig(float)).image_size;
+  const image = h > 32 ? await sharp(cat).resize(h, h).jpeg({ quality: 90 }).toBuffer() : await fs.readFile(cat);
+  const label = h > 32 ? `cat.png as ${h}x${h} JPEG` : 'cat.png (32x32 PNG)';
+  const measured: Record<string, Row & Record<string, number>> = {};
+  for (const [graph, dir] of [
+    ['float', float],
+    ['int8', int8],
+  ] as const) {
+    const b = await bare(dir);
+    const s = await served(dir, image, h > 32 ? 'image/jpeg' : 'image/png');
+    measured[graph] = { ...(await sizeOf(dir)), bare_b1_images_per_s: b.images_per_s, bare_b1_p50_ms: b.p50_ms, ...s };
+    results.add({ model: name, graph, ...measured[graph], image: label });
+  }
+  const f = measured.float;
+  const i = measured.int8;
+  results.add({
+    model: name,
+    int8_over_float_classify_c1: +(i.classify_c1_per_s / f.classify_c1_per_s).toFixed(2),
+    int8_over_float_classify_c4: +(i.classify_c4_per_s / f.classify_c4_per_s).toFixed(2),
+    quantize_log: q.stdout.split('\n')[0],
+  });
+}
+results.save();
