@@ -11,7 +11,8 @@ import { QUANTIZE, quantizeModelFile } from '../trainer/quantize.js';
 import { CliError, findModelFolder, intFlag, parseFlags, usageError } from './cli-util.js';
 import { evaluateModel, sessionLogits } from './eval.js';
 
-export const QUANTIZE_USAGE = `usage: vitrine quantize <model folder or name> --out <dir> [--check cifar10|<folder>] [--limit 2000] [--force]
+export const QUANTIZE_USAGE = `usage: vitrine quantize <model folder or name> --out <dir>
+    [--check cifar10|<folder>] [--limit 2000] [--data-dir data] [--force]
   Writes a model folder whose classification graph runs its matrix products of ${QUANTIZE.minWeights} weights or more in int8
   (weights per output column, activations per tensor at run time: ONNX Runtime's ${QUANTIZE.op}); LayerNorm, Softmax,
   GELU, the residual adds and the attention products stay float, so the attention maps still come from it. The explanation
