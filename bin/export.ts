@@ -13,17 +13,19 @@ import { ViT } from '../trainer/vit/model.js';
 import { loadWeights } from '../trainer/vit/weights.js';
 import { initConfig, initModel, readInit } from '../trainer/vit/init.js';
 import { CliError, intFlag, parseFlags, parseLabels, readViTConfig, usageError } from './cli-util.js';
+import { quantizeInPlace } from './quantize.js';
 import { writeFolderCard } from './card.js';
 import { copyRunFiles } from '../trainer/card.js';
 
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>]
-    [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] --out <dir>
+    [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] [--quantize int8] --out <dir>
   Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
   <dir>/onnx/relevance.onnx (the explanation graph: also target_class in, attention_grads.0… out),
   <dir>/onnx/relevance-light.onnx (the same with the last layer's attention gradient only: the default map's),
   <dir>/config.json and <dir>/preprocessor_config.json: a vitrine model and a Hugging Face model folder
   (transformers.js runs it as it is).
-  Without --checkpoint a freshly initialized model (from --seed, default 0) is exported.
+  Without --checkpoint a freshly initialized model (from --seed, default 0) is exported. --quantize int8 then
+  runs the classification graph's large matrix products in int8, as vitrine quantize does.
   The config comes from --config, else from the checkpoint's metadata, else the seed config.
   A Hugging Face ViT or DeiT folder (config.json, model.safetensors or its sharded index,
   preprocessor_config.json, as save_pretrained writes them) brings its own architecture, labels and
@@ -45,6 +47,7 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
       labels: { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
+      quantize: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     EXPORT_USAGE,
@@ -54,6 +57,8 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
     return;
   }
   if (!flags.out) throw usageError(`--out is required`, EXPORT_USAGE);
+  if (flags.quantize !== undefined && flags.quantize !== 'int8')
+    throw usageError(`--quantize takes int8, got '${flags.quantize}'`, EXPORT_USAGE);
   const seed = intFlag(flags.seed, 'seed', 0);
 
   if (flags.checkpoint && existsSync(flags.checkpoint) && statSync(flags.checkpoint).isDirectory()) {
@@ -73,6 +78,7 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
         `${flags.checkpoint}${src.architecture ? ` (${src.architecture})` : ''}: ` +
         `${written(flags.out, modelFile, bytes, configFile)}`,
     );
+    if (flags.quantize) await quantizeInPlace(flags.out, log);
     return;
   }
   const checkpoint = flags.checkpoint ? await readSafetensors(flags.checkpoint) : null;
@@ -115,4 +121,5 @@ export async function exportCommand(argv: string[], log: (line: string) => void)
       `parameters${checkpoint ? ` from ${flags.checkpoint}` : ` (fresh, seed ${seed})`}: ` +
       `${written(flags.out, modelFile, bytes, configFile)}`,
   );
+  if (flags.quantize) await quantizeInPlace(flags.out, log);
 }

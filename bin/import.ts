@@ -19,11 +19,12 @@ import { type ImportSettings, importGraph, weightsFileIn } from '../trainer/impo
 import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
 import { CliError, intFlag, parseFlags, parseLabels, readJsonFile, usageError } from './cli-util.js';
+import { quantizeInPlace } from './quantize.js';
 
 export const IMPORT_USAGE = `usage: vitrine import <model.onnx | folder> --out <dir> [--labels <a,b,…|labels.json>]
     [--size <h>[x<w>]] [--mean r,g,b] [--std r,g,b] [--fit cover|fill]
     [--resample ${RESAMPLES.join('|')}] [--logits <output>] [--heads <n>] [--patch-size <n>]
-    [--prefix-tokens <n>]
+    [--prefix-tokens <n>] [--quantize int8]
   Reads a ViT exported by torch.onnx or optimum (opsets 13-18) into vitrine's autograd, finds its
   attentions and writes <dir>/onnx/model.onnx (the graph unchanged, with attentions.0… added as
   outputs), <dir>/onnx/relevance.onnx (the explanation graph), <dir>/onnx/model.onnx_data (the
@@ -67,6 +68,7 @@ export async function importCommand(argv: string[], log: (line: string) => void)
     source ? argv.slice(1) : argv,
     {
       out: { type: 'string' },
+      quantize: { type: 'string' },
       labels: { type: 'string' },
       size: { type: 'string' },
       mean: { type: 'string' },
@@ -87,6 +89,8 @@ export async function importCommand(argv: string[], log: (line: string) => void)
   }
   if (!source) throw usageError(`name the model to import first: vitrine import <model.onnx | folder> --out <dir>`, IMPORT_USAGE);
   if (!flags.out) throw usageError(`--out is required`, IMPORT_USAGE);
+  if (flags.quantize !== undefined && flags.quantize !== 'int8')
+    throw usageError(`--quantize takes int8, got '${flags.quantize}'`, IMPORT_USAGE);
   if (flags.fit !== undefined && flags.fit !== 'cover' && flags.fit !== 'fill')
     throw new CliError(`--fit must be cover or fill, got '${flags.fit}'`, 2);
   if (flags.resample !== undefined && !RESAMPLES.includes(flags.resample as Resample))
@@ -193,6 +197,7 @@ export async function importCommand(argv: string[], log: (line: string) => void)
       `${CONFIG_FILE}, ${PREPROCESSOR_FILE}`,
   );
   if (assumed.length > 0) log(`assumed ${assumed.join('; ')}: nothing in ${folder} said otherwise`);
+  if (flags.quantize) await quantizeInPlace(out, log);
 }
 
 function parseSize(value: string): [number, number] {

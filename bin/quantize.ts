@@ -7,7 +7,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CONFIG_FILE, MODEL_FILE, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession } from '../runtime/ort.js';
-import { QUANTIZE, quantizeModelFile } from '../trainer/quantize.js';
+import { QUANTIZE, type QuantizeReport, quantizeModelFile } from '../trainer/quantize.js';
 import { CliError, findModelFolder, intFlag, parseFlags, usageError } from './cli-util.js';
 import { evaluateModel, sessionLogits } from './eval.js';
 
@@ -18,6 +18,44 @@ export const QUANTIZE_USAGE = `usage: vitrine quantize <model folder or name> --
   GELU, the residual adds and the attention products stay float, so the attention maps still come from it. The explanation
   graphs stay float. --check measures both graphs' accuracy on the data (CIFAR-10's test images or a folder of class
   folders, at most --limit images) and refuses a fall of more than one point unless --force.`;
+
+/**
+ * Rewrites a model folder's classification graph in int8 where it stands and records it in its
+ * config.json (vitrine quantize on a copy; export and import with --quantize int8 on what they wrote).
+ */
+export async function quantizeInPlace(dir: string, log: (line: string) => void): Promise<QuantizeReport> {
+  const file = modelFileIn(dir);
+  if (!file) throw new CliError(`${dir} has no ONNX graph (${MODEL_FILE} or model.onnx)`);
+  let report: QuantizeReport;
+  try {
+    report = await quantizeModelFile(file, `${file}.int8`);
+  } catch (err) {
+    await fs.rm(`${file}.int8`, { force: true });
+    throw new CliError(`cannot quantize ${file}: ${(err as Error).message}`);
+  }
+  if (report.products.length === 0) {
+    await fs.rm(`${file}.int8`, { force: true });
+    throw new CliError(`${dir}: no matrix product of ${QUANTIZE.minWeights} weights or more to quantize; the model stays float`);
+  }
+  await fs.rename(`${file}.int8`, file);
+  const raw = JSON.parse(await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8')) as Record<string, unknown>;
+  raw.quantization = {
+    weights: 'int8',
+    activations: 'uint8, per tensor, at run time',
+    products: report.products.length,
+    kept_float: report.kept.length,
+    op: `${QUANTIZE.domain}.${QUANTIZE.op}`,
+    explanation: 'float',
+  };
+  await fs.writeFile(path.join(dir, CONFIG_FILE), `${JSON.stringify(raw, null, 2)}\n`);
+  const mb = (b: number) => (b / 1e6).toFixed(2);
+  log(
+    `${report.products.length} matrix products in int8 (${mb(report.floatBytes)} MB of float weights as ${mb(report.int8Bytes)} MB), ` +
+      `${report.kept.length} kept float (under ${QUANTIZE.minWeights} weights); largest weight error ` +
+      `${(100 * Math.max(...report.products.map((p) => p.maxRelativeError))).toFixed(2)}% of its column's largest`,
+  );
+  return report;
+}
 
 /** The largest fall in accuracy, in points, accepted without --force. */
 export const MAX_FALL_POINTS = 1;
@@ -55,34 +93,12 @@ export async function quantizeCommand(argv: string[], log: (line: string) => voi
   // the folder as it is (the explanation graphs and their external data included), then the new graph
   await fs.mkdir(path.dirname(out), { recursive: true });
   await fs.cp(dir, out, { recursive: true, errorOnExist: true });
-  const written = path.join(out, path.relative(dir, file));
-  let report: Awaited<ReturnType<typeof quantizeModelFile>>;
   try {
-    report = await quantizeModelFile(file, written);
+    await quantizeInPlace(out, log);
   } catch (err) {
     await fs.rm(out, { recursive: true, force: true });
-    throw new CliError(`cannot quantize ${file}: ${(err as Error).message}`);
+    throw err;
   }
-  if (report.products.length === 0) {
-    await fs.rm(out, { recursive: true, force: true });
-    throw new CliError(`${dir}: no matrix product of ${QUANTIZE.minWeights} weights or more to quantize; the model stays float`);
-  }
-  const raw = JSON.parse(await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8')) as Record<string, unknown>;
-  raw.quantization = {
-    weights: 'int8',
-    activations: 'uint8, per tensor, at run time',
-    products: report.products.length,
-    kept_float: report.kept.length,
-    op: `${QUANTIZE.domain}.${QUANTIZE.op}`,
-    explanation: 'float',
-  };
-  await fs.writeFile(path.join(out, CONFIG_FILE), `${JSON.stringify(raw, null, 2)}\n`);
-  const mb = (b: number) => (b / 1e6).toFixed(2);
-  log(
-    `${report.products.length} matrix products in int8 (${mb(report.floatBytes)} MB of float weights as ${mb(report.int8Bytes)} MB), ` +
-      `${report.kept.length} kept float (under ${QUANTIZE.minWeights} weights); largest weight error ` +
-      `${(100 * Math.max(...report.products.map((p) => p.maxRelativeError))).toFixed(2)}% of its column's largest`,
-  );
 
   if (flags.check) {
     const measure = async (folder: string) => {

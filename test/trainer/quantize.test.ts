@@ -157,5 +157,29 @@ t.test('vitrine quantize writes a folder that serves with maps and says it is in
   again = await runCli(['quantize', path.join(dir, 'tiny'), '--out', path.join(dir, 'twice')]);
   assertOneLineError(t, again.stderr, /no matrix product of 4096 weights or more to quantize; the model stays float/);
   t.notOk(existsSync(path.join(dir, 'twice')), 'nothing written for a refusal');
+
+  // export and import quantize what they write with --quantize int8
+  const exported = path.join(dir, 'exported');
+  const x = await runCli(['export', '--out', exported, '--quantize', 'int8']);
+  t.equal(x.code, 0, x.stderr);
+  t.match(x.stdout, /8 matrix products in int8/);
+  t.equal(JSON.parse(await readFile(path.join(exported, 'config.json'), 'utf8')).quantization.weights, 'int8');
+  t.equal(
+    decodeModel(await readFile(path.join(exported, 'onnx', 'model.onnx'))).graph!.node!.filter((n) => n.opType === QUANTIZE.op).length,
+    8,
+  );
+  const bad = await runCli(['export', '--out', path.join(dir, 'x2'), '--quantize', 'fp16']);
+  t.equal(bad.code, 2);
+  assertOneLineError(t, bad.stderr, /--quantize takes int8, got 'fp16'/);
+  const imported = await runCli([
+    'import',
+    path.join(ROOT, 'test', 'fixtures', 'foreign', 'tv-o17'),
+    '--out',
+    path.join(dir, 'i8'),
+    '--quantize',
+    'int8',
+  ]);
+  t.equal(imported.code, 1, 'the fixture is too small to gain');
+  assertOneLineError(t, imported.stderr, /no matrix product of 4096 weights or more to quantize; the model stays float/);
   t.ok(await testModels());
 });
