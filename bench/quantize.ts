@@ -4,7 +4,9 @@
 // `vitrine serve <folder>` at 1 and 4 clients (the serve defaults), requests/s, p50 and the server's
 // peak RSS. The quantized folders are written to data/bench/quantized/ (their accuracy through the
 // service: npm run bench:accuracy -- --models data/bench/quantized --model vit-cifar10 --model cct-cifar10).
-//   npm run bench:quantize [-- --seconds 10 --models vit-b16,vit-cifar10,cct-cifar10]
+// --models torch-vit: the ViT bench/import/train-torch-vit.py trains in PyTorch, imported into
+// data/bench/served/torch-vit (float accuracy: bench:accuracy -- --models data/bench/served --model torch-vit).
+//   npm run bench:quantize [-- --seconds 10 --models vit-b16,vit-cifar10,cct-cifar10|torch-vit]
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, promises as fs } from 'node:fs';
@@ -31,8 +33,23 @@ const results = new Results(
   'Float against int8 (vitrine quantize): file sizes, a bare session at batch 1, POST /classify at 1 and 4 clients',
 );
 
-/** The float folder of a model: vit-b16 as bench:import makes it, the bundled ones as they ship. */
+/** The float folder of a model: vit-b16 as bench:import makes it; torch-vit, the ViT that
+ *  bench/import/train-torch-vit.py trains in PyTorch, imported; the bundled ones as they ship. */
 function floatFolder(name: string): string {
+  if (name === 'torch-vit') {
+    const source = path.join(here, 'data', 'bench', 'torch-vit-o17');
+    const served = path.join(here, 'data', 'bench', 'served', 'torch-vit');
+    if (!existsSync(path.join(source, 'model.onnx')))
+      throw new Error(
+        `${source} is missing: train it first (about 25 minutes on two cores): /usr/bin/python3 ` +
+          'bench/import/train-torch-vit.py data/cifar10/cifar-10-batches-bin data/bench/torch-vit',
+      );
+    if (!existsSync(path.join(served, 'config.json'))) {
+      const r = cli(['import', source, '--out', served]);
+      if (r.status !== 0) throw new Error(`vitrine import failed: ${r.stderr}`);
+    }
+    return served;
+  }
   if (name !== 'vit-b16') return path.join(here, 'models', name);
   const source = path.join(here, 'data', 'bench', 'vit-b16');
   const served = path.join(here, 'data', 'bench', 'served', 'vit-b16');
