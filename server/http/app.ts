@@ -28,6 +28,10 @@ export async function buildApp(config: ServeConfig, opts: BuildOptions = {}): Pr
     // One line per request comes from the service's onResponse hook (plugin.ts) instead of two from Fastify.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // The service's plugin loads every model and starts the workers before it is ready: a ViT-B/16
+    // beside another model took over Fastify's default 10 s, which killed the start. Loading has its
+    // own failures (a model that cannot load is skipped, with the reason), so no timeout here.
+    pluginTimeout: 0,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true } },
   });
 

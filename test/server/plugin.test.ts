@@ -19,3 +19,11 @@ t.test('another Fastify app can register the service', async (t) => {
   t.equal((await host.inject('/v2/models/vit-cifar10/ready')).statusCode, 200);
   t.equal((await host.inject('/nowhere')).json().code, 'VIT_NOT_FOUND', "the service's error shape");
 });
+
+t.test('the service has no plugin start timeout: loading big models may take longer than 10 s', async (t) => {
+  const { testApp } = await import('../helpers/server.js');
+  const app = await testApp(t);
+  // a ViT-B/16 beside another model once took longer than Fastify's default 10 s to load, and the
+  // start failed with "Plugin did not start in time"
+  t.equal(app.initialConfig.pluginTimeout, 0);
+});
