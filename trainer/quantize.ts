@@ -69,6 +69,14 @@ export function quantizeColumns(w: Float32Array, k: number, n: number): { q: Int
   return { q, scale, maxRelativeError: worst };
 }
 
+/** A weight matrix as a product reads it: [K, N] row-major, and the initializer it came from. */
+interface Weight {
+  w: Float32Array;
+  k: number;
+  n: number;
+  source: string;
+}
+
 const tensor = (name: string, dataType: number, dims: number[], bytes: Uint8Array): ITensorProto => ({
   name,
   dataType,
@@ -82,9 +90,6 @@ export function quantizeGraph(model: IModelProto, dir: string, minWeights: numbe
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
   const producers = new Map<string, INodeProto>();
   for (const n of graph.node ?? []) for (const o of n.output ?? []) producers.set(o, n);
-  const consumers = new Map<string, number>();
-  for (const n of graph.node ?? []) for (const i of n.input ?? []) consumers.set(i, (consumers.get(i) ?? 0) + 1);
-  for (const o of graph.output ?? []) consumers.set(o.name!, (consumers.get(o.name!) ?? 0) + 1);
 
   /** The initializer a value is, through Identity nodes (PyTorch's exporter writes some). */
   const constantOf = (name: string): string => {
@@ -97,45 +102,41 @@ export function quantizeGraph(model: IModelProto, dir: string, minWeights: numbe
     return n;
   };
 
-  /** The weight a product's second operand is: an initializer, or one transposed by a Transpose node. */
-  const weightOf = (name: string): { w: Float32Array; k: number; n: number; source: string } | null => {
-    const direct = inits.get(constantOf(name));
-    if (direct) {
-      const dims = dimsOf(direct);
-      if (dims.length !== 2 || direct.dataType !== DataType.FLOAT) return null;
-      return { w: readTensor(direct, dir).data as Float32Array, k: dims[0], n: dims[1], source: name };
-    }
-    const t = producers.get(name);
-    const from = t?.opType === 'Transpose' ? inits.get(t.input![0]) : undefined;
-    if (!from || dimsOf(from).length !== 2 || from.dataType !== DataType.FLOAT) return null;
-    const perm = t!.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number) ?? [1, 0];
-    if (perm[0] !== 1 || perm[1] !== 0) return null;
-    const [rows, cols] = dimsOf(from);
-    const src = readTensor(from, dir).data as Float32Array;
+  /** A float matrix initializer as the product's [K, N] weight: as stored, or transposed (stored [N, K]). */
+  const matrixOf = (init: ITensorProto | undefined, transpose: boolean): Weight | null => {
+    if (!init || dimsOf(init).length !== 2 || init.dataType !== DataType.FLOAT) return null;
+    const [rows, cols] = dimsOf(init);
+    const src = readTensor(init, dir).data as Float32Array;
+    if (!transpose) return { w: src, k: rows, n: cols, source: init.name! };
     const w = new Float32Array(rows * cols);
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) w[c * rows + r] = src[r * cols + c];
-    return { w, k: cols, n: rows, source: from.name! };
+    return { w, k: cols, n: rows, source: init.name! };
+  };
+
+  /** The weight a product's second operand is: an initializer, or one transposed by a Transpose node. */
+  const weightOf = (name: string): Weight | null => {
+    const direct = inits.get(constantOf(name));
+    if (direct) return matrixOf(direct, false);
+    const t = producers.get(name);
+    if (t?.opType !== 'Transpose') return null;
+    const perm = t.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number) ?? [1, 0];
+    if (perm[0] !== 1 || perm[1] !== 0) return null;
+    return matrixOf(inits.get(t.input![0]), true);
   };
 
   /** A Gemm that is a product by a weight plus a bias vector (alpha 1, beta 1, A not transposed), as
    *  PyTorch exports nn.Linear on 2-D inputs: its weight as [K, N], and its bias. */
-  const gemmOf = (node: INodeProto): { weight: NonNullable<ReturnType<typeof weightOf>>; bias: string | null } | null => {
+  const gemmOf = (node: INodeProto): { weight: Weight; bias: string | null } | null => {
     const attr = (name: string, fallback: number) => {
       const a = node.attribute?.find((x) => x.name === name);
       return a ? Number(decodeAttribute(a)) : fallback;
     };
     if (attr('alpha', 1) !== 1 || attr('beta', 1) !== 1 || attr('transA', 0) !== 0) return null;
-    const b = inits.get(constantOf(node.input![1]));
-    if (!b || dimsOf(b).length !== 2 || b.dataType !== DataType.FLOAT) return null;
     const bias = node.input![2] ? constantOf(node.input![2]) : null;
     const c = bias ? inits.get(bias) : undefined;
     if (bias && (!c || dimsOf(c).length !== 1 || c.dataType !== DataType.FLOAT)) return null;
-    const [rows, cols] = dimsOf(b);
-    const src = readTensor(b, dir).data as Float32Array;
-    if (attr('transB', 0) === 0) return { weight: { w: src, k: rows, n: cols, source: b.name! }, bias };
-    const w = new Float32Array(rows * cols);
-    for (let r = 0; r < rows; r++) for (let col = 0; col < cols; col++) w[col * rows + r] = src[r * cols + col];
-    return { weight: { w, k: cols, n: rows, source: b.name! }, bias };
+    const weight = matrixOf(inits.get(constantOf(node.input![1])), attr('transB', 0) !== 0);
+    return weight ? { weight, bias } : null;
   };
 
   const report: QuantizeReport = { products: [], kept: [], floatBytes: 0, int8Bytes: 0 };
