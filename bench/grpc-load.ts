@@ -6,7 +6,7 @@
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { protoFile } from '../server/grpc/server.js';
+import { PROTO_OPTIONS, protoFile } from '../server/grpc/server.js';
 
 export interface GrpcLoadResult {
   /** Calls answered during the load. */
@@ -21,7 +21,7 @@ export interface GrpcLoadResult {
 const METHOD = '/inference.GRPCInferenceService/ModelInfer';
 
 export async function grpcLoad(address: string, request: object, connections: number, seconds: number): Promise<GrpcLoadResult> {
-  const definition = protoLoader.loadSync(protoFile(), { keepCase: true, longs: Number, defaults: true, oneofs: true });
+  const definition = protoLoader.loadSync(protoFile(), PROTO_OPTIONS);
   const infer = (definition['inference.GRPCInferenceService'] as protoLoader.ServiceDefinition).ModelInfer;
   const body = infer.requestSerialize(request);
   const same = (b: Buffer) => b;

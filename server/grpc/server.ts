@@ -27,6 +27,10 @@ export function protoFile(): string {
   return candidates.find((p) => existsSync(p)) ?? candidates[0];
 }
 
+/** How the protocol's messages are loaded (snake_case names, int64 as numbers, defaults, oneof names):
+ *  the shape messages.ts reads; clients in tests and benches load it the same way. */
+export const PROTO_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+
 /** Marks a request whose bytes do not parse as its message, with the parser's words. */
 const MALFORMED = Symbol('malformed');
 
@@ -36,7 +40,7 @@ const MALFORMED = Symbol('malformed');
  * INVALID_ARGUMENT: grpc-js would answer a failed parse INTERNAL, the server's fault, not the client's.
  */
 export function loadProtocol(): grpc.ServiceDefinition {
-  const definition = protoLoader.loadSync(protoFile(), { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const definition = protoLoader.loadSync(protoFile(), PROTO_OPTIONS);
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } };
   };

@@ -8,7 +8,8 @@ import type { Test } from 'tap';
 import { buildApp } from '../../server/http/app.js';
 import { listenGrpc } from '../../server/http/server.js';
 import type { GrpcServer } from '../../server/grpc/server.js';
-import { protoFile } from '../../server/grpc/server.js';
+import { PROTO_OPTIONS, protoFile } from '../../server/grpc/server.js';
+import { protoPath as healthProto } from 'grpc-health-check';
 import type { ServeConfig } from '../../server/config.js';
 import { testConfig } from './server.js';
 
@@ -19,20 +20,16 @@ export type Client = Record<string, Call> & {
   encode(method: string, request: object): Buffer;
 };
 
-const LOAD = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
-
 /** A client of `inference.GRPCInferenceService` (and `grpc.health.v1.Health`'s Check as `HealthCheck`)
  *  at 127.0.0.1:port; each RPC a promise that rejects with the gRPC error (its code and details). */
 export function grpcClient(port: number): Client {
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(protoFile(), LOAD)) as any;
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(protoFile(), PROTO_OPTIONS)) as any;
   const address = `127.0.0.1:${port}`;
   const stub = new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': -1,
     'grpc.max_send_message_length': -1,
   });
-  const healthPkg = grpc.loadPackageDefinition(
-    protoLoader.loadSync('health/v1/health.proto', { ...LOAD, includeDirs: [healthProtoDir()] }),
-  ) as any;
+  const healthPkg = grpc.loadPackageDefinition(protoLoader.loadSync(healthProto, PROTO_OPTIONS)) as any;
   const health = new healthPkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
   const promised =
     (target: any, method: string): Call =>
@@ -66,11 +63,6 @@ export function grpcClient(port: number): Client {
     generic.close();
   };
   return client;
-}
-
-function healthProtoDir(): string {
-  // grpc-health-check ships the standard health.proto beside its build
-  return new URL('../../node_modules/grpc-health-check/proto', import.meta.url).pathname;
 }
 
 /** An app (testConfig's models and settings, with `over`) serving gRPC on a free port, and a client of it;
