@@ -229,6 +229,25 @@ function pollHealth(ms: number): Promise<number[]> {
   );
 }
 
+/** A load run with /healthz polled meanwhile and the server's CPU counted: its result, and the
+ *  figures every row gives (server CPU per request, /healthz p50 and p99 and how many samples). */
+async function measured<T>(run: () => Promise<T>, requests: (result: T) => number) {
+  const polled = pollHealth(seconds * 1000);
+  const cpuBefore = serverCpuMs();
+  const result = await run();
+  const serverCpu = cpuPerRequest(cpuBefore, requests(result));
+  const health = (await polled).sort((a, b) => a - b);
+  return {
+    result,
+    figures: {
+      server_cpu_ms_per_request: serverCpu,
+      healthz_p50_ms: +percentile(health, 50).toFixed(2),
+      healthz_p99_ms: +percentile(health, 99).toFixed(2),
+      healthz_samples: health.length,
+    },
+  };
+}
+
 const classifyRequest = {
   url: `${base}/classify?${new URLSearchParams({ ...(attention ? { attention } : {}), ...(tta ? { tta } : {}) })}`,
   method: 'POST' as const,
@@ -293,13 +312,12 @@ function reloading(): { stop: () => Promise<{ reloads: number; reload_failures: 
 
 async function load(connections: number, reload = false) {
   const collectionsBefore = fullCollections;
-  const polled = pollHealth(seconds * 1000);
   const reloader = reload ? reloading() : null;
-  const cpuBefore = serverCpuMs();
-  const result = await autocannon({ ...request, connections, duration: seconds });
-  const serverCpu = cpuPerRequest(cpuBefore, result.requests.total);
+  const { result, figures } = await measured(
+    () => autocannon({ ...request, connections, duration: seconds }),
+    (r) => r.requests.total,
+  );
   const reloads = reloader ? await reloader.stop() : {};
-  const health = (await polled).sort((a, b) => a - b);
   const errors = result.errors + result.timeouts + result.non2xx;
   results.add({
     concurrency: connections,
@@ -308,10 +326,7 @@ async function load(connections: number, reload = false) {
     ...(draw ? { pairs_per_s: Math.round(result.requests.average / 2) } : {}),
     p50_ms: result.latency.p50,
     p99_ms: result.latency.p99,
-    server_cpu_ms_per_request: serverCpu,
-    healthz_p50_ms: +percentile(health, 50).toFixed(2),
-    healthz_p99_ms: +percentile(health, 99).toFixed(2),
-    healthz_samples: health.length,
+    ...figures,
     ...(countGc ? { full_collections: fullCollections - collectionsBefore } : {}),
     node_flags: nodeFlags.join(' '),
     errors,
@@ -344,27 +359,25 @@ async function protocolLoads(connections: number) {
     }),
   );
   const common = { concurrency: connections, seconds, cores: os.cpus().length, image: imageLabel, log_level: logLevel };
-  const polled = pollHealth(seconds * 1000);
-  const restCpu = serverCpuMs();
-  const rest = await autocannon({
-    url: `${base}/v2/models/${model}/infer`,
-    method: 'POST',
-    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
-    body: Buffer.concat([header, raw]),
-    connections,
-    duration: seconds,
-  });
-  const restServerCpu = cpuPerRequest(restCpu, rest.requests.total);
-  const health = (await polled).sort((a, b) => a - b);
+  const { result: rest, figures } = await measured(
+    () =>
+      autocannon({
+        url: `${base}/v2/models/${model}/infer`,
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+        body: Buffer.concat([header, raw]),
+        connections,
+        duration: seconds,
+      }),
+    (r) => r.requests.total,
+  );
   results.add({
     ...common,
     load: 'REST POST /v2/models/:name/infer, binary FP32 pixels, logits out (binary)',
     requests_per_s: Math.round(rest.requests.average),
     p50_ms: rest.latency.p50,
     p99_ms: rest.latency.p99,
-    server_cpu_ms_per_request: restServerCpu,
-    healthz_p50_ms: +percentile(health, 50).toFixed(2),
-    healthz_p99_ms: +percentile(health, 99).toFixed(2),
+    ...figures,
     errors: rest.errors + rest.timeouts + rest.non2xx,
   });
   const outputs = [{ name: c.logits_output }];
@@ -379,20 +392,12 @@ async function protocolLoads(connections: number) {
     ],
   ] as const;
   for (const [load, ask] of asks) {
-    const polledGrpc = pollHealth(seconds * 1000);
-    const cpuBefore = serverCpuMs();
-    const g = await grpcLoad(`127.0.0.1:${grpcPort}`, { model_name: model, outputs, ...ask }, connections, seconds);
-    const serverCpu = cpuPerRequest(cpuBefore, g.requests);
+    const { result: g, figures: measuredFigures } = await measured(
+      () => grpcLoad(`127.0.0.1:${grpcPort}`, { model_name: model, outputs, ...ask }, connections, seconds),
+      (r) => r.requests,
+    );
     const { requests: _, ...figures } = g;
-    const h = (await polledGrpc).sort((a, b) => a - b);
-    results.add({
-      ...common,
-      load,
-      ...figures,
-      server_cpu_ms_per_request: serverCpu,
-      healthz_p50_ms: +percentile(h, 50).toFixed(2),
-      healthz_p99_ms: +percentile(h, 99).toFixed(2),
-    });
+    results.add({ ...common, load, ...figures, ...measuredFigures });
   }
 }
 

@@ -1,8 +1,8 @@
 // What every command shares: flag parsing that rejects unknown flags, and one-line errors.
 
-import { existsSync, promises as fs, readdirSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { resolveSources } from '../server/engine/models.js';
+import { modelFolderNamesIn, resolveSources } from '../server/engine/models.js';
 import type { ParseArgsConfig } from 'node:util';
 import { type Parsed, parseStrict, parseStrictWithInputs } from '../runtime/args.js';
 import { type ViTConfig, parseViTConfig } from '../trainer/vit/config.js';
@@ -126,11 +126,6 @@ export function findModelFolder(arg: string, modelsDir?: string): string {
   if (!arg.includes('/') && existsSync(path.join(dir, 'config.json'))) return dir;
   if (existsSync(arg)) throw new CliError(`${arg} is not a model folder: it has no config.json (a run's model folder is <run>/model)`);
   if (arg.includes('/') || arg.includes(path.sep) || arg.startsWith('.')) throw new CliError(`model folder ${arg} does not exist`);
-  let names: string[] = [];
-  try {
-    names = readdirSync(root).filter((n) => existsSync(path.join(root, n, 'config.json')));
-  } catch {
-    /* no such folder: none */
-  }
+  const names = modelFolderNamesIn(root);
   throw new CliError(`no model '${arg}': not a model folder, nor a model under ${root}${names.length ? ` (${names.join(', ')})` : ''}`);
 }

@@ -87,15 +87,14 @@ function taps(n: number, out: number): { index: Int32Array; weight: Float64Array
   return { index, weight };
 }
 
-/** The grid's lowest and highest value. */
-export function gridRange(grid: readonly (readonly number[])[]): [number, number] {
+/** The lowest and highest of a map's values (a grid's rows, or the values as made). */
+export function valueRange(values: Iterable<number>): [number, number] {
   let min = Infinity;
   let max = -Infinity;
-  for (const row of grid)
-    for (const v of row) {
-      if (v < min) min = v;
-      if (v > max) max = v;
-    }
+  for (const v of values) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
   return [min, max];
 }
 
@@ -105,7 +104,7 @@ function widen(grid: number[][], width: number): Float64Array {
   const rows = grid.length;
   const tx = taps(grid[0].length, width);
   const wide = new Float64Array(rows * width);
-  const [min, max] = gridRange(grid);
+  const [min, max] = valueRange(grid.flat());
   const scale = max - min > 1e-12 ? 1 / (max - min) : 0;
   for (let r = 0; r < rows; r++) {
     const cells = grid[r].map((v) => Math.max(0, Math.min(1, (v - min) * scale)));

@@ -121,10 +121,12 @@ export function resolveSources(c: { models: string | null; modelFolder: readonly
   if (c.models !== null) return { root: c.models, folders };
   if (c.modelFolder.length > 0) return { root: null, folders };
   const local = path.join(cwd, 'models');
-  return { root: existsSync(local) && modelFolderNamesSync(local).length > 0 ? 'models' : BUNDLED_MODELS, folders };
+  return { root: modelFolderNamesIn(local).length > 0 ? 'models' : BUNDLED_MODELS, folders };
 }
 
-function modelFolderNamesSync(root: string): string[] {
+/** The model folders under `root`, as the folder is now (none when it cannot be read): for the
+ *  commands' start and their messages, where waiting on a promise is not worth it. */
+export function modelFolderNamesIn(root: string): string[] {
   try {
     return readdirSync(root).filter((name) => isModelFolder(path.join(root, name)));
   } catch {

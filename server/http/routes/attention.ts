@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { toGrid } from '../../engine/attention.js';
+import { valueRange } from '../../drawing/heatmap.js';
 import { Errors, Refusals } from '../../errors.js';
 import { checkMapQuery, makeMap, mapKey } from '../../engine/maps.js';
 import { mapCache, unusableKept } from '../../results/store.js';
@@ -19,13 +20,9 @@ const storeFailed =
 
 /** The lowest and highest of a map's values, to four significant digits. */
 function rangeOf(values: Float32Array): [number, number] {
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of values) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  return values.length ? [Number(min.toPrecision(4)), Number(max.toPrecision(4))] : [0, 0];
+  if (values.length === 0) return [0, 0];
+  const [min, max] = valueRange(values);
+  return [Number(min.toPrecision(4)), Number(max.toPrecision(4))];
 }
 
 export async function attentionRoutes(app: FastifyInstance): Promise<void> {
