@@ -19,7 +19,8 @@ import { copyRunFiles } from '../trainer/card.js';
 
 export const EXPORT_USAGE = `usage: vitrine export [--checkpoint <weights.safetensors | Hugging Face checkpoint folder>]
     [--config <vit.json>] [--labels <a,b,…|labels.json>] [--seed <n>] [--quantize int8] --out <dir>
-  Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits and attentions.0…),
+  Writes <dir>/onnx/model.onnx (input pixel_values, outputs logits, attentions.0… and
+  attention_rollout, the default map),
   <dir>/onnx/relevance.onnx (the explanation graph: also target_class in, attention_grads.0… out),
   <dir>/onnx/relevance-light.onnx (the same with the last layer's attention gradient only: the default map's),
   <dir>/config.json and <dir>/preprocessor_config.json: a vitrine model and a Hugging Face model folder

@@ -90,6 +90,10 @@ export const ModelConfigSchema = Type.Object({
   logits_output: name,
   /** Names of [batch, heads, tokens, tokens] attention outputs, first layer first; may be empty. */
   attention_outputs: Type.Array(Type.String()),
+  /** Name of a [batch, patches] output giving the default attention rollout (heads averaged, nothing
+   *  discarded) in the graph itself (trainer/rollout-graph.ts), when the graph has one: a server fetches
+   *  it in place of every layer's attentions for the default map. */
+  rollout_output: Type.Optional(name),
   /** Patch side in pixels, for mapping tokens to image regions; null for models without patches. */
   patch_size: Type.Union([posInt, Type.Null()]),
   /** Tokens before the patches: [CLS] first (whose row the maps read), then any others (DeiT's
@@ -268,6 +272,7 @@ function vitrineLayout(f: Files): Candidate {
     logits_output: cfg('logits_output'),
     attention_outputs: attentions,
     patch_size: cfg('patch_size') ?? null,
+    ...optional('rollout_output'),
     ...optional('prefix_tokens'),
     ...optional('attention_heads'),
     ...optional('vit'),
@@ -409,6 +414,7 @@ export function modelFolderFiles(config: ModelConfig): { config: Record<string, 
     input_name: config.input_name,
     logits_output: config.logits_output,
     attention_outputs: config.attention_outputs,
+    ...(config.rollout_output !== undefined ? { rollout_output: config.rollout_output } : {}),
     ...(config.prefix_tokens !== undefined ? { prefix_tokens: config.prefix_tokens } : {}),
     ...(config.attention_heads !== undefined ? { attention_heads: config.attention_heads } : {}),
     ...(config.fit !== undefined ? { fit: config.fit } : {}),

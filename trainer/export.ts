@@ -8,7 +8,9 @@ import path from 'node:path';
 import type { Tensor } from './autograd/graph.js';
 import { grad } from './autograd/grad.js';
 import { add, argmax, input, mul, neg, oneHot, reduceSum, step, sub } from './autograd/ops.js';
-import { compileToBytes } from './autograd/onnx.js';
+import { compileModel, compileToBytes } from './autograd/onnx.js';
+import { serializeModel } from './autograd/onnx-proto.js';
+import { ROLLOUT_OUTPUT, appendRolloutOutput } from './rollout-graph.js';
 import { type FileOps, writeFilesAtomic } from './io/atomic.js';
 import { GraphContext } from './nn/module.js';
 import { BATCH, INPUT_NAME, type ViT, pixelInput } from './vit/model.js';
@@ -67,6 +69,7 @@ export function modelConfigFor(model: ViT, labels: readonly string[]): ModelConf
     input_name: INPUT_NAME,
     logits_output: LOGITS_OUTPUT,
     attention_outputs: Array.from({ length: c.num_hidden_layers }, (_, i) => attentionOutput(i)),
+    rollout_output: ROLLOUT_OUTPUT,
     patch_size: c.patch_size,
     ...(model.prefixTokens > 1 ? { prefix_tokens: model.prefixTokens } : {}),
     relevance: {
@@ -124,14 +127,14 @@ export function exportRelevanceOnnx(model: ViT, config: ModelConfig, light = fal
   });
 }
 
-/** The serialized inference model. */
+/** The serialized inference model: the logits, every layer's attentions and their default rollout. */
 export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
   const c = model.config;
   const ctx = new GraphContext(false);
   const pixels = pixelInput(c);
   const { logits, attentions } = model.forward(ctx, pixels);
   const initializers = new Map(model.namedParameters().map(([name, p]) => [name, p.data]));
-  return compileToBytes({
+  const onnxModel = compileModel({
     outputs: [[LOGITS_OUTPUT, logits], ...attentions.map((a, i) => [attentionOutput(i), a] as const)],
     initializers,
     graphName: 'vit',
@@ -145,6 +148,12 @@ export function exportOnnx(model: ViT, config: ModelConfig): Uint8Array {
       vit: JSON.stringify(config.vit),
     },
   });
+  appendRolloutOutput(onnxModel, {
+    attentionOutputs: attentions.map((_a, i) => attentionOutput(i)),
+    tokens: attentions[0].shape[2] as number,
+    prefix: model.prefixTokens,
+  });
+  return serializeModel(onnxModel);
 }
 
 /** Writes the model folder (onnx/model.onnx, onnx/relevance.onnx, config.json,

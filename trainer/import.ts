@@ -25,6 +25,7 @@ import {
   serializeModel,
 } from './autograd/onnx-proto.js';
 import { input, reshape } from './autograd/ops.js';
+import { appendRolloutOutput } from './rollout-graph.js';
 import {
   CLASS_INPUT,
   INPUT_GRAD_OUTPUT,
@@ -266,6 +267,15 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const layout = tokenLayout(g, tokens, { patchSize: s.patchSize, prefixTokens: s.prefixTokens });
   const { places, bytes } = layoutWeights(g);
   const inference = inferenceModel(g, attentions, places);
+  // the default map's rollout as an output of its own where the graph's opset allows (13 and later)
+  const rollout =
+    g.opset >= 13
+      ? appendRolloutOutput(inference, {
+          attentionOutputs: attentions.map((_a, l) => attentionOutput(l)),
+          tokens,
+          prefix: layout.prefixTokens,
+        })
+      : null;
   const relevance = relevanceModel(g, logits, attentions, places, logitsName);
   const light = relevanceModel(g, logits, attentions, places, logitsName, true);
   const [, channels, h, w] = g.input.shape as [Dim, number, number, number];
@@ -279,6 +289,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
     input_name: g.inputName,
     logits_output: logitsName,
     attention_outputs: attentions.map((_a, l) => attentionOutput(l)),
+    ...(rollout ? { rollout_output: rollout } : {}),
     patch_size: layout.patchSize,
     prefix_tokens: layout.prefixTokens,
     attention_heads: attentions[0].heads,

@@ -20,6 +20,8 @@ export interface WorkerModel {
   inputName: string;
   logitsOutput: string;
   attentionOutputs: string[];
+  /** The [batch, patches] default rollout the graph gives itself (config.json rollout_output), if it does. */
+  rolloutOutput?: string;
   /** [channels, height, width] */
   inputDims: [number, number, number];
   classes: number;

@@ -45,7 +45,7 @@ async function open(m: WorkerModel): Promise<void> {
     return s;
   };
   const session = await load(m.file, (l) => send({ type: 'log', message: l }));
-  requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs]);
+  requireNames(m, m.file, session, [m.inputName], [m.logitsOutput, ...m.attentionOutputs, ...(m.rolloutOutput ? [m.rolloutOutput] : [])]);
   requireShapes(m, m.file, session);
   let full: Session | null = null;
   let light: Session | null = null;
@@ -161,7 +161,11 @@ async function run(req: RunRequest): Promise<RunReply> {
   if (req.explain) return runRelevance(req, s);
   const { model } = s;
   const wantRollout = model.attentionOutputs.length > 0;
-  const outputs = [model.logitsOutput, ...(wantRollout ? model.attentionOutputs : [])];
+  // a graph that gives the rollout itself (config.json rollout_output) is asked for its attentions only
+  // when the request needs them: the default map then costs no copy of every layer's attentions
+  const given = wantRollout ? (model.rolloutOutput ?? null) : null;
+  const attentionOutputs = wantRollout && (!given || req.attentions) ? model.attentionOutputs : [];
+  const outputs = [model.logitsOutput, ...attentionOutputs, ...(given ? [given] : [])];
   const t0 = performance.now();
   const out = await runSession(s.session, { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] } }, outputs);
   const inferenceMs = performance.now() - t0;
@@ -173,15 +177,14 @@ async function run(req: RunRequest): Promise<RunReply> {
     );
   if (!wantRollout)
     return { type: 'result', id: req.id, logits, rollout: null, attentions: null, heads: 0, tokens: 0, prefix: 0, inferenceMs };
-  const first = out[model.attentionOutputs[0]];
-  const [, heads, tokens] = first.dims as number[];
-  const layers = model.attentionOutputs.map((n) => out[n].data);
   const prefix = model.prefixTokens;
+  const layers = attentionOutputs.map((n) => out[n].data);
+  const [, heads, tokens] = layers.length > 0 ? (out[attentionOutputs[0]].dims as number[]) : [0, 0, out[given!].dims[1] + prefix];
   return {
     type: 'result',
     id: req.id,
     logits,
-    rollout: rollouts(layers, req.n, heads, tokens, prefix),
+    rollout: given ? own(out[given].data) : rollouts(layers, req.n, heads, tokens, prefix),
     attentions: req.attentions ? layers.map(own) : null,
     heads,
     tokens,

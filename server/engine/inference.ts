@@ -49,6 +49,7 @@ export function workerModelOf(m: ServedModel): WorkerModel {
     inputName: m.config.input_name,
     logitsOutput: m.config.logits_output,
     attentionOutputs: m.grid ? m.config.attention_outputs : [],
+    ...(m.grid && m.config.rollout_output ? { rolloutOutput: m.config.rollout_output } : {}),
     inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
     classes: m.config.labels.length,
     prefixTokens: m.config.prefix_tokens ?? 1,

@@ -51,4 +51,13 @@ export function requireShapes(m: WorkerModel, file: string, session: Session): v
       `model ${m.name}: config.json names ${m.classes} labels, but ${file} ` +
         `gives ${classes} logits ('${m.logitsOutput}' [${logits.join(', ')}])`,
     );
+  if (!m.rolloutOutput || !m.grid) return;
+  const rollout = dims(session.session.outputMetadata, m.rolloutOutput);
+  const patches = m.grid[0] * m.grid[1];
+  const given = rollout.at(-1);
+  if ((rollout.length > 0 && rollout.length !== 2) || (typeof given === 'number' && given > 0 && given !== patches))
+    throw new Error(
+      `model ${m.name}: config.json's rollout_output '${m.rolloutOutput}' must be [batch, ${patches}] ` +
+        `(one value per patch of the ${m.grid[0]}x${m.grid[1]} grid), but ${file} gives [${rollout.join(', ')}]`,
+    );
 }
