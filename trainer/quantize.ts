@@ -1,7 +1,7 @@
 // Dynamic int8 quantization of a model folder's classification graph: each matrix product of
 // activations by a weight matrix (a MatMul whose second operand is a weight, as it is or transposed)
-// that is large enough to gain (QUANTIZE below) becomes ONNX Runtime's DynamicQuantizeMatMul
-// (com.microsoft): the weights int8 per output column (symmetric, zero point 0), the activations
+// that is large enough to gain (QUANTIZE below) becomes the op table's quantized_matmul, written as
+// its emission writes it, ONNX Runtime's DynamicQuantizeMatMul (com.microsoft): the weights int8 per output column (symmetric, zero point 0), the activations
 // quantized to uint8 per tensor at run time. Everything else stays float: LayerNorm, Softmax, GELU,
 // the residual adds, the attention products (both operands are activations), so the attention
 // probabilities are still outputs and rollout and cls maps come from the int8 graph. The
@@ -9,9 +9,15 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { quantizeColumns } from './autograd/ndarray.js';
+import { ONNX_RUNTIME, OPS, type OnnxEmitter, input, quantizedMatmul } from './autograd/ops.js';
 import {
   DataType,
   decodeAttribute,
+  encodeAttribute,
+  floatTensor,
+  int64Tensor,
+  int8Tensor,
   type IModelProto,
   type INodeProto,
   type ITensorProto,
@@ -29,9 +35,9 @@ import {
 export const QUANTIZE = {
   /** The smallest weight matrix (K x N elements) made int8. */
   minWeights: 4096,
-  /** The op products become. */
+  /** What the products become: the op table's quantized_matmul, written as ONNX Runtime's op. */
   op: 'DynamicQuantizeMatMul',
-  domain: 'com.microsoft',
+  domain: ONNX_RUNTIME,
 } as const;
 
 export interface QuantizedProduct {
@@ -50,24 +56,8 @@ export interface QuantizeReport {
   int8Bytes: number;
 }
 
-/** Per-column symmetric int8: w ≈ q * scale[n], q in [-127, 127]. */
-export function quantizeColumns(w: Float32Array, k: number, n: number): { q: Int8Array; scale: Float32Array; maxRelativeError: number } {
-  const scale = new Float32Array(n);
-  for (let c = 0; c < n; c++) {
-    let max = 0;
-    for (let r = 0; r < k; r++) max = Math.max(max, Math.abs(w[r * n + c]));
-    scale[c] = max > 0 ? max / 127 : 1;
-  }
-  const q = new Int8Array(k * n);
-  let worst = 0;
-  for (let r = 0; r < k; r++)
-    for (let c = 0; c < n; c++) {
-      const v = Math.max(-127, Math.min(127, Math.round(w[r * n + c] / scale[c])));
-      q[r * n + c] = v;
-      worst = Math.max(worst, Math.abs(v * scale[c] - w[r * n + c]) / (scale[c] * 127));
-    }
-  return { q, scale, maxRelativeError: worst };
-}
+/** Per-column symmetric int8 (the op table's, re-exported for the command and its tests). */
+export { quantizeColumns } from './autograd/ndarray.js';
 
 /** A weight matrix as a product reads it: [K, N] row-major, and the initializer it came from. */
 interface Weight {
@@ -77,12 +67,39 @@ interface Weight {
   source: string;
 }
 
-const tensor = (name: string, dataType: number, dims: number[], bytes: Uint8Array): ITensorProto => ({
-  name,
-  dataType,
-  dims,
-  rawData: bytes,
-});
+/** Writes an op's ONNX (its emission in the op table, trainer/autograd/ops.ts) into an existing graph. */
+function graphEmitter(nodes: INodeProto[], initializers: ITensorProto[], prefix: string): OnnxEmitter {
+  let counter = 0;
+  const fresh = (hint: string) => `${prefix}/${hint}_${counter++}`;
+  return {
+    node: (opType, input, output, attrs = {}, domain) =>
+      nodes.push({
+        name: fresh(opType),
+        opType,
+        ...(domain ? { domain } : {}),
+        input,
+        output,
+        attribute: Object.entries(attrs).map(([k, v]) => encodeAttribute(k, v)),
+      }),
+    int64s: (values) => {
+      const name = fresh('int64');
+      initializers.push(int64Tensor(name, values));
+      return name;
+    },
+    floats: (values, shape) => {
+      const name = fresh('float');
+      initializers.push(floatTensor(name, values, shape));
+      return name;
+    },
+    int8s: (values, shape) => {
+      const name = fresh('int8');
+      initializers.push(int8Tensor(name, values, shape));
+      return name;
+    },
+    fresh,
+    maxPoolIndices: true,
+  };
+}
 
 /** Rewrites the graph in place; `dir` is where its external data lies. */
 export function quantizeGraph(model: IModelProto, dir: string, minWeights: number = QUANTIZE.minWeights): QuantizeReport {
@@ -158,25 +175,13 @@ export function quantizeGraph(model: IModelProto, dir: string, minWeights: numbe
       continue;
     }
     const { q, scale, maxRelativeError } = quantizeColumns(weight.w, weight.k, weight.n);
-    const base = `${weight.source}.int8`;
-    if (!inits.has(base)) {
-      const added = [
-        tensor(base, DataType.INT8, [weight.k, weight.n], new Uint8Array(q.buffer)),
-        tensor(`${weight.source}.scale`, DataType.FLOAT, [weight.n], new Uint8Array(scale.buffer)),
-        tensor(`${weight.source}.zero`, DataType.INT8, [weight.n], new Uint8Array(weight.n)),
-      ];
-      for (const t of added) inits.set(t.name!, t);
-      graph.initializer!.push(...added);
-      report.floatBytes += weight.k * weight.n * 4;
-      report.int8Bytes += weight.k * weight.n + weight.n * 5;
-    }
-    nodes.push({
-      name: `${node.name ?? node.output![0]}.int8`,
-      opType: QUANTIZE.op,
-      domain: QUANTIZE.domain,
-      input: [node.input![0], base, `${weight.source}.scale`, `${weight.source}.zero`, ...(gemm?.bias ? [gemm.bias] : [])],
-      output: node.output,
-    });
+    const x = input(node.input![0], ['rows', weight.k]);
+    const bias = gemm?.bias ? input(gemm.bias, [weight.n]) : undefined;
+    const product = quantizedMatmul(x, { q, scale }, bias);
+    const emitter = graphEmitter(nodes, graph.initializer!, `${node.name || node.output![0]}.int8`);
+    OPS[product.op].onnx(emitter, [node.input![0], ...(gemm?.bias ? [gemm.bias] : [])], node.output![0], product);
+    report.floatBytes += weight.k * weight.n * 4;
+    report.int8Bytes += weight.k * weight.n + weight.n * 5;
     report.products.push({ node: node.name ?? node.output![0], weight: weight.source, shape: [weight.k, weight.n], maxRelativeError });
   }
   graph.node = nodes;
@@ -191,8 +196,8 @@ export function quantizeGraph(model: IModelProto, dir: string, minWeights: numbe
     graph.initializer = graph.initializer!.filter((t) => read.has(t.name!));
     changed = graph.node.length !== before || graph.initializer.length !== initsBefore;
   }
-  if (report.products.length > 0 && !(model.opsetImport ?? []).some((o) => o.domain === QUANTIZE.domain))
-    model.opsetImport = [...(model.opsetImport ?? []), { domain: QUANTIZE.domain, version: 1 }];
+  if (report.products.length > 0 && !(model.opsetImport ?? []).some((o) => o.domain === ONNX_RUNTIME))
+    model.opsetImport = [...(model.opsetImport ?? []), { domain: ONNX_RUNTIME, version: 1 }];
   return report;
 }
 

@@ -1,10 +1,13 @@
 // Model folders whose config.json contradicts their graph, or asks for absurd sizes, are refused at
 // load with the reason while the others are served (a 50,000 px image_size on a 32 px graph once grew
-// the process to 7 GB on the first request and aborted it with every other model).
+// the process to 7 GB on the first request and aborted it with every other model). A graph that gives
+// the default rollout itself (config.json rollout_output) is served that map, the one the server would
+// make from its attentions.
 
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
+import { decodeModel, int64Tensor, serializeModel } from '../../trainer/autograd/onnx-proto.js';
 import { tmpDir } from '../helpers/data.js';
 import { multipart, testApp, testImage, testModels } from '../helpers/server.js';
 
@@ -25,6 +28,8 @@ t.test('configs that contradict their graph or ask for absurd sizes are refused;
   await variant(root, 'grey', { mean: [0.5], std: [0.5] });
   await variant(root, 'more-labels', { labels: Array.from({ length: 11 }, (_, i) => `c${i}`) });
   await variant(root, 'many-labels', { labels: Array.from({ length: 1_000_000 }, (_, i) => `c${i}`) });
+  await variant(root, 'rollout-shape', { rollout_output: 'logits' });
+  await variant(root, 'rollout-name', { rollout_output: 'rollout' });
   const lines: string[] = [];
   const app = await testApp(
     t,
@@ -52,6 +57,11 @@ t.test('configs that contradict their graph or ask for absurd sizes are refused;
     ),
   );
   t.match(said, /skipping model many-labels: .*labels.*at most 100,000/);
+  t.match(
+    said,
+    /skipping model rollout-shape: model rollout-shape: config\.json's rollout_output 'logits' must be \[batch, 64\] .*gives \[batch, 10\]/,
+  );
+  t.match(said, /skipping model rollout-name: model rollout-name: .*model\.onnx has no input or output named 'rollout'/);
   const r = await app.inject({ method: 'POST', url: '/classify', ...multipart('image', await testImage()) });
   t.equal(r.statusCode, 200, 'the good model answers');
   t.equal(
@@ -59,4 +69,42 @@ t.test('configs that contradict their graph or ask for absurd sizes are refused;
     404,
     'a refused model is not served',
   );
+});
+
+t.test("a graph's own rollout is the map the server makes from its attentions", async (t) => {
+  const root = await tmpDir('vitrine-folders-');
+  await variant(root, 'given', {});
+  await variant(root, 'made', { rollout_output: undefined });
+  // the graph's rollout read one token early: a map of the same shape that is not the rollout
+  await variant(root, 'shifted', {});
+  const file = path.join(root, 'shifted', 'onnx', 'model.onnx');
+  const model = decodeModel(await readFile(file));
+  for (const init of model.graph!.initializer!) {
+    if (init.name === 'attention_rollout/starts') Object.assign(init, int64Tensor(init.name, [0]));
+    if (init.name === 'attention_rollout/ends') Object.assign(init, int64Tensor(init.name, [64]));
+  }
+  await writeFile(file, serializeModel(model));
+  const app = await testApp(t, { models: root, defaultModel: 'given' });
+  t.equal(JSON.parse(await readFile(path.join(root, 'given', 'config.json'), 'utf8')).rollout_output, 'attention_rollout');
+  const classify = async (url: string) => {
+    const r = await app.inject({ method: 'POST', url, ...multipart('image', await testImage()) });
+    t.equal(r.statusCode, 200, url);
+    return r.json();
+  };
+  const given = await classify('/classify?model=given');
+  const made = await classify('/classify?model=made');
+  t.same(given.logits, made.logits);
+  t.equal(given.attention.method, 'rollout');
+  const flat = (v: number[][]) => v.flat();
+  const a = flat(given.attention.values);
+  const b = flat(made.attention.values);
+  t.equal(a.length, 64);
+  t.ok(Math.max(...a.map((v, i) => Math.abs(v - b[i]))) < 1e-5, 'the same map within float32 rounding');
+  const shifted = flat((await classify('/classify?model=shifted')).attention.values);
+  t.ok(Math.max(...shifted.map((v, i) => Math.abs(v - b[i]))) > 1e-3, "the map served is the graph's output");
+  // maps that need every attention still get them from the same graph
+  const full = await classify('/classify?model=given&attention=full');
+  t.equal(full.attention.layers.length, 4, 'attention=full: every layer');
+  const cls = await app.inject(`/attention/${given.id}?method=cls&format=json`);
+  t.equal(cls.statusCode, 200, 'the cls map');
 });

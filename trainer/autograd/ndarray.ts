@@ -287,3 +287,64 @@ export function erf(x: number): number {
   const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / frac;
   return Math.sign(x) * (1 - erfc);
 }
+
+/** A weight [k, n] as symmetric int8 per output column: w ≈ q * scale[c], q in [-127, 127]. */
+export function quantizeColumns(
+  w: ArrayLike<number>,
+  k: number,
+  n: number,
+): { q: Int8Array; scale: Float32Array; maxRelativeError: number } {
+  const scale = new Float32Array(n);
+  for (let c = 0; c < n; c++) {
+    let max = 0;
+    for (let r = 0; r < k; r++) max = Math.max(max, Math.abs(w[r * n + c]));
+    scale[c] = max > 0 ? max / 127 : 1;
+  }
+  const q = new Int8Array(k * n);
+  let worst = 0;
+  for (let r = 0; r < k; r++)
+    for (let c = 0; c < n; c++) {
+      const v = Math.max(-127, Math.min(127, Math.round(w[r * n + c] / scale[c])));
+      q[r * n + c] = v;
+      worst = Math.max(worst, Math.abs(v * scale[c] - w[r * n + c]) / (scale[c] * 127));
+    }
+  return { q, scale, maxRelativeError: worst };
+}
+
+/** Rounds half to even, as ONNX's quantizers do. */
+const roundEven = (v: number) => {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+};
+
+/**
+ * x [..., k] by an int8 weight (q [k, n], scale [n]) with the activations quantized at run time, as
+ * ONNX Runtime's DynamicQuantizeMatMul computes it: x to uint8 over the whole tensor (ONNX
+ * DynamicQuantizeLinear: the range [min(0, min x), max(0, max x)] in 255 steps, the zero point rounded
+ * and saturated, each value rounded half to even), the integer products summed exactly, then scaled by
+ * both scales, plus the bias. The scales are float32 as the runtime keeps them.
+ */
+export function quantizedMatmul(x: NDArray, q: Int8Array, scale: Float32Array, bias: NDArray | null): NDArray {
+  const n = scale.length;
+  const k = q.length / n;
+  const rows = x.data.length / k;
+  let lo = 0;
+  let hi = 0;
+  for (const v of x.data) {
+    lo = Math.min(lo, Math.fround(v));
+    hi = Math.max(hi, Math.fround(v));
+  }
+  const xScale = Math.fround((hi - lo) / 255);
+  const zero = xScale > 0 ? Math.max(0, Math.min(255, roundEven(-lo / xScale))) : 0;
+  const xq = new Int32Array(x.data.length);
+  if (xScale > 0)
+    for (let i = 0; i < xq.length; i++) xq[i] = Math.max(0, Math.min(255, roundEven(Math.fround(x.data[i]) / xScale) + zero)) - zero;
+  const out = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < n; c++) {
+      let acc = 0;
+      for (let p = 0; p < k; p++) acc += xq[r * k + p] * q[p * n + c];
+      out[r * n + c] = acc * xScale * scale[c] + (bias ? bias.data[c] : 0);
+    }
+  return { data: out, shape: [...x.shape.slice(0, -1), n] };
+}

@@ -72,6 +72,16 @@ export function int64Tensor(name: string, values: readonly number[], dims: reado
   return { name, dims: [...dims], dataType: DataType.INT64, rawData: new Uint8Array(raw.buffer) };
 }
 
+/** An INT8 tensor of `values`. */
+export function int8Tensor(name: string, values: Int8Array, dims: readonly number[]): ITensorProto {
+  return {
+    name,
+    dims: [...dims],
+    dataType: DataType.INT8,
+    rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)),
+  };
+}
+
 /** Where a tensor's bytes lie in an external data file (ONNX's external data: location, offset, length). */
 export interface ExternalPlace {
   location: string;

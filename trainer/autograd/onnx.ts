@@ -3,7 +3,7 @@
 // initializers when their values are given (an inference export).
 
 import { type Shape, type Tensor, topoSort } from './graph.js';
-import { OPS, OPSET, type OnnxEmitter } from './ops.js';
+import { ONNX_RUNTIME, OPS, OPSET, type OnnxEmitter } from './ops.js';
 import {
   DataType,
   type ExternalPlace,
@@ -15,6 +15,7 @@ import {
   externalTensor,
   floatTensor,
   int64Tensor,
+  int8Tensor,
   onnx,
   serializeModel,
 } from './onnx-proto.js';
@@ -62,9 +63,10 @@ export function compileModel(opts: CompileOptions): ModelProto {
   const constCache = new Map<string, string>();
 
   const emitter: OnnxEmitter = {
-    node: (opType, ins, outs, attrs = {}) => {
+    node: (opType, ins, outs, attrs = {}, domain) => {
       nodes.push({
         opType,
+        ...(domain ? { domain } : {}),
         input: ins,
         output: outs,
         name: fresh(opType),
@@ -89,6 +91,11 @@ export function compileModel(opts: CompileOptions): ModelProto {
         initializers.push(floatTensor(name, values, shape));
         if (key) constCache.set(key, name);
       }
+      return name;
+    },
+    int8s: (values, shape) => {
+      const name = fresh('const_i8');
+      initializers.push(int8Tensor(name, values, shape));
       return name;
     },
     fresh,
@@ -142,7 +149,10 @@ export function compileModel(opts: CompileOptions): ModelProto {
     producerName: 'vitrine',
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [
+      { domain: '', version: OPSET },
+      ...(nodes.some((n) => n.domain === ONNX_RUNTIME) ? [{ domain: ONNX_RUNTIME, version: 1 }] : []),
+    ],
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
     graph: {
       name: opts.graphName ?? 'vitrine',

@@ -26,12 +26,16 @@ import type { NDArray } from './ndarray.js';
 import { type AttrValue, float } from './onnx-proto.js';
 
 export const OPSET = 17;
+/** ONNX Runtime's operator domain (its contrib ops: DynamicQuantizeMatMul). */
+export const ONNX_RUNTIME = 'com.microsoft';
 
 /** What an op's ONNX emission may do: add nodes and constant initializers. */
 export interface OnnxEmitter {
-  node(opType: string, inputs: string[], outputs: string[], attrs?: Record<string, AttrValue>): void; // floats as float(v)
+  // floats as float(v); the domain is ONNX's own unless given (ONNX_RUNTIME)
+  node(opType: string, inputs: string[], outputs: string[], attrs?: Record<string, AttrValue>, domain?: string): void;
   int64s(values: readonly number[]): string; // a 1-D int64 initializer; returns its name
   floats(values: ArrayLike<number>, shape: readonly number[]): string; // a float32 initializer
+  int8s(values: Int8Array, shape: readonly number[]): string; // an int8 initializer
   fresh(hint: string): string; // a fresh value name
   /** Whether MaxPool's Indices output may be emitted (false for the WebGPU provider, which refuses it). */
   readonly maxPoolIndices: boolean;
@@ -768,6 +772,33 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
     },
     onnx: (e, ins, out, node) => e.node('LayerNormalization', [...ins], [out], { axis: -1, epsilon: float(node.attrs.eps as number) }),
   },
+
+  // x [..., k] by a weight held as int8 per output column (attrs q [k, n], scale [n]), the activations
+  // quantized to uint8 at run time over the whole tensor, plus a bias [n] when given as a second input:
+  // ONNX Runtime's DynamicQuantizeMatMul (trainer/quantize.ts writes it into served graphs). A kernel of
+  // integer arithmetic is cheaper than the float product; no gradient flows through the rounding, so
+  // explanation graphs stay float.
+  quantized_matmul: {
+    arity: 'variadic',
+    shape: ([x, bias], attrs) => {
+      const n = (attrs.scale as Float32Array).length;
+      const k = (attrs.q as Int8Array).length / n;
+      if (x.length < 2 || x[x.length - 1] !== k)
+        throw new Error(`quantized_matmul: the input ${shapeToString(x)} must end in the weight's ${k} rows`);
+      if (bias && (bias.length !== 1 || bias[0] !== n)) throw new Error(`quantized_matmul: the bias ${shapeToString(bias)} must be [${n}]`);
+      return [...x.slice(0, -1), n];
+    },
+    kernel: ([x, bias], attrs) => K.quantizedMatmul(x, attrs.q as Int8Array, attrs.scale as Float32Array, bias ?? null),
+    vjp: () => {
+      throw new Error('quantized_matmul: no gradient flows through int8 rounding (explanation graphs stay float)');
+    },
+    onnx: (e, [x, bias], out, node) => {
+      const scale = node.attrs.scale as Float32Array;
+      const n = scale.length;
+      const weight = [e.int8s(node.attrs.q as Int8Array, [(node.attrs.q as Int8Array).length / n, n]), e.floats(scale, [n])];
+      e.node('DynamicQuantizeMatMul', [x, ...weight, e.int8s(new Int8Array(n), [n]), ...(bias ? [bias] : [])], [out], {}, ONNX_RUNTIME);
+    },
+  },
 });
 
 function node(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
@@ -847,6 +878,10 @@ export const oneHot = (indices: Tensor, depth: number) => node('one_hot', [indic
 export const argmax = (a: Tensor) => node('argmax', [a]);
 export const logSoftmax = (a: Tensor) => node('log_softmax', [a]);
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number) => node('layer_norm', [x, weight, bias], { eps });
+/** x [..., k] by a weight made int8 per output column (K.quantizeColumns: q [k, n], scale [n]), plus an
+ *  optional bias [n]. */
+export const quantizedMatmul = (x: Tensor, w: { q: Int8Array; scale: Float32Array }, bias?: Tensor) =>
+  node('quantized_matmul', bias ? [x, bias] : [x], { q: w.q, scale: w.scale });
 
 const axesFor = (a: Tensor, axes: readonly number[]) =>
   [...new Set(axes.map((ax) => normalizeAxis(ax, a.shape.length, 'reduce')))].sort((x, y) => x - y);

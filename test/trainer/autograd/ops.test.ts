@@ -317,10 +317,40 @@ t.test('argmax: the first largest index along the last axis, in the interpreter 
   );
 });
 
+t.test('quantized_matmul: int8 weights and run-time uint8 activations, in the interpreter and on ONNX Runtime', async (t) => {
+  const { interpret } = await import('../../../trainer/autograd/interpreter.js');
+  const { nd, quantizeColumns } = await import('../../../trainer/autograd/ndarray.js');
+  const { OrtGraph } = await import('../../../trainer/autograd/ort-executor.js');
+  const rng = new Rng(3);
+  const [k, n] = [40, 12];
+  const w = Float32Array.from({ length: k * n }, () => rng.normal() * 0.2);
+  const b = Float32Array.from({ length: n }, () => rng.normal());
+  const x = O.input('x', [B, 3, k]);
+  const y = O.quantizedMatmul(x, quantizeColumns(w, k, n), O.constant(b, [n]));
+  t.same(y.shape, [B, 3, n]);
+  // activations off centre (the zero point is not 128), one image's far larger than the other's
+  const values = Float32Array.from({ length: 2 * 3 * k }, (_, i) => (rng.normal() + 0.7) * (i < 3 * k ? 1 : 4));
+  const [reference] = interpret([y], { x: nd(values, [2, 3, k]) });
+  const ort = await OrtGraph.create({ outputs: [['y', y]] });
+  const ran = (await ort.run({ x: { data: values, dims: [2, 3, k] } })).y.data;
+  assertClose(t, ran, reference.data, 1e-5, 1e-5, 'DynamicQuantizeMatMul as the kernel computes it');
+  const [float] = interpret([O.add(O.matmul(x, O.constant(w, [k, n])), O.constant(b, [n]))], { x: nd(values, [2, 3, k]) });
+  const worst = Math.max(...float.data.map((v, i) => Math.abs(v - reference.data[i])));
+  const largest = Math.max(...float.data.map(Math.abs));
+  t.ok(worst < 0.03 * largest, `within 3% of the float product's largest value (${((100 * worst) / largest).toFixed(2)}%)`);
+  t.ok(worst > 0, 'and not the float product itself');
+  // one scale for the whole tensor: an image's answer depends on the batch it runs in
+  const [alone] = interpret([y], { x: nd(values.subarray(0, 3 * k), [1, 3, k]) });
+  t.not(Math.max(...alone.data.map((v, i) => Math.abs(v - reference.data[i]))), 0, 'the batch shares the activation scale');
+  t.throws(() => grad(O.reduceSum(y, [0, 1, 2], false), [x]), /no gradient flows through int8 rounding/);
+  t.throws(() => O.quantizedMatmul(O.input('z', [B, k + 1]), quantizeColumns(w, k, n)), /must end in the weight's 40 rows/);
+});
+
 t.test('every op of the op table is checked here', async (t) => {
   const { OPS } = O;
   const { topoSort } = await import('../../../trainer/autograd/graph.js');
-  const seen = new Set<string>(['input', 'param', 'const', 'one_hot', 'argmax']); // leaves; one_hot and argmax above
+  // leaves; one_hot, argmax and quantized_matmul above
+  const seen = new Set<string>(['input', 'param', 'const', 'one_hot', 'argmax', 'quantized_matmul']);
   for (const c of [...cases, ...gradientGraphs]) {
     const xs = c.inputs.map((s, i) => O.input(`x${i}`, s.shape));
     for (const n of topoSort([c.build(xs)])) seen.add(n.op);
