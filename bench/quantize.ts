@@ -4,7 +4,9 @@
 // fetches for /classify); and POST /classify through `vitrine serve <folder>` at 1 and 4 clients (the
 // serve defaults), requests/s, p50 and the server's peak RSS. Float and int8 take turns (--rounds
 // windows each), so that a shared machine's drift falls on both. The quantized folders are written
-// to data/bench/quantized/ (their accuracy through the service: npm run bench:accuracy -- --models data/bench/quantized --model vit-cifar10 --model cct-cifar10).
+// to data/bench/quantized/ (their accuracy and agreement with float through the service:
+// npm run bench:accuracy -- --model-folder float=models/vit-cifar10 --model-folder
+// int8=data/bench/quantized/vit-cifar10 --model float --model int8 --agreement).
 // --models torch-vit: the ViT bench/import/train-torch-vit.py trains in PyTorch, imported into
 // data/bench/served/torch-vit (float accuracy: bench:accuracy -- --models data/bench/served --model torch-vit).
 //   npm run bench:quantize [-- --seconds 20 --rounds 5 --models vit-b16,vit-cifar10,cct-cifar10|torch-vit]

@@ -25,7 +25,7 @@ import {
   serializeModel,
 } from './autograd/onnx-proto.js';
 import { input, reshape } from './autograd/ops.js';
-import { appendRolloutOutput } from './rollout-graph.js';
+import { appendRolloutOutput, removeRolloutOutput } from './rollout-graph.js';
 import {
   CLASS_INPUT,
   INPUT_GRAD_OUTPUT,
@@ -156,12 +156,18 @@ function layoutWeights(g: ImportedGraph): { places: Map<string, ExternalPlace>; 
 function inferenceModel(g: ImportedGraph, attentions: FoundAttention[], places: ReadonlyMap<string, ExternalPlace>): ModelProto {
   const model = decodeModel(serializeModel(g.model)); // a copy
   const graph = model.graph!;
-  const [nodes, outputs] = [graph.node!, graph.output!];
+  // a graph vitrine wrote, imported again: the attention outputs it added are made anew
+  const added = new Set(graph.node!.filter((n) => n.name?.startsWith('vitrine_attentions.')).flatMap((n) => n.output ?? []));
+  graph.output = graph.output!.filter((o) => !added.has(o.name!));
+  graph.node = graph.node!.filter((n) => !n.name?.startsWith('vitrine_attentions.'));
+  const [nodes, outputs] = [graph.node, graph.output];
   const batch = g.input.shape[0];
-  const initializers: ITensorProto[] = graph.initializer!.map((t) => {
-    const place = places.get(t.name!);
-    return place ? externalTensor(t.name!, dimsOf(t), place) : t;
-  });
+  const initializers: ITensorProto[] = graph
+    .initializer!.filter((t) => !t.name!.startsWith('vitrine_attentions.'))
+    .map((t) => {
+      const place = places.get(t.name!);
+      return place ? externalTensor(t.name!, dimsOf(t), place) : t;
+    });
   attentions.forEach((a, l) => {
     const name = attentionOutput(l);
     if (a.tensor.shape.length === 4)
@@ -268,6 +274,7 @@ export function importGraph(model: ModelProto, dataDir: string, s: ImportSetting
   const { places, bytes } = layoutWeights(g);
   const inference = inferenceModel(g, attentions, places);
   // the default map's rollout as an output of its own where the graph's opset allows (13 and later)
+  removeRolloutOutput(inference);
   const rollout =
     g.opset >= 13
       ? appendRolloutOutput(inference, {

@@ -1,11 +1,12 @@
 // Dynamic int8 quantization of a model folder's classification graph: each matrix product of
 // activations by a weight matrix (a MatMul whose second operand is a weight, as it is or transposed)
 // that is large enough to gain (QUANTIZE below) becomes the op table's quantized_matmul, written as
-// its emission writes it, ONNX Runtime's DynamicQuantizeMatMul (com.microsoft): the weights int8 per output column (symmetric, zero point 0), the activations
-// quantized to uint8 per tensor at run time. Everything else stays float: LayerNorm, Softmax, GELU,
-// the residual adds, the attention products (both operands are activations), so the attention
-// probabilities are still outputs and rollout and cls maps come from the int8 graph. The
-// explanation graphs stay float: gradients through quantized products are not defined.
+// its emission writes it, ONNX Runtime's DynamicQuantizeMatMul (com.microsoft): the weights int8 per
+// output column (symmetric, zero point 0), the activations quantized to uint8 per tensor at run time.
+// Everything else stays float: LayerNorm, Softmax, GELU, the residual adds, the attention products
+// (both operands are activations), so the attention probabilities are still outputs and rollout and
+// cls maps come from the int8 graph. The explanation graphs stay float: gradients through quantized
+// products are not defined.
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';

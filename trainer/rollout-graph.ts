@@ -21,6 +21,16 @@ export interface RolloutSpec {
   name?: string;
 }
 
+/** Takes out a rollout output an earlier pass added (a graph vitrine wrote, imported again). */
+export function removeRolloutOutput(model: IModelProto, name: string = ROLLOUT_OUTPUT): void {
+  const graph = model.graph!;
+  if (!(graph.output ?? []).some((o) => o.name === name)) return;
+  const ours = (n: string | null | undefined) => n === name || (n ?? '').startsWith(`${name}/`);
+  graph.output = graph.output!.filter((o) => o.name !== name);
+  graph.node = (graph.node ?? []).filter((n) => !ours(n.name) && !(n.output ?? []).some(ours));
+  graph.initializer = (graph.initializer ?? []).filter((t) => !ours(t.name));
+}
+
 /** Adds the rollout output ([batch, tokens - prefix]) to a graph in place; returns its name. */
 export function appendRolloutOutput(model: IModelProto, spec: RolloutSpec): string {
   const graph = model.graph!;

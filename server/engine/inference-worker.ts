@@ -110,20 +110,19 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   const patches = tokens - prefix;
   const relevance = new Float32Array(req.n * patches);
   for (let i = 0; i < req.n; i++) lastLayerRelevanceInto(layers, out[lastGradient].data, i, heads, tokens, relevance, i * patches, prefix);
-  if (light)
-    return {
-      type: 'result',
-      id: req.id,
-      logits,
-      rollout: null,
-      relevance,
-      explanations: null,
-      attentions: null,
-      heads,
-      tokens,
-      prefix,
-      inferenceMs,
-    };
+  const reply = {
+    type: 'result',
+    id: req.id,
+    logits,
+    rollout: null,
+    relevance,
+    attentions: null,
+    heads,
+    tokens,
+    prefix,
+    inferenceMs,
+  } as const;
+  if (light) return { ...reply, explanations: null };
   const grads = r.gradientOutputs.map((n) => out[n].data);
   const chefer = new Float32Array(req.n * patches);
   for (let i = 0; i < req.n; i++) relevanceInto(layers, grads, i, heads, tokens, chefer, i * patches, prefix);
@@ -133,19 +132,7 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
     for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
   }
   const combined = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : null;
-  return {
-    type: 'result',
-    id: req.id,
-    logits,
-    rollout: null,
-    relevance,
-    explanations: { chefer, gradInput, combined },
-    attentions: null,
-    heads,
-    tokens,
-    prefix,
-    inferenceMs,
-  };
+  return { ...reply, explanations: { chefer, gradInput, combined } };
 }
 
 /** The default rollout of each of the n images of a batch, tokens - prefix values each. */

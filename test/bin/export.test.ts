@@ -29,7 +29,7 @@ t.test('exports a fresh model that ONNX Runtime runs at any batch size', async (
   t.equal(config.labels[3], 'cat');
   t.equal(config.input_name, 'pixel_values');
   const s = await createSession(path.join(out, 'onnx', 'model.onnx'));
-  t.same(s.outputNames, ['logits', 'attentions.0', 'attentions.1', 'attentions.2', 'attentions.3']);
+  t.same(s.outputNames, ['logits', 'attentions.0', 'attentions.1', 'attentions.2', 'attentions.3', 'attention_rollout']);
   for (const batch of [1, 5]) {
     const res = await runSession(s, { pixel_values: { data: new Float32Array(batch * 3 * 32 * 32).fill(0.1), dims: [batch, 3, 32, 32] } });
     t.same([...res.logits.dims], [batch, 10], `batch ${batch}`);

@@ -131,4 +131,10 @@ t.test('an imported PyTorch export gives it', async (t) => {
     graph.output!.some((o) => o.name === ROLLOUT_OUTPUT),
     'the output is in the graph',
   );
+  // a graph vitrine wrote, imported again: its added outputs are made anew, each once
+  const again = path.join(path.dirname(imported), 'again');
+  await importCommand([path.join(imported, 'onnx', 'model.onnx'), '--out', again], () => {});
+  const names = decodeModel(await readFile(path.join(again, 'onnx', 'model.onnx'))).graph!.output!.map((o) => o.name);
+  t.same(names, ['logits', 'attentions.0', 'attentions.1', ROLLOUT_OUTPUT]);
+  await checkFolder(t, again, 2);
 });
