@@ -30,6 +30,8 @@ const { arg, all, flag } = benchArgs(
   },
 );
 const agreement = flag('agreement');
+/** The folders given as NAME=DIR, by name (said in each model's row). */
+const folders = Object.fromEntries(all('model-folder').map((f) => [f.split('=')[0], f.slice(f.indexOf('=') + 1)]));
 
 const N = Number(arg('images', '10000'));
 const concurrency = Number(arg('concurrency', '16'));
@@ -150,6 +152,7 @@ for (const model of models)
     } else if (agreement) seenBy.set(`${model}:${tta}`, { top, maps });
     results.add({
       model,
+      ...(folders[model] ? { folder: folders[model] } : {}),
       tta,
       images: n,
       accuracy: Number((total / n).toFixed(4)),
