@@ -60,7 +60,23 @@ export async function quantizeInPlace(dir: string, log: (line: string) => void):
 /** The largest fall in accuracy, in points, accepted without --force. */
 export const MAX_FALL_POINTS = 1;
 
-export async function quantizeCommand(argv: string[], log: (line: string) => void): Promise<void> {
+/** A folder's classification accuracy on a data set, through the image pipeline /classify uses. */
+export type AccuracyOf = (
+  folder: string,
+  data: { data: string; dataDir: string; limit: number },
+) => Promise<{ accuracy: number; count: number }>;
+
+const measureAccuracy: AccuracyOf = async (folder, data) => {
+  const session = await createSession(modelFileIn(folder)!, { device: 'cpu' });
+  const c = await readModelConfig(folder);
+  return (await evaluateModel(folder, c, { ...data, batchSize: 250 }, sessionLogits(session, c))).result;
+};
+
+export async function quantizeCommand(
+  argv: string[],
+  log: (line: string) => void,
+  accuracyOf: AccuracyOf = measureAccuracy,
+): Promise<void> {
   const source = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
   const flags = parseFlags(
     source ? argv.slice(1) : argv,
@@ -101,18 +117,7 @@ export async function quantizeCommand(argv: string[], log: (line: string) => voi
   }
 
   if (flags.check) {
-    const measure = async (folder: string) => {
-      const session = await createSession(modelFileIn(folder)!, { device: 'cpu' });
-      const c = await readModelConfig(folder);
-      return (
-        await evaluateModel(
-          folder,
-          c,
-          { data: flags.check!, dataDir: flags['data-dir'] ?? 'data', limit, batchSize: 250 },
-          sessionLogits(session, c),
-        )
-      ).result;
-    };
+    const measure = (folder: string) => accuracyOf(folder, { data: flags.check!, dataDir: flags['data-dir'] ?? 'data', limit });
     const float = await measure(dir);
     const int8 = await measure(out);
     const fall = 100 * (float.accuracy - int8.accuracy);

@@ -2,10 +2,11 @@
 // (MatMuls of transposed weights) and on PyTorch's (Gemm with a bias, through Identity nodes), whose
 // logits and attention maps stay close to the float graph's and whose attention outputs remain; the
 // command's folder (float explanation graphs, config.json's quantization), served with its maps and
-// said to be int8; a model with nothing to quantize refused.
+// said to be int8; a model with nothing to quantize refused; --check on a folder, and a fall over one
+// point refused unless --force.
 
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { QUANTIZE, quantizeColumns, quantizeModelFile } from '../../trainer/quantize.js';
@@ -182,4 +183,41 @@ t.test('vitrine quantize writes a folder that serves with maps and says it is in
   t.equal(imported.code, 1, 'the fixture is too small to gain');
   assertOneLineError(t, imported.stderr, /no matrix product of 4096 weights or more to quantize; the model stays float/);
   t.ok(await testModels());
+});
+
+t.test('--check measures both graphs on a folder of class folders; a fall over one point is refused', async (t) => {
+  const root = await tmpDir();
+  // the page's ten examples as a folder of class folders, named by CIFAR-10's labels
+  const data = path.join(root, 'examples');
+  const examples = path.join(ROOT, 'server', 'web', 'examples');
+  for (const f of await readdir(examples)) {
+    await mkdir(path.join(data, f.replace('.png', '')), { recursive: true });
+    await cp(path.join(examples, f), path.join(data, f.replace('.png', ''), f));
+  }
+  const r = await runCli(['quantize', 'vit-cifar10', '--out', path.join(root, 'checked'), '--check', data]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(
+    r.stdout,
+    new RegExp(`accuracy on 10 images of ${data}: float \\d+\\.\\d\\d%, int8 \\d+\\.\\d\\d% \\([-+±]\\d+\\.\\d\\d points\\)`),
+  );
+  t.ok(existsSync(path.join(root, 'checked', 'config.json')), 'written');
+
+  // the refusal, on figures given in: float 90%, int8 87.5%
+  const { quantizeCommand } = await import('../../bin/quantize.js');
+  const figures = async (folder: string) => ({ accuracy: folder.includes('int8-') ? 0.875 : 0.9, count: 400 });
+  const lines: string[] = [];
+  const refused = path.join(root, 'int8-refused');
+  await t.rejects(
+    quantizeCommand(['vit-cifar10', '--out', refused, '--check', data], (l) => lines.push(l), figures),
+    /int8 loses 2\.50 points of accuracy \(more than 1\): not written; --force writes it anyway/,
+  );
+  t.match(lines.join('\n'), /accuracy on 400 images of .*: float 90\.00%, int8 87\.50% \(-2\.50 points\)/, 'the figures are said');
+  t.notOk(existsSync(refused), 'nothing written');
+  const forced = path.join(root, 'int8-forced');
+  await quantizeCommand(['vit-cifar10', '--out', forced, '--check', data, '--force'], () => {}, figures);
+  t.ok(existsSync(path.join(forced, 'config.json')), '--force writes it');
+  const fine = path.join(root, 'int8-fine');
+  const close = async (folder: string) => ({ accuracy: folder.includes('int8-') ? 0.892 : 0.9, count: 400 });
+  await quantizeCommand(['vit-cifar10', '--out', fine, '--check', data], () => {}, close);
+  t.ok(existsSync(path.join(fine, 'config.json')), 'a fall of 0.8 points is written');
 });
