@@ -1,7 +1,7 @@
 // Float against int8 (vitrine quantize) in one run, on torchvision's vit_b_16 (made and imported as
 // bench:import makes it: random weights, 224 px) and on the bundled 32 px models: the graph files'
-// sizes; a bare ONNX Runtime session at batch 1 (one session, every core, fetching what the server
-// fetches for /classify); and POST /classify through `vitrine serve <folder>` at 1 and 4 clients (the
+// sizes; a bare ONNX Runtime session at batch 1 (every core, and one thread as a server worker runs
+// it, fetching what the server fetches for /classify); and POST /classify through `vitrine serve <folder>` at 1 and 4 clients (the
 // serve defaults), requests/s, p50 and the server's peak RSS. Float and int8 take turns (--rounds
 // windows each), so that a shared machine's drift falls on both. The quantized folders are written
 // to data/bench/quantized/ (their accuracy and agreement with float through the service:
@@ -86,13 +86,14 @@ async function alternate<T>(rounds: number, turn: (graph: 0 | 1, round: number) 
 }
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1];
 
-/** One session per graph, every core, batch 1, in turns: images/s and p50 over `seconds` each. */
-async function bare(dirs: [string, string]) {
+/** One session per graph (`threads` intra-op threads), batch 1, in turns: images/s and p50 over
+ *  `seconds` each. */
+async function bare(dirs: [string, string], threads: number) {
   const sessions = await Promise.all(
     dirs.map(async (dir) => {
       const c = await readModelConfig(dir);
       const [h, w] = c.image_size;
-      const session = await createSession(modelFileIn(dir)!, { device: 'cpu', threads: os.availableParallelism() });
+      const session = await createSession(modelFileIn(dir)!, { device: 'cpu', threads });
       const feed = { [c.input_name]: { data: Float32Array.from({ length: 3 * h * w }, (_, i) => Math.sin(i * 0.37)), dims: [1, 3, h, w] } };
       // what the server fetches for /classify's default map: the graph's rollout, else every attention
       const outs = [c.logits_output, ...(c.rollout_output ? [c.rollout_output] : c.attention_outputs)];
@@ -162,6 +163,10 @@ async function served(dirs: [string, string], image: Buffer, type: string) {
       if (r.non2xx + r.errors + r.timeouts > 0) throw new Error(`${dirs[g]}: ${r.non2xx + r.errors + r.timeouts} failed requests`);
       return { requests: r.requests.total, seconds: r.duration, p50: r.latency.p50 };
     });
+    // each round's int8 over float: how far the ratio moves within the run
+    const ratios = turns[1].map((t, i) => t.requests / t.seconds / (turns[0][i].requests / turns[0][i].seconds));
+    out[1][`classify_c${connections}_round_ratio_min`] = +Math.min(...ratios).toFixed(2);
+    out[1][`classify_c${connections}_round_ratio_max`] = +Math.max(...ratios).toFixed(2);
     turns.forEach((rounds, g) => {
       out[g][`classify_c${connections}_per_s`] = +(
         rounds.reduce((n, t) => n + t.requests, 0) / rounds.reduce((n, t) => n + t.seconds, 0)
@@ -185,14 +190,22 @@ for (const name of flags.models.split(',')) {
   const [h] = (await readModelConfig(float)).image_size;
   const image = h > 32 ? await sharp(cat).resize(h, h).jpeg({ quality: 90 }).toBuffer() : await fs.readFile(cat);
   const label = h > 32 ? `cat.png as ${h}x${h} JPEG` : 'cat.png (32x32 PNG)';
-  const b = await bare([float, int8]);
+  const b = await bare([float, int8], os.availableParallelism());
+  // one thread, as each server worker runs a graph: the graphs' own ratio, without the service
+  const one = await bare([float, int8], 1);
   const c = await served([float, int8], image, h > 32 ? 'image/jpeg' : 'image/png');
   const measured: Record<string, Row & Record<string, number>> = {};
   for (const [g, graph, dir] of [
     [0, 'float', float],
     [1, 'int8', int8],
   ] as const) {
-    measured[graph] = { ...(await sizeOf(dir)), bare_b1_images_per_s: b[g].images_per_s, bare_b1_p50_ms: b[g].p50_ms, ...c[g] };
+    measured[graph] = {
+      ...(await sizeOf(dir)),
+      bare_b1_images_per_s: b[g].images_per_s,
+      bare_b1_p50_ms: b[g].p50_ms,
+      bare_1_thread_b1_images_per_s: one[g].images_per_s,
+      ...c[g],
+    };
     results.add({ model: name, graph, ...measured[graph], image: label });
   }
   const f = measured.float;
@@ -201,6 +214,7 @@ for (const name of flags.models.split(',')) {
     model: name,
     int8_over_float_classify_c1: +(i.classify_c1_per_s / f.classify_c1_per_s).toFixed(2),
     int8_over_float_classify_c4: +(i.classify_c4_per_s / f.classify_c4_per_s).toFixed(2),
+    int8_over_float_bare_1_thread: +(i.bare_1_thread_b1_images_per_s / f.bare_1_thread_b1_images_per_s).toFixed(2),
     quantize_log: q.stdout.split('\n')[0],
   });
 }
