@@ -11,14 +11,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { quantizeColumns } from './autograd/ndarray.js';
-import { ONNX_RUNTIME, OPS, type OnnxEmitter, input, quantizedMatmul } from './autograd/ops.js';
+import { graphEmitter } from './autograd/onnx.js';
+import { ONNX_RUNTIME, OPS, input, quantizedMatmul } from './autograd/ops.js';
 import {
   DataType,
   decodeAttribute,
-  encodeAttribute,
-  floatTensor,
-  int64Tensor,
-  int8Tensor,
   type IModelProto,
   type INodeProto,
   type ITensorProto,
@@ -66,40 +63,6 @@ interface Weight {
   k: number;
   n: number;
   source: string;
-}
-
-/** Writes an op's ONNX (its emission in the op table, trainer/autograd/ops.ts) into an existing graph. */
-function graphEmitter(nodes: INodeProto[], initializers: ITensorProto[], prefix: string): OnnxEmitter {
-  let counter = 0;
-  const fresh = (hint: string) => `${prefix}/${hint}_${counter++}`;
-  return {
-    node: (opType, input, output, attrs = {}, domain) =>
-      nodes.push({
-        name: fresh(opType),
-        opType,
-        ...(domain ? { domain } : {}),
-        input,
-        output,
-        attribute: Object.entries(attrs).map(([k, v]) => encodeAttribute(k, v)),
-      }),
-    int64s: (values) => {
-      const name = fresh('int64');
-      initializers.push(int64Tensor(name, values));
-      return name;
-    },
-    floats: (values, shape) => {
-      const name = fresh('float');
-      initializers.push(floatTensor(name, values, shape));
-      return name;
-    },
-    int8s: (values, shape) => {
-      const name = fresh('int8');
-      initializers.push(int8Tensor(name, values, shape));
-      return name;
-    },
-    fresh,
-    maxPoolIndices: true,
-  };
 }
 
 /** Rewrites the graph in place; `dir` is where its external data lies. */
@@ -179,7 +142,9 @@ export function quantizeGraph(model: IModelProto, dir: string, minWeights: numbe
     const x = input(node.input![0], ['rows', weight.k]);
     const bias = gemm?.bias ? input(gemm.bias, [weight.n]) : undefined;
     const product = quantizedMatmul(x, { q, scale }, bias);
-    const emitter = graphEmitter(nodes, graph.initializer!, `${node.name || node.output![0]}.int8`);
+    const prefix = `${node.name || node.output![0]}.int8`;
+    let counter = 0;
+    const emitter = graphEmitter(nodes, graph.initializer!, (hint) => `${prefix}/${hint}_${counter++}`);
     OPS[product.op].onnx(emitter, [node.input![0], ...(gemm?.bias ? [gemm.bias] : [])], node.output![0], product);
     report.floatBytes += weight.k * weight.n * 4;
     report.int8Bytes += weight.k * weight.n + weight.n * 5;

@@ -51,18 +51,17 @@ function valueInfo(name: string, shape: Shape): IValueInfoProto {
   };
 }
 
-/** Builds the ModelProto object (not yet serialized). */
-export function compileModel(opts: CompileOptions): ModelProto {
-  const nodes: INodeProto[] = [];
-  const initializers: ITensorProto[] = [];
-  const inputs = new Map<string, Shape>();
-  const leaves = new Map<string, Shape>();
-  const names = new Map<number, string>();
-  let counter = 0;
-  const fresh = (hint: string) => `${hint}_${counter++}`;
+/** An emitter that appends an op's ONNX to the given nodes and initializers (value names from
+ *  `fresh`): compileModel's, and trainer/quantize.ts's over an existing graph. Small constants are
+ *  written once. */
+export function graphEmitter(
+  nodes: INodeProto[],
+  initializers: ITensorProto[],
+  fresh: (hint: string) => string,
+  maxPoolIndices = true,
+): OnnxEmitter {
   const constCache = new Map<string, string>();
-
-  const emitter: OnnxEmitter = {
+  return {
     node: (opType, ins, outs, attrs = {}, domain) => {
       nodes.push({
         opType,
@@ -99,8 +98,20 @@ export function compileModel(opts: CompileOptions): ModelProto {
       return name;
     },
     fresh,
-    maxPoolIndices: opts.maxPoolIndices ?? true,
+    maxPoolIndices,
   };
+}
+
+/** Builds the ModelProto object (not yet serialized). */
+export function compileModel(opts: CompileOptions): ModelProto {
+  const nodes: INodeProto[] = [];
+  const initializers: ITensorProto[] = [];
+  const inputs = new Map<string, Shape>();
+  const leaves = new Map<string, Shape>();
+  const names = new Map<number, string>();
+  let counter = 0;
+  const fresh = (hint: string) => `${hint}_${counter++}`;
+  const emitter = graphEmitter(nodes, initializers, fresh, opts.maxPoolIndices ?? true);
 
   const outputTensors = opts.outputs.map(([, t]) => t);
   for (const n of topoSort(outputTensors)) {
