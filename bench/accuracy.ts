@@ -17,6 +17,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { buildApp } from '../server/http/app.js';
 import { defaultServeConfig } from '../server/config.js';
+import { resolveSources } from '../server/engine/models.js';
 import { ensureCifar10, readCifarBinaryFolder } from '../trainer/data/cifar10.js';
 import { Results, benchArgs } from './common.js';
 
@@ -30,8 +31,8 @@ const { arg, all, flag } = benchArgs(
   },
 );
 const agreement = flag('agreement');
-/** The folders given as NAME=DIR, by name (said in each model's row). */
-const folders = Object.fromEntries(all('model-folder').map((f) => [f.split('=')[0], f.slice(f.indexOf('=') + 1)]));
+/** The folders given, by the name each is served under (said in each model's row): the server's own reading. */
+const { folders } = resolveSources({ models: null, modelFolder: all('model-folder') });
 
 const N = Number(arg('images', '10000'));
 const concurrency = Number(arg('concurrency', '16'));

@@ -40,6 +40,16 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(
   return withUsage(() => parseStrict(argv, options), usage);
 }
 
+/** A command's leading operand (what it works on, named before any flag), if given, and its flags. */
+export function parseSourceAndFlags<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+): { source: string | undefined; flags: Parsed<T>['values'] } {
+  const source = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
+  return { source, flags: parseFlags(source ? argv.slice(1) : argv, options, usage) };
+}
+
 /** The flags and the arguments that are not flags (a command's inputs). */
 export function parseFlagsAndInputs<T extends NonNullable<ParseArgsConfig['options']>>(
   argv: string[],

@@ -18,7 +18,7 @@ import { LIGHT_RELEVANCE_FILE, RELEVANCE_FILE } from '../trainer/export.js';
 import { type ImportSettings, importGraph, weightsFileIn } from '../trainer/import.js';
 import { dataDirOf } from '../trainer/autograd/onnx-import.js';
 import { writeFilesAtomic } from '../trainer/io/atomic.js';
-import { CliError, intFlag, parseFlags, parseLabels, readJsonFile, usageError } from './cli-util.js';
+import { CliError, intFlag, parseLabels, parseSourceAndFlags, readJsonFile, usageError } from './cli-util.js';
 import { quantizeInPlace } from './quantize.js';
 
 export const IMPORT_USAGE = `usage: vitrine import <model.onnx | folder> --out <dir> [--labels <a,b,…|labels.json>]
@@ -63,9 +63,8 @@ async function locate(source: string): Promise<{ file: string; folder: string }>
 }
 
 export async function importCommand(argv: string[], log: (line: string) => void): Promise<void> {
-  const source = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
-  const flags = parseFlags(
-    source ? argv.slice(1) : argv,
+  const { source, flags } = parseSourceAndFlags(
+    argv,
     {
       out: { type: 'string' },
       quantize: { type: 'string' },

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { CONFIG_FILE, MODEL_FILE, modelFileIn, readModelConfig } from '../runtime/model-config.js';
 import { createSession } from '../runtime/ort.js';
 import { QUANTIZE, type QuantizeReport, quantizeModelFile } from '../trainer/quantize.js';
-import { CliError, findModelFolder, intFlag, parseFlags, usageError } from './cli-util.js';
+import { CliError, findModelFolder, intFlag, parseSourceAndFlags, usageError } from './cli-util.js';
 import { evaluateModel, sessionLogits } from './eval.js';
 
 export const QUANTIZE_USAGE = `usage: vitrine quantize <model folder or name> --out <dir>
@@ -77,9 +77,8 @@ export async function quantizeCommand(
   log: (line: string) => void,
   accuracyOf: AccuracyOf = measureAccuracy,
 ): Promise<void> {
-  const source = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
-  const flags = parseFlags(
-    source ? argv.slice(1) : argv,
+  const { source, flags } = parseSourceAndFlags(
+    argv,
     {
       out: { type: 'string' },
       check: { type: 'string' },

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { quantizeColumns } from './autograd/ndarray.js';
 import { graphEmitter } from './autograd/onnx.js';
-import { ONNX_RUNTIME, OPS, input, quantizedMatmul } from './autograd/ops.js';
+import { ONNX_RUNTIME, OPS, QUANTIZED_MATMUL_ONNX, input, quantizedMatmul } from './autograd/ops.js';
 import {
   DataType,
   decodeAttribute,
@@ -34,7 +34,7 @@ export const QUANTIZE = {
   /** The smallest weight matrix (K x N elements) made int8. */
   minWeights: 4096,
   /** What the products become: the op table's quantized_matmul, written as ONNX Runtime's op. */
-  op: 'DynamicQuantizeMatMul',
+  op: QUANTIZED_MATMUL_ONNX,
   domain: ONNX_RUNTIME,
 } as const;
 

@@ -45,7 +45,7 @@ export function appendRolloutOutput(model: IModelProto, spec: RolloutSpec): stri
   const nodes: INodeProto[] = [];
   const node = (opType: string, input: string[], output: string, attrs: Record<string, number | number[]> = {}) => {
     nodes.push({
-      name: `${p}${output.slice(p.length)}`,
+      name: output,
       opType,
       input,
       output: [output],

@@ -28,6 +28,8 @@ import { type AttrValue, float } from './onnx-proto.js';
 export const OPSET = 17;
 /** ONNX Runtime's operator domain (its contrib ops: DynamicQuantizeMatMul). */
 export const ONNX_RUNTIME = 'com.microsoft';
+/** The ONNX Runtime op quantized_matmul is written as. */
+export const QUANTIZED_MATMUL_ONNX = 'DynamicQuantizeMatMul';
 
 /** What an op's ONNX emission may do: add nodes and constant initializers. */
 export interface OnnxEmitter {
@@ -796,7 +798,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
       const scale = node.attrs.scale as Float32Array;
       const n = scale.length;
       const weight = [e.int8s(node.attrs.q as Int8Array, [(node.attrs.q as Int8Array).length / n, n]), e.floats(scale, [n])];
-      e.node('DynamicQuantizeMatMul', [x, ...weight, e.int8s(new Int8Array(n), [n]), ...(bias ? [bias] : [])], [out], {}, ONNX_RUNTIME);
+      e.node(QUANTIZED_MATMUL_ONNX, [x, ...weight, e.int8s(new Int8Array(n), [n]), ...(bias ? [bias] : [])], [out], {}, ONNX_RUNTIME);
     },
   },
 });
