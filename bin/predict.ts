@@ -17,9 +17,10 @@ import { ServiceError } from '../server/errors.js';
 import { Gate } from '../server/gate.js';
 import { Drawers } from '../server/drawing/draws.js';
 import { startInference } from '../server/engine/inference.js';
+import type { ModelInput } from '../server/engine/job.js';
 import { type MapQuery, checkMapQuery } from '../server/engine/maps.js';
 import { type ServedModel, loadModelFolder } from '../server/engine/models.js';
-import { prepareImage } from '../server/engine/preprocess.js';
+import { decodeImage } from '../server/engine/preprocess.js';
 import { AttentionQuery } from '../server/http/schemas.js';
 import { CliError, findModelFolder, intFlag, parseFlagsAndInputs } from './cli-util.js';
 import { servedNameOf } from '../runtime/model-config.js';
@@ -280,8 +281,8 @@ export async function predictCommand(argv: string[], log: (line: string) => void
   process.on('SIGTERM', onSignal);
 
   /** Classify (and explain) one image, tried once more when a worker failed (not the image's fault). */
-  const classify = async (pixels: Float32Array): Promise<Classified> => {
-    const run = async () => (await classifyAndExplain(engine.batcher, model, [pixels], { tta, topk, map: q })).at(0)!;
+  const classify = async (input: ModelInput): Promise<Classified> => {
+    const run = async () => (await classifyAndExplain(engine.batcher, model, [input], { tta, topk, map: q })).at(0)!;
     try {
       return await run();
     } catch (err) {
@@ -296,9 +297,9 @@ export async function predictCommand(argv: string[], log: (line: string) => void
     try {
       const bytes = await readImageFile(input.path);
       const t1 = performance.now();
-      const image = await prepareImage(bytes, spec, maxPixels, gate);
+      const image = await decodeImage(bytes, spec, maxPixels, gate);
       const t2 = performance.now();
-      const c = await classify(image.pixels);
+      const c = await classify(image.input);
       const r = c.result;
       record.predictions = c.predictions;
       if (values.logits) record.logits = Array.from(r.logits);

@@ -23,6 +23,9 @@ export interface ImageSpec {
 /** How an image is fitted to the input (what decoding needs of a spec). */
 export type Geometry = Pick<ImageSpec, 'width' | 'height' | 'fit' | 'resample'>;
 
+/** What normalizing an image needs of a spec: the input's size and each channel's map. */
+export type Normalization = Pick<ImageSpec, 'width' | 'height' | 'mean' | 'std' | 'rescale'>;
+
 /** What a model takes, from its config. */
 export function imageSpec(c: ModelConfig): ImageSpec {
   const [height, width] = c.image_size;
@@ -47,12 +50,33 @@ export function normalizationTables(s: Pick<ImageSpec, 'mean' | 'std' | 'rescale
  * the tables, so the same float32 for every byte, without building tables per image.
  */
 export function normalize(hwc: Uint8Array, s: ImageSpec): Float32Array {
+  const out = new Float32Array(s.mean.length * s.width * s.height);
+  normalizeInto(hwc, s, out, 0);
+  return out;
+}
+
+/** normalize's floats written into `out` from `offset` on (an image's place in a batch). */
+export function normalizeInto(hwc: Uint8Array, s: Normalization, out: Float32Array, offset: number): void {
   const plane = s.width * s.height;
-  const C = s.mean.length;
-  const out = new Float32Array(C * plane);
-  for (let c = 0; c < C; c++) {
+  for (let c = 0; c < s.mean.length; c++) {
     const { scale, shift } = affine(s, c);
-    for (let p = 0; p < plane; p++) out[c * plane + p] = hwc[p * 3 + (c % 3)] * scale - shift;
+    const at = offset + c * plane;
+    for (let p = 0; p < plane; p++) out[at + p] = hwc[p * 3 + (c % 3)] * scale - shift;
+  }
+}
+
+/** The left-right mirror of RGB bytes (HWC), width x height. */
+export function mirrorRgb(hwc: Uint8Array, width: number, height: number): Uint8Array {
+  const out = new Uint8Array(hwc.length);
+  for (let y = 0; y < height; y++) {
+    const row = y * width * 3;
+    for (let x = 0; x < width; x++) {
+      const from = row + (width - 1 - x) * 3;
+      const to = row + x * 3;
+      out[to] = hwc[from];
+      out[to + 1] = hwc[from + 1];
+      out[to + 2] = hwc[from + 2];
+    }
   }
   return out;
 }

@@ -76,7 +76,12 @@ export const ServeConfigSchema = Type.Object({
     example: 'N',
   }),
   maxBatch: int(1, 1024, 8, 'The most requests run as one batch.'),
-  maxDelayMs: int(0, 10_000, 2, 'How long a request may wait for others to join its batch once a worker is free.'),
+  maxDelayMs: int(
+    0,
+    10_000,
+    2,
+    'How long a request may wait for others to join its batch when one worker is free (with more free, none waits).',
+  ),
   maxQueue: int(1, Number.MAX_SAFE_INTEGER, 512, 'Requests waiting for a worker, beyond which new ones get 503.'),
   timeoutMs: int(
     1,

@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import t, { type Test } from 'tap';
 import { evaluateModel } from '../bin/eval.js';
 import { type ModelConfig, readModelConfig } from '../runtime/model-config.js';
+import { imageSpec, normalize } from '../runtime/pixels.js';
 import { ROOT } from './helpers/cli.js';
 import { tmpDir } from './helpers/data.js';
 import { testApp, testImage, testModels } from './helpers/server.js';
@@ -43,9 +44,11 @@ async function classifyInputs(t: Test, models: string, model: string, files: Buf
   const seen: Float32Array[] = [];
   const batcher = app.vitrine.batcher;
   const submit = batcher.submit.bind(batcher);
-  batcher.submit = (m, pixels, o) => {
-    seen.push(pixels.slice());
-    return submit(m, pixels, o);
+  const spec = imageSpec(app.vitrine.model(model).config);
+  batcher.submit = (m, input, o) => {
+    // an image decoded for the model comes as bytes, normalized where the worker makes its batch
+    seen.push(input instanceof Float32Array ? input.slice() : normalize(input, spec));
+    return submit(m, input, o);
   };
   for (const bytes of files) {
     const res = await app.inject({

@@ -12,10 +12,11 @@ import { Drawers } from '../drawing/draws.js';
 import type { HeatmapOptions } from '../drawing/heatmap.js';
 import { toGrid } from '../engine/attention.js';
 import { type Prediction, classifyAndExplain } from '../engine/classify.js';
+import type { ModelInput } from '../engine/job.js';
 import { type Inference, startInference } from '../engine/inference.js';
 import { type MapMethod, type MapQuery, checkMapQuery, methodsOf } from '../engine/maps.js';
 import { type ServedModel, discoverModels, loadModelFolder } from '../engine/models.js';
-import { prepareImage } from '../engine/preprocess.js';
+import { decodeImage } from '../engine/preprocess.js';
 import { Gate } from '../gate.js';
 
 export type { HeatmapOptions } from '../drawing/heatmap.js';
@@ -138,24 +139,24 @@ class InProcess implements Vitrine {
     return m;
   }
 
-  private async input(model: ServedModel, image: ImageInput): Promise<{ pixels: Float32Array; view: DecodedImage['view'] | null }> {
+  private async input(model: ServedModel, image: ImageInput): Promise<{ input: ModelInput; view: DecodedImage['view'] | null }> {
     if (image instanceof Float32Array) {
       const [h, w] = model.config.image_size;
       const size = model.config.mean.length * h * w;
       if (image.length !== size) throw new Error(`a tensor for model ${model.name} has ${size} values (CHW), got ${image.length}`);
-      return { pixels: image, view: null };
+      return { input: image, view: null };
     }
     const bytes = typeof image === 'string' ? await fs.readFile(image) : Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-    const prepared = await prepareImage(bytes, imageSpec(model.config), this.maxPixels, this.decoders);
-    return { pixels: prepared.pixels, view: prepared.view };
+    const decoded = await decodeImage(bytes, imageSpec(model.config), this.maxPixels, this.decoders);
+    return { input: decoded.input, view: decoded.view };
   }
 
   async classify(image: ImageInput, options: ClassifyOptions = {}): Promise<Classification> {
     const model = this.model(options.model);
     const map = options.map ?? null;
     if (map) checkMapQuery(model, map, new Set(Object.keys(map).filter((k) => (map as Record<string, unknown>)[k] !== undefined)));
-    const { pixels, view } = await this.input(model, image);
-    const [c] = await classifyAndExplain(this.engine.batcher, model, [pixels], { tta: options.tta, topk: options.topk ?? 5, map });
+    const { input, view } = await this.input(model, image);
+    const [c] = await classifyAndExplain(this.engine.batcher, model, [input], { tta: options.tta, topk: options.topk ?? 5, map });
     const out: Classification = { model: model.name, predictions: c.predictions, logits: c.result.logits };
     if (c.map && model.grid) {
       const grid = toGrid(c.map.values, model.grid[0], model.grid[1]);

@@ -1,6 +1,7 @@
 // Dynamic batching: concurrent requests for one model version are run together. When a worker is free,
-// the oldest waiting requests go to it as soon as a batch is full or the oldest has waited max-delay;
-// while every worker is busy, requests gather and leave as one batch. The queue is bounded (503,
+// the oldest waiting requests go to it as soon as a batch is full or the oldest has waited max-delay,
+// or at once while another worker is free too (a request that came meanwhile would have a worker of
+// its own); while every worker is busy, requests gather and leave as one batch. The queue is bounded (503,
 // Retry-After) and every request has a deadline (504 when passed).
 
 import { Errors, ServiceError } from '../errors.js';
@@ -11,6 +12,7 @@ import {
   type Job,
   type JobOptions,
   type JobResult,
+  type ModelInput,
   Activity,
   explanationsOf,
   queueKey,
@@ -19,10 +21,10 @@ import {
 } from './job.js';
 import type { WorkerPool } from './pool.js';
 
-export type { BatchObserver, BatcherOptions, Explain, ExplanationGraph, JobOptions, JobResult } from './job.js';
+export type { BatchObserver, BatcherOptions, Explain, ExplanationGraph, JobOptions, JobResult, ModelInput } from './job.js';
 
 /** What the batcher needs of the worker pool (a fake one in the batcher's own tests). */
-export type BatchRunner = Pick<WorkerPool, 'idle' | 'run' | 'on'>;
+export type BatchRunner = Pick<WorkerPool, 'idle' | 'idleCount' | 'run' | 'on'>;
 
 type Slot = NonNullable<ReturnType<WorkerPool['idle']>>;
 
@@ -46,7 +48,7 @@ export class Batcher {
     return model ? (this.queues.get(model)?.length ?? 0) : this.queued;
   }
 
-  submit(model: string, pixels: Float32Array, options: JobOptions = {}): Promise<JobResult> {
+  submit(model: string, input: ModelInput, options: JobOptions = {}): Promise<JobResult> {
     if (this.queued >= this.o.maxQueue) {
       return Promise.reject(
         Errors.overloaded(`the inference queue is full (${this.o.maxQueue} requests waiting); retry shortly`, { 'retry-after': '1' }),
@@ -57,7 +59,7 @@ export class Batcher {
       const job: Job = {
         model,
         key,
-        pixels,
+        input,
         options,
         enqueuedAt: performance.now(),
         settled: false,
@@ -76,7 +78,7 @@ export class Batcher {
 
   /** The images of one request (with one options for all, or one each): all queued, or none (503)
    *  when the queue has no room for them all, so that a refused request leaves no work behind it. */
-  submitAll(model: string, images: readonly Float32Array[], options: JobOptions | readonly JobOptions[] = {}): Promise<JobResult[]> {
+  submitAll(model: string, images: readonly ModelInput[], options: JobOptions | readonly JobOptions[] = {}): Promise<JobResult[]> {
     if (images.length === 1)
       return this.submit(model, images[0], Array.isArray(options) ? options[0] : (options as JobOptions)).then((r) => [r]);
     if (images.length > 0 && this.queued + images.length > this.o.maxQueue) {
@@ -123,7 +125,8 @@ export class Batcher {
       const q = this.queues.get(key)!;
       const model = q[0].model;
       const waited = performance.now() - q[0].enqueuedAt;
-      if (!this.flushing && q.length < this.o.maxBatch && waited < this.o.maxDelayMs) {
+      const waitForCompany = q.length < this.o.maxBatch && waited < this.o.maxDelayMs && this.pool.idleCount() < 2;
+      if (!this.flushing && waitForCompany) {
         if (!this.wake) {
           this.wake = setTimeout(
             () => {
@@ -143,9 +146,8 @@ export class Batcher {
   }
 
   private dispatch(slot: Slot, model: string, jobs: Job[]): void {
-    const per = jobs[0].pixels.length;
-    const pixels = new Float32Array(jobs.length * per);
-    jobs.forEach((j, i) => pixels.set(j.pixels, i * per));
+    // each image as it came (the worker makes the batch: no batch-sized copy here)
+    const images = jobs.map((j) => j.input);
     const explain = jobs[0].options.explain;
     if (explain) {
       // Explanation jobs: each image with its own class, through one of the model's explanation graphs.
@@ -154,13 +156,13 @@ export class Batcher {
         slot,
         queueLabel(queueKey(model, explain)),
         jobs,
-        { model, pixels, n: jobs.length, attentions: false, explain: { classes, graph: explain.graph } },
+        { model, images, n: jobs.length, attentions: false, explain: { classes, graph: explain.graph } },
         (r, at) =>
           jobs.forEach((j, i) => this.settle(j, () => j.resolve(at(i, { rollout: null, ...explanationsOf(r, i), attentions: null })))),
       );
       return;
     }
-    this.runBatch(slot, model, jobs, { model, pixels, n: jobs.length, attentions: jobs.some((j) => j.options.attentions) }, (r, at) => {
+    this.runBatch(slot, model, jobs, { model, images, n: jobs.length, attentions: jobs.some((j) => j.options.attentions) }, (r, at) => {
       const perLayer = r.heads * r.tokens * r.tokens;
       jobs.forEach((j, i) => {
         // Views into the batch's arrays, not copies.

@@ -5,8 +5,8 @@
 // classifies and explains in one run (its logits are the model's); with flip TTA the class is the
 // averaged logits', known only after, so the map is a second run.
 
-import { mirrorImages } from '../../runtime/pixels.js';
-import type { Batcher, JobOptions, JobResult } from './batcher.js';
+import { mirrorImages, mirrorRgb } from '../../runtime/pixels.js';
+import type { Batcher, JobOptions, JobResult, ModelInput } from './batcher.js';
 import { CLASS_METHODS, type MadeMap, type MapQuery, classMaps, makeMap, needsAttentions } from './maps.js';
 import type { ServedModel } from './models.js';
 
@@ -19,10 +19,12 @@ export function softmax(logits: Float32Array): Float64Array {
   return out;
 }
 
-/** The left-right mirror of one CHW image of the model's size. */
-function mirrorOf(pixels: Float32Array, c: { mean: readonly number[]; image_size: readonly number[] }): Float32Array {
-  const mirror = new Float32Array(pixels.length);
-  mirrorImages(pixels, mirror, 1, c.mean.length, c.image_size[0], c.image_size[1]);
+/** The left-right mirror of one image of the model's size, as it was given (CHW floats or RGB bytes). */
+function mirrorOf(image: ModelInput, c: { mean: readonly number[]; image_size: readonly number[] }): ModelInput {
+  const [height, width] = c.image_size;
+  if (!(image instanceof Float32Array)) return mirrorRgb(image, width, height);
+  const mirror = new Float32Array(image.length);
+  mirrorImages(image, mirror, 1, c.mean.length, height, width);
   return mirror;
 }
 
@@ -54,13 +56,7 @@ function explainsInOneRun(model: ServedModel, o: ClassifyOptions): boolean {
 }
 
 /** The runs of the images, in one submission (all queued or none). */
-async function run(
-  batcher: Batcher,
-  model: ServedModel,
-  images: Float32Array[],
-  o: ClassifyOptions,
-  oneRun: boolean,
-): Promise<JobResult[]> {
+async function run(batcher: Batcher, model: ServedModel, images: ModelInput[], o: ClassifyOptions, oneRun: boolean): Promise<JobResult[]> {
   if (oneRun) {
     const graph = o.map!.method === 'relevance' ? 'light' : 'full';
     return batcher.submitAll(model.key, images, { explain: { class: model.config.relevance!.top_class!, graph } });
@@ -81,7 +77,7 @@ async function run(
 export async function classifyAndExplain(
   batcher: Batcher,
   model: ServedModel,
-  images: Float32Array[],
+  images: ModelInput[],
   o: ClassifyOptions = {},
 ): Promise<Classified[]> {
   const oneRun = explainsInOneRun(model, o);
@@ -108,11 +104,18 @@ export interface Prediction {
   probability: number;
 }
 
-/** The k most probable classes, most probable first. */
+/** The k most probable classes, most probable first (of equal ones, the lower index first): one pass
+ *  that keeps the k best so far, not a sort of every class (1,000 of them for an ImageNet model). */
 export function topPredictions(logits: Float32Array, labels: readonly string[], k: number): Prediction[] {
   const probs = softmax(logits);
-  const order = Array.from(probs.keys())
-    .sort((a, b) => probs[b] - probs[a])
-    .slice(0, Math.min(k, labels.length));
-  return order.map((i) => ({ label: labels[i], index: i, probability: probs[i] }));
+  const n = Math.min(k, labels.length, probs.length);
+  const top: number[] = [];
+  for (let i = 0; i < probs.length; i++) {
+    let at = top.length;
+    while (at > 0 && probs[i] > probs[top[at - 1]]) at--;
+    if (at >= n) continue;
+    top.splice(at, 0, i);
+    if (top.length > n) top.length = n;
+  }
+  return top.map((i) => ({ label: labels[i], index: i, probability: probs[i] }));
 }

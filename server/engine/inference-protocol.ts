@@ -10,6 +10,13 @@
 
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import type { Device } from '../../runtime/ort.js';
+import type { Normalization } from '../../runtime/pixels.js';
+
+/** An image as a model takes it: its normalized CHW floats (an Open Inference Protocol FP32 tensor, a
+ *  tensor given to the API), or the RGB bytes (HWC) of the model's input size that a decode makes,
+ *  normalized by the inference worker into its batch (runtime/pixels.ts normalizeInto, the same floats):
+ *  a fourth of the memory to keep and to pass, and no fresh float array on the event loop. */
+export type ModelInput = Float32Array | Uint8Array;
 
 export interface WorkerModel {
   name: string;
@@ -24,6 +31,8 @@ export interface WorkerModel {
   rolloutOutput?: string;
   /** [channels, height, width] */
   inputDims: [number, number, number];
+  /** How an image given as bytes becomes the input (job.ts ModelInput). */
+  normalization: Normalization;
   classes: number;
   /** Tokens before the patches ([CLS] first): the maps cover the tokens after them. */
   prefixTokens: number;
@@ -73,7 +82,8 @@ export interface RunRequest {
   id: number;
   /** The version's session key (WorkerModel.key). */
   model: string;
-  pixels: Float32Array; // n * C * H * W
+  /** The batch's n images, each as floats or bytes (job.ts ModelInput). */
+  images: ModelInput[];
   n: number;
   /** Also return every layer's attention probabilities (attention=cls|full, or a kept result's map). */
   attentions: boolean;

@@ -7,6 +7,7 @@ import { type Session, createSession, runSession } from '../../runtime/ort.js';
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import { requireNames, requireShapes } from './model-checks.js';
 import { lowerThreadPriority } from '../../runtime/thread-priority.js';
+import { normalizeInto } from '../../runtime/pixels.js';
 import { rolloutMeanInto } from './attention.js';
 import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from './relevance.js';
 import {
@@ -24,8 +25,10 @@ const control = new Int32Array(init.control);
 // before any session: ONNX Runtime's own threads start at this thread's priority
 lowerThreadPriority(init.nice);
 const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
-/** A model's sessions: the model's, and its full and light explanation graphs' where it has them. */
-type Sessions = { session: Session; model: WorkerModel; full: Session | null; light: Session | null };
+/** A model's sessions: the model's, and its full and light explanation graphs' where it has them; and
+ *  the float array its batches are made in, kept from run to run (a fresh one each run cost the
+ *  event loop ~300 page faults an image at 224 px). */
+type Sessions = { session: Session; model: WorkerModel; full: Session | null; light: Session | null; batch: Float32Array };
 const sessions = new Map<string, Sessions>();
 
 /** Opens a model's sessions and checks its names; a model that fails is skipped, with the reason. */
@@ -65,7 +68,7 @@ async function open(m: WorkerModel): Promise<void> {
       requireNames(m, r.lightFile, light, [m.inputName, r.classInput], [m.logitsOutput, ...m.attentionOutputs, r.gradientOutputs.at(-1)!]);
     }
   }
-  sessions.set(m.key, { session, model: m, full, light });
+  sessions.set(m.key, { session, model: m, full, light, batch: new Float32Array(0) });
   providers[m.name] = session.provider;
   adapters[m.name] = session.adapter;
 }
@@ -80,6 +83,27 @@ async function start(): Promise<void> {
   send({ type: 'ready', providers, adapters, skipped });
 }
 
+/** The batch's input: each image's floats, or its bytes normalized, in the model's kept array (grown
+ *  to the largest batch yet). The pool sends a worker one run at a time; should a second come while
+ *  one is in flight, it gets an array of its own. */
+function batchOf(s: Sessions, req: RunRequest): Float32Array {
+  const { model } = s;
+  const per = model.inputDims[0] * model.inputDims[1] * model.inputDims[2];
+  const bytes = model.inputDims[1] * model.inputDims[2] * 3;
+  let batch: Float32Array;
+  if (running > 1) batch = new Float32Array(req.n * per);
+  else {
+    if (s.batch.length < req.n * per) s.batch = new Float32Array(req.n * per);
+    batch = s.batch.subarray(0, req.n * per);
+  }
+  req.images.forEach((image, i) => {
+    if (image instanceof Float32Array && image.length === per) batch.set(image, i * per);
+    else if (image instanceof Uint8Array && image.length === bytes) normalizeInto(image, model.normalization, batch, i * per);
+    else throw new Error(`model ${model.name}: image ${i} has ${image.length} values; it takes ${per} floats or ${bytes} bytes`);
+  });
+  return batch;
+}
+
 /** An explanation graph for each image's asked class: logits and the default explanation (the last
  *  block's gradient-weighted attention rolled out, relevance.ts lastLayerRelevanceInto), from the
  *  light graph when the model has one and the run asks for it; a full run adds Chefer's relevance,
@@ -92,11 +116,12 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   const lastGradient = r.gradientOutputs.at(-1)!;
   const light = req.explain!.graph === 'light' && s.light ? s.light : null;
   const inputGrad = !light && r.inputGradientOutput && model.grid ? r.inputGradientOutput : null;
+  const pixels = batchOf(s, req);
   const t0 = performance.now();
   const out = await runSession(
     light ?? s.full,
     {
-      [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] },
+      [model.inputName]: { data: pixels, dims: [req.n, ...model.inputDims] },
       [r.classInput]: { data: req.explain!.classes, dims: [req.n] },
     },
     [model.logitsOutput, ...model.attentionOutputs, ...(light ? [lastGradient] : r.gradientOutputs), ...(inputGrad ? [inputGrad] : [])],
@@ -129,7 +154,7 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   let gradInput: Float32Array | null = null;
   if (inputGrad) {
     gradInput = new Float32Array(req.n * patches);
-    for (let i = 0; i < req.n; i++) gradInputInto(req.pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
+    for (let i = 0; i < req.n; i++) gradInputInto(pixels, out[inputGrad].data, i, model.inputDims, model.grid!, gradInput, i * patches);
   }
   const combined = gradInput ? combinedRelevance(chefer, rollouts(layers, req.n, heads, tokens, prefix), gradInput, patches) : null;
   return { ...reply, explanations: { chefer, gradInput, combined } };
@@ -153,8 +178,9 @@ async function run(req: RunRequest): Promise<RunReply> {
   const given = wantRollout ? (model.rolloutOutput ?? null) : null;
   const attentionOutputs = wantRollout && (!given || req.attentions) ? model.attentionOutputs : [];
   const outputs = [model.logitsOutput, ...attentionOutputs, ...(given ? [given] : [])];
+  const pixels = batchOf(s, req);
   const t0 = performance.now();
-  const out = await runSession(s.session, { [model.inputName]: { data: req.pixels, dims: [req.n, ...model.inputDims] } }, outputs);
+  const out = await runSession(s.session, { [model.inputName]: { data: pixels, dims: [req.n, ...model.inputDims] } }, outputs);
   const inferenceMs = performance.now() - t0;
   if (Atomics.load(control, 0) === CRASH) process.exit(1);
   const logits = own(out[model.logitsOutput].data);

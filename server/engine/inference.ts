@@ -7,6 +7,7 @@ import type { ServedModel } from './models.js';
 import { WorkerPool } from './pool.js';
 import { type Device, checkDevice, mayUseWebGpu } from '../../runtime/ort.js';
 import type { WorkerModel } from './inference-protocol.js';
+import { imageSpec } from '../../runtime/pixels.js';
 
 export interface InferenceOptions extends BatcherOptions {
   device: Device;
@@ -51,6 +52,7 @@ export function workerModelOf(m: ServedModel): WorkerModel {
     attentionOutputs: m.grid ? m.config.attention_outputs : [],
     ...(m.grid && m.config.rollout_output ? { rolloutOutput: m.config.rollout_output } : {}),
     inputDims: [m.config.mean.length, m.config.image_size[0], m.config.image_size[1]],
+    normalization: imageSpec(m.config),
     classes: m.config.labels.length,
     prefixTokens: m.config.prefix_tokens ?? 1,
     ...(m.grid ? { grid: m.grid } : {}),

@@ -1,9 +1,9 @@
 // What one request to the batcher asks for and what it gets back; and image i's share of a relevance
 // batch's maps.
 
-import type { ExplanationGraph, Explanations, RunReply } from './inference-protocol.js';
+import type { ExplanationGraph, Explanations, ModelInput, RunReply } from './inference-protocol.js';
 
-export type { ExplanationGraph } from './inference-protocol.js';
+export type { ExplanationGraph, ModelInput } from './inference-protocol.js';
 
 /** A run through an explanation graph for one class (-1: the top prediction, where the graph can). */
 export interface Explain {
@@ -63,7 +63,7 @@ export interface Job {
   model: string;
   /** The queue (queueKey): the model's, or one of its explanation graphs' (they batch apart). */
   key: string;
-  pixels: Float32Array;
+  input: ModelInput;
   options: JobOptions;
   enqueuedAt: number;
   settled: boolean;

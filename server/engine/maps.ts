@@ -3,7 +3,7 @@
 // attentions or, for the class-specific methods, through the explanation graph for the class (one run
 // gives all three of those; a cache, when given, keeps every map made so none is made twice).
 
-import type { Batcher, JobResult } from './batcher.js';
+import type { Batcher, JobResult, ModelInput } from './batcher.js';
 import { type HeadFusion, clsAttention, rollout } from './attention.js';
 import { Errors, Refusals } from '../errors.js';
 import type { ServedModel } from './models.js';
@@ -130,7 +130,7 @@ export interface MadeMap {
 export async function makeMap(
   batcher: Batcher,
   model: ServedModel,
-  pixels: Float32Array,
+  input: ModelInput,
   top: number,
   q: MapQuery,
   ran?: JobResult,
@@ -150,7 +150,7 @@ export async function makeMap(
       ...(method === 'relevance' ? { rule: RELEVANCE_RULE } : method === 'combined' ? { rule: COMBINED_RULE } : {}),
     };
     if (cached) return { method, values: cached, made };
-    const r = await batcher.submit(model.key, pixels, { explain: { class: index, graph: method === 'relevance' ? 'light' : 'full' } });
+    const r = await batcher.submit(model.key, input, { explain: { class: index, graph: method === 'relevance' ? 'light' : 'full' } });
     const maps = classMaps(r, index);
     if (cache) await Promise.all(maps.map(([k, v]) => cache.put(k, v)));
     return { method, values: maps.find(([k]) => k === key)![1], made };
@@ -162,7 +162,7 @@ export async function makeMap(
   const made = { ...(method === 'cls' ? { layer } : {}), head: headText, discard };
   if (cached) return { method, values: cached, made };
   const plain = !needsAttentions(q);
-  const r = ran && (plain ? ran.rollout : ran.attentions) ? ran : await batcher.submit(model.key, pixels, { attentions: !plain });
+  const r = ran && (plain ? ran.rollout : ran.attentions) ? ran : await batcher.submit(model.key, input, { attentions: !plain });
   checkHead(headText, r.heads);
   let values: Float32Array;
   if (plain) values = r.rollout!;

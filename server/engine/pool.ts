@@ -11,6 +11,7 @@ import { Errors } from '../errors.js';
 import {
   CRASH,
   type InferenceMessage,
+  type ModelInput,
   type RunReply,
   type RunRequest,
   type WorkerCommand,
@@ -135,10 +136,19 @@ export class WorkerPool extends EventEmitter {
     return this.slots.find((s) => s?.ready && !s.busy) ?? null;
   }
 
+  /** How many workers have nothing to do. */
+  idleCount(): number {
+    return this.slots.filter((s) => s?.ready && !s.busy).length;
+  }
+
   run(slot: Slot, req: Omit<RunRequest, 'type' | 'id'>): Promise<RunReply> {
     const { id, reply } = slot.inflight.open();
     slot.busy = true;
-    slot.worker.postMessage({ type: 'run', id, ...req } satisfies RunRequest, [req.pixels.buffer as ArrayBuffer]);
+    // the images are copied to the worker (a kept result holds on to its own); a view into a larger
+    // buffer (a Buffer from Node's pool) is copied out first, or the whole buffer would go with it
+    const whole = (a: ModelInput) => a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
+    const images = req.images.map((a) => (whole(a) ? a : a instanceof Float32Array ? a.slice() : new Uint8Array(a)));
+    slot.worker.postMessage({ type: 'run', id, ...req, images } satisfies RunRequest);
     return reply;
   }
 

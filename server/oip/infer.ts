@@ -7,10 +7,10 @@
 
 import { Errors, ServiceError } from '../errors.js';
 import type { Gate } from '../gate.js';
-import type { Batcher } from '../engine/batcher.js';
+import type { Batcher, ModelInput } from '../engine/batcher.js';
 import { classifyAndExplain } from '../engine/classify.js';
 import type { ServedModel } from '../engine/models.js';
-import { prepareImage } from '../engine/preprocess.js';
+import { decodeImage } from '../engine/preprocess.js';
 import { imageSpec } from '../../runtime/pixels.js';
 import { type InferRequest, type InputTensor, type OutputTensor, type RequestedOutput, classificationCount, classify } from './bodies.js';
 
@@ -65,7 +65,7 @@ export function checkVersion(m: ServedModel, version: string | undefined): Serve
 }
 
 /** The images of the one input as normalized CHW tensors. */
-async function images(deps: InferDeps, m: ServedModel, t: InputTensor, deadline: number): Promise<Float32Array[]> {
+async function images(deps: InferDeps, m: ServedModel, t: InputTensor, deadline: number): Promise<ModelInput[]> {
   const c = m.config;
   const [h, w] = c.image_size;
   const chw = [c.mean.length, h, w];
@@ -86,7 +86,7 @@ async function images(deps: InferDeps, m: ServedModel, t: InputTensor, deadline:
     return Promise.all(
       t.bytes!.map(async (bytes, i) => {
         try {
-          return (await prepareImage(bytes, imageSpec(c), deps.config.maxPixels, deps.decoders, deadline)).pixels;
+          return (await decodeImage(bytes, imageSpec(c), deps.config.maxPixels, deps.decoders, deadline)).input;
         } catch (err) {
           if (err instanceof ServiceError && err.statusCode < 500)
             throw new ServiceError(

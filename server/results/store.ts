@@ -1,19 +1,24 @@
 // Kept results: what GET /attention/:id needs of a recent classification, so that it can draw it.
-// A kept result is the model input (normalized CHW) and the image the maps are drawn over, ~15 KB for a
-// 32 x 32 model, not the attention probabilities (~270 KB for the seed model): the map is made when it
-// is asked for by running the model again on the input (which gives the same attentions; a relevance
+// A kept result is the model input (its RGB bytes; the worker normalizes them) and the image the maps
+// are drawn over, ~6 KB for a 32 x 32 PNG (at 224 px the two are one 150 KB buffer), not the attention
+// probabilities (~270 KB for the seed model): the map is made when it is asked for by running the
+// model again on the input (which gives the same attentions; a relevance
 // map needs the input anyway). Measured against keeping every layer's attention probabilities in a
 // shared slab that the workers wrote into: docs/architecture.md, "The kept-result path".
 //
 // Two stores with one interface: in the process (a bounded LRU with a time to live; the default), or
 // Redis shared by every replica (results-redis.ts).
 
+import type { ModelInput } from '../engine/job.js';
+
 export interface KeptResult {
   id: string;
   model: string;
   createdAt: number;
   view: { data: Buffer; width: number; height: number };
-  pixels: Float32Array;
+  /** The model input: RGB bytes (HWC) of its size as /classify keeps it, or its normalized CHW floats
+   *  (results a version before the bytes kept in a shared store). */
+  input: ModelInput;
   /** The top prediction's index: the class a relevance map explains by default. */
   top: number;
   /** The model version that classified it (ServedModel.version, fingerprint): a map of it is made only
@@ -53,8 +58,9 @@ export function unusableKept(
   model: { config: { mean: readonly number[]; image_size: readonly number[]; labels: readonly string[] } },
 ): string | null {
   const [h, w] = model.config.image_size;
-  const want = model.config.mean.length * h * w;
-  if (r.pixels.length !== want) return `its input holds ${r.pixels.length} values where the model takes ${want}`;
+  const want = r.input instanceof Float32Array ? model.config.mean.length * h * w : h * w * 3;
+  const what = r.input instanceof Float32Array ? 'floats' : 'bytes';
+  if (r.input.length !== want) return `its input holds ${r.input.length} ${what} where the model takes ${want}`;
   const { width, height, data } = r.view;
   if (
     !Number.isSafeInteger(width) ||

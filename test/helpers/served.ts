@@ -71,7 +71,7 @@ export async function assertServedAsPyTorch(t: Test, app: FastifyInstance, name:
     const model = app.vitrine.models.find((m) => m.name === name)!;
     t.ok(model.lightExplanationFile, `${name}: the folder has the light explanation graph`);
     const kept = (await app.vitrine.results.get(body.id))!;
-    const full = await app.vitrine.batcher.submit(name, kept.pixels, { explain: { class: body.predictions[0].index, graph: 'full' } });
+    const full = await app.vitrine.batcher.submit(name, kept.input, { explain: { class: body.predictions[0].index, graph: 'full' } });
     const fromFull = scaled(full.relevance!);
     t.ok(
       worst(served.relevance, fromFull) <= 1e-4,

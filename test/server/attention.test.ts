@@ -94,13 +94,13 @@ t.test('the memory results store is an LRU with a time to live', async (t) => {
     id,
     model: 'm',
     createdAt: now,
-    pixels: new Float32Array([1, 2, 3]),
+    input: new Float32Array([1, 2, 3]),
     top: 1,
     view: { data: Buffer.alloc(3), width: 1, height: 1 },
   });
   await store.put(entry('a'));
   await store.put(entry('b'));
-  t.same(Array.from((await store.get('a'))!.pixels), [1, 2, 3], 'a is there (and now most recent)');
+  t.same(Array.from((await store.get('a'))!.input), [1, 2, 3], 'a is there (and now most recent)');
   await store.put(entry('c'));
   t.notOk(await store.get('b'), 'b, least recently used, was evicted');
   t.ok((await store.get('a')) && (await store.get('c')));

@@ -13,7 +13,6 @@ import { until as untilNamed } from '../helpers/wait.js';
 const until = (check: () => boolean) => untilNamed('the batcher dispatched', check);
 
 const CLASSES = 3;
-const PER = 2; // floats per image
 
 interface Run {
   request: Omit<RunRequest, 'type' | 'id'>;
@@ -33,6 +32,9 @@ class FakePool extends EventEmitter {
     const i = this.busy.indexOf(false);
     return i < 0 ? null : ({ index: i } as never);
   }
+  idleCount() {
+    return this.busy.filter((b) => !b).length;
+  }
   run(slot: { index: number }, request: Omit<RunRequest, 'type' | 'id'>): Promise<RunReply> {
     this.busy[slot.index] = true;
     return new Promise((resolve, reject) => {
@@ -44,10 +46,10 @@ class FakePool extends EventEmitter {
         request,
         answer: () => {
           const logits = new Float32Array(request.n * CLASSES);
-          for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.pixels[i * PER] + k;
+          for (let i = 0; i < request.n; i++) for (let k = 0; k < CLASSES; k++) logits[i * CLASSES + k] = request.images[i][0] + k;
           // every map of image i carries its marker (its first pixel), so a map handed to the wrong job shows
           const marked = (per: number, add: number) =>
-            Float32Array.from({ length: request.n * per }, (_, j) => request.pixels[Math.floor(j / per) * PER] + add);
+            Float32Array.from({ length: request.n * per }, (_, j) => request.images[Math.floor(j / per)][0] + add);
           const relevance = request.explain
             ? Float32Array.from({ length: request.n * 4 }, (_, j) => request.explain!.classes[Math.floor(j / 4)])
             : null;
@@ -113,6 +115,30 @@ t.test('a lone job leaves after max-delay', async (t) => {
   await until(() => pool.runs.length === 1);
   pool.runs[0].answer();
   t.equal((await job).batchSize, 1);
+});
+
+t.test('while another worker is free a lone job leaves at once; the last free worker waits for company', async (t) => {
+  const { pool, batcher } = setup(2, { maxDelayMs: 60_000 });
+  const first = batcher.submit('m', image(1));
+  t.equal(pool.runs.length, 1, 'two workers free: sent at once');
+  const second = batcher.submit('m', image(2));
+  const third = batcher.submit('m', image(3));
+  t.equal(pool.runs.length, 1, 'one worker free: the next wait for company');
+  const fourth = batcher.submit('m', image(4));
+  const fifth = batcher.submit('m', image(5));
+  t.equal(pool.runs.length, 2, 'until their batch is full');
+  t.equal(pool.runs[1].request.n, 4);
+  for (const r of pool.runs) r.answer();
+  t.same(
+    (await Promise.all([first, second, third, fourth, fifth])).map((r) => [r.logits[0], r.batchSize]),
+    [
+      [1, 1],
+      [2, 4],
+      [3, 4],
+      [4, 4],
+      [5, 4],
+    ],
+  );
 });
 
 t.test('flush (a server draining): a job waiting for company leaves at once', async (t) => {

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import t from 'tap';
 import { multipart, png, testApp, testImage } from '../helpers/server.js';
 import { maxAbsDiff } from '../helpers/opcheck.js';
+import { softmax, topPredictions } from '../../server/engine/classify.js';
 
 const raw = (body: Buffer, type = 'image/png') => ({ payload: body, headers: { 'content-type': type } });
 
@@ -81,7 +82,7 @@ t.test('classify: attention=none|rollout|cls|full', async (t) => {
   t.ok(Math.abs(rowSum - 1) < 1e-4, `attention rows are distributions (${rowSum})`);
   // written by a drawing worker as text: every probability of the image's own run, to six decimals
   const kept = (await app.vitrine.results.get(full.id))!;
-  const run = await app.vitrine.batcher.submit('vit-cifar10', kept.pixels, { attentions: true });
+  const run = await app.vitrine.batcher.submit('vit-cifar10', kept.input, { attentions: true });
   const want = run.attentions!.map((l) =>
     Array.from({ length: 4 }, (_, h) =>
       Array.from({ length: 65 }, (_, i) => Array.from(l.subarray((h * 65 + i) * 65, (h * 65 + i + 1) * 65), (v) => +v.toFixed(6))),
@@ -296,4 +297,28 @@ t.test('with a key set, nothing names a model without it, and the OpenAPI docume
   t.same(doc.paths['/models'].get.security, [{ bearer: [] }]);
   t.equal(doc.paths['/healthz'].get.security, undefined, '/healthz does not');
   t.equal(doc.paths['/readyz'].get.security, undefined);
+});
+
+t.test('top predictions: the k most probable, ties in class order, as a sort of every class gives', async (t) => {
+  const labels = Array.from({ length: 1000 }, (_, i) => `c${i}`);
+  // few distinct values, so that ties are everywhere
+  const logits = Float32Array.from(labels, (_, i) => Math.round(Math.sin(i * 12.9898) * 4) / 2);
+  const probs = softmax(logits);
+  const sorted = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a] || a - b);
+  for (const k of [1, 5, 37, 1000, 5000]) {
+    const top = topPredictions(logits, labels, k);
+    t.same(
+      top.map((p) => p.index),
+      sorted.slice(0, k),
+      `k = ${k}`,
+    );
+    t.ok(
+      top.every((p) => p.label === labels[p.index] && p.probability === probs[p.index]),
+      `k = ${k}: labels and probabilities`,
+    );
+  }
+  t.same(
+    topPredictions(Float32Array.of(1, 3, 2), ['a', 'b', 'c'], 2).map((p) => p.label),
+    ['b', 'c'],
+  );
 });

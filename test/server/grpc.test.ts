@@ -4,7 +4,7 @@
 
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { prepareImage } from '../../server/engine/preprocess.js';
+import { prepareImage } from '../../runtime/image.js';
 import { png, testImage } from '../helpers/server.js';
 import { grpcApp, grpcError, status } from '../helpers/grpc.js';
 import { assertClose } from '../helpers/opcheck.js';
@@ -15,7 +15,7 @@ const MODEL = 'vit-cifar10';
 async function pixelsOf(app: FastifyInstance, img: Buffer): Promise<Float32Array> {
   const m = app.vitrine.model(MODEL).config;
   const [height, width] = m.image_size;
-  return (await prepareImage(img, { height, width, mean: m.mean, std: m.std }, 1e6)).pixels;
+  return (await prepareImage(img, { height, width, mean: m.mean, std: m.std }, { maxPixels: 1e6 })).pixels;
 }
 
 async function restInfer(app: FastifyInstance, body: object, model = MODEL) {

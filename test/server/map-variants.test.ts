@@ -16,7 +16,7 @@ t.test('the memory store keeps the most recently made maps of a result, up to th
     model: 'm',
     createdAt: Date.now(),
     view: { data: Buffer.alloc(3), width: 1, height: 1 },
-    pixels: new Float32Array(3),
+    input: new Float32Array(3),
     top: 0,
   });
   for (let i = 0; i < 100; i++) await store.putMap('r', `rollout::mean:${i}e-9`, Float32Array.of(i));

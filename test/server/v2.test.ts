@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { prepareImage } from '../../server/engine/preprocess.js';
+import { prepareImage } from '../../runtime/image.js';
 import { png, testApp, testImage } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
 import { ROOT } from '../helpers/cli.js';
@@ -22,7 +22,7 @@ async function classifyLogits(app: FastifyInstance, img: Buffer): Promise<number
 async function pixelsOf(app: FastifyInstance, img: Buffer): Promise<Float32Array> {
   const m = app.vitrine.model('vit-cifar10').config;
   const [height, width] = m.image_size;
-  return (await prepareImage(img, { height, width, mean: m.mean, std: m.std }, 1e6)).pixels;
+  return (await prepareImage(img, { height, width, mean: m.mean, std: m.std }, { maxPixels: 1e6 })).pixels;
 }
 
 const infer = (app: FastifyInstance, body: unknown, url = URL) =>

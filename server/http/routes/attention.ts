@@ -89,7 +89,7 @@ export async function attentionRoutes(app: FastifyInstance): Promise<void> {
         making = makeMap(
           ctx.batcher,
           model,
-          stored.pixels,
+          stored.input,
           stored.top,
           q,
           undefined,

@@ -10,7 +10,7 @@ import { imageSpec } from '../../../runtime/pixels.js';
 import { type ClassifyOptions, type Classified, classifyAndExplain } from '../../engine/classify.js';
 import type { ServedModel } from '../../engine/models.js';
 import { mapCache } from '../../results/store.js';
-import { prepareImage } from '../../engine/preprocess.js';
+import { decodeImage } from '../../engine/preprocess.js';
 import { ClassifyQuery, ClassifyResponse, errors } from '../schemas.js';
 
 async function readImage(request: FastifyRequest, bodyLimit: number): Promise<Buffer> {
@@ -108,11 +108,11 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
       if (attention === 'full' && model.heads !== null) refuseLargeFull(model.config.attention_outputs.length, model.heads, tokens);
 
       const bytes = await readImage(request, config.bodyLimit);
-      const image = await prepareImage(bytes, imageSpec(model.config), config.maxPixels, ctx.decoders, started + config.timeoutMs);
+      const image = await decodeImage(bytes, imageSpec(model.config), config.maxPixels, ctx.decoders, started + config.timeoutMs);
       const decoded = performance.now();
 
       const id = randomUUID();
-      const [c] = await classifyAndExplain(batcher, model, [image.pixels], {
+      const [c] = await classifyAndExplain(batcher, model, [image.input], {
         tta: request.query.tta,
         topk: request.query.topk ?? 5,
         ...askOf(attention),
@@ -128,7 +128,7 @@ export async function classifyRoutes(app: FastifyInstance): Promise<void> {
             fingerprint: model.fingerprint,
             createdAt: ctx.now(),
             view: image.view,
-            pixels: image.pixels,
+            input: image.input,
             top,
           })
         : results.noteUnkept(id, model.name);
