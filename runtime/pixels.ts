@@ -23,6 +23,12 @@ export interface ImageSpec {
 /** How an image is fitted to the input (what decoding needs of a spec). */
 export type Geometry = Pick<ImageSpec, 'width' | 'height' | 'fit' | 'resample'>;
 
+/** An image as a model takes it: its normalized CHW floats (an Open Inference Protocol FP32 tensor, a
+ *  tensor given to the API), or the RGB bytes (HWC) of the model's input size that a decode makes,
+ *  normalized where the batch is made (the server's inference worker: normalizeInto, the same floats):
+ *  a fourth of the memory to keep and to pass, and no fresh float array on the service's event loop. */
+export type ModelInput = Float32Array | Uint8Array;
+
 /** What normalizing an image needs of a spec: the input's size and each channel's map. */
 export type Normalization = Pick<ImageSpec, 'width' | 'height' | 'mean' | 'std' | 'rescale'>;
 

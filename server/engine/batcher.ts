@@ -125,8 +125,7 @@ export class Batcher {
       const q = this.queues.get(key)!;
       const model = q[0].model;
       const waited = performance.now() - q[0].enqueuedAt;
-      const waitForCompany = q.length < this.o.maxBatch && waited < this.o.maxDelayMs && this.pool.idleCount() < 2;
-      if (!this.flushing && waitForCompany) {
+      if (!this.flushing && q.length < this.o.maxBatch && waited < this.o.maxDelayMs && this.pool.idleCount() < 2) {
         if (!this.wake) {
           this.wake = setTimeout(
             () => {
@@ -146,7 +145,6 @@ export class Batcher {
   }
 
   private dispatch(slot: Slot, model: string, jobs: Job[]): void {
-    // each image as it came (the worker makes the batch: no batch-sized copy here)
     const images = jobs.map((j) => j.input);
     const explain = jobs[0].options.explain;
     if (explain) {

@@ -10,13 +10,9 @@
 
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import type { Device } from '../../runtime/ort.js';
-import type { Normalization } from '../../runtime/pixels.js';
+import type { ModelInput, Normalization } from '../../runtime/pixels.js';
 
-/** An image as a model takes it: its normalized CHW floats (an Open Inference Protocol FP32 tensor, a
- *  tensor given to the API), or the RGB bytes (HWC) of the model's input size that a decode makes,
- *  normalized by the inference worker into its batch (runtime/pixels.ts normalizeInto, the same floats):
- *  a fourth of the memory to keep and to pass, and no fresh float array on the event loop. */
-export type ModelInput = Float32Array | Uint8Array;
+export type { ModelInput } from '../../runtime/pixels.js';
 
 export interface WorkerModel {
   name: string;

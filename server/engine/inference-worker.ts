@@ -7,8 +7,7 @@ import { type Session, createSession, runSession } from '../../runtime/ort.js';
 import type { GpuAdapter } from '../../runtime/gpu.js';
 import { requireNames, requireShapes } from './model-checks.js';
 import { lowerThreadPriority } from '../../runtime/thread-priority.js';
-import { normalizeInto } from '../../runtime/pixels.js';
-import { rolloutMeanInto } from './attention.js';
+import { batchInput, own, rollouts } from './worker-arrays.js';
 import { combinedRelevance, gradInputInto, lastLayerRelevanceInto, relevanceInto } from './relevance.js';
 import {
   CRASH,
@@ -83,25 +82,13 @@ async function start(): Promise<void> {
   send({ type: 'ready', providers, adapters, skipped });
 }
 
-/** The batch's input: each image's floats, or its bytes normalized, in the model's kept array (grown
- *  to the largest batch yet). The pool sends a worker one run at a time; should a second come while
- *  one is in flight, it gets an array of its own. */
+/** The batch's input, in the model's kept array (grown to the largest batch yet). The pool sends a
+ *  worker one run at a time; should a second come while one is in flight, it gets an array of its own. */
 function batchOf(s: Sessions, req: RunRequest): Float32Array {
-  const { model } = s;
-  const per = model.inputDims[0] * model.inputDims[1] * model.inputDims[2];
-  const bytes = model.inputDims[1] * model.inputDims[2] * 3;
-  let batch: Float32Array;
-  if (running > 1) batch = new Float32Array(req.n * per);
-  else {
-    if (s.batch.length < req.n * per) s.batch = new Float32Array(req.n * per);
-    batch = s.batch.subarray(0, req.n * per);
-  }
-  req.images.forEach((image, i) => {
-    if (image instanceof Float32Array && image.length === per) batch.set(image, i * per);
-    else if (image instanceof Uint8Array && image.length === bytes) normalizeInto(image, model.normalization, batch, i * per);
-    else throw new Error(`model ${model.name}: image ${i} has ${image.length} values; it takes ${per} floats or ${bytes} bytes`);
-  });
-  return batch;
+  if (running > 1) return batchInput(s.model, req.images);
+  const need = req.n * s.model.inputDims.reduce((a, b) => a * b, 1);
+  if (s.batch.length < need) s.batch = new Float32Array(need);
+  return batchInput(s.model, req.images, s.batch);
 }
 
 /** An explanation graph for each image's asked class: logits and the default explanation (the last
@@ -160,13 +147,6 @@ async function runRelevance(req: RunRequest, s: Sessions): Promise<RunReply> {
   return { ...reply, explanations: { chefer, gradInput, combined } };
 }
 
-/** The default rollout of each of the n images of a batch, tokens - prefix values each. */
-function rollouts(layers: readonly Float32Array[], n: number, heads: number, tokens: number, prefix: number): Float32Array<ArrayBuffer> {
-  const maps = new Float32Array(n * (tokens - prefix));
-  for (let i = 0; i < n; i++) rolloutMeanInto(layers, i, heads, tokens, maps, i * (tokens - prefix), prefix);
-  return maps;
-}
-
 async function run(req: RunRequest): Promise<RunReply> {
   const s = sessions.get(req.model);
   if (!s) throw new Error(`unknown model ${req.model}`);
@@ -204,11 +184,6 @@ async function run(req: RunRequest): Promise<RunReply> {
     prefix,
     inferenceMs,
   };
-}
-
-/** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
-function own(a: Float32Array): Float32Array {
-  return a.byteOffset === 0 && a.buffer.byteLength === a.byteLength && a.buffer instanceof ArrayBuffer ? a : Float32Array.from(a);
 }
 
 /** A version loaded while serving: its sessions opened beside the others (unload releases them). */

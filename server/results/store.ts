@@ -9,7 +9,7 @@
 // Two stores with one interface: in the process (a bounded LRU with a time to live; the default), or
 // Redis shared by every replica (results-redis.ts).
 
-import type { ModelInput } from '../engine/job.js';
+import type { ModelInput } from '../../runtime/pixels.js';
 
 export interface KeptResult {
   id: string;

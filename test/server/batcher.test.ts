@@ -119,6 +119,7 @@ t.test('a lone job leaves after max-delay', async (t) => {
 
 t.test('while another worker is free a lone job leaves at once; the last free worker waits for company', async (t) => {
   const { pool, batcher } = setup(2, { maxDelayMs: 60_000 });
+  t.teardown(() => batcher.close()); // its wake-up timer, set while the second batch waited
   const first = batcher.submit('m', image(1));
   t.equal(pool.runs.length, 1, 'two workers free: sent at once');
   const second = batcher.submit('m', image(2));

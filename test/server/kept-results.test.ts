@@ -6,7 +6,7 @@
 
 import t from 'tap';
 import { imageSpec, normalize } from '../../runtime/pixels.js';
-import { encodeKept } from '../../server/results/redis.js';
+import { encodeKept } from '../../server/results/kept-format.js';
 import { appOnRedis } from '../helpers/redis.js';
 import { testWith } from '../helpers/services.js';
 import { multipart, testImage } from '../helpers/server.js';
