@@ -25,8 +25,8 @@ const control = new Int32Array(init.control);
 lowerThreadPriority(init.nice);
 const send = (m: InferenceMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(m, transfer);
 /** A model's sessions: the model's, and its full and light explanation graphs' where it has them; and
- *  the float array its batches are made in, kept from run to run (a fresh one each run cost the
- *  event loop ~300 page faults an image at 224 px). */
+ *  the float array its batches are made in, kept from run to run so that its pages (600 KB an image
+ *  at 224 px) are not faulted in afresh for every batch. */
 type Sessions = { session: Session; model: WorkerModel; full: Session | null; light: Session | null; batch: Float32Array };
 const sessions = new Map<string, Sessions>();
 
