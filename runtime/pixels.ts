@@ -29,6 +29,12 @@ export type Geometry = Pick<ImageSpec, 'width' | 'height' | 'fit' | 'resample'>;
  *  a fourth of the memory to keep and to pass, and no fresh float array on the service's event loop. */
 export type ModelInput = Float32Array | Uint8Array;
 
+/** How many values an input of this kind holds for a model of [channels, height, width]: CHW floats, or
+ *  RGB bytes whatever the channels (normalize reads channel c from byte c mod 3). */
+export function modelInputLength(input: ModelInput, [channels, height, width]: readonly number[]): number {
+  return input instanceof Float32Array ? channels * height * width : height * width * 3;
+}
+
 /** What normalizing an image needs of a spec: the input's size and each channel's map. */
 export type Normalization = Pick<ImageSpec, 'width' | 'height' | 'mean' | 'std' | 'rescale'>;
 

@@ -11,13 +11,13 @@ import { Errors } from '../errors.js';
 import {
   CRASH,
   type InferenceMessage,
-  type ModelInput,
   type RunReply,
   type RunRequest,
   type WorkerCommand,
   type WorkerInit,
   type WorkerModel,
 } from './inference-protocol.js';
+import { ownsBuffer } from './worker-arrays.js';
 
 type LoadReply = { provider: string; adapter: GpuAdapter | null };
 
@@ -146,8 +146,7 @@ export class WorkerPool extends EventEmitter {
     slot.busy = true;
     // the images are copied to the worker (a kept result holds on to its own); a view into a larger
     // buffer (a Buffer from Node's pool) is copied out first, or the whole buffer would go with it
-    const whole = (a: ModelInput) => a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
-    const images = req.images.map((a) => (whole(a) ? a : a instanceof Float32Array ? a.slice() : new Uint8Array(a)));
+    const images = req.images.map((a) => (ownsBuffer(a) ? a : a instanceof Float32Array ? a.slice() : new Uint8Array(a)));
     slot.worker.postMessage({ type: 'run', id, ...req, images } satisfies RunRequest);
     return reply;
   }

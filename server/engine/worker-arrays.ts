@@ -1,7 +1,7 @@
 // The arrays an inference worker makes and sends: a batch's input from its images (floats as they
 // came, bytes normalized), and the reply's arrays (transferred, not copied, where they can be).
 
-import { type ModelInput, normalizeInto } from '../../runtime/pixels.js';
+import { type ModelInput, modelInputLength, normalizeInto } from '../../runtime/pixels.js';
 import { rolloutMeanInto } from './attention.js';
 import type { WorkerModel } from './inference-protocol.js';
 
@@ -13,16 +13,20 @@ export function batchInput(
   images: readonly ModelInput[],
   into?: Float32Array,
 ): Float32Array {
-  const [, h, w] = model.inputDims;
-  const per = model.inputDims[0] * h * w;
+  const [c, h, w] = model.inputDims;
+  const per = c * h * w;
   const batch = into ? into.subarray(0, images.length * per) : new Float32Array(images.length * per);
   images.forEach((image, i) => {
-    if (image instanceof Float32Array && image.length === per) batch.set(image, i * per);
-    else if (image instanceof Uint8Array && image.length === h * w * 3) normalizeInto(image, model.normalization, batch, i * per);
-    else throw new Error(`model ${model.name}: image ${i} has ${image.length} values; it takes ${per} floats or ${h * w * 3} bytes`);
+    if (image.length !== modelInputLength(image, model.inputDims))
+      throw new Error(`model ${model.name}: image ${i} has ${image.length} values; it takes ${per} floats or ${h * w * 3} bytes`);
+    if (image instanceof Float32Array) batch.set(image, i * per);
+    else normalizeInto(image, model.normalization, batch, i * per);
   });
   return batch;
 }
+
+/** Whether a typed array spans its whole buffer (so that it can be sent or transferred as it is). */
+export const ownsBuffer = (a: ArrayBufferView): boolean => a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
 
 /** The default rollout of each of the n images of a batch, tokens - prefix values each. */
 export function rollouts(
@@ -39,5 +43,5 @@ export function rollouts(
 
 /** The array itself when it owns its whole buffer (ONNX Runtime's outputs do), so it can be transferred; else a copy. */
 export function own(a: Float32Array): Float32Array {
-  return a.byteOffset === 0 && a.buffer.byteLength === a.byteLength && a.buffer instanceof ArrayBuffer ? a : Float32Array.from(a);
+  return ownsBuffer(a) && a.buffer instanceof ArrayBuffer ? a : Float32Array.from(a);
 }

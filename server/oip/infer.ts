@@ -64,7 +64,8 @@ export function checkVersion(m: ServedModel, version: string | undefined): Serve
   return m;
 }
 
-/** The images of the one input as normalized CHW tensors. */
+/** The images of the one input: an FP32 tensor's normalized CHW floats, or image files decoded to
+ *  RGB bytes (engine/job.ts ModelInput). */
 async function images(deps: InferDeps, m: ServedModel, t: InputTensor, deadline: number): Promise<ModelInput[]> {
   const c = m.config;
   const [h, w] = c.image_size;

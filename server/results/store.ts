@@ -2,14 +2,14 @@
 // A kept result is the model input (its RGB bytes; the worker normalizes them) and the image the maps
 // are drawn over, ~6 KB for a 32 x 32 PNG (at 224 px the two are one 150 KB buffer), not the attention
 // probabilities (~270 KB for the seed model): the map is made when it is asked for by running the
-// model again on the input (which gives the same attentions; a relevance
-// map needs the input anyway). Measured against keeping every layer's attention probabilities in a
+// model again on the input (which gives the same attentions; a relevance map needs the input
+// anyway). Measured against keeping every layer's attention probabilities in a
 // shared slab that the workers wrote into: docs/architecture.md, "The kept-result path".
 //
 // Two stores with one interface: in the process (a bounded LRU with a time to live; the default), or
-// Redis shared by every replica (results-redis.ts).
+// Redis shared by every replica (redis.ts).
 
-import type { ModelInput } from '../../runtime/pixels.js';
+import { type ModelInput, modelInputLength } from '../../runtime/pixels.js';
 
 export interface KeptResult {
   id: string;
@@ -57,8 +57,7 @@ export function unusableKept(
   r: KeptResult,
   model: { config: { mean: readonly number[]; image_size: readonly number[]; labels: readonly string[] } },
 ): string | null {
-  const [h, w] = model.config.image_size;
-  const want = r.input instanceof Float32Array ? model.config.mean.length * h * w : h * w * 3;
+  const want = modelInputLength(r.input, [model.config.mean.length, ...model.config.image_size]);
   const what = r.input instanceof Float32Array ? 'floats' : 'bytes';
   if (r.input.length !== want) return `its input holds ${r.input.length} ${what} where the model takes ${want}`;
   const { width, height, data } = r.view;
